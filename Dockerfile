@@ -1,0 +1,12 @@
+# hookline gateway image, used by docker-compose.yml.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin hookline
+
+FROM debian:bookworm-slim
+COPY --from=build /src/target/release/hookline /usr/local/bin/hookline
+COPY rules /rules
+ENV HOOKLINE_RULES=/rules HOOKLINE_DATA=/data
+EXPOSE 1883
+ENTRYPOINT ["hookline", "run"]

@@ -1,0 +1,95 @@
+//! The embedded MQTT broker: rumqttd's router and TCP server, with the hook tap as the
+//! codec of every connection.
+//!
+//! rumqttd's router runs on its own thread (as rumqttd designs it); the server's accept
+//! loop and connection tasks run on our tokio runtime. One listener serves MQTT 3.1.1 and
+//! MQTT 5: the tap picks the codec from the CONNECT's protocol level.
+
+mod publishers;
+mod tap;
+pub mod wire;
+
+use std::sync::Arc;
+
+use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings};
+
+pub use publishers::PublisherIndex;
+pub use tap::{TapCodec, TapShared};
+
+use crate::config::BrokerConfig;
+
+/// Commit-log segment size per subscription filter; with `SEGMENT_COUNT` it bounds how
+/// far a slow subscriber may lag before the broker drops its oldest messages.
+const SEGMENT_SIZE: usize = 1024 * 1024;
+const SEGMENT_COUNT: usize = 8;
+
+/// A running broker. Dropping it does not stop rumqttd's router thread (rumqttd has no
+/// way to), only the listener.
+pub struct Broker {
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Broker {
+    /// Binds the listener and starts accepting clients; every connection raises its hook
+    /// events through `tap`.
+    pub async fn start(config: &BrokerConfig, tap: Arc<TapShared>) -> std::io::Result<Broker> {
+        let router_config = RouterConfig {
+            max_connections: config.max_connections,
+            max_outgoing_packet_count: 200,
+            max_segment_size: SEGMENT_SIZE,
+            max_segment_count: SEGMENT_COUNT,
+            ..RouterConfig::default()
+        };
+        let router_tx = Router::new(0, router_config).spawn();
+
+        // rumqttd binds inside `Server::start` and only logs a bind failure; bind once
+        // here first so a taken port is reported to the user as an error.
+        drop(std::net::TcpListener::bind(config.listen).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen for MQTT on {}: {e}", config.listen))
+        })?);
+
+        let settings = ServerSettings {
+            name: "mqtt".to_string(),
+            listen: config.listen,
+            tls: None,
+            next_connection_delay_ms: 0,
+            connections: ConnectionSettings {
+                connection_timeout_ms: config.connect_timeout_ms,
+                max_payload_size: config.max_packet_size,
+                max_inflight_count: config.max_inflight,
+                auth: None,
+                external_auth: None,
+                dynamic_filters: true,
+            },
+        };
+        let mut server = Server::new(settings, router_tx, TapCodec::new(tap));
+        let listen = config.listen;
+        let server = tokio::spawn(async move {
+            if let Err(e) = server.start(LinkType::Remote).await {
+                tracing::error!(%listen, error = %e, "MQTT listener stopped");
+            }
+        });
+        wait_until_bound(listen).await;
+        tracing::info!(%listen, "MQTT listener up (MQTT 3.1.1 and 5)");
+        Ok(Broker { server })
+    }
+
+    /// Stops accepting new connections.
+    pub fn stop_accepting(&self) {
+        self.server.abort();
+    }
+}
+
+/// rumqttd binds in its own task; wait (briefly) until the port is taken, so clients
+/// connecting right after `start` returns are not refused. Probing with `bind` rather
+/// than `connect` leaves no half-open MQTT connection behind.
+async fn wait_until_bound(listen: std::net::SocketAddr) {
+    for _ in 0..400 {
+        match std::net::TcpListener::bind(listen) {
+            Ok(probe) => drop(probe),
+            Err(_) => return,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    tracing::warn!(%listen, "MQTT listener not bound after 2 s");
+}

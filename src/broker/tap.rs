@@ -1,0 +1,425 @@
+//! The hook tap: an MQTT codec that wraps rumqttd's own v4/v5 codecs and raises hook
+//! events from the packets it decodes and encodes.
+//!
+//! rumqttd's `Server` clones its protocol value once per accepted connection, so each
+//! `TapCodec` clone is one connection: it owns that connection's state (client id,
+//! username, packet ids in flight, pending SUBSCRIBEs) and its `Drop` marks the end of
+//! the connection. It sees the CONNECT before rumqttd has checked it, so a client counts
+//! as connected only once a successful CONNACK is written.
+//!
+//! The tap must never slow the connection task beyond a bounded, non-blocking queue
+//! push (`HookQueue::push`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rumqttd::protocol::{
+    self, v4::V4, v5::V5, ConnectReturnCode, DisconnectReasonCode, LastWill, Packet, PubAckReason,
+    PubRecReason, Protocol, SubscribeReasonCode, UnsubAckReason,
+};
+
+use super::publishers::PublisherIndex;
+use super::wire;
+use crate::hooks::{Hook, HookEvent, HookQueue};
+use crate::metrics::Metrics;
+
+/// State shared by every connection of a listener.
+pub struct TapShared {
+    pub queue: HookQueue,
+    pub publishers: PublisherIndex,
+    pub metrics: Arc<Metrics>,
+    /// Which connection currently owns each client id; an older connection that finds
+    /// a newer owner on its way out was taken over.
+    owners: Mutex<HashMap<Arc<str>, u64>>,
+    next_serial: AtomicU64,
+}
+
+impl TapShared {
+    pub fn new(queue: HookQueue, publishers: PublisherIndex, metrics: Arc<Metrics>) -> TapShared {
+        TapShared {
+            queue,
+            publishers,
+            metrics,
+            owners: Mutex::default(),
+            next_serial: AtomicU64::new(1),
+        }
+    }
+
+    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, u64>> {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One connection's codec. Cloning gives a fresh connection sharing the same queue.
+pub struct TapCodec {
+    shared: Arc<TapShared>,
+    state: Mutex<Connection>,
+}
+
+#[derive(Clone, Copy)]
+enum Version {
+    Unknown,
+    V4,
+    V5,
+}
+
+/// Per-connection state. Locked only by this connection's own task (reads take `&mut`,
+/// writes take `&self`), so the lock is never contended.
+struct Connection {
+    version: Version,
+    serial: u64,
+    /// Set from CONNECT; the client id may still be replaced by the broker's assigned one.
+    client: Option<Client>,
+    connected: bool,
+    will: Option<(LastWill, u32)>,
+    clean_disconnect: bool,
+    protocol_error: bool,
+    last_read: Instant,
+    /// Outgoing QoS 1/2 publishes by packet id, waiting for PUBACK / PUBREC.
+    inflight: HashMap<u16, Delivered>,
+    /// SUBSCRIBE / UNSUBSCRIBE filters by packet id, waiting for their ack.
+    pending_subscribe: HashMap<u16, Vec<String>>,
+    pending_unsubscribe: HashMap<u16, Vec<String>>,
+    /// MQTT 5 topic aliases, incoming and outgoing.
+    aliases_in: HashMap<u16, Bytes>,
+    aliases_out: HashMap<u16, Bytes>,
+}
+
+struct Client {
+    id: Arc<str>,
+    username: Arc<str>,
+    keep_alive: u16,
+    shard: usize,
+}
+
+struct Delivered {
+    topic: Bytes,
+    payload: Bytes,
+    qos: u8,
+    from: Option<Arc<str>>,
+}
+
+impl TapCodec {
+    pub fn new(shared: Arc<TapShared>) -> TapCodec {
+        let serial = shared.next_serial.fetch_add(1, Ordering::Relaxed);
+        TapCodec {
+            shared,
+            state: Mutex::new(Connection {
+                version: Version::Unknown,
+                serial,
+                client: None,
+                connected: false,
+                will: None,
+                clean_disconnect: false,
+                protocol_error: false,
+                last_read: Instant::now(),
+                inflight: HashMap::new(),
+                pending_subscribe: HashMap::new(),
+                pending_unsubscribe: HashMap::new(),
+                aliases_in: HashMap::new(),
+                aliases_out: HashMap::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn emit(&self, client: &Client, event: HookEvent) {
+        self.shared.queue.push(client.shard, event);
+    }
+}
+
+impl Clone for TapCodec {
+    fn clone(&self) -> Self {
+        TapCodec::new(self.shared.clone())
+    }
+}
+
+impl Protocol for TapCodec {
+    fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, protocol::Error> {
+        let shared = self.shared.clone();
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Version::Unknown = state.version {
+            state.version = match wire::connect_level(stream) {
+                Some(5) => Version::V5,
+                Some(_) => Version::V4,
+                // Not a CONNECT at all: let the v4 codec produce its error.
+                None if wire::fixed_header(stream).is_some_and(|(b, _, _)| wire::packet_type(b) != wire::CONNECT) => Version::V4,
+                None => return Err(protocol::Error::InsufficientBytes(stream.len().max(1) + 1)),
+            };
+        }
+        let first_byte = stream.first().copied();
+        let result = match state.version {
+            Version::V5 => V5.read_mut(stream, max_size),
+            _ => V4.read_mut(stream, max_size),
+        };
+        let packet = match result {
+            Ok(packet) => packet,
+            Err(protocol::Error::InsufficientBytes(n)) => return Err(protocol::Error::InsufficientBytes(n)),
+            Err(e) => {
+                state.protocol_error = true;
+                tracing::debug!(error = %e, "malformed MQTT packet, closing the connection");
+                return Err(e);
+            }
+        };
+        state.last_read = Instant::now();
+        observe_incoming(&shared, state, &packet, first_byte.map_or(0, wire::publish_qos));
+        Ok(packet)
+    }
+
+    fn write(&self, packet: Packet, buffer: &mut BytesMut) -> Result<usize, protocol::Error> {
+        let mut state = self.state();
+        let pending = observe_outgoing_before(&self.shared, &mut state, &packet);
+        let start = buffer.len();
+        let written = match state.version {
+            Version::V5 => V5.write(packet, buffer)?,
+            _ => V4.write(packet, buffer)?,
+        };
+        if let Some(mut delivered) = pending {
+            let Some(client) = &state.client else { return Ok(written) };
+            let (qos, pkid) = wire::publish_qos_pkid(&buffer[start..]).unwrap_or((0, 0));
+            delivered.qos = qos;
+            let mut event = HookEvent::new(Hook::MessageDelivered, client.id.clone(), client.username.clone());
+            event.topic = delivered.topic.clone();
+            event.payload = delivered.payload.clone();
+            event.qos = qos;
+            event.from = delivered.from.clone();
+            self.emit(client, event);
+            if qos > 0 {
+                state.inflight.insert(pkid, delivered);
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// Raises events for a packet a client sent.
+fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &Packet, publish_qos: u8) {
+    match packet {
+        Packet::Connect(connect, _, will, will_props, login) => {
+            let username: Arc<str> = login.as_ref().map_or("", |l| l.username.as_str()).into();
+            let id: Arc<str> = connect.client_id.as_str().into();
+            // Claim the id now, before the broker sees this CONNECT: the connection it
+            // replaces can only end after that, and will find it was taken over.
+            if !id.is_empty() {
+                shared.owners().insert(id.clone(), state.serial);
+            }
+            state.client = Some(Client {
+                id,
+                username,
+                keep_alive: connect.keep_alive,
+                shard: shared.queue.shard_for(&connect.client_id),
+            });
+            let delay = will_props.as_ref().and_then(|p| p.delay_interval).unwrap_or(0);
+            state.will = will.clone().map(|w| (w, delay));
+        }
+        Packet::Publish(publish, props) => {
+            let Some(client) = &state.client else { return };
+            let alias = props.as_ref().and_then(|p| p.topic_alias);
+            let topic = resolve_alias(&mut state.aliases_in, &publish.topic, alias);
+            shared.publishers.record(&topic, &publish.payload, &client.id);
+            let mut event = HookEvent::new(Hook::MessagePublish, client.id.clone(), client.username.clone());
+            event.topic = topic;
+            event.payload = publish.payload.clone();
+            event.qos = publish_qos;
+            shared.queue.push(client.shard, event);
+        }
+        Packet::PubAck(ack, _) => {
+            let ok = matches!(ack.reason, PubAckReason::Success | PubAckReason::NoMatchingSubscribers);
+            acked(shared, state, ack.pkid, ok);
+        }
+        Packet::PubRec(rec, _) => {
+            let ok = matches!(rec.reason, PubRecReason::Success | PubRecReason::NoMatchingSubscribers);
+            acked(shared, state, rec.pkid, ok);
+        }
+        Packet::Subscribe(subscribe, _) => {
+            let filters = subscribe.filters.iter().map(|f| f.path.clone()).collect();
+            state.pending_subscribe.insert(subscribe.pkid, filters);
+        }
+        Packet::Unsubscribe(unsubscribe, _) => {
+            state.pending_unsubscribe.insert(unsubscribe.pkid, unsubscribe.filters.clone());
+        }
+        Packet::Disconnect(disconnect, _) => {
+            state.clean_disconnect = disconnect.reason_code != DisconnectReasonCode::DisconnectWithWillMessage;
+        }
+        _ => {}
+    }
+}
+
+/// The full topic of an MQTT 5 publish that may use a topic alias: an empty topic means
+/// "the topic last sent with this alias"; a non-empty one (re)binds the alias.
+fn resolve_alias(aliases: &mut HashMap<u16, Bytes>, topic: &Bytes, alias: Option<u16>) -> Bytes {
+    match alias {
+        Some(alias) if topic.is_empty() => aliases.get(&alias).cloned().unwrap_or_default(),
+        Some(alias) => {
+            aliases.insert(alias, topic.clone());
+            topic.clone()
+        }
+        None => topic.clone(),
+    }
+}
+
+/// A subscriber acknowledged one of our outgoing publishes.
+fn acked(shared: &TapShared, state: &mut Connection, pkid: u16, ok: bool) {
+    let (Some(delivered), Some(client)) = (state.inflight.remove(&pkid), &state.client) else {
+        return;
+    };
+    if !ok {
+        return;
+    }
+    let mut event = HookEvent::new(Hook::MessageAcked, client.id.clone(), client.username.clone());
+    event.topic = delivered.topic;
+    event.payload = delivered.payload;
+    event.qos = delivered.qos;
+    event.from = delivered.from;
+    shared.queue.push(client.shard, event);
+}
+
+/// Raises events for a packet about to be written to a client. An outgoing publish is
+/// returned instead: its QoS and packet id are only known once it is encoded.
+fn observe_outgoing_before(shared: &TapShared, state: &mut Connection, packet: &Packet) -> Option<Delivered> {
+    match packet {
+        Packet::ConnAck(ack, props) => {
+            if ack.code != ConnectReturnCode::Success || state.connected {
+                return None;
+            }
+            let assigned = props.as_ref().and_then(|p| p.assigned_client_identifier.as_deref());
+            let client = state.client.as_mut()?;
+            if let Some(id) = assigned {
+                client.id = id.into();
+                client.shard = shared.queue.shard_for(id);
+                shared.owners().insert(client.id.clone(), state.serial);
+            }
+            state.connected = true;
+            shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+            let event = HookEvent::new(Hook::ClientConnected, client.id.clone(), client.username.clone());
+            shared.queue.push(client.shard, event);
+            None
+        }
+        Packet::Publish(publish, props) => {
+            let alias = props.as_ref().and_then(|p| p.topic_alias);
+            let topic = resolve_alias(&mut state.aliases_out, &publish.topic, alias);
+            Some(Delivered {
+                from: shared.publishers.lookup(&topic, &publish.payload),
+                topic,
+                payload: publish.payload.clone(),
+                qos: 0,
+            })
+        }
+        Packet::SubAck(ack, _) => {
+            let filters = state.pending_subscribe.remove(&ack.pkid)?;
+            let client = state.client.as_ref()?;
+            for (filter, code) in filters.into_iter().zip(&ack.return_codes) {
+                let granted = match code {
+                    SubscribeReasonCode::QoS0 => 0,
+                    SubscribeReasonCode::QoS1 => 1,
+                    SubscribeReasonCode::QoS2 => 2,
+                    SubscribeReasonCode::Success(qos) => *qos as u8,
+                    _ => continue,
+                };
+                let mut event = HookEvent::new(Hook::SessionSubscribed, client.id.clone(), client.username.clone());
+                event.topic = Bytes::from(filter);
+                event.qos = granted;
+                shared.queue.push(client.shard, event);
+            }
+            None
+        }
+        Packet::UnsubAck(ack, _) => {
+            let filters = state.pending_unsubscribe.remove(&ack.pkid)?;
+            let client = state.client.as_ref()?;
+            for (i, filter) in filters.into_iter().enumerate() {
+                // MQTT 3.1.1 UNSUBACKs carry no reasons: every filter succeeded.
+                if ack.reasons.get(i).is_some_and(|r| *r != UnsubAckReason::Success) {
+                    continue;
+                }
+                let mut event = HookEvent::new(Hook::SessionUnsubscribed, client.id.clone(), client.username.clone());
+                event.topic = Bytes::from(filter);
+                shared.queue.push(client.shard, event);
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+impl Drop for TapCodec {
+    fn drop(&mut self) {
+        let shared = self.shared.clone();
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let Some(client) = state.client.as_ref() else { return };
+        let taken_over = {
+            let mut owners = shared.owners();
+            match owners.get(&client.id) {
+                Some(&serial) if serial == state.serial => {
+                    owners.remove(&client.id);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            }
+        };
+        if !state.connected {
+            return;
+        }
+        shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+        let keepalive_expired = client.keep_alive > 0
+            && state.last_read.elapsed() >= Duration::from_secs(client.keep_alive as u64);
+        let reason = if taken_over {
+            "takeover"
+        } else if state.clean_disconnect {
+            "normal"
+        } else if state.protocol_error {
+            "protocol_error"
+        } else if keepalive_expired {
+            "keepalive_timeout"
+        } else {
+            "closed"
+        };
+        let mut event = HookEvent::new(Hook::ClientDisconnected, client.id.clone(), client.username.clone());
+        event.reason = Some(reason);
+        shared.queue.push(client.shard, event);
+
+        if state.clean_disconnect {
+            return;
+        }
+        if let Some((will, delay)) = state.will.take() {
+            let will_event = will_publish(&shared, client, will);
+            if delay == 0 {
+                shared.queue.push(client.shard, will_event);
+            } else {
+                fire_delayed_will(shared, client.id.clone(), client.shard, will_event, delay);
+            }
+        }
+    }
+}
+
+/// The `message.publish` of a will. rumqttd publishes wills from the stored CONNECT,
+/// never through the codec, so the tap raises the event itself.
+fn will_publish(shared: &TapShared, client: &Client, will: LastWill) -> HookEvent {
+    shared.publishers.record(&will.topic, &will.message, &client.id);
+    let mut event = HookEvent::new(Hook::MessagePublish, client.id.clone(), client.username.clone());
+    event.topic = will.topic;
+    event.payload = will.message;
+    event.qos = will.qos as u8;
+    event
+}
+
+/// An MQTT 5 will with a delay fires only if the client has not reconnected by then.
+fn fire_delayed_will(shared: Arc<TapShared>, client_id: Arc<str>, shard: usize, mut event: HookEvent, delay: u32) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        tokio::time::sleep(Duration::from_secs(delay as u64)).await;
+        if shared.owners().contains_key(&client_id) {
+            return;
+        }
+        event.ts_ms = crate::hooks::now_ms();
+        shared.queue.push(shard, event);
+    });
+}

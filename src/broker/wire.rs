@@ -1,0 +1,96 @@
+//! The few MQTT wire fields rumqttd's decoded packets keep private: a publish's QoS and
+//! packet id, and the protocol level of a CONNECT. Read straight from the frame bytes,
+//! without copying. Every function returns `None` on a short or malformed frame; the
+//! codec itself reports those errors.
+
+/// Packet type nibble of a PUBLISH.
+pub const PUBLISH: u8 = 3;
+/// Packet type nibble of a CONNECT.
+pub const CONNECT: u8 = 1;
+
+/// The fixed header: (first byte, remaining length, header length in bytes).
+pub fn fixed_header(frame: &[u8]) -> Option<(u8, usize, usize)> {
+    let first = *frame.first()?;
+    let mut remaining = 0usize;
+    for (i, byte) in frame.iter().skip(1).take(4).enumerate() {
+        remaining |= ((byte & 0x7f) as usize) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((first, remaining, i + 2));
+        }
+    }
+    None
+}
+
+pub fn packet_type(first_byte: u8) -> u8 {
+    first_byte >> 4
+}
+
+pub fn publish_qos(first_byte: u8) -> u8 {
+    (first_byte >> 1) & 0b11
+}
+
+/// QoS and packet id (0 for QoS 0) of a PUBLISH frame.
+pub fn publish_qos_pkid(frame: &[u8]) -> Option<(u8, u16)> {
+    let (first, _, header_len) = fixed_header(frame)?;
+    if packet_type(first) != PUBLISH {
+        return None;
+    }
+    let qos = publish_qos(first);
+    if qos == 0 {
+        return Some((0, 0));
+    }
+    let body = frame.get(header_len..)?;
+    let topic_len = u16::from_be_bytes([*body.first()?, *body.get(1)?]) as usize;
+    let pkid = body.get(2 + topic_len..4 + topic_len)?;
+    Some((qos, u16::from_be_bytes([pkid[0], pkid[1]])))
+}
+
+/// Protocol level of a CONNECT frame (4 = MQTT 3.1.1, 5 = MQTT 5). `None` until the
+/// bytes up to the level have arrived.
+pub fn connect_level(frame: &[u8]) -> Option<u8> {
+    let (first, _, header_len) = fixed_header(frame)?;
+    if packet_type(first) != CONNECT {
+        return None;
+    }
+    let body = frame.get(header_len..)?;
+    let name_len = u16::from_be_bytes([*body.first()?, *body.get(1)?]) as usize;
+    body.get(2 + name_len).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_qos1_publish_pkid() {
+        // PUBLISH qos1, remaining 9: topic "a/b", pkid 0x1234, payload "hi"
+        let frame = [0x32, 9, 0, 3, b'a', b'/', b'b', 0x12, 0x34, b'h', b'i'];
+        assert_eq!(publish_qos_pkid(&frame), Some((1, 0x1234)));
+    }
+
+    #[test]
+    fn qos0_publish_has_no_pkid() {
+        let frame = [0x30, 5, 0, 1, b'a', b'h', b'i'];
+        assert_eq!(publish_qos_pkid(&frame), Some((0, 0)));
+    }
+
+    #[test]
+    fn multi_byte_remaining_length() {
+        let frame = [0x30, 0xc1, 0x02];
+        assert_eq!(fixed_header(&frame), Some((0x30, 321, 3)));
+    }
+
+    #[test]
+    fn short_frames_are_none() {
+        assert_eq!(fixed_header(&[0x30, 0x80]), None);
+        assert_eq!(publish_qos_pkid(&[0x32, 9, 0, 3, b'a']), None);
+        assert_eq!(connect_level(&[0x10, 10, 0, 4, b'M']), None);
+    }
+
+    #[test]
+    fn reads_connect_level() {
+        let v5 = [0x10, 16, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60];
+        assert_eq!(connect_level(&v5), Some(5));
+        assert_eq!(connect_level(&[0x30, 1, 0]), None);
+    }
+}

@@ -1,0 +1,124 @@
+//! Command line: parses flags (each also readable from a `HOOKLINE_*` variable), merges
+//! them over the TOML file given by `--config`, and runs the chosen subcommand.
+//!
+//! Precedence, highest first: flag, environment variable, config file, built-in default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "hookline", version, about = "MQTT broker-gateway routing device traffic to Kafka through hot-reloaded WebAssembly rules")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: MQTT broker, rule workers and the Kafka (or file) sink.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML config file; flags and HOOKLINE_* variables override its keys.
+    #[arg(long, env = "HOOKLINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// MQTT TCP listen address (config key broker.listen) [default: 0.0.0.0:1883]
+    #[arg(long, env = "HOOKLINE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Rules directory (config key rules.dir) [default: ./rules]
+    #[arg(long, env = "HOOKLINE_RULES")]
+    pub rules: Option<PathBuf>,
+    /// Kafka bootstrap servers (config key kafka.bootstrap_servers); without it records
+    /// go to the embedded file sink under the data directory.
+    #[arg(long, env = "HOOKLINE_KAFKA")]
+    pub kafka: Option<String>,
+    /// Data directory (config key data) [default: ./data]
+    #[arg(long, env = "HOOKLINE_DATA")]
+    pub data: Option<PathBuf>,
+    /// Node name written in envelopes (config key node) [default: gateway@<hostname>]
+    #[arg(long, env = "HOOKLINE_NODE")]
+    pub node: Option<String>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "HOOKLINE_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl RunArgs {
+    /// The effective configuration: file (if any), then flags and variables on top.
+    pub fn resolve(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.broker.listen = listen;
+        }
+        if let Some(rules) = &self.rules {
+            config.rules.dir = rules.clone();
+        }
+        if let Some(kafka) = &self.kafka {
+            config.kafka.bootstrap_servers = kafka.clone();
+        }
+        if let Some(data) = &self.data {
+            config.data = data.clone();
+        }
+        if let Some(node) = &self.node {
+            config.node = node.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Entry point of the binary: prints an error chain on one line and exits non-zero.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("hookline: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    init_logging(args.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hookline-io")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let gateway = crate::gateway::Gateway::start(config).await?;
+        crate::gateway::wait_for_shutdown_signal().await?;
+        gateway.shutdown().await
+    })
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the default filter. rumqttd logs every
+/// ordinary disconnect as an error, so its default level is warn.
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

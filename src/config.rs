@@ -1,0 +1,289 @@
+//! The gateway's configuration: one struct tree, loaded from an optional TOML file and
+//! overridden by command-line flags and `HOOKLINE_*` environment variables (see `cli`).
+//!
+//! Every key has a `///` doc comment and a default defined here, in one place. Unknown
+//! keys are rejected so a typo fails at start-up instead of being silently ignored.
+//! `Config::validate` turns the raw values into errors that name the key and the fix.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors found while reading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// Root of the configuration tree.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Name of this gateway node, written as `node` in every envelope.
+    pub node: String,
+    /// Directory for the embedded file sink's records and other local state.
+    pub data: PathBuf,
+    /// MQTT listener and broker limits.
+    pub broker: BrokerConfig,
+    /// Rule modules: where they live and what each call may use.
+    pub rules: RulesConfig,
+    /// Kafka producer. When `kafka.bootstrap_servers` is empty, records go to the
+    /// embedded file sink under `data` instead.
+    pub kafka: KafkaConfig,
+}
+
+/// The embedded MQTT broker.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// MQTT TCP listener; one port speaks both MQTT 3.1.1 and MQTT 5.
+    pub listen: SocketAddr,
+    /// Largest accepted MQTT packet, in bytes; bigger packets close the connection.
+    pub max_packet_size: usize,
+    /// Most simultaneous client connections.
+    pub max_connections: usize,
+    /// How long a new TCP connection may take to send CONNECT, in milliseconds.
+    pub connect_timeout_ms: u16,
+    /// Most unacknowledged QoS 1/2 messages in flight to one subscriber.
+    pub max_inflight: usize,
+    /// Hook events buffered between the connections and the rule workers. When full,
+    /// new events are dropped and counted in `hook_events_dropped` (never blocking the
+    /// broker's connection tasks).
+    pub hook_queue: usize,
+    /// How many recently published messages are remembered to fill the `from` field of
+    /// `message.delivered` / `message.acked` envelopes.
+    pub publisher_index: usize,
+}
+
+/// Rule modules.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Directory watched for `*.wasm` and `*.wat` rule modules.
+    pub dir: PathBuf,
+    /// Rule worker threads. Events are sharded across them by client id, which keeps
+    /// each device's events in order. 0 means one per CPU core.
+    pub workers: usize,
+    /// Wall-clock budget of one guest call, in milliseconds.
+    pub call_timeout_ms: u64,
+    /// Largest linear memory a rule instance may grow to, in bytes.
+    pub max_memory_bytes: usize,
+    /// Quiet time after a change in the rules directory before it is reloaded, in
+    /// milliseconds; lets editors and copies finish writing.
+    pub reload_debounce_ms: u64,
+}
+
+/// Kafka producer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`. Empty: use the embedded file sink.
+    pub bootstrap_servers: String,
+    /// Compression codec for record batches: none, gzip, snappy, lz4 or zstd.
+    pub compression: String,
+    /// How long the producer waits to fill a batch, in milliseconds.
+    pub linger_ms: u64,
+    /// How long a record may wait for delivery before it is reported failed, in
+    /// milliseconds; 0 waits forever (records stay queued while Kafka is down).
+    pub message_timeout_ms: u64,
+    /// Extra librdkafka properties passed through as is (e.g. `"security.protocol" =
+    /// "ssl"`). They override the settings above.
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:1883";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node: default_node(),
+            data: PathBuf::from("data"),
+            broker: BrokerConfig::default(),
+            rules: RulesConfig::default(),
+            kafka: KafkaConfig::default(),
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: DEFAULT_LISTEN.parse().expect("default listen address parses"),
+            max_packet_size: 1024 * 1024,
+            max_connections: 10_000,
+            connect_timeout_ms: 5_000,
+            max_inflight: 100,
+            hook_queue: 65_536,
+            publisher_index: 262_144,
+        }
+    }
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            dir: PathBuf::from("rules"),
+            workers: 0,
+            call_timeout_ms: 10,
+            max_memory_bytes: 16 * 1024 * 1024,
+            reload_debounce_ms: 100,
+        }
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: String::new(),
+            compression: "lz4".to_string(),
+            linger_ms: 5,
+            message_timeout_ms: 0,
+            properties: Default::default(),
+        }
+    }
+}
+
+/// `gateway@<hostname>`, as the widely deployed bridge names its nodes.
+fn default_node() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".to_string());
+    format!("gateway@{host}")
+}
+
+impl Config {
+    /// Reads a TOML file; missing keys take their defaults, unknown keys are errors.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error is a single line naming the offending key.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.message().replace('\n', " ").trim().to_string()
+            + &e
+                .span()
+                .map(|s| format!(" (at byte {})", s.start))
+                .unwrap_or_default())
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_string(),
+            })
+        };
+        if self.node.is_empty() {
+            return invalid("node", "must not be empty");
+        }
+        if self.broker.max_packet_size < 64 {
+            return invalid("broker.max_packet_size", "must be at least 64 bytes");
+        }
+        if self.broker.max_connections == 0 {
+            return invalid("broker.max_connections", "must be at least 1");
+        }
+        if self.broker.max_inflight == 0 {
+            return invalid("broker.max_inflight", "must be at least 1");
+        }
+        if self.broker.hook_queue == 0 {
+            return invalid("broker.hook_queue", "must be at least 1");
+        }
+        if self.rules.call_timeout_ms == 0 {
+            return invalid("rules.call_timeout_ms", "must be at least 1 ms");
+        }
+        if self.rules.max_memory_bytes < 64 * 1024 {
+            return invalid(
+                "rules.max_memory_bytes",
+                "must be at least 65536 (one WebAssembly page)",
+            );
+        }
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.kafka.compression.as_str()) {
+            return invalid(
+                "kafka.compression",
+                "must be one of none, gzip, snappy, lz4, zstd",
+            );
+        }
+        Ok(())
+    }
+
+    /// Rule worker count with `0` resolved to the number of CPU cores.
+    pub fn rule_workers(&self) -> usize {
+        match self.rules.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let text = include_str!("../hookline.example.toml");
+        let config = Config::from_toml(text).expect("example config parses");
+        config.validate().expect("example config is valid");
+        assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:9092");
+        assert_eq!(config.broker.listen.port(), 1883);
+    }
+
+    /// Every key, dotted (`broker.listen`), from the defaults.
+    fn all_keys() -> Vec<String> {
+        fn walk(prefix: &str, value: &toml::Value, keys: &mut Vec<String>) {
+            if let toml::Value::Table(table) = value {
+                for (key, value) in table {
+                    let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                    match value {
+                        toml::Value::Table(_) if key != "properties" => walk(&path, value, keys),
+                        _ => keys.push(path),
+                    }
+                }
+            }
+        }
+        let mut keys = Vec::new();
+        walk("", &toml::Value::try_from(Config::default()).unwrap(), &mut keys);
+        keys
+    }
+
+    #[test]
+    fn readme_documents_every_config_key() {
+        let readme = include_str!("../README.md");
+        for key in all_keys() {
+            assert!(readme.contains(&format!("| `{key}` |")), "README config reference lacks `{key}`");
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let err = Config::from_toml("[broker]\nlisten_addr = \"0.0.0.0:1\"\n").unwrap_err();
+        assert!(err.contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn bad_compression_names_the_key() {
+        let mut config = Config::default();
+        config.kafka.compression = "brotli".into();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("kafka.compression"), "{err}");
+    }
+}

@@ -1,0 +1,162 @@
+//! The gateway assembled: broker -> hook queue -> rule workers -> sink, and its
+//! lifecycle (start in dependency order, graceful shutdown).
+//!
+//! Start order matters: the sink and the rules are ready before the broker accepts its
+//! first client, so no event arrives before there is somewhere to route it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::broker::{Broker, PublisherIndex, TapShared};
+use crate::config::Config;
+use crate::hooks::HookQueue;
+use crate::metrics::Metrics;
+use crate::rules::{Dispatcher, RuleEngine, RuleSet, RuleWatcher, SharedRuleSet};
+use crate::sink::{FileSink, KafkaSink, Sink};
+use crate::worker::{Worker, WorkerState};
+
+/// How long shutdown waits for queued events and undelivered records.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub struct Gateway {
+    broker: Broker,
+    _watcher: RuleWatcher,
+    rules: SharedRuleSet,
+    sink: Arc<dyn Sink>,
+    metrics: Arc<Metrics>,
+    tap: Arc<TapShared>,
+    workers: Vec<Arc<WorkerState>>,
+    listen: SocketAddr,
+}
+
+impl Gateway {
+    pub async fn start(config: Config) -> anyhow::Result<Gateway> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::default());
+
+        let sink: Arc<dyn Sink> = if config.kafka.bootstrap_servers.is_empty() {
+            Arc::new(FileSink::open(&config.data, metrics.clone())?)
+        } else {
+            Arc::new(KafkaSink::new(&config.kafka, metrics.clone()).context("cannot create the Kafka producer (check the [kafka] settings)")?)
+        };
+
+        let engine = RuleEngine::new(&config.rules).context("cannot start the WebAssembly engine")?;
+        let (watcher, rules) = RuleWatcher::start(
+            &config.rules.dir,
+            Duration::from_millis(config.rules.reload_debounce_ms),
+            engine.clone(),
+            metrics.clone(),
+        )?;
+
+        let worker_count = config.rule_workers();
+        let (queue, receivers) = HookQueue::new(worker_count, config.broker.hook_queue, metrics.clone());
+        let node: Arc<str> = config.node.as_str().into();
+        let mut workers = Vec::with_capacity(worker_count);
+        for (i, events) in receivers.into_iter().enumerate() {
+            let state = Arc::new(WorkerState::default());
+            let worker = Worker {
+                events,
+                dispatcher: Dispatcher::new(engine.clone(), rules.clone(), metrics.clone()),
+                sink: sink.clone(),
+                node: node.clone(),
+                metrics: metrics.clone(),
+                state: state.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("hookline-rules-{i}"))
+                .spawn(move || worker.run())
+                .context("cannot start a rule worker thread")?;
+            workers.push(state);
+        }
+
+        let tap = Arc::new(TapShared::new(queue, PublisherIndex::new(config.broker.publisher_index), metrics.clone()));
+        let broker = Broker::start(&config.broker, tap.clone()).await?;
+        tokio::spawn(log_stats(metrics.clone()));
+        tracing::info!(
+            sink = %sink.describe(),
+            rules_dir = %config.rules.dir.display(),
+            workers = worker_count,
+            node = %config.node,
+            "hookline gateway running"
+        );
+        Ok(Gateway {
+            broker,
+            _watcher: watcher,
+            rules,
+            sink,
+            metrics,
+            tap,
+            workers,
+            listen: config.broker.listen,
+        })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The rule set in force right now.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.load_full()
+    }
+
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Stops accepting clients, lets the workers finish what is queued, and waits for
+    /// the sink to deliver what it holds.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        tracing::info!("shutting down: no new connections, draining queued events");
+        self.broker.stop_accepting();
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while Instant::now() < deadline && !self.idle() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        let sink = self.sink.clone();
+        let flushed = tokio::task::spawn_blocking(move || sink.flush(remaining)).await?;
+        tracing::info!(stats = ?self.metrics.snapshot(), "final counters");
+        flushed.context("shutdown could not deliver every record")
+    }
+
+    /// No event queued and no worker mid-batch.
+    fn idle(&self) -> bool {
+        self.tap.queue.is_empty() && self.workers.iter().all(|w| !w.busy.load(Ordering::SeqCst))
+    }
+}
+
+/// One info line every 10 s while traffic flows.
+async fn log_stats(metrics: Arc<Metrics>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(10));
+    let mut last = (0, 0);
+    loop {
+        interval.tick().await;
+        let now = (Metrics::get(&metrics.rule_calls), Metrics::get(&metrics.records_delivered));
+        if now != last {
+            tracing::info!(
+                connections = metrics.connections.load(Ordering::Relaxed),
+                rule_calls = now.0 - last.0,
+                records_delivered = now.1 - last.1,
+                records_failed = Metrics::get(&metrics.records_failed),
+                hook_events_dropped = Metrics::get(&metrics.hook_events_dropped),
+                "last 10 s"
+            );
+            last = now;
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

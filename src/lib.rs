@@ -1,0 +1,21 @@
+//! hookline: an MQTT broker-gateway that turns device traffic into Kafka records,
+//! routed by hot-reloaded WebAssembly rules.
+//!
+//! Data flow, one module per stage:
+//! `broker` (rumqttd + hook tap) -> `hooks` (sharded event queue) -> `worker` (runs
+//! `rules`, encodes the `envelope`) -> `sink` (Kafka or file). `config` and `cli` set it
+//! up, `metrics` counts it, `gateway` assembles it.
+
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod envelope;
+pub mod gateway;
+pub mod hooks;
+pub mod metrics;
+pub mod rules;
+pub mod sink;
+pub mod worker;
+
+pub use config::Config;
+pub use gateway::Gateway;

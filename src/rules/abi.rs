@@ -1,0 +1,277 @@
+//! The host side of the guest ABI v1 (`wasm-sdk/ABI.md`): the `hookline.*` imports, the
+//! typed state each `Store` carries, and the validation of what a guest emits.
+//!
+//! Host functions never trap on bad guest input: they return the ABI's negative codes.
+//! A route that breaks a limit also marks the whole decision invalid, so a half-applied
+//! decision never reaches Kafka.
+
+use wasmtime::{Caller, Extern, Linker, StoreLimits};
+
+use super::filter::TopicFilter;
+use crate::hooks::{Hook, HookEvent};
+
+pub const ABI_MARKER: &str = "hookline_abi_v1";
+pub const INIT: &str = "hookline_init";
+pub const ON_EVENT: &str = "hookline_on_event";
+pub const IMPORT_MODULE: &str = "hookline";
+
+pub const MAX_SUBSCRIPTIONS: usize = 64;
+pub const MAX_ROUTES: usize = 16;
+pub const MAX_HEADERS: usize = 16;
+pub const MAX_KEY_LEN: usize = 4096;
+pub const MAX_HEADER_NAME_LEN: usize = 256;
+pub const MAX_HEADER_VALUE_LEN: usize = 4096;
+pub const MAX_TOPIC_LEN: usize = 249;
+/// Log lines a rule instance may write per second.
+const LOG_LINES_PER_SECOND: u32 = 10;
+
+const ERR_UNKNOWN: i32 = -1;
+const ERR_FILTER: i32 = -2;
+const ERR_WRONG_TIME: i32 = -3;
+const ERR_MEMORY: i32 = -4;
+const ERR_LIMIT: i32 = -5;
+const ERR_TOPIC: i32 = -6;
+const ERR_TOO_LONG: i32 = -7;
+
+/// What the guest is allowed to do right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Init,
+    Event,
+    Idle,
+}
+
+/// One Kafka destination chosen by a rule for the current event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub topic: String,
+    /// `None`: the event's client id.
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Data of one `Store`: limits, the event being decided and the decision so far.
+pub struct HostState {
+    pub limits: StoreLimits,
+    pub rule: std::sync::Arc<str>,
+    pub phase: Phase,
+    pub subscriptions: Vec<(Hook, TopicFilter)>,
+    pub event: Option<HookEvent>,
+    pub routes: Vec<Route>,
+    /// Why the current decision is void, if a route broke a limit.
+    pub invalid: Option<&'static str>,
+    log_window: (std::time::Instant, u32),
+}
+
+impl HostState {
+    pub fn new(rule: std::sync::Arc<str>, limits: StoreLimits) -> HostState {
+        HostState {
+            limits,
+            rule,
+            phase: Phase::Idle,
+            subscriptions: Vec::new(),
+            event: None,
+            routes: Vec::new(),
+            invalid: None,
+            log_window: (std::time::Instant::now(), 0),
+        }
+    }
+
+    fn log_allowed(&mut self) -> bool {
+        let (start, count) = &mut self.log_window;
+        if start.elapsed().as_secs() >= 1 {
+            *start = std::time::Instant::now();
+            *count = 0;
+        }
+        *count += 1;
+        *count <= LOG_LINES_PER_SECOND
+    }
+}
+
+/// Kafka's topic name rule: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn valid_kafka_topic(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= MAX_TOPIC_LEN
+        && topic != "."
+        && topic != ".."
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// The guest's memory and our state, borrowed together.
+fn memory_and_state<'a>(caller: &'a mut Caller<'_, HostState>) -> Option<(&'a mut [u8], &'a mut HostState)> {
+    match caller.get_export("memory") {
+        Some(Extern::Memory(memory)) => Some(memory.data_and_store_mut(caller)),
+        _ => None,
+    }
+}
+
+fn guest_range(memory: &[u8], ptr: i32, len: i32) -> Option<std::ops::Range<usize>> {
+    let start = u32::try_from(ptr).ok()? as usize;
+    let len = u32::try_from(len).ok()? as usize;
+    let end = start.checked_add(len)?;
+    (end <= memory.len()).then_some(start..end)
+}
+
+fn guest_str(memory: &[u8], ptr: i32, len: i32) -> Option<&str> {
+    std::str::from_utf8(&memory[guest_range(memory, ptr, len)?]).ok()
+}
+
+/// Registers every `hookline.*` import on `linker`.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(IMPORT_MODULE, "subscribe", subscribe)?;
+    linker.func_wrap(IMPORT_MODULE, "event_read", event_read)?;
+    linker.func_wrap(IMPORT_MODULE, "event_qos", |caller: Caller<'_, HostState>| -> i32 {
+        caller.data().event.as_ref().map_or(0, |e| e.qos as i32)
+    })?;
+    linker.func_wrap(IMPORT_MODULE, "route", route)?;
+    linker.func_wrap(IMPORT_MODULE, "route_header", route_header)?;
+    linker.func_wrap(IMPORT_MODULE, "log", log)?;
+    Ok(())
+}
+
+/// Names and signatures of the imports, for checking a module before linking it.
+pub const IMPORTS: [(&str, usize, usize); 6] = [
+    ("subscribe", 4, 1),
+    ("event_read", 3, 1),
+    ("event_qos", 0, 1),
+    ("route", 4, 1),
+    ("route_header", 4, 1),
+    ("log", 3, 0),
+];
+
+fn subscribe(mut caller: Caller<'_, HostState>, hook_ptr: i32, hook_len: i32, filter_ptr: i32, filter_len: i32) -> i32 {
+    let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+    if state.phase != Phase::Init {
+        return ERR_WRONG_TIME;
+    }
+    let (Some(hook), Some(filter)) = (guest_str(memory, hook_ptr, hook_len), guest_str(memory, filter_ptr, filter_len)) else {
+        return ERR_MEMORY;
+    };
+    let Some(hook) = Hook::from_name(hook) else { return ERR_UNKNOWN };
+    let Some(filter) = TopicFilter::parse(filter) else { return ERR_FILTER };
+    if state.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+        return ERR_LIMIT;
+    }
+    state.subscriptions.push((hook, filter));
+    state.subscriptions.len() as i32 - 1
+}
+
+fn event_read(mut caller: Caller<'_, HostState>, field: i32, dst_ptr: i32, dst_len: i32) -> i32 {
+    let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+    let Some(event) = &state.event else { return ERR_WRONG_TIME };
+    let value: &[u8] = match field {
+        0 => &event.topic,
+        1 => event.client_id.as_bytes(),
+        2 => event.username.as_bytes(),
+        3 => &event.payload,
+        4 => event.from.as_deref().unwrap_or("").as_bytes(),
+        _ => return ERR_UNKNOWN,
+    };
+    let Some(dst) = guest_range(memory, dst_ptr, dst_len) else { return ERR_MEMORY };
+    let n = value.len().min(dst.len());
+    memory[dst.start..dst.start + n].copy_from_slice(&value[..n]);
+    i32::try_from(value.len()).unwrap_or(i32::MAX)
+}
+
+fn route(mut caller: Caller<'_, HostState>, topic_ptr: i32, topic_len: i32, key_ptr: i32, key_len: i32) -> i32 {
+    let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+    if state.phase != Phase::Event {
+        return ERR_WRONG_TIME;
+    }
+    if state.routes.len() >= MAX_ROUTES {
+        state.invalid = Some("more routes than allowed for one event");
+        return ERR_LIMIT;
+    }
+    let topic = match guest_range(memory, topic_ptr, topic_len) {
+        Some(range) => &memory[range],
+        None => return ERR_MEMORY,
+    };
+    let topic = match std::str::from_utf8(topic) {
+        Ok(t) if valid_kafka_topic(t) => t.to_string(),
+        _ => {
+            state.invalid = Some("invalid Kafka topic name");
+            return ERR_TOPIC;
+        }
+    };
+    let key = if key_len == -1 {
+        None
+    } else {
+        let Some(range) = guest_range(memory, key_ptr, key_len) else { return ERR_MEMORY };
+        if range.len() > MAX_KEY_LEN {
+            state.invalid = Some("record key too long");
+            return ERR_TOO_LONG;
+        }
+        Some(memory[range].to_vec())
+    };
+    state.routes.push(Route {
+        topic,
+        key,
+        headers: Vec::new(),
+    });
+    state.routes.len() as i32 - 1
+}
+
+fn route_header(mut caller: Caller<'_, HostState>, name_ptr: i32, name_len: i32, value_ptr: i32, value_len: i32) -> i32 {
+    let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+    if state.phase != Phase::Event || state.routes.is_empty() {
+        return ERR_WRONG_TIME;
+    }
+    let (Some(name), Some(value)) = (guest_str(memory, name_ptr, name_len), guest_range(memory, value_ptr, value_len)) else {
+        return ERR_MEMORY;
+    };
+    let name = name.to_string();
+    let value = memory[value].to_vec();
+    let route = state.routes.last_mut().expect("checked non-empty above");
+    if route.headers.len() >= MAX_HEADERS {
+        state.invalid = Some("more headers than allowed for one route");
+        return ERR_LIMIT;
+    }
+    if name.is_empty() || name.len() > MAX_HEADER_NAME_LEN || value.len() > MAX_HEADER_VALUE_LEN {
+        state.invalid = Some("record header name or value too long");
+        return ERR_TOO_LONG;
+    }
+    route.headers.push((name, value));
+    0
+}
+
+fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) {
+    let Some((memory, state)) = memory_and_state(&mut caller) else { return };
+    if !state.log_allowed() {
+        return;
+    }
+    let Some(range) = guest_range(memory, ptr, len.min(4096)) else { return };
+    let line = String::from_utf8_lossy(&memory[range]);
+    let rule = &*state.rule;
+    match level {
+        0 => tracing::error!(rule, "{line}"),
+        1 => tracing::warn!(rule, "{line}"),
+        2 => tracing::info!(rule, "{line}"),
+        _ => tracing::debug!(rule, "{line}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_topic_names() {
+        assert!(valid_kafka_topic("message_state"));
+        assert!(valid_kafka_topic("a.b-c_1"));
+        for bad in ["", ".", "..", "has space", "slash/no", &"x".repeat(250)] {
+            assert!(!valid_kafka_topic(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn guest_ranges_are_bounds_checked() {
+        let memory = [0u8; 16];
+        assert_eq!(guest_range(&memory, 0, 16), Some(0..16));
+        assert_eq!(guest_range(&memory, 8, 9), None);
+        assert_eq!(guest_range(&memory, -1, 1), None);
+        assert_eq!(guest_range(&memory, 1, -1), None);
+        assert_eq!(guest_range(&memory, i32::MAX, i32::MAX), None);
+    }
+}

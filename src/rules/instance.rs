@@ -1,0 +1,103 @@
+//! One worker's live instance of a rule module: a `Store` with its limits, reused for
+//! every event the worker hands to that module.
+//!
+//! A call that traps or times out leaves the instance in an unknown state, so the worker
+//! drops it and instantiates a fresh one for the next event.
+
+use std::sync::Arc;
+
+use wasmtime::{Store, Trap, TypedFunc};
+
+use super::abi::{self, HostState, Phase, Route};
+use super::engine::RuleEngine;
+use super::module::RuleModule;
+use crate::hooks::HookEvent;
+
+/// Why a module's decision for an event was void.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallFailure {
+    /// The guest returned non-zero: it rejected the event in band.
+    Rejected(i32),
+    /// The guest trapped (including out of memory bounds and stack overflow).
+    Trap(String),
+    /// The guest ran past its deadline.
+    Timeout,
+    /// A route broke a limit of the ABI.
+    InvalidOutput(&'static str),
+}
+
+impl std::fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallFailure::Rejected(code) => write!(f, "rule rejected the event (returned {code})"),
+            CallFailure::Trap(trap) => write!(f, "rule trapped: {trap}"),
+            CallFailure::Timeout => write!(f, "rule ran past its deadline (rules.call_timeout_ms)"),
+            CallFailure::InvalidOutput(why) => write!(f, "rule output discarded: {why}"),
+        }
+    }
+}
+
+pub struct RuleInstance {
+    pub module: Arc<RuleModule>,
+    store: Store<HostState>,
+    on_event: TypedFunc<(i32, i32), i32>,
+}
+
+impl RuleInstance {
+    pub fn new(engine: &RuleEngine, module: Arc<RuleModule>) -> anyhow::Result<RuleInstance> {
+        let mut store = Store::new(engine.engine(), HostState::new(module.name.clone(), engine.store_limits()));
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(engine.deadline_ticks());
+        let instance = module.pre.instantiate(&mut store)?;
+        // Guests may set up their own state in init; subscriptions were read at load.
+        store.data_mut().phase = Phase::Init;
+        let init = instance.get_typed_func::<(), i32>(&mut store, abi::INIT)?;
+        let code = init.call(&mut store, ())?;
+        anyhow::ensure!(code == 0, "hookline_init returned {code}");
+        store.data_mut().subscriptions.clear();
+        store.data_mut().phase = Phase::Idle;
+        let on_event = instance.get_typed_func::<(i32, i32), i32>(&mut store, abi::ON_EVENT)?;
+        Ok(RuleInstance { module, store, on_event })
+    }
+
+    /// Asks the guest where `event` goes. `subscription` is the index that matched.
+    /// On success the routes are valid and borrowed until the next call.
+    pub fn decide(&mut self, engine: &RuleEngine, event: &HookEvent, subscription: usize) -> Result<&[Route], CallFailure> {
+        let state = self.store.data_mut();
+        state.phase = Phase::Event;
+        state.event = Some(event.clone());
+        state.routes.clear();
+        state.invalid = None;
+        self.store.set_epoch_deadline(engine.deadline_ticks());
+        let result = self
+            .on_event
+            .call(&mut self.store, (event.hook.code(), subscription as i32));
+        let state = self.store.data_mut();
+        state.phase = Phase::Idle;
+        state.event = None;
+        match result {
+            Ok(0) => match state.invalid {
+                Some(why) => Err(CallFailure::InvalidOutput(why)),
+                None => Ok(&self.store.data().routes),
+            },
+            Ok(code) => Err(CallFailure::Rejected(code)),
+            Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => Err(CallFailure::Timeout),
+            Err(e) => Err(CallFailure::Trap(describe_trap(&e))),
+        }
+    }
+}
+
+/// One line: the trap's kind and, when there is one, the guest function it hit in.
+pub fn describe_trap(error: &wasmtime::Error) -> String {
+    let mut text = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.to_string(),
+    };
+    if let Some(frame) = error
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .and_then(|bt| bt.frames().first())
+    {
+        text.push_str(&format!(" (in {})", frame.func_name().unwrap_or("an unnamed function")));
+    }
+    text
+}

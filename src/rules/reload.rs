@@ -1,0 +1,206 @@
+//! Hot reload: watches the rules directory and publishes a new `RuleSet` whenever a
+//! rule file appears, changes or disappears.
+//!
+//! Changes are debounced (`rules.reload_debounce_ms` of quiet), then the directory is
+//! rescanned. A changed file is compiled and validated before anything is swapped; if it
+//! fails, the error is logged and counted and the previous version keeps running until
+//! the file changes again. A periodic rescan backs up the file-system notifications.
+//! Hidden files (`.name`) and other extensions are ignored, so editors' and copy tools'
+//! temporary files are never loaded.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use notify::{RecursiveMode, Watcher};
+
+use super::engine::RuleEngine;
+use super::module::{hash_bytes, RuleModule};
+use super::{RuleSet, SharedRuleSet};
+use crate::metrics::Metrics;
+
+/// Rescan this often even without a notification.
+const RESCAN_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs in its own thread until dropped.
+pub struct RuleWatcher {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the directory held at the last scan, by file name.
+#[derive(Default)]
+struct Loaded {
+    files: BTreeMap<PathBuf, FileState>,
+}
+
+struct FileState {
+    stamp: (u64, Option<SystemTime>),
+    hash: u64,
+    /// `None` when the current content failed to load (and no older version exists).
+    module: Option<Arc<RuleModule>>,
+}
+
+impl RuleWatcher {
+    /// Loads every rule in `dir` now (so routing is ready before the broker accepts
+    /// clients), then keeps watching it.
+    pub fn start(
+        dir: &Path,
+        debounce: Duration,
+        engine: RuleEngine,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<(RuleWatcher, SharedRuleSet)> {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create rules directory {}: {e}", dir.display()))?;
+            tracing::warn!(dir = %dir.display(), "rules directory did not exist; created it empty, nothing is routed until a rule is added");
+        }
+        let mut loaded = Loaded::default();
+        let rules: SharedRuleSet = Default::default();
+        loaded.rescan(dir, &engine, &metrics, &rules);
+
+        let (events_tx, events_rx) = mpsc::channel::<()>();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.is_ok() {
+                let _ = events_tx.send(());
+            }
+        })?;
+        watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| anyhow::anyhow!("cannot watch rules directory {}: {e}", dir.display()))?;
+
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let dir = dir.to_path_buf();
+        let shared = rules.clone();
+        let thread = std::thread::Builder::new()
+            .name("hookline-reload".into())
+            .spawn(move || {
+                let _watcher = watcher;
+                loop {
+                    match events_rx.recv_timeout(RESCAN_EVERY) {
+                        Ok(()) => {
+                            // Wait for quiet: editors and copies write in several steps.
+                            while events_rx.recv_timeout(debounce).is_ok() {}
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    if stop_rx.try_recv() != Err(mpsc::TryRecvError::Empty) {
+                        return;
+                    }
+                    loaded.rescan(&dir, &engine, &metrics, &shared);
+                }
+            })?;
+        Ok((
+            RuleWatcher {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            },
+            rules,
+        ))
+    }
+}
+
+impl Drop for RuleWatcher {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        // The thread notices at its next wake-up (at most RESCAN_EVERY); don't wait.
+        drop(self.thread.take());
+    }
+}
+
+fn is_rule_file(path: &Path) -> bool {
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_none_or(|n| n.starts_with('.'));
+    let rule_ext = matches!(path.extension().and_then(|e| e.to_str()), Some("wasm" | "wat"));
+    !hidden && rule_ext && path.is_file()
+}
+
+impl Loaded {
+    /// Brings the loaded set in line with the directory; swaps only if something changed.
+    fn rescan(&mut self, dir: &Path, engine: &RuleEngine, metrics: &Metrics, rules: &SharedRuleSet) {
+        let present: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| is_rule_file(p))
+                .collect(),
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot read rules directory; keeping the loaded rules");
+                return;
+            }
+        };
+        let mut changed = false;
+        let before = self.files.len();
+        self.files.retain(|path, state| {
+            let keep = present.contains(path);
+            if !keep && state.module.is_some() {
+                tracing::info!(rule = %path.display(), "rule file removed, unloaded");
+            }
+            keep
+        });
+        changed |= self.files.len() != before;
+
+        for path in present {
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            let stamp = (meta.len(), meta.modified().ok());
+            if self.files.get(&path).is_some_and(|s| s.stamp == stamp) {
+                continue;
+            }
+            changed |= self.load(&path, stamp, engine, metrics);
+        }
+
+        if changed {
+            let modules: Vec<Arc<RuleModule>> = self.files.values().filter_map(|s| s.module.clone()).collect();
+            let names: Vec<&str> = modules.iter().map(|m| &*m.name).collect();
+            tracing::info!(rules = ?names, "rule set updated");
+            rules.store(Arc::new(RuleSet { modules }));
+        }
+    }
+
+    /// Loads one changed file. Returns whether the rule set changed.
+    fn load(&mut self, path: &Path, stamp: (u64, Option<SystemTime>), engine: &RuleEngine, metrics: &Metrics) -> bool {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(rule = %path.display(), error = %e, "cannot read rule file; will retry when it changes");
+                return false;
+            }
+        };
+        let hash = hash_bytes(&bytes);
+        let previous = self.files.get(path).and_then(|s| s.module.clone());
+        if self.files.get(path).is_some_and(|s| s.hash == hash) {
+            self.files.get_mut(path).expect("checked above").stamp = stamp;
+            return false;
+        }
+        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        match RuleModule::load(engine, &name, &bytes) {
+            Ok(module) => {
+                Metrics::add(&metrics.rule_loads, 1);
+                let subscriptions: Vec<String> = module
+                    .subscriptions
+                    .iter()
+                    .map(|(hook, filter)| format!("{} {}", hook.name(), filter.as_str()))
+                    .collect();
+                tracing::info!(
+                    rule = %path.display(),
+                    ?subscriptions,
+                    replaced = previous.is_some(),
+                    "rule loaded"
+                );
+                self.files.insert(path.to_path_buf(), FileState { stamp, hash, module: Some(Arc::new(module)) });
+                true
+            }
+            Err(e) => {
+                Metrics::add(&metrics.rule_load_failures, 1);
+                let keeping = if previous.is_some() { "the previous version keeps running" } else { "the rule is not loaded" };
+                tracing::error!(rule = %path.display(), error = %e, "cannot load rule: {keeping}; will retry when the file changes");
+                self.files.insert(path.to_path_buf(), FileState { stamp, hash, module: previous });
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The embedded default sink: appends one JSON line per record to
+//! `<data>/records.jsonl`, so a newcomer sees exactly what Kafka would get.
+//!
+//! Line format: `{"topic":..,"key":..,"value":<the envelope>,"headers":{..}}`. The value
+//! is the envelope JSON itself (not a string holding it); a key or header value that is
+//! not UTF-8 is written base64 under `key_base64` / in `headers_base64`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use super::{Record, Sink, SinkError};
+use crate::metrics::Metrics;
+
+pub const RECORDS_FILE: &str = "records.jsonl";
+
+pub struct FileSink {
+    path: PathBuf,
+    writer: Mutex<BufWriter<File>>,
+    metrics: Arc<Metrics>,
+    /// Records written into the buffer but not yet flushed to the file.
+    unflushed: AtomicU64,
+}
+
+impl FileSink {
+    pub fn open(data_dir: &Path, metrics: Arc<Metrics>) -> Result<FileSink, SinkError> {
+        let path = data_dir.join(RECORDS_FILE);
+        let error = |source| SinkError::File { path: path.clone(), source };
+        std::fs::create_dir_all(data_dir).map_err(error)?;
+        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(error)?;
+        Ok(FileSink {
+            writer: Mutex::new(BufWriter::with_capacity(256 * 1024, file)),
+            path,
+            metrics,
+            unflushed: AtomicU64::new(0),
+        })
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, BufWriter<File>> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn io_error(&self, source: std::io::Error) -> SinkError {
+        SinkError::File { path: self.path.clone(), source }
+    }
+}
+
+/// One record as a JSON line, built without a JSON tree.
+fn encode_line(record: &Record<'_>, line: &mut Vec<u8>) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    line.extend_from_slice(b"{\"topic\":");
+    serde_json::to_writer(&mut *line, record.topic).expect("write to Vec");
+    match std::str::from_utf8(record.key) {
+        Ok(key) => {
+            line.extend_from_slice(b",\"key\":");
+            serde_json::to_writer(&mut *line, key).expect("write to Vec");
+        }
+        Err(_) => {
+            line.extend_from_slice(b",\"key_base64\":");
+            serde_json::to_writer(&mut *line, &b64.encode(record.key)).expect("write to Vec");
+        }
+    }
+    line.extend_from_slice(b",\"value\":");
+    if serde_json::from_slice::<serde::de::IgnoredAny>(record.value).is_ok() {
+        line.extend_from_slice(record.value);
+    } else {
+        serde_json::to_writer(&mut *line, &String::from_utf8_lossy(record.value)).expect("write to Vec");
+    }
+    if !record.headers.is_empty() {
+        let mut text = serde_json::Map::new();
+        let mut binary = serde_json::Map::new();
+        for (name, value) in record.headers {
+            match std::str::from_utf8(value) {
+                Ok(v) => text.insert(name.clone(), v.into()),
+                Err(_) => binary.insert(name.clone(), b64.encode(value).into()),
+            };
+        }
+        line.extend_from_slice(b",\"headers\":");
+        serde_json::to_writer(&mut *line, &text).expect("write to Vec");
+        if !binary.is_empty() {
+            line.extend_from_slice(b",\"headers_base64\":");
+            serde_json::to_writer(&mut *line, &binary).expect("write to Vec");
+        }
+    }
+    line.extend_from_slice(b"}\n");
+}
+
+impl Sink for FileSink {
+    fn send(&self, record: Record<'_>) -> Result<(), SinkError> {
+        let mut line = Vec::with_capacity(record.value.len() + record.topic.len() + 64);
+        encode_line(&record, &mut line);
+        Metrics::add(&self.metrics.records_sent, 1);
+        self.writer().write_all(&line).map_err(|e| {
+            Metrics::add(&self.metrics.records_failed, 1);
+            self.io_error(e)
+        })?;
+        Metrics::add(&self.unflushed, 1);
+        Ok(())
+    }
+
+    fn end_batch(&self) -> Result<(), SinkError> {
+        let mut writer = self.writer();
+        let pending = self.unflushed.swap(0, std::sync::atomic::Ordering::Relaxed);
+        match writer.flush() {
+            Ok(()) => {
+                Metrics::add(&self.metrics.records_delivered, pending);
+                Ok(())
+            }
+            Err(e) => {
+                Metrics::add(&self.metrics.records_failed, pending);
+                Err(self.io_error(e))
+            }
+        }
+    }
+
+    fn flush(&self, _timeout: Duration) -> Result<(), SinkError> {
+        self.end_batch()
+    }
+
+    fn describe(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_embeds_the_envelope_and_marks_binary_keys() {
+        let headers = vec![("h".to_string(), b"v".to_vec()), ("bin".to_string(), vec![0xff])];
+        let record = Record { topic: "t", key: &[0xff, 0x00], value: br#"{"a":1}"#, headers: &headers };
+        let mut line = Vec::new();
+        encode_line(&record, &mut line);
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["topic"], "t");
+        assert_eq!(v["key_base64"], "/wA=");
+        assert_eq!(v["value"]["a"], 1);
+        assert_eq!(v["headers"]["h"], "v");
+        assert_eq!(v["headers_base64"]["bin"], "/w==");
+    }
+}

@@ -1,0 +1,142 @@
+//! The Kafka sink: one idempotent librdkafka producer (acks=all, compressed batches)
+//! shared by all rule workers.
+//!
+//! librdkafka batches, retries and keeps per-partition order itself; with idempotence on,
+//! a retried batch is never written twice. Every delivery report is checked: failures
+//! are logged (at most once a second) and counted, never dropped silently. When the
+//! producer's queue is full, `send` waits for room, which backs pressure up to the hook
+//! queue instead of losing records.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Message};
+
+use super::{Record, Sink, SinkError};
+use crate::config::KafkaConfig;
+use crate::metrics::Metrics;
+
+pub struct KafkaSink {
+    producer: ThreadedProducer<DeliveryCounter>,
+    bootstrap_servers: String,
+}
+
+/// Receives delivery reports and client errors on librdkafka's polling thread.
+struct DeliveryCounter {
+    metrics: Arc<Metrics>,
+    started: Instant,
+    last_failure_log: AtomicU64,
+    last_error_log: AtomicU64,
+}
+
+impl DeliveryCounter {
+    fn once_per_second(&self, last: &AtomicU64) -> bool {
+        let now = self.started.elapsed().as_secs() + 1;
+        last.swap(now, Ordering::Relaxed) != now
+    }
+}
+
+impl ClientContext for DeliveryCounter {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if self.once_per_second(&self.last_error_log) {
+            tracing::warn!(%error, reason, "Kafka client error (the producer keeps retrying; records stay queued)");
+        }
+    }
+}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => Metrics::add(&self.metrics.records_delivered, 1),
+            Err((error, message)) => {
+                Metrics::add(&self.metrics.records_failed, 1);
+                if self.once_per_second(&self.last_failure_log) {
+                    tracing::error!(
+                        topic = message.topic(),
+                        %error,
+                        failed_total = Metrics::get(&self.metrics.records_failed),
+                        "Kafka record delivery failed"
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl KafkaSink {
+    pub fn new(config: &KafkaConfig, metrics: Arc<Metrics>) -> Result<KafkaSink, SinkError> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &config.compression)
+            .set("linger.ms", config.linger_ms.to_string())
+            .set("message.timeout.ms", config.message_timeout_ms.to_string())
+            .set("queue.buffering.max.messages", "200000")
+            .set("queue.buffering.max.kbytes", "262144");
+        for (key, value) in &config.properties {
+            client.set(key, value);
+        }
+        let context = DeliveryCounter {
+            metrics,
+            started: Instant::now(),
+            last_failure_log: AtomicU64::new(0),
+            last_error_log: AtomicU64::new(0),
+        };
+        let producer = client.create_with_context(context)?;
+        Ok(KafkaSink {
+            producer,
+            bootstrap_servers: config.bootstrap_servers.clone(),
+        })
+    }
+}
+
+impl Sink for KafkaSink {
+    fn send(&self, record: Record<'_>) -> Result<(), SinkError> {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (name, value) in record.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value),
+            });
+        }
+        let mut base = BaseRecord::to(record.topic).key(record.key).payload(record.value);
+        if !record.headers.is_empty() {
+            base = base.headers(headers);
+        }
+        Metrics::add(&self.producer.context().metrics.records_sent, 1);
+        loop {
+            match self.producer.send(base) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    // The producer holds as much as it may; wait for deliveries to free room.
+                    base = returned;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((error, _)) => {
+                    let metrics = &self.producer.context().metrics;
+                    Metrics::add(&metrics.records_failed, 1);
+                    return Err(error.into());
+                }
+            }
+        }
+    }
+
+    fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
+        self.producer.flush(timeout).map_err(|_| {
+            SinkError::Undelivered(self.producer.in_flight_count().max(0) as u64, timeout)
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("Kafka {}", self.bootstrap_servers)
+    }
+}

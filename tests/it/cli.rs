@@ -1,0 +1,101 @@
+//! The `hookline run` command-line contract: flags, HOOKLINE_* variables, config file,
+//! one-line errors, and a clean exit on SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rumqttc::QoS;
+
+use crate::scene::{free_port, wait_for, Device};
+use crate::seed_scenario::shipped_rules;
+
+fn hookline() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hookline"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_routes_to_the_file_sink_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for (name, content) in shipped_rules() {
+        std::fs::write(rules.join(name), content).unwrap();
+    }
+    let port = free_port();
+    let mut child = hookline()
+        .args(["run", "--rules"])
+        .arg(&rules)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .env("HOOKLINE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HOOKLINE_NODE", "gateway@test")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(addr).is_ok()).await,
+        "gateway listening"
+    );
+    let mut lock = Device::connect(addr, "lock-cli").await;
+    lock.publish("devices/lock-cli/state", "{}", QoS::AtLeastOnce).await;
+    lock.wait_pubacks(1).await;
+
+    let records = dir.path().join("data/records.jsonl");
+    assert!(
+        wait_for(Duration::from_secs(5), || std::fs::read_to_string(&records).is_ok_and(|t| t.lines().count() == 1)).await,
+        "one record in {}",
+        records.display()
+    );
+    let line: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&records).unwrap().trim()).unwrap();
+    assert_eq!(line["topic"], "message_state");
+    assert_eq!(line["key"], "lock-cli");
+    assert_eq!(line["value"]["node"], "gateway@test");
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(std::time::Instant::now() < deadline, "no exit 15 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+}
+
+fn fails_with(args: &[&str], expected: &str) {
+    let output = hookline().args(args).output().unwrap();
+    assert!(!output.status.success(), "{args:?} should fail");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(expected), "{args:?}: stderr {stderr:?} should mention {expected:?}");
+}
+
+#[test]
+fn a_bad_flag_value_names_the_flag() {
+    fails_with(&["run", "--listen", "not-an-address"], "--listen");
+}
+
+/// Runs `hookline run --config FILE` with `toml` as the file; returns its stderr.
+fn run_with_config(toml: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookline.toml");
+    std::fs::write(&config, toml).unwrap();
+    let output = hookline().args(["run", "--config"]).arg(&config).output().unwrap();
+    assert!(!output.status.success(), "config {toml:?} should be refused");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn an_unknown_config_key_names_the_key_on_one_line() {
+    let stderr = run_with_config("[broker]\nlisten_addr = \"0.0.0.0:1883\"\n");
+    assert!(stderr.contains("listen_addr"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn an_invalid_config_value_names_the_key() {
+    let stderr = run_with_config("[rules]\ncall_timeout_ms = 0\n");
+    assert!(stderr.contains("rules.call_timeout_ms"), "{stderr}");
+}

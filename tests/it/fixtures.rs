@@ -1,0 +1,51 @@
+//! Inline WAT rule modules for tests: ordinary routing rules built from parameters, and
+//! hostile ones.
+
+/// A rule that routes every event of `hook` matching `filter` to Kafka `topic`, with the
+/// default key; `on_event_extra` is WAT inserted before the route (e.g. a loop).
+pub fn route_rule_with(hook: &str, filter: &str, topic: &str, on_event_extra: &str) -> String {
+    format!(
+        r#"(module
+  (import "hookline" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
+  (import "hookline" "route" (func $route (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "{hook}")
+  (data (i32.const 256) "{filter}")
+  (data (i32.const 512) "{topic}")
+  (func (export "hookline_abi_v1"))
+  (func (export "hookline_init") (result i32)
+    (drop (call $subscribe (i32.const 0) (i32.const {hook_len}) (i32.const 256) (i32.const {filter_len})))
+    (i32.const 0))
+  (func (export "hookline_on_event") (param $hook i32) (param $sub i32) (result i32)
+    {on_event_extra}
+    (drop (call $route (i32.const 512) (i32.const {topic_len}) (i32.const 0) (i32.const -1)))
+    (i32.const 0)))"#,
+        hook_len = hook.len(),
+        filter_len = filter.len(),
+        topic_len = topic.len(),
+    )
+}
+
+pub fn route_rule(hook: &str, filter: &str, topic: &str) -> String {
+    route_rule_with(hook, filter, topic, "")
+}
+
+/// Spins forever on every event: must be stopped by the call deadline.
+pub fn infinite_loop_rule(filter: &str) -> String {
+    route_rule_with("message.publish", filter, "never", "(loop $forever (br $forever))")
+}
+
+/// Grows its memory a page at a time, forever: must hit the memory cap, then the deadline.
+pub fn memory_bomb_rule(filter: &str) -> String {
+    route_rule_with(
+        "message.publish",
+        filter,
+        "never",
+        "(loop $grow (drop (memory.grow (i32.const 1))) (br $grow))",
+    )
+}
+
+/// Traps on every event.
+pub fn trap_rule(filter: &str) -> String {
+    route_rule_with("message.publish", filter, "never", "unreachable")
+}

@@ -1,0 +1,12 @@
+//! Integration tests: real MQTT clients over TCP against a real gateway, records read
+//! back through the Kafka protocol (librdkafka's mock cluster, or tansu) or from the
+//! embedded file sink.
+
+mod cli;
+mod fixtures;
+mod hooks;
+mod hostile_rules;
+mod hot_reload;
+mod ordering;
+mod scene;
+mod seed_scenario;

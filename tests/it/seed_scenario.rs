@@ -1,0 +1,121 @@
+//! The door-lock scenario of SCENARIO.md, end to end with the shipped default rules:
+//! a state report lands on `message_state`, an acknowledged unlock command on
+//! `message_command`, byte for byte in the documented envelope, keyed by the lock id.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use rumqttc::QoS;
+
+use crate::scene::{consume, repo_rules, Device, MockKafka, Scene, Tansu};
+
+const LOCK: &str = "10083618796833171";
+const STATE: &str = r#"{"process_id":"7802441525528958","action":"unlock","battery":83.4,"lock_state":1,"version":1.1,"client_id":"10083618796833171"}"#;
+const COMMAND: &str = r#"{"process_id":"7802441525528958","action":"unlock","nonce_str":"u7u4p0n8","ts":1574744434,"sign":"e9f5af7deaa28563"}"#;
+
+/// The shipped rules (`rules/*.wasm`, `rules/*.wat`), as files for a test gateway.
+pub fn shipped_rules() -> Vec<(String, Vec<u8>)> {
+    let mut rules = Vec::new();
+    for entry in std::fs::read_dir(repo_rules()).unwrap() {
+        let path = entry.unwrap().path();
+        if matches!(path.extension().and_then(|e| e.to_str()), Some("wasm" | "wat")) {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            rules.push((name, std::fs::read(&path).unwrap()));
+        }
+    }
+    assert!(rules.len() >= 2, "the default rules are missing from rules/");
+    rules
+}
+
+async fn run_scenario(bootstrap: String) {
+    let rules = shipped_rules();
+    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
+    let mut scene = Scene::start(&rules, Some(bootstrap.clone())).await;
+    let started = hookline::hooks::now_ms();
+
+    let mut lock = Device::connect(scene.addr, LOCK).await;
+    lock.subscribe(&format!("devices/{LOCK}/command")).await;
+    lock.publish(&format!("devices/{LOCK}/state"), STATE, QoS::AtLeastOnce).await;
+    lock.wait_pubacks(1).await;
+    let mut app = Device::connect(scene.addr, "business-app-1").await;
+    app.publish(&format!("devices/{LOCK}/command"), COMMAND, QoS::AtLeastOnce).await;
+    app.wait_pubacks(1).await;
+    let received = tokio::time::timeout(Duration::from_secs(5), lock.inbox.recv()).await.unwrap().unwrap();
+    assert_eq!(&received.payload[..], COMMAND.as_bytes());
+    scene.shutdown().await;
+
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let read = |topic: &'static str| {
+        let bootstrap = bootstrap.clone();
+        tokio::task::spawn_blocking(move || consume(&bootstrap, topic, 1, Duration::from_secs(20), Duration::from_millis(500)))
+    };
+    let states = read("message_state").await.unwrap();
+    assert_eq!(states.len(), 1, "{states:#?}");
+    let state = &states[0];
+    assert_eq!(state.key, LOCK);
+    let ts = state.json()["ts"].as_u64().unwrap();
+    assert!(ts >= started && ts <= hookline::hooks::now_ms(), "ts is the trigger time in ms");
+    assert_eq!(
+        state.value,
+        format!(
+            r#"{{"client_id":"{LOCK}","username":"","topic":"devices/{LOCK}/state","payload":"{}","qos":1,"node":"gateway@127.0.0.1","ts":{ts}}}"#,
+            b64(STATE)
+        )
+    );
+
+    let commands = read("message_command").await.unwrap();
+    assert_eq!(commands.len(), 1, "one record per acknowledging subscriber: {commands:#?}");
+    let command = &commands[0];
+    assert_eq!(command.key, LOCK);
+    let ts = command.json()["ts"].as_u64().unwrap();
+    assert_eq!(
+        command.value,
+        format!(
+            r#"{{"client_id":"{LOCK}","username":"","from":"business-app-1","topic":"devices/{LOCK}/command","payload":"{}","qos":1,"node":"gateway@127.0.0.1","ts":{ts}}}"#,
+            b64(COMMAND)
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn door_lock_scenario_through_the_mock_cluster() {
+    let kafka = MockKafka::new(&["message_state", "message_command"]);
+    run_scenario(kafka.bootstrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn door_lock_scenario_through_tansu() {
+    let tansu = Tansu::start();
+    tansu.create_topics(&["message_state", "message_command"]).await;
+    run_scenario(tansu.bootstrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_down_at_start_keeps_the_gateway_up_and_delivers_once_kafka_is_up() {
+    use crate::scene::free_port;
+    let rules = shipped_rules();
+    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
+    let port = free_port();
+    let mut scene = Scene::start(&rules, Some(format!("127.0.0.1:{port}"))).await;
+
+    let mut lock = Device::connect(scene.addr, LOCK).await;
+    for i in 0..10 {
+        lock.publish(&format!("devices/{LOCK}/state"), format!("{i}"), QoS::AtLeastOnce).await;
+    }
+    lock.wait_pubacks(10).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(scene.counter("records_delivered"), 0, "nothing can be delivered yet");
+
+    let tansu = Tansu::start_on(port);
+    tansu.create_topics(&["message_state"]).await;
+    scene.shutdown().await;
+    let bootstrap = tansu.bootstrap();
+    let records = tokio::task::spawn_blocking(move || {
+        consume(&bootstrap, "message_state", 10, Duration::from_secs(20), Duration::from_millis(500))
+    })
+    .await
+    .unwrap();
+    let payloads: Vec<String> = records.iter().map(|r| r.json()["payload"].as_str().unwrap().to_string()).collect();
+    let expected: Vec<String> = (0..10).map(|i| base64::engine::general_purpose::STANDARD.encode(format!("{i}"))).collect();
+    assert_eq!(payloads, expected, "all ten, in order, once");
+}

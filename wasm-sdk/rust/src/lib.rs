@@ -1,0 +1,796 @@
+//! Safe Rust SDK for **hookline rules** (guest ABI v1, see `wasm-sdk/ABI.md`).
+//!
+//! A rule is a `wasm32-unknown-unknown` `cdylib` that declares subscriptions once in
+//! `init` and then, for every matching event, decides which Kafka topics the event goes
+//! to. This crate is `#![no_std]`, needs no allocator and keeps no state of its own
+//! between calls except a counter that guards [`Route::header`].
+//!
+//! ```ignore
+//! #![no_std]
+//! use hookline_rule::{event, route, subscribe, Error, Hook};
+//!
+//! fn init() -> Result<(), Error> {
+//!     subscribe(Hook::MessagePublish, "devices/+/state")?;
+//!     Ok(())
+//! }
+//!
+//! fn on_event(_hook: Hook, _subscription: u32) -> Result<(), Error> {
+//!     let mut buf = [0u8; 256];
+//!     let topic = event::topic(&mut buf)?;
+//!     route("message_state")?.header("mqtt-topic", topic)?;
+//!     Ok(())
+//! }
+//!
+//! hookline_rule::rule! { init => init, on_event => on_event }
+//! ```
+//!
+//! `init` runs once per instance (the host instantiates the module once per worker), so
+//! it must be deterministic: declare the same subscriptions in the same order every time.
+//!
+//! Outside `wasm32` (for `cargo test` or `cargo doc` on the build machine) every host call
+//! answers [`Error::WrongTime`], [`event::qos`] answers `Ok(0)` and [`log`] does nothing,
+//! so rule logic that does not touch the host can be unit-tested natively.
+#![no_std]
+#![warn(missing_docs)]
+
+use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+/// The raw host imports (module `hookline`). Private: the safe wrappers below are the API.
+mod sys {
+    #[cfg(target_arch = "wasm32")]
+    #[link(wasm_import_module = "hookline")]
+    extern "C" {
+        pub fn subscribe(
+            hook_ptr: *const u8,
+            hook_len: i32,
+            filter_ptr: *const u8,
+            filter_len: i32,
+        ) -> i32;
+        pub fn event_read(field: i32, dst_ptr: *mut u8, dst_len: i32) -> i32;
+        pub fn event_qos() -> i32;
+        pub fn route(topic_ptr: *const u8, topic_len: i32, key_ptr: *const u8, key_len: i32)
+            -> i32;
+        pub fn route_header(
+            name_ptr: *const u8,
+            name_len: i32,
+            value_ptr: *const u8,
+            value_len: i32,
+        ) -> i32;
+        pub fn log(level: i32, ptr: *const u8, len: i32);
+    }
+
+    // Native stand-ins so the crate (and rules built on it) compile and unit-test off
+    // wasm32. Outside the host there is never a right time to call it: -3.
+    #[cfg(not(target_arch = "wasm32"))]
+    mod native {
+        const WRONG_TIME: i32 = -3;
+        pub unsafe fn subscribe(_: *const u8, _: i32, _: *const u8, _: i32) -> i32 {
+            WRONG_TIME
+        }
+        pub unsafe fn event_read(_: i32, _: *mut u8, _: i32) -> i32 {
+            WRONG_TIME
+        }
+        pub unsafe fn event_qos() -> i32 {
+            0
+        }
+        pub unsafe fn route(_: *const u8, _: i32, _: *const u8, _: i32) -> i32 {
+            WRONG_TIME
+        }
+        pub unsafe fn route_header(_: *const u8, _: i32, _: *const u8, _: i32) -> i32 {
+            WRONG_TIME
+        }
+        pub unsafe fn log(_: i32, _: *const u8, _: i32) {}
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    pub use native::*;
+}
+
+/// Converts a length to the ABI's `i32`, refusing lengths it cannot express.
+fn abi_len(len: usize) -> Result<i32, Error> {
+    i32::try_from(len).map_err(|_| Error::TooLong)
+}
+
+/// Turns a host return value into `Ok(non-negative value)` or the matching [`Error`].
+fn check(rc: i32) -> Result<u32, Error> {
+    if rc < 0 {
+        Err(Error::from_host(rc))
+    } else {
+        Ok(rc as u32)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------
+
+/// Everything that can go wrong in a rule: the host's negative codes (ABI table
+/// "Errors returned by host calls"), a few SDK-side conditions, and [`Error::Rejected`]
+/// for a rule that simply declines an event.
+///
+/// Returning `Err(_)` from `init` refuses loading the module; returning it from
+/// `on_event` rejects the event (its routes are discarded and the rule's error counter
+/// goes up). The value the export returns is [`Error::code`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// `-1`: unknown hook name (`subscribe`) or unknown field code (`event_read`).
+    UnknownName,
+    /// `-2`: invalid MQTT topic filter.
+    InvalidFilter,
+    /// `-3`: called at the wrong time (`subscribe` outside init, `route` outside
+    /// on_event, a header before any route); also every host call off wasm32.
+    WrongTime,
+    /// `-4`: pointer/length outside guest memory, or text that is not UTF-8.
+    OutOfBounds,
+    /// `-5`: limit reached (subscriptions, routes or headers). Invalidates the event's
+    /// whole decision when returned by a route call.
+    LimitReached,
+    /// `-6`: invalid Kafka topic name. Invalidates the event's whole decision.
+    InvalidTopic,
+    /// `-7`: value too long (key or header). Invalidates the event's whole decision.
+    TooLong,
+    /// A negative code this SDK version does not know (a newer host).
+    Host(i32),
+    /// The event field does not fit in the buffer given; `needed` is its full length in
+    /// bytes. Call again with a buffer at least that large.
+    BufferTooSmall {
+        /// Full length of the field, in bytes.
+        needed: usize,
+    },
+    /// An event field that should be text is not valid UTF-8.
+    InvalidUtf8,
+    /// [`Route::header`] was called on a route that is no longer the most recent one
+    /// (the ABI adds headers to the most recent route only), so nothing was sent.
+    StaleRoute,
+    /// The host passed a hook code this SDK version does not know.
+    UnknownHook(i32),
+    /// The rule declines: refuse loading (from `init`) or reject the event (from
+    /// `on_event`). Returned to the host as `1`.
+    Rejected,
+}
+
+impl Error {
+    /// Maps a negative host return code to its [`Error`] (`-1` ..= `-7`, else
+    /// [`Error::Host`]).
+    pub const fn from_host(code: i32) -> Error {
+        match code {
+            -1 => Error::UnknownName,
+            -2 => Error::InvalidFilter,
+            -3 => Error::WrongTime,
+            -4 => Error::OutOfBounds,
+            -5 => Error::LimitReached,
+            -6 => Error::InvalidTopic,
+            -7 => Error::TooLong,
+            other => Error::Host(other),
+        }
+    }
+
+    /// The non-zero `i32` the `hookline_init` / `hookline_on_event` export returns for
+    /// this error: the ABI code for host errors, `-100` ..= `-103` for SDK-side errors and
+    /// `1` for [`Error::Rejected`].
+    pub const fn code(&self) -> i32 {
+        match *self {
+            Error::UnknownName => -1,
+            Error::InvalidFilter => -2,
+            Error::WrongTime => -3,
+            Error::OutOfBounds => -4,
+            Error::LimitReached => -5,
+            Error::InvalidTopic => -6,
+            Error::TooLong => -7,
+            // Never let an error turn into the 0 that means success.
+            Error::Host(0) => -99,
+            Error::Host(code) => code,
+            Error::BufferTooSmall { .. } => -100,
+            Error::InvalidUtf8 => -101,
+            Error::StaleRoute => -102,
+            Error::UnknownHook(_) => -103,
+            Error::Rejected => 1,
+        }
+    }
+
+    /// A short, static description of the error.
+    pub const fn message(&self) -> &'static str {
+        match *self {
+            Error::UnknownName => "unknown hook name or field code",
+            Error::InvalidFilter => "invalid MQTT topic filter",
+            Error::WrongTime => "host call made at the wrong time",
+            Error::OutOfBounds => "pointer/length outside guest memory, or not UTF-8",
+            Error::LimitReached => "limit reached",
+            Error::InvalidTopic => "invalid Kafka topic name",
+            Error::TooLong => "value too long",
+            Error::Host(_) => "unknown host error",
+            Error::BufferTooSmall { .. } => "buffer too small for event field",
+            Error::InvalidUtf8 => "event field is not UTF-8",
+            Error::StaleRoute => "header for a route that is not the most recent one",
+            Error::UnknownHook(_) => "unknown hook code",
+            Error::Rejected => "rejected by the rule",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::BufferTooSmall { needed } => {
+                write!(f, "{} ({} bytes needed)", self.message(), needed)
+            }
+            Error::Host(code) | Error::UnknownHook(code) => {
+                write!(f, "{} ({})", self.message(), code)
+            }
+            _ => f.write_str(self.message()),
+        }
+    }
+}
+
+impl From<core::str::Utf8Error> for Error {
+    fn from(_: core::str::Utf8Error) -> Self {
+        Error::InvalidUtf8
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Hooks and subscriptions
+// ---------------------------------------------------------------------------------------
+
+/// The seven hooks of ABI v1, with their codes as discriminants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(i32)]
+pub enum Hook {
+    /// `client.connected` (code 0); the topic field is empty.
+    ClientConnected = 0,
+    /// `client.disconnected` (code 1); the topic field is empty.
+    ClientDisconnected = 1,
+    /// `session.subscribed` (code 2); the topic field holds the subscribed filter.
+    SessionSubscribed = 2,
+    /// `session.unsubscribed` (code 3); the topic field holds the unsubscribed filter.
+    SessionUnsubscribed = 3,
+    /// `message.publish` (code 4); the topic field holds the publish topic.
+    MessagePublish = 4,
+    /// `message.delivered` (code 5, alias `message.deliver`); the publish topic.
+    MessageDelivered = 5,
+    /// `message.acked` (code 6); the publish topic.
+    MessageAcked = 6,
+}
+
+impl Hook {
+    /// All hooks, in code order.
+    pub const ALL: [Hook; 7] = [
+        Hook::ClientConnected,
+        Hook::ClientDisconnected,
+        Hook::SessionSubscribed,
+        Hook::SessionUnsubscribed,
+        Hook::MessagePublish,
+        Hook::MessageDelivered,
+        Hook::MessageAcked,
+    ];
+
+    /// The ABI code of the hook (`0` ..= `6`).
+    pub const fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The hook with ABI code `code`, if there is one.
+    pub const fn from_code(code: i32) -> Option<Hook> {
+        match code {
+            0 => Some(Hook::ClientConnected),
+            1 => Some(Hook::ClientDisconnected),
+            2 => Some(Hook::SessionSubscribed),
+            3 => Some(Hook::SessionUnsubscribed),
+            4 => Some(Hook::MessagePublish),
+            5 => Some(Hook::MessageDelivered),
+            6 => Some(Hook::MessageAcked),
+            _ => None,
+        }
+    }
+
+    /// The hook's name as passed to the host's `subscribe`, e.g. `"message.publish"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Hook::ClientConnected => "client.connected",
+            Hook::ClientDisconnected => "client.disconnected",
+            Hook::SessionSubscribed => "session.subscribed",
+            Hook::SessionUnsubscribed => "session.unsubscribed",
+            Hook::MessagePublish => "message.publish",
+            Hook::MessageDelivered => "message.delivered",
+            Hook::MessageAcked => "message.acked",
+        }
+    }
+
+    /// The hook named `name` (accepts the alias `message.deliver`), if there is one.
+    pub fn from_name(name: &str) -> Option<Hook> {
+        if name == "message.deliver" {
+            return Some(Hook::MessageDelivered);
+        }
+        Hook::ALL.iter().copied().find(|hook| hook.name() == name)
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Subscribes to `hook` for topics matching the MQTT filter `filter` (`+` and `#`
+/// wildcards; use `"#"` for the `client.*` hooks, whose topic is empty).
+///
+/// Only valid inside `init`. Returns the subscription's index (0-based, in declaration
+/// order), which `on_event` later receives as `subscription`.
+pub fn subscribe(hook: Hook, filter: &str) -> Result<u32, Error> {
+    let name = hook.name();
+    let filter_len = abi_len(filter.len())?;
+    // SAFETY: both ranges are live, initialised slices of guest memory.
+    let rc = unsafe {
+        sys::subscribe(
+            name.as_ptr(),
+            name.len() as i32,
+            filter.as_ptr(),
+            filter_len,
+        )
+    };
+    check(rc)
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading the current event
+// ---------------------------------------------------------------------------------------
+
+/// Accessors for the event being decided; valid inside `on_event` only.
+///
+/// Every accessor copies into a buffer the caller owns, typically a fixed array on the
+/// stack (`let mut buf = [0u8; 256];`, which coerces to `&mut [u8]`). If the field is
+/// longer than the buffer the accessor returns [`Error::BufferTooSmall`] with the full
+/// length, never a truncated value.
+pub mod event {
+    use super::{abi_len, check, sys, Error};
+
+    /// The event fields of ABI v1, with their `event_read` codes as discriminants.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    #[repr(i32)]
+    pub enum Field {
+        /// `0`: the topic (publish topic, or the filter for `session.*`; empty for
+        /// `client.*`).
+        Topic = 0,
+        /// `1`: the client id.
+        ClientId = 1,
+        /// `2`: the username (empty if none).
+        Username = 2,
+        /// `3`: the MQTT payload (bytes).
+        Payload = 3,
+        /// `4`: the publishing client of a delivered or acked message; empty otherwise.
+        From = 4,
+    }
+
+    /// Raw read: copies `min(field length, buf.len())` bytes of `field` into `buf` and
+    /// returns the field's full length (which may exceed `buf.len()`).
+    pub fn read(field: Field, buf: &mut [u8]) -> Result<usize, Error> {
+        let len = abi_len(buf.len())?;
+        // SAFETY: `buf` is a live, writable slice of guest memory of `len` bytes.
+        let rc = unsafe { sys::event_read(field as i32, buf.as_mut_ptr(), len) };
+        check(rc).map(|n| n as usize)
+    }
+
+    /// The full length of `field` in bytes, without copying it.
+    pub fn len(field: Field) -> Result<usize, Error> {
+        read(field, &mut [])
+    }
+
+    /// The whole of `field`, copied into `buf`; [`Error::BufferTooSmall`] if it does
+    /// not fit.
+    pub fn bytes(field: Field, buf: &mut [u8]) -> Result<&[u8], Error> {
+        let needed = read(field, buf)?;
+        match buf.get(..needed) {
+            Some(value) => Ok(value),
+            None => Err(Error::BufferTooSmall { needed }),
+        }
+    }
+
+    /// The whole of `field` as text, copied into `buf`; [`Error::BufferTooSmall`] if it
+    /// does not fit, [`Error::InvalidUtf8`] if it is not UTF-8.
+    pub fn text(field: Field, buf: &mut [u8]) -> Result<&str, Error> {
+        let value = bytes(field, buf)?;
+        core::str::from_utf8(value).map_err(Error::from)
+    }
+
+    /// The event's topic (see [`Field::Topic`]).
+    pub fn topic(buf: &mut [u8]) -> Result<&str, Error> {
+        text(Field::Topic, buf)
+    }
+
+    /// The client id of the event.
+    pub fn client_id(buf: &mut [u8]) -> Result<&str, Error> {
+        text(Field::ClientId, buf)
+    }
+
+    /// The username of the client (empty if none).
+    pub fn username(buf: &mut [u8]) -> Result<&str, Error> {
+        text(Field::Username, buf)
+    }
+
+    /// The MQTT payload (bytes, not necessarily UTF-8). Use [`len`]`(Field::Payload)` to
+    /// size the buffer first if payloads can be large.
+    pub fn payload(buf: &mut [u8]) -> Result<&[u8], Error> {
+        bytes(Field::Payload, buf)
+    }
+
+    /// The publishing client of a delivered or acked message; empty for other hooks.
+    pub fn from(buf: &mut [u8]) -> Result<&str, Error> {
+        text(Field::From, buf)
+    }
+
+    /// QoS of the message (0, 1, 2); for `session.subscribed` the granted QoS; 0 for
+    /// client events.
+    pub fn qos() -> Result<u8, Error> {
+        // SAFETY: no pointers involved.
+        let rc = unsafe { sys::event_qos() };
+        check(rc).map(|qos| qos.min(u8::MAX as u32) as u8)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Routing
+// ---------------------------------------------------------------------------------------
+
+/// Serial number of the most recent `route` call (successful or not), bumped also at
+/// the start of every event by [`rule!`]. A [`Route`] remembers the serial it was
+/// created with, so [`Route::header`] can refuse to add headers to a route that is no
+/// longer the host's "most recent route".
+static ROUTE_SERIAL: AtomicU32 = AtomicU32::new(0);
+
+fn next_route_serial() -> u32 {
+    ROUTE_SERIAL.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+}
+
+/// A Kafka record the host will produce for the current event; returned by [`route`]
+/// and [`route_with_key`]. Use it to add headers.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Route {
+    index: u32,
+    serial: u32,
+}
+
+impl Route {
+    /// The route's index among this event's routes (0-based).
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Adds the Kafka record header `name: value` (name at most 256 bytes, value at most
+    /// 4096) to this route. Chainable:
+    /// `route("t")?.header("a", "1")?.header("b", b"\x02")?;`
+    ///
+    /// The ABI attaches headers to the most recent route, so once another route was
+    /// made (or a new event began) this returns [`Error::StaleRoute`] and sends nothing.
+    pub fn header<V: AsRef<[u8]>>(&self, name: &str, value: V) -> Result<&Route, Error> {
+        if ROUTE_SERIAL.load(Ordering::Relaxed) != self.serial {
+            return Err(Error::StaleRoute);
+        }
+        let value = value.as_ref();
+        let name_len = abi_len(name.len())?;
+        let value_len = abi_len(value.len())?;
+        // SAFETY: both ranges are live, initialised slices of guest memory.
+        let rc = unsafe { sys::route_header(name.as_ptr(), name_len, value.as_ptr(), value_len) };
+        check(rc).map(|_| self)
+    }
+}
+
+fn route_raw(topic: &str, key_ptr: *const u8, key_len: i32) -> Result<Route, Error> {
+    let topic_len = abi_len(topic.len())?;
+    // SAFETY: `topic` is a live slice; `key_ptr`/`key_len` come from a live slice or are
+    // (dangling, -1), which the ABI defines as "default key" and never dereferences.
+    let rc = unsafe { sys::route(topic.as_ptr(), topic_len, key_ptr, key_len) };
+    // Any route call, even a failed one, ends the previous route's header window.
+    let serial = next_route_serial();
+    check(rc).map(|index| Route { index, serial })
+}
+
+/// Sends the current event to Kafka topic `topic` with the default key (the event's
+/// client id). Only valid inside `on_event`.
+///
+/// [`Error::LimitReached`], [`Error::InvalidTopic`] and [`Error::TooLong`] from a route
+/// call invalidate the whole decision for this event (no route of it is produced).
+pub fn route(topic: &str) -> Result<Route, Error> {
+    route_raw(topic, b"".as_ptr(), -1)
+}
+
+/// Sends the current event to Kafka topic `topic` with record key `key` (at most 4096
+/// bytes; an empty slice is an empty key, not the default one). Only valid inside
+/// `on_event`.
+pub fn route_with_key(topic: &str, key: &[u8]) -> Result<Route, Error> {
+    let key_len = abi_len(key.len())?;
+    route_raw(topic, key.as_ptr(), key_len)
+}
+
+// ---------------------------------------------------------------------------------------
+// Logging
+// ---------------------------------------------------------------------------------------
+
+/// Log levels of the host's `log` import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(i32)]
+pub enum Level {
+    /// `0`: error.
+    Error = 0,
+    /// `1`: warning.
+    Warn = 1,
+    /// `2`: information.
+    Info = 2,
+    /// `3`: debugging.
+    Debug = 3,
+}
+
+/// Writes `message` as one line to the gateway's log (rate-limited by the host).
+pub fn log(level: Level, message: &str) {
+    let len = message.len().min(i32::MAX as usize) as i32;
+    // SAFETY: `message` is a live slice of guest memory of at least `len` bytes.
+    unsafe { sys::log(level as i32, message.as_ptr(), len) }
+}
+
+/// Formats like `format!` into a 512-byte stack buffer (longer lines are cut at a
+/// character boundary) and [`log`]s the result. No allocator needed.
+///
+/// ```ignore
+/// hookline_rule::log_fmt!(hookline_rule::Level::Info, "{} routed to {}", topic, 3);
+/// ```
+#[macro_export]
+macro_rules! log_fmt {
+    ($level:expr, $($arg:tt)+) => {
+        $crate::__private::log_fmt($level, ::core::format_args!($($arg)+))
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Exports
+// ---------------------------------------------------------------------------------------
+
+/// Emits the three function exports of ABI v1 (`hookline_abi_v1`, `hookline_init`,
+/// `hookline_on_event`) wired to your two functions; `memory` is exported by the
+/// toolchain. Invoke it once, at the root of a `cdylib` crate:
+///
+/// ```ignore
+/// fn init() -> Result<(), hookline_rule::Error> { /* subscribe(..)?; */ Ok(()) }
+/// fn on_event(hook: hookline_rule::Hook, subscription: u32) -> Result<(), hookline_rule::Error> {
+///     Ok(())
+/// }
+/// hookline_rule::rule! { init => init, on_event => on_event }
+/// ```
+///
+/// `Ok(())` becomes `0`; `Err(e)` becomes the non-zero [`Error::code`], which refuses
+/// loading (from `init`) or rejects the event (from `on_event`). A hook code this SDK
+/// does not know rejects the event with [`Error::UnknownHook`].
+#[macro_export]
+macro_rules! rule {
+    (init => $init:path, on_event => $on_event:path $(,)?) => {
+        /// hookline guest ABI version marker (v1); never called.
+        #[no_mangle]
+        pub extern "C" fn hookline_abi_v1() {}
+
+        /// hookline ABI v1: declares the rule's subscriptions.
+        #[no_mangle]
+        pub extern "C" fn hookline_init() -> i32 {
+            $crate::__private::init($init)
+        }
+
+        /// hookline ABI v1: decides one event.
+        #[no_mangle]
+        pub extern "C" fn hookline_on_event(hook: i32, subscription: i32) -> i32 {
+            $crate::__private::on_event($on_event, hook, subscription)
+        }
+    };
+}
+
+/// Support for the macros; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    use super::{log, next_route_serial, Error, Hook, Level};
+    use core::fmt::{self, Write};
+
+    fn result_code(result: Result<(), Error>) -> i32 {
+        match result {
+            Ok(()) => 0,
+            Err(error) => error.code(),
+        }
+    }
+
+    pub fn init<F: FnOnce() -> Result<(), Error>>(f: F) -> i32 {
+        result_code(f())
+    }
+
+    pub fn on_event<F: FnOnce(Hook, u32) -> Result<(), Error>>(
+        f: F,
+        hook: i32,
+        subscription: i32,
+    ) -> i32 {
+        // A new event: routes of the previous one must not receive headers.
+        next_route_serial();
+        let hook = match Hook::from_code(hook) {
+            Some(hook) => hook,
+            None => return Error::UnknownHook(hook).code(),
+        };
+        result_code(f(hook, subscription as u32))
+    }
+
+    /// A fixed-size line buffer that silently truncates at a character boundary.
+    pub struct Line<const N: usize> {
+        buf: [u8; N],
+        len: usize,
+    }
+
+    impl<const N: usize> Default for Line<N> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl<const N: usize> Line<N> {
+        pub const fn new() -> Self {
+            Line {
+                buf: [0; N],
+                len: 0,
+            }
+        }
+
+        pub fn as_str(&self) -> &str {
+            // Only whole `str` prefixes cut at char boundaries are ever copied in.
+            core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+        }
+    }
+
+    impl<const N: usize> Write for Line<N> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let room = N - self.len;
+            let mut take = s.len().min(room);
+            while !s.is_char_boundary(take) {
+                take -= 1;
+            }
+            self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
+            self.len += take;
+            Ok(())
+        }
+    }
+
+    pub fn log_fmt(level: Level, args: fmt::Arguments<'_>) {
+        let mut line = Line::<512>::new();
+        let _ = line.write_fmt(args);
+        log(level, line.as_str());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Panics
+// ---------------------------------------------------------------------------------------
+
+/// With the default `panic-handler` feature, a panic executes the wasm `unreachable`
+/// instruction: the host sees a trap, counts it, and drops only this instance.
+#[cfg(all(feature = "panic-handler", target_arch = "wasm32"))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use core::fmt::Write;
+    use std::string::ToString;
+
+    #[test]
+    fn hook_codes_and_names_round_trip() {
+        for (i, hook) in Hook::ALL.iter().enumerate() {
+            assert_eq!(hook.code(), i as i32);
+            assert_eq!(Hook::from_code(i as i32), Some(*hook));
+            assert_eq!(Hook::from_name(hook.name()), Some(*hook));
+        }
+        assert_eq!(Hook::from_code(7), None);
+        assert_eq!(Hook::from_code(-1), None);
+        assert_eq!(
+            Hook::from_name("message.deliver"),
+            Some(Hook::MessageDelivered)
+        );
+        assert_eq!(Hook::MessageAcked.name(), "message.acked");
+        assert_eq!(Hook::from_name("message"), None);
+    }
+
+    #[test]
+    fn host_codes_map_both_ways() {
+        for code in -7..=-1 {
+            let error = Error::from_host(code);
+            assert_ne!(error, Error::Host(code));
+            assert_eq!(error.code(), code);
+        }
+        assert_eq!(Error::from_host(-42), Error::Host(-42));
+        assert_eq!(Error::Host(-42).code(), -42);
+        assert_eq!(Error::Host(0).code(), -99);
+        assert_eq!(Error::Rejected.code(), 1);
+        assert_eq!(
+            Error::BufferTooSmall { needed: 9 }.to_string(),
+            "buffer too small for event field (9 bytes needed)"
+        );
+    }
+
+    #[test]
+    fn every_error_code_is_non_zero() {
+        let errors = [
+            Error::UnknownName,
+            Error::InvalidFilter,
+            Error::WrongTime,
+            Error::OutOfBounds,
+            Error::LimitReached,
+            Error::InvalidTopic,
+            Error::TooLong,
+            Error::Host(0),
+            Error::Host(-8),
+            Error::BufferTooSmall { needed: 0 },
+            Error::InvalidUtf8,
+            Error::StaleRoute,
+            Error::UnknownHook(9),
+            Error::Rejected,
+        ];
+        for error in errors {
+            assert_ne!(error.code(), 0, "{:?}", error);
+        }
+    }
+
+    #[test]
+    fn native_stubs_answer_wrong_time() {
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            subscribe(Hook::MessagePublish, "a/#"),
+            Err(Error::WrongTime)
+        );
+        assert_eq!(event::topic(&mut buf), Err(Error::WrongTime));
+        assert_eq!(event::qos(), Ok(0));
+        assert_eq!(route("t"), Err(Error::WrongTime));
+        assert_eq!(route_with_key("t", b"k"), Err(Error::WrongTime));
+        log(Level::Info, "ignored");
+    }
+
+    #[test]
+    fn stale_route_headers_are_refused() {
+        let first = Route {
+            index: 0,
+            serial: next_route_serial(),
+        };
+        // Current route: the header reaches the (stub) host.
+        assert_eq!(first.header("a", "b").err(), Some(Error::WrongTime));
+        let _ = route("other");
+        assert_eq!(first.header("a", "b").err(), Some(Error::StaleRoute));
+    }
+
+    #[test]
+    fn exports_map_results() {
+        assert_eq!(__private::init(|| Ok(())), 0);
+        assert_eq!(__private::init(|| Err(Error::Rejected)), 1);
+        assert_eq!(
+            __private::on_event(
+                |h, s| if h == Hook::MessageAcked && s == 3 {
+                    Ok(())
+                } else {
+                    Err(Error::Rejected)
+                },
+                6,
+                3
+            ),
+            0
+        );
+        assert_eq!(__private::on_event(|_, _| Ok(()), 7, 0), -103);
+        assert_eq!(
+            __private::on_event(|_, _| Err(Error::InvalidTopic), 4, 0),
+            -6
+        );
+    }
+
+    #[test]
+    fn log_line_truncates_at_char_boundary() {
+        let mut line = __private::Line::<5>::new();
+        let tail = "cdé";
+        write!(line, "ab{}", tail).unwrap();
+        assert_eq!(line.as_str(), "abcd");
+        let mut line = __private::Line::<8>::new();
+        let (n, x) = (12, "x");
+        write!(line, "{}-{}", n, x).unwrap();
+        assert_eq!(line.as_str(), "12-x");
+    }
+}
