@@ -73,8 +73,9 @@ pub struct RulesConfig {
     /// Rule worker threads. Events are sharded across them by client id, which keeps
     /// each device's events in order. 0 means one per CPU core.
     pub workers: usize,
-    /// Wall-clock budget of one guest call, in milliseconds.
-    pub call_timeout_ms: u64,
+    /// Instruction budget of one guest call (wasmtime fuel, about one unit per
+    /// WebAssembly instruction). A call that uses it up is stopped and its decision void.
+    pub call_fuel: u64,
     /// Largest linear memory a rule instance may grow to, in bytes.
     pub max_memory_bytes: usize,
     /// Quiet time after a change in the rules directory before it is reloaded, in
@@ -133,7 +134,7 @@ impl Default for RulesConfig {
         RulesConfig {
             dir: PathBuf::from("rules"),
             workers: 0,
-            call_timeout_ms: 10,
+            call_fuel: 10_000_000,
             max_memory_bytes: 16 * 1024 * 1024,
             reload_debounce_ms: 100,
         }
@@ -207,8 +208,8 @@ impl Config {
         if self.broker.hook_queue == 0 {
             return invalid("broker.hook_queue", "must be at least 1");
         }
-        if self.rules.call_timeout_ms == 0 {
-            return invalid("rules.call_timeout_ms", "must be at least 1 ms");
+        if self.rules.call_fuel < 1000 {
+            return invalid("rules.call_fuel", "must be at least 1000");
         }
         if self.rules.max_memory_bytes < 64 * 1024 {
             return invalid(

@@ -38,6 +38,8 @@ macro_rules! counters {
 }
 
 counters! {
+    /// Connections closed for a malformed or oversized MQTT packet.
+    mqtt_protocol_errors,
     /// Hook events dropped because the hook queue was full.
     hook_events_dropped,
     /// Guest calls made (`hookline_on_event`).
@@ -48,8 +50,8 @@ counters! {
     rule_errors,
     /// Guest calls that trapped, including memory exhaustion and stack overflow.
     rule_traps,
-    /// Guest calls stopped at their deadline.
-    rule_timeouts,
+    /// Guest calls stopped when they used up their instruction budget.
+    rule_out_of_fuel,
     /// Decisions discarded for invalid output (bad topic, too many routes, ...).
     rule_invalid_output,
     /// Rule files that failed to load (the previous version, if any, kept running).

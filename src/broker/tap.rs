@@ -148,9 +148,17 @@ impl Protocol for TapCodec {
             state.version = match wire::connect_level(stream) {
                 Some(5) => Version::V5,
                 Some(_) => Version::V4,
-                // Not a CONNECT at all: let the v4 codec produce its error.
-                None if wire::fixed_header(stream).is_some_and(|(b, _, _)| wire::packet_type(b) != wire::CONNECT) => Version::V4,
-                None => return Err(protocol::Error::InsufficientBytes(stream.len().max(1) + 1)),
+                None if !wire::unreadable_as_connect(stream) => {
+                    return Err(protocol::Error::InsufficientBytes(stream.len().max(1) + 1))
+                }
+                // The first packet must be a CONNECT; no need to wait for the rest of it.
+                None => {
+                    let error = match wire::fixed_header(stream) {
+                        Some((first, _, _)) => protocol::Error::InvalidPacketType(wire::packet_type(first)),
+                        None => protocol::Error::MalformedRemainingLength,
+                    };
+                    return Err(refuse(&shared, state, error, max_size));
+                }
             };
         }
         let first_byte = stream.first().copied();
@@ -161,11 +169,7 @@ impl Protocol for TapCodec {
         let packet = match result {
             Ok(packet) => packet,
             Err(protocol::Error::InsufficientBytes(n)) => return Err(protocol::Error::InsufficientBytes(n)),
-            Err(e) => {
-                state.protocol_error = true;
-                tracing::debug!(error = %e, "malformed MQTT packet, closing the connection");
-                return Err(e);
-            }
+            Err(e) => return Err(refuse(&shared, state, e, max_size)),
         };
         state.last_read = Instant::now();
         observe_incoming(&shared, state, &packet, first_byte.map_or(0, wire::publish_qos));
@@ -196,6 +200,23 @@ impl Protocol for TapCodec {
         }
         Ok(written)
     }
+}
+
+/// Notes a malformed or oversized packet (rumqttd then closes the connection) and logs
+/// one in a thousand, so a flood of bad clients cannot flood the log.
+fn refuse(shared: &TapShared, state: &mut Connection, error: protocol::Error, max_size: usize) -> protocol::Error {
+    state.protocol_error = true;
+    if shared.metrics.mqtt_protocol_errors.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+        let client_id = state.client.as_ref().map_or("(before CONNECT)", |c| &*c.id);
+        tracing::warn!(
+            client_id,
+            %error,
+            max_packet_size = max_size,
+            total = Metrics::get(&shared.metrics.mqtt_protocol_errors),
+            "malformed or oversized MQTT packet: closing that connection (logged for 1 in 1000)"
+        );
+    }
+    error
 }
 
 /// Raises events for a packet a client sent.

@@ -57,6 +57,16 @@ pub fn connect_level(frame: &[u8]) -> Option<u8> {
     body.get(2 + name_len).copied()
 }
 
+/// True when no further bytes could turn `stream` into a CONNECT whose protocol level can
+/// be read: the first packet is of another type, or its remaining-length field already
+/// runs past the 4 bytes MQTT allows.
+pub fn unreadable_as_connect(stream: &[u8]) -> bool {
+    match fixed_header(stream) {
+        Some((first, _, _)) => packet_type(first) != CONNECT,
+        None => stream.len() >= 5,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +95,14 @@ mod tests {
         assert_eq!(fixed_header(&[0x30, 0x80]), None);
         assert_eq!(publish_qos_pkid(&[0x32, 9, 0, 3, b'a']), None);
         assert_eq!(connect_level(&[0x10, 10, 0, 4, b'M']), None);
+    }
+
+    #[test]
+    fn tells_a_hopeless_first_packet_from_a_partial_connect() {
+        assert!(unreadable_as_connect(&[0x30, 2, 0, 0]));
+        assert!(unreadable_as_connect(&[0x10, 0xff, 0xff, 0xff, 0xff, 0x7f]));
+        assert!(!unreadable_as_connect(&[0x10, 0xff]));
+        assert!(!unreadable_as_connect(&[0x10, 16, 0, 4, b'M']));
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub struct Route {
 pub struct HostState {
     pub limits: StoreLimits,
     pub rule: std::sync::Arc<str>,
+    pub settings: std::sync::Arc<super::module::RuleSettings>,
     pub phase: Phase,
     pub subscriptions: Vec<(Hook, TopicFilter)>,
     pub event: Option<HookEvent>,
@@ -64,10 +65,15 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(rule: std::sync::Arc<str>, limits: StoreLimits) -> HostState {
+    pub fn new(
+        rule: std::sync::Arc<str>,
+        settings: std::sync::Arc<super::module::RuleSettings>,
+        limits: StoreLimits,
+    ) -> HostState {
         HostState {
             limits,
             rule,
+            settings,
             phase: Phase::Idle,
             subscriptions: Vec::new(),
             event: None,
@@ -128,17 +134,19 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(IMPORT_MODULE, "route", route)?;
     linker.func_wrap(IMPORT_MODULE, "route_header", route_header)?;
     linker.func_wrap(IMPORT_MODULE, "log", log)?;
+    linker.func_wrap(IMPORT_MODULE, "config_get", config_get)?;
     Ok(())
 }
 
 /// Names and signatures of the imports, for checking a module before linking it.
-pub const IMPORTS: [(&str, usize, usize); 6] = [
+pub const IMPORTS: [(&str, usize, usize); 7] = [
     ("subscribe", 4, 1),
     ("event_read", 3, 1),
     ("event_qos", 0, 1),
     ("route", 4, 1),
     ("route_header", 4, 1),
     ("log", 3, 0),
+    ("config_get", 4, 1),
 ];
 
 fn subscribe(mut caller: Caller<'_, HostState>, hook_ptr: i32, hook_len: i32, filter_ptr: i32, filter_len: i32) -> i32 {
@@ -158,6 +166,23 @@ fn subscribe(mut caller: Caller<'_, HostState>, hook_ptr: i32, hook_len: i32, fi
     state.subscriptions.len() as i32 - 1
 }
 
+/// Copies `min(len, dst.len())` bytes of `value` to the guest; returns the full length.
+fn copy_out(memory: &mut [u8], value: &[u8], dst_ptr: i32, dst_len: i32) -> i32 {
+    let Some(dst) = guest_range(memory, dst_ptr, dst_len) else { return ERR_MEMORY };
+    let n = value.len().min(dst.len());
+    memory[dst.start..dst.start + n].copy_from_slice(&value[..n]);
+    i32::try_from(value.len()).unwrap_or(i32::MAX)
+}
+
+fn config_get(mut caller: Caller<'_, HostState>, key_ptr: i32, key_len: i32, dst_ptr: i32, dst_len: i32) -> i32 {
+    let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+    let Some(key) = guest_str(memory, key_ptr, key_len).map(str::to_owned) else { return ERR_MEMORY };
+    match state.settings.get(&key) {
+        Some(value) => copy_out(memory, value.as_bytes(), dst_ptr, dst_len),
+        None => ERR_UNKNOWN,
+    }
+}
+
 fn event_read(mut caller: Caller<'_, HostState>, field: i32, dst_ptr: i32, dst_len: i32) -> i32 {
     let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
     let Some(event) = &state.event else { return ERR_WRONG_TIME };
@@ -169,10 +194,7 @@ fn event_read(mut caller: Caller<'_, HostState>, field: i32, dst_ptr: i32, dst_l
         4 => event.from.as_deref().unwrap_or("").as_bytes(),
         _ => return ERR_UNKNOWN,
     };
-    let Some(dst) = guest_range(memory, dst_ptr, dst_len) else { return ERR_MEMORY };
-    let n = value.len().min(dst.len());
-    memory[dst.start..dst.start + n].copy_from_slice(&value[..n]);
-    i32::try_from(value.len()).unwrap_or(i32::MAX)
+    copy_out(memory, value, dst_ptr, dst_len)
 }
 
 fn route(mut caller: Caller<'_, HostState>, topic_ptr: i32, topic_len: i32, key_ptr: i32, key_len: i32) -> i32 {

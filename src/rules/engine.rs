@@ -1,20 +1,19 @@
-//! The one wasmtime `Engine` of the process, its `Linker` with the `hookline.*` imports,
-//! and the epoch ticker that enforces per-call deadlines.
+//! The one wasmtime `Engine` of the process and its `Linker` with the `hookline.*`
+//! imports. The engine lives as long as the gateway; every rule module is compiled
+//! against it once.
 //!
-//! Lifetimes: the engine lives as long as the gateway; every rule module is compiled
-//! against it once; the ticker thread stops when the last `RuleEngine` clone is dropped.
+//! Calls are bounded by fuel (an instruction budget), not by a wall-clock deadline: on a
+//! busy machine a worker thread can be descheduled mid-call, and a deadline would then
+//! kill a healthy rule and lose its decision (our ordering test saw exactly that on two
+//! loaded cores with epoch interruption). Fuel stops a runaway guest after the same
+//! amount of work whatever the scheduler does.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use wasmtime::{Config, Engine, Linker, StoreLimits, StoreLimitsBuilder};
 
 use super::abi::{self, HostState};
 use crate::config::RulesConfig;
-
-/// Epoch tick period; call deadlines are counted in these ticks.
-const TICK: Duration = Duration::from_millis(1);
 
 #[derive(Clone)]
 pub struct RuleEngine {
@@ -24,49 +23,25 @@ pub struct RuleEngine {
 struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
-    deadline_ticks: u64,
+    fuel_per_call: u64,
     max_memory_bytes: usize,
-    stop_ticker: Arc<AtomicBool>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.stop_ticker.store(true, Ordering::Relaxed);
-    }
 }
 
 impl RuleEngine {
     pub fn new(config: &RulesConfig) -> anyhow::Result<RuleEngine> {
         let mut wasm_config = Config::new();
-        wasm_config.epoch_interruption(true);
+        wasm_config.consume_fuel(true);
         // Keep a deep recursion in a guest a trap, well before the host's own stack.
         wasm_config.max_wasm_stack(512 * 1024);
         let engine = Engine::new(&wasm_config)?;
         let mut linker = Linker::new(&engine);
         abi::add_to_linker(&mut linker)?;
-
-        let stop_ticker = Arc::new(AtomicBool::new(false));
-        let ticker_engine = engine.weak();
-        let stop = stop_ticker.clone();
-        std::thread::Builder::new()
-            .name("hookline-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
-                    match ticker_engine.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => return,
-                    }
-                }
-            })?;
-
         Ok(RuleEngine {
             inner: Arc::new(Inner {
                 engine,
                 linker,
-                deadline_ticks: config.call_timeout_ms.max(1),
+                fuel_per_call: config.call_fuel.max(1),
                 max_memory_bytes: config.max_memory_bytes,
-                stop_ticker,
             }),
         })
     }
@@ -79,15 +54,18 @@ impl RuleEngine {
         &self.inner.linker
     }
 
-    /// Epoch ticks a single guest call may run.
-    pub fn deadline_ticks(&self) -> u64 {
-        self.inner.deadline_ticks
+    /// Fuel (about one unit per WebAssembly instruction) a single guest call may burn.
+    pub fn fuel_per_call(&self) -> u64 {
+        self.inner.fuel_per_call
     }
 
-    /// Limits of one instance's store: one memory of at most `max_memory_bytes`.
+    /// Limits of one instance's store: one memory of at most `max_memory_bytes`. Growing
+    /// past it traps at once: a failing `memory.grow` in a loop is cheap in fuel but slow
+    /// in time, so a memory bomb must not be left to spin on it.
     pub fn store_limits(&self) -> StoreLimits {
         StoreLimitsBuilder::new()
             .memory_size(self.inner.max_memory_bytes)
+            .trap_on_grow_failure(true)
             .table_elements(100_000)
             .instances(1)
             .memories(1)

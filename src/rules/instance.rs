@@ -20,8 +20,8 @@ pub enum CallFailure {
     Rejected(i32),
     /// The guest trapped (including out of memory bounds and stack overflow).
     Trap(String),
-    /// The guest ran past its deadline.
-    Timeout,
+    /// The guest used up its instruction budget (`rules.call_fuel`).
+    OutOfFuel,
     /// A route broke a limit of the ABI.
     InvalidOutput(&'static str),
 }
@@ -31,7 +31,7 @@ impl std::fmt::Display for CallFailure {
         match self {
             CallFailure::Rejected(code) => write!(f, "rule rejected the event (returned {code})"),
             CallFailure::Trap(trap) => write!(f, "rule trapped: {trap}"),
-            CallFailure::Timeout => write!(f, "rule ran past its deadline (rules.call_timeout_ms)"),
+            CallFailure::OutOfFuel => write!(f, "rule exceeded its instruction budget (rules.call_fuel)"),
             CallFailure::InvalidOutput(why) => write!(f, "rule output discarded: {why}"),
         }
     }
@@ -45,9 +45,12 @@ pub struct RuleInstance {
 
 impl RuleInstance {
     pub fn new(engine: &RuleEngine, module: Arc<RuleModule>) -> anyhow::Result<RuleInstance> {
-        let mut store = Store::new(engine.engine(), HostState::new(module.name.clone(), engine.store_limits()));
+        let mut store = Store::new(
+            engine.engine(),
+            HostState::new(module.name.clone(), module.settings.clone(), engine.store_limits()),
+        );
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(engine.deadline_ticks());
+        store.set_fuel(engine.fuel_per_call())?;
         let instance = module.pre.instantiate(&mut store)?;
         // Guests may set up their own state in init; subscriptions were read at load.
         store.data_mut().phase = Phase::Init;
@@ -68,7 +71,9 @@ impl RuleInstance {
         state.event = Some(event.clone());
         state.routes.clear();
         state.invalid = None;
-        self.store.set_epoch_deadline(engine.deadline_ticks());
+        self.store
+            .set_fuel(engine.fuel_per_call())
+            .expect("fuel is enabled on the engine");
         let result = self
             .on_event
             .call(&mut self.store, (event.hook.code(), subscription as i32));
@@ -81,7 +86,7 @@ impl RuleInstance {
                 None => Ok(&self.store.data().routes),
             },
             Ok(code) => Err(CallFailure::Rejected(code)),
-            Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => Err(CallFailure::Timeout),
+            Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) => Err(CallFailure::OutOfFuel),
             Err(e) => Err(CallFailure::Trap(describe_trap(&e))),
         }
     }

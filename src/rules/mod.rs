@@ -1,7 +1,7 @@
 //! The rules runtime: WebAssembly modules from `rules/` decide, per hook event, which
 //! Kafka topics the event goes to.
 //!
-//! - `engine`: the one wasmtime engine, linker and deadline ticker;
+//! - `engine`: the one wasmtime engine and its linker (calls bounded by fuel);
 //! - `module`: a file compiled and validated once (`RuleModule`);
 //! - `instance`: a worker's reusable instance of a module;
 //! - `abi`: the host functions and state of ABI v1;
@@ -29,7 +29,7 @@ pub use abi::{valid_kafka_topic, Route};
 pub use engine::RuleEngine;
 pub use filter::TopicFilter;
 pub use instance::{CallFailure, RuleInstance};
-pub use module::{LoadError, RuleCounters, RuleModule};
+pub use module::{LoadError, RuleCounters, RuleModule, RuleSettings};
 pub use reload::RuleWatcher;
 
 use crate::hooks::HookEvent;
@@ -102,7 +102,7 @@ impl Dispatcher {
                     emitted += routes.len();
                 }
                 Err(failure) => {
-                    if matches!(failure, CallFailure::Trap(_) | CallFailure::Timeout) {
+                    if matches!(failure, CallFailure::Trap(_) | CallFailure::OutOfFuel) {
                         self.instances.remove(&module.id);
                     }
                     record_failure(&self.metrics, module, event, &failure);
@@ -128,7 +128,7 @@ fn record_failure(metrics: &Metrics, module: &RuleModule, event: &HookEvent, fai
     let (rule_counter, global) = match failure {
         CallFailure::Rejected(_) => (&counters.errors, &metrics.rule_errors),
         CallFailure::Trap(_) => (&counters.traps, &metrics.rule_traps),
-        CallFailure::Timeout => (&counters.timeouts, &metrics.rule_timeouts),
+        CallFailure::OutOfFuel => (&counters.out_of_fuel, &metrics.rule_out_of_fuel),
         CallFailure::InvalidOutput(_) => (&counters.invalid_output, &metrics.rule_invalid_output),
     };
     rule_counter.fetch_add(1, Ordering::Relaxed);

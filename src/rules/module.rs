@@ -4,7 +4,8 @@
 //! Load errors (`LoadError`) are kept apart from what can go wrong per event
 //! (`instance::CallFailure`): a file that fails to load never replaces a running version.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -43,6 +44,72 @@ pub enum LoadError {
     InitRefused(i32),
     #[error("hookline_init declared no subscription, so the rule could never run")]
     NoSubscription,
+    #[error("settings file {path}: {message}")]
+    Settings { path: PathBuf, message: String },
+}
+
+/// A rule's settings: the `<name>.toml` file beside `<name>.wasm` / `<name>.wat`,
+/// flattened to dotted keys (`[alarm] battery = 20` is `alarm.battery`) with every value
+/// as text (strings unquoted, numbers and booleans as written by TOML). The guest reads
+/// them with `hookline.config_get`, so one module can serve with different topics or
+/// thresholds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleSettings(BTreeMap<String, String>);
+
+impl RuleSettings {
+    pub fn parse(text: &str) -> Result<RuleSettings, String> {
+        fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) -> Result<(), String> {
+            for (key, value) in table {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                let text = match value {
+                    toml::Value::Table(inner) => {
+                        flatten(&path, inner, out)?;
+                        continue;
+                    }
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Datetime(d) => d.to_string(),
+                    toml::Value::Array(_) => return Err(format!("`{path}`: arrays are not supported, use one key per value")),
+                };
+                out.insert(path, text);
+            }
+            Ok(())
+        }
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
+        let mut out = BTreeMap::new();
+        flatten("", &table, &mut out)?;
+        Ok(RuleSettings(out))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Where the settings of the module at `module_path` live: same name, `.toml`.
+    pub fn path_for(module_path: &Path) -> PathBuf {
+        module_path.with_extension("toml")
+    }
+
+    /// Reads the settings beside a module; no file means no settings.
+    pub fn read_for(module_path: &Path) -> Result<(RuleSettings, Vec<u8>), LoadError> {
+        let path = RuleSettings::path_for(module_path);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((RuleSettings::default(), Vec::new())),
+            Err(e) => return Err(LoadError::Settings { path, message: e.to_string() }),
+        };
+        let settings = std::str::from_utf8(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(RuleSettings::parse)
+            .map_err(|message| LoadError::Settings { path, message })?;
+        Ok((settings, bytes))
+    }
 }
 
 /// Call counters of one loaded rule version.
@@ -52,7 +119,7 @@ pub struct RuleCounters {
     pub routes: AtomicU64,
     pub errors: AtomicU64,
     pub traps: AtomicU64,
-    pub timeouts: AtomicU64,
+    pub out_of_fuel: AtomicU64,
     pub invalid_output: AtomicU64,
     pub nanos: AtomicU64,
     /// When a failure of this rule was last logged (rate limit).
@@ -69,6 +136,7 @@ pub struct RuleModule {
     pub hash: u64,
     pub loaded_at: SystemTime,
     pub subscriptions: Vec<(Hook, TopicFilter)>,
+    pub settings: Arc<RuleSettings>,
     pub pre: InstancePre<HostState>,
     pub counters: RuleCounters,
 }
@@ -95,6 +163,11 @@ impl RuleModule {
 
     /// Compiles and validates `bytes` (binary `.wasm`, or `.wat` text) named `name`.
     pub fn load(engine: &RuleEngine, name: &str, bytes: &[u8]) -> Result<RuleModule, LoadError> {
+        RuleModule::load_with_settings(engine, name, bytes, RuleSettings::default())
+    }
+
+    /// Like `load`, with the settings the guest reads through `config_get`.
+    pub fn load_with_settings(engine: &RuleEngine, name: &str, bytes: &[u8], settings: RuleSettings) -> Result<RuleModule, LoadError> {
         if bytes.is_empty() {
             return Err(LoadError::Empty);
         }
@@ -110,9 +183,13 @@ impl RuleModule {
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
 
         let name: Arc<str> = name.into();
-        let mut store = Store::new(engine.engine(), HostState::new(name.clone(), engine.store_limits()));
+        let settings = Arc::new(settings);
+        let mut store = Store::new(
+            engine.engine(),
+            HostState::new(name.clone(), settings.clone(), engine.store_limits()),
+        );
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(engine.deadline_ticks());
+        store.set_fuel(engine.fuel_per_call()).map_err(|e| LoadError::Init(e.to_string()))?;
         let instance = pre.instantiate(&mut store).map_err(|e| LoadError::Init(format!("{e:#}")))?;
         let init = instance
             .get_typed_func::<(), i32>(&mut store, abi::INIT)
@@ -132,19 +209,23 @@ impl RuleModule {
             hash: hash_bytes(bytes),
             loaded_at: SystemTime::now(),
             subscriptions,
+            settings,
             pre,
             counters: RuleCounters::default(),
         })
     }
 
-    /// Reads and loads a rule file.
+    /// Reads and loads a rule file and its settings file, if any.
     pub fn load_file(engine: &RuleEngine, path: &Path) -> Result<RuleModule, LoadError> {
         let bytes = std::fs::read(path)?;
+        let (settings, _) = RuleSettings::read_for(path)?;
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-        RuleModule::load(engine, &name, &bytes)
+        RuleModule::load_with_settings(engine, &name, &bytes, settings)
     }
 }
 
+/// Content hash of a module file (and its settings file), to skip reloading unchanged
+/// content and to tell versions apart in logs.
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -199,5 +280,26 @@ fn check_exports(module: &Module) -> Result<(), LoadError> {
             name: "memory",
             expected: "a memory",
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_flatten_tables_and_keep_values_as_text() {
+        let settings = RuleSettings::parse("topic = \"alarm_state\"\n[alarm]\nbattery = 20\nratio = 0.5\nenabled = true\n").unwrap();
+        assert_eq!(settings.get("topic"), Some("alarm_state"));
+        assert_eq!(settings.get("alarm.battery"), Some("20"));
+        assert_eq!(settings.get("alarm.ratio"), Some("0.5"));
+        assert_eq!(settings.get("alarm.enabled"), Some("true"));
+        assert_eq!(settings.get("missing"), None);
+    }
+
+    #[test]
+    fn settings_errors_say_what_is_wrong() {
+        assert!(RuleSettings::parse("a = [1, 2]").unwrap_err().contains("`a`"));
+        assert!(RuleSettings::parse("a = ").is_err());
     }
 }

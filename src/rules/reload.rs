@@ -14,10 +14,11 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+
 use notify::{RecursiveMode, Watcher};
 
 use super::engine::RuleEngine;
-use super::module::{hash_bytes, RuleModule};
+use super::module::{hash_bytes, RuleModule, RuleSettings};
 use super::{RuleSet, SharedRuleSet};
 use crate::metrics::Metrics;
 
@@ -36,8 +37,16 @@ struct Loaded {
     files: BTreeMap<PathBuf, FileState>,
 }
 
+/// Size and modification time of a module file and of its settings file.
+type Stamp = [(u64, Option<SystemTime>); 2];
+
+fn stamp_of(module: &Path) -> Option<Stamp> {
+    let of = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.len(), m.modified().ok()));
+    Some([of(module)?, of(&RuleSettings::path_for(module)).unwrap_or((0, None))])
+}
+
 struct FileState {
-    stamp: (u64, Option<SystemTime>),
+    stamp: Stamp,
     hash: u64,
     /// `None` when the current content failed to load (and no older version exists).
     module: Option<Arc<RuleModule>>,
@@ -144,42 +153,54 @@ impl Loaded {
         });
         changed |= self.files.len() != before;
 
+        let mut loads = 0;
         for path in present {
-            let Ok(meta) = std::fs::metadata(&path) else { continue };
-            let stamp = (meta.len(), meta.modified().ok());
+            let Some(stamp) = stamp_of(&path) else { continue };
             if self.files.get(&path).is_some_and(|s| s.stamp == stamp) {
                 continue;
             }
-            changed |= self.load(&path, stamp, engine, metrics);
+            if self.load(&path, stamp, engine, metrics) {
+                loads += 1;
+            }
         }
 
-        if changed {
+        if changed || loads > 0 {
             let modules: Vec<Arc<RuleModule>> = self.files.values().filter_map(|s| s.module.clone()).collect();
             let names: Vec<&str> = modules.iter().map(|m| &*m.name).collect();
             tracing::info!(rules = ?names, "rule set updated");
             rules.store(Arc::new(RuleSet { modules }));
+            // Counted once the new set is in force, so "loaded" means "routing".
+            Metrics::add(&metrics.rule_loads, loads);
         }
     }
 
-    /// Loads one changed file. Returns whether the rule set changed.
-    fn load(&mut self, path: &Path, stamp: (u64, Option<SystemTime>), engine: &RuleEngine, metrics: &Metrics) -> bool {
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
+    /// Loads one changed file (module or settings). Returns whether the rule set changed.
+    fn load(&mut self, path: &Path, stamp: Stamp, engine: &RuleEngine, metrics: &Metrics) -> bool {
+        let previous = self.files.get(path).and_then(|s| s.module.clone());
+        let read = std::fs::read(path)
+            .map_err(Into::into)
+            .and_then(|bytes| RuleSettings::read_for(path).map(|(settings, raw)| (bytes, settings, raw)));
+        let (bytes, settings, raw_settings) = match read {
+            Ok(read) => read,
             Err(e) => {
-                tracing::warn!(rule = %path.display(), error = %e, "cannot read rule file; will retry when it changes");
+                Metrics::add(&metrics.rule_load_failures, 1);
+                tracing::error!(rule = %path.display(), error = %e, "cannot read rule; will retry when it changes");
+                self.files.insert(path.to_path_buf(), FileState { stamp, hash: 0, module: previous });
                 return false;
             }
         };
-        let hash = hash_bytes(&bytes);
-        let previous = self.files.get(path).and_then(|s| s.module.clone());
+        if stamp_of(path) != Some(stamp) {
+            // Still being written: the writer's next change notifies us again.
+            return false;
+        }
+        let hash = hash_bytes(&[bytes.as_slice(), raw_settings.as_slice()].concat());
         if self.files.get(path).is_some_and(|s| s.hash == hash) {
             self.files.get_mut(path).expect("checked above").stamp = stamp;
             return false;
         }
         let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        match RuleModule::load(engine, &name, &bytes) {
+        match RuleModule::load_with_settings(engine, &name, &bytes, settings) {
             Ok(module) => {
-                Metrics::add(&metrics.rule_loads, 1);
                 let subscriptions: Vec<String> = module
                     .subscriptions
                     .iter()
@@ -188,6 +209,7 @@ impl Loaded {
                 tracing::info!(
                     rule = %path.display(),
                     ?subscriptions,
+                    settings = !module.settings.is_empty(),
                     replaced = previous.is_some(),
                     "rule loaded"
                 );

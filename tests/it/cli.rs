@@ -96,6 +96,40 @@ fn an_unknown_config_key_names_the_key_on_one_line() {
 
 #[test]
 fn an_invalid_config_value_names_the_key() {
-    let stderr = run_with_config("[rules]\ncall_timeout_ms = 0\n");
-    assert!(stderr.contains("rules.call_timeout_ms"), "{stderr}");
+    let stderr = run_with_config("[rules]\ncall_fuel = 0\n");
+    assert!(stderr.contains("rules.call_fuel"), "{stderr}");
+}
+
+#[test]
+fn rule_check_prints_the_subscriptions_of_a_shipped_rule() {
+    let output = hookline().args(["rule", "check"]).arg(crate::scene::repo_rules().join("message_state.wasm")).output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("message.publish devices/+/state"), "{stdout}");
+}
+
+#[test]
+fn rule_check_refuses_a_broken_module_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.wasm");
+    std::fs::write(&path, b"junk").unwrap();
+    let output = hookline().args(["rule", "check"]).arg(&path).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("junk.wasm"));
+}
+
+#[test]
+fn rule_test_routes_the_scenario_and_fails_on_a_trap() {
+    let output = hookline().args(["rule", "test"]).arg(crate::scene::repo_rules().join("message_state.wasm")).output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("-> message_state key=10083618796833171"), "{stdout}");
+    assert!(stdout.contains("9 events: 2 routed, 0 failed"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trap.wat");
+    std::fs::write(&path, crate::fixtures::trap_rule("devices/+/state")).unwrap();
+    let output = hookline().args(["rule", "test"]).arg(&path).output().unwrap();
+    assert!(!output.status.success(), "a trapping rule fails the test run");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("FAILED: rule trapped"));
 }

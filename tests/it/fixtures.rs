@@ -35,7 +35,7 @@ pub fn infinite_loop_rule(filter: &str) -> String {
     route_rule_with("message.publish", filter, "never", "(loop $forever (br $forever))")
 }
 
-/// Grows its memory a page at a time, forever: must hit the memory cap, then the deadline.
+/// Grows its memory a page at a time, forever: must trap at the memory cap.
 pub fn memory_bomb_rule(filter: &str) -> String {
     route_rule_with(
         "message.publish",
@@ -48,4 +48,28 @@ pub fn memory_bomb_rule(filter: &str) -> String {
 /// Traps on every event.
 pub fn trap_rule(filter: &str) -> String {
     route_rule_with("message.publish", filter, "never", "unreachable")
+}
+
+/// Routes `message.publish` on `devices/+/state` to the Kafka topic named by its
+/// settings key `topic` (read with `config_get` at every event).
+pub fn configurable_topic_rule() -> String {
+    r#"(module
+  (import "hookline" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
+  (import "hookline" "route" (func $route (param i32 i32 i32 i32) (result i32)))
+  (import "hookline" "config_get" (func $config_get (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "message.publish")
+  (data (i32.const 32) "devices/+/state")
+  (data (i32.const 64) "topic")
+  (func (export "hookline_abi_v1"))
+  (func (export "hookline_init") (result i32)
+    (drop (call $subscribe (i32.const 0) (i32.const 15) (i32.const 32) (i32.const 15)))
+    (i32.const 0))
+  (func (export "hookline_on_event") (param $hook i32) (param $sub i32) (result i32)
+    (local $len i32)
+    (local.set $len (call $config_get (i32.const 64) (i32.const 5) (i32.const 128) (i32.const 256)))
+    (if (i32.lt_s (local.get $len) (i32.const 1)) (then (return (i32.const 1))))
+    (drop (call $route (i32.const 128) (local.get $len) (i32.const 0) (i32.const -1)))
+    (i32.const 0)))"#
+        .to_string()
 }

@@ -33,10 +33,10 @@ async fn looping_growing_and_trapping_rules_do_not_stop_the_good_one() {
     assert_eq!(records.len(), 20, "only the good rule routes: {records:#?}");
     assert!(records.iter().all(|r| r["topic"] == "message_state"));
 
-    assert_eq!(scene.counter("rule_timeouts"), 40, "loop and bomb time out on every event");
-    assert_eq!(scene.counter("rule_traps"), 20, "trap traps on every event");
+    assert_eq!(scene.counter("rule_out_of_fuel"), 20, "the loop runs out of fuel on every event");
+    assert_eq!(scene.counter("rule_traps"), 40, "the bomb hits the memory cap, the trap traps, every event");
     let bomb = scene.gateway().rules().modules.iter().find(|m| &*m.name == "bomb.wat").unwrap().clone();
-    assert_eq!(bomb.counters.timeouts.load(std::sync::atomic::Ordering::Relaxed), 20);
+    assert_eq!(bomb.counters.traps.load(std::sync::atomic::Ordering::Relaxed), 20);
 
     // Still serving: a new client connects and is routed.
     let other = Device::connect(scene.addr, "lock-h2").await;

@@ -117,3 +117,30 @@ async fn rules_change_under_load_without_loss_or_duplicates() {
     }
     assert_eq!(scene.counter("hook_events_dropped"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_reads_its_settings_file_and_reloads_when_it_changes() {
+    let rule = crate::fixtures::configurable_topic_rule();
+    let scene = Scene::start(&[("routed.wat", rule.as_bytes()), ("routed.toml", b"topic = \"first\"\n")], None).await;
+    let lock = Device::connect(scene.addr, "lock-s").await;
+    lock.publish("devices/lock-s/state", "1", QoS::AtLeastOnce).await;
+    assert_eq!(scene.file_records(1).await[0]["topic"], "first");
+
+    // Written aside and renamed, as the README advises, so no reader sees a partial file.
+    let replace_settings = |text: &str| {
+        let tmp = scene.rules_dir().join(".routed.toml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, scene.rules_dir().join("routed.toml")).unwrap();
+    };
+    let loads = scene.counter("rule_loads");
+    replace_settings("topic = \"second\"\n");
+    assert!(wait_for(Duration::from_secs(2), || scene.counter("rule_loads") > loads).await, "settings change reloads the rule");
+    lock.publish("devices/lock-s/state", "2", QoS::AtLeastOnce).await;
+    assert_eq!(scene.file_records(2).await[1]["topic"], "second");
+
+    // Broken settings: refused, the loaded version keeps its settings.
+    replace_settings("topic = [");
+    assert!(wait_for(Duration::from_secs(2), || scene.counter("rule_load_failures") == 1).await);
+    lock.publish("devices/lock-s/state", "3", QoS::AtLeastOnce).await;
+    assert_eq!(scene.file_records(3).await[2]["topic"], "second");
+}

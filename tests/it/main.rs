@@ -5,6 +5,7 @@
 mod cli;
 mod fixtures;
 mod hooks;
+mod hostile_input;
 mod hostile_rules;
 mod hot_reload;
 mod ordering;

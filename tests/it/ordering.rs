@@ -15,7 +15,7 @@ async fn ten_devices_times_a_thousand_interleaved_publishes_arrive_in_order_per_
     const EACH: usize = 1000;
     let kafka = MockKafka::new(&["message_state"]);
     let rule = route_rule("message.publish", "devices/+/state", "message_state");
-    let scene = Scene::start(&[("state.wat", rule.as_bytes())], Some(kafka.bootstrap())).await;
+    let mut scene = Scene::start(&[("state.wat", rule.as_bytes())], Some(kafka.bootstrap())).await;
 
     let mut devices = Vec::new();
     for d in 0..DEVICES {
@@ -29,6 +29,8 @@ async fn ten_devices_times_a_thousand_interleaved_publishes_arrive_in_order_per_
     for device in &mut devices {
         device.wait_pubacks(EACH).await;
     }
+    let metrics = scene.gateway().metrics().clone();
+    scene.shutdown().await;
 
     let bootstrap = kafka.bootstrap();
     let records = tokio::task::spawn_blocking(move || {
@@ -36,7 +38,7 @@ async fn ten_devices_times_a_thousand_interleaved_publishes_arrive_in_order_per_
     })
     .await
     .unwrap();
-    assert_eq!(records.len(), DEVICES * EACH, "every publish exactly once");
+    assert_eq!(records.len(), DEVICES * EACH, "every publish exactly once; gateway counters: {:?}", metrics.snapshot());
     let mut next: HashMap<String, usize> = HashMap::new();
     for record in &records {
         let value = record.json();

@@ -3,6 +3,8 @@
 //!
 //! Precedence, highest first: flag, environment variable, config file, built-in default.
 
+mod rule;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +25,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway: MQTT broker, rule workers and the Kafka (or file) sink.
     Run(RunArgs),
+    /// Tools for rule authors: check a module, run events through it.
+    #[command(subcommand)]
+    Rule(rule::RuleCommand),
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +88,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Rule(command) => rule::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
