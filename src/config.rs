@@ -39,6 +39,44 @@ pub struct Config {
     /// Kafka producer. When `kafka.bootstrap_servers` is empty, records go to the
     /// embedded file sink under `data` instead.
     pub kafka: KafkaConfig,
+    /// The admin HTTP endpoint (`/metrics`, `/healthz`).
+    pub admin: AdminConfig,
+    /// Who may connect, and which topics each client may use.
+    pub auth: AuthConfig,
+}
+
+/// Client authentication and topic access control.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Let clients connect without a username. Off unless asked for; the gateway warns
+    /// loudly at start when it is on.
+    pub anonymous: bool,
+    /// TOML file of users and argon2 password hashes (`hookline user add` writes it);
+    /// empty: no users.
+    pub credentials: PathBuf,
+    /// Access-control list file (see examples/door-locks.acl); empty: no ACL, every
+    /// client may use every topic.
+    pub acl: PathBuf,
+}
+
+/// The admin HTTP endpoint.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve the endpoint at all.
+    pub enabled: bool,
+    /// Address of `/metrics` and `/healthz`; loopback unless you mean to expose them.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: "127.0.0.1:9180".parse().expect("default admin address parses"),
+        }
+    }
 }
 
 /// The embedded MQTT broker.
@@ -111,6 +149,8 @@ impl Default for Config {
             broker: BrokerConfig::default(),
             rules: RulesConfig::default(),
             kafka: KafkaConfig::default(),
+            admin: AdminConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -241,7 +281,7 @@ mod tests {
 
     #[test]
     fn example_config_parses_and_validates() {
-        let text = include_str!("../hookline.example.toml");
+        let text = include_str!("../examples/hookline.toml");
         let config = Config::from_toml(text).expect("example config parses");
         config.validate().expect("example config is valid");
         assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:9092");

@@ -11,6 +11,8 @@
 //! - `client.disconnected`: client_id, username, reason, node, ts
 //! - `session.subscribed` / `session.unsubscribed`: client_id, username, topic, qos
 //!   (subscribed only), node, ts
+//! - `access.denied`: client_id, username, action (publish, subscribe, will), topic
+//!   (the denied topic or filter), node, ts
 //!
 //! `payload` is the MQTT payload, base64 (standard alphabet, padded).
 
@@ -45,6 +47,12 @@ pub fn encode(event: &HookEvent, node: &str, out: &mut Vec<u8>) {
             field_number(out, "qos", event.qos as u64);
         }
         Hook::ClientConnected => {}
+        Hook::AccessDenied => {
+            out.push(b',');
+            field_str(out, "action", event.reason.unwrap_or("publish"));
+            out.push(b',');
+            field_str(out, "topic", &event.topic_str());
+        }
         Hook::ClientDisconnected => {
             out.push(b',');
             field_str(out, "reason", event.reason.unwrap_or("closed"));

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::access::Access;
 use crate::broker::{Broker, PublisherIndex, TapShared};
 use crate::config::Config;
 use crate::hooks::HookQueue;
@@ -31,6 +32,7 @@ pub struct Gateway {
     tap: Arc<TapShared>,
     workers: Vec<Arc<WorkerState>>,
     listen: SocketAddr,
+    admin: Option<SocketAddr>,
 }
 
 impl Gateway {
@@ -73,8 +75,19 @@ impl Gateway {
             workers.push(state);
         }
 
-        let tap = Arc::new(TapShared::new(queue, PublisherIndex::new(config.broker.publisher_index), metrics.clone()));
-        let broker = Broker::start(&config.broker, tap.clone()).await?;
+        let admin = match config.admin.enabled {
+            true => Some(crate::admin::start(config.admin.listen, metrics.clone(), rules.clone()).await?),
+            false => None,
+        };
+        let access = Access::load(&config.auth)?;
+        access.watch(&config.auth);
+        let tap = Arc::new(TapShared::new(
+            queue,
+            PublisherIndex::new(config.broker.publisher_index),
+            metrics.clone(),
+            access.clone(),
+        ));
+        let broker = Broker::start(&config.broker, tap.clone(), access).await?;
         tokio::spawn(log_stats(metrics.clone()));
         tracing::info!(
             sink = %sink.describe(),
@@ -92,6 +105,7 @@ impl Gateway {
             tap,
             workers,
             listen: config.broker.listen,
+            admin,
         })
     }
 
@@ -106,6 +120,11 @@ impl Gateway {
 
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// Where `/metrics` is served, when the admin endpoint is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// Stops accepting clients, lets the workers finish what is queued, and waits for

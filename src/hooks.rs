@@ -24,10 +24,11 @@ pub enum Hook {
     MessagePublish = 4,
     MessageDelivered = 5,
     MessageAcked = 6,
+    AccessDenied = 7,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 7] = [
+    pub const ALL: [Hook; 8] = [
         Hook::ClientConnected,
         Hook::ClientDisconnected,
         Hook::SessionSubscribed,
@@ -35,6 +36,7 @@ impl Hook {
         Hook::MessagePublish,
         Hook::MessageDelivered,
         Hook::MessageAcked,
+        Hook::AccessDenied,
     ];
 
     pub fn code(self) -> i32 {
@@ -50,6 +52,7 @@ impl Hook {
             Hook::MessagePublish => "message.publish",
             Hook::MessageDelivered => "message.delivered",
             Hook::MessageAcked => "message.acked",
+            Hook::AccessDenied => "access.denied",
         }
     }
 
@@ -87,7 +90,8 @@ pub struct HookEvent {
     pub qos: u8,
     /// Publisher of a delivered or acked message, when known.
     pub from: Option<Arc<str>>,
-    /// Why a client disconnected (`client.disconnected` only).
+    /// Why a client disconnected (`client.disconnected`), or what it was denied
+    /// (`access.denied`: `publish`, `subscribe` or `will`).
     pub reason: Option<&'static str>,
 }
 

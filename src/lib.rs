@@ -4,8 +4,10 @@
 //! Data flow, one module per stage:
 //! `broker` (rumqttd + hook tap) -> `hooks` (sharded event queue) -> `worker` (runs
 //! `rules`, encodes the `envelope`) -> `sink` (Kafka or file). `config` and `cli` set it
-//! up, `metrics` counts it, `gateway` assembles it.
+//! up, `metrics` counts it (served by `admin`), `gateway` assembles it.
 
+pub mod access;
+pub mod admin;
 pub mod broker;
 pub mod cli;
 pub mod config;

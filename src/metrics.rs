@@ -1,20 +1,23 @@
 //! Counters of everything that happens on the event path, shared by all stages.
 //!
 //! Plain atomics, bumped with relaxed ordering: they are statistics, never used for
-//! synchronisation. `snapshot` gives a stable, named view for logs and tests.
+//! synchronisation. `snapshot` gives a stable, named view for logs and tests;
+//! `prometheus` renders them (and each rule's own counters) for the admin endpoint.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::hooks::Hook;
+use crate::rules::{RuleCounters, RuleSet};
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident,)*) => {
+    ($($(#[doc = $doc:literal])+ $name:ident,)*) => {
         /// Gateway-wide counters. Each field is a monotonically increasing count unless
         /// its doc says gauge.
         #[derive(Debug, Default)]
         pub struct Metrics {
-            $($(#[$doc])* pub $name: AtomicU64,)*
+            $($(#[doc = $doc])+ pub $name: AtomicU64,)*
             /// Hook events raised, by hook (indexed by `Hook::code`).
             pub hook_events: [AtomicU64; Hook::ALL.len()],
             /// Gauge: MQTT clients currently connected.
@@ -22,24 +25,75 @@ macro_rules! counters {
         }
 
         impl Metrics {
-            /// Every counter by name; hook events as `hook_events{<hook name>}`.
-            pub fn snapshot(&self) -> BTreeMap<String, i64> {
-                let mut map = BTreeMap::new();
-                $(map.insert(stringify!($name).to_string(), self.$name.load(Ordering::Relaxed) as i64);)*
-                for hook in Hook::ALL {
-                    let count = self.hook_events[hook.code() as usize].load(Ordering::Relaxed);
-                    map.insert(format!("hook_events{{{}}}", hook.name()), count as i64);
-                }
-                map.insert("connections".to_string(), self.connections.load(Ordering::Relaxed));
-                map
+            /// The plain counters: (name, help text, value).
+            fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($name), concat!($($doc),+).trim_ascii(), self.$name.load(Ordering::Relaxed)),)*]
             }
         }
     };
 }
 
+impl Metrics {
+    /// Every counter by name; hook events as `hook_events{<hook name>}`.
+    pub fn snapshot(&self) -> BTreeMap<String, i64> {
+        let mut map: BTreeMap<String, i64> = self.counters().into_iter().map(|(name, _, v)| (name.to_string(), v as i64)).collect();
+        for hook in Hook::ALL {
+            let count = self.hook_events[hook.code() as usize].load(Ordering::Relaxed);
+            map.insert(format!("hook_events{{{}}}", hook.name()), count as i64);
+        }
+        map.insert("connections".to_string(), self.connections.load(Ordering::Relaxed));
+        map
+    }
+
+    /// The Prometheus text exposition of the gateway counters and of each loaded rule's
+    /// own counters (labelled by rule file, so label values stay bounded).
+    pub fn prometheus(&self, rules: &RuleSet) -> String {
+        let mut out = String::new();
+        for (name, help, value) in self.counters() {
+            family(&mut out, &format!("hookline_{name}_total"), help, "counter");
+            let _ = writeln!(out, "hookline_{name}_total {value}");
+        }
+        family(&mut out, "hookline_hook_events_total", "Hook events raised, by hook.", "counter");
+        for hook in Hook::ALL {
+            let count = self.hook_events[hook.code() as usize].load(Ordering::Relaxed);
+            let _ = writeln!(out, "hookline_hook_events_total{{hook=\"{}\"}} {count}", hook.name());
+        }
+        family(&mut out, "hookline_connections", "MQTT clients connected now.", "gauge");
+        let _ = writeln!(out, "hookline_connections {}", self.connections.load(Ordering::Relaxed));
+        let per_rule: [(&str, &str, fn(&RuleCounters) -> &AtomicU64); 7] = [
+            ("calls", "Guest calls, by rule.", |c| &c.calls),
+            ("routes", "Routes emitted, by rule.", |c| &c.routes),
+            ("errors", "Events a rule rejected in band, by rule.", |c| &c.errors),
+            ("traps", "Guest calls that trapped, by rule.", |c| &c.traps),
+            ("out_of_fuel", "Guest calls that used up their instruction budget, by rule.", |c| &c.out_of_fuel),
+            ("invalid_output", "Decisions discarded for invalid output, by rule.", |c| &c.invalid_output),
+            ("nanoseconds", "Time spent in guest calls, by rule.", |c| &c.nanos),
+        ];
+        for (name, help, counter) in per_rule {
+            family(&mut out, &format!("hookline_rule_{name}_total"), help, "counter");
+            for module in &rules.modules {
+                let value = counter(&module.counters).load(Ordering::Relaxed);
+                let _ = writeln!(out, "hookline_rule_{name}_total{{rule=\"{}\"}} {value}", escape_label(&module.name));
+            }
+        }
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 counters! {
     /// Connections closed for a malformed or oversized MQTT packet.
     mqtt_protocol_errors,
+    /// Publishes, subscriptions and wills the ACL refused.
+    access_denied,
     /// Hook events dropped because the hook queue was full.
     hook_events_dropped,
     /// Guest calls made (`hookline_on_event`).
@@ -73,5 +127,21 @@ impl Metrics {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_help_type_and_values() {
+        let metrics = Metrics::default();
+        Metrics::add(&metrics.rule_calls, 3);
+        let text = metrics.prometheus(&RuleSet::default());
+        assert!(text.contains("# HELP hookline_rule_calls_total Guest calls made (`hookline_on_event`).\n"), "{text}");
+        assert!(text.contains("# TYPE hookline_rule_calls_total counter\nhookline_rule_calls_total 3\n"), "{text}");
+        assert!(text.contains("hookline_hook_events_total{hook=\"message.acked\"} 0\n"), "{text}");
+        assert_eq!(escape_label("a\"b\\c"), "a\\\"b\\\\c");
     }
 }

@@ -16,6 +16,7 @@ use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, Server
 pub use publishers::PublisherIndex;
 pub use tap::{TapCodec, TapShared};
 
+use crate::access::Access;
 use crate::config::BrokerConfig;
 
 /// Commit-log segment size per subscription filter; with `SEGMENT_COUNT` it bounds how
@@ -32,7 +33,7 @@ pub struct Broker {
 impl Broker {
     /// Binds the listener and starts accepting clients; every connection raises its hook
     /// events through `tap`.
-    pub async fn start(config: &BrokerConfig, tap: Arc<TapShared>) -> std::io::Result<Broker> {
+    pub async fn start(config: &BrokerConfig, tap: Arc<TapShared>, access: Arc<Access>) -> std::io::Result<Broker> {
         let router_config = RouterConfig {
             max_connections: config.max_connections,
             max_outgoing_packet_count: 200,
@@ -48,7 +49,7 @@ impl Broker {
             std::io::Error::new(e.kind(), format!("cannot listen for MQTT on {}: {e}", config.listen))
         })?);
 
-        let settings = ServerSettings {
+        let mut settings = ServerSettings {
             name: "mqtt".to_string(),
             listen: config.listen,
             tls: None,
@@ -62,6 +63,15 @@ impl Broker {
                 dynamic_filters: true,
             },
         };
+        // Password hashes are slow on purpose: verify them on the blocking pool.
+        settings.set_auth_handler(move |_client_id, username, password| {
+            let access = access.clone();
+            async move {
+                tokio::task::spawn_blocking(move || access.authenticate(&username, &password))
+                    .await
+                    .unwrap_or(false)
+            }
+        });
         let mut server = Server::new(settings, router_tx, TapCodec::new(tap));
         let listen = config.listen;
         let server = tokio::spawn(async move {

@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use rumqttd::protocol::{
-    self, v4::V4, v5::V5, ConnectReturnCode, DisconnectReasonCode, LastWill, Packet, PubAckReason,
+    self, v4::V4, v5::V5, ConnectReturnCode, DisconnectReasonCode, LastWill, Login, Packet, PubAckReason,
     PubRecReason, Protocol, SubscribeReasonCode, UnsubAckReason,
 };
 
 use super::publishers::PublisherIndex;
 use super::wire;
+use crate::access::{Access, Action, DENIED_TOPIC, VOID_FILTER};
 use crate::hooks::{Hook, HookEvent, HookQueue};
 use crate::metrics::Metrics;
 
@@ -31,6 +32,7 @@ pub struct TapShared {
     pub queue: HookQueue,
     pub publishers: PublisherIndex,
     pub metrics: Arc<Metrics>,
+    pub access: Arc<Access>,
     /// Which connection currently owns each client id; an older connection that finds
     /// a newer owner on its way out was taken over.
     owners: Mutex<HashMap<Arc<str>, u64>>,
@@ -38,11 +40,12 @@ pub struct TapShared {
 }
 
 impl TapShared {
-    pub fn new(queue: HookQueue, publishers: PublisherIndex, metrics: Arc<Metrics>) -> TapShared {
+    pub fn new(queue: HookQueue, publishers: PublisherIndex, metrics: Arc<Metrics>, access: Arc<Access>) -> TapShared {
         TapShared {
             queue,
             publishers,
             metrics,
+            access,
             owners: Mutex::default(),
             next_serial: AtomicU64::new(1),
         }
@@ -80,8 +83,11 @@ struct Connection {
     last_read: Instant,
     /// Outgoing QoS 1/2 publishes by packet id, waiting for PUBACK / PUBREC.
     inflight: HashMap<u16, Delivered>,
-    /// SUBSCRIBE / UNSUBSCRIBE filters by packet id, waiting for their ack.
-    pending_subscribe: HashMap<u16, Vec<String>>,
+    /// SUBSCRIBE / UNSUBSCRIBE filters by packet id, waiting for their ack; a
+    /// subscribe filter is `None` where the ACL refused it.
+    pending_subscribe: HashMap<u16, Vec<Option<String>>>,
+    /// Packet ids of QoS 1 publishes the ACL refused, whose PUBACK says so (MQTT 5).
+    denied_pkids: Vec<u16>,
     pending_unsubscribe: HashMap<u16, Vec<String>>,
     /// MQTT 5 topic aliases, incoming and outgoing.
     aliases_in: HashMap<u16, Bytes>,
@@ -118,6 +124,7 @@ impl TapCodec {
                 last_read: Instant::now(),
                 inflight: HashMap::new(),
                 pending_subscribe: HashMap::new(),
+                denied_pkids: Vec::new(),
                 pending_unsubscribe: HashMap::new(),
                 aliases_in: HashMap::new(),
                 aliases_out: HashMap::new(),
@@ -161,24 +168,27 @@ impl Protocol for TapCodec {
                 }
             };
         }
-        let first_byte = stream.first().copied();
+        let (publish_qos, publish_pkid) = match stream.first() {
+            Some(&b) if wire::packet_type(b) == wire::PUBLISH => wire::publish_qos_pkid(stream).unwrap_or((0, 0)),
+            _ => (0, 0),
+        };
         let result = match state.version {
             Version::V5 => V5.read_mut(stream, max_size),
             _ => V4.read_mut(stream, max_size),
         };
-        let packet = match result {
+        let mut packet = match result {
             Ok(packet) => packet,
             Err(protocol::Error::InsufficientBytes(n)) => return Err(protocol::Error::InsufficientBytes(n)),
             Err(e) => return Err(refuse(&shared, state, e, max_size)),
         };
         state.last_read = Instant::now();
-        observe_incoming(&shared, state, &packet, first_byte.map_or(0, wire::publish_qos));
+        observe_incoming(&shared, state, &mut packet, publish_qos, publish_pkid);
         Ok(packet)
     }
 
-    fn write(&self, packet: Packet, buffer: &mut BytesMut) -> Result<usize, protocol::Error> {
+    fn write(&self, mut packet: Packet, buffer: &mut BytesMut) -> Result<usize, protocol::Error> {
         let mut state = self.state();
-        let pending = observe_outgoing_before(&self.shared, &mut state, &packet);
+        let pending = observe_outgoing_before(&self.shared, &mut state, &mut packet);
         let start = buffer.len();
         let written = match state.version {
             Version::V5 => V5.write(packet, buffer)?,
@@ -219,11 +229,32 @@ fn refuse(shared: &TapShared, state: &mut Connection, error: protocol::Error, ma
     error
 }
 
-/// Raises events for a packet a client sent.
-fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &Packet, publish_qos: u8) {
+/// Tells the client's hook chain, and the audit trail, that the ACL refused something.
+fn denied(shared: &TapShared, client: &Client, action: &'static str, topic: Bytes) {
+    Metrics::add(&shared.metrics.access_denied, 1);
+    if shared.metrics.access_denied.load(Ordering::Relaxed) % 1000 == 1 {
+        tracing::warn!(client_id = %client.id, action, topic = %String::from_utf8_lossy(&topic), "denied by the ACL (logged for 1 in 1000)");
+    }
+    let mut event = HookEvent::new(Hook::AccessDenied, client.id.clone(), client.username.clone());
+    event.topic = topic;
+    event.reason = Some(action);
+    shared.queue.push(client.shard, event);
+}
+
+fn allowed(shared: &TapShared, client: &Client, action: Action, topic: &[u8]) -> bool {
+    std::str::from_utf8(topic).is_ok_and(|t| shared.access.allows(action, &client.id, &client.username, t))
+}
+
+/// Raises events for a packet a client sent, and applies the ACL to it: a refused
+/// publish is diverted to a topic nobody can read, a refused filter to one nobody can
+/// write, a refused will is dropped.
+fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Packet, publish_qos: u8, publish_pkid: u16) {
     match packet {
         Packet::Connect(connect, _, will, will_props, login) => {
-            let username: Arc<str> = login.as_ref().map_or("", |l| l.username.as_str()).into();
+            // rumqttd refuses a CONNECT without a login once authentication is on; an
+            // empty one lets `Access::authenticate` decide about anonymous clients.
+            let login = login.get_or_insert_with(|| Login { username: String::new(), password: String::new() });
+            let username: Arc<str> = login.username.as_str().into();
             let id: Arc<str> = connect.client_id.as_str().into();
             // Claim the id now, before the broker sees this CONNECT: the connection it
             // replaces can only end after that, and will find it was taken over.
@@ -236,6 +267,11 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &Packet,
                 keep_alive: connect.keep_alive,
                 shard: shared.queue.shard_for(&connect.client_id),
             });
+            let client = state.client.as_ref().expect("set just above");
+            if will.as_ref().is_some_and(|w| !allowed(shared, client, Action::Publish, &w.topic)) {
+                let topic = will.take().map(|w| w.topic).unwrap_or_default();
+                denied(shared, client, "will", topic);
+            }
             let delay = will_props.as_ref().and_then(|p| p.delay_interval).unwrap_or(0);
             state.will = will.clone().map(|w| (w, delay));
         }
@@ -243,6 +279,17 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &Packet,
             let Some(client) = &state.client else { return };
             let alias = props.as_ref().and_then(|p| p.topic_alias);
             let topic = resolve_alias(&mut state.aliases_in, &publish.topic, alias);
+            if !allowed(shared, client, Action::Publish, &topic) {
+                publish.topic = Bytes::from_static(DENIED_TOPIC.as_bytes());
+                if let Some(props) = props {
+                    props.topic_alias = None;
+                }
+                if publish_qos == 1 {
+                    state.denied_pkids.push(publish_pkid);
+                }
+                denied(shared, client, "publish", topic);
+                return;
+            }
             shared.publishers.record(&topic, &publish.payload, &client.id);
             let mut event = HookEvent::new(Hook::MessagePublish, client.id.clone(), client.username.clone());
             event.topic = topic;
@@ -259,7 +306,17 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &Packet,
             acked(shared, state, rec.pkid, ok);
         }
         Packet::Subscribe(subscribe, _) => {
-            let filters = subscribe.filters.iter().map(|f| f.path.clone()).collect();
+            let Some(client) = &state.client else { return };
+            let mut filters = Vec::with_capacity(subscribe.filters.len());
+            for filter in &mut subscribe.filters {
+                if allowed(shared, client, Action::Subscribe, filter.path.as_bytes()) {
+                    filters.push(Some(filter.path.clone()));
+                } else {
+                    let path = std::mem::replace(&mut filter.path, VOID_FILTER.to_string());
+                    denied(shared, client, "subscribe", Bytes::from(path));
+                    filters.push(None);
+                }
+            }
             state.pending_subscribe.insert(subscribe.pkid, filters);
         }
         Packet::Unsubscribe(unsubscribe, _) => {
@@ -301,10 +358,21 @@ fn acked(shared: &TapShared, state: &mut Connection, pkid: u16, ok: bool) {
     shared.queue.push(client.shard, event);
 }
 
-/// Raises events for a packet about to be written to a client. An outgoing publish is
+/// Raises events for a packet about to be written to a client, and tells an MQTT 5
+/// client which of its publishes and filters the ACL refused. An outgoing publish is
 /// returned instead: its QoS and packet id are only known once it is encoded.
-fn observe_outgoing_before(shared: &TapShared, state: &mut Connection, packet: &Packet) -> Option<Delivered> {
+fn observe_outgoing_before(shared: &TapShared, state: &mut Connection, packet: &mut Packet) -> Option<Delivered> {
+    let v5 = matches!(state.version, Version::V5);
     match packet {
+        Packet::PubAck(ack, _) => {
+            if let Some(i) = state.denied_pkids.iter().position(|p| *p == ack.pkid) {
+                state.denied_pkids.swap_remove(i);
+                if v5 {
+                    ack.reason = PubAckReason::NotAuthorized;
+                }
+            }
+            None
+        }
         Packet::ConnAck(ack, props) => {
             if ack.code != ConnectReturnCode::Success || state.connected {
                 return None;
@@ -335,7 +403,11 @@ fn observe_outgoing_before(shared: &TapShared, state: &mut Connection, packet: &
         Packet::SubAck(ack, _) => {
             let filters = state.pending_subscribe.remove(&ack.pkid)?;
             let client = state.client.as_ref()?;
-            for (filter, code) in filters.into_iter().zip(&ack.return_codes) {
+            for (filter, code) in filters.into_iter().zip(ack.return_codes.iter_mut()) {
+                let Some(filter) = filter else {
+                    *code = if v5 { SubscribeReasonCode::NotAuthorized } else { SubscribeReasonCode::Failure };
+                    continue;
+                };
                 let granted = match code {
                     SubscribeReasonCode::QoS0 => 0,
                     SubscribeReasonCode::QoS1 => 1,

@@ -4,6 +4,8 @@
 //! Precedence, highest first: flag, environment variable, config file, built-in default.
 
 mod rule;
+mod scaffold;
+mod user;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +30,9 @@ pub enum Command {
     /// Tools for rule authors: check a module, run events through it.
     #[command(subcommand)]
     Rule(rule::RuleCommand),
+    /// Manage the users of the credentials file (auth.credentials).
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 #[derive(Debug, Args)]
@@ -51,6 +56,13 @@ pub struct RunArgs {
     /// Node name written in envelopes (config key node) [default: gateway@<hostname>]
     #[arg(long, env = "HOOKLINE_NODE")]
     pub node: Option<String>,
+    /// Admin endpoint address, /metrics and /healthz (config key admin.listen)
+    /// [default: 127.0.0.1:9180]
+    #[arg(long, env = "HOOKLINE_ADMIN")]
+    pub admin: Option<SocketAddr>,
+    /// Let clients connect without a username (config key auth.anonymous).
+    #[arg(long, env = "HOOKLINE_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "HOOKLINE_LOG_JSON")]
     pub log_json: bool,
@@ -78,6 +90,12 @@ impl RunArgs {
         if let Some(node) = &self.node {
             config.node = node.clone();
         }
+        if let Some(admin) = self.admin {
+            config.admin.listen = admin;
+        }
+        if self.allow_anonymous {
+            config.auth.anonymous = true;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -89,6 +107,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Rule(command) => rule::run(command),
+        Command::User(command) => user::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

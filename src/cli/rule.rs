@@ -1,5 +1,6 @@
 //! `hookline rule ...`: tools for rule authors, usable in their own CI.
 //!
+//! - `new LANG NAME`: scaffolds a rule project (see `scaffold`);
 //! - `check MODULE`: loads the module as the gateway would and prints what it subscribes to;
 //! - `test MODULE [--events FILE]`: runs events through it and prints each decision and
 //!   its cost; exits non-zero on a trap, a timeout or an invalid route.
@@ -25,6 +26,15 @@ const COST_SAMPLES: u32 = 1000;
 
 #[derive(Debug, Subcommand)]
 pub enum RuleCommand {
+    /// Create a rule project that builds as is (the language's SDK is copied into it).
+    New {
+        lang: super::scaffold::Lang,
+        /// Rule name: lower-case letters, digits, `_`; also the Kafka topic it routes to.
+        name: String,
+        /// Where to create the project directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Load a module as the gateway would (ABI, exports, imports, init) and print its
     /// subscriptions.
     Check {
@@ -47,6 +57,11 @@ pub enum RuleCommand {
 pub fn run(command: RuleCommand) -> anyhow::Result<()> {
     let engine = RuleEngine::new(&RulesConfig::default())?;
     match command {
+        RuleCommand::New { lang, name, dir } => {
+            let root = super::scaffold::create(lang, &name, &dir)?;
+            println!("created {}; build it with {}/build.sh", root.display(), root.display());
+            Ok(())
+        }
         RuleCommand::Check { module } => {
             let module = load(&engine, &module)?;
             print_summary(&module);

@@ -5,7 +5,9 @@
 //! A route that breaks a limit also marks the whole decision invalid, so a half-applied
 //! decision never reaches Kafka.
 
-use wasmtime::{Caller, Extern, Linker, StoreLimits};
+use std::sync::Arc;
+
+use wasmtime::{Caller, Linker, Memory, StoreLimits};
 
 use super::filter::TopicFilter;
 use crate::hooks::{Hook, HookEvent};
@@ -44,7 +46,9 @@ pub enum Phase {
 /// One Kafka destination chosen by a rule for the current event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub topic: String,
+    /// Shared with the instance's recent topics, so a rule routing to the same topic
+    /// again and again allocates it once.
+    pub topic: Arc<str>,
     /// `None`: the event's client id.
     pub key: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
@@ -61,6 +65,10 @@ pub struct HostState {
     pub routes: Vec<Route>,
     /// Why the current decision is void, if a route broke a limit.
     pub invalid: Option<&'static str>,
+    /// The guest's exported memory, looked up once after instantiation.
+    pub memory: Option<Memory>,
+    /// Kafka topics this instance routed to lately, validated (see `Route::topic`).
+    recent_topics: Vec<Arc<str>>,
     log_window: (std::time::Instant, u32),
 }
 
@@ -79,6 +87,8 @@ impl HostState {
             event: None,
             routes: Vec::new(),
             invalid: None,
+            memory: None,
+            recent_topics: Vec::new(),
             log_window: (std::time::Instant::now(), 0),
         }
     }
@@ -105,12 +115,29 @@ pub fn valid_kafka_topic(topic: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
+/// How many distinct route topics an instance keeps ready for reuse.
+const RECENT_TOPICS: usize = 8;
+
+impl HostState {
+    /// A validated, shared copy of `topic`, reusing a recent one when it matches.
+    fn route_topic(&mut self, topic: &[u8]) -> Option<Arc<str>> {
+        if let Some(known) = self.recent_topics.iter().find(|t| t.as_bytes() == topic) {
+            return Some(known.clone());
+        }
+        let topic = std::str::from_utf8(topic).ok().filter(|t| valid_kafka_topic(t))?;
+        let topic: Arc<str> = topic.into();
+        if self.recent_topics.len() == RECENT_TOPICS {
+            self.recent_topics.remove(0);
+        }
+        self.recent_topics.push(topic.clone());
+        Some(topic)
+    }
+}
+
 /// The guest's memory and our state, borrowed together.
 fn memory_and_state<'a>(caller: &'a mut Caller<'_, HostState>) -> Option<(&'a mut [u8], &'a mut HostState)> {
-    match caller.get_export("memory") {
-        Some(Extern::Memory(memory)) => Some(memory.data_and_store_mut(caller)),
-        _ => None,
-    }
+    let memory = caller.data().memory?;
+    Some(memory.data_and_store_mut(caller))
 }
 
 fn guest_range(memory: &[u8], ptr: i32, len: i32) -> Option<std::ops::Range<usize>> {
@@ -206,16 +233,10 @@ fn route(mut caller: Caller<'_, HostState>, topic_ptr: i32, topic_len: i32, key_
         state.invalid = Some("more routes than allowed for one event");
         return ERR_LIMIT;
     }
-    let topic = match guest_range(memory, topic_ptr, topic_len) {
-        Some(range) => &memory[range],
-        None => return ERR_MEMORY,
-    };
-    let topic = match std::str::from_utf8(topic) {
-        Ok(t) if valid_kafka_topic(t) => t.to_string(),
-        _ => {
-            state.invalid = Some("invalid Kafka topic name");
-            return ERR_TOPIC;
-        }
+    let Some(range) = guest_range(memory, topic_ptr, topic_len) else { return ERR_MEMORY };
+    let Some(topic) = state.route_topic(&memory[range]) else {
+        state.invalid = Some("invalid Kafka topic name");
+        return ERR_TOPIC;
     };
     let key = if key_len == -1 {
         None

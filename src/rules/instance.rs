@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use wasmtime::{Store, Trap, TypedFunc};
+use wasmtime::{Instance, InstancePre, Store, Trap, TypedFunc};
 
 use super::abi::{self, HostState, Phase, Route};
 use super::engine::RuleEngine;
-use super::module::RuleModule;
+use super::module::{RuleModule, RuleSettings};
 use crate::hooks::HookEvent;
 
 /// Why a module's decision for an event was void.
@@ -45,20 +45,10 @@ pub struct RuleInstance {
 
 impl RuleInstance {
     pub fn new(engine: &RuleEngine, module: Arc<RuleModule>) -> anyhow::Result<RuleInstance> {
-        let mut store = Store::new(
-            engine.engine(),
-            HostState::new(module.name.clone(), module.settings.clone(), engine.store_limits()),
-        );
-        store.limiter(|state| &mut state.limits);
-        store.set_fuel(engine.fuel_per_call())?;
-        let instance = module.pre.instantiate(&mut store)?;
         // Guests may set up their own state in init; subscriptions were read at load.
-        store.data_mut().phase = Phase::Init;
-        let init = instance.get_typed_func::<(), i32>(&mut store, abi::INIT)?;
-        let code = init.call(&mut store, ())?;
+        let (mut store, instance, code) = instantiate(engine, &module.pre, module.name.clone(), module.settings.clone())?;
         anyhow::ensure!(code == 0, "hookline_init returned {code}");
         store.data_mut().subscriptions.clear();
-        store.data_mut().phase = Phase::Idle;
         let on_event = instance.get_typed_func::<(i32, i32), i32>(&mut store, abi::ON_EVENT)?;
         Ok(RuleInstance { module, store, on_event })
     }
@@ -90,6 +80,27 @@ impl RuleInstance {
             Err(e) => Err(CallFailure::Trap(describe_trap(&e))),
         }
     }
+}
+
+/// A fresh store with the engine's limits, the module instantiated in it and
+/// `hookline_init` run; returns init's result code with them (what init subscribed to is
+/// in the store's data).
+pub(super) fn instantiate(
+    engine: &RuleEngine,
+    pre: &InstancePre<HostState>,
+    name: Arc<str>,
+    settings: Arc<RuleSettings>,
+) -> wasmtime::Result<(Store<HostState>, Instance, i32)> {
+    let mut store = Store::new(engine.engine(), HostState::new(name, settings, engine.store_limits()));
+    store.limiter(|state| &mut state.limits);
+    store.set_fuel(engine.fuel_per_call())?;
+    let instance = pre.instantiate(&mut store)?;
+    store.data_mut().memory = instance.get_memory(&mut store, "memory");
+    store.data_mut().phase = Phase::Init;
+    let init = instance.get_typed_func::<(), i32>(&mut store, abi::INIT)?;
+    let code = init.call(&mut store, ())?;
+    store.data_mut().phase = Phase::Idle;
+    Ok((store, instance, code))
 }
 
 /// One line: the trap's kind and, when there is one, the guest function it hit in.

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use wasmtime::{ExternType, InstancePre, Module, Store, ValType};
+use wasmtime::{ExternType, InstancePre, Module, ValType};
 
-use super::abi::{self, HostState, Phase};
+use super::abi::{self, HostState};
+use super::instance::{describe_trap, instantiate};
 use super::engine::RuleEngine;
 use super::filter::TopicFilter;
 use crate::hooks::Hook;
@@ -184,18 +185,8 @@ impl RuleModule {
 
         let name: Arc<str> = name.into();
         let settings = Arc::new(settings);
-        let mut store = Store::new(
-            engine.engine(),
-            HostState::new(name.clone(), settings.clone(), engine.store_limits()),
-        );
-        store.limiter(|state| &mut state.limits);
-        store.set_fuel(engine.fuel_per_call()).map_err(|e| LoadError::Init(e.to_string()))?;
-        let instance = pre.instantiate(&mut store).map_err(|e| LoadError::Init(format!("{e:#}")))?;
-        let init = instance
-            .get_typed_func::<(), i32>(&mut store, abi::INIT)
-            .map_err(|e| LoadError::Init(format!("{e:#}")))?;
-        store.data_mut().phase = Phase::Init;
-        let code = init.call(&mut store, ()).map_err(|e| LoadError::Init(super::instance::describe_trap(&e)))?;
+        let (mut store, _, code) = instantiate(engine, &pre, name.clone(), settings.clone())
+            .map_err(|e| LoadError::Init(describe_trap(&e)))?;
         if code != 0 {
             return Err(LoadError::InitRefused(code));
         }

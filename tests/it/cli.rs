@@ -29,6 +29,8 @@ async fn run_routes_to_the_file_sink_and_exits_cleanly_on_sigterm() {
         .arg(dir.path().join("data"))
         .env("HOOKLINE_LISTEN", format!("127.0.0.1:{port}"))
         .env("HOOKLINE_NODE", "gateway@test")
+        .env("HOOKLINE_ADMIN", "127.0.0.1:0")
+        .env("HOOKLINE_ALLOW_ANONYMOUS", "true")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -132,4 +134,60 @@ fn rule_test_routes_the_scenario_and_fails_on_a_trap() {
     let output = hookline().args(["rule", "test"]).arg(&path).output().unwrap();
     assert!(!output.status.success(), "a trapping rule fails the test run");
     assert!(String::from_utf8_lossy(&output.stdout).contains("FAILED: rule trapped"));
+}
+
+/// `rule new` then `rule test` on the result: the scaffold is a working rule.
+fn scaffold_and_test(lang: &str, build: impl FnOnce(&std::path::Path) -> std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = hookline().args(["rule", "new", lang, "door_events", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let project = dir.path().join("door_events");
+    assert!(project.join("README.md").exists() && project.join("build.sh").exists());
+    let module = build(&project);
+    let output = hookline().args(["rule", "test"]).arg(&module).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("-> door_events key=10083618796833171"), "{stdout}");
+
+    let again = hookline().args(["rule", "new", lang, "door_events", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(!again.status.success(), "never overwrites a project");
+}
+
+#[test]
+fn rule_new_wat_scaffolds_a_working_rule() {
+    scaffold_and_test("wat", |project| project.join("door_events.wat"));
+}
+
+#[test]
+fn rule_new_rust_scaffolds_a_rule_that_builds_as_is() {
+    scaffold_and_test("rust", |project| {
+        // The toolchain rules/build.sh settles on (CI installs it before the tests):
+        // rustup's with the wasm32 target, else Debian's.
+        let has_wasm_std = |rustc: &str| {
+            Command::new(rustc).args(["--print", "sysroot"]).output().is_ok_and(|o| {
+                std::path::Path::new(String::from_utf8_lossy(&o.stdout).trim()).join("lib/rustlib/wasm32-unknown-unknown").exists()
+            })
+        };
+        let (path, rustc) = match has_wasm_std("rustc") {
+            true => (std::env::var("PATH").unwrap(), "rustc"),
+            false => (format!("/usr/bin:{}", std::env::var("PATH").unwrap()), "/usr/bin/rustc"),
+        };
+        let status = Command::new("sh")
+            .arg(project.join("build.sh"))
+            .env("CARGO_TARGET_DIR", project.join("target"))
+            .env("PATH", path)
+            .env("RUSTC", rustc)
+            .status()
+            .unwrap();
+        assert!(status.success(), "the scaffolded Rust rule builds (needs the wasm32-unknown-unknown target)");
+        project.join("door_events.wasm")
+    });
+}
+
+#[test]
+fn rule_new_refuses_a_name_that_is_not_a_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = hookline().args(["rule", "new", "c", "Bad Name", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("lower-case"));
 }

@@ -2,7 +2,10 @@
 //! back through the Kafka protocol (librdkafka's mock cluster, or tansu) or from the
 //! embedded file sink.
 
+mod access;
+mod admin;
 mod cli;
+mod conformance;
 mod fixtures;
 mod hooks;
 mod hostile_input;

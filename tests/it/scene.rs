@@ -61,6 +61,8 @@ impl Scene {
         config.rules.reload_debounce_ms = 50;
         config.kafka.bootstrap_servers = kafka.unwrap_or_default();
         config.kafka.linger_ms = 1;
+        config.admin.listen = "127.0.0.1:0".parse().unwrap();
+        config.auth.anonymous = true;
         tweak(&mut config);
         let gateway = Gateway::start(config).await.expect("gateway starts");
         Scene {
@@ -199,6 +201,8 @@ impl Device {
     }
 
     pub async fn connect_with(addr: SocketAddr, client_id: &str, tweak: impl FnOnce(&mut MqttOptions)) -> Device {
+        let client_id = client_id.to_string();
+        let client_id = client_id.as_str();
         let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
         options.set_keep_alive(Duration::from_secs(30));
         options.set_inflight(1000);
@@ -208,10 +212,13 @@ impl Device {
         let (acks_tx, acks) = mpsc::unbounded_channel();
         let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(drive(eventloop, inbox_tx, acks_tx, connected_tx));
-        tokio::time::timeout(Duration::from_secs(5), connected_rx)
+        let connected = tokio::time::timeout(Duration::from_secs(10), connected_rx)
             .await
-            .expect("CONNACK within 5 s")
+            .expect("CONNACK within 10 s")
             .expect("event loop alive");
+        if let Err(e) = connected {
+            panic!("{client_id} could not connect: {e}");
+        }
         Device { client, inbox, acks, task }
     }
 
@@ -227,12 +234,13 @@ impl Device {
     /// Waits for an incoming packet matching `pred` (acks are forwarded here).
     pub async fn wait_ack(&mut self, pred: impl Fn(&Packet) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.acks.recv()).await {
                 Ok(Some(packet)) if pred(&packet) => return,
-                Ok(Some(_)) => continue,
-                _ => panic!("expected ack not received within 5 s"),
+                Ok(Some(packet)) => seen.push(packet),
+                _ => panic!("expected ack not received within 5 s; got instead: {seen:?}"),
             }
         }
     }
@@ -259,14 +267,14 @@ async fn drive(
     mut eventloop: EventLoop,
     inbox: mpsc::UnboundedSender<rumqttc::Publish>,
     acks: mpsc::UnboundedSender<Packet>,
-    connected: tokio::sync::oneshot::Sender<()>,
+    connected: tokio::sync::oneshot::Sender<Result<(), String>>,
 ) {
     let mut connected = Some(connected);
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 if let Some(tx) = connected.take() {
-                    let _ = tx.send(());
+                    let _ = tx.send(Ok(()));
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -281,7 +289,12 @@ async fn drive(
                 return;
             }
             Ok(_) => {}
-            Err(_) => return,
+            Err(e) => {
+                if let Some(tx) = connected.take() {
+                    let _ = tx.send(Err(e.to_string()));
+                }
+                return;
+            }
         }
     }
 }

@@ -58,6 +58,7 @@ mod sys {
             value_len: i32,
         ) -> i32;
         pub fn log(level: i32, ptr: *const u8, len: i32);
+        pub fn config_get(key_ptr: *const u8, key_len: i32, dst_ptr: *mut u8, dst_len: i32) -> i32;
     }
 
     // Native stand-ins so the crate (and rules built on it) compile and unit-test off
@@ -81,6 +82,9 @@ mod sys {
             WRONG_TIME
         }
         pub unsafe fn log(_: i32, _: *const u8, _: i32) {}
+        pub unsafe fn config_get(_: *const u8, _: i32, _: *mut u8, _: i32) -> i32 {
+            -1
+        }
     }
     #[cfg(not(target_arch = "wasm32"))]
     pub use native::*;
@@ -500,6 +504,32 @@ pub fn route(topic: &str) -> Result<Route, Error> {
 pub fn route_with_key(topic: &str, key: &[u8]) -> Result<Route, Error> {
     let key_len = abi_len(key.len())?;
     route_raw(topic, key.as_ptr(), key_len)
+}
+
+// ---------------------------------------------------------------------------------------
+// Settings
+// ---------------------------------------------------------------------------------------
+
+/// The rule's setting `key` (from `<rule>.toml` beside the module, flattened to dotted
+/// keys, every value as text), read into `buf`. `Ok(None)` when the key is not set.
+///
+/// ```ignore
+/// let mut buf = [0u8; 64];
+/// let topic = hookline_rule::setting("topic", &mut buf)?.unwrap_or("alarm_state");
+/// ```
+pub fn setting<'a>(key: &str, buf: &'a mut [u8]) -> Result<Option<&'a str>, Error> {
+    let key_len = abi_len(key.len())?;
+    let buf_len = abi_len(buf.len())?;
+    // SAFETY: both pointers are live slices of guest memory of the given lengths.
+    let rc = unsafe { sys::config_get(key.as_ptr(), key_len, buf.as_mut_ptr(), buf_len) };
+    if rc == -1 {
+        return Ok(None);
+    }
+    let len = check(rc)? as usize;
+    if len > buf.len() {
+        return Err(Error::BufferTooSmall { needed: len });
+    }
+    Ok(Some(core::str::from_utf8(&buf[..len])?))
 }
 
 // ---------------------------------------------------------------------------------------

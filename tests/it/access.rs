@@ -1,0 +1,142 @@
+//! Locks touch only their own topics: the shipped door-lock ACL enforced for MQTT 3.1.1
+//! and 5 clients, passwords checked, refusals counted, raised as `access.denied` and
+//! never turned into Kafka records.
+
+use std::time::Duration;
+
+use rumqttc::QoS;
+
+use crate::fixtures::route_rule;
+use crate::scene::{repo_rules, Device, Scene};
+
+const APP_PASSWORD: &str = "correct horse battery staple";
+
+/// A gateway with the door-lock ACL, a `business-app` user, anonymous locks, the state
+/// rule, and a rule routing every refusal to a `security` topic.
+async fn scene(files: &tempfile::TempDir) -> Scene {
+    let acl = std::fs::read(repo_rules().join("../examples/door-locks.acl")).unwrap();
+    std::fs::write(files.path().join("door-locks.acl"), acl).unwrap();
+    let mut credentials = hookline::access::Credentials::default();
+    credentials.users.insert("business-app".into(), hookline::access::Credentials::hash(APP_PASSWORD));
+    credentials.save(&files.path().join("users.toml")).unwrap();
+
+    let state = route_rule("message.publish", "devices/+/state", "message_state");
+    let security = route_rule("access.denied", "#", "security");
+    let (acl, users) = (files.path().join("door-locks.acl"), files.path().join("users.toml"));
+    Scene::start_with(&[("state.wat", state.as_bytes()), ("security.wat", security.as_bytes())], None, |config| {
+        config.auth.acl = acl;
+        config.auth.credentials = users;
+    })
+    .await
+}
+
+async fn app(scene: &Scene, password: &str) -> Result<Device, String> {
+    let password = password.to_string();
+    let addr = scene.addr;
+    tokio::spawn(async move {
+        Device::connect_with(addr, "app-1", |o| {
+            o.set_credentials("business-app", password);
+        })
+        .await
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_cannot_touch_each_others_topics() {
+    let files = tempfile::tempdir().unwrap();
+    let scene = scene(&files).await;
+    let mut lock_a = Device::connect(scene.addr, "lock-a").await;
+    let mut lock_b = Device::connect(scene.addr, "lock-b").await;
+    lock_b.subscribe("devices/lock-b/command").await;
+    let mut attempts = 0;
+
+    // A reports B's state, and its own command topic: both refused, nothing routed.
+    for topic in ["devices/lock-b/state", "devices/lock-a/command", "$hookline/denied"] {
+        lock_a.publish(topic, "forged", QoS::AtLeastOnce).await;
+        attempts += 1;
+    }
+    lock_a.wait_pubacks(3).await;
+    // A tries to read B's commands, or everyone's.
+    for filter in ["devices/lock-b/command", "devices/+/command", "devices/#", "#", "$hookline/#"] {
+        lock_a.client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        attempts += 1;
+        lock_a
+            .wait_ack(|p| matches!(p, rumqttc::Packet::SubAck(ack) if ack.return_codes == [rumqttc::SubscribeReasonCode::Failure]))
+            .await;
+    }
+    // Its own topics work.
+    lock_a.subscribe("devices/lock-a/command").await;
+    lock_a.publish("devices/lock-a/state", "mine", QoS::AtLeastOnce).await;
+    lock_a.wait_pubacks(1).await;
+
+    // The business app commands B; only B hears it.
+    let app = app(&scene, APP_PASSWORD).await.expect("the business app logs in");
+    app.publish("devices/lock-b/command", "unlock", QoS::AtLeastOnce).await;
+    let command = tokio::time::timeout(Duration::from_secs(5), lock_b.inbox.recv()).await.unwrap().unwrap();
+    assert_eq!(&command.payload[..], b"unlock");
+    assert!(tokio::time::timeout(Duration::from_millis(500), lock_a.inbox.recv()).await.is_err(), "A got B's command");
+
+    // Refusals on `$` topics match no leading wildcard (MQTT rule), so the security rule's
+    // `#` sees all but the two `$hookline` attempts; the counter sees all.
+    let dollar_attempts = 2;
+    let records = scene.file_records(1 + attempts - dollar_attempts).await;
+    let state: Vec<_> = records.iter().filter(|r| r["topic"] == "message_state").collect();
+    assert_eq!(state.len(), 1, "only A's own state is routed: {records:#?}");
+    assert_eq!(state[0]["value"]["topic"], "devices/lock-a/state");
+    let security: Vec<_> = records.iter().filter(|r| r["topic"] == "security").collect();
+    assert_eq!(security.len(), attempts - dollar_attempts, "every refusal reaches the audit topic");
+    assert!(security.iter().all(|r| r["key"] == "lock-a"));
+    assert_eq!(scene.counter("access_denied"), attempts as i64);
+    eprintln!("cross-device attempts: {attempts}, got through: 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt5_lock_is_told_not_authorized() {
+    use rumqttc::v5::mqttbytes::v5::Packet as V5Packet;
+    use rumqttc::v5::mqttbytes::QoS as V5QoS;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+
+    let files = tempfile::tempdir().unwrap();
+    let scene = scene(&files).await;
+    let mut options = MqttOptions::new("lock-v5", scene.addr.ip().to_string(), scene.addr.port());
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    client.subscribe("devices/lock-other/command", V5QoS::AtLeastOnce).await.unwrap();
+    // rumqttc reports a refused SUBACK or PUBACK as an error of its event loop.
+    async fn refusal(eventloop: &mut rumqttc::v5::EventLoop, deadline: tokio::time::Instant) -> String {
+        loop {
+            match tokio::time::timeout_at(deadline, eventloop.poll()).await.expect("ack within 5 s") {
+                Ok(Event::Incoming(V5Packet::SubAck(ack))) => panic!("subscription granted: {ack:?}"),
+                Ok(Event::Incoming(V5Packet::PubAck(ack))) => panic!("publish accepted: {ack:?}"),
+                Ok(_) => {}
+                Err(e) => return e.to_string(),
+            }
+        }
+    }
+    let suback = refusal(&mut eventloop, deadline).await;
+    assert!(suback.contains("Subscribe failed with reason 'NotAuthorized'"), "{suback}");
+    client.publish("devices/lock-other/state", V5QoS::AtLeastOnce, false, "forged").await.unwrap();
+    let puback = refusal(&mut eventloop, deadline).await;
+    assert!(puback.contains("Publish acknowledgement failed with reason 'NotAuthorized'"), "{puback}");
+    assert_eq!(scene.counter("access_denied"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_and_an_unknown_user_are_refused() {
+    let files = tempfile::tempdir().unwrap();
+    let scene = scene(&files).await;
+    assert!(app(&scene, "wrong").await.is_err(), "wrong password refused");
+    let addr = scene.addr;
+    let stranger = tokio::spawn(async move {
+        Device::connect_with(addr, "x", |o| {
+            o.set_credentials("stranger", APP_PASSWORD);
+        })
+        .await
+    })
+    .await;
+    assert!(stranger.is_err(), "unknown user refused");
+    assert!(app(&scene, APP_PASSWORD).await.is_ok(), "the right password still works");
+}

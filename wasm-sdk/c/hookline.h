@@ -1,0 +1,184 @@
+/*
+ * hookline.h - C SDK for hookline routing rules, guest ABI v1 (see ../ABI.md).
+ *
+ * Single header, no libc, no allocator. Build a rule with Debian's clang-14 + lld-14:
+ *
+ *   clang-14 --target=wasm32 -O2 -nostdlib -mbulk-memory -fno-builtin \
+ *       -Wl,--no-entry -Wl,--strip-all -o my_rule.wasm my_rule.c
+ *
+ * (-mbulk-memory makes the compiler's own memcpy/memset become wasm instructions
+ * instead of calls to a libc that is not there; -fno-builtin keeps it from turning
+ * loops into calls to strlen & co. Both are optional for code that avoids them.)
+ *
+ * A rule defines two functions and names them in HOOKLINE_RULE, which emits the ABI's
+ * exports (hookline_abi_v1, hookline_init, hookline_on_event); the linker exports
+ * `memory` by default:
+ *
+ *   #include "hookline.h"
+ *   static int32_t init(void) {
+ *       return hl_subscribe("message.publish", "devices/+/state");  // >= 0: index
+ *   }
+ *   static int32_t on_event(int32_t hook, int32_t subscription) {
+ *       return hl_route("message_state");                            // default key
+ *   }
+ *   HOOKLINE_RULE(init, on_event)
+ *
+ * Return conventions of the helpers follow the ABI: a negative value is an HL_ERR_*
+ * code, anything else is success. HOOKLINE_RULE turns any negative return of your
+ * functions into that (non-zero) result and any non-negative one into 0, so
+ * `return hl_route(...);` is a complete on_event.
+ */
+#ifndef HOOKLINE_H
+#define HOOKLINE_H
+
+#if !defined(__wasm32__)
+#error "hookline.h targets wasm32 only: compile with --target=wasm32"
+#endif
+
+/* No libc: take the fixed-width types from the compiler itself. `int32_t` is defined
+ * too (the same type <stdint.h> uses); define HOOKLINE_NO_STDINT_NAMES before including
+ * this header if your code brings its own <stdint.h> and compiles as C99. */
+typedef __INT32_TYPE__ hl_i32;
+typedef unsigned char hl_u8;
+#ifndef HOOKLINE_NO_STDINT_NAMES
+typedef hl_i32 int32_t;
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- ABI constants ------------------------------------------------------------- */
+
+/* Hook codes: the first argument of hookline_on_event. */
+enum {
+    HL_CLIENT_CONNECTED = 0,
+    HL_CLIENT_DISCONNECTED = 1,
+    HL_SESSION_SUBSCRIBED = 2,
+    HL_SESSION_UNSUBSCRIBED = 3,
+    HL_MESSAGE_PUBLISH = 4,
+    HL_MESSAGE_DELIVERED = 5,
+    HL_MESSAGE_ACKED = 6
+};
+
+/* event_read field codes. */
+enum {
+    HL_FIELD_TOPIC = 0,
+    HL_FIELD_CLIENT_ID = 1,
+    HL_FIELD_USERNAME = 2,
+    HL_FIELD_PAYLOAD = 3,
+    HL_FIELD_FROM = 4
+};
+
+/* Errors returned by host calls (negative), plus one of this SDK. */
+enum {
+    HL_OK = 0,
+    HL_ERR_UNKNOWN = -1,      /* unknown hook name / field code */
+    HL_ERR_FILTER = -2,       /* invalid MQTT topic filter */
+    HL_ERR_WRONG_TIME = -3,   /* subscribe outside init, route outside on_event, ... */
+    HL_ERR_MEMORY = -4,       /* range outside memory, or not UTF-8 */
+    HL_ERR_LIMIT = -5,        /* too many subscriptions/routes/headers: voids the decision */
+    HL_ERR_TOPIC = -6,        /* invalid Kafka topic name: voids the decision */
+    HL_ERR_TOO_LONG = -7,     /* key/header too long: voids the decision */
+    HL_ERR_BUFFER_TOO_SMALL = -100 /* SDK: hl_read_all's buffer cannot hold the field */
+};
+
+/* Log levels. */
+enum { HL_LOG_ERROR = 0, HL_LOG_WARN = 1, HL_LOG_INFO = 2, HL_LOG_DEBUG = 3 };
+
+/* key_len value of route() meaning "the default key" (the event's client id). */
+#define HL_DEFAULT_KEY (-1)
+
+/* ---- Raw host imports (module "hookline") ---------------------------------------- */
+
+#define HL_IMPORT(name) __attribute__((import_module("hookline"), import_name(name)))
+
+HL_IMPORT("subscribe")
+hl_i32 hookline_subscribe(const char *hook, hl_i32 hook_len, const char *filter, hl_i32 filter_len);
+HL_IMPORT("event_read")
+hl_i32 hookline_event_read(hl_i32 field, void *dst, hl_i32 dst_len);
+HL_IMPORT("event_qos")
+hl_i32 hookline_event_qos(void);
+HL_IMPORT("route")
+hl_i32 hookline_route(const char *topic, hl_i32 topic_len, const void *key, hl_i32 key_len);
+HL_IMPORT("route_header")
+hl_i32 hookline_route_header(const char *name, hl_i32 name_len, const void *value, hl_i32 value_len);
+HL_IMPORT("log")
+void hookline_log(hl_i32 level, const char *msg, hl_i32 len);
+
+/* ---- Helpers ---------------------------------------------------------------------- */
+
+/* Length of a NUL-terminated string (there is no libc strlen). */
+static inline hl_i32 hl_strlen(const char *s) {
+    hl_i32 n = 0;
+    while (s[n] != 0) n++;
+    return n;
+}
+
+/* During init: subscribe to hook `hook` (e.g. "message.publish") and MQTT filter
+ * `filter`. Returns the subscription index (>= 0) or a negative HL_ERR_*. */
+static inline hl_i32 hl_subscribe(const char *hook, const char *filter) {
+    return hookline_subscribe(hook, hl_strlen(hook), filter, hl_strlen(filter));
+}
+
+/* Route the current event to Kafka topic `topic` with the default key. Returns the
+ * route index or a negative HL_ERR_*. */
+static inline hl_i32 hl_route(const char *topic) {
+    return hookline_route(topic, hl_strlen(topic), (const void *)0, HL_DEFAULT_KEY);
+}
+
+/* Route with an explicit record key of `key_len` bytes (0 is an empty key). */
+static inline hl_i32 hl_route_key(const char *topic, const void *key, hl_i32 key_len) {
+    return hookline_route(topic, hl_strlen(topic), key, key_len);
+}
+
+/* Add a header to the most recent successful route. Returns 0 or a negative HL_ERR_*. */
+static inline hl_i32 hl_header(const char *name, const void *value, hl_i32 value_len) {
+    return hookline_route_header(name, hl_strlen(name), value, value_len);
+}
+
+/* Copy up to `cap` bytes of field `field` into `buf`; returns the field's FULL length
+ * (which may exceed `cap`) or a negative HL_ERR_*. */
+static inline hl_i32 hl_read(hl_i32 field, void *buf, hl_i32 cap) {
+    return hookline_event_read(field, buf, cap);
+}
+
+/* Copy the whole field into `buf`; returns its length, or HL_ERR_BUFFER_TOO_SMALL when
+ * it is longer than `cap` (never a cut value), or another negative HL_ERR_*. */
+static inline hl_i32 hl_read_all(hl_i32 field, void *buf, hl_i32 cap) {
+    hl_i32 n = hookline_event_read(field, buf, cap);
+    if (n > cap) return HL_ERR_BUFFER_TOO_SMALL;
+    return n;
+}
+
+/* QoS of the message (0..2); 0 for client events. */
+static inline hl_i32 hl_qos(void) { return hookline_event_qos(); }
+
+/* Write a NUL-terminated line to the gateway's log (rate-limited by the host). */
+static inline void hl_log(hl_i32 level, const char *msg) {
+    hookline_log(level, msg, hl_strlen(msg));
+}
+
+/* ---- Exports ---------------------------------------------------------------------- */
+
+/* Emits the three function exports of ABI v1, wired to
+ *   hl_i32 INIT(void)                      -- subscribe; negative refuses loading
+ *   hl_i32 ON_EVENT(hl_i32 hook, hl_i32 s) -- route; negative rejects the event
+ * A negative result is returned to the host as is; anything else becomes 0. */
+#define HOOKLINE_RULE(INIT, ON_EVENT)                                                  \
+    __attribute__((export_name("hookline_abi_v1"))) void hookline_abi_v1(void) {}      \
+    __attribute__((export_name("hookline_init"))) hl_i32 hookline_init(void) {         \
+        hl_i32 rc_ = (INIT)();                                                          \
+        return rc_ < 0 ? rc_ : 0;                                                       \
+    }                                                                                   \
+    __attribute__((export_name("hookline_on_event"))) hl_i32 hookline_on_event(         \
+        hl_i32 hook_, hl_i32 subscription_) {                                           \
+        hl_i32 rc_ = (ON_EVENT)(hook_, subscription_);                                  \
+        return rc_ < 0 ? rc_ : 0;                                                       \
+    }
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HOOKLINE_H */
