@@ -85,6 +85,21 @@ impl Default for AdminConfig {
 pub struct BrokerConfig {
     /// MQTT TCP listener; one port speaks both MQTT 3.1.1 and MQTT 5.
     pub listen: SocketAddr,
+    /// MQTT over TLS listener; needs `tls_cert` and `tls_key`. Absent: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_listen: Option<SocketAddr>,
+    /// MQTT over WebSocket listener (subprotocol `mqtt`, any path). Absent: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_listen: Option<SocketAddr>,
+    /// MQTT over WebSocket over TLS listener; needs `tls_cert` and `tls_key`. Absent: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wss_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the TLS and WSS listeners.
+    pub tls_cert: PathBuf,
+    /// PEM private key of the TLS and WSS listeners.
+    pub tls_key: PathBuf,
+    /// PEM CA certificates: when set, TLS clients must present a certificate it signed.
+    pub tls_client_ca: PathBuf,
     /// Largest accepted MQTT packet, in bytes; bigger packets close the connection.
     pub max_packet_size: usize,
     /// Most simultaneous client connections.
@@ -119,6 +134,9 @@ pub struct RulesConfig {
     /// Quiet time after a change in the rules directory before it is reloaded, in
     /// milliseconds; lets editors and copies finish writing.
     pub reload_debounce_ms: u64,
+    /// Hex ed25519 public key file: when set, a rule loads only if `<module>.sig`
+    /// verifies (see `hookline rule keygen` and `hookline rule sign`). Empty: off.
+    pub public_key: PathBuf,
 }
 
 /// Kafka producer.
@@ -159,6 +177,12 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             listen: DEFAULT_LISTEN.parse().expect("default listen address parses"),
+            tls_listen: None,
+            ws_listen: None,
+            wss_listen: None,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            tls_client_ca: PathBuf::new(),
             max_packet_size: 1024 * 1024,
             max_connections: 10_000,
             connect_timeout_ms: 5_000,
@@ -177,6 +201,7 @@ impl Default for RulesConfig {
             call_fuel: 10_000_000,
             max_memory_bytes: 16 * 1024 * 1024,
             reload_debounce_ms: 100,
+            public_key: PathBuf::new(),
         }
     }
 }
@@ -238,6 +263,15 @@ impl Config {
         }
         if self.broker.max_packet_size < 64 {
             return invalid("broker.max_packet_size", "must be at least 64 bytes");
+        }
+        let tls = self.broker.tls_listen.is_some() || self.broker.wss_listen.is_some();
+        for (key, path) in [("broker.tls_cert", &self.broker.tls_cert), ("broker.tls_key", &self.broker.tls_key)] {
+            if tls && !path.is_file() {
+                return invalid(key, &format!("{:?} is not a file; the TLS and WSS listeners need a PEM certificate and key", path));
+            }
+        }
+        if !self.broker.tls_client_ca.as_os_str().is_empty() && !self.broker.tls_client_ca.is_file() {
+            return invalid("broker.tls_client_ca", &format!("{:?} is not a file", self.broker.tls_client_ca));
         }
         if self.broker.max_connections == 0 {
             return invalid("broker.max_connections", "must be at least 1");

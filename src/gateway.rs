@@ -47,9 +47,14 @@ impl Gateway {
         };
 
         let engine = RuleEngine::new(&config.rules).context("cannot start the WebAssembly engine")?;
+        let public_key = match config.rules.public_key.as_os_str().is_empty() {
+            true => None,
+            false => Some(crate::rules::signature::read_public_key(&config.rules.public_key).map_err(anyhow::Error::msg)?),
+        };
         let (watcher, rules) = RuleWatcher::start(
             &config.rules.dir,
             Duration::from_millis(config.rules.reload_debounce_ms),
+            public_key,
             engine.clone(),
             metrics.clone(),
         )?;

@@ -1,9 +1,10 @@
 //! The embedded MQTT broker: rumqttd's router and TCP server, with the hook tap as the
 //! codec of every connection.
 //!
-//! rumqttd's router runs on its own thread (as rumqttd designs it); the server's accept
-//! loop and connection tasks run on our tokio runtime. One listener serves MQTT 3.1.1 and
-//! MQTT 5: the tap picks the codec from the CONNECT's protocol level.
+//! rumqttd's router runs on its own thread (as rumqttd designs it); the servers' accept
+//! loops and connection tasks run on our tokio runtime. Up to four listeners (TCP, TLS,
+//! WebSocket, WebSocket over TLS) share one router and one tap; each serves MQTT 3.1.1
+//! and MQTT 5: the tap picks the codec from the CONNECT's protocol level.
 
 mod publishers;
 mod tap;
@@ -11,7 +12,7 @@ pub mod wire;
 
 use std::sync::Arc;
 
-use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings};
+use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings, TlsConfig};
 
 pub use publishers::PublisherIndex;
 pub use tap::{TapCodec, TapShared};
@@ -27,7 +28,7 @@ const SEGMENT_COUNT: usize = 8;
 /// A running broker. Dropping it does not stop rumqttd's router thread (rumqttd has no
 /// way to), only the listener.
 pub struct Broker {
-    server: tokio::task::JoinHandle<()>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Broker {
@@ -43,28 +44,16 @@ impl Broker {
         };
         let router_tx = Router::new(0, router_config).spawn();
 
-        // rumqttd binds inside `Server::start` and only logs a bind failure; bind once
-        // here first so a taken port is reported to the user as an error.
-        drop(std::net::TcpListener::bind(config.listen).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen for MQTT on {}: {e}", config.listen))
-        })?);
-
-        let mut settings = ServerSettings {
-            name: "mqtt".to_string(),
-            listen: config.listen,
-            tls: None,
-            next_connection_delay_ms: 0,
-            connections: ConnectionSettings {
-                connection_timeout_ms: config.connect_timeout_ms,
-                max_payload_size: config.max_packet_size,
-                max_inflight_count: config.max_inflight,
-                auth: None,
-                external_auth: None,
-                dynamic_filters: true,
-            },
+        let mut connections = ConnectionSettings {
+            connection_timeout_ms: config.connect_timeout_ms,
+            max_payload_size: config.max_packet_size,
+            max_inflight_count: config.max_inflight,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
         };
         // Password hashes are slow on purpose: verify them on the blocking pool.
-        settings.set_auth_handler(move |_client_id, username, password| {
+        connections.set_auth_handler(move |_client_id, username, password| {
             let access = access.clone();
             async move {
                 tokio::task::spawn_blocking(move || access.authenticate(&username, &password))
@@ -72,22 +61,53 @@ impl Broker {
                     .unwrap_or(false)
             }
         });
-        let mut server = Server::new(settings, router_tx, TapCodec::new(tap));
-        let listen = config.listen;
-        let server = tokio::spawn(async move {
-            if let Err(e) = server.start(LinkType::Remote).await {
-                tracing::error!(%listen, error = %e, "MQTT listener stopped");
-            }
-        });
-        wait_until_bound(listen).await;
-        tracing::info!(%listen, "MQTT listener up (MQTT 3.1.1 and 5)");
-        Ok(Broker { server })
+        let tls = TlsConfig::Rustls {
+            capath: path_text(&config.tls_client_ca),
+            certpath: path_text(&config.tls_cert).unwrap_or_default(),
+            keypath: path_text(&config.tls_key).unwrap_or_default(),
+        };
+        let listeners = [
+            Some(("MQTT", config.listen, None, LinkType::Remote)),
+            config.tls_listen.map(|a| ("MQTT over TLS", a, Some(tls.clone()), LinkType::Remote)),
+            config.ws_listen.map(|a| ("MQTT over WebSocket", a, None, LinkType::Websocket)),
+            config.wss_listen.map(|a| ("MQTT over WebSocket and TLS", a, Some(tls.clone()), LinkType::Websocket)),
+        ];
+        let mut servers = Vec::new();
+        for (name, listen, tls, link) in listeners.into_iter().flatten() {
+            // rumqttd binds inside `Server::start` and only logs a bind failure; bind
+            // once here first so a taken port is reported to the user as an error.
+            drop(std::net::TcpListener::bind(listen).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen for {name} on {listen}: {e}"))
+            })?);
+            let settings = ServerSettings {
+                name: name.to_string(),
+                listen,
+                tls,
+                next_connection_delay_ms: 0,
+                connections: connections.clone(),
+            };
+            let mut server = Server::new(settings, router_tx.clone(), TapCodec::new(tap.clone()));
+            servers.push(tokio::spawn(async move {
+                if let Err(e) = server.start(link).await {
+                    tracing::error!(%listen, error = %e, "{name} listener stopped");
+                }
+            }));
+            wait_until_bound(listen).await;
+            tracing::info!(%listen, "{name} listener up (MQTT 3.1.1 and 5)");
+        }
+        Ok(Broker { servers })
     }
 
     /// Stops accepting new connections.
     pub fn stop_accepting(&self) {
-        self.server.abort();
+        for server in &self.servers {
+            server.abort();
+        }
     }
+}
+
+fn path_text(path: &std::path::Path) -> Option<String> {
+    (!path.as_os_str().is_empty()).then(|| path.display().to_string())
 }
 
 /// rumqttd binds in its own task; wait (briefly) until the port is taken, so clients

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::config::RulesConfig;
 use crate::hooks::{Hook, HookEvent};
-use crate::rules::{CallFailure, RuleEngine, RuleInstance, RuleModule};
+use crate::rules::{signature, CallFailure, RuleEngine, RuleInstance, RuleModule, RuleSettings};
 
 /// The scenario's events, used by `rule test` without `--events`.
 const SEED_EVENTS: &str = include_str!("seed_events.jsonl");
@@ -34,6 +34,20 @@ pub enum RuleCommand {
         /// Where to create the project directory.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+    },
+    /// Create an ed25519 key pair for signing rules: OUT.key (private) and OUT.pub
+    /// (give OUT.pub to the gateway as rules.public_key).
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a module (and its settings file, if any): writes `<module>.sig`.
+    Sign {
+        module: PathBuf,
+        /// Private key file from `hookline rule keygen`.
+        #[arg(long)]
+        key: PathBuf,
     },
     /// Load a module as the gateway would (ABI, exports, imports, init) and print its
     /// subscriptions.
@@ -62,6 +76,27 @@ pub fn run(command: RuleCommand) -> anyhow::Result<()> {
             println!("created {}; build it with {}/build.sh", root.display(), root.display());
             Ok(())
         }
+        RuleCommand::Keygen { out } => {
+            let (private, public) = signature::generate();
+            let (key_path, pub_path) = (out.with_extension("key"), out.with_extension("pub"));
+            for path in [&key_path, &pub_path] {
+                if path.exists() {
+                    bail!("{} exists; refusing to overwrite a key", path.display());
+                }
+            }
+            write_private(&key_path, &private)?;
+            std::fs::write(&pub_path, public + "\n").with_context(|| format!("cannot write {}", pub_path.display()))?;
+            println!("private key: {} (keep it off the gateway)\npublic key:  {} (rules.public_key)", key_path.display(), pub_path.display());
+            Ok(())
+        }
+        RuleCommand::Sign { module, key } => {
+            let key = signature::read_private_key(&key).map_err(anyhow::Error::msg)?;
+            let bytes = std::fs::read(&module).with_context(|| format!("cannot read {}", module.display()))?;
+            let (_, settings) = RuleSettings::read_for(&module)?;
+            let sig = signature::sign(&key, &module, &bytes, &settings)?;
+            println!("wrote {}", sig.display());
+            Ok(())
+        }
         RuleCommand::Check { module } => {
             let module = load(&engine, &module)?;
             print_summary(&module);
@@ -69,6 +104,20 @@ pub fn run(command: RuleCommand) -> anyhow::Result<()> {
         }
         RuleCommand::Test { module, events } => test(&engine, &module, events.as_deref()),
     }
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{text}")?;
+    Ok(())
 }
 
 fn load(engine: &RuleEngine, path: &Path) -> anyhow::Result<RuleModule> {

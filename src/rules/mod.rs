@@ -17,6 +17,7 @@ mod filter;
 mod instance;
 mod module;
 mod reload;
+pub mod signature;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

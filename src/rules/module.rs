@@ -47,6 +47,8 @@ pub enum LoadError {
     NoSubscription,
     #[error("settings file {path}: {message}")]
     Settings { path: PathBuf, message: String },
+    #[error("refused: {0}")]
+    Signature(String),
 }
 
 /// A rule's settings: the `<name>.toml` file beside `<name>.wasm` / `<name>.wat`,

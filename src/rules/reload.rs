@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime};
 use notify::{RecursiveMode, Watcher};
 
 use super::engine::RuleEngine;
-use super::module::{hash_bytes, RuleModule, RuleSettings};
+use super::module::{hash_bytes, LoadError, RuleModule, RuleSettings};
+use super::signature;
 use super::{RuleSet, SharedRuleSet};
 use crate::metrics::Metrics;
 
@@ -35,14 +36,20 @@ pub struct RuleWatcher {
 #[derive(Default)]
 struct Loaded {
     files: BTreeMap<PathBuf, FileState>,
+    /// Set when rules must be signed.
+    public_key: Option<ed25519_dalek::VerifyingKey>,
 }
 
-/// Size and modification time of a module file and of its settings file.
-type Stamp = [(u64, Option<SystemTime>); 2];
+/// Size and modification time of a module file, its settings file and its signature.
+type Stamp = [(u64, Option<SystemTime>); 3];
 
 fn stamp_of(module: &Path) -> Option<Stamp> {
     let of = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.len(), m.modified().ok()));
-    Some([of(module)?, of(&RuleSettings::path_for(module)).unwrap_or((0, None))])
+    Some([
+        of(module)?,
+        of(&RuleSettings::path_for(module)).unwrap_or((0, None)),
+        of(&signature::signature_path(module)).unwrap_or((0, None)),
+    ])
 }
 
 struct FileState {
@@ -58,6 +65,7 @@ impl RuleWatcher {
     pub fn start(
         dir: &Path,
         debounce: Duration,
+        public_key: Option<ed25519_dalek::VerifyingKey>,
         engine: RuleEngine,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<(RuleWatcher, SharedRuleSet)> {
@@ -66,7 +74,7 @@ impl RuleWatcher {
                 .map_err(|e| anyhow::anyhow!("cannot create rules directory {}: {e}", dir.display()))?;
             tracing::warn!(dir = %dir.display(), "rules directory did not exist; created it empty, nothing is routed until a rule is added");
         }
-        let mut loaded = Loaded::default();
+        let mut loaded = Loaded { files: BTreeMap::new(), public_key };
         let rules: SharedRuleSet = Default::default();
         loaded.rescan(dir, &engine, &metrics, &rules);
 
@@ -193,13 +201,19 @@ impl Loaded {
             // Still being written: the writer's next change notifies us again.
             return false;
         }
-        let hash = hash_bytes(&[bytes.as_slice(), raw_settings.as_slice()].concat());
+        // The signature counts too: signing a refused module must make it load.
+        let signature = std::fs::read(signature::signature_path(path)).unwrap_or_default();
+        let hash = hash_bytes(&[bytes.as_slice(), raw_settings.as_slice(), signature.as_slice()].concat());
         if self.files.get(path).is_some_and(|s| s.hash == hash) {
             self.files.get_mut(path).expect("checked above").stamp = stamp;
             return false;
         }
         let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        match RuleModule::load_with_settings(engine, &name, &bytes, settings) {
+        let signed = match &self.public_key {
+            Some(key) => signature::verify(key, path, &bytes, &raw_settings).map_err(LoadError::Signature),
+            None => Ok(()),
+        };
+        match signed.and_then(|()| RuleModule::load_with_settings(engine, &name, &bytes, settings)) {
             Ok(module) => {
                 let subscriptions: Vec<String> = module
                     .subscriptions

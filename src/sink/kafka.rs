@@ -140,3 +140,28 @@ impl Sink for KafkaSink {
         format!("Kafka {}", self.bootstrap_servers)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// librdkafka refuses these settings at creation unless it was built with OpenSSL
+    /// (SASL PLAIN and SCRAM over TLS) and zstd.
+    #[test]
+    fn tls_sasl_and_zstd_settings_are_supported_by_this_build() {
+        let mut config = KafkaConfig {
+            bootstrap_servers: "127.0.0.1:1".into(),
+            compression: "zstd".into(),
+            ..KafkaConfig::default()
+        };
+        for (key, value) in [
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "gateway"),
+            ("sasl.password", "secret"),
+        ] {
+            config.properties.insert(key.into(), value.into());
+        }
+        KafkaSink::new(&config, Arc::new(Metrics::default())).expect("TLS + SCRAM + zstd producer");
+    }
+}

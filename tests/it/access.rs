@@ -140,3 +140,32 @@ async fn a_wrong_password_and_an_unknown_user_are_refused() {
     assert!(stranger.is_err(), "unknown user refused");
     assert!(app(&scene, APP_PASSWORD).await.is_ok(), "the right password still works");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_public_key_only_signed_untampered_rules_load() {
+    use crate::scene::wait_for;
+    let keys = tempfile::tempdir().unwrap();
+    let hookline = || std::process::Command::new(env!("CARGO_BIN_EXE_hookline"));
+    assert!(hookline().args(["rule", "keygen", "--out"]).arg(keys.path().join("ops")).status().unwrap().success());
+    let public_key = keys.path().join("ops.pub");
+
+    let v1 = route_rule("message.publish", "devices/+/state", "message_state");
+    let scene = Scene::start_with(&[("state.wat", v1.as_bytes())], None, |config| {
+        config.rules.public_key = public_key;
+    })
+    .await;
+    assert_eq!(scene.gateway().rules().modules.len(), 0, "unsigned: refused");
+    assert_eq!(scene.counter("rule_load_failures"), 1);
+
+    let module = scene.rules_dir().join("state.wat");
+    let sign = || hookline().args(["rule", "sign"]).arg(&module).arg("--key").arg(keys.path().join("ops.key")).status().unwrap();
+    assert!(sign().success());
+    assert!(wait_for(Duration::from_secs(3), || scene.gateway().rules().modules.len() == 1).await, "signed: loaded");
+
+    // Tampered: another topic, same signature. Refused; the signed version keeps routing.
+    std::fs::write(&module, route_rule("message.publish", "devices/+/state", "stolen")).unwrap();
+    assert!(wait_for(Duration::from_secs(3), || scene.counter("rule_load_failures") == 2).await, "tampered: refused");
+    let lock = Device::connect(scene.addr, "lock-sig").await;
+    lock.publish("devices/lock-sig/state", "{}", QoS::AtLeastOnce).await;
+    assert_eq!(scene.file_records(1).await[0]["topic"], "message_state");
+}

@@ -14,3 +14,4 @@ mod hot_reload;
 mod ordering;
 mod scene;
 mod seed_scenario;
+mod transport;

@@ -201,12 +201,16 @@ impl Device {
     }
 
     pub async fn connect_with(addr: SocketAddr, client_id: &str, tweak: impl FnOnce(&mut MqttOptions)) -> Device {
-        let client_id = client_id.to_string();
-        let client_id = client_id.as_str();
         let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+        tweak(&mut options);
+        Device::connect_options(options).await
+    }
+
+    /// Connects with fully custom options (transport, broker URL, ...).
+    pub async fn connect_options(mut options: MqttOptions) -> Device {
+        let client_id = options.client_id();
         options.set_keep_alive(Duration::from_secs(30));
         options.set_inflight(1000);
-        tweak(&mut options);
         let (client, eventloop) = AsyncClient::new(options, 1000);
         let (inbox_tx, inbox) = mpsc::unbounded_channel();
         let (acks_tx, acks) = mpsc::unbounded_channel();
