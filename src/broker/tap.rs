@@ -267,6 +267,11 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Pac
                 keep_alive: connect.keep_alive,
                 shard: shared.queue.shard_for(&connect.client_id),
             });
+            // MQTT allows keep-alive 0 ("no keep-alive"), which many devices use, but
+            // rumqttd refuses such clients; the longest keep-alive is the closest it has.
+            if connect.keep_alive == 0 {
+                connect.keep_alive = u16::MAX;
+            }
             let client = state.client.as_ref().expect("set just above");
             if will.as_ref().is_some_and(|w| !allowed(shared, client, Action::Publish, &w.topic)) {
                 let topic = will.take().map(|w| w.topic).unwrap_or_default();

@@ -2,8 +2,9 @@
 //! `<data>/records.jsonl`, so a newcomer sees exactly what Kafka would get.
 //!
 //! Line format: `{"topic":..,"key":..,"value":<the envelope>,"headers":{..}}`. The value
-//! is the envelope JSON itself (not a string holding it); a key or header value that is
-//! not UTF-8 is written base64 under `key_base64` / in `headers_base64`.
+//! is the envelope JSON itself (not a string holding it: every value is an envelope the
+//! host encoded); a key or header value that is not UTF-8 is written base64 under
+//! `key_base64` / in `headers_base64`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -65,12 +66,9 @@ fn encode_line(record: &Record<'_>, line: &mut Vec<u8>) {
             serde_json::to_writer(&mut *line, &b64.encode(record.key)).expect("write to Vec");
         }
     }
+    // Values are envelopes, JSON written by `envelope::encode`: embedded as they are.
     line.extend_from_slice(b",\"value\":");
-    if serde_json::from_slice::<serde::de::IgnoredAny>(record.value).is_ok() {
-        line.extend_from_slice(record.value);
-    } else {
-        serde_json::to_writer(&mut *line, &String::from_utf8_lossy(record.value)).expect("write to Vec");
-    }
+    line.extend_from_slice(record.value);
     if !record.headers.is_empty() {
         let mut text = serde_json::Map::new();
         let mut binary = serde_json::Map::new();

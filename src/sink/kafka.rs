@@ -101,15 +101,13 @@ impl KafkaSink {
 
 impl Sink for KafkaSink {
     fn send(&self, record: Record<'_>) -> Result<(), SinkError> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (name, value) in record.headers {
-            headers = headers.insert(Header {
-                key: name,
-                value: Some(value),
-            });
-        }
         let mut base = BaseRecord::to(record.topic).key(record.key).payload(record.value);
+        // Most records carry no headers; librdkafka allocates a header list only if asked.
         if !record.headers.is_empty() {
+            let headers = record.headers.iter().fold(
+                OwnedHeaders::new_with_capacity(record.headers.len()),
+                |headers, (name, value)| headers.insert(Header { key: name, value: Some(value) }),
+            );
             base = base.headers(headers);
         }
         Metrics::add(&self.producer.context().metrics.records_sent, 1);

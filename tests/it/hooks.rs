@@ -119,6 +119,17 @@ async fn a_silent_client_expires_its_keepalive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_keepalive_is_accepted() {
+    use tokio::io::AsyncReadExt;
+    let scene = scene().await;
+    let mut socket = tokio::net::TcpStream::connect(scene.addr).await.unwrap();
+    socket.write_all(&raw_connect("no-keepalive", 0)).await.unwrap();
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), socket.read_exact(&mut connack)).await.unwrap().unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK, accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_connection_with_the_same_id_takes_over() {
     let scene = scene().await;
     let first = Device::connect(scene.addr, "twin").await;
