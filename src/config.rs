@@ -108,13 +108,24 @@ pub struct BrokerConfig {
     pub connect_timeout_ms: u16,
     /// Most unacknowledged QoS 1/2 messages in flight to one subscriber.
     pub max_inflight: usize,
-    /// Hook events buffered between the connections and the rule workers. When full,
-    /// new events are dropped and counted in `hook_events_dropped` (never blocking the
-    /// broker's connection tasks).
+    /// Hook events buffered between the connections and the rule workers.
     pub hook_queue: usize,
+    /// What a connection does when the hook queue is full: `backpressure` stops reading
+    /// from that client until there is room (its publishes are not acknowledged
+    /// meanwhile, so nothing accepted is lost); `drop` drops the event and counts it in
+    /// `hook_events_dropped`, never slowing the client.
+    pub when_hook_queue_full: QueueFullPolicy,
     /// How many recently published messages are remembered to fill the `from` field of
     /// `message.delivered` / `message.acked` envelopes.
     pub publisher_index: usize,
+}
+
+/// See `BrokerConfig::when_hook_queue_full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueFullPolicy {
+    Backpressure,
+    Drop,
 }
 
 /// Rule modules.
@@ -188,6 +199,7 @@ impl Default for BrokerConfig {
             connect_timeout_ms: 5_000,
             max_inflight: 100,
             hook_queue: 65_536,
+            when_hook_queue_full: QueueFullPolicy::Backpressure,
             publisher_index: 262_144,
         }
     }

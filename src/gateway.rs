@@ -60,7 +60,12 @@ impl Gateway {
         )?;
 
         let worker_count = config.rule_workers();
-        let (queue, receivers) = HookQueue::new(worker_count, config.broker.hook_queue, metrics.clone());
+        let (queue, receivers) = HookQueue::new(
+            worker_count,
+            config.broker.hook_queue,
+            config.broker.when_hook_queue_full,
+            metrics.clone(),
+        );
         let node: Arc<str> = config.node.as_str().into();
         let mut workers = Vec::with_capacity(worker_count);
         for (i, events) in receivers.into_iter().enumerate() {

@@ -94,8 +94,11 @@ counters! {
     mqtt_protocol_errors,
     /// Publishes, subscriptions and wills the ACL refused.
     access_denied,
-    /// Hook events dropped because the hook queue was full.
+    /// Hook events dropped because the hook queue was full (policy `drop`) or the
+    /// workers were gone (shutdown).
     hook_events_dropped,
+    /// Times a connection waited for room in the full hook queue (policy `backpressure`).
+    hook_queue_waits,
     /// Guest calls made (`hookline_on_event`).
     rule_calls,
     /// Routes emitted by rules and accepted.

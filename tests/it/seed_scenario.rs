@@ -119,3 +119,43 @@ async fn kafka_down_at_start_keeps_the_gateway_up_and_delivers_once_kafka_is_up(
     let expected: Vec<String> = (0..10).map(|i| base64::engine::general_purpose::STANDARD.encode(format!("{i}"))).collect();
     assert_eq!(payloads, expected, "all ten, in order, once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pipeline_holds_publishers_back_instead_of_dropping() {
+    use crate::scene::free_port;
+    const SENT: usize = 200;
+    let rules = shipped_rules();
+    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
+    let port = free_port();
+    // Tiny buffers everywhere, and no Kafka yet: the pipeline fills within a few messages.
+    let mut scene = Scene::start_with(&rules, Some(format!("127.0.0.1:{port}")), |config| {
+        config.broker.hook_queue = 4;
+        config.rules.workers = 1;
+        config.kafka.properties.insert("queue.buffering.max.messages".into(), "10".into());
+    })
+    .await;
+
+    let mut lock = Device::connect(scene.addr, LOCK).await;
+    for i in 0..SENT {
+        lock.publish(&format!("devices/{LOCK}/state"), format!("{i}"), QoS::AtLeastOnce).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(scene.counter("hook_events_dropped"), 0);
+    assert!(scene.counter("hook_queue_waits") > 0, "the connection waited for room");
+    let acked = std::iter::from_fn(|| lock.acks.try_recv().ok()).filter(|p| matches!(p, rumqttc::Packet::PubAck(_))).count();
+    assert!(acked < SENT, "publishes are held back while Kafka is away ({acked} of {SENT} acknowledged)");
+
+    let tansu = Tansu::start_on(port);
+    tansu.create_topics(&["message_state"]).await;
+    lock.wait_pubacks(SENT - acked).await;
+    scene.shutdown().await;
+    let bootstrap = tansu.bootstrap();
+    let records = tokio::task::spawn_blocking(move || {
+        consume(&bootstrap, "message_state", SENT, Duration::from_secs(30), Duration::from_millis(500))
+    })
+    .await
+    .unwrap();
+    let payloads: Vec<String> = records.iter().map(|r| r.json()["payload"].as_str().unwrap().to_string()).collect();
+    let expected: Vec<String> = (0..SENT).map(|i| base64::engine::general_purpose::STANDARD.encode(format!("{i}"))).collect();
+    assert_eq!(payloads, expected, "all of them, in order, once");
+}
