@@ -60,7 +60,8 @@ impl Metrics {
         }
         family(&mut out, "hookline_connections", "MQTT clients connected now.", "gauge");
         let _ = writeln!(out, "hookline_connections {}", self.connections.load(Ordering::Relaxed));
-        let per_rule: [(&str, &str, fn(&RuleCounters) -> &AtomicU64); 7] = [
+        type Field = fn(&RuleCounters) -> &AtomicU64;
+        let per_rule: [(&str, &str, Field); 7] = [
             ("calls", "Guest calls, by rule.", |c| &c.calls),
             ("routes", "Routes emitted, by rule.", |c| &c.routes),
             ("errors", "Events a rule rejected in band, by rule.", |c| &c.errors),

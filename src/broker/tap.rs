@@ -216,7 +216,7 @@ impl Protocol for TapCodec {
 /// one in a thousand, so a flood of bad clients cannot flood the log.
 fn refuse(shared: &TapShared, state: &mut Connection, error: protocol::Error, max_size: usize) -> protocol::Error {
     state.protocol_error = true;
-    if shared.metrics.mqtt_protocol_errors.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+    if shared.metrics.mqtt_protocol_errors.fetch_add(1, Ordering::Relaxed).is_multiple_of(1000) {
         let client_id = state.client.as_ref().map_or("(before CONNECT)", |c| &*c.id);
         tracing::warn!(
             client_id,

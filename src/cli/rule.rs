@@ -198,7 +198,7 @@ fn test(engine: &RuleEngine, path: &Path, events_file: Option<&Path>) -> anyhow:
             continue;
         };
         match instance.decide(engine, event, subscription) {
-            Ok(routes) if routes.is_empty() => println!("   no route"),
+            Ok([]) => println!("   no route"),
             Ok(routes) => {
                 routed += 1;
                 for route in routes {

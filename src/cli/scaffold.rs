@@ -70,9 +70,9 @@ fn files(lang: Lang, name: &str) -> (Vec<(String, String)>, String) {
                 ("sdk/Cargo.toml".into(), RUST_SDK_MANIFEST.replace("\n[workspace]\n", "\n")),
                 ("sdk/src/lib.rs".into(), RUST_SDK.into()),
                 ("src/lib.rs".into(), format!(
-                    "//! hookline rule `{name}`.\n#![no_std]\n\nuse hookline_rule::{{route, subscribe, Error, Hook}};\n\n\
+                    "//! hookline rule `{name}`.\n#![no_std]\n\nuse hookline_rule::{{route, subscribe, Error, Event, Hook}};\n\n\
                      fn init() -> Result<(), Error> {{\n    subscribe(Hook::MessagePublish, \"devices/+/state\")?;\n    Ok(())\n}}\n\n\
-                     fn on_event(_hook: Hook, _subscription: u32) -> Result<(), Error> {{\n    route(\"{name}\")?;\n    Ok(())\n}}\n\n\
+                     fn on_event(_event: &Event) -> Result<(), Error> {{\n    route(\"{name}\")?;\n    Ok(())\n}}\n\n\
                      hookline_rule::rule! {{ init => init, on_event => on_event }}\n"
                 )),
             ],

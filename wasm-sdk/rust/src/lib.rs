@@ -255,11 +255,14 @@ pub enum Hook {
     MessageDelivered = 5,
     /// `message.acked` (code 6); the publish topic.
     MessageAcked = 6,
+    /// `7`: `access.denied`: the ACL refused a publish, subscription or will (topic =
+    /// the refused topic or filter).
+    AccessDenied = 7,
 }
 
 impl Hook {
     /// All hooks, in code order.
-    pub const ALL: [Hook; 7] = [
+    pub const ALL: [Hook; 8] = [
         Hook::ClientConnected,
         Hook::ClientDisconnected,
         Hook::SessionSubscribed,
@@ -267,6 +270,7 @@ impl Hook {
         Hook::MessagePublish,
         Hook::MessageDelivered,
         Hook::MessageAcked,
+        Hook::AccessDenied,
     ];
 
     /// The ABI code of the hook (`0` ..= `6`).
@@ -284,6 +288,7 @@ impl Hook {
             4 => Some(Hook::MessagePublish),
             5 => Some(Hook::MessageDelivered),
             6 => Some(Hook::MessageAcked),
+            7 => Some(Hook::AccessDenied),
             _ => None,
         }
     }
@@ -298,6 +303,7 @@ impl Hook {
             Hook::MessagePublish => "message.publish",
             Hook::MessageDelivered => "message.delivered",
             Hook::MessageAcked => "message.acked",
+            Hook::AccessDenied => "access.denied",
         }
     }
 
@@ -571,6 +577,61 @@ macro_rules! log_fmt {
 }
 
 // ---------------------------------------------------------------------------------------
+// The event handed to on_event
+// ---------------------------------------------------------------------------------------
+
+/// The event being decided, handed to your `on_event`. Its fields are read on demand
+/// from the host into buffers you provide (see [`event`]), so an event that only needs
+/// its hook and subscription costs no copy at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    hook: Hook,
+    subscription: u32,
+}
+
+impl Event {
+    /// The hook that fired.
+    pub fn hook(&self) -> Hook {
+        self.hook
+    }
+
+    /// Index (declaration order) of the first of your subscriptions that matched.
+    pub fn subscription(&self) -> u32 {
+        self.subscription
+    }
+
+    /// The topic (the filter, for session events); see [`event::topic`].
+    pub fn topic<'a>(&self, buf: &'a mut [u8]) -> Result<&'a str, Error> {
+        event::topic(buf)
+    }
+
+    /// The client the event is about; see [`event::client_id`].
+    pub fn client_id<'a>(&self, buf: &'a mut [u8]) -> Result<&'a str, Error> {
+        event::client_id(buf)
+    }
+
+    /// That client's username; see [`event::username`].
+    pub fn username<'a>(&self, buf: &'a mut [u8]) -> Result<&'a str, Error> {
+        event::username(buf)
+    }
+
+    /// The MQTT payload; see [`event::payload`].
+    pub fn payload<'a>(&self, buf: &'a mut [u8]) -> Result<&'a [u8], Error> {
+        event::payload(buf)
+    }
+
+    /// The publisher of a delivered or acked message; see [`event::from`].
+    pub fn from<'a>(&self, buf: &'a mut [u8]) -> Result<&'a str, Error> {
+        event::from(buf)
+    }
+
+    /// The message's QoS; see [`event::qos`].
+    pub fn qos(&self) -> Result<u8, Error> {
+        event::qos()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Exports
 // ---------------------------------------------------------------------------------------
 
@@ -580,7 +641,7 @@ macro_rules! log_fmt {
 ///
 /// ```ignore
 /// fn init() -> Result<(), hookline_rule::Error> { /* subscribe(..)?; */ Ok(()) }
-/// fn on_event(hook: hookline_rule::Hook, subscription: u32) -> Result<(), hookline_rule::Error> {
+/// fn on_event(ev: &hookline_rule::Event) -> Result<(), hookline_rule::Error> {
 ///     Ok(())
 /// }
 /// hookline_rule::rule! { init => init, on_event => on_event }
@@ -613,7 +674,7 @@ macro_rules! rule {
 /// Support for the macros; not part of the public API.
 #[doc(hidden)]
 pub mod __private {
-    use super::{log, next_route_serial, Error, Hook, Level};
+    use super::{log, next_route_serial, Error, Event, Hook, Level};
     use core::fmt::{self, Write};
 
     fn result_code(result: Result<(), Error>) -> i32 {
@@ -627,7 +688,7 @@ pub mod __private {
         result_code(f())
     }
 
-    pub fn on_event<F: FnOnce(Hook, u32) -> Result<(), Error>>(
+    pub fn on_event<F: FnOnce(&Event) -> Result<(), Error>>(
         f: F,
         hook: i32,
         subscription: i32,
@@ -638,7 +699,10 @@ pub mod __private {
             Some(hook) => hook,
             None => return Error::UnknownHook(hook).code(),
         };
-        result_code(f(hook, subscription as u32))
+        result_code(f(&Event {
+            hook,
+            subscription: subscription as u32,
+        }))
     }
 
     /// A fixed-size line buffer that silently truncates at a character boundary.
@@ -713,7 +777,7 @@ mod tests {
             assert_eq!(Hook::from_code(i as i32), Some(*hook));
             assert_eq!(Hook::from_name(hook.name()), Some(*hook));
         }
-        assert_eq!(Hook::from_code(7), None);
+        assert_eq!(Hook::from_code(8), None);
         assert_eq!(Hook::from_code(-1), None);
         assert_eq!(
             Hook::from_name("message.deliver"),
@@ -795,7 +859,7 @@ mod tests {
         assert_eq!(__private::init(|| Err(Error::Rejected)), 1);
         assert_eq!(
             __private::on_event(
-                |h, s| if h == Hook::MessageAcked && s == 3 {
+                |ev: &Event| if ev.hook() == Hook::MessageAcked && ev.subscription() == 3 {
                     Ok(())
                 } else {
                     Err(Error::Rejected)
@@ -805,9 +869,9 @@ mod tests {
             ),
             0
         );
-        assert_eq!(__private::on_event(|_, _| Ok(()), 7, 0), -103);
+        assert_eq!(__private::on_event(|_: &Event| Ok(()), 8, 0), -103);
         assert_eq!(
-            __private::on_event(|_, _| Err(Error::InvalidTopic), 4, 0),
+            __private::on_event(|_: &Event| Err(Error::InvalidTopic), 4, 0),
             -6
         );
     }

@@ -5,7 +5,7 @@
 //! Build: `rules/build.sh` (writes `rules/message_state.wasm`).
 #![no_std]
 
-use hookline_rule::{route, subscribe, Error, Hook};
+use hookline_rule::{route, subscribe, Error, Event, Hook};
 
 /// Declares the single subscription (index 0).
 fn init() -> Result<(), Error> {
@@ -14,7 +14,7 @@ fn init() -> Result<(), Error> {
 }
 
 /// Routes the matching event with the default key; a failed route rejects the event.
-fn on_event(_hook: Hook, _subscription: u32) -> Result<(), Error> {
+fn on_event(_event: &Event) -> Result<(), Error> {
     route("message_state")?;
     Ok(())
 }

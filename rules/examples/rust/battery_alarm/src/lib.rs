@@ -10,7 +10,7 @@
 //! `rules/examples/build.sh OUT_DIR`).
 #![no_std]
 
-use hookline_rule::{event, route_with_key, subscribe, Error, Hook};
+use hookline_rule::{event, route_with_key, subscribe, Error, Event, Hook};
 
 const BUF_CAP: usize = 4096;
 const BATTERY_THRESHOLD: u32 = 20;
@@ -74,9 +74,9 @@ fn init() -> Result<(), Error> {
     Ok(())
 }
 
-fn on_event(_hook: Hook, _subscription: u32) -> Result<(), Error> {
+fn on_event(ev: &Event) -> Result<(), Error> {
     let mut payload = [0u8; BUF_CAP];
-    let payload = match event::payload(&mut payload) {
+    let payload = match ev.payload(&mut payload) {
         Ok(payload) => payload,
         Err(Error::BufferTooSmall { .. }) => return Ok(()), // larger than we inspect
         Err(e) => return Err(e),

@@ -9,7 +9,7 @@
 //! `rules/examples/build.sh OUT_DIR`).
 #![no_std]
 
-use hookline_rule::{route, subscribe, Error, Hook};
+use hookline_rule::{route, subscribe, Error, Event, Hook};
 
 fn init() -> Result<(), Error> {
     subscribe(Hook::MessagePublish, "devices/+/state")?; // subscription 0
@@ -17,8 +17,8 @@ fn init() -> Result<(), Error> {
     Ok(())
 }
 
-fn on_event(_hook: Hook, subscription: u32) -> Result<(), Error> {
-    route(if subscription == 0 {
+fn on_event(ev: &Event) -> Result<(), Error> {
+    route(if ev.subscription() == 0 {
         "message_state"
     } else {
         "message_command"
