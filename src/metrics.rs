@@ -68,7 +68,7 @@ impl Metrics {
             ("traps", "Guest calls that trapped, by rule.", |c| &c.traps),
             ("out_of_fuel", "Guest calls that used up their instruction budget, by rule.", |c| &c.out_of_fuel),
             ("invalid_output", "Decisions discarded for invalid output, by rule.", |c| &c.invalid_output),
-            ("nanoseconds", "Time spent in guest calls, by rule.", |c| &c.nanos),
+            ("nanoseconds", "Time spent in guest calls, by rule (one call in 16 timed).", |c| &c.nanos),
         ];
         for (name, help, counter) in per_rule {
             family(&mut out, &format!("hookline_rule_{name}_total"), help, "counter");
