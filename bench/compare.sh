@@ -4,7 +4,8 @@
 #   (b) Mosquitto (Debian package), minimal config
 #   (c) hookline release binary, file sink
 #   (d) hookline release binary, Kafka = a tansu process (in-memory storage)
-# plus hookline in process in front of librdkafka's mock cluster (the README's setup).
+# plus hookline in process in front of librdkafka's mock cluster (the README's setup), and a fleet-size run (SCALE_DEVICES
+# locks, with and without their command subscriptions) against (a) and (c).
 #
 # Throughput: DEVICES locks x MESSAGES QoS QOS reports of PAYLOAD bytes, as fast as each
 # lock's in-flight window (100) allows, REPEAT times per target, a fresh server process
@@ -29,6 +30,8 @@ PAYLOAD=${PAYLOAD:-1024}
 REPEAT=${REPEAT:-3}
 LAT_RATE=${LAT_RATE:-20000}
 LAT_SECONDS=${LAT_SECONDS:-10}
+SCALE_DEVICES=${SCALE_DEVICES:-1000}
+SCALE_MESSAGES=${SCALE_MESSAGES:-100}
 PARTITIONS=${PARTITIONS:-4}     # of message_state / message_command in tansu
 QUIET_WAIT=${QUIET_WAIT:-60}    # seconds to wait for an idle machine before each run
 BUILD=${BUILD:-1}
@@ -159,7 +162,7 @@ start_hookline() {
     if [[ -n $kafka ]]; then
         args+=(--kafka "$kafka")
     fi
-    RUST_LOG=warn "$BIN/hookline" "${args[@]}" 2>"$TMP/server.log" &
+    RUST_LOG=${HOOKLINE_LOG:-warn} "$BIN/hookline" "${args[@]}" 2>"$TMP/server.log" &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
 }
@@ -256,9 +259,18 @@ run_case lat-hookline-file 1 start_hookline "${LAT[@]}"
 if (( HAVE_TANSU )); then run_case lat-hookline-tansu 1 start_hookline_tansu "${LAT[@]}"; fi
 run_inprocess lat-hookline-mock-inprocess 1 "${LAT[@]}"
 
+# Fleet size: every lock subscribed to its own command topic (as in the scenario) or not.
+SCALE=(--devices "$SCALE_DEVICES" --messages "$SCALE_MESSAGES" --inflight 10 --connect-rate 0 --qos 1
+       --payload "$PAYLOAD" --drain-timeout 60)
+run_case scale-bare-rumqttd 1 start_bare "${SCALE[@]}"
+run_case scale-bare-rumqttd-nosub 1 start_bare "${SCALE[@]}" --no-subscribe
+run_case scale-hookline-file 1 start_hookline "${SCALE[@]}"
+run_case scale-hookline-file-nosub 1 start_hookline "${SCALE[@]}" --no-subscribe
+
 log "writing $RESULTS"
 python3 bench/summarize.py "$OUT" "$RESULTS" \
     --load "$DEVICES locks x $MESSAGES QoS $QOS reports of $PAYLOAD B, max rate (in-flight window 100 per lock), $REPEAT runs per target, median shown" \
     --latency "$DEVICES locks at $LAT_RATE msg/s in total for $LAT_SECONDS s, QoS 1, $PAYLOAD B, plus 2 command senders at 50 unlocks/s" \
+    --scale "$SCALE_DEVICES locks x $SCALE_MESSAGES QoS 1 reports of $PAYLOAD B, in-flight window 10 per lock, all connected at once" \
     --mosquitto-version "$( (mosquitto -h 2>/dev/null || true) | head -1)"
 log "done: $RESULTS, raw runs in $OUT"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where the gateway's CPU goes at full load: `perf record` on the hookline release binary
 # (MQTT on loopback, Kafka = a tansu process, or the file sink with SINK=file) while
-# examples/loadgen drives it as fast as it acknowledges. Writes bench/results/profile.md
+# examples/loadgen drives it as fast as it acknowledges. Writes bench/results/profile-$SINK.md
 # (per-thread split, top symbols) and keeps perf.data in bench/results/profile/.
 #
 #   bash bench/profile.sh              # about 30 s
@@ -98,5 +98,5 @@ head -60 "$OUT/symbols.all.txt" >"$OUT/symbols.txt"
     echo '```'
     head -40 "$OUT/symbols.txt" | sed -E 's/ +$//' | cut -c1-160
     echo '```'
-} >bench/results/profile.md
-cat bench/results/profile.md
+} >"bench/results/profile-$SINK.md"
+cat "bench/results/profile-$SINK.md"

@@ -6,7 +6,7 @@ usage: summarize.py RUN_DIR RESULTS.md [--load TEXT] [--latency TEXT] [--mosquit
 Throughput runs are grouped by label and the median run (by publish throughput) is
 shown; latency runs are the labels starting with `lat-`. The criterion table
 (bench/results/criterion.md, from bench/hot_path.sh) and the profile summary
-(bench/results/profile.md, from bench/profile.sh) are included when present.
+(bench/results/profile-{kafka,file}.md, from bench/profile.sh) are included when present.
 """
 
 import argparse
@@ -90,6 +90,9 @@ def kafka_cell(run):
     reports = get(run, "kafka", "delivery_reports_per_s")
     if reports:
         parts.append(f"{reports:,.0f} rec/s acked (acks=all)")
+    broker_cpu = get(run, "kafka_broker", "publish_phase", "cpu_percent_of_one_core")
+    if broker_cpu is not None:
+        parts.append(f"Kafka broker CPU {broker_cpu:.0f}%")
     dropped = get(run, "gateway_metrics", "hook_events_dropped")
     if dropped:
         parts.append(f"**{dropped:,} hook events dropped**")
@@ -103,6 +106,7 @@ def main():
     ap.add_argument("--load", default="")
     ap.add_argument("--latency", default="")
     ap.add_argument("--mosquitto-version", default="")
+    ap.add_argument("--scale", default="")
     args = ap.parse_args()
 
     runs = {}
@@ -163,6 +167,26 @@ def main():
           f"{fmt_int(get(run, 'gateway', 'peak_rss_mb'))} | {kafka_cell(run)} |")
     w("")
 
+    scale = {label: rs[0] for label, rs in runs.items() if label.startswith("scale-")}
+    if scale:
+        w("## Fleet size")
+        w("")
+        w(f"Load: {args.scale}. \"subscribed\": each lock holds its QoS 1 subscription to `devices/{{id}}/command`, "
+          "as in the scenario; \"no subscriptions\": the same publishes without them.")
+        w("")
+        w("| target | subscribed: msg/s | server CPU us/msg | no subscriptions: msg/s | server CPU us/msg |")
+        w("| --- | ---: | ---: | ---: | ---: |")
+        for key, title in (("bare-rumqttd", TARGETS["bare-rumqttd"]), ("hookline-file", TARGETS["hookline-file"])):
+            cells = []
+            for label in (f"scale-{key}", f"scale-{key}-nosub"):
+                run = scale.get(label)
+                cpu_s = get(run, "gateway", "publish_phase", "cpu_seconds")
+                acked = get(run, "state", "acked", default=0)
+                cells.append(fmt_int(get(run, "state", "throughput_msg_s")))
+                cells.append(f"{cpu_s / acked * 1e6:.1f}" if cpu_s and acked else "-")
+            w(f"| {title} | " + " | ".join(cells) + " |")
+        w("")
+
     lat_rows = [(label, rs[0]) for label, rs in sorted(runs.items()) if label.startswith("lat-")]
     if lat_rows:
         w("## Latency at a fixed rate")
@@ -200,7 +224,7 @@ def main():
         w("Runs with errors: " + "; ".join(f"{label}: {e}" for label, e in errors))
         w("")
 
-    for extra in ("bench/results/criterion.md", "bench/results/profile.md"):
+    for extra in ("bench/results/criterion.md", "bench/results/profile-kafka.md", "bench/results/profile-file.md"):
         if os.path.exists(extra):
             with open(extra) as f:
                 w(f.read().rstrip())

@@ -125,6 +125,9 @@ struct Args {
     /// With --in-process: rules directory.
     #[arg(long, default_value = "rules")]
     rules: std::path::PathBuf,
+    /// With --in-process: the producer's kafka.linger_ms (default: the gateway's).
+    #[arg(long)]
+    linger_ms: Option<u64>,
     /// With --in-process: rule worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     workers: usize,
@@ -1006,10 +1009,7 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.qos <= 2, "--qos must be 0, 1 or 2");
     anyhow::ensure!(args.devices > 0, "--devices must be at least 1");
     anyhow::ensure!(args.messages > 0 || args.duration > 0.0, "give --messages or --duration (or both) so the run ends");
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .try_init();
+    init_logging();
 
     let mock = if args.mock_kafka {
         anyhow::ensure!(args.in_process, "--mock-kafka needs --in-process (the mock cluster lives in this process)");
@@ -1034,6 +1034,9 @@ async fn main() -> anyhow::Result<()> {
         config.auth.anonymous = true;
         config.admin.enabled = false;
         config.kafka.bootstrap_servers = args.kafka.clone().unwrap_or_default();
+        if let Some(linger) = args.linger_ms {
+            config.kafka.linger_ms = linger;
+        }
         args.gateway_pid = Some(std::process::id());
         Some(hookline::Gateway::start(config).await?)
     } else {
@@ -1463,6 +1466,23 @@ async fn main() -> anyhow::Result<()> {
     std::mem::forget(mock);
     anyhow::ensure!(shared.errors.load(Ordering::Relaxed) == 0, "the run had errors (see above)");
     Ok(())
+}
+
+/// Warnings of the in-process gateway to stderr, filtered as the hookline binary does
+/// (`src/cli`): rumqttd's per-publish spans are never recorded, so the in-process
+/// gateway pays what the binary pays. `RUST_LOG` overrides the level (default warn).
+fn init_logging() {
+    use tracing_subscriber::filter::{EnvFilter, FilterExt, FilterFn};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    let levels = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let no_rumqttd_spans = FilterFn::new(|meta| !(meta.is_span() && meta.target().starts_with("rumqttd")));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false);
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(levels.and(no_rumqttd_spans)))
+        .try_init();
 }
 
 fn print_table(v: &Value) {
