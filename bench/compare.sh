@@ -4,8 +4,9 @@
 #   (b) Mosquitto (Debian package), minimal config
 #   (c) hookline release binary, file sink
 #   (d) hookline release binary, Kafka = a tansu process (in-memory storage)
-# plus hookline in process in front of librdkafka's mock cluster (the README's setup), and a fleet-size run (SCALE_DEVICES
-# locks, with and without their command subscriptions) against (a) and (c).
+#   (e) hookline in process in front of librdkafka's mock cluster (the README's setup)
+# and a fleet-size run (SCALE_DEVICES locks, with and without their command
+# subscriptions) against (a) and (c).
 #
 # Throughput: DEVICES locks x MESSAGES QoS QOS reports of PAYLOAD bytes, as fast as each
 # lock's in-flight window (100) allows, REPEAT times per target, a fresh server process
@@ -15,7 +16,7 @@
 # Writes bench/RESULTS.md (override with RESULTS=...) and the raw JSON of every run in
 # bench/results/compare-<time>/. Every process it starts is stopped on exit.
 #
-#   bash bench/compare.sh                    # about 4-6 minutes on the 2-core machine
+#   bash bench/compare.sh                    # about 6-8 minutes on the 2-core machine
 #   REPEAT=1 MESSAGES=5000 bash bench/compare.sh   # quick check
 #
 # Needs: cargo, python3 (summary), mosquitto (installed with apt-get when missing and

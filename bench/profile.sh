@@ -2,7 +2,8 @@
 # Where the gateway's CPU goes at full load: `perf record` on the hookline release binary
 # (MQTT on loopback, Kafka = a tansu process, or the file sink with SINK=file) while
 # examples/loadgen drives it as fast as it acknowledges. Writes bench/results/profile-$SINK.md
-# (per-thread split, top symbols) and keeps perf.data in bench/results/profile/.
+# (per-thread split, top symbols); perf.data and the full reports stay in
+# target/bench-profile-$SINK/ (they only make sense with the binary that made them).
 #
 #   bash bench/profile.sh              # about 30 s
 #   SINK=file bash bench/profile.sh
@@ -17,8 +18,8 @@ DEVICES=${DEVICES:-20}
 MESSAGES=${MESSAGES:-30000}
 SECONDS_TO_SAMPLE=${SECONDS_TO_SAMPLE:-6}
 BIN=${CARGO_TARGET_DIR:-target}/release
-OUT=bench/results/profile
-mkdir -p "$OUT"
+OUT=${CARGO_TARGET_DIR:-target}/bench-profile-$SINK
+mkdir -p "$OUT" bench/results
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
