@@ -190,7 +190,17 @@ run_case() {
         --label "$name" --json "$json" --quiet "${kafka_args[@]}" "$@" >"$OUT/$name-$rep.txt" 2>&1; then
         log "$name #$rep failed: $(tail -3 "$OUT/$name-$rep.txt")"
     fi
-    python3 - "$json" "$(cat "$TMP/busy")" <<'EOF' || true
+    record_busy "$json"
+    stop "$SERVER_PID"
+    if [[ -n $TANSU_PID ]]; then
+        stop "$TANSU_PID"
+        TANSU_PID=
+    fi
+}
+
+# record_busy JSON: notes in a run's JSON how busy the machine was before it.
+record_busy() {
+    python3 - "$1" "$(cat "$TMP/busy")" <<'EOF' || true
 import json, sys
 path, busy = sys.argv[1], int(sys.argv[2])
 with open(path) as f:
@@ -199,11 +209,6 @@ run["machine_busy_percent_before"] = busy
 with open(path, "w") as f:
     json.dump(run, f, indent=2)
 EOF
-    stop "$SERVER_PID"
-    if [[ -n $TANSU_PID ]]; then
-        stop "$TANSU_PID"
-        TANSU_PID=
-    fi
 }
 
 # run_inprocess NAME REP [loadgen args...]: hookline + mock Kafka in the loadgen process.
@@ -217,15 +222,7 @@ run_inprocess() {
         >"$OUT/$name-$rep.txt" 2>&1; then
         log "$name #$rep failed: $(tail -3 "$OUT/$name-$rep.txt")"
     fi
-    python3 - "$json" "$(cat "$TMP/busy")" <<'EOF' || true
-import json, sys
-path, busy = sys.argv[1], int(sys.argv[2])
-with open(path) as f:
-    run = json.load(f)
-run["machine_busy_percent_before"] = busy
-with open(path, "w") as f:
-    json.dump(run, f, indent=2)
-EOF
+    record_busy "$json"
 }
 
 if [[ $BUILD == 1 ]]; then
