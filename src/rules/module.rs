@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use wasmtime::{ExternType, InstancePre, Module, ValType};
 
@@ -137,7 +136,6 @@ pub struct RuleModule {
     pub id: u64,
     /// Hash of the file's bytes.
     pub hash: u64,
-    pub loaded_at: SystemTime,
     pub subscriptions: Vec<(Hook, TopicFilter)>,
     pub settings: Arc<RuleSettings>,
     pub pre: InstancePre<HostState>,
@@ -200,7 +198,6 @@ impl RuleModule {
             name,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             hash: hash_bytes(bytes),
-            loaded_at: SystemTime::now(),
             subscriptions,
             settings,
             pre,

@@ -224,6 +224,7 @@ impl Loaded {
                     rule = %path.display(),
                     ?subscriptions,
                     settings = !module.settings.is_empty(),
+                    hash = format_args!("{:016x}", module.hash),
                     replaced = previous.is_some(),
                     "rule loaded"
                 );
