@@ -27,12 +27,13 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use hookline::broker::wire;
 use hookline::broker::PublisherIndex;
-use hookline::config::{KafkaConfig, RulesConfig};
+use hookline::config::{BufferConfig, Fsync, KafkaConfig, RulesConfig};
 use hookline::envelope;
-use hookline::hooks::{Hook, HookEvent, HookQueue};
+use hookline::hooks::{Hook, HookEvent};
 use hookline::metrics::Metrics;
 use hookline::rules::{Dispatcher, RuleEngine, RuleModule, RuleSet, SharedRuleSet, TopicFilter};
 use hookline::sink::{KafkaSink, Record, Sink};
+use hookline::spool::{Spool, Ticket};
 
 const CLIENT_ID: &str = "10083618796833171";
 const NODE: &str = "gateway@127.0.0.1";
@@ -155,16 +156,19 @@ fn wire_and_tap(c: &mut Criterion) {
         })
     });
 
-    // One push and one receive of the sharded hook queue (flume, bounded).
-    let metrics = Arc::new(Metrics::default());
-    let policy = hookline::config::BrokerConfig::default().when_hook_queue_full;
-    let (queue, receivers) = HookQueue::new(2, 65_536, policy, metrics);
+    // One append to the spool and one read back (page cache, no fsync): what every
+    // event costs on its way from the connection to a rule worker.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = BufferConfig { fsync: Fsync::Never, ..BufferConfig::default() };
+    let (spool, mut readers) = Spool::open(&config, dir.path(), 1, Arc::new(Metrics::default())).expect("spool");
+    let metrics = Metrics::default();
     let event = publish_event("devices/10083618796833171/state");
-    let shard = queue.shard_for(CLIENT_ID);
-    group.bench_function("hook_queue_push_recv", |b| {
+    let mut batch = Vec::new();
+    group.bench_function("spool_append_read_1k", |b| {
         b.iter(|| {
-            queue.push(shard, event.clone());
-            black_box(receivers[shard].try_recv().expect("just pushed"))
+            spool.push(0, &event);
+            readers[0].read(&mut batch, &metrics).expect("read");
+            black_box(batch.pop().expect("just appended"))
         })
     });
     group.finish();
@@ -293,7 +297,8 @@ fn kafka(c: &mut Criterion) {
         }
     };
     // Warm the producer up: metadata, producer id (idempotence), first batch.
-    sink.send(record).unwrap();
+    let ticket = Ticket::new();
+    sink.send(record, &ticket).unwrap();
     wait_delivered();
 
     // Records per timed chunk; the queue is drained (untimed) between chunks, far below
@@ -310,7 +315,7 @@ fn kafka(c: &mut Criterion) {
                 let n = CHUNK.min(iters - done);
                 let started = Instant::now();
                 for _ in 0..n {
-                    sink.send(black_box(record)).unwrap();
+                    sink.send(black_box(record), &ticket).unwrap();
                 }
                 timed += started.elapsed();
                 done += n;
@@ -331,7 +336,7 @@ fn kafka(c: &mut Criterion) {
     group.bench_function("sink_send_and_deliver_1k_batch", |b| {
         b.iter(|| {
             for _ in 0..CHUNK {
-                sink.send(black_box(record)).unwrap();
+                sink.send(black_box(record), &ticket).unwrap();
             }
             wait_delivered();
         })

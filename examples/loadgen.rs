@@ -1576,13 +1576,13 @@ fn print_table(v: &Value) {
         row(
             "gateway counters",
             format!(
-                "rule_calls {} routes {} records sent {} delivered {} failed {} hook events dropped {}",
+                "rule_calls {} routes {} records sent {} delivered {} failed {} spool dropped {}",
                 get("rule_calls"),
                 get("rule_routes"),
                 get("records_sent"),
                 get("records_delivered"),
                 get("records_failed"),
-                get("hook_events_dropped")
+                get("spool_dropped")
             ),
         );
     }

@@ -30,10 +30,12 @@ pub enum ConfigError {
 pub struct Config {
     /// Name of this gateway node, written as `node` in every envelope.
     pub node: String,
-    /// Directory for the embedded file sink's records and other local state.
+    /// Directory for local state: the spool (see `buffer`) and the embedded file sink's records.
     pub data: PathBuf,
     /// MQTT listener and broker limits.
     pub broker: BrokerConfig,
+    /// The durable buffer between the broker and the rule workers.
+    pub buffer: BufferConfig,
     /// Rule modules: where they live and what each call may use.
     pub rules: RulesConfig,
     /// Kafka producer. When `kafka.bootstrap_servers` is empty, records go to the
@@ -108,24 +110,68 @@ pub struct BrokerConfig {
     pub connect_timeout_ms: u16,
     /// Most unacknowledged QoS 1/2 messages in flight to one subscriber.
     pub max_inflight: usize,
-    /// Hook events buffered between the connections and the rule workers.
-    pub hook_queue: usize,
-    /// What a connection does when the hook queue is full: `backpressure` stops reading
-    /// from that client until there is room (its publishes are not acknowledged
-    /// meanwhile, so nothing accepted is lost); `drop` drops the event and counts it in
-    /// `hook_events_dropped`, never slowing the client.
-    pub when_hook_queue_full: QueueFullPolicy,
     /// How many recently published messages are remembered to fill the `from` field of
     /// `message.delivered` / `message.acked` envelopes.
     pub publisher_index: usize,
 }
 
-/// See `BrokerConfig::when_hook_queue_full`.
+/// The spool: the on-disk buffer every hook event is written to before the broker
+/// acknowledges it, and that rule workers deliver from (see README, "Delivery guarantee").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferConfig {
+    /// Directory of the spool's segment files; empty: `<data>/spool`.
+    pub dir: PathBuf,
+    /// Disk budget: the most bytes of segment files, delivered or not, kept at once.
+    pub max_bytes: u64,
+    /// Size at which a segment file is finished and the next one started.
+    pub segment_bytes: u64,
+    /// When the spool is forced to disk: `always` (before a QoS 1/2 publish is
+    /// acknowledged: nothing acknowledged is lost even on power loss), `interval`
+    /// (every `fsync_interval_ms`: a power loss loses at most that much), `never`
+    /// (when the OS decides). A killed process loses nothing in any of them: the
+    /// writes are in the OS's page cache before the acknowledgement.
+    pub fsync: Fsync,
+    /// Period of `fsync = "interval"`, in milliseconds.
+    pub fsync_interval_ms: u64,
+    /// When the disk budget is used up: `backpressure` stops reading from the client
+    /// until deliveries free room (nothing is acknowledged meanwhile); `reject` refuses
+    /// the publish (MQTT 5: PUBACK/PUBREC reason 0x97 Quota exceeded; MQTT 3.1.1, which
+    /// has no reason codes: the connection is closed unacknowledged, so the client
+    /// sends it again later); `drop` acknowledges and drops it, counted in
+    /// `spool_dropped` and logged.
+    pub when_full: WhenFull,
+}
+
+/// See `BufferConfig::fsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum QueueFullPolicy {
+pub enum Fsync {
+    Always,
+    Interval,
+    Never,
+}
+
+/// See `BufferConfig::when_full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenFull {
     Backpressure,
+    Reject,
     Drop,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            dir: PathBuf::new(),
+            max_bytes: 8 * 1024 * 1024 * 1024,
+            segment_bytes: 64 * 1024 * 1024,
+            fsync: Fsync::Interval,
+            fsync_interval_ms: 100,
+            when_full: WhenFull::Backpressure,
+        }
+    }
 }
 
 /// Rule modules.
@@ -176,6 +222,7 @@ impl Default for Config {
             node: default_node(),
             data: PathBuf::from("data"),
             broker: BrokerConfig::default(),
+            buffer: BufferConfig::default(),
             rules: RulesConfig::default(),
             kafka: KafkaConfig::default(),
             admin: AdminConfig::default(),
@@ -198,8 +245,6 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             connect_timeout_ms: 5_000,
             max_inflight: 100,
-            hook_queue: 65_536,
-            when_hook_queue_full: QueueFullPolicy::Backpressure,
             publisher_index: 262_144,
         }
     }
@@ -291,8 +336,14 @@ impl Config {
         if self.broker.max_inflight == 0 {
             return invalid("broker.max_inflight", "must be at least 1");
         }
-        if self.broker.hook_queue == 0 {
-            return invalid("broker.hook_queue", "must be at least 1");
+        if self.buffer.segment_bytes < 4096 || self.buffer.segment_bytes > self.buffer.max_bytes / 2 {
+            return invalid(
+                "buffer.segment_bytes",
+                "must be at least 4096 and at most half of buffer.max_bytes (the spool frees space a whole segment at a time)",
+            );
+        }
+        if self.buffer.fsync == Fsync::Interval && self.buffer.fsync_interval_ms == 0 {
+            return invalid("buffer.fsync_interval_ms", "must be at least 1 (or set buffer.fsync = \"always\")");
         }
         if self.rules.call_fuel < 1000 {
             return invalid("rules.call_fuel", "must be at least 1000");

@@ -1,5 +1,5 @@
-//! The gateway assembled: broker -> hook queue -> rule workers -> sink, and its
-//! lifecycle (start in dependency order, graceful shutdown).
+//! The gateway assembled: broker -> spool -> rule workers -> sink, and its lifecycle
+//! (start in dependency order, graceful shutdown).
 //!
 //! Start order matters: the sink and the rules are ready before the broker accepts its
 //! first client, so no event arrives before there is somewhere to route it.
@@ -14,13 +14,14 @@ use anyhow::Context;
 use crate::access::Access;
 use crate::broker::{Broker, PublisherIndex, TapShared};
 use crate::config::Config;
-use crate::hooks::HookQueue;
 use crate::metrics::Metrics;
 use crate::rules::{Dispatcher, RuleEngine, RuleSet, RuleWatcher, SharedRuleSet};
 use crate::sink::{FileSink, KafkaSink, Sink};
+use crate::spool::Spool;
 use crate::worker::{Worker, WorkerState};
 
-/// How long shutdown waits for queued events and undelivered records.
+/// How long shutdown waits for undelivered records; what is left stays in the spool
+/// for the next start.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub struct Gateway {
@@ -29,7 +30,7 @@ pub struct Gateway {
     rules: SharedRuleSet,
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
-    tap: Arc<TapShared>,
+    spool: Arc<Spool>,
     workers: Vec<Arc<WorkerState>>,
     listen: SocketAddr,
     admin: Option<SocketAddr>,
@@ -59,19 +60,15 @@ impl Gateway {
             metrics.clone(),
         )?;
 
-        let worker_count = config.rule_workers();
-        let (queue, receivers) = HookQueue::new(
-            worker_count,
-            config.broker.hook_queue,
-            config.broker.when_hook_queue_full,
-            metrics.clone(),
-        );
+        let (spool, readers) = Spool::open(&config.buffer, &config.data, config.rule_workers(), metrics.clone())?;
+        let worker_count = readers.len();
         let node: Arc<str> = config.node.as_str().into();
         let mut workers = Vec::with_capacity(worker_count);
-        for (i, events) in receivers.into_iter().enumerate() {
+        for (i, reader) in readers.into_iter().enumerate() {
             let state = Arc::new(WorkerState::default());
             let worker = Worker {
-                events,
+                reader,
+                spool: spool.clone(),
                 dispatcher: Dispatcher::new(engine.clone(), rules.clone(), metrics.clone()),
                 sink: sink.clone(),
                 node: node.clone(),
@@ -92,13 +89,13 @@ impl Gateway {
         let access = Access::load(&config.auth)?;
         access.watch(&config.auth);
         let tap = Arc::new(TapShared::new(
-            queue,
+            spool.clone(),
             PublisherIndex::new(config.broker.publisher_index),
             metrics.clone(),
             access.clone(),
         ));
-        let broker = Broker::start(&config.broker, tap.clone(), access).await?;
-        tokio::spawn(log_stats(metrics.clone()));
+        let broker = Broker::start(&config.broker, tap, access).await?;
+        tokio::spawn(log_stats(metrics.clone(), spool.clone()));
         tracing::info!(
             sink = %sink.describe(),
             rules_dir = %config.rules.dir.display(),
@@ -112,7 +109,7 @@ impl Gateway {
             rules,
             sink,
             metrics,
-            tap,
+            spool,
             workers,
             listen: config.broker.listen,
             admin,
@@ -137,34 +134,48 @@ impl Gateway {
         self.admin
     }
 
-    /// Stops accepting clients, lets the workers finish what is queued, and waits for
-    /// the sink to deliver what it holds.
+    /// Stops accepting clients, lets the workers deliver what the spool holds, and
+    /// waits for the sink, up to `SHUTDOWN_GRACE`. Whatever is still undelivered then
+    /// is already in the spool, committed up to what was delivered: the next start
+    /// resumes from there, so an early end loses nothing.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        tracing::info!("shutting down: no new connections, draining queued events");
+        tracing::info!("shutting down: no new connections, delivering what the spool holds");
         self.broker.stop_accepting();
         let deadline = Instant::now() + SHUTDOWN_GRACE;
-        while Instant::now() < deadline && !self.idle() {
+        while Instant::now() < deadline && !self.drained() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
         let sink = self.sink.clone();
         let flushed = tokio::task::spawn_blocking(move || sink.flush(remaining)).await?;
+        // Deliveries that ended during the flush are committed by the workers' next look.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.spool.update_gauges();
+        let backlog = self.metrics.spool_backlog_bytes.load(Ordering::Relaxed);
         tracing::info!(stats = ?self.metrics.snapshot(), "final counters");
-        flushed.context("shutdown could not deliver every record")
+        if backlog > 0 {
+            tracing::warn!(backlog_bytes = backlog, "records left undelivered stay in the spool; the next start delivers them");
+        }
+        flushed.context("shutdown could not deliver every record (they stay in the spool for the next start)")
     }
 
-    /// No event queued and no worker mid-batch.
-    fn idle(&self) -> bool {
-        self.tap.queue.is_empty() && self.workers.iter().all(|w| !w.busy.load(Ordering::SeqCst))
+    /// Every event written to the spool is delivered and committed.
+    pub fn drained(&self) -> bool {
+        self.workers.iter().all(|w| w.drained.load(Ordering::SeqCst))
     }
 }
 
-/// One info line every 10 s while traffic flows.
-async fn log_stats(metrics: Arc<Metrics>) {
-    let mut interval = tokio::time::interval(Duration::from_secs(10));
+/// Refreshes the spool gauges every second; one info line every 10 s while traffic
+/// flows.
+async fn log_stats(metrics: Arc<Metrics>, spool: Arc<Spool>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
     let mut last = (0, 0);
-    loop {
+    for tick in 0u64.. {
         interval.tick().await;
+        spool.update_gauges();
+        if tick % 10 != 0 {
+            continue;
+        }
         let now = (Metrics::get(&metrics.rule_calls), Metrics::get(&metrics.records_delivered));
         if now != last {
             tracing::info!(
@@ -172,7 +183,8 @@ async fn log_stats(metrics: Arc<Metrics>) {
                 rule_calls = now.0 - last.0,
                 records_delivered = now.1 - last.1,
                 records_failed = Metrics::get(&metrics.records_failed),
-                hook_events_dropped = Metrics::get(&metrics.hook_events_dropped),
+                spool_backlog_bytes = metrics.spool_backlog_bytes.load(Ordering::Relaxed),
+                spool_dropped = Metrics::get(&metrics.spool_dropped),
                 "last 10 s"
             );
             last = now;

@@ -2,7 +2,8 @@
 //! routed by hot-reloaded WebAssembly rules.
 //!
 //! Data flow, one module per stage:
-//! `broker` (rumqttd + hook tap) -> `hooks` (sharded event queue) -> `worker` (runs
+//! `broker` (rumqttd + hook tap, raising `hooks` events) -> `spool` (durable, sharded
+//! event log) -> `worker` (runs
 //! `rules`, encodes the `envelope`) -> `sink` (Kafka or file). `config` and `cli` set it
 //! up, `metrics` counts it (served by `admin`), `gateway` assembles it.
 
@@ -17,6 +18,7 @@ pub mod hooks;
 pub mod metrics;
 pub mod rules;
 pub mod sink;
+pub mod spool;
 pub mod worker;
 
 pub use config::Config;

@@ -22,6 +22,10 @@ macro_rules! counters {
             pub hook_events: [AtomicU64; Hook::ALL.len()],
             /// Gauge: MQTT clients currently connected.
             pub connections: AtomicI64,
+            /// Gauge: bytes of spool segment files on disk.
+            pub spool_bytes: AtomicI64,
+            /// Gauge: bytes in the spool not yet delivered (the buffer depth).
+            pub spool_backlog_bytes: AtomicI64,
         }
 
         impl Metrics {
@@ -41,8 +45,19 @@ impl Metrics {
             let count = self.hook_events[hook.code() as usize].load(Ordering::Relaxed);
             map.insert(format!("hook_events{{{}}}", hook.name()), count as i64);
         }
-        map.insert("connections".to_string(), self.connections.load(Ordering::Relaxed));
+        for (name, _, value) in self.gauges() {
+            map.insert(name.to_string(), value);
+        }
         map
+    }
+
+    /// The gauges: (name, help text, value).
+    fn gauges(&self) -> [(&'static str, &'static str, i64); 3] {
+        [
+            ("connections", "MQTT clients connected now.", self.connections.load(Ordering::Relaxed)),
+            ("spool_bytes", "Bytes of spool segment files on disk.", self.spool_bytes.load(Ordering::Relaxed)),
+            ("spool_backlog_bytes", "Bytes in the spool not yet delivered.", self.spool_backlog_bytes.load(Ordering::Relaxed)),
+        ]
     }
 
     /// The Prometheus text exposition of the gateway counters and of each loaded rule's
@@ -58,8 +73,10 @@ impl Metrics {
             let count = self.hook_events[hook.code() as usize].load(Ordering::Relaxed);
             let _ = writeln!(out, "hookline_hook_events_total{{hook=\"{}\"}} {count}", hook.name());
         }
-        family(&mut out, "hookline_connections", "MQTT clients connected now.", "gauge");
-        let _ = writeln!(out, "hookline_connections {}", self.connections.load(Ordering::Relaxed));
+        for (name, help, value) in self.gauges() {
+            family(&mut out, &format!("hookline_{name}"), help, "gauge");
+            let _ = writeln!(out, "hookline_{name} {value}");
+        }
         type Field = fn(&RuleCounters) -> &AtomicU64;
         let per_rule: [(&str, &str, Field); 7] = [
             ("calls", "Guest calls, by rule.", |c| &c.calls),
@@ -95,11 +112,17 @@ counters! {
     mqtt_protocol_errors,
     /// Publishes, subscriptions and wills the ACL refused.
     access_denied,
-    /// Hook events dropped because the hook queue was full (policy `drop`) or the
-    /// workers were gone (shutdown).
-    hook_events_dropped,
-    /// Times a connection waited for room in the full hook queue (policy `backpressure`).
-    hook_queue_waits,
+    /// Events dropped because the spool was full (`buffer.when_full = "drop"`).
+    spool_dropped,
+    /// Publishes refused because the spool was full (`buffer.when_full = "reject"`).
+    spool_rejected,
+    /// Times a connection waited for room in the full spool (`backpressure`).
+    spool_full_waits,
+    /// Events that could not be written to the spool (disk error); their publishers
+    /// were not acknowledged.
+    spool_write_errors,
+    /// Damaged spool records (bad checksum or torn by a crash) skipped when read.
+    spool_damaged_records,
     /// Guest calls made (`hookline_on_event`).
     rule_calls,
     /// Routes emitted by rules and accepted.

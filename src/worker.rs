@@ -1,6 +1,6 @@
-//! A rule worker: one thread per shard of the hook queue. It takes events in order,
-//! asks the rules where each goes, encodes the envelope once per event and hands one
-//! record per route to the sink.
+//! A rule worker: one thread per spool shard. It reads the shard's events in order,
+//! asks the rules where each goes, encodes the envelope once per event, hands one record
+//! per route to the sink, and commits in the spool what the sink has delivered.
 //!
 //! WebAssembly calls are CPU-bound, so workers are plain threads, not async tasks. A
 //! worker owns its `Dispatcher` (and with it its rule instances); nothing on this path
@@ -8,25 +8,34 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::envelope;
-use crate::hooks::{HookEvent, HookReceiver};
+use crate::hooks::HookEvent;
 use crate::metrics::Metrics;
 use crate::rules::Dispatcher;
 use crate::sink::{Record, Sink};
+use crate::spool::{Progress, ReadBatch, ShardReader, Spool, Ticket};
 
-/// Most events taken from the queue before the sink is told a batch ended.
-const BATCH: usize = 256;
+/// Longest wait for new events or delivery reports before looking again.
+const IDLE_POLL: Duration = Duration::from_millis(10);
+/// Most often the committed position is written to disk while records flow; a crash
+/// re-delivers at most what was delivered in this window.
+const COMMIT_EVERY: Duration = Duration::from_millis(50);
+/// Pause before reading again after the sink failed a batch.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Shared view of a worker, for shutdown: whether it is between batches.
+/// Shared view of a worker, for shutdown and tests.
 #[derive(Default)]
 pub struct WorkerState {
-    pub busy: AtomicBool,
+    /// Everything read so far is delivered and committed, and nothing more was
+    /// written when last looked.
+    pub drained: AtomicBool,
 }
 
 pub struct Worker {
-    pub events: HookReceiver,
+    pub reader: ShardReader,
+    pub spool: Arc<Spool>,
     pub dispatcher: Dispatcher,
     pub sink: Arc<dyn Sink>,
     pub node: Arc<str>,
@@ -35,28 +44,58 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Runs until every sender of the queue is gone.
+    /// Runs for the life of the process.
     pub fn run(mut self) {
         let mut envelope = Vec::with_capacity(4096);
+        let mut batch = ReadBatch::new();
+        let mut progress = Progress::new(self.reader.position());
+        let mut committed = self.reader.position();
+        let mut last_commit = Instant::now();
         let started = Instant::now();
-        let last_sink_error = AtomicU64::new(0);
-        while let Ok(first) = self.events.recv() {
-            self.state.busy.store(true, Ordering::SeqCst);
-            let mut next = Some(first);
-            let mut taken = 0;
-            while let Some(event) = next {
-                self.process(&event, &mut envelope, &started, &last_sink_error);
-                taken += 1;
-                next = if taken < BATCH { self.events.try_recv().ok() } else { None };
+        let last_error = AtomicU64::new(0);
+        loop {
+            if let Err(error) = self.reader.read(&mut batch, &self.metrics) {
+                if once_per_second(&started, &last_error) {
+                    tracing::error!(%error, "cannot read the spool; retrying");
+                }
+                std::thread::sleep(RETRY_AFTER);
+                continue;
             }
-            if let Err(e) = self.sink.end_batch() {
-                tracing::error!(error = %e, "sink failed to write a batch");
+            for (event, after) in batch.drain(..) {
+                let ticket = Ticket::new();
+                self.process(&event, &ticket, &mut envelope, &started, &last_error);
+                ticket.done();
+                progress.track(ticket, after);
             }
-            self.state.busy.store(false, Ordering::SeqCst);
+            if let Err(error) = self.sink.end_batch() {
+                tracing::error!(%error, "the sink failed a batch; sending it again from the last commit");
+                progress = Progress::new(committed);
+                self.reader.rewind(committed);
+                std::thread::sleep(RETRY_AFTER);
+                continue;
+            }
+            let delivered = progress.delivered_up_to(self.reader.position());
+            let drained = progress.is_empty() && self.reader.caught_up();
+            if delivered > committed && (drained || last_commit.elapsed() >= COMMIT_EVERY) {
+                match self.reader.shard().commit(delivered) {
+                    Ok(_) => committed = delivered,
+                    Err(error) if once_per_second(&started, &last_error) => {
+                        tracing::error!(%error, "cannot record delivery progress in the spool; records may be delivered again after a restart");
+                    }
+                    Err(_) => {}
+                }
+                last_commit = Instant::now();
+                self.spool.update_gauges();
+            }
+            let idle = drained && committed >= delivered;
+            self.state.drained.store(idle, Ordering::SeqCst);
+            if self.reader.caught_up() {
+                self.reader.shard().wait_for_append(IDLE_POLL);
+            }
         }
     }
 
-    fn process(&mut self, event: &HookEvent, envelope: &mut Vec<u8>, started: &Instant, last_sink_error: &AtomicU64) {
+    fn process(&mut self, event: &HookEvent, ticket: &Arc<Ticket>, envelope: &mut Vec<u8>, started: &Instant, last_error: &AtomicU64) {
         let mut encoded = false;
         let sink = &self.sink;
         let node = &*self.node;
@@ -71,12 +110,17 @@ impl Worker {
                 value: envelope,
                 headers: &route.headers,
             };
-            if let Err(e) = sink.send(record) {
-                let now = started.elapsed().as_secs() + 1;
-                if last_sink_error.swap(now, Ordering::Relaxed) != now {
+            if let Err(e) = sink.send(record, ticket) {
+                if once_per_second(started, last_error) {
                     tracing::error!(topic = %route.topic, client_id = %event.client_id, error = %e, "record not accepted by the sink");
                 }
             }
         });
     }
 }
+
+fn once_per_second(started: &Instant, last: &AtomicU64) -> bool {
+    let now = started.elapsed().as_secs() + 1;
+    last.swap(now, Ordering::Relaxed) != now
+}
+

@@ -7,8 +7,9 @@
 //! the connection. It sees the CONNECT before rumqttd has checked it, so a client counts
 //! as connected only once a successful CONNACK is written.
 //!
-//! The tap must never slow the connection task beyond a bounded, non-blocking queue
-//! push (`HookQueue::push`).
+//! Every event is appended to the spool before the packet goes on to rumqttd, so an
+//! acknowledged publish is always in the spool. The append blocks this connection only
+//! where `buffer.when_full = "backpressure"` or `buffer.fsync = "always"` say so.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,12 +25,13 @@ use rumqttd::protocol::{
 use super::publishers::PublisherIndex;
 use super::wire;
 use crate::access::{Access, Action, DENIED_TOPIC, VOID_FILTER};
-use crate::hooks::{Hook, HookEvent, HookQueue};
+use crate::hooks::{Hook, HookEvent};
 use crate::metrics::Metrics;
+use crate::spool::{Push, Spool};
 
 /// State shared by every connection of a listener.
 pub struct TapShared {
-    pub queue: HookQueue,
+    pub spool: Arc<Spool>,
     pub publishers: PublisherIndex,
     pub metrics: Arc<Metrics>,
     pub access: Arc<Access>,
@@ -40,9 +42,9 @@ pub struct TapShared {
 }
 
 impl TapShared {
-    pub fn new(queue: HookQueue, publishers: PublisherIndex, metrics: Arc<Metrics>, access: Arc<Access>) -> TapShared {
+    pub fn new(spool: Arc<Spool>, publishers: PublisherIndex, metrics: Arc<Metrics>, access: Arc<Access>) -> TapShared {
         TapShared {
-            queue,
+            spool,
             publishers,
             metrics,
             access,
@@ -86,12 +88,21 @@ struct Connection {
     /// SUBSCRIBE / UNSUBSCRIBE filters by packet id, waiting for their ack; a
     /// subscribe filter is `None` where the ACL refused it.
     pending_subscribe: HashMap<u16, Vec<Option<String>>>,
-    /// Packet ids of QoS 1 publishes the ACL refused, whose PUBACK says so (MQTT 5).
-    denied_pkids: Vec<u16>,
+    /// Packet ids of QoS 1/2 publishes refused, whose PUBACK / PUBREC says why (MQTT 5).
+    refused_pkids: Vec<(u16, Refusal)>,
+    /// The spool refused a publish of this MQTT 3.1.1 client, which has no reason codes:
+    /// close the connection before the publish is acknowledged.
+    close_unacknowledged: bool,
     pending_unsubscribe: HashMap<u16, Vec<String>>,
     /// MQTT 5 topic aliases, incoming and outgoing.
     aliases_in: HashMap<u16, Bytes>,
     aliases_out: HashMap<u16, Bytes>,
+}
+
+#[derive(Clone, Copy)]
+enum Refusal {
+    NotAuthorized,
+    QuotaExceeded,
 }
 
 struct Client {
@@ -124,7 +135,8 @@ impl TapCodec {
                 last_read: Instant::now(),
                 inflight: HashMap::new(),
                 pending_subscribe: HashMap::new(),
-                denied_pkids: Vec::new(),
+                refused_pkids: Vec::new(),
+                close_unacknowledged: false,
                 pending_unsubscribe: HashMap::new(),
                 aliases_in: HashMap::new(),
                 aliases_out: HashMap::new(),
@@ -137,7 +149,7 @@ impl TapCodec {
     }
 
     fn emit(&self, client: &Client, event: HookEvent) {
-        self.shared.queue.push(client.shard, event);
+        self.shared.spool.push(client.shard, &event);
     }
 }
 
@@ -183,6 +195,9 @@ impl Protocol for TapCodec {
         };
         state.last_read = Instant::now();
         observe_incoming(&shared, state, &mut packet, publish_qos, publish_pkid);
+        if state.close_unacknowledged {
+            return Err(protocol::Error::IncorrectPacketFormat);
+        }
         Ok(packet)
     }
 
@@ -238,7 +253,7 @@ fn denied(shared: &TapShared, client: &Client, action: &'static str, topic: Byte
     let mut event = HookEvent::new(Hook::AccessDenied, client.id.clone(), client.username.clone());
     event.topic = topic;
     event.reason = Some(action);
-    shared.queue.push(client.shard, event);
+    shared.spool.push(client.shard, &event);
 }
 
 fn allowed(shared: &TapShared, client: &Client, action: Action, topic: &[u8]) -> bool {
@@ -265,7 +280,7 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Pac
                 id,
                 username,
                 keep_alive: connect.keep_alive,
-                shard: shared.queue.shard_for(&connect.client_id),
+                shard: shared.spool.shard_for(&connect.client_id),
             });
             // MQTT allows keep-alive 0 ("no keep-alive"), which many devices use, but
             // rumqttd refuses such clients; the longest keep-alive is the closest it has.
@@ -284,23 +299,33 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Pac
             let Some(client) = &state.client else { return };
             let alias = props.as_ref().and_then(|p| p.topic_alias);
             let topic = resolve_alias(&mut state.aliases_in, &publish.topic, alias);
-            if !allowed(shared, client, Action::Publish, &topic) {
-                publish.topic = Bytes::from_static(DENIED_TOPIC.as_bytes());
-                if let Some(props) = props {
-                    props.topic_alias = None;
-                }
-                if publish_qos == 1 {
-                    state.denied_pkids.push(publish_pkid);
-                }
+            let refusal = if !allowed(shared, client, Action::Publish, &topic) {
                 denied(shared, client, "publish", topic);
-                return;
+                Refusal::NotAuthorized
+            } else {
+                shared.publishers.record(&topic, &publish.payload, &client.id);
+                let mut event = HookEvent::new(Hook::MessagePublish, client.id.clone(), client.username.clone());
+                event.topic = topic;
+                event.payload = publish.payload.clone();
+                event.qos = publish_qos;
+                if shared.spool.push(client.shard, &event) != Push::Rejected {
+                    return;
+                }
+                if matches!(state.version, Version::V4) {
+                    tracing::warn!(client_id = %client.id, "spool full or failing: closing this MQTT 3.1.1 client without acknowledging its publish (it will resend)");
+                    state.close_unacknowledged = true;
+                }
+                Refusal::QuotaExceeded
+            };
+            // A refused publish goes to a topic nobody can read: subscribers must not
+            // see what the gateway did not accept.
+            publish.topic = Bytes::from_static(DENIED_TOPIC.as_bytes());
+            if let Some(props) = props {
+                props.topic_alias = None;
             }
-            shared.publishers.record(&topic, &publish.payload, &client.id);
-            let mut event = HookEvent::new(Hook::MessagePublish, client.id.clone(), client.username.clone());
-            event.topic = topic;
-            event.payload = publish.payload.clone();
-            event.qos = publish_qos;
-            shared.queue.push(client.shard, event);
+            if publish_qos > 0 {
+                state.refused_pkids.push((publish_pkid, refusal));
+            }
         }
         Packet::PubAck(ack, _) => {
             let ok = matches!(ack.reason, PubAckReason::Success | PubAckReason::NoMatchingSubscribers);
@@ -347,6 +372,11 @@ fn resolve_alias(aliases: &mut HashMap<u16, Bytes>, topic: &Bytes, alias: Option
     }
 }
 
+fn take_refusal(state: &mut Connection, pkid: u16) -> Option<Refusal> {
+    let i = state.refused_pkids.iter().position(|(p, _)| *p == pkid)?;
+    Some(state.refused_pkids.swap_remove(i).1)
+}
+
 /// A subscriber acknowledged one of our outgoing publishes.
 fn acked(shared: &TapShared, state: &mut Connection, pkid: u16, ok: bool) {
     let (Some(delivered), Some(client)) = (state.inflight.remove(&pkid), &state.client) else {
@@ -360,7 +390,7 @@ fn acked(shared: &TapShared, state: &mut Connection, pkid: u16, ok: bool) {
     event.payload = delivered.payload;
     event.qos = delivered.qos;
     event.from = delivered.from;
-    shared.queue.push(client.shard, event);
+    shared.spool.push(client.shard, &event);
 }
 
 /// Raises events for a packet about to be written to a client, and tells an MQTT 5
@@ -370,11 +400,20 @@ fn observe_outgoing_before(shared: &TapShared, state: &mut Connection, packet: &
     let v5 = matches!(state.version, Version::V5);
     match packet {
         Packet::PubAck(ack, _) => {
-            if let Some(i) = state.denied_pkids.iter().position(|p| *p == ack.pkid) {
-                state.denied_pkids.swap_remove(i);
-                if v5 {
-                    ack.reason = PubAckReason::NotAuthorized;
-                }
+            if let (Some(refusal), true) = (take_refusal(state, ack.pkid), v5) {
+                ack.reason = match refusal {
+                    Refusal::NotAuthorized => PubAckReason::NotAuthorized,
+                    Refusal::QuotaExceeded => PubAckReason::QuotaExceeded,
+                };
+            }
+            None
+        }
+        Packet::PubRec(rec, _) => {
+            if let (Some(refusal), true) = (take_refusal(state, rec.pkid), v5) {
+                rec.reason = match refusal {
+                    Refusal::NotAuthorized => PubRecReason::NotAuthorized,
+                    Refusal::QuotaExceeded => PubRecReason::QuotaExceeded,
+                };
             }
             None
         }
@@ -386,13 +425,13 @@ fn observe_outgoing_before(shared: &TapShared, state: &mut Connection, packet: &
             let client = state.client.as_mut()?;
             if let Some(id) = assigned {
                 client.id = id.into();
-                client.shard = shared.queue.shard_for(id);
+                client.shard = shared.spool.shard_for(id);
                 shared.owners().insert(client.id.clone(), state.serial);
             }
             state.connected = true;
             shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
             let event = HookEvent::new(Hook::ClientConnected, client.id.clone(), client.username.clone());
-            shared.queue.push(client.shard, event);
+            shared.spool.push(client.shard, &event);
             None
         }
         Packet::Publish(publish, props) => {
@@ -423,7 +462,7 @@ fn observe_outgoing_before(shared: &TapShared, state: &mut Connection, packet: &
                 let mut event = HookEvent::new(Hook::SessionSubscribed, client.id.clone(), client.username.clone());
                 event.topic = Bytes::from(filter);
                 event.qos = granted;
-                shared.queue.push(client.shard, event);
+                shared.spool.push(client.shard, &event);
             }
             None
         }
@@ -437,7 +476,7 @@ fn observe_outgoing_before(shared: &TapShared, state: &mut Connection, packet: &
                 }
                 let mut event = HookEvent::new(Hook::SessionUnsubscribed, client.id.clone(), client.username.clone());
                 event.topic = Bytes::from(filter);
-                shared.queue.push(client.shard, event);
+                shared.spool.push(client.shard, &event);
             }
             None
         }
@@ -480,7 +519,7 @@ impl Drop for TapCodec {
         };
         let mut event = HookEvent::new(Hook::ClientDisconnected, client.id.clone(), client.username.clone());
         event.reason = Some(reason);
-        shared.queue.push(client.shard, event);
+        shared.spool.push(client.shard, &event);
 
         if state.clean_disconnect {
             return;
@@ -488,7 +527,7 @@ impl Drop for TapCodec {
         if let Some((will, delay)) = state.will.take() {
             let will_event = will_publish(&shared, client, will);
             if delay == 0 {
-                shared.queue.push(client.shard, will_event);
+                shared.spool.push(client.shard, &will_event);
             } else {
                 fire_delayed_will(shared, client.id.clone(), client.shard, will_event, delay);
             }
@@ -518,6 +557,6 @@ fn fire_delayed_will(shared: Arc<TapShared>, client_id: Arc<str>, shard: usize, 
             return;
         }
         event.ts_ms = crate::hooks::now_ms();
-        shared.queue.push(shard, event);
+        shared.spool.push(shard, &event);
     });
 }

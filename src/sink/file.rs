@@ -17,6 +17,7 @@ use base64::Engine as _;
 
 use super::{Record, Sink, SinkError};
 use crate::metrics::Metrics;
+use crate::spool::Ticket;
 
 pub const RECORDS_FILE: &str = "records.jsonl";
 
@@ -89,7 +90,8 @@ fn encode_line(record: &Record<'_>, line: &mut Vec<u8>) {
 }
 
 impl Sink for FileSink {
-    fn send(&self, record: Record<'_>) -> Result<(), SinkError> {
+    /// Delivery is the flush in `end_batch`, so tickets are not needed.
+    fn send(&self, record: Record<'_>, _: &Arc<Ticket>) -> Result<(), SinkError> {
         let mut line = Vec::with_capacity(record.value.len() + record.topic.len() + 64);
         encode_line(&record, &mut line);
         Metrics::add(&self.metrics.records_sent, 1);

@@ -2,10 +2,11 @@
 //! shared by all rule workers.
 //!
 //! librdkafka batches, retries and keeps per-partition order itself; with idempotence on,
-//! a retried batch is never written twice. Every delivery report is checked: failures
-//! are logged (at most once a second) and counted, never dropped silently. When the
-//! producer's queue is full, `send` waits for room, which backs pressure up to the hook
-//! queue instead of losing records.
+//! a retried batch is never written twice, and with no message timeout (the default) it
+//! retries through outages of any length. Every delivery report is checked and gives
+//! the record's ticket back; failures are logged (at most once a second) and counted.
+//! When the producer's queue is full, `send` waits for room: the worker stops reading
+//! the spool, which keeps growing on disk, and memory stays bounded.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use rdkafka::{ClientContext, Message};
 use super::{Record, Sink, SinkError};
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
+use crate::spool::Ticket;
 
 pub struct KafkaSink {
     producer: ThreadedProducer<DeliveryCounter>,
@@ -50,9 +52,10 @@ impl ClientContext for DeliveryCounter {
 }
 
 impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = Arc<Ticket>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, ticket: Arc<Ticket>) {
+        ticket.done();
         match result {
             Ok(_) => Metrics::add(&self.metrics.records_delivered, 1),
             Err((error, message)) => {
@@ -81,7 +84,8 @@ impl KafkaSink {
             .set("linger.ms", config.linger_ms.to_string())
             .set("message.timeout.ms", config.message_timeout_ms.to_string())
             .set("queue.buffering.max.messages", "200000")
-            .set("queue.buffering.max.kbytes", "262144");
+            // Bounds memory whatever Kafka does: beyond this, records wait in the spool on disk.
+            .set("queue.buffering.max.kbytes", "65536");
         for (key, value) in &config.properties {
             client.set(key, value);
         }
@@ -100,8 +104,9 @@ impl KafkaSink {
 }
 
 impl Sink for KafkaSink {
-    fn send(&self, record: Record<'_>) -> Result<(), SinkError> {
-        let mut base = BaseRecord::to(record.topic).key(record.key).payload(record.value);
+    fn send(&self, record: Record<'_>, ticket: &Arc<Ticket>) -> Result<(), SinkError> {
+        ticket.add();
+        let mut base = BaseRecord::with_opaque_to(record.topic, ticket.clone()).key(record.key).payload(record.value);
         // Most records carry no headers; librdkafka allocates a header list only if asked.
         if !record.headers.is_empty() {
             let headers = record.headers.iter().fold(
@@ -119,7 +124,9 @@ impl Sink for KafkaSink {
                     base = returned;
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((error, _)) => {
+                // Refused outright (e.g. larger than the broker accepts): final.
+                Err((error, returned)) => {
+                    returned.delivery_opaque.done();
                     let metrics = &self.producer.context().metrics;
                     Metrics::add(&metrics.records_failed, 1);
                     return Err(error.into());

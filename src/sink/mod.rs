@@ -2,17 +2,25 @@
 //! Kafka is configured.
 //!
 //! A sink takes records from several rule workers at once. `send` may block the calling
-//! worker while the sink is full (that is the backpressure path: the hook queue then
-//! absorbs bursts), but never drops a record silently: a record that cannot be delivered
-//! is logged and counted in `records_failed`.
+//! worker while the sink is full (the spool then absorbs the traffic), but never drops
+//! a record silently: a record that cannot be delivered is logged and counted in
+//! `records_failed`.
+//!
+//! Delivery is reported per event through its `Ticket`: a record counts as delivered
+//! once its ticket is given back (Kafka: on the delivery report), or, for a sink that
+//! ignores tickets, once `end_batch` returns `Ok`. Only then does the worker commit the
+//! event in the spool.
 
 mod file;
 mod kafka;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use file::FileSink;
 pub use kafka::KafkaSink;
+
+use crate::spool::Ticket;
 
 /// One Kafka record, borrowed from the worker's buffers.
 #[derive(Debug, Clone, Copy)]
@@ -37,9 +45,12 @@ pub enum SinkError {
 }
 
 pub trait Sink: Send + Sync {
-    /// Queues one record for delivery; blocks while the sink's buffers are full.
-    fn send(&self, record: Record<'_>) -> Result<(), SinkError>;
-    /// Called by a worker after a batch of `send`s; lets a sink write in batches.
+    /// Queues one record for delivery; blocks while the sink's buffers are full. A sink
+    /// that delivers asynchronously takes a count on `ticket` and gives it back when the
+    /// record is delivered or has finally failed.
+    fn send(&self, record: Record<'_>, ticket: &Arc<Ticket>) -> Result<(), SinkError>;
+    /// Called by a worker after a batch of `send`s; lets a sink write in batches. An
+    /// error means the batch's records may not be delivered: the worker sends them again.
     fn end_batch(&self) -> Result<(), SinkError> {
         Ok(())
     }

@@ -115,7 +115,7 @@ async fn rules_change_under_load_without_loss_or_duplicates() {
         assert_eq!(versions, &sorted, "{client} saw versions out of order: {versions:?}");
         assert_eq!(versions.last().map(String::as_str), Some("v3"), "{client}");
     }
-    assert_eq!(scene.counter("hook_events_dropped"), 0);
+    assert_eq!(scene.counter("spool_dropped"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

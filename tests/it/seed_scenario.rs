@@ -121,15 +121,17 @@ async fn kafka_down_at_start_keeps_the_gateway_up_and_delivers_once_kafka_is_up(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_pipeline_holds_publishers_back_instead_of_dropping() {
+async fn a_full_spool_holds_publishers_back_instead_of_dropping() {
     use crate::scene::free_port;
     const SENT: usize = 200;
     let rules = shipped_rules();
     let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
     let port = free_port();
-    // Tiny buffers everywhere, and no Kafka yet: the pipeline fills within a few messages.
+    // A tiny disk budget and producer queue, and no Kafka yet: the spool fills within a
+    // few dozen messages.
     let mut scene = Scene::start_with(&rules, Some(format!("127.0.0.1:{port}")), |config| {
-        config.broker.hook_queue = 4;
+        config.buffer.max_bytes = 8 * 1024;
+        config.buffer.segment_bytes = 4096;
         config.rules.workers = 1;
         config.kafka.properties.insert("queue.buffering.max.messages".into(), "10".into());
     })
@@ -140,8 +142,9 @@ async fn a_full_pipeline_holds_publishers_back_instead_of_dropping() {
         lock.publish(&format!("devices/{LOCK}/state"), format!("{i}"), QoS::AtLeastOnce).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(scene.counter("hook_events_dropped"), 0);
-    assert!(scene.counter("hook_queue_waits") > 0, "the connection waited for room");
+    assert_eq!(scene.counter("spool_dropped"), 0);
+    assert!(scene.counter("spool_full_waits") > 0, "the connection waited for room");
+    assert!(scene.counter("spool_bytes") <= 8 * 1024, "the disk budget holds");
     let acked = std::iter::from_fn(|| lock.acks.try_recv().ok()).filter(|p| matches!(p, rumqttc::Packet::PubAck(_))).count();
     assert!(acked < SENT, "publishes are held back while Kafka is away ({acked} of {SENT} acknowledged)");
 
