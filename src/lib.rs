@@ -4,7 +4,8 @@
 //! Data flow, one module per stage:
 //! `broker` (rumqttd + hook tap) -> `hooks` (sharded event queue) -> `worker` (runs
 //! `rules`, encodes the `envelope`) -> `sink` (Kafka or file). `config` and `cli` set it
-//! up, `metrics` counts it (served by `admin`), `gateway` assembles it.
+//! up, `metrics` counts it, `tail` copies routed records to live viewers, `readiness`
+//! says whether it can serve (all served by `admin`), `gateway` assembles it.
 
 pub mod access;
 pub mod admin;
@@ -15,8 +16,10 @@ pub mod envelope;
 pub mod gateway;
 pub mod hooks;
 pub mod metrics;
+pub mod readiness;
 pub mod rules;
 pub mod sink;
+pub mod tail;
 pub mod worker;
 
 pub use config::Config;

@@ -4,7 +4,8 @@
 //!
 //! WebAssembly calls are CPU-bound, so workers are plain threads, not async tasks. A
 //! worker owns its `Dispatcher` (and with it its rule instances); nothing on this path
-//! is shared between workers except the sink.
+//! is shared between workers except the sink and the live tail (touched only while
+//! someone watches it).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::hooks::{HookEvent, HookReceiver};
 use crate::metrics::Metrics;
 use crate::rules::Dispatcher;
 use crate::sink::{Record, Sink};
+use crate::tail::Tail;
 
 /// Most events taken from the queue before the sink is told a batch ended.
 const BATCH: usize = 256;
@@ -32,6 +34,7 @@ pub struct Worker {
     pub node: Arc<str>,
     pub metrics: Arc<Metrics>,
     pub state: Arc<WorkerState>,
+    pub tail: Arc<Tail>,
 }
 
 impl Worker {
@@ -59,6 +62,7 @@ impl Worker {
     fn process(&mut self, event: &HookEvent, envelope: &mut Vec<u8>, started: &Instant, last_sink_error: &AtomicU64) {
         let mut encoded = false;
         let sink = &self.sink;
+        let tail = &self.tail;
         let node = &*self.node;
         self.dispatcher.dispatch(event, |route| {
             if !encoded {
@@ -71,10 +75,14 @@ impl Worker {
                 value: envelope,
                 headers: &route.headers,
             };
-            if let Err(e) = sink.send(record) {
-                let now = started.elapsed().as_secs() + 1;
-                if last_sink_error.swap(now, Ordering::Relaxed) != now {
-                    tracing::error!(topic = %route.topic, client_id = %event.client_id, error = %e, "record not accepted by the sink");
+            match sink.send(record) {
+                Ok(()) if tail.watched() => tail.publish(event.hook, &event.client_id, &record),
+                Ok(()) => {}
+                Err(e) => {
+                    let now = started.elapsed().as_secs() + 1;
+                    if last_sink_error.swap(now, Ordering::Relaxed) != now {
+                        tracing::error!(topic = %route.topic, client_id = %event.client_id, error = %e, "record not accepted by the sink");
+                    }
                 }
             }
         });
