@@ -41,7 +41,8 @@ pub struct Config {
     /// Kafka producer. When `kafka.bootstrap_servers` is empty, records go to the
     /// embedded file sink under `data` instead.
     pub kafka: KafkaConfig,
-    /// The admin HTTP endpoint (`/metrics`, `/healthz`).
+    /// The admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`, the dashboard and its
+    /// API).
     pub admin: AdminConfig,
     /// Who may connect, and which topics each client may use.
     pub auth: AuthConfig,
@@ -68,7 +69,8 @@ pub struct AuthConfig {
 pub struct AdminConfig {
     /// Serve the endpoint at all.
     pub enabled: bool,
-    /// Address of `/metrics` and `/healthz`; loopback unless you mean to expose them.
+    /// Address of `/metrics`, `/healthz`, `/readyz`, the dashboard (`/`) and `/api/*`;
+    /// loopback unless you mean to expose them (the tail shows device traffic).
     pub listen: SocketAddr,
 }
 

@@ -1,8 +1,10 @@
 //! The gateway assembled: broker -> spool -> rule workers -> sink, and its lifecycle
 //! (start in dependency order, graceful shutdown).
 //!
-//! Start order matters: the sink and the rules are ready before the broker accepts its
-//! first client, so no event arrives before there is somewhere to route it.
+//! Start order matters: the admin endpoint comes first, so `/healthz` answers and
+//! `/readyz` says what is still missing while the rest starts; the sink and the rules
+//! are ready before the broker accepts its first client, so no event arrives before
+//! there is somewhere to route it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -12,12 +14,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::access::Access;
+use crate::admin::AdminSources;
 use crate::broker::{Broker, PublisherIndex, TapShared};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use crate::rules::{Dispatcher, RuleEngine, RuleSet, RuleWatcher, SharedRuleSet};
 use crate::sink::{FileSink, KafkaSink, Sink};
 use crate::spool::Spool;
+use crate::tail::Tail;
 use crate::worker::{Worker, WorkerState};
 
 /// How long shutdown waits for undelivered records; what is left stays in the spool
@@ -40,6 +45,24 @@ impl Gateway {
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         config.validate()?;
         let metrics = Arc::new(Metrics::default());
+        let rules: SharedRuleSet = Default::default();
+        let tail = Arc::new(Tail::default());
+        let readiness = Arc::new(Readiness::default());
+        let rules_ready = readiness.flag(format!("rules: the first load of {} has not finished", config.rules.dir.display()));
+        let listeners_ready = readiness.flag("MQTT listeners: not bound yet");
+
+        let admin = match config.admin.enabled {
+            true => {
+                let sources = AdminSources {
+                    metrics: metrics.clone(),
+                    rules: rules.clone(),
+                    readiness,
+                    tail: tail.clone(),
+                };
+                Some(crate::admin::start(config.admin.listen, sources).await?)
+            }
+            false => None,
+        };
 
         let sink: Arc<dyn Sink> = if config.kafka.bootstrap_servers.is_empty() {
             Arc::new(FileSink::open(&config.data, metrics.clone())?)
@@ -52,13 +75,15 @@ impl Gateway {
             true => None,
             false => Some(crate::rules::signature::read_public_key(&config.rules.public_key).map_err(anyhow::Error::msg)?),
         };
-        let (watcher, rules) = RuleWatcher::start(
+        let watcher = RuleWatcher::start(
             &config.rules.dir,
             Duration::from_millis(config.rules.reload_debounce_ms),
             public_key,
             engine.clone(),
             metrics.clone(),
+            rules.clone(),
         )?;
+        rules_ready.set_ready();
 
         let (spool, readers) = Spool::open(&config.buffer, &config.data, config.rule_workers(), metrics.clone())?;
         let worker_count = readers.len();
@@ -74,6 +99,7 @@ impl Gateway {
                 node: node.clone(),
                 metrics: metrics.clone(),
                 state: state.clone(),
+                tail: tail.clone(),
             };
             std::thread::Builder::new()
                 .name(format!("hookline-rules-{i}"))
@@ -82,10 +108,6 @@ impl Gateway {
             workers.push(state);
         }
 
-        let admin = match config.admin.enabled {
-            true => Some(crate::admin::start(config.admin.listen, metrics.clone(), rules.clone()).await?),
-            false => None,
-        };
         let access = Access::load(&config.auth)?;
         access.watch(&config.auth);
         let tap = Arc::new(TapShared::new(
@@ -94,7 +116,7 @@ impl Gateway {
             metrics.clone(),
             access.clone(),
         ));
-        let broker = Broker::start(&config.broker, tap, access).await?;
+        let broker = Broker::start(&config.broker, tap, access, listeners_ready).await?;
         tokio::spawn(log_stats(metrics.clone(), spool.clone()));
         tracing::info!(
             sink = %sink.describe(),
@@ -129,7 +151,8 @@ impl Gateway {
         self.listen
     }
 
-    /// Where `/metrics` is served, when the admin endpoint is enabled.
+    /// Where `/metrics`, the API and the dashboard are served, when the admin endpoint is
+    /// enabled.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin
     }

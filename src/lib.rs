@@ -5,7 +5,8 @@
 //! `broker` (rumqttd + hook tap, raising `hooks` events) -> `spool` (durable, sharded
 //! event log) -> `worker` (runs
 //! `rules`, encodes the `envelope`) -> `sink` (Kafka or file). `config` and `cli` set it
-//! up, `metrics` counts it (served by `admin`), `gateway` assembles it.
+//! up, `metrics` counts it, `tail` copies routed records to live viewers, `readiness`
+//! says whether it can serve (all served by `admin`), `gateway` assembles it.
 
 pub mod access;
 pub mod admin;
@@ -16,9 +17,11 @@ pub mod envelope;
 pub mod gateway;
 pub mod hooks;
 pub mod metrics;
+pub mod readiness;
 pub mod rules;
 pub mod sink;
 pub mod spool;
+pub mod tail;
 pub mod worker;
 
 pub use config::Config;

@@ -77,17 +77,7 @@ impl Metrics {
             family(&mut out, &format!("hookline_{name}"), help, "gauge");
             let _ = writeln!(out, "hookline_{name} {value}");
         }
-        type Field = fn(&RuleCounters) -> &AtomicU64;
-        let per_rule: [(&str, &str, Field); 7] = [
-            ("calls", "Guest calls, by rule.", |c| &c.calls),
-            ("routes", "Routes emitted, by rule.", |c| &c.routes),
-            ("errors", "Events a rule rejected in band, by rule.", |c| &c.errors),
-            ("traps", "Guest calls that trapped, by rule.", |c| &c.traps),
-            ("out_of_fuel", "Guest calls that used up their instruction budget, by rule.", |c| &c.out_of_fuel),
-            ("invalid_output", "Decisions discarded for invalid output, by rule.", |c| &c.invalid_output),
-            ("nanoseconds", "Time spent in guest calls, by rule (one call in 16 timed).", |c| &c.nanos),
-        ];
-        for (name, help, counter) in per_rule {
+        for (name, help, counter) in RuleCounters::FIELDS {
             family(&mut out, &format!("hookline_rule_{name}_total"), help, "counter");
             for module in &rules.modules {
                 let value = counter(&module.counters).load(Ordering::Relaxed);
@@ -145,6 +135,8 @@ counters! {
     records_delivered,
     /// Records the sink reported failed.
     records_failed,
+    /// Live-tail items a viewer missed because it read slower than records were routed.
+    tail_dropped,
 }
 
 impl Metrics {

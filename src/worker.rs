@@ -4,7 +4,8 @@
 //!
 //! WebAssembly calls are CPU-bound, so workers are plain threads, not async tasks. A
 //! worker owns its `Dispatcher` (and with it its rule instances); nothing on this path
-//! is shared between workers except the sink.
+//! is shared between workers except the sink and the live tail (touched only while
+//! someone watches it).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::rules::Dispatcher;
 use crate::sink::{Record, Sink};
 use crate::spool::{Progress, ReadBatch, ShardReader, Spool, Ticket};
+use crate::tail::Tail;
 
 /// Longest wait for new events or delivery reports before looking again.
 const IDLE_POLL: Duration = Duration::from_millis(10);
@@ -41,6 +43,7 @@ pub struct Worker {
     pub node: Arc<str>,
     pub metrics: Arc<Metrics>,
     pub state: Arc<WorkerState>,
+    pub tail: Arc<Tail>,
 }
 
 impl Worker {
@@ -61,13 +64,14 @@ impl Worker {
                 std::thread::sleep(RETRY_AFTER);
                 continue;
             }
+            let read_some = !batch.is_empty();
             for (event, after) in batch.drain(..) {
                 let ticket = Ticket::new();
                 self.process(&event, &ticket, &mut envelope, &started, &last_error);
                 ticket.done();
                 progress.track(ticket, after);
             }
-            if let Err(error) = self.sink.end_batch() {
+            if let Err(error) = if read_some { self.sink.end_batch() } else { Ok(()) } {
                 tracing::error!(%error, "the sink failed a batch; sending it again from the last commit");
                 progress = Progress::new(committed);
                 self.reader.rewind(committed);
@@ -98,6 +102,7 @@ impl Worker {
     fn process(&mut self, event: &HookEvent, ticket: &Arc<Ticket>, envelope: &mut Vec<u8>, started: &Instant, last_error: &AtomicU64) {
         let mut encoded = false;
         let sink = &self.sink;
+        let tail = &self.tail;
         let node = &*self.node;
         self.dispatcher.dispatch(event, |route| {
             if !encoded {
@@ -110,9 +115,13 @@ impl Worker {
                 value: envelope,
                 headers: &route.headers,
             };
-            if let Err(e) = sink.send(record, ticket) {
-                if once_per_second(started, last_error) {
-                    tracing::error!(topic = %route.topic, client_id = %event.client_id, error = %e, "record not accepted by the sink");
+            match sink.send(record, ticket) {
+                Ok(()) if tail.watched() => tail.publish(event.hook, &event.client_id, &record),
+                Ok(()) => {}
+                Err(e) => {
+                    if once_per_second(started, last_error) {
+                        tracing::error!(topic = %route.topic, client_id = %event.client_id, error = %e, "record not accepted by the sink");
+                    }
                 }
             }
         });

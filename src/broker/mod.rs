@@ -19,6 +19,7 @@ pub use tap::{TapCodec, TapShared};
 
 use crate::access::Access;
 use crate::config::BrokerConfig;
+use crate::readiness::ReadyFlag;
 
 /// Commit-log segment size per subscription filter; with `SEGMENT_COUNT` it bounds how
 /// far a slow subscriber may lag before the broker drops its oldest messages.
@@ -29,12 +30,15 @@ const SEGMENT_COUNT: usize = 8;
 /// way to), only the listener.
 pub struct Broker {
     servers: Vec<tokio::task::JoinHandle<()>>,
+    /// The listeners' part of `/readyz`.
+    ready: Arc<ReadyFlag>,
 }
 
 impl Broker {
-    /// Binds the listener and starts accepting clients; every connection raises its hook
-    /// events through `tap`.
-    pub async fn start(config: &BrokerConfig, tap: Arc<TapShared>, access: Arc<Access>) -> std::io::Result<Broker> {
+    /// Binds the listeners and starts accepting clients; every connection raises its hook
+    /// events through `tap`. `ready` is set once every listener is bound, and cleared
+    /// again if one stops or shutdown begins.
+    pub async fn start(config: &BrokerConfig, tap: Arc<TapShared>, access: Arc<Access>, ready: Arc<ReadyFlag>) -> std::io::Result<Broker> {
         let router_config = RouterConfig {
             max_connections: config.max_connections,
             max_outgoing_packet_count: 200,
@@ -73,6 +77,7 @@ impl Broker {
             config.wss_listen.map(|a| ("MQTT over WebSocket and TLS", a, Some(tls.clone()), LinkType::Websocket)),
         ];
         let mut servers = Vec::new();
+        let mut unbound = Vec::new();
         for (name, listen, tls, link) in listeners.into_iter().flatten() {
             // rumqttd binds inside `Server::start` and only logs a bind failure; bind
             // once here first so a taken port is reported to the user as an error.
@@ -87,19 +92,29 @@ impl Broker {
                 connections: connections.clone(),
             };
             let mut server = Server::new(settings, router_tx.clone(), TapCodec::new(tap.clone()));
+            let server_ready = ready.clone();
             servers.push(tokio::spawn(async move {
-                if let Err(e) = server.start(link).await {
-                    tracing::error!(%listen, error = %e, "{name} listener stopped");
-                }
+                let outcome = server.start(link).await;
+                let error = outcome.err().map_or_else(|| "no error given".to_string(), |e| e.to_string());
+                tracing::error!(%listen, %error, "{name} listener stopped");
+                server_ready.set_not_ready(format!("{name} listener on {listen} stopped ({error}); restart the gateway"));
             }));
-            wait_until_bound(listen).await;
-            tracing::info!(%listen, "{name} listener up (MQTT 3.1.1 and 5)");
+            if wait_until_bound(listen).await {
+                tracing::info!(%listen, "{name} listener up (MQTT 3.1.1 and 5)");
+            } else {
+                unbound.push(format!("{name} on {listen}"));
+            }
         }
-        Ok(Broker { servers })
+        match unbound.is_empty() {
+            true => ready.set_ready(),
+            false => ready.set_not_ready(format!("MQTT listener not bound after 2 s: {}; see the log", unbound.join(", "))),
+        }
+        Ok(Broker { servers, ready })
     }
 
-    /// Stops accepting new connections.
+    /// Stops accepting new connections; from now on the gateway is not ready.
     pub fn stop_accepting(&self) {
+        self.ready.set_not_ready("shutting down: no new connections accepted");
         for server in &self.servers {
             server.abort();
         }
@@ -112,14 +127,15 @@ fn path_text(path: &std::path::Path) -> Option<String> {
 
 /// rumqttd binds in its own task; wait (briefly) until the port is taken, so clients
 /// connecting right after `start` returns are not refused. Probing with `bind` rather
-/// than `connect` leaves no half-open MQTT connection behind.
-async fn wait_until_bound(listen: std::net::SocketAddr) {
+/// than `connect` leaves no half-open MQTT connection behind. Returns whether it is bound.
+async fn wait_until_bound(listen: std::net::SocketAddr) -> bool {
     for _ in 0..400 {
         match std::net::TcpListener::bind(listen) {
             Ok(probe) => drop(probe),
-            Err(_) => return,
+            Err(_) => return true,
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     tracing::warn!(%listen, "MQTT listener not bound after 2 s");
+    false
 }

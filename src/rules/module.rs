@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use wasmtime::{ExternType, InstancePre, Module, ValType};
 
@@ -128,6 +129,22 @@ pub struct RuleCounters {
     pub last_warning: AtomicU64,
 }
 
+/// One per-rule counter: name, help text, and where it is kept.
+pub type RuleCounterField = (&'static str, &'static str, fn(&RuleCounters) -> &AtomicU64);
+
+impl RuleCounters {
+    /// Every counter shown per rule, in one place for `/metrics` and `/api/rules`.
+    pub const FIELDS: [RuleCounterField; 7] = [
+        ("calls", "Guest calls, by rule.", |c| &c.calls),
+        ("routes", "Routes emitted, by rule.", |c| &c.routes),
+        ("errors", "Events a rule rejected in band, by rule.", |c| &c.errors),
+        ("traps", "Guest calls that trapped, by rule.", |c| &c.traps),
+        ("out_of_fuel", "Guest calls that used up their instruction budget, by rule.", |c| &c.out_of_fuel),
+        ("invalid_output", "Decisions discarded for invalid output, by rule.", |c| &c.invalid_output),
+        ("nanoseconds", "Time spent in guest calls, by rule (one call in 16 timed).", |c| &c.nanos),
+    ];
+}
+
 /// A compiled, validated rule. Immutable; a reload produces a new `RuleModule`.
 pub struct RuleModule {
     /// File name, e.g. `message_state.wasm`.
@@ -136,6 +153,8 @@ pub struct RuleModule {
     pub id: u64,
     /// Hash of the file's bytes.
     pub hash: u64,
+    /// When this version was compiled and validated (wall clock), shown by `/api/rules`.
+    pub loaded_at: SystemTime,
     pub subscriptions: Vec<(Hook, TopicFilter)>,
     pub settings: Arc<RuleSettings>,
     pub pre: InstancePre<HostState>,
@@ -198,6 +217,7 @@ impl RuleModule {
             name,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             hash: hash_bytes(bytes),
+            loaded_at: SystemTime::now(),
             subscriptions,
             settings,
             pre,

@@ -60,22 +60,22 @@ struct FileState {
 }
 
 impl RuleWatcher {
-    /// Loads every rule in `dir` now (so routing is ready before the broker accepts
-    /// clients), then keeps watching it.
+    /// Loads every rule in `dir` into `rules` now (so routing is ready before the broker
+    /// accepts clients), then keeps watching it.
     pub fn start(
         dir: &Path,
         debounce: Duration,
         public_key: Option<ed25519_dalek::VerifyingKey>,
         engine: RuleEngine,
         metrics: Arc<Metrics>,
-    ) -> anyhow::Result<(RuleWatcher, SharedRuleSet)> {
+        rules: SharedRuleSet,
+    ) -> anyhow::Result<RuleWatcher> {
         if !dir.exists() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create rules directory {}: {e}", dir.display()))?;
             tracing::warn!(dir = %dir.display(), "rules directory did not exist; created it empty, nothing is routed until a rule is added");
         }
         let mut loaded = Loaded { files: BTreeMap::new(), public_key };
-        let rules: SharedRuleSet = Default::default();
         loaded.rescan(dir, &engine, &metrics, &rules);
 
         let (events_tx, events_rx) = mpsc::channel::<()>();
@@ -90,7 +90,6 @@ impl RuleWatcher {
 
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let dir = dir.to_path_buf();
-        let shared = rules.clone();
         let thread = std::thread::Builder::new()
             .name("hookline-reload".into())
             .spawn(move || {
@@ -107,16 +106,13 @@ impl RuleWatcher {
                     if stop_rx.try_recv() != Err(mpsc::TryRecvError::Empty) {
                         return;
                     }
-                    loaded.rescan(&dir, &engine, &metrics, &shared);
+                    loaded.rescan(&dir, &engine, &metrics, &rules);
                 }
             })?;
-        Ok((
-            RuleWatcher {
-                stop: Some(stop_tx),
-                thread: Some(thread),
-            },
-            rules,
-        ))
+        Ok(RuleWatcher {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
     }
 }
 

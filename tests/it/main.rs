@@ -6,6 +6,7 @@ mod access;
 mod admin;
 mod cli;
 mod conformance;
+mod dashboard;
 mod fixtures;
 mod hooks;
 mod hostile_input;

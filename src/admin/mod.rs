@@ -1,0 +1,71 @@
+//! The admin HTTP endpoint: `/metrics` (Prometheus text), `/healthz`, `/readyz`, the
+//! JSON and Server-Sent-Events API of the dashboard (`api`), and the dashboard page at
+//! `/` (one self-contained HTML file, `dashboard.html`, built into the binary).
+//!
+//! Binds to loopback by default (`admin.listen`): counters, rules and the live tail show
+//! device traffic, which is nobody else's business. Read-only: it touches nothing but
+//! the counters, the rule set in force, the readiness flags and the tail.
+
+mod api;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::Router;
+
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+use crate::rules::SharedRuleSet;
+use crate::tail::Tail;
+
+/// Everything the admin endpoint reads.
+#[derive(Clone)]
+pub struct AdminSources {
+    pub metrics: Arc<Metrics>,
+    pub rules: SharedRuleSet,
+    pub readiness: Arc<Readiness>,
+    pub tail: Arc<Tail>,
+}
+
+/// Binds `listen` and serves until the runtime stops. Returns the bound address.
+pub async fn start(listen: SocketAddr, sources: AdminSources) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen for the admin endpoint on {listen} (config key admin.listen)"))?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/", get(|| async { Html(include_str!("dashboard.html")) }))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/rules", get(api::rules))
+        .route("/api/stats", get(api::stats))
+        .route("/api/tail", get(api::tail))
+        .with_state(sources);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "admin endpoint stopped");
+        }
+    });
+    tracing::info!(%bound, "admin endpoint up: dashboard at /, /metrics, /healthz, /readyz, /api/{{rules,stats,tail}}");
+    Ok(bound)
+}
+
+async fn metrics_text(State(sources): State<AdminSources>) -> impl IntoResponse {
+    let text = sources.metrics.prometheus(&sources.rules.load());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// 200 `ready` when every part is; otherwise 503 with one reason a line.
+async fn readyz(State(sources): State<AdminSources>) -> (StatusCode, String) {
+    let missing = sources.readiness.missing();
+    match missing.is_empty() {
+        true => (StatusCode::OK, "ready\n".to_string()),
+        false => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{}\n", missing.join("\n"))),
+    }
+}
