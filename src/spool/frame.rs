@@ -71,7 +71,7 @@ pub fn check(buf: &[u8]) -> Check {
         return Check::Incomplete;
     }
     let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
-    if len > MAX_BODY || len < 16 {
+    if !(16..=MAX_BODY).contains(&len) {
         return Check::BadLength;
     }
     if buf.len() < HEADER + len {

@@ -269,3 +269,116 @@ fn sync_loop(spool: Weak<Spool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn publish(client: &str, seq: usize) -> HookEvent {
+        let mut event = HookEvent::new(Hook::MessagePublish, client.into(), "".into());
+        event.topic = Bytes::from(format!("devices/{client}/state"));
+        event.payload = Bytes::from(format!("{{\"seq\":{seq}}}"));
+        event.qos = 1;
+        event
+    }
+
+    fn config(max_bytes: u64, when_full: WhenFull) -> BufferConfig {
+        BufferConfig { max_bytes, segment_bytes: 4096, fsync: Fsync::Never, when_full, ..BufferConfig::default() }
+    }
+
+    fn read_all(reader: &mut ShardReader, metrics: &Metrics) -> Vec<(String, Position)> {
+        let mut batch = ReadBatch::new();
+        let mut out = Vec::new();
+        loop {
+            reader.read(&mut batch, metrics).unwrap();
+            if batch.is_empty() {
+                return out;
+            }
+            out.extend(batch.drain(..).map(|(e, p)| (String::from_utf8_lossy(&e.payload).into_owned(), p)));
+        }
+    }
+
+    fn seqs(read: &[(String, Position)]) -> Vec<String> {
+        read.iter().map(|(payload, _)| payload.clone()).collect()
+    }
+
+    #[test]
+    fn a_reopened_spool_resumes_after_the_last_commit_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let (spool, mut readers) = Spool::open(&config(1 << 20, WhenFull::Backpressure), dir.path(), 1, metrics.clone()).unwrap();
+        for seq in 0..200 {
+            assert_eq!(spool.push(0, &publish("lock", seq)), Push::Written);
+        }
+        let read = read_all(&mut readers[0], &metrics);
+        assert_eq!(read.len(), 200);
+        assert!(read[199].1.segment > read[0].1.segment, "200 events span several 4 KiB segments");
+        readers[0].shard().commit(read[149].1).unwrap();
+        drop((spool, readers));
+
+        let (_spool, mut readers) = Spool::open(&config(1 << 20, WhenFull::Backpressure), dir.path(), 1, metrics.clone()).unwrap();
+        let again = read_all(&mut readers[0], &metrics);
+        assert_eq!(seqs(&again), (150..200).map(|s| format!("{{\"seq\":{s}}}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn damaged_and_torn_records_are_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let (spool, readers) = Spool::open(&config(1 << 20, WhenFull::Backpressure), dir.path(), 1, metrics.clone()).unwrap();
+        for seq in 0..3 {
+            spool.push(0, &publish("lock", seq));
+        }
+        drop((spool, readers));
+        // Flip a byte in the second record's payload, then tear a fourth record in half,
+        // as a crash mid-write would.
+        let segment = std::fs::read_dir(dir.path().join("spool/0")).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "seg")).unwrap();
+        let mut bytes = std::fs::read(&segment).unwrap();
+        let frame = bytes.len() / 3;
+        bytes[frame + frame - 3] ^= 0x01;
+        let mut torn = Vec::new();
+        frame::encode(&publish("lock", 3), &mut torn);
+        bytes.extend_from_slice(&torn[..torn.len() / 2]);
+        std::fs::write(&segment, &bytes).unwrap();
+
+        let (spool, mut readers) = Spool::open(&config(1 << 20, WhenFull::Backpressure), dir.path(), 1, metrics.clone()).unwrap();
+        spool.push(0, &publish("lock", 4));
+        let read = read_all(&mut readers[0], &metrics);
+        assert_eq!(seqs(&read), ["{\"seq\":0}", "{\"seq\":2}", "{\"seq\":4}"]);
+        assert_eq!(Metrics::get(&metrics.spool_damaged_records), 2);
+    }
+
+    #[test]
+    fn a_full_spool_drops_or_rejects_as_configured_and_never_grows_past_its_budget() {
+        for (policy, outcome, counter) in [
+            (WhenFull::Drop, Push::Dropped, "spool_dropped"),
+            (WhenFull::Reject, Push::Rejected, "spool_rejected"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let metrics = Arc::new(Metrics::default());
+            let (spool, _readers) = Spool::open(&config(8192, policy), dir.path(), 1, metrics.clone()).unwrap();
+            let outcomes: Vec<Push> = (0..200).map(|seq| spool.push(0, &publish("lock", seq))).collect();
+            let refused = outcomes.iter().filter(|o| **o == outcome).count();
+            assert!(refused > 0 && outcomes[..10].iter().all(|o| *o == Push::Written), "{policy:?}: {outcomes:?}");
+            assert!(spool.bytes() <= 8192, "{policy:?}: {} bytes", spool.bytes());
+            assert_eq!(metrics.snapshot()[counter], refused as i64);
+        }
+    }
+
+    #[test]
+    fn an_unreadable_commit_mark_replays_the_shard_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let (spool, readers) = Spool::open(&config(1 << 20, WhenFull::Backpressure), dir.path(), 1, metrics.clone()).unwrap();
+        spool.push(0, &publish("lock", 0));
+        drop((spool, readers));
+        OpenOptions::new().write(true).create(true).truncate(true).open(dir.path().join("spool/0/committed")).unwrap().write_all(b"garbage").unwrap();
+        let (_spool, mut readers) = Spool::open(&config(1 << 20, WhenFull::Backpressure), dir.path(), 1, metrics.clone()).unwrap();
+        assert_eq!(seqs(&read_all(&mut readers[0], &metrics)), ["{\"seq\":0}"]);
+    }
+}

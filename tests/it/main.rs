@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod conformance;
 mod dashboard;
+mod durability;
 mod fixtures;
 mod hooks;
 mod hostile_input;
