@@ -163,10 +163,10 @@ impl Protocol for TapCodec {
                 }
                 // The first packet must be a CONNECT; no need to wait for the rest of it.
                 None => {
-                    let error = match wire::fixed_header(stream) {
-                        Some((first, _, _)) if wire::packet_type(first) == wire::CONNECT => protocol::Error::MalformedPacket,
-                        Some((first, _, _)) => protocol::Error::InvalidPacketType(wire::packet_type(first)),
-                        None => protocol::Error::MalformedRemainingLength,
+                    let error = match (stream.first().map(|&b| wire::packet_type(b)), wire::fixed_header(stream)) {
+                        (Some(kind), _) if kind != wire::CONNECT => protocol::Error::InvalidPacketType(kind),
+                        (_, Some(_)) => protocol::Error::MalformedPacket,
+                        (_, None) => protocol::Error::MalformedRemainingLength,
                     };
                     return Err(refuse(&shared, state, Refusal::Malformed(error)));
                 }

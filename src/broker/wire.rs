@@ -65,15 +65,15 @@ pub fn connect_level(frame: &[u8]) -> Option<u8> {
 }
 
 /// True when no further bytes could turn `stream` into a CONNECT whose protocol level can
-/// be read: the first packet is of another type, its remaining-length field already
+/// be read: the first byte is of another packet type, the remaining-length field already
 /// runs past the 4 bytes MQTT allows, or the whole frame is there and too short to hold
 /// a protocol level.
 pub fn unreadable_as_connect(stream: &[u8]) -> bool {
-    match fixed_header(stream) {
-        Some((first, remaining, header_len)) => {
-            packet_type(first) != CONNECT || stream.len() >= header_len.saturating_add(remaining)
-        }
-        None => stream.len() >= 5,
+    match (stream.first(), fixed_header(stream)) {
+        (None, _) => false,
+        (Some(&first), _) if packet_type(first) != CONNECT => true,
+        (_, Some((_, remaining, header_len))) => stream.len() >= header_len.saturating_add(remaining),
+        (_, None) => stream.len() >= 5,
     }
 }
 
@@ -123,6 +123,8 @@ mod tests {
     #[test]
     fn tells_a_hopeless_first_packet_from_a_partial_connect() {
         assert!(unreadable_as_connect(&[0x30, 2, 0, 0]));
+        assert!(unreadable_as_connect(&[0x90]), "a SUBACK's first byte is enough");
+        assert!(!unreadable_as_connect(&[]));
         assert!(unreadable_as_connect(&[0x10, 0xff, 0xff, 0xff, 0xff, 0x7f]));
         assert!(!unreadable_as_connect(&[0x10, 0xff]));
         assert!(!unreadable_as_connect(&[0x10, 16, 0, 4, b'M']));
