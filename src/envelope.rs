@@ -144,4 +144,92 @@ mod tests {
             assert_eq!(value["ts"], 1574753026269u64);
         }
     }
+
+    /// The envelope's field names, in order, for each hook (see the module doc).
+    fn field_order(hook: Hook) -> &'static [&'static str] {
+        match hook {
+            Hook::MessagePublish => &["client_id", "username", "topic", "payload", "qos", "node", "ts"],
+            Hook::MessageDelivered | Hook::MessageAcked => {
+                &["client_id", "username", "from", "topic", "payload", "qos", "node", "ts"]
+            }
+            Hook::ClientConnected => &["client_id", "username", "node", "ts"],
+            Hook::ClientDisconnected => &["client_id", "username", "reason", "node", "ts"],
+            Hook::SessionSubscribed => &["client_id", "username", "topic", "qos", "node", "ts"],
+            Hook::SessionUnsubscribed => &["client_id", "username", "topic", "node", "ts"],
+            Hook::AccessDenied => &["client_id", "username", "action", "topic", "node", "ts"],
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever bytes and names an event carries, the envelope is one JSON object
+        /// with the hook's fields in order, each equal to the event's.
+        /// `PROPTEST_CASES` sets the number of cases (CI sets it in `.ci/run`).
+        #[test]
+        fn envelope_is_json_whose_fields_equal_the_event(
+            hook in proptest::sample::select(Hook::ALL.to_vec()),
+            client_id in ".{0,24}",
+            username in ".{0,12}",
+            from in proptest::option::of(".{0,12}"),
+            topic in proptest::collection::vec(proptest::num::u8::ANY, 0..48),
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            qos in 0u8..=2,
+            reason in proptest::sample::select(vec!["normal", "closed", "protocol_error", "publish", "will"]),
+            node in ".{0,16}",
+            ts_ms in proptest::num::u64::ANY,
+        ) {
+            let mut e = HookEvent::new(hook, Arc::from(client_id.as_str()), Arc::from(username.as_str()));
+            e.topic = Bytes::from(topic.clone());
+            e.payload = Bytes::from(payload.clone());
+            e.qos = qos;
+            e.from = from.as_deref().map(Arc::from);
+            e.reason = Some(reason);
+            e.ts_ms = ts_ms;
+            let mut out = b"stale bytes from the previous event".to_vec();
+            encode(&e, &node, &mut out);
+
+            let value: serde_json::Value = serde_json::from_slice(&out).expect("envelope is JSON");
+            let object = value.as_object().expect("envelope is an object");
+            let names = field_order(hook);
+            proptest::prop_assert_eq!(object.len(), names.len(), "{}", String::from_utf8_lossy(&out));
+            // Inside a JSON string every quote is escaped, so `{"name":` or `,"name":`
+            // only matches a key: their positions give the field order.
+            let text = String::from_utf8(out.clone()).expect("JSON is UTF-8");
+            let positions: Vec<usize> = names
+                .iter()
+                .map(|name| {
+                    let key = format!("\"{name}\":");
+                    text.match_indices(&key)
+                        .find(|(at, _)| matches!(text.as_bytes()[at - 1], b'{' | b','))
+                        .map(|(at, _)| at)
+                        .expect("every field present")
+                })
+                .collect();
+            proptest::prop_assert!(positions.is_sorted(), "fields out of order: {}", text);
+
+            proptest::prop_assert_eq!(&object["client_id"], client_id.as_str());
+            proptest::prop_assert_eq!(&object["username"], username.as_str());
+            proptest::prop_assert_eq!(&object["node"], node.as_str());
+            proptest::prop_assert_eq!(&object["ts"], ts_ms);
+            if names.contains(&"topic") {
+                let text = String::from_utf8_lossy(&topic).into_owned();
+                proptest::prop_assert_eq!(&object["topic"], text.as_str());
+            }
+            if names.contains(&"payload") {
+                let encoded = object["payload"].as_str().expect("payload is a string");
+                let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).expect("payload is base64");
+                proptest::prop_assert_eq!(decoded, payload);
+            }
+            if names.contains(&"qos") {
+                proptest::prop_assert_eq!(&object["qos"], qos);
+            }
+            if names.contains(&"from") {
+                proptest::prop_assert_eq!(&object["from"], from.as_deref().unwrap_or(""));
+            }
+            for name in ["reason", "action"] {
+                if names.contains(&name) {
+                    proptest::prop_assert_eq!(&object[name], reason);
+                }
+            }
+        }
+    }
 }

@@ -98,8 +98,11 @@ fn escape_label(value: &str) -> String {
 }
 
 counters! {
-    /// Connections closed for a malformed or oversized MQTT packet.
+    /// Connections closed for a malformed or oversized MQTT packet, or a topic name
+    /// MQTT forbids in a publish (not UTF-8, wildcards).
     mqtt_protocol_errors,
+    /// Of those, connections closed for a packet over `broker.max_packet_size`.
+    mqtt_oversized_packets,
     /// Publishes, subscriptions and wills the ACL refused.
     access_denied,
     /// Events dropped because the spool was full (`buffer.when_full = "drop"`).

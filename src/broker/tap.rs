@@ -89,7 +89,7 @@ struct Connection {
     /// subscribe filter is `None` where the ACL refused it.
     pending_subscribe: HashMap<u16, Vec<Option<String>>>,
     /// Packet ids of QoS 1/2 publishes refused, whose PUBACK / PUBREC says why (MQTT 5).
-    refused_pkids: Vec<(u16, Refusal)>,
+    refused_pkids: Vec<(u16, PublishRefusal)>,
     /// The spool refused a publish of this MQTT 3.1.1 client, which has no reason codes:
     /// close the connection before the publish is acknowledged.
     close_unacknowledged: bool,
@@ -99,8 +99,9 @@ struct Connection {
     aliases_out: HashMap<u16, Bytes>,
 }
 
+/// Why a publish was not accepted, as its PUBACK / PUBREC tells an MQTT 5 client.
 #[derive(Clone, Copy)]
-enum Refusal {
+enum PublishRefusal {
     NotAuthorized,
     QuotaExceeded,
 }
@@ -167,21 +168,29 @@ impl Protocol for TapCodec {
             state.version = match wire::connect_level(stream) {
                 Some(5) => Version::V5,
                 Some(_) => Version::V4,
+                // Too big whatever it is: rumqttd's codec refuses it from the fixed
+                // header, without waiting for the rest.
+                None if wire::fixed_header(stream).is_some_and(|(_, remaining, _)| remaining > max_size) => Version::V4,
                 None if !wire::unreadable_as_connect(stream) => {
                     return Err(protocol::Error::InsufficientBytes(stream.len().max(1) + 1))
                 }
                 // The first packet must be a CONNECT; no need to wait for the rest of it.
                 None => {
-                    let error = match wire::fixed_header(stream) {
-                        Some((first, _, _)) => protocol::Error::InvalidPacketType(wire::packet_type(first)),
-                        None => protocol::Error::MalformedRemainingLength,
+                    let error = match (stream.first().map(|&b| wire::packet_type(b)), wire::fixed_header(stream)) {
+                        (Some(kind), _) if kind != wire::CONNECT => protocol::Error::InvalidPacketType(kind),
+                        (_, Some(_)) => protocol::Error::MalformedPacket,
+                        (_, None) => protocol::Error::MalformedRemainingLength,
                     };
-                    return Err(refuse(&shared, state, error, max_size));
+                    return Err(refuse(&shared, state, Refusal::Malformed(error)));
                 }
             };
         }
         let (publish_qos, publish_pkid) = match stream.first() {
             Some(&b) if wire::packet_type(b) == wire::PUBLISH => wire::publish_qos_pkid(stream).unwrap_or((0, 0)),
+            Some(&b) if wire::sent_only_by_servers(wire::packet_type(b)) => {
+                let error = protocol::Error::InvalidPacketType(wire::packet_type(b));
+                return Err(refuse(&shared, state, Refusal::Malformed(error)));
+            }
             _ => (0, 0),
         };
         let result = match state.version {
@@ -191,8 +200,17 @@ impl Protocol for TapCodec {
         let mut packet = match result {
             Ok(packet) => packet,
             Err(protocol::Error::InsufficientBytes(n)) => return Err(protocol::Error::InsufficientBytes(n)),
-            Err(e) => return Err(refuse(&shared, state, e, max_size)),
+            Err(protocol::Error::PayloadSizeLimitExceeded(size)) => {
+                return Err(refuse(&shared, state, Refusal::Oversized { size, limit: max_size }))
+            }
+            Err(e) => return Err(refuse(&shared, state, Refusal::Malformed(e))),
         };
+        // rumqttd's decoder takes any bytes as a topic name; its router would then drop
+        // the connection only after acknowledging the publish (not UTF-8), or store a
+        // wildcard topic that subscribers' filters match as if it were a literal.
+        if let Some(why) = invalid_topic(&packet) {
+            return Err(refuse(&shared, state, Refusal::BadTopic(why)));
+        }
         state.last_read = Instant::now();
         observe_incoming(&shared, state, &mut packet, publish_qos, publish_pkid);
         if state.close_unacknowledged {
@@ -227,21 +245,66 @@ impl Protocol for TapCodec {
     }
 }
 
-/// Notes a malformed or oversized packet (rumqttd then closes the connection) and logs
-/// one in a thousand, so a flood of bad clients cannot flood the log.
-fn refuse(shared: &TapShared, state: &mut Connection, error: protocol::Error, max_size: usize) -> protocol::Error {
+/// Why the tap closes a connection.
+enum Refusal {
+    /// rumqttd's codec could not decode the packet.
+    Malformed(protocol::Error),
+    /// The packet's remaining length is over `broker.max_packet_size`.
+    Oversized { size: usize, limit: usize },
+    /// A PUBLISH or will topic MQTT forbids (see `wire::invalid_topic_name`).
+    BadTopic(&'static str),
+}
+
+/// Notes a refused packet (rumqttd then closes the connection) and logs one in a
+/// thousand of each kind, so a flood of bad clients cannot flood the log.
+fn refuse(shared: &TapShared, state: &mut Connection, refusal: Refusal) -> protocol::Error {
     state.protocol_error = true;
-    if shared.metrics.mqtt_protocol_errors.fetch_add(1, Ordering::Relaxed).is_multiple_of(1000) {
-        let client_id = state.client.as_ref().map_or("(before CONNECT)", |c| &*c.id);
-        tracing::warn!(
-            client_id,
-            %error,
-            max_packet_size = max_size,
-            total = Metrics::get(&shared.metrics.mqtt_protocol_errors),
-            "malformed or oversized MQTT packet: closing that connection (logged for 1 in 1000)"
-        );
+    let first_of_1000 = |counter: &AtomicU64| counter.fetch_add(1, Ordering::Relaxed).is_multiple_of(1000);
+    let client_id = state.client.as_ref().map_or("(before CONNECT)", |c| &*c.id);
+    let metrics = &shared.metrics;
+    let logged = first_of_1000(&metrics.mqtt_protocol_errors);
+    match refusal {
+        Refusal::Oversized { size, limit } => {
+            if first_of_1000(&metrics.mqtt_oversized_packets) {
+                tracing::warn!(
+                    client_id,
+                    size,
+                    limit,
+                    total = Metrics::get(&metrics.mqtt_oversized_packets),
+                    "MQTT packet of {size} bytes (after its fixed header) is over broker.max_packet_size = {limit}: \
+                     closing that connection; raise broker.max_packet_size if such packets are legitimate \
+                     (logged for 1 in 1000)"
+                );
+            }
+            protocol::Error::PayloadSizeLimitExceeded(size)
+        }
+        Refusal::BadTopic(why) => {
+            if logged {
+                tracing::warn!(client_id, "{why}: closing that connection (logged for 1 in 1000 protocol errors)");
+            }
+            protocol::Error::MalformedPacket
+        }
+        Refusal::Malformed(error) => {
+            if logged {
+                tracing::warn!(
+                    client_id,
+                    %error,
+                    total = Metrics::get(&metrics.mqtt_protocol_errors),
+                    "malformed MQTT packet: closing that connection (logged for 1 in 1000)"
+                );
+            }
+            error
+        }
     }
-    error
+}
+
+/// What is wrong with the topic of a PUBLISH or of a CONNECT's will, if anything.
+fn invalid_topic(packet: &Packet) -> Option<&'static str> {
+    match packet {
+        Packet::Publish(publish, _) => wire::invalid_topic_name(&publish.topic),
+        Packet::Connect(_, _, Some(will), _, _) => wire::invalid_topic_name(&will.topic),
+        _ => None,
+    }
 }
 
 /// Tells the client's hook chain, and the audit trail, that the ACL refused something.
@@ -301,7 +364,7 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Pac
             let topic = resolve_alias(&mut state.aliases_in, &publish.topic, alias);
             let refusal = if !allowed(shared, client, Action::Publish, &topic) {
                 denied(shared, client, "publish", topic);
-                Refusal::NotAuthorized
+                PublishRefusal::NotAuthorized
             } else {
                 shared.publishers.record(&topic, &publish.payload, &client.id);
                 let mut event = HookEvent::new(Hook::MessagePublish, client.id.clone(), client.username.clone());
@@ -315,7 +378,7 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Pac
                     tracing::warn!(client_id = %client.id, "spool full or failing: closing this MQTT 3.1.1 client without acknowledging its publish (it will resend)");
                     state.close_unacknowledged = true;
                 }
-                Refusal::QuotaExceeded
+                PublishRefusal::QuotaExceeded
             };
             // A refused publish goes to a topic nobody can read: subscribers must not
             // see what the gateway did not accept.
@@ -372,7 +435,7 @@ fn resolve_alias(aliases: &mut HashMap<u16, Bytes>, topic: &Bytes, alias: Option
     }
 }
 
-fn take_refusal(state: &mut Connection, pkid: u16) -> Option<Refusal> {
+fn take_refusal(state: &mut Connection, pkid: u16) -> Option<PublishRefusal> {
     let i = state.refused_pkids.iter().position(|(p, _)| *p == pkid)?;
     Some(state.refused_pkids.swap_remove(i).1)
 }
@@ -402,8 +465,8 @@ fn observe_outgoing_before(shared: &TapShared, state: &mut Connection, packet: &
         Packet::PubAck(ack, _) => {
             if let (Some(refusal), true) = (take_refusal(state, ack.pkid), v5) {
                 ack.reason = match refusal {
-                    Refusal::NotAuthorized => PubAckReason::NotAuthorized,
-                    Refusal::QuotaExceeded => PubAckReason::QuotaExceeded,
+                    PublishRefusal::NotAuthorized => PubAckReason::NotAuthorized,
+                    PublishRefusal::QuotaExceeded => PubAckReason::QuotaExceeded,
                 };
             }
             None
@@ -411,8 +474,8 @@ fn observe_outgoing_before(shared: &TapShared, state: &mut Connection, packet: &
         Packet::PubRec(rec, _) => {
             if let (Some(refusal), true) = (take_refusal(state, rec.pkid), v5) {
                 rec.reason = match refusal {
-                    Refusal::NotAuthorized => PubRecReason::NotAuthorized,
-                    Refusal::QuotaExceeded => PubRecReason::QuotaExceeded,
+                    PublishRefusal::NotAuthorized => PubRecReason::NotAuthorized,
+                    PublishRefusal::QuotaExceeded => PubRecReason::QuotaExceeded,
                 };
             }
             None

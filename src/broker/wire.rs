@@ -21,6 +21,13 @@ pub fn fixed_header(frame: &[u8]) -> Option<(u8, usize, usize)> {
     None
 }
 
+/// Whether MQTT has only servers send this packet type (CONNACK, SUBACK, UNSUBACK,
+/// PINGRESP). rumqttd's MQTT 5 decoder panics on a CONNACK or UNSUBACK from a client,
+/// so the tap refuses these before decoding.
+pub fn sent_only_by_servers(packet_type: u8) -> bool {
+    matches!(packet_type, 2 | 9 | 11 | 13)
+}
+
 pub fn packet_type(first_byte: u8) -> u8 {
     first_byte >> 4
 }
@@ -58,12 +65,28 @@ pub fn connect_level(frame: &[u8]) -> Option<u8> {
 }
 
 /// True when no further bytes could turn `stream` into a CONNECT whose protocol level can
-/// be read: the first packet is of another type, or its remaining-length field already
-/// runs past the 4 bytes MQTT allows.
+/// be read: the first byte is of another packet type, the remaining-length field already
+/// runs past the 4 bytes MQTT allows, or the whole frame is there and too short to hold
+/// a protocol level.
 pub fn unreadable_as_connect(stream: &[u8]) -> bool {
-    match fixed_header(stream) {
-        Some((first, _, _)) => packet_type(first) != CONNECT,
-        None => stream.len() >= 5,
+    match (stream.first(), fixed_header(stream)) {
+        (None, _) => false,
+        (Some(&first), _) if packet_type(first) != CONNECT => true,
+        (_, Some((_, remaining, header_len))) => stream.len() >= header_len.saturating_add(remaining),
+        (_, None) => stream.len() >= 5,
+    }
+}
+
+/// Why `topic` cannot be the topic name of a PUBLISH or a will (MQTT 3.1.1 and 5 alike:
+/// a UTF-8 string without U+0000, and without the wildcards `+` and `#`, which only
+/// subscription filters may hold), or `None` when it is fine. An empty name is left to
+/// the broker: MQTT 5 uses it with a topic alias.
+pub fn invalid_topic_name(topic: &[u8]) -> Option<&'static str> {
+    match std::str::from_utf8(topic) {
+        Err(_) => Some("topic name is not valid UTF-8"),
+        Ok(t) if t.contains(['+', '#']) => Some("topic name contains a wildcard (+ or #), which only subscription filters may use"),
+        Ok(t) if t.contains('\0') => Some("topic name contains the null character U+0000"),
+        Ok(_) => None,
     }
 }
 
@@ -100,9 +123,23 @@ mod tests {
     #[test]
     fn tells_a_hopeless_first_packet_from_a_partial_connect() {
         assert!(unreadable_as_connect(&[0x30, 2, 0, 0]));
+        assert!(unreadable_as_connect(&[0x90]), "a SUBACK's first byte is enough");
+        assert!(!unreadable_as_connect(&[]));
         assert!(unreadable_as_connect(&[0x10, 0xff, 0xff, 0xff, 0xff, 0x7f]));
         assert!(!unreadable_as_connect(&[0x10, 0xff]));
         assert!(!unreadable_as_connect(&[0x10, 16, 0, 4, b'M']));
+        // Complete, but ends before the protocol level: waiting would never help.
+        assert!(unreadable_as_connect(&[0x10, 2, 0, 4]));
+    }
+
+    #[test]
+    fn publish_topic_names_follow_mqtt() {
+        assert_eq!(invalid_topic_name(b"devices/lock-1/state"), None);
+        assert_eq!(invalid_topic_name(b""), None);
+        assert!(invalid_topic_name(b"devices/\xff/state").unwrap().contains("UTF-8"));
+        assert!(invalid_topic_name(b"devices/+/state").unwrap().contains("wildcard"));
+        assert!(invalid_topic_name(b"devices/#").unwrap().contains("wildcard"));
+        assert!(invalid_topic_name(b"a\0b").unwrap().contains("U+0000"));
     }
 
     #[test]

@@ -212,6 +212,11 @@ fn config_get(mut caller: Caller<'_, HostState>, key_ptr: i32, key_len: i32, dst
 
 fn event_read(mut caller: Caller<'_, HostState>, field: i32, dst_ptr: i32, dst_len: i32) -> i32 {
     let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+    read_event(memory, state, field, dst_ptr, dst_len)
+}
+
+/// `event_read` on the guest's memory (split from the wasmtime glue to be testable).
+fn read_event(memory: &mut [u8], state: &HostState, field: i32, dst_ptr: i32, dst_len: i32) -> i32 {
     let Some(event) = &state.event else { return ERR_WRONG_TIME };
     let value: &[u8] = match field {
         0 => &event.topic,
@@ -226,6 +231,11 @@ fn event_read(mut caller: Caller<'_, HostState>, field: i32, dst_ptr: i32, dst_l
 
 fn route(mut caller: Caller<'_, HostState>, topic_ptr: i32, topic_len: i32, key_ptr: i32, key_len: i32) -> i32 {
     let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+    add_route(memory, state, topic_ptr, topic_len, key_ptr, key_len)
+}
+
+/// `route` on the guest's memory: validates what the guest passed and records the route.
+fn add_route(memory: &[u8], state: &mut HostState, topic_ptr: i32, topic_len: i32, key_ptr: i32, key_len: i32) -> i32 {
     if state.phase != Phase::Event {
         return ERR_WRONG_TIME;
     }
@@ -258,6 +268,11 @@ fn route(mut caller: Caller<'_, HostState>, topic_ptr: i32, topic_len: i32, key_
 
 fn route_header(mut caller: Caller<'_, HostState>, name_ptr: i32, name_len: i32, value_ptr: i32, value_len: i32) -> i32 {
     let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+    add_header(memory, state, name_ptr, name_len, value_ptr, value_len)
+}
+
+/// `route_header` on the guest's memory: validates the header and adds it to the last route.
+fn add_header(memory: &[u8], state: &mut HostState, name_ptr: i32, name_len: i32, value_ptr: i32, value_len: i32) -> i32 {
     if state.phase != Phase::Event || state.routes.is_empty() {
         return ERR_WRONG_TIME;
     }
@@ -281,6 +296,11 @@ fn route_header(mut caller: Caller<'_, HostState>, name_ptr: i32, name_len: i32,
 
 fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) {
     let Some((memory, state)) = memory_and_state(&mut caller) else { return };
+    write_log(memory, state, level, ptr, len);
+}
+
+/// `log` on the guest's memory: the line, cut and rate-limited, goes to the gateway log.
+fn write_log(memory: &[u8], state: &mut HostState, level: i32, ptr: i32, len: i32) {
     if !state.log_allowed() {
         return;
     }
@@ -316,5 +336,110 @@ mod tests {
         assert_eq!(guest_range(&memory, -1, 1), None);
         assert_eq!(guest_range(&memory, 1, -1), None);
         assert_eq!(guest_range(&memory, i32::MAX, i32::MAX), None);
+    }
+
+    /// One host call with whatever arguments a hostile guest might pass.
+    #[derive(Debug, Clone)]
+    enum Call {
+        Route { topic: (i32, i32), key: (i32, i32) },
+        Header { name: (i32, i32), value: (i32, i32) },
+        Log { level: i32, text: (i32, i32) },
+        Read { field: i32, dst: (i32, i32) },
+    }
+
+    /// A pointer and length: mostly inside a small memory, sometimes anywhere in i32.
+    fn range() -> impl proptest::strategy::Strategy<Value = (i32, i32)> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (0i32..300, 0i32..300),
+            1 => (0i32..300, Just(-1)),
+            1 => (any::<i32>(), any::<i32>()),
+        ]
+    }
+
+    fn call() -> impl proptest::strategy::Strategy<Value = Call> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (range(), range()).prop_map(|(topic, key)| Call::Route { topic, key }),
+            3 => (range(), range()).prop_map(|(name, value)| Call::Header { name, value }),
+            1 => (any::<i32>(), range()).prop_map(|(level, text)| Call::Log { level, text }),
+            1 => (-1i32..6, range()).prop_map(|(field, dst)| Call::Read { field, dst }),
+        ]
+    }
+
+    /// Guest memory: arbitrary bytes, some of it a topic name Kafka accepts.
+    fn memory() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        (proptest::collection::vec(any::<u8>(), 0..300), "[a-z._-]{1,40}", 0usize..300).prop_map(|(mut memory, topic, at)| {
+            let at = at.min(memory.len());
+            memory.splice(at..at, topic.bytes());
+            memory
+        })
+    }
+
+    fn event_state() -> HostState {
+        let mut state = HostState::new("hostile.wat".into(), Default::default(), wasmtime::StoreLimitsBuilder::new().build());
+        state.phase = Phase::Event;
+        let mut event = HookEvent::new(Hook::MessagePublish, "lock-1".into(), "".into());
+        event.topic = bytes::Bytes::from_static(b"devices/lock-1/state");
+        event.payload = bytes::Bytes::from_static(b"{\"battery\":83.4}");
+        state.event = Some(event);
+        state
+    }
+
+    proptest::proptest! {
+        /// Whatever a guest passes to `route`, `route_header`, `log` and `event_read`, the
+        /// host answers with a route index, 0 or one of the ABI's error codes, never
+        /// panics, never touches memory outside the guest's, and every route it keeps is
+        /// one Kafka accepts. `PROPTEST_CASES` sets the number of cases.
+        #[test]
+        fn guest_output_is_a_valid_route_or_a_clear_error(mut memory in memory(), calls in proptest::collection::vec(call(), 1..40)) {
+            let mut state = event_state();
+            let original_len = memory.len();
+            for call in calls {
+                let routes_before = state.routes.clone();
+                let result = match call {
+                    Call::Route { topic, key } => add_route(&memory, &mut state, topic.0, topic.1, key.0, key.1),
+                    Call::Header { name, value } => add_header(&memory, &mut state, name.0, name.1, value.0, value.1),
+                    Call::Log { level, text } => {
+                        write_log(&memory, &mut state, level, text.0, text.1);
+                        0
+                    }
+                    Call::Read { field, dst } => read_event(&mut memory, &state, field, dst.0, dst.1),
+                };
+                proptest::prop_assert_eq!(memory.len(), original_len);
+                match (&call, result) {
+                    (Call::Route { topic, key }, index) if index >= 0 => {
+                        let route = &state.routes[index as usize];
+                        let range = guest_range(&memory, topic.0, topic.1).expect("a kept route's topic was in memory");
+                        proptest::prop_assert_eq!(route.topic.as_bytes(), &memory[range]);
+                        proptest::prop_assert!(valid_kafka_topic(&route.topic));
+                        match key.1 {
+                            -1 => proptest::prop_assert_eq!(&route.key, &None),
+                            _ => proptest::prop_assert!(route.key.as_ref().is_some_and(|k| k.len() <= MAX_KEY_LEN)),
+                        }
+                    }
+                    (Call::Header { name, .. }, 0) => {
+                        let route = state.routes.last().expect("a header needs a route");
+                        let (kept_name, kept_value) = route.headers.last().expect("header kept");
+                        proptest::prop_assert_eq!(Some(kept_name.as_str()), guest_str(&memory, name.0, name.1));
+                        proptest::prop_assert!(!kept_name.is_empty() && kept_name.len() <= MAX_HEADER_NAME_LEN);
+                        proptest::prop_assert!(kept_value.len() <= MAX_HEADER_VALUE_LEN && route.headers.len() <= MAX_HEADERS);
+                    }
+                    (Call::Read { .. }, _) | (Call::Log { .. }, _) => {}
+                    (_, code) => {
+                        proptest::prop_assert!(
+                            [ERR_WRONG_TIME, ERR_MEMORY, ERR_LIMIT, ERR_TOPIC, ERR_TOO_LONG].contains(&code),
+                            "undocumented result {}", code
+                        );
+                        proptest::prop_assert_eq!(&state.routes, &routes_before, "a refused call changes no route");
+                        if [ERR_LIMIT, ERR_TOPIC, ERR_TOO_LONG].contains(&code) {
+                            proptest::prop_assert!(state.invalid.is_some(), "a broken limit voids the decision");
+                        }
+                    }
+                }
+                proptest::prop_assert!(state.routes.len() <= MAX_ROUTES);
+            }
+        }
     }
 }

@@ -39,7 +39,7 @@ pub enum LoadError {
     MissingExport(&'static str),
     #[error("export `{name}` must be {expected}")]
     ExportSignature { name: &'static str, expected: &'static str },
-    #[error("hookline_init failed: {0}")]
+    #[error("instantiating or running hookline_init failed: {0}")]
     Init(String),
     #[error("hookline_init returned {0}, refusing to load")]
     InitRefused(i32),

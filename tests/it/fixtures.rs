@@ -73,3 +73,52 @@ pub fn configurable_topic_rule() -> String {
     (i32.const 0)))"#
         .to_string()
 }
+
+/// Recurses without end on every event: must hit wasmtime's stack limit and trap.
+pub fn deep_recursion_rule(filter: &str) -> String {
+    format!(
+        r#"(module
+  (import "hookline" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "message.publish")
+  (data (i32.const 256) "{filter}")
+  (func (export "hookline_abi_v1"))
+  (func (export "hookline_init") (result i32)
+    (drop (call $subscribe (i32.const 0) (i32.const 15) (i32.const 256) (i32.const {filter_len})))
+    (i32.const 0))
+  (func $deeper (param $depth i64) (result i64)
+    (i64.add (call $deeper (i64.add (local.get $depth) (i64.const 1))) (i64.const 1)))
+  (func (export "hookline_on_event") (param $hook i32) (param $sub i32) (result i32)
+    (drop (call $deeper (i64.const 0)))
+    (i32.const 0)))"#,
+        filter_len = filter.len(),
+    )
+}
+
+/// Calls `route` to topic `spam` a thousand times per event, past the per-event limit.
+pub fn route_flood_rule(filter: &str) -> String {
+    route_rule_with(
+        "message.publish",
+        filter,
+        "spam",
+        "(local $i i32)
+         (loop $more
+           (drop (call $route (i32.const 512) (i32.const 4) (i32.const 0) (i32.const -1)))
+           (local.set $i (i32.add (local.get $i) (i32.const 1)))
+           (br_if $more (i32.lt_u (local.get $i) (i32.const 1000))))",
+    )
+}
+
+/// Routes every event to `topic` with a `key_len`-byte key read from address 0; the
+/// host must refuse a topic Kafka would not accept or a key over its limit.
+pub fn route_with_key_rule(filter: &str, topic: &str, key_len: usize) -> String {
+    route_rule_with(
+        "message.publish",
+        filter,
+        topic,
+        &format!(
+            "(drop (call $route (i32.const 512) (i32.const {}) (i32.const 0) (i32.const {key_len})))",
+            topic.len()
+        ),
+    )
+}

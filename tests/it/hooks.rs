@@ -8,6 +8,7 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
 use crate::fixtures::route_rule;
+use crate::raw_mqtt;
 use crate::scene::{wait_for, Device, Scene};
 
 /// One rule per hook, each routing everything to a topic named after the hook.
@@ -41,17 +42,6 @@ fn records_of<'a>(records: &'a [Value], topic: &str, client: &str) -> Vec<&'a Va
         .filter(|r| r["topic"] == topic && r["value"]["client_id"] == client)
         .map(|r| &r["value"])
         .collect()
-}
-
-/// A CONNECT frame (MQTT 3.1.1, clean session) with the given keep-alive.
-fn raw_connect(client_id: &str, keep_alive: u16) -> Vec<u8> {
-    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02];
-    body.extend_from_slice(&keep_alive.to_be_bytes());
-    body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
-    body.extend_from_slice(client_id.as_bytes());
-    let mut frame = vec![0x10, body.len() as u8];
-    frame.extend(body);
-    frame
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +99,7 @@ async fn a_dropped_tcp_connection_raises_disconnected_closed() {
 async fn a_silent_client_expires_its_keepalive() {
     let scene = scene().await;
     let mut socket = tokio::net::TcpStream::connect(scene.addr).await.unwrap();
-    socket.write_all(&raw_connect("sleepy", 1)).await.unwrap();
+    socket.write_all(&raw_mqtt::connect(4, "sleepy", true, 1)).await.unwrap();
     // Say nothing more: the broker gives up after 1.5 x keep-alive.
     let records = scene.file_records(2).await;
     let found = records_of(&records, "hook_client_disconnected", "sleepy");
@@ -123,7 +113,7 @@ async fn a_client_without_keepalive_is_accepted() {
     use tokio::io::AsyncReadExt;
     let scene = scene().await;
     let mut socket = tokio::net::TcpStream::connect(scene.addr).await.unwrap();
-    socket.write_all(&raw_connect("no-keepalive", 0)).await.unwrap();
+    socket.write_all(&raw_mqtt::connect(4, "no-keepalive", true, 0)).await.unwrap();
     let mut connack = [0u8; 4];
     tokio::time::timeout(Duration::from_secs(5), socket.read_exact(&mut connack)).await.unwrap().unwrap();
     assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK, accepted");

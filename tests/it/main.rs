@@ -14,6 +14,8 @@ mod hostile_input;
 mod hostile_rules;
 mod hot_reload;
 mod ordering;
+mod properties;
+mod raw_mqtt;
 mod scene;
 mod seed_scenario;
 mod transport;
