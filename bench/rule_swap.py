@@ -2,9 +2,10 @@
 """Analysis for bench/rule_swap.sh.
 
   rule_swap.py run DIR         one run's directory -> JSON on stdout, one line on stderr
-  rule_swap.py summary OUT MD DEBOUNCE
+  rule_swap.py summary OUT MD [DEBOUNCE_MS]
                                every runN.json in OUT -> min / median / max in MD;
-                               DEBOUNCE says which rules.reload_debounce_ms the runs had
+                               DEBOUNCE_MS: the rules.reload_debounce_ms the runs set
+                               (none: the gateway's default)
 
 A run directory holds: data/records.jsonl (the file sink: one record a line, the envelope
 as `value`, version-2 records with the header rule_version = 2), hookline.log (text logs,
@@ -109,7 +110,7 @@ def analyse(run_dir):
     }
 
 
-def summary(out_dir, report, debounce):
+def summary(out_dir, report, debounce_ms):
     runs = [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("run*.json"))]
     if not runs:
         sys.exit(f"no runN.json in {out_dir}: did bench/rule_swap.sh run?")
@@ -120,8 +121,12 @@ def summary(out_dir, report, debounce):
             return "-"
         return f"{min(values):.0f} / {statistics.median(values):.0f} / {max(values):.0f}"
 
+    for r in runs:
+        r["wait_ms"] = None if None in (r["loaded_ms"], r["load_ms"]) else r["loaded_ms"] - r["load_ms"]
+    command = f"DEBOUNCE_MS={debounce_ms} bash bench/rule_swap.sh" if debounce_ms else "bash bench/rule_swap.sh"
+    debounce = f"{debounce_ms} ms" if debounce_ms else "the default, 100 ms"
     lines = [
-        "## Rule swap under load (`bash bench/rule_swap.sh`, sink: file)",
+        f"## Rule swap under load (`{command}`, sink: file)",
         "",
         f"{len(runs)} runs; each: {runs[0]['devices']} locks at {runs[0]['throughput_msg_s']:.0f} msg/s (QoS 1), the seed rule "
         f"replaced mid-run by a version adding a record header (temp file + rename); "
@@ -130,6 +135,7 @@ def summary(out_dir, report, debounce):
         "",
         "| step | ms |",
         "| --- | ---: |",
+        f"| rescan starts (file notification + debounce; `rule loaded` - `load_ms`) | {stats('wait_ms')} |",
         f"| version 2 compiled and checked (`rule loaded`) | {stats('loaded_ms')} |",
         f"| of which compiling and checking (`load_ms`) | {stats('load_ms')} |",
         f"| new rule set in force (`rule set updated`) | {stats('in_force_ms')} |",
@@ -159,8 +165,8 @@ def main():
             f"{r['duplicates']} duplicated, {r['order_violations']} out of order; {r['uptime']}",
             file=sys.stderr,
         )
-    elif len(sys.argv) == 5 and sys.argv[1] == "summary":
-        summary(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif len(sys.argv) in (4, 5) and sys.argv[1] == "summary":
+        summary(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) == 5 else "")
     else:
         sys.exit(__doc__)
 

@@ -35,24 +35,8 @@ REPORT=${REPORT:-bench/results/rule-swap.md}
 BIN=${CARGO_TARGET_DIR:-target}/release
 
 mkdir -p "$OUT"
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf '[rule_swap %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_listening() {
-    local i
-    for i in $(seq 150); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.1; done
-    log "nothing listens on port $1 after 15 s"; return 1
-}
+LOG_NAME=rule_swap
+source bench/lib.sh
 
 if (( BUILD )); then
     log "building (release): hookline, examples"
@@ -102,5 +86,5 @@ for run in $(seq "$REPEAT"); do
     rm -rf "$dir"
 done
 
-python3 bench/rule_swap.py summary "$OUT" "$REPORT" "${DEBOUNCE_MS:-100 (the default)}"
+python3 bench/rule_swap.py summary "$OUT" "$REPORT" $DEBOUNCE_MS
 log "report: $REPORT (raw runs in $OUT)"
