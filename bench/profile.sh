@@ -20,26 +20,12 @@ SECONDS_TO_SAMPLE=${SECONDS_TO_SAMPLE:-6}
 BIN=${CARGO_TARGET_DIR:-target}/release
 OUT=${CARGO_TARGET_DIR:-target}/bench-profile-$SINK
 mkdir -p "$OUT" bench/results
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+LOG_NAME=profile
+source bench/lib.sh
 
 command -v perf >/dev/null || { echo "perf is not installed" >&2; exit 1; }
 perf stat -e instructions true >/dev/null 2>&1 || { echo "perf cannot sample here (perf_event_paranoid?)" >&2; exit 1; }
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_listening() {
-    local i
-    for i in $(seq 150); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.1; done
-    echo "nothing listens on $1" >&2; return 1
-}
 
 cargo build --release --examples --bin hookline >&2
 MQTT_PORT=$(free_port)

@@ -6,7 +6,10 @@ usage: summarize.py RUN_DIR RESULTS.md [--load TEXT] [--latency TEXT] [--mosquit
 Throughput runs are grouped by label and the median run (by publish throughput) is
 shown; latency runs are the labels starting with `lat-`. The criterion table
 (bench/results/criterion.md, from bench/hot_path.sh) and the profile summary
-(bench/results/profile-{kafka,file}.md, from bench/profile.sh) are included when present.
+(bench/results/profile-{kafka,file}.md, from bench/profile.sh), the rule swap
+(bench/results/rule-swap*.md, from bench/rule_swap.sh) and the idle-connection analysis
+(bench/results/idle-connections.md, measured with bench/idle_connections.sh) are included
+when present.
 """
 
 import argparse
@@ -224,7 +227,15 @@ def main():
         w("Runs with errors: " + "; ".join(f"{label}: {e}" for label, e in errors))
         w("")
 
-    for extra in ("bench/results/criterion.md", "bench/results/profile-kafka.md", "bench/results/profile-file.md"):
+    extras = (
+        "bench/results/criterion.md",
+        "bench/results/profile-kafka.md",
+        "bench/results/profile-file.md",
+        "bench/results/rule-swap.md",
+        "bench/results/rule-swap-debounce20.md",
+        "bench/results/idle-connections.md",
+    )
+    for extra in extras:
         if os.path.exists(extra):
             with open(extra) as f:
                 w(f.read().rstrip())

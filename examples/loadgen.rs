@@ -15,6 +15,12 @@
 //! were before the first publish, matches records to publishes by client id and `seq`
 //! (loss, duplicates) and measures publish -> record readable latency from `sent_us`.
 //!
+//! `--idle SECONDS` (idle-fleet mode) publishes nothing: the locks connect and subscribe
+//! like real ones, hold their connections, and the report is how many connected, why the
+//! others failed, and the gateway's RSS per connection. `--source-addrs N` spreads the
+//! connections over source addresses 127.0.0.2 upwards, past one address's ephemeral
+//! port range.
+//!
 //! Measured: acknowledged publishes per second, PUBACK (QoS 1) / PUBCOMP (QoS 2)
 //! latency percentiles, command delivery latency, records per Kafka topic vs sent,
 //! end-to-end latency percentiles, and the gateway's CPU and peak RSS (`--gateway-pid`;
@@ -34,6 +40,9 @@
 //! # latency at a fixed rate, with unlock commands
 //! cargo run --release --example loadgen -- --in-process --mock-kafka --total-rate 20000 \
 //!     --duration 10 --messages 0 --commanders 2 --command-rate 50
+//! # idle fleet: connect and subscribe, hold 30 s, report RSS per connection
+//! cargo run --release --example loadgen -- --mqtt 127.0.0.1:1883 --idle 30 --devices 18000 \
+//!     --connect-rate 500 --source-addrs 8 --gateway-pid $(pgrep -x hookline)
 //! ```
 
 use std::io::Write as _;
@@ -50,7 +59,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 const STATE_TOPIC: &str = "message_state";
@@ -143,6 +152,20 @@ struct Args {
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Keep-alive of every connection, seconds (the broker closes a connection silent
+    /// for 1.5 times this).
+    #[arg(long, default_value_t = 600)]
+    keep_alive: u16,
+    /// Idle-fleet mode: the locks connect and subscribe, hold their connections this many
+    /// seconds without publishing, then disconnect; reports connections made, failures
+    /// and the gateway's RSS per connection (`--gateway-pid`). Nothing is published.
+    #[arg(long)]
+    idle: Option<f64>,
+    /// Bind each connection to one of this many source addresses, 127.0.0.2 upwards,
+    /// round-robin (0: let the OS pick): one address has only the ephemeral port range
+    /// (about 28,000 ports) towards one broker port.
+    #[arg(long, default_value_t = 0)]
+    source_addrs: u8,
     /// No progress line.
     #[arg(long)]
     quiet: bool,
@@ -392,11 +415,27 @@ impl Ctx {
     }
 }
 
+/// Connects to the broker; with `source_addrs` > 0, from 127.0.0.(2 + index % source_addrs),
+/// bound before connecting so each source address has its own ephemeral port range.
+async fn connect_from(mqtt: &str, source_addrs: u8, index: usize) -> anyhow::Result<TcpStream> {
+    if source_addrs == 0 {
+        return Ok(TcpStream::connect(mqtt).await?);
+    }
+    let broker = tokio::net::lookup_host(mqtt)
+        .await?
+        .find(|a| a.is_ipv4())
+        .ok_or_else(|| anyhow::anyhow!("--source-addrs needs an IPv4 broker address, {mqtt} has none"))?;
+    let socket = TcpSocket::new_v4()?;
+    let last_octet = 2 + (index % usize::from(source_addrs)) as u8;
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, last_octet], 0)))?;
+    Ok(socket.connect(broker).await?)
+}
+
 async fn run_client(ctx: Arc<Ctx>, plan: ClientPlan) -> anyhow::Result<ClientResult> {
     let shared = &ctx.shared;
-    let mut stream = TcpStream::connect(&ctx.args.mqtt).await?;
+    let mut stream = connect_from(&ctx.args.mqtt, ctx.args.source_addrs, plan.index).await?;
     stream.set_nodelay(true)?;
-    stream.write_all(&frame::connect(&plan.client_id, 600)).await?;
+    stream.write_all(&frame::connect(&plan.client_id, ctx.args.keep_alive)).await?;
     let mut buf = Vec::new();
     let (first, connack) = read_frame(&mut stream, &mut buf).await?;
     anyhow::ensure!(first >> 4 == 2 && connack.get(3) == Some(&0), "CONNECT refused: {connack:?}");
@@ -951,6 +990,185 @@ fn sample_proc(pid: u32) -> Option<ProcSample> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Idle fleet
+
+/// One idle lock: connects, subscribes QoS 1 to its command topic (unless
+/// `--no-subscribe`, which separates the cost of a connection from that of its
+/// subscription), counts itself in
+/// `connected`, then holds the connection until `stop`. Anything the broker sends
+/// meanwhile, or the connection closing, is an error: nobody publishes to these locks.
+async fn idle_lock(args: Arc<Args>, index: usize, client_id: String, connected: Arc<AtomicUsize>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    // Boxed: the handshake's read buffer would otherwise stay in every task's future
+    // for the whole hold, and the load generator holds 100,000 of them.
+    let mut stream = Box::pin(async {
+        let mut stream = connect_from(&args.mqtt, args.source_addrs, index).await?;
+        stream.write_all(&frame::connect(&client_id, args.keep_alive)).await?;
+        let mut buf = Vec::new();
+        let (first, connack) = read_frame(&mut stream, &mut buf).await?;
+        anyhow::ensure!(first >> 4 == 2 && connack.get(3) == Some(&0), "CONNECT refused: {connack:?}");
+        if !args.no_subscribe {
+            stream.write_all(&frame::subscribe(1, &format!("devices/{client_id}/command"), 1)).await?;
+            let (first, _) = read_frame(&mut stream, &mut buf).await?;
+            anyhow::ensure!(first >> 4 == 9, "expected SUBACK, got packet type {}", first >> 4);
+        }
+        anyhow::Ok(stream)
+    })
+    .await?;
+    connected.fetch_add(1, Ordering::Relaxed);
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        _ = stop.wait_for(|stop| *stop) => {}
+        read = stream.read(&mut byte) => {
+            connected.fetch_sub(1, Ordering::Relaxed);
+            anyhow::bail!("idle connection ended by the broker ({})", match read {
+                Ok(0) => "closed".to_string(),
+                Ok(_) => format!("unexpected packet type {}", byte[0] >> 4),
+                Err(e) => e.to_string(),
+            });
+        }
+    }
+    stream.write_all(&frame::DISCONNECT).await?;
+    Ok(())
+}
+
+/// Counts a finished idle lock's error by its message (a lock only finishes early on one).
+fn record_failure(failures: &mut std::collections::BTreeMap<String, u64>, joined: Result<anyhow::Result<()>, tokio::task::JoinError>) {
+    let why = match joined {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(e) => format!("task: {e}"),
+    };
+    *failures.entry(why).or_default() += 1;
+}
+
+/// `--idle`: opens `--devices` connections at `--connect-rate`, holds them `idle` seconds,
+/// and reports how many stayed up, why the others failed, and the gateway's RSS.
+async fn idle_fleet(args: Args, idle: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.in_process, "--idle measures a gateway in its own process: give --mqtt and --gateway-pid, not --in-process");
+    anyhow::ensure!(
+        idle < f64::from(args.keep_alive),
+        "--idle {idle} must be shorter than --keep-alive {}, or the locks would have to ping",
+        args.keep_alive
+    );
+    let args = Arc::new(args);
+    let run = format!("{:x}", wall_us() % 0xffff_ffff);
+    let connected = Arc::new(AtomicUsize::new(0));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let gw_before = args.gateway_pid.and_then(sample_proc);
+    let self_before = sample_proc(std::process::id());
+
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.devices {
+        let client_id = format!("lg{run}-{i}");
+        tasks.spawn(idle_lock(args.clone(), i, client_id, connected.clone(), stop_rx.clone()));
+        if args.connect_rate > 0.0 {
+            tokio::time::sleep_until((started + Duration::from_secs_f64((i + 1) as f64 / args.connect_rate)).into()).await;
+        }
+    }
+    // Every lock is connected, or has failed; failures are collected as they come.
+    let mut failures: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut last_progress = Instant::now();
+    loop {
+        while let Some(joined) = tasks.try_join_next() {
+            record_failure(&mut failures, joined);
+        }
+        let up = connected.load(Ordering::Relaxed);
+        let failed: u64 = failures.values().sum();
+        if up + failed as usize >= args.devices {
+            break;
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) && !args.quiet {
+            let gw = args.gateway_pid.and_then(sample_proc).unwrap_or_default();
+            eprintln!("[{:>4.0}s] connected {up} failed {failed} | gw rss {} MB", started.elapsed().as_secs_f64(), gw.rss_kb / 1024);
+            last_progress = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    let connected_all = connected.load(Ordering::Relaxed);
+    let gw_connected = args.gateway_pid.and_then(sample_proc);
+
+    tokio::time::sleep(Duration::from_secs_f64(idle)).await;
+    while let Some(joined) = tasks.try_join_next() {
+        record_failure(&mut failures, joined);
+    }
+    let still_connected = connected.load(Ordering::Relaxed);
+    let gw_idle = args.gateway_pid.and_then(sample_proc);
+    let self_idle = sample_proc(std::process::id());
+    stop_tx.send(true)?;
+    while let Some(joined) = tasks.join_next().await {
+        record_failure(&mut failures, joined);
+    }
+
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    let rss = |s: Option<ProcSample>| s.map(|s| json!({ "rss_mb": mb(s.rss_kb), "hwm_mb": mb(s.hwm_kb) }));
+    let per_connection_kb = match (gw_before, gw_idle) {
+        (Some(b), Some(a)) if still_connected > 0 => json!((a.rss_kb as f64 - b.rss_kb as f64) / still_connected as f64),
+        _ => Value::Null,
+    };
+    let out = json!({
+        "label": args.label,
+        "target": args.mqtt,
+        "config": {
+            "devices": args.devices,
+            "connect_rate": args.connect_rate,
+            "source_addrs": args.source_addrs,
+            "keep_alive_s": args.keep_alive,
+            "idle_s": idle,
+            "subscribe": !args.no_subscribe,
+        },
+        "connect_seconds": connect_secs,
+        "connected": connected_all,
+        "connected_after_idle": still_connected,
+        "failures": failures,
+        "gateway": {
+            "pid": args.gateway_pid,
+            "before": rss(gw_before),
+            "connected": rss(gw_connected),
+            "after_idle": rss(gw_idle),
+            "rss_kb_per_connection": per_connection_kb,
+        },
+        "loadgen_rss_mb": match (self_before, self_idle) {
+            (Some(b), Some(a)) => json!({ "before": mb(b.rss_kb), "after_idle": mb(a.rss_kb) }),
+            _ => Value::Null,
+        },
+    });
+    let fmt_rss = |v: &Value| match v.as_object() {
+        Some(_) => format!("RSS {:.0} MB (peak {:.0} MB)", v["rss_mb"].as_f64().unwrap_or(0.0), v["hwm_mb"].as_f64().unwrap_or(0.0)),
+        None => "-".into(),
+    };
+    if !args.label.is_empty() {
+        println!("== {}", args.label);
+    }
+    let g = &out["gateway"];
+    println!(
+        "idle locks                  {} at {}/s from {} source addresses, held {idle} s{}",
+        args.devices,
+        args.connect_rate,
+        args.source_addrs.max(1),
+        if args.no_subscribe { ", not subscribed" } else { "" }
+    );
+    println!("connected                   {connected_all} in {connect_secs:.1} s; {still_connected} still connected after the hold");
+    let failed: u64 = failures.values().sum();
+    println!("failed                      {failed}");
+    for (why, n) in &failures {
+        println!("  {n:>8} x {why}");
+    }
+    println!("gateway before              {}", fmt_rss(&g["before"]));
+    println!("gateway all connected       {}", fmt_rss(&g["connected"]));
+    println!("gateway after the hold      {}", fmt_rss(&g["after_idle"]));
+    if let Some(kb) = per_connection_kb.as_f64() {
+        println!("gateway RSS per connection  {kb:.1} KB (RSS after the hold - before, / connections)");
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")?;
+    }
+    anyhow::ensure!(failed == 0, "{failed} of {} idle connections failed (see above)", args.devices);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
 // Results
 
 fn percentiles(h: &Histogram<u64>, scale: f64) -> Value {
@@ -1008,6 +1226,10 @@ async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     anyhow::ensure!(args.qos <= 2, "--qos must be 0, 1 or 2");
     anyhow::ensure!(args.devices > 0, "--devices must be at least 1");
+    anyhow::ensure!(args.source_addrs <= 253, "--source-addrs must be at most 253 (127.0.0.2 to 127.0.0.254)");
+    if let Some(idle) = args.idle {
+        return idle_fleet(args, idle).await;
+    }
     anyhow::ensure!(args.messages > 0 || args.duration > 0.0, "give --messages or --duration (or both) so the run ends");
     init_logging();
 

@@ -209,6 +209,8 @@ impl Loaded {
             Some(key) => signature::verify(key, path, &bytes, &raw_settings).map_err(LoadError::Signature),
             None => Ok(()),
         };
+        // Timed for the log: compiling is most of a reload's cost after the debounce.
+        let load_started = std::time::Instant::now();
         match signed.and_then(|()| RuleModule::load_with_settings(engine, &name, &bytes, settings)) {
             Ok(module) => {
                 let subscriptions: Vec<String> = module
@@ -222,6 +224,7 @@ impl Loaded {
                     settings = !module.settings.is_empty(),
                     hash = format_args!("{:016x}", module.hash),
                     replaced = previous.is_some(),
+                    load_ms = format_args!("{:.1}", load_started.elapsed().as_secs_f64() * 1000.0),
                     "rule loaded"
                 );
                 self.files.insert(path.to_path_buf(), FileState { stamp, hash, module: Some(Arc::new(module)) });

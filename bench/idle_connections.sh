@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Many idle door locks on one gateway: how many connect, and what they cost in RSS.
+#
+# Starts the hookline release binary (file sink, broker.max_connections raised to fit)
+# and examples/loadgen in idle-fleet mode: CONNECTIONS locks connect at CONNECT_RATE per
+# second from SOURCE_ADDRS source addresses (127.0.0.2 upwards: one address has only the
+# ephemeral port range, about 28,000 ports, towards the gateway's port), each subscribes
+# QoS 1 to its own devices/<id>/command, and all hold their connections HOLD seconds.
+# Reports connected / failed (by reason) and the gateway's RSS before, with everyone
+# connected, and after the hold, and RSS per connection. Raw JSON and the gateway's log
+# in bench/results/idle-<time>/.
+#
+#   bash bench/idle_connections.sh                        # 100,000 locks, about 2 minutes
+#   CONNECTIONS=10000 bash bench/idle_connections.sh      # quick check
+#
+# Needs: root or a hard open-files limit above 2 x CONNECTIONS (the gateway and the load
+# generator each hold one socket per lock), cargo, python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONNECTIONS=${CONNECTIONS:-100000}
+CONNECT_RATE=${CONNECT_RATE:-2000}
+SOURCE_ADDRS=${SOURCE_ADDRS:-8}
+HOLD=${HOLD:-30}
+SUBSCRIBE=${SUBSCRIBE:-1}        # 0: the locks do not subscribe (the cost of a bare connection)
+# broker.max_connections; rumqttd sizes its connection tables by it at start.
+MAX_CONNECTIONS=${MAX_CONNECTIONS:-$(( CONNECTIONS + 100 ))}
+BUILD=${BUILD:-1}
+OUT=${OUT:-bench/results/idle-$(date -u +%Y%m%dT%H%M%SZ)}
+BIN=${CARGO_TARGET_DIR:-target}/release
+
+mkdir -p "$OUT"
+LOG_NAME=idle
+source bench/lib.sh
+
+# One socket per lock in each process, plus the gateway's files and some headroom.
+FILES=$(( CONNECTIONS + 1000 ))
+if (( $(ulimit -n) < FILES )); then
+    ulimit -n "$FILES" || { log "cannot raise the open-files limit to $FILES (hard limit $(ulimit -Hn)): run as root with CAP_SYS_RESOURCE, or lower CONNECTIONS"; exit 1; }
+fi
+
+if (( BUILD )); then
+    log "building (release): hookline, examples"
+    cargo build --release --examples --bin hookline >&2
+fi
+
+# Room for every lock; the default (10,000) would refuse the rest.
+printf '[broker]\nmax_connections = %s\n' "$MAX_CONNECTIONS" >"$TMP/hookline.toml"
+port=$(free_port)
+RUST_LOG=warn "$BIN/hookline" run --config "$TMP/hookline.toml" --listen "127.0.0.1:$port" \
+    --rules rules --data "$TMP/data" --node gateway@127.0.0.1 --allow-anonymous \
+    --admin "127.0.0.1:$(free_port)" 2>"$OUT/hookline.log" &
+gateway=$!
+PIDS+=("$gateway")
+wait_listening "$port"
+uptime >"$OUT/uptime-before"
+log "$CONNECTIONS locks at $CONNECT_RATE/s from $SOURCE_ADDRS addresses, held $HOLD s; $(cat "$OUT/uptime-before")"
+EXTRA=()
+(( SUBSCRIBE )) || EXTRA=(--no-subscribe)
+status=0
+"$BIN/examples/loadgen" "${EXTRA[@]}" --mqtt "127.0.0.1:$port" --idle "$HOLD" --devices "$CONNECTIONS" \
+    --connect-rate "$CONNECT_RATE" --source-addrs "$SOURCE_ADDRS" --gateway-pid "$gateway" \
+    --label "idle-$CONNECTIONS" --json "$OUT/idle.json" | tee "$OUT/idle.txt" || status=$?
+uptime >"$OUT/uptime-after"
+log "load average after: $(cat "$OUT/uptime-after")"
+exit "$status"
