@@ -36,6 +36,7 @@ pub struct Gateway {
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
     spool: Arc<Spool>,
+    tap: Arc<TapShared>,
     workers: Vec<Arc<WorkerState>>,
     listen: SocketAddr,
     admin: Option<SocketAddr>,
@@ -116,7 +117,7 @@ impl Gateway {
             metrics.clone(),
             access.clone(),
         ));
-        let broker = Broker::start(&config.broker, tap, access, listeners_ready).await?;
+        let broker = Broker::start(&config.broker, tap.clone(), access, listeners_ready).await?;
         tokio::spawn(log_stats(metrics.clone(), spool.clone()));
         tracing::info!(
             sink = %sink.describe(),
@@ -132,6 +133,7 @@ impl Gateway {
             sink,
             metrics,
             spool,
+            tap,
             workers,
             listen: config.broker.listen,
             admin,
@@ -157,13 +159,15 @@ impl Gateway {
         self.admin
     }
 
-    /// Stops accepting clients, lets the workers deliver what the spool holds, and
-    /// waits for the sink, up to `SHUTDOWN_GRACE`. Whatever is still undelivered then
-    /// is already in the spool, committed up to what was delivered: the next start
-    /// resumes from there, so an early end loses nothing.
+    /// Stops accepting clients and closes connections at their next packet, lets the
+    /// workers deliver what the spool holds, and waits for the sink, up to
+    /// `SHUTDOWN_GRACE`. Whatever is still undelivered then is already in the spool,
+    /// committed up to what was delivered: the next start resumes from there, so an
+    /// early end loses nothing.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        tracing::info!("shutting down: no new connections, delivering what the spool holds");
+        tracing::info!("shutting down: no new connections or publishes, delivering what the spool holds");
         self.broker.stop_accepting();
+        self.tap.close_connections();
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while Instant::now() < deadline && !self.drained() {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -12,7 +12,7 @@
 //! where `buffer.when_full = "backpressure"` or `buffer.fsync = "always"` say so.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,9 @@ pub struct TapShared {
     /// a newer owner on its way out was taken over.
     owners: Mutex<HashMap<Arc<str>, u64>>,
     next_serial: AtomicU64,
+    /// Shutdown has begun: connections are closed at their next packet, so no new
+    /// publish is accepted (and left to the next start) while the spool drains.
+    closing: AtomicBool,
 }
 
 impl TapShared {
@@ -50,7 +53,15 @@ impl TapShared {
             access,
             owners: Mutex::default(),
             next_serial: AtomicU64::new(1),
+            closing: AtomicBool::new(false),
         }
+    }
+
+    /// Closes each connection at its next packet, unread: shutdown finishes the work
+    /// in flight instead of taking more. Unacknowledged publishes are resent by their
+    /// clients to whichever gateway they reach next.
+    pub fn close_connections(&self) {
+        self.closing.store(true, Ordering::SeqCst);
     }
 
     fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, u64>> {
@@ -162,6 +173,9 @@ impl Clone for TapCodec {
 
 impl Protocol for TapCodec {
     fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, protocol::Error> {
+        if self.shared.closing.load(Ordering::Relaxed) && !stream.is_empty() {
+            return Err(protocol::Error::IncorrectPacketFormat);
+        }
         let shared = self.shared.clone();
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Version::Unknown = state.version {
