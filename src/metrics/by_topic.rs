@@ -56,9 +56,15 @@ impl Outcome {
     }
 }
 
+/// A filled lookup table slot.
+struct Entry {
+    topic: Box<str>,
+    series: TopicSeries,
+}
+
 pub struct RecordsByTopic {
-    /// The lookup table: topic and its series.
-    slots: Box<[OnceLock<(Box<str>, TopicSeries)>]>,
+    /// The lookup table.
+    slots: Box<[OnceLock<Entry>]>,
     /// Topic of each series, by series index; set before the series is handed out.
     names: Box<[OnceLock<Box<str>>]>,
     /// Series handed out so far (may pass `MAX_TOPICS` by a few racing threads, whose
@@ -97,14 +103,14 @@ impl RecordsByTopic {
         let start = fnv1a(topic.as_bytes()) as usize % SLOTS;
         for probe in 0..SLOTS {
             let slot = &self.slots[(start + probe) % SLOTS];
-            let (name, series) = match slot.get() {
+            let entry = match slot.get() {
                 Some(entry) => entry,
                 // Every series is taken: the topic is new, and is not given a slot.
                 None if self.claimed.load(Ordering::Relaxed) >= MAX_TOPICS => return TopicSeries::OTHER,
-                None => slot.get_or_init(|| (topic.into(), self.claim(topic))),
+                None => slot.get_or_init(|| Entry { topic: topic.into(), series: self.claim(topic) }),
             };
-            if **name == *topic {
-                return *series;
+            if *entry.topic == *topic {
+                return entry.series;
             }
         }
         // Unreachable while racing threads are fewer than the spare slots; counted anyway.
