@@ -9,7 +9,7 @@
 mod by_topic;
 mod latency;
 
-pub use by_topic::{Outcome, RecordsByTopic, TopicSeries, MAX_TOPICS, OTHER_TOPICS};
+pub use by_topic::{Outcome, RecordsByTopic, TopicSeries};
 pub use latency::{LatencyHistogram, BOUNDS_MS};
 
 use std::collections::BTreeMap;
