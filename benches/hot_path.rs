@@ -30,7 +30,7 @@ use hookline::broker::PublisherIndex;
 use hookline::config::{BufferConfig, Fsync, KafkaConfig, RulesConfig};
 use hookline::envelope;
 use hookline::hooks::{Hook, HookEvent};
-use hookline::metrics::Metrics;
+use hookline::metrics::{Metrics, Outcome};
 use hookline::rules::{Dispatcher, RuleEngine, RuleModule, RuleSet, SharedRuleSet, TopicFilter};
 use hookline::sink::{KafkaSink, Record, Sink};
 use hookline::spool::{Spool, Ticket};
@@ -285,13 +285,14 @@ fn kafka(c: &mut Criterion) {
         key: CLIENT_ID.as_bytes(),
         value: &value,
         headers: &[],
+        event_ms: event.ts_ms,
     };
     // Waits (untimed where the caller says so) until every record sent so far has its
     // delivery report. `flush` is not used: with the threaded producer it sleeps in
     // 100 ms steps.
     let wait_delivered = || {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while Metrics::get(&metrics.records_delivered) < Metrics::get(&metrics.records_sent) {
+        while metrics.records.total(Outcome::Delivered) < Metrics::get(&metrics.records_sent) {
             assert!(Instant::now() < deadline, "the mock cluster stopped delivering");
             std::thread::sleep(Duration::from_micros(50));
         }
@@ -342,7 +343,7 @@ fn kafka(c: &mut Criterion) {
         })
     });
     group.finish();
-    assert_eq!(Metrics::get(&metrics.records_failed), 0, "the mock cluster refused records");
+    assert_eq!(metrics.records.total(Outcome::Failed), 0, "the mock cluster refused records");
     drop(sink);
     drop(cluster);
 }

@@ -54,6 +54,7 @@ use base64::Engine as _;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use hookline::broker::wire;
+use hookline::metrics::Outcome;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
@@ -1431,7 +1432,7 @@ async fn main() -> anyhow::Result<()> {
                 let acked = shared.state_acked.load(Ordering::Relaxed);
                 let sent = shared.state_sent.load(Ordering::Relaxed);
                 let kafka = match &metrics {
-                    Some(m) => hookline::metrics::Metrics::get(&m.records_delivered),
+                    Some(m) => m.records.total(Outcome::Delivered),
                     None => shared.kafka_state.load(Ordering::Relaxed) + shared.kafka_command.load(Ordering::Relaxed),
                 };
                 let gw = gw_pid.and_then(sample_proc).unwrap_or_default();
@@ -1530,7 +1531,7 @@ async fn main() -> anyhow::Result<()> {
         let m = gateway.metrics();
         let expected = state_accepted + if args.kafka.is_some() { cmd_expected } else { 0 };
         let deadline = Instant::now() + Duration::from_secs_f64(args.drain_timeout);
-        let delivered = || hookline::metrics::Metrics::get(&m.records_delivered);
+        let delivered = || m.records.total(Outcome::Delivered);
         let (mut last, mut last_change) = (delivered(), started.elapsed().as_secs_f64());
         // Until every record is reported, or nothing moved for 2 s (dropped hook events
         // never become records), or the deadline.
@@ -1661,7 +1662,7 @@ async fn main() -> anyhow::Result<()> {
                 "records_per_s": (added[0] + added[1]) as f64 / secs,
             })),
             "delivery_reports_per_s": match (&gateway, delivered_secs) {
-                (Some(g), Some(secs)) => json!(hookline::metrics::Metrics::get(&g.metrics().records_delivered) as f64 / secs),
+                (Some(g), Some(secs)) => json!(g.metrics().records.total(Outcome::Delivered) as f64 / secs),
                 _ => Value::Null,
             },
         },

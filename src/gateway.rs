@@ -17,7 +17,7 @@ use crate::access::Access;
 use crate::admin::AdminSources;
 use crate::broker::{Broker, PublisherIndex, TapShared};
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Outcome};
 use crate::readiness::Readiness;
 use crate::rules::{Dispatcher, RuleEngine, RuleSet, RuleWatcher, SharedRuleSet};
 use crate::sink::{FileSink, KafkaSink, Sink};
@@ -205,13 +205,13 @@ async fn log_stats(metrics: Arc<Metrics>, spool: Arc<Spool>) {
         if tick % 10 != 0 {
             continue;
         }
-        let now = (Metrics::get(&metrics.rule_calls), Metrics::get(&metrics.records_delivered));
+        let now = (Metrics::get(&metrics.rule_calls), metrics.records.total(Outcome::Delivered));
         if now != last {
             tracing::info!(
                 connections = metrics.connections.load(Ordering::Relaxed),
                 rule_calls = now.0 - last.0,
                 records_delivered = now.1 - last.1,
-                records_failed = Metrics::get(&metrics.records_failed),
+                records_failed = metrics.records.total(Outcome::Failed),
                 spool_backlog_bytes = metrics.spool_backlog_bytes.load(Ordering::Relaxed),
                 spool_dropped = Metrics::get(&metrics.spool_dropped),
                 "last 10 s"

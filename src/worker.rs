@@ -114,6 +114,7 @@ impl Worker {
                 key: route.key.as_deref().unwrap_or(event.client_id.as_bytes()),
                 value: envelope,
                 headers: &route.headers,
+                event_ms: event.ts_ms,
             };
             match sink.send(record, ticket) {
                 Ok(()) if tail.watched() => tail.publish(event.hook, &event.client_id, &record),

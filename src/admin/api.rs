@@ -24,7 +24,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::AdminSources;
 use crate::hooks::Hook;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Outcome};
 use crate::rules::RuleCounters;
 use crate::tail::TailItem;
 
@@ -65,6 +65,10 @@ struct Stats {
     records_routed: u64,
     records_delivered: u64,
     records_failed: u64,
+    /// Estimated median and 99th percentile of the delivery latency since start, from
+    /// the histogram's buckets; `null` before the first delivery.
+    delivery_latency_p50_ms: Option<f64>,
+    delivery_latency_p99_ms: Option<f64>,
     connections: i64,
     /// Rates over the last interval; 0 in the first event.
     messages_in_per_s: f64,
@@ -93,8 +97,10 @@ pub async fn stats(State(sources): State<AdminSources>) -> Sse<impl Stream<Item 
             let stats = Stats {
                 messages_in,
                 records_routed,
-                records_delivered: Metrics::get(&metrics.records_delivered),
-                records_failed: Metrics::get(&metrics.records_failed),
+                records_delivered: metrics.records.total(Outcome::Delivered),
+                records_failed: metrics.records.total(Outcome::Failed),
+                delivery_latency_p50_ms: metrics.delivery_latency.quantile_ms(0.5),
+                delivery_latency_p99_ms: metrics.delivery_latency.quantile_ms(0.99),
                 connections: metrics.connections.load(Ordering::Relaxed),
                 messages_in_per_s,
                 records_routed_per_s,

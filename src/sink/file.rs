@@ -9,24 +9,28 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 
 use super::{Record, Sink, SinkError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Outcome, TopicSeries};
 use crate::spool::Ticket;
 
 pub const RECORDS_FILE: &str = "records.jsonl";
 
 pub struct FileSink {
     path: PathBuf,
-    writer: Mutex<BufWriter<File>>,
+    writer: Mutex<Writer>,
     metrics: Arc<Metrics>,
-    /// Records written into the buffer but not yet flushed to the file.
-    unflushed: AtomicU64,
+}
+
+struct Writer {
+    out: BufWriter<File>,
+    /// Records written into the buffer but not yet flushed to the file: their topic's
+    /// series and event time, counted once the flush confirms them.
+    unflushed: Vec<(TopicSeries, u64)>,
 }
 
 impl FileSink {
@@ -36,14 +40,16 @@ impl FileSink {
         std::fs::create_dir_all(data_dir).map_err(error)?;
         let file = OpenOptions::new().create(true).append(true).open(&path).map_err(error)?;
         Ok(FileSink {
-            writer: Mutex::new(BufWriter::with_capacity(256 * 1024, file)),
+            writer: Mutex::new(Writer {
+                out: BufWriter::with_capacity(256 * 1024, file),
+                unflushed: Vec::new(),
+            }),
             path,
             metrics,
-            unflushed: AtomicU64::new(0),
         })
     }
 
-    fn writer(&self) -> std::sync::MutexGuard<'_, BufWriter<File>> {
+    fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -95,27 +101,26 @@ impl Sink for FileSink {
         let mut line = Vec::with_capacity(record.value.len() + record.topic.len() + 64);
         encode_line(&record, &mut line);
         Metrics::add(&self.metrics.records_sent, 1);
-        self.writer().write_all(&line).map_err(|e| {
-            Metrics::add(&self.metrics.records_failed, 1);
-            self.io_error(e)
-        })?;
-        Metrics::add(&self.unflushed, 1);
+        let series = self.metrics.records.series(record.topic);
+        let mut writer = self.writer();
+        if let Err(e) = writer.out.write_all(&line) {
+            self.metrics.records.add(series, Outcome::Failed, 1);
+            return Err(self.io_error(e));
+        }
+        writer.unflushed.push((series, record.event_ms));
         Ok(())
     }
 
     fn end_batch(&self) -> Result<(), SinkError> {
         let mut writer = self.writer();
-        let pending = self.unflushed.swap(0, std::sync::atomic::Ordering::Relaxed);
-        match writer.flush() {
-            Ok(()) => {
-                Metrics::add(&self.metrics.records_delivered, pending);
-                Ok(())
-            }
-            Err(e) => {
-                Metrics::add(&self.metrics.records_failed, pending);
-                Err(self.io_error(e))
+        let flushed = writer.out.flush();
+        for (series, event_ms) in writer.unflushed.drain(..) {
+            match flushed {
+                Ok(()) => self.metrics.record_delivered(series, event_ms),
+                Err(_) => self.metrics.records.add(series, Outcome::Failed, 1),
             }
         }
+        flushed.map_err(|e| self.io_error(e))
     }
 
     fn flush(&self, _timeout: Duration) -> Result<(), SinkError> {
@@ -134,7 +139,7 @@ mod tests {
     #[test]
     fn line_embeds_the_envelope_and_marks_binary_keys() {
         let headers = vec![("h".to_string(), b"v".to_vec()), ("bin".to_string(), vec![0xff])];
-        let record = Record { topic: "t", key: &[0xff, 0x00], value: br#"{"a":1}"#, headers: &headers };
+        let record = Record { topic: "t", key: &[0xff, 0x00], value: br#"{"a":1}"#, headers: &headers, event_ms: 0 };
         let mut line = Vec::new();
         encode_line(&record, &mut line);
         let v: serde_json::Value = serde_json::from_slice(&line).unwrap();

@@ -5,6 +5,8 @@
 //! a retried batch is never written twice, and with no message timeout (the default) it
 //! retries through outages of any length. Every delivery report is checked and gives
 //! the record's ticket back; failures are logged (at most once a second) and counted.
+//! Each record carries its ticket and its event time to the report, which counts it by
+//! topic and observes its delivery latency.
 //! When the producer's queue is full, `send` waits for room: the worker stops reading
 //! the spool, which keeps growing on disk, and memory stays bounded.
 
@@ -20,12 +22,19 @@ use rdkafka::{ClientContext, Message};
 
 use super::{Record, Sink, SinkError};
 use crate::config::KafkaConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Outcome};
 use crate::spool::Ticket;
 
 pub struct KafkaSink {
     producer: ThreadedProducer<DeliveryCounter>,
     bootstrap_servers: String,
+}
+
+/// What a record's delivery report needs: the event's ticket to give back, and the
+/// event's time for the latency histogram.
+struct Delivery {
+    ticket: Arc<Ticket>,
+    event_ms: u64,
 }
 
 /// Receives delivery reports and client errors on librdkafka's polling thread.
@@ -52,24 +61,30 @@ impl ClientContext for DeliveryCounter {
 }
 
 impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = Arc<Ticket>;
+    type DeliveryOpaque = Box<Delivery>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, ticket: Arc<Ticket>) {
-        ticket.done();
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
+        // Counted before the ticket is given back: once the worker commits an event,
+        // its records are in the metrics.
         match result {
-            Ok(_) => Metrics::add(&self.metrics.records_delivered, 1),
+            Ok(message) => {
+                let series = self.metrics.records.series(message.topic());
+                self.metrics.record_delivered(series, delivery.event_ms);
+            }
             Err((error, message)) => {
-                Metrics::add(&self.metrics.records_failed, 1);
+                let records = &self.metrics.records;
+                records.add(records.series(message.topic()), Outcome::Failed, 1);
                 if self.once_per_second(&self.last_failure_log) {
                     tracing::error!(
                         topic = message.topic(),
                         %error,
-                        failed_total = Metrics::get(&self.metrics.records_failed),
+                        failed_total = records.total(Outcome::Failed),
                         "Kafka record delivery failed"
                     );
                 }
             }
         }
+        delivery.ticket.done();
     }
 }
 
@@ -106,7 +121,8 @@ impl KafkaSink {
 impl Sink for KafkaSink {
     fn send(&self, record: Record<'_>, ticket: &Arc<Ticket>) -> Result<(), SinkError> {
         ticket.add();
-        let mut base = BaseRecord::with_opaque_to(record.topic, ticket.clone()).key(record.key).payload(record.value);
+        let delivery = Box::new(Delivery { ticket: ticket.clone(), event_ms: record.event_ms });
+        let mut base = BaseRecord::with_opaque_to(record.topic, delivery).key(record.key).payload(record.value);
         // Most records carry no headers; librdkafka allocates a header list only if asked.
         if !record.headers.is_empty() {
             let headers = record.headers.iter().fold(
@@ -126,9 +142,9 @@ impl Sink for KafkaSink {
                 }
                 // Refused outright (e.g. larger than the broker accepts): final.
                 Err((error, returned)) => {
-                    returned.delivery_opaque.done();
-                    let metrics = &self.producer.context().metrics;
-                    Metrics::add(&metrics.records_failed, 1);
+                    let records = &self.producer.context().metrics.records;
+                    records.add(records.series(record.topic), Outcome::Failed, 1);
+                    returned.delivery_opaque.ticket.done();
                     return Err(error.into());
                 }
             }

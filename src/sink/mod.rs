@@ -4,12 +4,13 @@
 //! A sink takes records from several rule workers at once. `send` may block the calling
 //! worker while the sink is full (the spool then absorbs the traffic), but never drops
 //! a record silently: a record that cannot be delivered is logged and counted in
-//! `records_failed`.
+//! `records_failed` (by topic).
 //!
 //! Delivery is reported per event through its `Ticket`: a record counts as delivered
 //! once its ticket is given back (Kafka: on the delivery report), or, for a sink that
 //! ignores tickets, once `end_batch` returns `Ok`. Only then does the worker commit the
-//! event in the spool.
+//! event in the spool. A sink counts each delivered record by topic, with its latency
+//! from the event (`Metrics::record_delivered`), before reporting it delivered.
 
 mod file;
 mod kafka;
@@ -29,6 +30,9 @@ pub struct Record<'a> {
     pub key: &'a [u8],
     pub value: &'a [u8],
     pub headers: &'a [(String, Vec<u8>)],
+    /// When the hook event the record was made from was raised (unix ms): the start
+    /// of its delivery latency.
+    pub event_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -87,6 +87,8 @@ try {
     const number = id => Number(document.getElementById(id).textContent.replace(/\D/g, ""));
     return number("messages-rate") > 0 && number("routed-rate") > 0;
   });
+  await waitIn("throughput shows the delivery latency p50 / p99 in ms", () =>
+    /^[\d.,]+ ms \/ [\d.,]+ ms$/.test(document.getElementById("latency").textContent));
   await shot("1-unfiltered");
 
   await page.fill("#filter-topic", "message_state");

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::fixtures::route_rule;
-use crate::scene::{repo_rules, Device, Scene};
+use crate::scene::{repo_rules, wait_for, Device, MockKafka, Scene};
 
 async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut socket = send_get(addr, path).await;
@@ -57,7 +57,7 @@ impl EventStream {
 }
 
 /// A gateway with the shipped `message_state.wasm`, after `client_id` published `n`
-/// state reports and they were routed (in the file sink). The device stays connected.
+/// state reports and they were delivered (to the file sink). The device stays connected.
 async fn scene_after_state_reports(client_id: &str, n: usize) -> (Scene, Device) {
     let rule = std::fs::read(repo_rules().join("message_state.wasm")).unwrap();
     let scene = Scene::start(&[("message_state.wasm", &rule)], None).await;
@@ -67,7 +67,31 @@ async fn scene_after_state_reports(client_id: &str, n: usize) -> (Scene, Device)
     }
     lock.wait_pubacks(n).await;
     scene.file_records(n).await;
+    // The sink counts a record just after the flush that put it in the file.
+    let delivered = wait_for(Duration::from_secs(10), || scene.counter("records_delivered") == n as i64).await;
+    assert!(delivered, "{n} records delivered; counters: {:?}", scene.gateway().metrics().snapshot());
     (scene, lock)
+}
+
+/// Scrapes `/metrics` until it has a line `until` (10 s at most); returns the body.
+async fn scrape_until(admin: SocketAddr, until: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = http_get(admin, "/metrics").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let metrics = body(&response).to_string();
+        if metrics.lines().any(|l| l == until) {
+            return metrics;
+        }
+        assert!(std::time::Instant::now() < deadline, "no line {until:?} within 10 s in\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn assert_lines(metrics: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(metrics.lines().any(|l| l == *line), "missing {line:?} in\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,18 +102,69 @@ async fn metrics_count_hooks_records_and_rule_calls() {
     assert!(admin.ip().is_loopback());
     let metrics = http_get(admin, "/metrics").await;
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
-    for line in [
-        "hookline_hook_events_total{hook=\"message.publish\"} 3",
-        "hookline_hook_events_total{hook=\"client.connected\"} 1",
-        "hookline_rule_calls_total 3",
-        "hookline_rule_calls_total{rule=\"message_state.wasm\"} 3",
-        "hookline_rule_routes_total{rule=\"message_state.wasm\"} 3",
-        "hookline_connections 1",
-        "hookline_tail_dropped_total 0",
-    ] {
-        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
-    }
+    assert_lines(
+        body(&metrics),
+        &[
+            "hookline_hook_events_total{hook=\"message.publish\"} 3",
+            "hookline_hook_events_total{hook=\"client.connected\"} 1",
+            "hookline_rule_calls_total 3",
+            "hookline_rule_calls_total{rule=\"message_state.wasm\"} 3",
+            "hookline_rule_routes_total{rule=\"message_state.wasm\"} 3",
+            "hookline_connections 1",
+            "hookline_tail_dropped_total 0",
+            "hookline_records_delivered_total{topic=\"message_state\"} 3",
+            "hookline_records_failed_total{topic=\"message_state\"} 0",
+            "hookline_delivery_latency_seconds_count 3",
+        ],
+    );
     assert!(http_get(admin, "/healthz").await.ends_with("ok\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_kafka_records_by_topic_and_time_their_delivery() {
+    let kafka = MockKafka::new(&["message_state", "message_command"]);
+    let state = route_rule("message.publish", "devices/+/state", "message_state");
+    let command = route_rule("message.publish", "devices/+/command", "message_command");
+    let rules = [("state.wat", state.as_bytes()), ("command.wat", command.as_bytes())];
+    // librdkafka's smallest record size limit: a larger record is refused when produced.
+    let scene = Scene::start_with(&rules, Some(kafka.bootstrap()), |config| {
+        config.kafka.properties.insert("message.max.bytes".into(), "1000".into());
+    })
+    .await;
+
+    let mut lock = Device::connect(scene.addr, "lock-k").await;
+    for _ in 0..3 {
+        lock.publish("devices/lock-k/state", "{}", QoS::AtLeastOnce).await;
+    }
+    lock.publish("devices/lock-k/state", vec![b'x'; 2000], QoS::AtLeastOnce).await;
+    for _ in 0..2 {
+        lock.publish("devices/lock-k/command", "{}", QoS::AtLeastOnce).await;
+    }
+    lock.wait_pubacks(6).await;
+
+    let admin = scene.gateway().admin_addr().unwrap();
+    let metrics = scrape_until(admin, "hookline_delivery_latency_seconds_count 5").await;
+    assert_lines(
+        &metrics,
+        &[
+            "hookline_records_delivered_total{topic=\"message_state\"} 3",
+            "hookline_records_delivered_total{topic=\"message_command\"} 2",
+            "hookline_records_delivered_total{topic=\"(other)\"} 0",
+            "hookline_records_failed_total{topic=\"message_state\"} 1",
+            "hookline_records_failed_total{topic=\"message_command\"} 0",
+            "# TYPE hookline_delivery_latency_seconds histogram",
+            "hookline_delivery_latency_seconds_bucket{le=\"60\"} 5",
+            "hookline_delivery_latency_seconds_bucket{le=\"+Inf\"} 5",
+        ],
+    );
+    // Buckets are cumulative: never fewer below a higher bound.
+    let buckets: Vec<u64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("hookline_delivery_latency_seconds_bucket"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+        .collect();
+    assert_eq!(buckets.len(), hookline::metrics::BOUNDS_MS.len() + 1, "{metrics}");
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +214,11 @@ async fn api_stats_streams_message_and_record_totals() {
     let event: serde_json::Value = serde_json::from_str(data).unwrap();
     assert_eq!(event["messages_in"], 4, "{event}");
     assert_eq!(event["records_routed"], 4, "{event}");
+    assert_eq!(event["records_delivered"], 4, "{event}");
     assert_eq!(event["connections"], 1, "{event}");
+    let p50 = event["delivery_latency_p50_ms"].as_f64().expect("a median once records are delivered");
+    let p99 = event["delivery_latency_p99_ms"].as_f64().expect("a 99th percentile");
+    assert!(0.0 <= p50 && p50 <= p99 && p99 <= 60_000.0, "{event}");
     assert!(text.contains("event: stats\n"), "{text}");
 }
 

@@ -108,7 +108,14 @@ async fn kafka_down_at_start_keeps_the_gateway_up_and_delivers_once_kafka_is_up(
 
     let tansu = Tansu::start_on(port);
     tansu.create_topics(&["message_state"]).await;
+    let metrics = scene.gateway().metrics().clone();
     scene.shutdown().await;
+    // Latency runs from the hook event, so it spans the outage: every record was raised
+    // before the 1 s wait and delivered after it.
+    let text = metrics.prometheus(&Default::default());
+    for line in ["hookline_delivery_latency_seconds_bucket{le=\"1\"} 0", "hookline_delivery_latency_seconds_count 10"] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
     let bootstrap = tansu.bootstrap();
     let records = tokio::task::spawn_blocking(move || {
         consume(&bootstrap, "message_state", 10, Duration::from_secs(20), Duration::from_millis(500))
