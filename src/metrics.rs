@@ -102,10 +102,10 @@ impl Metrics {
             let _ = writeln!(out, "hookline_{name} {value}");
         }
         for (name, help, counter) in RuleCounters::FIELDS {
-            family(&mut out, &format!("hookline_rule_{name}_total"), help, "counter");
+            family(&mut out, &format!("hookline_module_{name}_total"), help, "counter");
             for module in &rules.modules {
                 let value = counter(&module.counters).load(Ordering::Relaxed);
-                let _ = writeln!(out, "hookline_rule_{name}_total{{rule=\"{}\"}} {value}", escape_label(&module.name));
+                let _ = writeln!(out, "hookline_module_{name}_total{{rule=\"{}\"}} {value}", escape_label(&module.name));
             }
         }
         out
@@ -191,6 +191,11 @@ mod tests {
         let metrics = Metrics::default();
         Metrics::add(&metrics.rule_calls, 3);
         let text = metrics.prometheus(&RuleSet::default());
+        let mut families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()).collect();
+        let count = families.len();
+        families.sort_unstable();
+        families.dedup();
+        assert_eq!(families.len(), count, "a metric family is declared twice: {text}");
         assert!(text.contains("# HELP hookline_rule_calls_total Guest calls made (`hookline_on_event`).\n"), "{text}");
         assert!(text.contains("# TYPE hookline_rule_calls_total counter\nhookline_rule_calls_total 3\n"), "{text}");
         assert!(text.contains("hookline_hook_events_total{hook=\"message.acked\"} 0\n"), "{text}");
