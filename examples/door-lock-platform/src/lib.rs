@@ -31,8 +31,10 @@ pub fn now_ms() -> i64 {
     since_epoch.as_millis() as i64
 }
 
-/// Log lines on stderr; `RUST_LOG` sets the filter (default `info`).
+/// Log lines on stderr, coloured only on a terminal; `RUST_LOG` sets the filter
+/// (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colours).with_writer(std::io::stderr).init();
 }
