@@ -8,4 +8,5 @@ mod monitor;
 mod notifier;
 mod restart;
 mod scene;
+mod simulator;
 
