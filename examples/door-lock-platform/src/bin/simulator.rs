@@ -40,7 +40,7 @@ struct Args {
     #[arg(long)]
     report_interval_secs: Option<f64>,
     /// Seconds between the business app's valid unlock commands, round-robin over the
-    /// locks that have no fault; 0: none.
+    /// locks without a lock fault (low battery, bad state, silent); 0: none.
     #[arg(long, default_value_t = 30.0)]
     unlock_every_secs: f64,
     /// Seconds a lock stays unlocked before it locks again (and reports it).
@@ -254,11 +254,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = PlatformConfig::load(&args.config)?;
     let lock_ids = if args.locks.is_empty() { config.locks.keys().cloned().collect() } else { args.locks.clone() };
-    let faulty: Vec<&String> = [&args.low_battery, &args.bad_state, &args.silent, &args.tampered, &args.replay, &args.stale]
-        .into_iter()
-        .flatten()
-        .collect();
-    for lock_id in lock_ids.iter().chain(faulty.iter().copied()) {
+    let lock_faulty: Vec<&String> = [&args.low_battery, &args.bad_state, &args.silent].into_iter().flatten().collect();
+    let command_faulty = [&args.tampered, &args.replay, &args.stale].into_iter().flatten();
+    for lock_id in lock_ids.iter().chain(lock_faulty.iter().copied()).chain(command_faulty) {
         if config.secret(lock_id).is_none() {
             bail!("lock {lock_id} is not in {}: add [locks.\"{lock_id}\"] with its secret", args.config.display());
         }
@@ -289,7 +287,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("locks not subscribed within 30 s; is the gateway at {} up?", args.mqtt))?;
     }
     info!(locks = lock_ids.len(), "all locks connected and subscribed");
-    let healthy = lock_ids.iter().filter(|id| !faulty.contains(id)).cloned().collect();
+    let healthy = lock_ids.iter().filter(|id| !lock_faulty.contains(id)).cloned().collect();
     let sender = run_sender(&args, &config, healthy, stop.clone());
     let stopper = async {
         wait_for_stop(args.duration).await?;

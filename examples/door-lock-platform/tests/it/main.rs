@@ -7,6 +7,7 @@ mod auditor;
 mod monitor;
 mod notifier;
 mod restart;
+mod run_local;
 mod scene;
 mod simulator;
 
