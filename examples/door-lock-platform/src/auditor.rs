@@ -78,6 +78,8 @@ pub struct Auditor {
     awaiting_report: HashMap<Key, i64>,
     /// (lock, process_id) of reports read before any command with that id -> ts.
     early_reports: HashMap<Key, i64>,
+    /// Envelope `ts` of the last sweep of the three maps above.
+    swept_at: i64,
 }
 
 impl Auditor {
@@ -89,12 +91,13 @@ impl Auditor {
             nonces: HashMap::new(),
             awaiting_report: HashMap::new(),
             early_reports: HashMap::new(),
+            swept_at: 0,
         }
     }
 
     /// A `message_command` record.
     pub fn on_command(&mut self, envelope: &Envelope, command: &Command) -> AuditLine {
-        self.forget_before(envelope.ts - self.window_ms);
+        self.forget_old(envelope.ts);
         let lock_id = envelope.client_id.clone();
         let mut findings = Vec::new();
         let sign_valid = match self.secrets.get(&lock_id) {
@@ -135,7 +138,7 @@ impl Auditor {
 
     /// A `message_state` record: a line if it follows an audited command.
     pub fn on_state(&mut self, envelope: &Envelope, report: &StateReport) -> Option<AuditLine> {
-        self.forget_before(envelope.ts - self.window_ms);
+        self.forget_old(envelope.ts);
         let key = (envelope.client_id.clone(), report.process_id.clone());
         if self.awaiting_report.remove(&key).is_none() {
             self.early_reports.insert(key, envelope.ts);
@@ -150,7 +153,14 @@ impl Auditor {
         })
     }
 
-    fn forget_before(&mut self, oldest_ms: i64) {
+    /// Forgets what is older than the window before `now_ms` (record time); at most
+    /// once a second, since a sweep visits every remembered entry.
+    fn forget_old(&mut self, now_ms: i64) {
+        if now_ms < self.swept_at + 1000 {
+            return;
+        }
+        self.swept_at = now_ms;
+        let oldest_ms = now_ms - self.window_ms;
         for nonces in self.nonces.values_mut() {
             nonces.retain(|_, ts| *ts >= oldest_ms);
         }
@@ -240,5 +250,15 @@ mod tests {
         let mut other = envelope(NOW_S * 1000);
         other.client_id = "L9".into();
         assert_eq!(findings(&a.on_command(&other, &command("p5", "n5", NOW_S))), [Finding::UnknownLock]);
+    }
+
+    #[test]
+    fn nonces_are_forgotten_after_the_window_where_staleness_takes_over() {
+        let mut a = auditor();
+        a.on_command(&envelope(NOW_S * 1000), &command("p1", "n1", NOW_S));
+        a.on_command(&envelope((NOW_S + 120) * 1000), &command("p2", "n2", NOW_S + 120));
+        let late_replay = a.on_command(&envelope((NOW_S + 121) * 1000), &command("p1", "n1", NOW_S));
+        // Remembered, n1 would also be a replay.
+        assert_eq!(findings(&late_replay), [Finding::Stale]);
     }
 }

@@ -104,7 +104,7 @@ async fn run_lock(
 ) -> anyhow::Result<()> {
     let (client, mut eventloop) = AsyncClient::new(options, 100);
     let state_topic = format!("devices/{}/state", lock.id);
-    client.subscribe(format!("devices/{}/command", lock.id), QoS::AtLeastOnce).await?;
+    let command_topic = format!("devices/{}/command", lock.id);
     let mut reports = tokio::time::interval(timing.report_every);
     let mut reported = false;
     let mut ready = Some(ready);
@@ -127,6 +127,11 @@ async fn run_lock(
                 Some(lock.report("lock", &new_process_id()))
             }
             event = eventloop.poll() => match event {
+                // A clean session forgets subscriptions: subscribe on every (re)connection.
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    client.subscribe(&command_topic, QoS::AtLeastOnce).await?;
+                    None
+                }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     if let Some(ready) = ready.take() {
                         let _ = ready.send(()).await;

@@ -59,8 +59,8 @@ async fn the_local_stack_shows_alarms_audit_findings_and_a_dropped_in_rule() {
     let admin = format!("127.0.0.1:{}", free_port());
     let mut script = Command::new("bash")
         .arg(repo.join("examples/door-lock-platform/run-local.sh"))
-        // Long enough for tansu, which sometimes takes 10 s to complete a group join.
-        .args(["--duration", "25", "--bin-dir"])
+        // The consumers take about 3 s to join their groups through tansu.
+        .args(["--duration", "15", "--bin-dir"])
         .arg(&bins)
         .arg("--work")
         .arg(work.path())
@@ -90,7 +90,7 @@ async fn the_local_stack_shows_alarms_audit_findings_and_a_dropped_in_rule() {
     let lock = |n: u8| format!("100836187968331{n}");
     let expected: Vec<(String, String)> =
         [("replay", 71), ("stale", 71), ("tampered", 71)].iter().map(|(f, n)| (lock(*n), f.to_string())).collect();
-    assert_eq!(audit_findings(work.path()), expected, "auditor log:\n{}", log("auditor.log"));
+    assert_eq!(audit_findings(work.path()), expected, "auditor log:\n{}\ntansu log:\n{}", log("auditor.log"), log("tansu.log"));
     let monitor = log("monitor.log");
     for (n, condition) in [(72, "low_battery"), (73, "abnormal_lock_state"), (74, "silent")] {
         let needle = format!("\"lock_id\":\"{}\",\"condition\":\"{condition}\",\"status\":\"raised\"", lock(n));
