@@ -18,8 +18,9 @@ use anyhow::{bail, Context as _};
 use clap::Parser;
 use hookline_platform::lock::{new_process_id, unlock_command, CommandKind, LockFaults, SimulatedLock};
 use hookline_platform::PlatformConfig;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -102,7 +103,7 @@ async fn run_lock(
     ready: mpsc::Sender<()>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let (client, mut eventloop) = AsyncClient::new(options, 100);
+    let (client, mut packets, driver) = connect(options);
     let state_topic = format!("devices/{}/state", lock.id);
     let command_topic = format!("devices/{}/command", lock.id);
     let mut reports = tokio::time::interval(timing.report_every);
@@ -126,19 +127,19 @@ async fn run_lock(
                 lock.relock();
                 Some(lock.report("lock", &new_process_id()))
             }
-            event = eventloop.poll() => match event {
+            packet = packets.recv() => match packet {
                 // A clean session forgets subscriptions: subscribe on every (re)connection.
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                Some(Packet::ConnAck(_)) => {
                     client.subscribe(&command_topic, QoS::AtLeastOnce).await?;
                     None
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                Some(Packet::SubAck(_)) => {
                     if let Some(ready) = ready.take() {
                         let _ = ready.send(()).await;
                     }
                     None
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => match lock.obey(&publish.payload, now_secs()) {
+                Some(Packet::Publish(publish)) => match lock.obey(&publish.payload, now_secs()) {
                     Ok(command) => {
                         info!(lock_id = %lock.id, process_id = %command.process_id, "unlocked by command");
                         relock_at = Some(Instant::now() + timing.relock_after);
@@ -149,13 +150,8 @@ async fn run_lock(
                         None
                     }
                 },
-                Ok(_) => None,
-                Err(e) => {
-                    // rumqttc reconnects on the next poll; wait a little first.
-                    warn!(lock_id = %lock.id, error = %e, "MQTT connection lost; reconnecting");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    None
-                }
+                Some(_) => None,
+                None => bail!("lock {}: MQTT event loop ended", lock.id),
             },
         };
         if let Some(payload) = report.filter(|_| may_report) {
@@ -163,17 +159,46 @@ async fn run_lock(
             reported = true;
         }
     }
-    disconnect(client, eventloop).await;
+    disconnect(client, driver).await;
     Ok(())
 }
 
+/// A client whose event loop runs on its own task, forwarding incoming packets. The
+/// loop's `poll` must not race timers in a `select!`: cancelled while connecting, it
+/// starts a second connection with the same client id, and the broker drops the first.
+fn connect(options: MqttOptions) -> (AsyncClient, mpsc::UnboundedReceiver<Packet>, JoinHandle<()>) {
+    let client_id = options.client_id();
+    let (client, mut eventloop) = AsyncClient::new(options, 100);
+    let (packets, received) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(packet)) => {
+                    // A client that does not read its packets (the business app) drops
+                    // the receiver; the loop goes on until DISCONNECT.
+                    let _ = packets.send(packet);
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                    // One more poll writes the DISCONNECT to the socket.
+                    let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+                    return;
+                }
+                Ok(Event::Outgoing(_)) => {}
+                Err(e) => {
+                    // rumqttc reconnects on the next poll; wait a little first.
+                    warn!(client_id, error = %e, "MQTT connection lost; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    (client, received, driver)
+}
+
 /// Clean MQTT DISCONNECT, so the gateway sees a normal end and queued publishes go out.
-async fn disconnect(client: AsyncClient, mut eventloop: EventLoop) {
+async fn disconnect(client: AsyncClient, driver: JoinHandle<()>) {
     let _ = client.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while !matches!(eventloop.poll().await, Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_)) {}
-    })
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
 }
 
 /// The business app: the faulty commands first, then a valid unlock every
@@ -184,19 +209,8 @@ async fn run_sender(
     healthy: Vec<String>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let (client, mut eventloop) = AsyncClient::new(mqtt_options(&args.mqtt, &args.sender_id)?, 100);
-    let (stop_driver, mut driver_stop) = watch::channel(false);
-    let driver = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = driver_stop.changed() => return eventloop,
-                event = eventloop.poll() => if let Err(e) = event {
-                    warn!(error = %e, "business app: MQTT connection lost; reconnecting");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    });
+    // Its incoming packets are only acks: nothing to do with them.
+    let (client, _, driver) = connect(mqtt_options(&args.mqtt, &args.sender_id)?);
     let secret = |lock_id: &str| config.secret(lock_id).with_context(|| format!("lock {lock_id} has no secret in the config"));
     let send = |lock_id: String, payload: Vec<u8>| {
         let client = client.clone();
@@ -232,8 +246,7 @@ async fn run_sender(
     } else {
         let _ = stop.changed().await;
     }
-    let _ = stop_driver.send(true);
-    disconnect(client, driver.await?).await;
+    disconnect(client, driver).await;
     Ok(())
 }
 
