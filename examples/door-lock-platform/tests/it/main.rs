@@ -1,0 +1,13 @@
+//! Integration tests of the door-lock platform: each consumer binary runs as its own
+//! process against tansu (a Kafka-protocol broker, separate process), fed records in
+//! the gateway's exact envelope format; outputs are read back from Kafka, the audit
+//! file and a local webhook server.
+
+mod auditor;
+mod monitor;
+mod notifier;
+mod restart;
+mod run_local;
+mod scene;
+mod simulator;
+

@@ -1,0 +1,109 @@
+//! End to end: the hookline gateway (shipped rules) in front of tansu, the three
+//! consumers, and the simulator with every fault. Each alarm and each audit finding
+//! appears exactly once; every obeyed unlock is notified and audited with its report.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::scene::{free_port, now_ms, repo_rules, wait_for, Platform, Tansu};
+
+async fn gateway(kafka: &str) -> (hookline::Gateway, SocketAddr, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut config = hookline::Config::default();
+    config.node = "gateway@127.0.0.1".into();
+    config.data = data.path().to_path_buf();
+    config.broker.listen = addr;
+    config.rules.dir = repo_rules();
+    config.kafka.bootstrap_servers = kafka.into();
+    config.kafka.linger_ms = 1;
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    config.auth.anonymous = true;
+    (hookline::Gateway::start(config).await.expect("gateway starts"), addr, data)
+}
+
+fn findings(line: &Value) -> Vec<String> {
+    line["findings"].as_array().map(|f| f.iter().map(|v| v.as_str().unwrap().to_string()).collect()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fault_of_the_simulator_gives_exactly_one_alarm_or_audit_finding() {
+    let tansu = Tansu::start().await;
+    let (gateway, mqtt, _data) = gateway(&tansu.bootstrap()).await;
+    let monitor = "[monitor]\nreport_interval_secs = 1\nsilent_intervals = 2\n";
+    let platform = Platform::new(&tansu.bootstrap(), 7, monitor);
+    let _consumers = [
+        platform.spawn(env!("CARGO_BIN_EXE_notifier"), "notifier", &[]),
+        platform.spawn(env!("CARGO_BIN_EXE_monitor"), "monitor", &[]),
+        platform.spawn(env!("CARGO_BIN_EXE_auditor"), "auditor", &[]),
+    ];
+    let mqtt = mqtt.to_string();
+    let faults = [
+        "--low-battery", "L2", "--bad-state", "L3", "--silent", "L4",
+        "--tampered", "L5", "--replay", "L6", "--stale", "L7",
+    ];
+    let timing = ["--report-interval-secs", "1", "--unlock-every-secs", "2", "--relock-after-secs", "1", "--duration", "6"];
+    let mut simulator = platform.spawn(
+        env!("CARGO_BIN_EXE_simulator"),
+        "simulator",
+        &[&["--mqtt", &mqtt, "--ts-window-secs", "60"][..], &timing, &faults].concat(),
+    );
+    let status = simulator.wait(Duration::from_secs(60));
+    let stopped_at = now_ms();
+    assert!(status.success(), "simulator failed: {status}\n{}", platform.log("simulator"));
+
+    // Audit: the three command faults, each flagged once.
+    let flagged = |lines: &[Value]| lines.iter().filter(|l| !findings(l).is_empty()).count();
+    let all_flagged = wait_for(Duration::from_secs(30), || flagged(&platform.audit_file_lines()) >= 3).await;
+    assert!(all_flagged, "audit file: {:#?}\nauditor log:\n{}", platform.audit_file_lines(), platform.log("auditor"));
+    // Alarms: L2 low battery, L3 abnormal state, L4 silent; then every lock falls
+    // silent once the simulator stopped.
+    let alarms = tansu.read("alarms", 3 + 6, Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let audit = platform.audit_file_lines();
+    assert_eq!(tansu.read("audit", audit.len(), Duration::from_secs(1)), audit, "audit topic and file agree");
+
+    let mut found = BTreeMap::new();
+    for line in audit.iter().filter(|l| l["kind"] == "command") {
+        for finding in findings(line) {
+            *found.entry((line["lock_id"].as_str().unwrap().to_string(), finding)).or_insert(0) += 1;
+        }
+    }
+    let expected: BTreeMap<(String, String), i32> =
+        [("L5", "tampered"), ("L6", "replay"), ("L7", "stale")].iter().map(|(l, f)| ((l.to_string(), f.to_string()), 1)).collect();
+    assert_eq!(found, expected, "audit findings; audit: {audit:#?}");
+
+    // Every command without findings (the periodic unlocks of L1, L5, L6, L7, and L6's
+    // replayed one the first time) was obeyed: its state report is audited, and the
+    // owner was notified once.
+    let clean: Vec<&Value> = audit.iter().filter(|l| l["kind"] == "command" && findings(l).is_empty()).collect();
+    assert!(clean.iter().any(|l| l["lock_id"] == "L1") && clean.iter().any(|l| l["lock_id"] == "L6"), "{audit:#?}");
+    for command in &clean {
+        assert_eq!(command["from"], "business-app-1");
+        let reported = command["state_report_seen"] == true
+            || audit.iter().any(|l| l["kind"] == "state_report" && l["process_id"] == command["process_id"]);
+        assert!(reported, "no state report audited for {command}");
+    }
+    let notifications = platform.log("notifier").matches("was unlocked remotely").count();
+    assert_eq!(notifications, clean.len(), "notifier log:\n{}", platform.log("notifier"));
+
+    let mut raised = BTreeMap::new();
+    for alarm in &alarms {
+        let (lock, condition) = (alarm["lock_id"].as_str().unwrap(), alarm["condition"].as_str().unwrap());
+        if condition == "silent" && lock != "L4" {
+            assert!(alarm["ts"].as_i64().unwrap() >= stopped_at - 1000, "{lock} silent while running: {alarm}");
+            continue;
+        }
+        *raised.entry((lock.to_string(), condition.to_string(), alarm["status"].as_str().unwrap().to_string())).or_insert(0) += 1;
+    }
+    let expected: BTreeMap<(String, String, String), i32> =
+        [("L2", "low_battery"), ("L3", "abnormal_lock_state"), ("L4", "silent")]
+            .iter()
+            .map(|(l, c)| ((l.to_string(), c.to_string(), "raised".to_string()), 1))
+            .collect();
+    assert_eq!(raised, expected, "alarms: {alarms:#?}\nmonitor log:\n{}", platform.log("monitor"));
+    gateway.shutdown().await.expect("gateway stops cleanly");
+}
