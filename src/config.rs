@@ -124,7 +124,8 @@ pub struct BrokerConfig {
 pub struct BufferConfig {
     /// Directory of the spool's segment files; empty: `<data>/spool`.
     pub dir: PathBuf,
-    /// Disk budget: the most bytes of segment files, delivered or not, kept at once.
+    /// Disk budget: the most bytes of events written and not yet delivered. On disk
+    /// add at most one segment per rule worker of delivered events not yet deleted.
     pub max_bytes: u64,
     /// Size at which a segment file is finished and the next one started.
     pub segment_bytes: u64,
@@ -342,6 +343,12 @@ impl Config {
             return invalid(
                 "buffer.segment_bytes",
                 "must be at least 4096 and at most half of buffer.max_bytes (the spool frees space a whole segment at a time)",
+            );
+        }
+        if self.buffer.max_bytes < 2 * self.broker.max_packet_size as u64 {
+            return invalid(
+                "buffer.max_bytes",
+                "must be at least twice broker.max_packet_size (the largest event must fit the budget)",
             );
         }
         if self.buffer.fsync == Fsync::Interval && self.buffer.fsync_interval_ms == 0 {

@@ -27,7 +27,10 @@ use super::wire;
 use crate::access::{Access, Action, DENIED_TOPIC, VOID_FILTER};
 use crate::hooks::{Hook, HookEvent};
 use crate::metrics::Metrics;
-use crate::spool::{Push, Spool};
+use crate::spool::{Push, Spool, SpoolBatch};
+
+/// Staged events written at once when a read brings this many bytes of them.
+const FLUSH_AT: usize = 64 * 1024;
 
 /// State shared by every connection of a listener.
 pub struct TapShared {
@@ -39,8 +42,8 @@ pub struct TapShared {
     /// a newer owner on its way out was taken over.
     owners: Mutex<HashMap<Arc<str>, u64>>,
     next_serial: AtomicU64,
-    /// Shutdown has begun: connections are closed at their next packet, so no new
-    /// publish is accepted (and left to the next start) while the spool drains.
+    /// Shutdown has begun: connections are closed when they send new work, so no new
+    /// publish is accepted while the spool drains.
     closing: AtomicBool,
 }
 
@@ -57,9 +60,9 @@ impl TapShared {
         }
     }
 
-    /// Closes each connection at its next packet, unread: shutdown finishes the work
-    /// in flight instead of taking more. Unacknowledged publishes are resent by their
-    /// clients to whichever gateway they reach next.
+    /// Closes each connection when it next sends new work (CONNECT, PUBLISH,
+    /// SUBSCRIBE, UNSUBSCRIBE), unread: shutdown finishes the work in flight instead of
+    /// taking more. Unacknowledged publishes are resent by their clients later.
     pub fn close_connections(&self) {
         self.closing.store(true, Ordering::SeqCst);
     }
@@ -104,6 +107,10 @@ struct Connection {
     /// The spool refused a publish of this MQTT 3.1.1 client, which has no reason codes:
     /// close the connection before the publish is acknowledged.
     close_unacknowledged: bool,
+    /// Events of the packets read so far and not yet written to the spool: written when
+    /// the read runs out of bytes, before anything is written back to the client (so
+    /// before any acknowledgement), when it grows past `FLUSH_AT`, and at the end.
+    batch: SpoolBatch,
     pending_unsubscribe: HashMap<u16, Vec<String>>,
     /// MQTT 5 topic aliases, incoming and outgoing.
     aliases_in: HashMap<u16, Bytes>,
@@ -149,6 +156,7 @@ impl TapCodec {
                 pending_subscribe: HashMap::new(),
                 refused_pkids: Vec::new(),
                 close_unacknowledged: false,
+                batch: SpoolBatch::default(),
                 pending_unsubscribe: HashMap::new(),
                 aliases_in: HashMap::new(),
                 aliases_out: HashMap::new(),
@@ -173,7 +181,8 @@ impl Clone for TapCodec {
 
 impl Protocol for TapCodec {
     fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, protocol::Error> {
-        if self.shared.closing.load(Ordering::Relaxed) && !stream.is_empty() {
+        // Shutting down: acknowledgements of work in flight still come in, new work not.
+        if self.shared.closing.load(Ordering::Relaxed) && stream.first().is_some_and(|&b| wire::starts_work(wire::packet_type(b))) {
             return Err(protocol::Error::IncorrectPacketFormat);
         }
         let shared = self.shared.clone();
@@ -213,7 +222,12 @@ impl Protocol for TapCodec {
         };
         let mut packet = match result {
             Ok(packet) => packet,
-            Err(protocol::Error::InsufficientBytes(n)) => return Err(protocol::Error::InsufficientBytes(n)),
+            // rumqttd asks for more only once it handed on everything read so far: the
+            // end of a read batch.
+            Err(protocol::Error::InsufficientBytes(n)) => {
+                flush(&shared, state)?;
+                return Err(protocol::Error::InsufficientBytes(n));
+            }
             Err(protocol::Error::PayloadSizeLimitExceeded(size)) => {
                 return Err(refuse(&shared, state, Refusal::Oversized { size, limit: max_size }))
             }
@@ -230,11 +244,16 @@ impl Protocol for TapCodec {
         if state.close_unacknowledged {
             return Err(protocol::Error::IncorrectPacketFormat);
         }
+        if state.batch.len() >= FLUSH_AT {
+            flush(&shared, state)?;
+        }
         Ok(packet)
     }
 
     fn write(&self, mut packet: Packet, buffer: &mut BytesMut) -> Result<usize, protocol::Error> {
         let mut state = self.state();
+        // Whatever this packet acknowledges is in the spool before it goes out.
+        flush(&self.shared, &mut state)?;
         let pending = observe_outgoing_before(&self.shared, &mut state, &mut packet);
         let start = buffer.len();
         let written = match state.version {
@@ -257,6 +276,12 @@ impl Protocol for TapCodec {
         }
         Ok(written)
     }
+}
+
+/// Writes the connection's staged events to the spool. A failed write closes the
+/// connection before anything staged is acknowledged.
+fn flush(shared: &TapShared, state: &mut Connection) -> Result<(), protocol::Error> {
+    shared.spool.flush(&mut state.batch).map_err(|_| protocol::Error::IncorrectPacketFormat)
 }
 
 /// Why the tap closes a connection.
@@ -322,7 +347,7 @@ fn invalid_topic(packet: &Packet) -> Option<&'static str> {
 }
 
 /// Tells the client's hook chain, and the audit trail, that the ACL refused something.
-fn denied(shared: &TapShared, client: &Client, action: &'static str, topic: Bytes) {
+fn denied(shared: &TapShared, client: &Client, batch: &mut SpoolBatch, action: &'static str, topic: Bytes) {
     Metrics::add(&shared.metrics.access_denied, 1);
     if shared.metrics.access_denied.load(Ordering::Relaxed) % 1000 == 1 {
         tracing::warn!(client_id = %client.id, action, topic = %String::from_utf8_lossy(&topic), "denied by the ACL (logged for 1 in 1000)");
@@ -330,7 +355,7 @@ fn denied(shared: &TapShared, client: &Client, action: &'static str, topic: Byte
     let mut event = HookEvent::new(Hook::AccessDenied, client.id.clone(), client.username.clone());
     event.topic = topic;
     event.reason = Some(action);
-    shared.spool.push(client.shard, &event);
+    shared.spool.stage(batch, client.shard, &event);
 }
 
 fn allowed(shared: &TapShared, client: &Client, action: Action, topic: &[u8]) -> bool {
@@ -367,7 +392,7 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Pac
             let client = state.client.as_ref().expect("set just above");
             if will.as_ref().is_some_and(|w| !allowed(shared, client, Action::Publish, &w.topic)) {
                 let topic = will.take().map(|w| w.topic).unwrap_or_default();
-                denied(shared, client, "will", topic);
+                denied(shared, client, &mut state.batch, "will", topic);
             }
             let delay = will_props.as_ref().and_then(|p| p.delay_interval).unwrap_or(0);
             state.will = will.clone().map(|w| (w, delay));
@@ -377,7 +402,7 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Pac
             let alias = props.as_ref().and_then(|p| p.topic_alias);
             let topic = resolve_alias(&mut state.aliases_in, &publish.topic, alias);
             let refusal = if !allowed(shared, client, Action::Publish, &topic) {
-                denied(shared, client, "publish", topic);
+                denied(shared, client, &mut state.batch, "publish", topic);
                 PublishRefusal::NotAuthorized
             } else {
                 shared.publishers.record(&topic, &publish.payload, &client.id);
@@ -385,7 +410,7 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Pac
                 event.topic = topic;
                 event.payload = publish.payload.clone();
                 event.qos = publish_qos;
-                if shared.spool.push(client.shard, &event) != Push::Rejected {
+                if shared.spool.stage(&mut state.batch, client.shard, &event) != Push::Rejected {
                     return;
                 }
                 if matches!(state.version, Version::V4) {
@@ -420,7 +445,7 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Pac
                     filters.push(Some(filter.path.clone()));
                 } else {
                     let path = std::mem::replace(&mut filter.path, VOID_FILTER.to_string());
-                    denied(shared, client, "subscribe", Bytes::from(path));
+                    denied(shared, client, &mut state.batch, "subscribe", Bytes::from(path));
                     filters.push(None);
                 }
             }
@@ -467,7 +492,7 @@ fn acked(shared: &TapShared, state: &mut Connection, pkid: u16, ok: bool) {
     event.payload = delivered.payload;
     event.qos = delivered.qos;
     event.from = delivered.from;
-    shared.spool.push(client.shard, &event);
+    shared.spool.stage(&mut state.batch, client.shard, &event);
 }
 
 /// Raises events for a packet about to be written to a client, and tells an MQTT 5
@@ -565,6 +590,7 @@ impl Drop for TapCodec {
     fn drop(&mut self) {
         let shared = self.shared.clone();
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = flush(&shared, state);
         let Some(client) = state.client.as_ref() else { return };
         let taken_over = {
             let mut owners = shared.owners();

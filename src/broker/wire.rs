@@ -28,6 +28,12 @@ pub fn sent_only_by_servers(packet_type: u8) -> bool {
     matches!(packet_type, 2 | 9 | 11 | 13)
 }
 
+/// CONNECT, PUBLISH, SUBSCRIBE and UNSUBSCRIBE: what a client sends to start
+/// something, as opposed to acknowledging or keeping alive.
+pub fn starts_work(packet_type: u8) -> bool {
+    matches!(packet_type, CONNECT | PUBLISH | 8 | 10)
+}
+
 pub fn packet_type(first_byte: u8) -> u8 {
     first_byte >> 4
 }

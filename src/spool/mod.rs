@@ -16,6 +16,7 @@ mod progress;
 mod shard;
 
 use std::cell::RefCell;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -52,9 +53,30 @@ pub struct Spool {
     last_error_log: AtomicU64,
 }
 
+/// Frames a connection has staged and not yet written: a connection's events of one
+/// read are written with one system call instead of one each.
+#[derive(Default)]
+pub struct SpoolBatch {
+    frames: Vec<u8>,
+    shard: usize,
+    /// Holds a QoS 1/2 publish, which `fsync = always` must have on disk first.
+    acknowledged: bool,
+}
+
+impl SpoolBatch {
+    /// Bytes staged.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+}
+
 thread_local! {
-    /// Frame scratch buffer of the connection thread encoding an event.
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
+    /// The batch of `Spool::push`, one per thread that raises events outside a read.
+    static SCRATCH: RefCell<SpoolBatch> = RefCell::new(SpoolBatch::default());
 }
 
 impl Spool {
@@ -140,47 +162,93 @@ impl Spool {
 
     /// Publishes the size gauges (called after commits and by a periodic task).
     pub fn update_gauges(&self) {
-        let backlog: u64 = self.shards.iter().map(|s| s.backlog_bytes()).sum();
         self.metrics.spool_bytes.store(self.bytes() as i64, Ordering::Relaxed);
-        self.metrics.spool_backlog_bytes.store(backlog as i64, Ordering::Relaxed);
+        self.metrics.spool_backlog_bytes.store(self.backlog_bytes() as i64, Ordering::Relaxed);
     }
 
-    /// Appends an event to its shard. Called from a connection's codec: when the spool
-    /// is full under `backpressure`, or under `fsync = always` for a QoS 1/2 publish,
-    /// this blocks that connection (and only it) until the write may proceed or is on
-    /// disk.
+    /// Appends an event to its shard at once (for events raised outside a connection's
+    /// read batch). Blocks as `stage` and `flush` do.
     pub fn push(&self, shard: usize, event: &HookEvent) -> Push {
-        Metrics::add(&self.metrics.hook_events[event.hook.code() as usize], 1);
-        SCRATCH.with_borrow_mut(|frame| {
-            frame.clear();
-            frame::encode(event, frame);
-            if let Some(refused) = self.wait_for_room(frame.len() as u64, event) {
-                return refused;
+        SCRATCH.with_borrow_mut(|batch| {
+            let staged = self.stage(batch, shard, event);
+            match self.flush(batch) {
+                Ok(()) => staged,
+                Err(_) => Push::Rejected,
             }
-            let shard = &self.shards[shard];
-            let end = match shard.append(frame, self.config.segment_bytes, self.config.fsync != Fsync::Never) {
-                Ok(end) => end,
-                Err(error) => {
-                    Metrics::add(&self.metrics.spool_write_errors, 1);
-                    if self.once_per_second(&self.last_error_log) {
-                        tracing::error!(%error, client_id = %event.client_id, errors_total = Metrics::get(&self.metrics.spool_write_errors),
-                            "cannot write to the spool (disk full or failing?): refusing the event; QoS 1/2 publishers are not acknowledged");
-                    }
-                    return Push::Rejected;
-                }
-            };
-            let acknowledged = event.hook == Hook::MessagePublish && event.qos > 0;
-            if acknowledged && self.config.fsync == Fsync::Always {
-                self.wait_synced(shard, end);
-            }
-            Push::Written
         })
     }
 
-    /// Applies `when_full` while the frame does not fit the disk budget; `None` once it
+    /// Adds an event to a connection's batch of frames, if the disk budget admits it:
+    /// when the spool is full under `backpressure`, this blocks that connection (and
+    /// only it) until deliveries free room. The batch must be flushed before anything
+    /// it holds is acknowledged.
+    pub fn stage(&self, batch: &mut SpoolBatch, shard: usize, event: &HookEvent) -> Push {
+        Metrics::add(&self.metrics.hook_events[event.hook.code() as usize], 1);
+        if batch.shard != shard && !batch.frames.is_empty() {
+            // A client's shard changes only when the broker assigns its id; keep order.
+            let _ = self.flush(batch);
+        }
+        batch.shard = shard;
+        let start = batch.frames.len();
+        frame::encode(event, &mut batch.frames);
+        let len = (batch.frames.len() - start) as u64;
+        if !self.fits(start as u64 + len) {
+            // Write what was admitted before deciding about this one: the room it waits
+            // for is made by delivering what is on disk.
+            let frame = batch.frames.split_off(start);
+            let _ = self.flush(batch);
+            batch.frames = frame;
+            if let Some(refused) = self.wait_for_room(len, event) {
+                batch.frames.clear();
+                return refused;
+            }
+        }
+        batch.acknowledged |= event.hook == Hook::MessagePublish && event.qos > 0;
+        Push::Written
+    }
+
+    /// Whether `more` bytes fit the budget next to what is not yet delivered.
+    fn fits(&self, more: u64) -> bool {
+        self.backlog_bytes() + more <= self.config.max_bytes
+    }
+
+    /// Bytes written and not yet delivered, over all shards.
+    pub fn backlog_bytes(&self) -> u64 {
+        self.shards.iter().map(|s| s.backlog_bytes()).sum()
+    }
+
+    /// Writes a batch's frames in one append; under `fsync = always`, waits until a
+    /// batch holding a QoS 1/2 publish is on disk. On error nothing in the batch may be
+    /// acknowledged: the caller closes the connection (its client resends).
+    pub fn flush(&self, batch: &mut SpoolBatch) -> io::Result<()> {
+        if batch.frames.is_empty() {
+            return Ok(());
+        }
+        let shard = &self.shards[batch.shard];
+        let appended = shard.append(&batch.frames, self.config.segment_bytes, self.config.fsync != Fsync::Never);
+        let acknowledged = std::mem::take(&mut batch.acknowledged);
+        batch.frames.clear();
+        match appended {
+            Ok(end) if acknowledged && self.config.fsync == Fsync::Always => {
+                self.wait_synced(shard, end);
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(error) => {
+                Metrics::add(&self.metrics.spool_write_errors, 1);
+                if self.once_per_second(&self.last_error_log) {
+                    tracing::error!(%error, errors_total = Metrics::get(&self.metrics.spool_write_errors),
+                        "cannot write to the spool (disk full or failing?): closing the connection unacknowledged");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Applies `when_full` to a frame that does not fit the budget; `None` once it
     /// fits.
     fn wait_for_room(&self, frame: u64, event: &HookEvent) -> Option<Push> {
-        if self.bytes() + frame <= self.config.max_bytes {
+        if self.fits(frame) {
             return None;
         }
         self.log_full(event);
@@ -196,7 +264,7 @@ impl Spool {
             WhenFull::Backpressure => {
                 Metrics::add(&self.metrics.spool_full_waits, 1);
                 blocking(|| {
-                    while self.bytes() + frame > self.config.max_bytes {
+                    while !self.fits(frame) {
                         std::thread::sleep(Duration::from_millis(5));
                     }
                 });
@@ -223,7 +291,7 @@ impl Spool {
                 hook = event.hook.name(),
                 client_id = %event.client_id,
                 policy = ?self.config.when_full,
-                spool_bytes = self.bytes(),
+                backlog_bytes = self.backlog_bytes(),
                 max_bytes = self.config.max_bytes,
                 dropped_total = Metrics::get(&self.metrics.spool_dropped),
                 rejected_total = Metrics::get(&self.metrics.spool_rejected),
@@ -365,7 +433,7 @@ mod tests {
             let outcomes: Vec<Push> = (0..200).map(|seq| spool.push(0, &publish("lock", seq))).collect();
             let refused = outcomes.iter().filter(|o| **o == outcome).count();
             assert!(refused > 0 && outcomes[..10].iter().all(|o| *o == Push::Written), "{policy:?}: {outcomes:?}");
-            assert!(spool.bytes() <= 8192, "{policy:?}: {} bytes", spool.bytes());
+            assert!(spool.backlog_bytes() <= 8192, "{policy:?}: {} bytes", spool.backlog_bytes());
             assert_eq!(metrics.snapshot()[counter], refused as i64);
         }
     }

@@ -315,6 +315,7 @@ async fn a_full_spool_rejects_when_configured_to() {
     let scene = crate::scene::Scene::start_with(&rules, Some(format!("127.0.0.1:{}", free_port())), |config| {
         config.buffer.max_bytes = 8 * 1024;
         config.buffer.segment_bytes = 4096;
+        config.broker.max_packet_size = 1024;
         config.buffer.when_full = hookline::config::WhenFull::Reject;
         config.kafka.properties.insert("queue.buffering.max.messages".into(), "10".into());
     })
@@ -355,5 +356,5 @@ async fn a_full_spool_rejects_when_configured_to() {
     println!("full spool: MQTT 5 lock refused after {acknowledged} acknowledged ({refusal}); MQTT 3.1.1 lock disconnected ({closed})");
     assert!(scene.counter("spool_rejected") >= 2);
     assert_eq!(scene.counter("spool_dropped"), 0);
-    assert!(scene.counter("spool_bytes") <= 8 * 1024);
+    assert!(scene.counter("spool_backlog_bytes") <= 8 * 1024);
 }

@@ -5,7 +5,7 @@
 //! guards (README, *Hostile input*). `PROPTEST_CASES` sets the number of cases (`.ci/run`
 //! sets it); inputs that once failed are replayed from `proptest-regressions/`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
 use hookline::access::Access;
@@ -20,16 +20,21 @@ use crate::raw_mqtt::{connect, frame};
 
 const MAX_SIZE: usize = 512;
 
-/// A tap on its own connection, appending to a spool in a temporary directory (kept
-/// alive by the returned guard).
-fn codec() -> (TapCodec, tempfile::TempDir) {
-    let metrics = Arc::new(Metrics::default());
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = BufferConfig { fsync: Fsync::Never, ..BufferConfig::default() };
-    let (spool, _readers) = Spool::open(&config, dir.path(), 2, metrics.clone()).expect("spool");
-    let access = Access::load(&AuthConfig { anonymous: true, ..AuthConfig::default() }).expect("anonymous access");
-    let shared = TapShared::new(spool, PublisherIndex::new(64), metrics, access);
-    (TapCodec::new(Arc::new(shared)), dir)
+/// A tap on its own connection. Every case appends to one spool (under cargo's
+/// scratch directory for tests, emptied first), opened once: a spool per case would
+/// cost a directory fsync each.
+fn codec() -> TapCodec {
+    static SHARED: OnceLock<Arc<TapShared>> = OnceLock::new();
+    let shared = SHARED.get_or_init(|| {
+        let metrics = Arc::new(Metrics::default());
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("properties-spool");
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = BufferConfig { fsync: Fsync::Never, ..BufferConfig::default() };
+        let (spool, _readers) = Spool::open(&config, &dir, 2, metrics.clone()).expect("spool");
+        let access = Access::load(&AuthConfig { anonymous: true, ..AuthConfig::default() }).expect("anonymous access");
+        Arc::new(TapShared::new(spool, PublisherIndex::new(64), metrics, access))
+    });
+    TapCodec::new(shared.clone())
 }
 
 fn string(out: &mut Vec<u8>, s: &[u8]) {
@@ -135,7 +140,7 @@ fn forbidden_topic(packet: &Packet) -> bool {
 /// The property: `bytes`, read packet by packet by the tap and by rumqttd's codec, give
 /// the same packets and the same errors, apart from the tap's guards.
 fn tap_agrees_with_rumqttd(bytes: &[u8]) -> Result<(), TestCaseError> {
-    let (mut tap, _spool_dir) = codec();
+    let mut tap = codec();
     let v5 = wire::connect_level(&bytes) == Some(5);
     let mut tap_stream = BytesMut::from(&bytes[..]);
     let mut rumqttd_stream = tap_stream.clone();
@@ -186,7 +191,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_the_tap(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let (mut tap, _spool_dir) = codec();
+        let mut tap = codec();
         let mut stream = BytesMut::from(&bytes[..]);
         let mut first = true;
         while let Ok(packet) = tap.read_mut(&mut stream, MAX_SIZE) {

@@ -211,7 +211,10 @@ impl Device {
         let client_id = options.client_id();
         options.set_keep_alive(Duration::from_secs(30));
         options.set_inflight(1000);
-        let (client, eventloop) = AsyncClient::new(options, 1000);
+        let (client, mut eventloop) = AsyncClient::new(options, 1000);
+        // rumqttc gives up after 5 s; a 2-core CI machine running the whole suite at once
+        // can take longer to answer a CONNECT. The wait below bounds it anyway.
+        eventloop.network_options.set_connection_timeout(10);
         let (inbox_tx, inbox) = mpsc::unbounded_channel();
         let (acks_tx, acks) = mpsc::unbounded_channel();
         let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
