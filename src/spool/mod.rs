@@ -225,7 +225,7 @@ impl Spool {
             return Ok(());
         }
         let shard = &self.shards[batch.shard];
-        let appended = shard.append(&batch.frames, self.config.segment_bytes, self.config.fsync != Fsync::Never);
+        let appended = shard.append(&batch.frames, self.config.segment_bytes);
         let acknowledged = std::mem::take(&mut batch.acknowledged);
         batch.frames.clear();
         match appended {

@@ -50,6 +50,9 @@ struct Writer {
     dirty: bool,
     /// A write failed part-way: the segment may end in a torn frame, so start a new one.
     torn: bool,
+    /// Segments finished since the last fsync: synced (with the directory, which holds
+    /// their names) before the current one, off the writers' path.
+    finished: Vec<Arc<File>>,
 }
 
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
@@ -58,8 +61,6 @@ fn segment_path(dir: &Path, segment: u64) -> PathBuf {
 
 fn create_segment(dir: &Path, segment: u64) -> io::Result<Arc<File>> {
     let file = OpenOptions::new().append(true).create_new(true).open(segment_path(dir, segment))?;
-    // The new name must survive a power loss too, or the records in it would vanish.
-    File::open(dir)?.sync_all()?;
     Ok(Arc::new(file))
 }
 
@@ -123,10 +124,10 @@ impl Shard {
         let end = Position { segment: next, offset: 0 };
         let shard = Shard {
             dir,
-            writer: Mutex::new(Writer { file, end, dirty: false, torn: false }),
+            writer: Mutex::new(Writer { file, end, dirty: true, torn: false, finished: Vec::new() }),
             bytes: AtomicU64::new(bytes),
             doorbell: flume::bounded(1),
-            synced: Mutex::new(end),
+            synced: Mutex::new(Position::default()),
             synced_changed: Condvar::new(),
             committed: Mutex::new(resume),
         };
@@ -148,16 +149,13 @@ impl Shard {
         self.bytes().saturating_sub(committed.offset)
     }
 
-    /// Appends whole frames; returns the position after them. `sync_on_roll` forces a
-    /// finished segment to disk before the next one starts.
-    pub fn append(&self, frames: &[u8], segment_bytes: u64, sync_on_roll: bool) -> io::Result<Position> {
+    /// Appends whole frames; returns the position after them.
+    pub fn append(&self, frames: &[u8], segment_bytes: u64) -> io::Result<Position> {
         let mut writer = self.writer();
         if writer.torn || writer.end.offset >= segment_bytes {
-            if sync_on_roll && !writer.torn {
-                writer.file.sync_data()?;
-            }
             let segment = writer.end.segment + 1;
-            writer.file = create_segment(&self.dir, segment)?;
+            let finished = std::mem::replace(&mut writer.file, create_segment(&self.dir, segment)?);
+            writer.finished.push(finished);
             writer.end = Position { segment, offset: 0 };
             writer.torn = false;
         }
@@ -181,19 +179,31 @@ impl Shard {
 
     /// Forces what was written to disk, if anything was; returns whether it did.
     pub fn sync(&self) -> io::Result<bool> {
-        let (file, end) = {
+        let (file, finished, end) = {
             let mut writer = self.writer();
             if !writer.dirty {
                 return Ok(false);
             }
             writer.dirty = false;
-            (writer.file.clone(), writer.end)
+            (writer.file.clone(), std::mem::take(&mut writer.finished), writer.end)
         };
+        for segment in &finished {
+            segment.sync_data()?;
+        }
+        // Segment names live in the directory: new ones survive a power loss only once
+        // it is synced too.
+        if !finished.is_empty() || self.synced_position().segment < end.segment {
+            File::open(&self.dir)?.sync_all()?;
+        }
         file.sync_data()?;
         let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
         *synced = (*synced).max(end);
         self.synced_changed.notify_all();
         Ok(true)
+    }
+
+    fn synced_position(&self) -> Position {
+        *self.synced.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits until everything up to `position` is on disk.
