@@ -94,7 +94,6 @@ impl Gateway {
             let state = Arc::new(WorkerState::default());
             let worker = Worker {
                 reader,
-                spool: spool.clone(),
                 dispatcher: Dispatcher::new(engine.clone(), rules.clone(), metrics.clone()),
                 sink: sink.clone(),
                 node: node.clone(),
@@ -175,8 +174,10 @@ impl Gateway {
         let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
         let sink = self.sink.clone();
         let flushed = tokio::task::spawn_blocking(move || sink.flush(remaining)).await?;
-        // Deliveries that ended during the flush are committed by the workers' next look.
+        // Deliveries that ended during the flush are marked by the workers' next look;
+        // then write the marks down.
         tokio::time::sleep(Duration::from_millis(50)).await;
+        self.spool.persist_delivered();
         self.spool.update_gauges();
         tracing::info!(stats = ?self.metrics.snapshot(), "final counters");
         let backlog = self.metrics.spool_backlog_bytes.load(Ordering::Relaxed);

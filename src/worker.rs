@@ -16,14 +16,11 @@ use crate::hooks::HookEvent;
 use crate::metrics::Metrics;
 use crate::rules::Dispatcher;
 use crate::sink::{Record, Sink};
-use crate::spool::{Progress, ReadBatch, ShardReader, Spool, Ticket};
+use crate::spool::{Progress, ReadBatch, ShardReader, Ticket};
 use crate::tail::Tail;
 
 /// Longest wait for new events or delivery reports before looking again.
 const IDLE_POLL: Duration = Duration::from_millis(10);
-/// Most often the committed position is written to disk while records flow; a crash
-/// re-delivers at most what was delivered in this window.
-const COMMIT_EVERY: Duration = Duration::from_millis(50);
 /// Pause before reading again after the sink failed a batch.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -37,7 +34,6 @@ pub struct WorkerState {
 
 pub struct Worker {
     pub reader: ShardReader,
-    pub spool: Arc<Spool>,
     pub dispatcher: Dispatcher,
     pub sink: Arc<dyn Sink>,
     pub node: Arc<str>,
@@ -53,7 +49,6 @@ impl Worker {
         let mut batch = ReadBatch::new();
         let mut progress = Progress::new(self.reader.position());
         let mut committed = self.reader.position();
-        let mut last_commit = Instant::now();
         let started = Instant::now();
         let last_error = AtomicU64::new(0);
         loop {
@@ -80,19 +75,11 @@ impl Worker {
             }
             let delivered = progress.delivered_up_to(self.reader.position());
             let drained = progress.is_empty() && self.reader.caught_up();
-            if delivered > committed && (drained || last_commit.elapsed() >= COMMIT_EVERY) {
-                match self.reader.shard().commit(delivered) {
-                    Ok(_) => committed = delivered,
-                    Err(error) if once_per_second(&started, &last_error) => {
-                        tracing::error!(%error, "cannot record delivery progress in the spool; records may be delivered again after a restart");
-                    }
-                    Err(_) => {}
-                }
-                last_commit = Instant::now();
-                self.spool.update_gauges();
+            if delivered > committed {
+                self.reader.shard().mark_delivered(delivered);
+                committed = delivered;
             }
-            let idle = drained && committed >= delivered;
-            self.state.drained.store(idle, Ordering::SeqCst);
+            self.state.drained.store(drained, Ordering::SeqCst);
             if self.reader.caught_up() {
                 self.reader.shard().wait_for_append(IDLE_POLL);
             }

@@ -74,6 +74,10 @@ impl SpoolBatch {
     }
 }
 
+/// How often delivery progress is written down; a crash delivers again at most what
+/// was delivered in this window.
+const PERSIST_EVERY: Duration = Duration::from_millis(100);
+
 thread_local! {
     /// The batch of `Spool::push`, one per thread that raises events outside a read.
     static SCRATCH: RefCell<SpoolBatch> = RefCell::new(SpoolBatch::default());
@@ -123,13 +127,11 @@ impl Spool {
             last_error_log: AtomicU64::new(u64::MAX),
         });
         spool.update_gauges();
-        if spool.config.fsync != Fsync::Never {
-            let weak = Arc::downgrade(&spool);
-            std::thread::Builder::new()
-                .name("hookline-spool-sync".into())
-                .spawn(move || sync_loop(weak))
-                .context("cannot start the spool's fsync thread")?;
-        }
+        let weak = Arc::downgrade(&spool);
+        std::thread::Builder::new()
+            .name("hookline-spool-sync".into())
+            .spawn(move || sync_loop(weak))
+            .context("cannot start the spool's sync thread")?;
         let readers = opened.into_iter().map(|(shard, resume)| ShardReader::new(shard, resume)).collect();
         Ok((spool, readers))
     }
@@ -158,6 +160,18 @@ impl Spool {
     /// Bytes of all segment files.
     pub fn bytes(&self) -> u64 {
         self.shards.iter().map(|s| s.bytes()).sum()
+    }
+
+    /// Writes down, in each shard, how far its records are delivered, and deletes the
+    /// segments wholly delivered. Runs on the sync thread, and at shutdown.
+    pub fn persist_delivered(&self) {
+        for shard in &self.shards {
+            if let Err(error) = shard.persist_delivered() {
+                if self.once_per_second(&self.last_error_log) {
+                    tracing::error!(%error, "cannot write down delivery progress in the spool; records may be delivered again after a restart");
+                }
+            }
+        }
     }
 
     /// Publishes the size gauges (called after commits and by a periodic task).
@@ -209,7 +223,9 @@ impl Spool {
 
     /// Whether `more` bytes fit the budget next to what is not yet delivered.
     fn fits(&self, more: u64) -> bool {
-        self.backlog_bytes() + more <= self.config.max_bytes
+        // The bytes on disk are never fewer than the backlog, and cheaper to read.
+        let max = self.config.max_bytes;
+        self.bytes() + more <= max || self.backlog_bytes() + more <= max
     }
 
     /// Bytes written and not yet delivered, over all shards.
@@ -311,10 +327,12 @@ fn blocking(wait: impl FnOnce()) {
     }
 }
 
-/// fsyncs the shards: every `fsync_interval_ms`, or as soon as a writer waits for it
-/// (`always`, which so commits the writes of many connections at once). Ends with the
-/// spool.
+/// fsyncs the shards (every `fsync_interval_ms`, or as soon as a writer waits for it
+/// under `always`, which so commits the writes of many connections at once), and
+/// writes down what the workers delivered, at most every `PERSIST_EVERY`. Ends with
+/// the spool.
 fn sync_loop(spool: Weak<Spool>) {
+    let mut last_persist = Instant::now();
     loop {
         let Some(spool) = spool.upgrade() else { return };
         match spool.config.fsync {
@@ -322,18 +340,25 @@ fn sync_loop(spool: Weak<Spool>) {
                 let (wanted, signal) = &spool.sync_wanted;
                 let mut wanted = wanted.lock().unwrap_or_else(|p| p.into_inner());
                 if !*wanted {
-                    wanted = signal.wait_timeout(wanted, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
+                    wanted = signal.wait_timeout(wanted, PERSIST_EVERY).unwrap_or_else(|p| p.into_inner()).0;
                 }
                 *wanted = false;
             }
-            _ => std::thread::sleep(Duration::from_millis(spool.config.fsync_interval_ms)),
+            Fsync::Interval => std::thread::sleep(Duration::from_millis(spool.config.fsync_interval_ms)),
+            Fsync::Never => std::thread::sleep(PERSIST_EVERY),
         }
-        for shard in &spool.shards {
-            if let Err(error) = shard.sync() {
-                if spool.once_per_second(&spool.last_error_log) {
-                    tracing::error!(%error, "cannot fsync the spool: records written since the last fsync may not survive a power loss");
+        if spool.config.fsync != Fsync::Never {
+            for shard in &spool.shards {
+                if let Err(error) = shard.sync() {
+                    if spool.once_per_second(&spool.last_error_log) {
+                        tracing::error!(%error, "cannot fsync the spool: records written since the last fsync may not survive a power loss");
+                    }
                 }
             }
+        }
+        if last_persist.elapsed() >= PERSIST_EVERY {
+            spool.persist_delivered();
+            last_persist = Instant::now();
         }
     }
 }
@@ -386,7 +411,8 @@ mod tests {
         let read = read_all(&mut readers[0], &metrics);
         assert_eq!(read.len(), 200);
         assert!(read[199].1.segment > read[0].1.segment, "200 events span several 4 KiB segments");
-        readers[0].shard().commit(read[149].1).unwrap();
+        readers[0].shard().mark_delivered(read[149].1);
+        spool.persist_delivered();
         drop((spool, readers));
 
         let (_spool, mut readers) = Spool::open(&config(1 << 20, WhenFull::Backpressure), dir.path(), 1, metrics.clone()).unwrap();

@@ -5,7 +5,8 @@
 //!   reopens a segment: after a restart it starts the next id, so a segment torn by a
 //!   crash is only ever read, never extended.
 //! - `committed`: the position up to which every record is delivered, written with
-//!   write-then-rename. Segments wholly before it are deleted.
+//!   write-then-rename by the spool's sync thread. Segments wholly before it are
+//!   deleted.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -40,7 +41,10 @@ pub struct Shard {
     /// How far the segment files are known to be on disk (fsync), for `fsync = always`.
     synced: Mutex<Position>,
     synced_changed: Condvar,
-    committed: Mutex<Position>,
+    /// Everything before it is delivered (the workers' view, in memory).
+    delivered: Mutex<Position>,
+    /// What the `committed` file says; segments before it are deleted.
+    persisted: Mutex<Position>,
 }
 
 struct Writer {
@@ -129,7 +133,8 @@ impl Shard {
             doorbell: flume::bounded(1),
             synced: Mutex::new(Position::default()),
             synced_changed: Condvar::new(),
-            committed: Mutex::new(resume),
+            delivered: Mutex::new(resume),
+            persisted: Mutex::new(resume),
         };
         Ok((shard, resume))
     }
@@ -142,11 +147,18 @@ impl Shard {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Bytes written and not yet delivered: segments before the committed one are gone,
-    /// so that is everything on disk past the committed offset.
+    /// Bytes written and not yet delivered: everything on disk from the first segment
+    /// kept, less what is delivered of the segments up to the delivered position.
     pub fn backlog_bytes(&self) -> u64 {
-        let committed = *self.committed.lock().unwrap_or_else(|p| p.into_inner());
-        self.bytes().saturating_sub(committed.offset)
+        let delivered = *self.delivered.lock().unwrap_or_else(|p| p.into_inner());
+        let persisted = *self.persisted.lock().unwrap_or_else(|p| p.into_inner());
+        // Segments between the persisted and the delivered position are delivered
+        // whole, but still on disk until the next persist.
+        let delivered_whole: u64 = (persisted.segment..delivered.segment)
+            .filter_map(|id| fs::metadata(segment_path(&self.dir, id)).ok())
+            .map(|m| m.len())
+            .sum();
+        self.bytes().saturating_sub(delivered_whole + delivered.offset)
     }
 
     /// Appends whole frames; returns the position after them.
@@ -219,29 +231,38 @@ impl Shard {
         let _ = self.doorbell.1.recv_timeout(timeout);
     }
 
-    /// Records that everything before `position` is delivered: persists it and deletes
-    /// the segments wholly before it. Returns the bytes freed.
-    pub fn commit(&self, position: Position) -> io::Result<u64> {
+    /// Records (in memory) that everything before `position` is delivered.
+    pub fn mark_delivered(&self, position: Position) {
+        let mut delivered = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
+        *delivered = (*delivered).max(position);
+    }
+
+    /// Writes the delivered position to `committed` if it moved, and deletes the
+    /// segments wholly before it. Called off the workers' path: renames and deletes
+    /// can wait on the file system's journal while an fsync runs.
+    pub fn persist_delivered(&self) -> io::Result<()> {
+        let delivered = *self.delivered.lock().unwrap_or_else(|p| p.into_inner());
+        let mut persisted = self.persisted.lock().unwrap_or_else(|p| p.into_inner());
+        if delivered <= *persisted {
+            return Ok(());
+        }
         let temp = self.dir.join("committed.tmp");
-        fs::write(&temp, format!("{} {}\n", position.segment, position.offset))?;
+        fs::write(&temp, format!("{} {}\n", delivered.segment, delivered.offset))?;
         fs::rename(&temp, self.dir.join("committed"))?;
-        let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
-        let mut freed = 0;
         // Segment ids are consecutive, so the finished ones are exactly these.
-        for id in committed.segment..position.segment {
+        for id in persisted.segment..delivered.segment {
             let path = segment_path(&self.dir, id);
             match fs::metadata(&path) {
                 Ok(meta) => {
                     fs::remove_file(&path)?;
-                    freed += meta.len();
+                    self.bytes.fetch_sub(meta.len(), Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
-        self.bytes.fetch_sub(freed, Ordering::Relaxed);
-        *committed = position;
-        Ok(freed)
+        *persisted = delivered;
+        Ok(())
     }
 }
 
