@@ -107,7 +107,7 @@ impl Broker {
         }
         match unbound.is_empty() {
             true => ready.set_ready(),
-            false => ready.set_not_ready(format!("MQTT listener not bound after 2 s: {}; see the log", unbound.join(", "))),
+            false => ready.set_not_ready(format!("MQTT listener not bound after {LISTEN_WAIT:?}: {}; see the log", unbound.join(", "))),
         }
         Ok(Broker { servers, ready })
     }
@@ -125,17 +125,37 @@ fn path_text(path: &std::path::Path) -> Option<String> {
     (!path.as_os_str().is_empty()).then(|| path.display().to_string())
 }
 
-/// rumqttd binds in its own task; wait (briefly) until the port is taken, so clients
-/// connecting right after `start` returns are not refused. Probing with `bind` rather
-/// than `connect` leaves no half-open MQTT connection behind. Returns whether it is bound.
+/// rumqttd binds in its own task; wait until its socket listens, so clients connecting
+/// right after `start` returns are not refused. The kernel's socket table is read
+/// rather than probed: binding a probe could take the port from rumqttd at the wrong
+/// moment, and connecting would leave a half-open MQTT connection. Returns whether it
+/// listens within `LISTEN_WAIT`.
 async fn wait_until_bound(listen: std::net::SocketAddr) -> bool {
-    for _ in 0..400 {
-        match std::net::TcpListener::bind(listen) {
-            Ok(probe) => drop(probe),
-            Err(_) => return true,
+    let deadline = std::time::Instant::now() + LISTEN_WAIT;
+    while std::time::Instant::now() < deadline {
+        if listening(listen.port()) {
+            return true;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    tracing::warn!(%listen, "MQTT listener not bound after 2 s");
+    tracing::warn!(%listen, "MQTT listener not bound after {LISTEN_WAIT:?}");
     false
+}
+
+const LISTEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a TCP socket listens on `port` (Linux: `/proc/net/tcp` and `tcp6`, whose
+/// rows hold the local address as `<hex ip>:<hex port>` and state `0A` for LISTEN).
+fn listening(port: u16) -> bool {
+    let wanted = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).is_ok_and(|text| {
+            text.lines().skip(1).any(|row| {
+                let mut fields = row.split_whitespace();
+                let local = fields.nth(1).unwrap_or_default();
+                let state = fields.nth(1).unwrap_or_default();
+                local.ends_with(&wanted) && state == "0A"
+            })
+        })
+    })
 }

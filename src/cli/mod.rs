@@ -127,8 +127,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let shutdown = crate::gateway::shutdown_signal()?;
         let gateway = crate::gateway::Gateway::start(config).await?;
-        crate::gateway::wait_for_shutdown_signal().await?;
+        shutdown.await;
         gateway.shutdown().await
     })
 }
