@@ -41,7 +41,10 @@ impl AuditorService {
             info!(audit = %value, "audit");
         }
         let path = self.config.auditor.audit_file.display();
-        writeln!(self.file, "{value}").with_context(|| format!("cannot append to audit file {path}"))?;
+        // One write per whole line: a reader (or a crash) never sees half a line.
+        let mut record = value.clone().into_bytes();
+        record.push(b'\n');
+        self.file.write_all(&record).with_context(|| format!("cannot append to audit file {path}"))?;
         kafka::produce(&self.producer, &self.config.kafka.audit_topic, line.lock_id(), &value).await
     }
 }

@@ -139,7 +139,9 @@ impl Platform {
 
     pub fn audit_file_lines(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.dir.path().join("audit.jsonl")).unwrap_or_default();
-        text.lines().map(|line| serde_json::from_str(line).expect("audit line is JSON")).collect()
+        // A line the auditor is writing right now has no newline yet: not read until done.
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete.lines().map(|line| serde_json::from_str(line).expect("audit line is JSON")).collect()
     }
 
     /// Starts one of the platform's binaries (`notifier`, `monitor`, `auditor`,
