@@ -3,8 +3,8 @@
 //!
 //! Data flow, one module per stage:
 //! `broker` (rumqttd + hook tap, raising `hooks` events) -> `spool` (durable, sharded
-//! event log) -> `worker` (runs
-//! `rules`, encodes the `envelope`) -> `sink` (Kafka or file). `config` and `cli` set it
+//! event log) -> `worker` (runs `rules`, encodes the `envelope`) -> `sink` (Kafka or
+//! file). `config` and `cli` set it
 //! up, `metrics` counts it, `tail` copies routed records to live viewers, `readiness`
 //! says whether it can serve (all served by `admin`), `gateway` assembles it.
 
@@ -26,3 +26,10 @@ pub mod worker;
 
 pub use config::Config;
 pub use gateway::Gateway;
+
+/// FNV-1a: a few instructions per byte, stable across runs and builds, enough to spread
+/// client ids over spool shards and topic names over the metrics table (neither is
+/// chosen by anyone trying to make them collide).
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}

@@ -48,7 +48,6 @@ impl Worker {
         let mut envelope = Vec::with_capacity(4096);
         let mut batch = ReadBatch::new();
         let mut progress = Progress::new(self.reader.position());
-        let mut committed = self.reader.position();
         let started = Instant::now();
         let last_error = AtomicU64::new(0);
         loop {
@@ -67,20 +66,17 @@ impl Worker {
                 progress.track(ticket, after);
             }
             if let Err(error) = if read_some { self.sink.end_batch() } else { Ok(()) } {
-                tracing::error!(%error, "the sink failed a batch; sending it again from the last commit");
-                progress = Progress::new(committed);
-                self.reader.rewind(committed);
+                tracing::error!(%error, "the sink failed a batch; sending it again from the last delivered event");
+                let from = progress.delivered();
+                progress = Progress::new(from);
+                self.reader.rewind(from);
                 std::thread::sleep(RETRY_AFTER);
                 continue;
             }
-            let delivered = progress.delivered_up_to(self.reader.position());
-            let drained = progress.is_empty() && self.reader.caught_up();
-            if delivered > committed {
-                self.reader.shard().mark_delivered(delivered);
-                committed = delivered;
-            }
-            self.state.drained.store(drained, Ordering::SeqCst);
-            if self.reader.caught_up() {
+            self.reader.shard().mark_delivered(progress.delivered_up_to(self.reader.position()));
+            let caught_up = self.reader.caught_up();
+            self.state.drained.store(progress.is_empty() && caught_up, Ordering::SeqCst);
+            if caught_up {
                 self.reader.shard().wait_for_append(IDLE_POLL);
             }
         }

@@ -100,7 +100,7 @@ impl RecordsByTopic {
     /// The series counting `topic`: its own while fewer than `MAX_TOPICS` topics were
     /// seen before it, otherwise `(other)`.
     pub fn series(&self, topic: &str) -> TopicSeries {
-        let start = fnv1a(topic.as_bytes()) as usize % SLOTS;
+        let start = crate::fnv1a(topic.as_bytes()) as usize % SLOTS;
         for probe in 0..SLOTS {
             let slot = &self.slots[(start + probe) % SLOTS];
             let entry = match slot.get() {
@@ -152,12 +152,6 @@ impl RecordsByTopic {
         let named = (0..seen).filter_map(|i| Some((&**self.names[i].get()?, counters[i].load(Ordering::Relaxed))));
         named.chain([(OTHER_TOPICS, counters[MAX_TOPICS].load(Ordering::Relaxed))]).collect()
     }
-}
-
-/// FNV-1a: a few instructions per byte, enough to spread topic names over the table
-/// (no untrusted party picks them to collide: rules are the operator's).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

@@ -137,24 +137,17 @@ impl Spool {
     }
 
     /// Where the spool lives: `buffer.dir`, or `<data>/spool` by default.
-    pub fn dir_of(config: &BufferConfig, data: &Path) -> PathBuf {
+    fn dir_of(config: &BufferConfig, data: &Path) -> PathBuf {
         match config.dir.as_os_str().is_empty() {
             true => data.join("spool"),
             false => config.dir.clone(),
         }
     }
 
-    pub fn shard_count(&self) -> usize {
-        self.shards.len()
-    }
-
     /// The shard that carries every event of `client_id`.
     pub fn shard_for(&self, client_id: &str) -> usize {
-        // FNV-1a: stable, cheap on short ids, and computed once per connection.
-        let hash = client_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-        });
-        (hash % self.shards.len() as u64) as usize
+        // Computed once per connection.
+        (crate::fnv1a(client_id.as_bytes()) % self.shards.len() as u64) as usize
     }
 
     /// Bytes of all segment files.
@@ -174,7 +167,7 @@ impl Spool {
         }
     }
 
-    /// Publishes the size gauges (called after commits and by a periodic task).
+    /// Publishes the size gauges (every second, and at shutdown).
     pub fn update_gauges(&self) {
         self.metrics.spool_bytes.store(self.bytes() as i64, Ordering::Relaxed);
         self.metrics.spool_backlog_bytes.store(self.backlog_bytes() as i64, Ordering::Relaxed);

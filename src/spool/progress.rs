@@ -70,6 +70,11 @@ impl Progress {
         self.delivered
     }
 
+    /// The position up to which everything was delivered when last asked.
+    pub fn delivered(&self) -> Position {
+        self.delivered
+    }
+
     /// Whether every tracked event is delivered.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()

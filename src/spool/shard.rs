@@ -106,9 +106,10 @@ impl Shard {
     pub fn open(dir: PathBuf) -> io::Result<(Shard, Position)> {
         fs::create_dir_all(&dir)?;
         let committed = read_committed(&dir)?.unwrap_or_default();
+        let segments = list_segments(&dir)?;
         let mut bytes = 0;
         let mut first_kept = None;
-        for id in list_segments(&dir)? {
+        for &id in &segments {
             let path = segment_path(&dir, id);
             if id < committed.segment {
                 fs::remove_file(&path)?;
@@ -117,7 +118,7 @@ impl Shard {
             bytes += fs::metadata(&path)?.len();
             first_kept.get_or_insert(id);
         }
-        let last = list_segments(&dir)?.last().copied().unwrap_or(committed.segment);
+        let last = segments.last().copied().unwrap_or(committed.segment);
         let next = last.max(committed.segment) + 1;
         let resume = match first_kept {
             Some(id) if id == committed.segment => committed,
