@@ -2,8 +2,8 @@
 //! scenario's shapes (1 KiB state reports on `devices/{id}/state`, unlock commands acked
 //! on `devices/{id}/command`).
 //!
-//! Stages, in data-flow order: wire peek of a PUBLISH frame (tap), publisher index and
-//! hook event creation (tap), hook queue push/recv, topic filter match, rule dispatch
+//! Stages, in data-flow order: the edge's router skip (does any subscription match?)
+//! and hook event creation, the spool append and read back, topic filter match, rule dispatch
 //! (non-matching: no WASM; matching: the shipped `message_state.wasm`), route emission
 //! (`message_command.wat` on an acked event), envelope encoding, dispatch + encode as a
 //! worker does it, and the Kafka enqueue (`KafkaSink::send`) against librdkafka's mock
@@ -25,13 +25,12 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use hookline::broker::wire;
-use hookline::broker::PublisherIndex;
 use hookline::config::{BufferConfig, Fsync, KafkaConfig, RulesConfig};
 use hookline::envelope;
 use hookline::hooks::{Hook, HookEvent};
 use hookline::metrics::{Metrics, Outcome};
-use hookline::rules::{Dispatcher, RuleEngine, RuleModule, RuleSet, SharedRuleSet, TopicFilter};
+use hookline::rules::{Dispatcher, RuleEngine, RuleModule, RuleSet, SharedRuleSet};
+use hookline::topic::{FilterSet, TopicFilter};
 use hookline::sink::{KafkaSink, Record, Sink};
 use hookline::spool::{Spool, Ticket};
 
@@ -77,30 +76,6 @@ fn acked_command_event() -> HookEvent {
     event
 }
 
-/// The MQTT 3.1.1 frame of a QoS 1 publish of `payload` on the state topic, pkid 0x1234.
-fn publish_frame(payload: &[u8]) -> Vec<u8> {
-    let topic = format!("devices/{CLIENT_ID}/state");
-    let remaining = 2 + topic.len() + 2 + payload.len();
-    let mut frame = vec![0x32];
-    let mut len = remaining;
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        frame.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    frame.extend_from_slice(&(topic.len() as u16).to_be_bytes());
-    frame.extend_from_slice(topic.as_bytes());
-    frame.extend_from_slice(&0x1234u16.to_be_bytes());
-    frame.extend_from_slice(payload);
-    frame
-}
-
 fn rule_path(file: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(file)
 }
@@ -116,35 +91,19 @@ fn dispatcher_with(file: &str) -> (Dispatcher, Arc<Metrics>) {
     (Dispatcher::new(engine, rules, metrics.clone()), metrics)
 }
 
-fn wire_and_tap(c: &mut Criterion) {
+fn edge(c: &mut Criterion) {
     let payload = state_payload();
-    let frame = publish_frame(&payload);
-    let mut group = c.benchmark_group("tap");
+    let mut group = c.benchmark_group("edge");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("wire_fixed_header_and_qos_pkid_1k", |b| {
-        b.iter(|| {
-            let frame = black_box(&frame[..]);
-            let header = wire::fixed_header(frame);
-            let qos_pkid = wire::publish_qos_pkid(frame);
-            black_box((header, qos_pkid))
-        })
-    });
-
-    // What the tap does per incoming PUBLISH besides rumqttd's own decoding: remember
-    // the publisher of the payload buffer, build the event.
-    let index = PublisherIndex::new(262_144);
-    let topic = Bytes::from_static(b"devices/10083618796833171/state");
+    // The router skip: a state report tested against 10,000 locks' command filters.
+    let mut filters = FilterSet::default();
+    for lock in 0..10_000 {
+        filters.insert(&TopicFilter::parse(&format!("devices/{lock}/command")).unwrap());
+    }
+    let topic = Bytes::from(format!("devices/{CLIENT_ID}/state"));
+    group.bench_function("router_skip_10k_filters", |b| b.iter(|| black_box(filters.matches(black_box(&topic)))));
     let client: Arc<str> = Arc::from(CLIENT_ID);
     let username: Arc<str> = Arc::from("");
-    // Distinct buffers, as the broker would hand out: the index is keyed by address.
-    let buffers: Vec<Bytes> = (0..4096).map(|_| Bytes::copy_from_slice(&payload)).collect();
-    let mut i = 0;
-    group.bench_function("publisher_index_record", |b| {
-        b.iter(|| {
-            i = (i + 1) % buffers.len();
-            index.record(&topic, &buffers[i], &client);
-        })
-    });
     group.bench_function("now_ms", |b| b.iter(hookline::hooks::now_ms));
     group.bench_function("hook_event_new_publish", |b| {
         b.iter(|| {
@@ -358,6 +317,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = wire_and_tap, topic_filter, rules, envelope_and_worker, kafka
+    targets = edge, topic_filter, rules, envelope_and_worker, kafka
 }
 criterion_main!(hot_path);

@@ -110,11 +110,12 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// How long a new TCP connection may take to send CONNECT, in milliseconds.
     pub connect_timeout_ms: u16,
-    /// Most unacknowledged QoS 1/2 messages in flight to one subscriber.
+    /// Most unacknowledged QoS 1/2 messages in flight to one subscriber (fewer when the
+    /// client's MQTT 5 Receive Maximum says so; the router itself holds at most 100).
     pub max_inflight: usize,
-    /// How many recently published messages are remembered to fill the `from` field of
-    /// `message.delivered` / `message.acked` envelopes.
-    pub publisher_index: usize,
+    /// Length of the listen queue of each listener: connections the kernel holds while
+    /// the gateway accepts (a fleet reconnecting at once arrives in bursts).
+    pub listen_backlog: u32,
 }
 
 /// The spool: the on-disk buffer every hook event is written to before the broker
@@ -248,7 +249,7 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             connect_timeout_ms: 5_000,
             max_inflight: 100,
-            publisher_index: 262_144,
+            listen_backlog: 1024,
         }
     }
 }

@@ -15,7 +15,7 @@ use anyhow::Context;
 
 use crate::access::Access;
 use crate::admin::AdminSources;
-use crate::broker::{Broker, PublisherIndex, TapShared};
+use crate::broker::Broker;
 use crate::config::Config;
 use crate::metrics::{Metrics, Outcome};
 use crate::readiness::Readiness;
@@ -36,7 +36,6 @@ pub struct Gateway {
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
     spool: Arc<Spool>,
-    tap: Arc<TapShared>,
     workers: Vec<Arc<WorkerState>>,
     listen: SocketAddr,
     admin: Option<SocketAddr>,
@@ -110,13 +109,8 @@ impl Gateway {
 
         let access = Access::load(&config.auth)?;
         access.watch(&config.auth);
-        let tap = Arc::new(TapShared::new(
-            spool.clone(),
-            PublisherIndex::new(config.broker.publisher_index),
-            metrics.clone(),
-            access.clone(),
-        ));
-        let broker = Broker::start(&config.broker, tap.clone(), access, listeners_ready).await?;
+        let broker = Broker::start(&config.broker, spool.clone(), metrics.clone(), access, listeners_ready).await?;
+        let listen = broker.local_addrs()[0];
         tokio::spawn(log_stats(metrics.clone(), spool.clone()));
         tracing::info!(
             sink = %sink.describe(),
@@ -132,9 +126,8 @@ impl Gateway {
             sink,
             metrics,
             spool,
-            tap,
             workers,
-            listen: config.broker.listen,
+            listen,
             admin,
         })
     }
@@ -148,8 +141,15 @@ impl Gateway {
         self.rules.load_full()
     }
 
+    /// Where the MQTT TCP listener is bound.
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// Closes a client's connection (MQTT 5 clients hear DISCONNECT 0x98); false when
+    /// that client is not connected here.
+    pub fn disconnect_client(&self, client_id: &str) -> bool {
+        self.broker.disconnect(client_id)
     }
 
     /// Where `/metrics`, the API and the dashboard are served, when the admin endpoint is
@@ -163,10 +163,9 @@ impl Gateway {
     /// `SHUTDOWN_GRACE`. Whatever is still undelivered then is already in the spool,
     /// committed up to what was delivered: the next start resumes from there, so an
     /// early end loses nothing.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
         tracing::info!("shutting down: no new connections or publishes, delivering what the spool holds");
         self.broker.stop_accepting();
-        self.tap.close_connections();
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while Instant::now() < deadline && !self.drained() {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -180,6 +179,7 @@ impl Gateway {
         self.spool.persist_delivered();
         self.spool.update_gauges();
         tracing::info!(stats = ?self.metrics.snapshot(), "final counters");
+        self.broker.stop().await;
         let backlog = self.metrics.spool_backlog_bytes.load(Ordering::Relaxed);
         match flushed {
             Err(error) => tracing::warn!(%error, backlog_bytes = backlog, "records left undelivered stay in the spool; the next start delivers them"),

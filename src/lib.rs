@@ -2,7 +2,7 @@
 //! routed by hot-reloaded WebAssembly rules.
 //!
 //! Data flow, one module per stage:
-//! `broker` (rumqttd + hook tap, raising `hooks` events) -> `spool` (durable, sharded
+//! `broker` (the MQTT edge over rumqttd's router, raising `hooks` events) -> `spool` (durable, sharded
 //! event log) -> `worker` (runs `rules`, encodes the `envelope`) -> `sink` (Kafka or
 //! file). `config` and `cli` set it
 //! up, `metrics` counts it, `tail` copies routed records to live viewers, `readiness`
@@ -16,12 +16,14 @@ pub mod config;
 pub mod envelope;
 pub mod gateway;
 pub mod hooks;
+pub mod log_limit;
 pub mod metrics;
 pub mod readiness;
 pub mod rules;
 pub mod sink;
 pub mod spool;
 pub mod tail;
+pub mod topic;
 pub mod worker;
 
 pub use config::Config;

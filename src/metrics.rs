@@ -132,6 +132,25 @@ counters! {
     mqtt_oversized_packets,
     /// Publishes, subscriptions and wills the ACL refused.
     access_denied,
+    /// CONNECTs refused for a bad user name or password (CONNACK 0x04 / 0x86).
+    mqtt_refused_bad_credentials,
+    /// CONNECTs refused as not authorized: no login where one is needed, or a client id
+    /// the user is not bound to (CONNACK 0x05 / 0x87).
+    mqtt_refused_not_authorized,
+    /// CONNECTs refused for their client id (CONNACK 0x02 / 0x85).
+    mqtt_refused_client_id,
+    /// CONNECTs refused at `broker.max_connections` (CONNACK 0x03 / 0x89).
+    mqtt_refused_server_busy,
+    /// CONNECTs refused for their protocol version (CONNACK 0x01 / 0x84).
+    mqtt_refused_protocol_version,
+    /// Connections that failed their TLS or WebSocket handshake.
+    mqtt_handshake_failures,
+    /// Publishes kept from the router because no subscription on this node matched.
+    router_skipped,
+    /// Deliveries dropped because the ACL does not let the subscriber read the topic.
+    mqtt_deliveries_denied,
+    /// Deliveries dropped for being over the client's Maximum Packet Size.
+    mqtt_deliveries_too_large,
     /// Events dropped because the spool was full (`buffer.when_full = "drop"`).
     spool_dropped,
     /// Publishes refused because the spool was full (`buffer.when_full = "reject"`).

@@ -1,11 +1,15 @@
-//! Who may connect: usernames with salted argon2 password hashes, from a TOML file.
+//! Who may connect: usernames with salted argon2 password hashes, from a TOML file, and
+//! which client ids each user may connect as.
 //!
 //! ```toml
 //! [users]
-//! business-app = "$argon2id$v=19$m=19456,t=2,p=1$..."
+//! business-app = "$argon2id$v=19$m=19456,t=2,p=1$..."          # any client id
+//! 10083618796833171 = { hash = "$argon2id$...", client_ids = ["%u"] }  # only its own
 //! ```
 //!
-//! `hookline user add|remove|hash` writes it; the gateway re-reads it when it changes.
+//! A `client_ids` entry is an exact id, `%u` (the username itself) or a prefix ending in
+//! `*`. `hookline user add|remove|hash` writes the file; the gateway re-reads it when it
+//! changes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,9 +22,65 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
-    /// Username -> argon2 hash in PHC string format.
+    /// Username -> its argon2 hash, and the client ids it may use.
     #[serde(default)]
-    pub users: BTreeMap<String, String>,
+    pub users: BTreeMap<String, User>,
+}
+
+/// A user: its password hash alone (any client id), or with the client ids it may use.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum User {
+    Any(String),
+    Bound(BoundUser),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundUser {
+    /// argon2 hash in PHC string format.
+    pub hash: String,
+    /// Client ids this user may connect as: exact, `%u` for the username, or `prefix*`.
+    pub client_ids: Vec<String>,
+}
+
+impl User {
+    /// A user with `hash`, bound to `client_ids` unless that is empty.
+    pub fn new(hash: String, client_ids: Vec<String>) -> User {
+        match client_ids.is_empty() {
+            true => User::Any(hash),
+            false => User::Bound(BoundUser { hash, client_ids }),
+        }
+    }
+
+    pub fn hash(&self) -> &str {
+        match self {
+            User::Any(hash) => hash,
+            User::Bound(bound) => &bound.hash,
+        }
+    }
+
+    /// Whether this user (named `username`) may connect as `client_id`.
+    pub fn may_use(&self, username: &str, client_id: &str) -> bool {
+        let User::Bound(bound) = self else { return true };
+        bound.client_ids.iter().any(|pattern| match pattern.as_str() {
+            "%u" => client_id == username,
+            p => match p.strip_suffix('*') {
+                Some(prefix) => client_id.starts_with(prefix),
+                None => client_id == p,
+            },
+        })
+    }
+}
+
+/// Why a login was refused, as the CONNACK tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefused {
+    /// Unknown user, or wrong password (MQTT 3.1.1 code 4, MQTT 5 0x86).
+    BadCredentials,
+    /// The login is valid but may not be used here: no username where one is needed,
+    /// or a client id the user is not bound to (code 5, 0x87).
+    NotAuthorized,
 }
 
 impl Credentials {
@@ -28,8 +88,8 @@ impl Credentials {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read credentials file {}: {e}", path.display()))?;
         let credentials: Credentials =
             toml::from_str(&text).map_err(|e| format!("credentials file {}: {}", path.display(), e.message()))?;
-        for (user, hash) in &credentials.users {
-            PasswordHash::new(hash).map_err(|e| {
+        for (user, entry) in &credentials.users {
+            PasswordHash::new(entry.hash()).map_err(|e| {
                 format!("credentials file {}: user {user:?}: not an argon2 hash ({e}); create it with `hookline user add`", path.display())
             })?;
         }
@@ -57,8 +117,19 @@ impl Credentials {
     /// Whether `password` is `username`'s. Slow on purpose (argon2); call it off the
     /// async threads.
     pub fn verify(&self, username: &str, password: &str) -> bool {
-        let Some(hash) = self.users.get(username) else { return false };
-        PasswordHash::new(hash).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+        let Some(user) = self.users.get(username) else { return false };
+        PasswordHash::new(user.hash()).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    }
+
+    /// Checks a login: the password, then whether the user may use `client_id`.
+    pub fn login(&self, username: &str, password: &str, client_id: &str) -> Result<(), LoginRefused> {
+        if !self.verify(username, password) {
+            return Err(LoginRefused::BadCredentials);
+        }
+        match self.users.get(username).is_some_and(|user| user.may_use(username, client_id)) {
+            true => Ok(()),
+            false => Err(LoginRefused::NotAuthorized),
+        }
     }
 }
 
@@ -69,10 +140,26 @@ mod tests {
     #[test]
     fn a_hashed_password_verifies_and_a_wrong_one_does_not() {
         let mut credentials = Credentials::default();
-        credentials.users.insert("app".into(), Credentials::hash("s3cret"));
+        credentials.users.insert("app".into(), User::Any(Credentials::hash("s3cret")));
         assert!(credentials.verify("app", "s3cret"));
         assert!(!credentials.verify("app", "s3cre"));
         assert!(!credentials.verify("nobody", "s3cret"));
+    }
+
+    #[test]
+    fn a_bound_user_may_connect_only_as_its_client_ids() {
+        let text = format!(
+            "[users]\nlock-1 = {{ hash = \"{}\", client_ids = [\"%u\"] }}\napp = {{ hash = \"{}\", client_ids = [\"app-*\", \"console\"] }}\n",
+            Credentials::hash("p1"),
+            Credentials::hash("p2")
+        );
+        let credentials: Credentials = toml::from_str(&text).unwrap();
+        assert_eq!(credentials.login("lock-1", "p1", "lock-1"), Ok(()));
+        assert_eq!(credentials.login("lock-1", "p1", "lock-2"), Err(LoginRefused::NotAuthorized));
+        assert_eq!(credentials.login("lock-1", "p2", "lock-1"), Err(LoginRefused::BadCredentials));
+        assert_eq!(credentials.login("app", "p2", "app-7"), Ok(()));
+        assert_eq!(credentials.login("app", "p2", "console"), Ok(()));
+        assert_eq!(credentials.login("app", "p2", "lock-1"), Err(LoginRefused::NotAuthorized));
     }
 
     #[test]

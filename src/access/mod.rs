@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwapOption;
 
 pub use acl::{Acl, Action};
-pub use credentials::Credentials;
+pub use credentials::{Credentials, LoginRefused, User};
 
 use crate::config::AuthConfig;
 
@@ -66,14 +66,16 @@ impl Access {
         }))
     }
 
-    /// Whether a CONNECT with this username and password may proceed. A client that sent
-    /// no username arrives here with both empty. Slow (argon2): run it off the async
-    /// threads.
-    pub fn authenticate(&self, username: &str, password: &str) -> bool {
-        if username.is_empty() && password.is_empty() {
-            return self.anonymous;
+    /// Whether a CONNECT with this username and password may use `client_id`. A client
+    /// that sent no username arrives here with both empty. Without a credentials file,
+    /// `auth.anonymous` admits any username. Slow (argon2): run it off the async threads.
+    pub fn login(&self, username: &str, password: &str, client_id: &str) -> Result<(), LoginRefused> {
+        let credentials = self.credentials.load();
+        match (username.is_empty() && password.is_empty(), credentials.as_ref()) {
+            (true, _) | (false, None) if self.anonymous => Ok(()),
+            (true, _) | (false, None) => Err(LoginRefused::NotAuthorized),
+            (false, Some(credentials)) => credentials.login(username, password, client_id),
         }
-        self.credentials.load().as_ref().is_some_and(|c| c.verify(username, password))
     }
 
     pub fn allows(&self, action: Action, client_id: &str, username: &str, topic: &str) -> bool {

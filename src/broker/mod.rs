@@ -1,161 +1,278 @@
-//! The embedded MQTT broker: rumqttd's router and TCP server, with the hook tap as the
-//! codec of every connection.
+//! The MQTT edge over rumqttd's router: hookline's own listeners and one task per
+//! client connection (`connection`), registered with the router through its local
+//! link API. The router routes (subscriptions, fan-out, retained messages, shared
+//! subscriptions, persistent sessions); everything that happens on a connection is
+//! the edge's, and raises its hook events where it happens.
 //!
-//! rumqttd's router runs on its own thread (as rumqttd designs it); the servers' accept
-//! loops and connection tasks run on our tokio runtime. Up to four listeners (TCP, TLS,
-//! WebSocket, WebSocket over TLS) share one router and one tap; each serves MQTT 3.1.1
-//! and MQTT 5: the tap picks the codec from the CONNECT's protocol level.
+//! rumqttd's router runs on its own thread, as rumqttd designs it, and cannot be
+//! stopped; the listeners and connections run on our tokio runtime and stop with
+//! `Broker::stop`.
 
-mod publishers;
-mod tap;
+mod connection;
+mod listener;
+mod origin;
+mod registry;
+mod subscription;
 pub mod wire;
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings, TlsConfig};
+use bytes::Bytes;
+use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
+use rumqttd::protocol::{LastWill, LastWillProperties, Packet, Publish, PublishProperties};
+use rumqttd::{Notification, Router, RouterConfig};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
-pub use publishers::PublisherIndex;
-pub use tap::{TapCodec, TapShared};
+pub use registry::CloseReason;
 
-use crate::access::Access;
+use self::connection::Client;
+use self::origin::Origin;
+use self::registry::Registry;
+use self::subscription::Subscription;
+use crate::access::{Access, Action};
 use crate::config::BrokerConfig;
+use crate::hooks::{now_ms, Hook, HookEvent};
+use crate::log_limit::LogLimit;
+use crate::metrics::Metrics;
 use crate::readiness::ReadyFlag;
+use crate::spool::{Spool, SpoolBatch};
+use crate::topic::{FilterSet, TopicFilter};
 
 /// Commit-log segment size per subscription filter; with `SEGMENT_COUNT` it bounds how
-/// far a slow subscriber may lag before the broker drops its oldest messages.
+/// far a slow subscriber may lag before the router drops its oldest messages.
 const SEGMENT_SIZE: usize = 1024 * 1024;
 const SEGMENT_COUNT: usize = 8;
+/// How long `stop` lets connections say goodbye.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
-/// A running broker. Dropping it does not stop rumqttd's router thread (rumqttd has no
-/// way to), only the listener.
+static DENIED_LOG: LogLimit = LogLimit::new();
+
+/// The limits every connection checks.
+pub struct Limits {
+    pub max_packet_size: usize,
+    pub max_connections: usize,
+    pub connect_timeout: Duration,
+    /// Cap on every client's Receive Maximum.
+    pub max_inflight: u16,
+}
+
+/// Opens a link to the router for a client id; holds the router's sender, whose type
+/// rumqttd does not export.
+type Links = Box<dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), LinkError> + Send + Sync>;
+
+/// What every connection of the gateway shares.
+pub struct Edge {
+    spool: Arc<Spool>,
+    metrics: Arc<Metrics>,
+    access: Arc<Access>,
+    registry: Registry,
+    /// Every filter subscribed on this node, live or parked: a publish none of them
+    /// matches (and not retained) stays away from the router.
+    filters: RwLock<FilterSet>,
+    links: Links,
+    limits: Limits,
+    /// Shutdown has begun: connections close when they send new work.
+    closing: AtomicBool,
+    /// The gateway's own link, for wills and other messages published from inside.
+    internal: tokio::sync::Mutex<(LinkTx, LinkRx)>,
+    live: AtomicUsize,
+    none_live: Notify,
+}
+
+impl Edge {
+    fn link(&self, router_id: &str, clean: bool) -> Result<(LinkTx, LinkRx, Notification), LinkError> {
+        (self.links)(router_id, clean)
+    }
+
+    fn allows(&self, client: &Client, action: Action, topic: &[u8]) -> bool {
+        std::str::from_utf8(topic).is_ok_and(|t| self.access.allows(action, &client.id, &client.username, t))
+    }
+
+    /// Tells the client's hook chain, and the audit trail, that the ACL refused
+    /// something.
+    fn denied(&self, client: &Client, batch: &mut SpoolBatch, action: &'static str, topic: Bytes) {
+        Metrics::add(&self.metrics.access_denied, 1);
+        if let Some(skipped) = DENIED_LOG.allow() {
+            tracing::warn!(client = %client.id, peer = %client.peer, action, topic = %String::from_utf8_lossy(&topic), skipped, "denied by the ACL");
+        }
+        let mut event = HookEvent::new(Hook::AccessDenied, client.id.clone(), client.username.clone());
+        event.topic = topic;
+        event.reason = Some(action);
+        self.spool.stage(batch, client.shard, &event);
+    }
+
+    fn any_subscriber(&self, topic: &[u8]) -> bool {
+        self.filters.read().unwrap_or_else(|p| p.into_inner()).matches(topic)
+    }
+
+    fn remember_filter(&self, filter: &TopicFilter) {
+        self.filters.write().unwrap_or_else(|p| p.into_inner()).insert(filter);
+    }
+
+    fn forget_filters<'a>(&self, subscriptions: impl IntoIterator<Item = &'a Subscription>) {
+        let mut filters = self.filters.write().unwrap_or_else(|p| p.into_inner());
+        for subscription in subscriptions {
+            filters.remove(&subscription.matcher);
+        }
+    }
+
+    /// Counts a connection task for as long as the returned guard lives.
+    fn live_connection(self: &Arc<Self>) -> LiveConnection {
+        self.live.fetch_add(1, Ordering::Relaxed);
+        LiveConnection(self.clone())
+    }
+
+    /// Publishes a will: at once, or after its delay unless the client came back.
+    async fn publish_will(self: &Arc<Self>, client: &Client, will: LastWill, props: Option<LastWillProperties>, delay: u32) {
+        let mut event = HookEvent::new(Hook::MessagePublish, client.id.clone(), client.username.clone());
+        event.topic = will.topic.clone();
+        event.payload = will.message.clone();
+        event.qos = will.qos as u8;
+        let (edge, shard) = (self.clone(), client.shard);
+        let props = props.map(|p| PublishProperties {
+            payload_format_indicator: p.payload_format_indicator,
+            message_expiry_interval: p.message_expiry_interval,
+            response_topic: p.response_topic,
+            correlation_data: p.correlation_data,
+            user_properties: p.user_properties,
+            content_type: p.content_type,
+            ..PublishProperties::default()
+        });
+        let fire = async move {
+            event.ts_ms = now_ms();
+            edge.spool.push(shard, &event);
+            let origin = Origin { qos: event.qos, retain: will.retain, published_ms: event.ts_ms, from: event.client_id.clone() };
+            edge.publish(Publish::new(will.topic, will.message, will.retain), props, &origin).await;
+        };
+        if delay == 0 {
+            return fire.await;
+        }
+        let (registry, id) = (self.clone(), client.id.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(delay as u64)).await;
+            // MQTT 5: a client back within its will delay cancels the will.
+            if !registry.registry.is_connected(&id) {
+                fire.await;
+            }
+        });
+    }
+
+    /// Publishes into the router from inside the gateway, through its own link. A
+    /// message nothing on this node can receive is not sent.
+    async fn publish(&self, publish: Publish, mut props: Option<PublishProperties>, origin: &Origin) {
+        if !publish.retain && !self.any_subscriber(&publish.topic) {
+            return;
+        }
+        origin::attach(&mut props, origin);
+        let mut internal = self.internal.lock().await;
+        if let Err(error) = internal.0.send(Packet::Publish(publish, props)).await {
+            tracing::error!(%error, "the router refused a message published by the gateway");
+        }
+    }
+}
+
+struct LiveConnection(Arc<Edge>);
+
+impl Drop for LiveConnection {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.none_live.notify_waiters();
+        }
+    }
+}
+
+/// A running broker: the router, the listeners and their connections.
 pub struct Broker {
-    servers: Vec<tokio::task::JoinHandle<()>>,
-    /// The listeners' part of `/readyz`.
+    edge: Arc<Edge>,
+    listeners: JoinSet<()>,
+    addrs: Vec<SocketAddr>,
     ready: Arc<ReadyFlag>,
 }
 
 impl Broker {
-    /// Binds the listeners and starts accepting clients; every connection raises its hook
-    /// events through `tap`. `ready` is set once every listener is bound, and cleared
-    /// again if one stops or shutdown begins.
-    pub async fn start(config: &BrokerConfig, tap: Arc<TapShared>, access: Arc<Access>, ready: Arc<ReadyFlag>) -> std::io::Result<Broker> {
+    /// Starts the router, binds the listeners and starts accepting clients. `ready` is
+    /// set once every listener is bound, and cleared when shutdown begins.
+    pub async fn start(config: &BrokerConfig, spool: Arc<Spool>, metrics: Arc<Metrics>, access: Arc<Access>, ready: Arc<ReadyFlag>) -> anyhow::Result<Broker> {
+        let bound = listener::bind_all(config)?;
         let router_config = RouterConfig {
-            max_connections: config.max_connections,
+            // Room for the gateway's own link and for connections being taken over.
+            max_connections: config.max_connections * 2 + 16,
             max_outgoing_packet_count: 200,
             max_segment_size: SEGMENT_SIZE,
             max_segment_count: SEGMENT_COUNT,
             ..RouterConfig::default()
         };
         let router_tx = Router::new(0, router_config).spawn();
-
-        let mut connections = ConnectionSettings {
-            connection_timeout_ms: config.connect_timeout_ms,
-            max_payload_size: config.max_packet_size,
-            max_inflight_count: config.max_inflight,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        };
-        // Password hashes are slow on purpose: verify them on the blocking pool.
-        connections.set_auth_handler(move |_client_id, username, password| {
-            let access = access.clone();
-            async move {
-                tokio::task::spawn_blocking(move || access.authenticate(&username, &password))
-                    .await
-                    .unwrap_or(false)
-            }
+        let links: Links = Box::new(move |client_id, clean| {
+            LinkBuilder::new(client_id, router_tx.clone()).clean_session(clean).dynamic_filters(true).build()
         });
-        let tls = TlsConfig::Rustls {
-            capath: path_text(&config.tls_client_ca),
-            certpath: path_text(&config.tls_cert).unwrap_or_default(),
-            keypath: path_text(&config.tls_key).unwrap_or_default(),
-        };
-        let listeners = [
-            Some(("MQTT", config.listen, None, LinkType::Remote)),
-            config.tls_listen.map(|a| ("MQTT over TLS", a, Some(tls.clone()), LinkType::Remote)),
-            config.ws_listen.map(|a| ("MQTT over WebSocket", a, None, LinkType::Websocket)),
-            config.wss_listen.map(|a| ("MQTT over WebSocket and TLS", a, Some(tls.clone()), LinkType::Websocket)),
-        ];
-        let mut servers = Vec::new();
-        let mut unbound = Vec::new();
-        for (name, listen, tls, link) in listeners.into_iter().flatten() {
-            // rumqttd binds inside `Server::start` and only logs a bind failure; bind
-            // once here first so a taken port is reported to the user as an error.
-            drop(std::net::TcpListener::bind(listen).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen for {name} on {listen}: {e}"))
-            })?);
-            let settings = ServerSettings {
-                name: name.to_string(),
-                listen,
-                tls,
-                next_connection_delay_ms: 0,
-                connections: connections.clone(),
-            };
-            let mut server = Server::new(settings, router_tx.clone(), TapCodec::new(tap.clone()));
-            let server_ready = ready.clone();
-            servers.push(tokio::spawn(async move {
-                let outcome = server.start(link).await;
-                let error = outcome.err().map_or_else(|| "no error given".to_string(), |e| e.to_string());
-                tracing::error!(%listen, %error, "{name} listener stopped");
-                server_ready.set_not_ready(format!("{name} listener on {listen} stopped ({error}); restart the gateway"));
-            }));
-            if wait_until_bound(listen).await {
-                tracing::info!(%listen, "{name} listener up (MQTT 3.1.1 and 5)");
-            } else {
-                unbound.push(format!("{name} on {listen}"));
-            }
+        // No client's router id can be this: theirs have every `%` escaped.
+        let (internal_tx, internal_rx, _) = tokio::task::block_in_place(|| links("%hookline", true))
+            .map_err(|e| anyhow::anyhow!("cannot open the gateway's own link to the MQTT router: {e}"))?;
+        let edge = Arc::new(Edge {
+            spool,
+            metrics,
+            access,
+            registry: Registry::default(),
+            filters: RwLock::default(),
+            links,
+            limits: Limits {
+                max_packet_size: config.max_packet_size,
+                max_connections: config.max_connections,
+                connect_timeout: Duration::from_millis(config.connect_timeout_ms as u64),
+                max_inflight: config.max_inflight.min(u16::MAX as usize) as u16,
+            },
+            closing: AtomicBool::new(false),
+            internal: tokio::sync::Mutex::new((internal_tx, internal_rx)),
+            live: AtomicUsize::new(0),
+            none_live: Notify::new(),
+        });
+        let mut listeners = JoinSet::new();
+        let mut addrs = Vec::new();
+        for (socket, transport) in bound {
+            let addr = socket.local_addr()?;
+            tracing::info!(listen = %addr, "{} listener up (MQTT 3.1.1 and 5)", transport.name());
+            addrs.push(addr);
+            listeners.spawn(listener::accept(edge.clone(), socket, transport));
         }
-        match unbound.is_empty() {
-            true => ready.set_ready(),
-            false => ready.set_not_ready(format!("MQTT listener not bound after {LISTEN_WAIT:?}: {}; see the log", unbound.join(", "))),
-        }
-        Ok(Broker { servers, ready })
+        ready.set_ready();
+        Ok(Broker { edge, listeners, addrs, ready })
     }
 
-    /// Stops accepting new connections; from now on the gateway is not ready.
-    pub fn stop_accepting(&self) {
+    /// Where the listeners are bound, in the order TCP, TLS, WebSocket, WSS (those
+    /// configured).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Stops accepting new connections and closes each connection when it next sends
+    /// new work (CONNECT, PUBLISH, SUBSCRIBE, UNSUBSCRIBE), unread: shutdown finishes
+    /// the work in flight instead of taking more. From now on the gateway is not ready.
+    pub fn stop_accepting(&mut self) {
         self.ready.set_not_ready("shutting down: no new connections accepted");
-        for server in &self.servers {
-            server.abort();
+        self.listeners.abort_all();
+        self.edge.closing.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes every connection (MQTT 5 clients hear DISCONNECT 0x8B) and waits, briefly,
+    /// for their tasks to end.
+    pub async fn stop(mut self) {
+        self.stop_accepting();
+        while self.listeners.join_next().await.is_some() {}
+        let none_live = self.edge.none_live.notified();
+        self.edge.registry.close_all();
+        if self.edge.live.load(Ordering::Relaxed) > 0 {
+            let _ = tokio::time::timeout(STOP_WAIT, none_live).await;
         }
     }
-}
 
-fn path_text(path: &std::path::Path) -> Option<String> {
-    (!path.as_os_str().is_empty()).then(|| path.display().to_string())
-}
-
-/// rumqttd binds in its own task; wait until its socket listens, so clients connecting
-/// right after `start` returns are not refused. The kernel's socket table is read
-/// rather than probed: binding a probe could take the port from rumqttd at the wrong
-/// moment, and connecting would leave a half-open MQTT connection. Returns whether it
-/// listens within `LISTEN_WAIT`.
-async fn wait_until_bound(listen: std::net::SocketAddr) -> bool {
-    let deadline = std::time::Instant::now() + LISTEN_WAIT;
-    while std::time::Instant::now() < deadline {
-        if listening(listen.port()) {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    /// Closes a client's connection (MQTT 5: DISCONNECT 0x98 Administrative action);
+    /// false when that client is not connected.
+    pub fn disconnect(&self, client_id: &str) -> bool {
+        self.edge.registry.close(client_id, CloseReason::Administrative)
     }
-    tracing::warn!(%listen, "MQTT listener not bound after {LISTEN_WAIT:?}");
-    false
-}
-
-const LISTEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Whether a TCP socket listens on `port` (Linux: `/proc/net/tcp` and `tcp6`, whose
-/// rows hold the local address as `<hex ip>:<hex port>` and state `0A` for LISTEN).
-fn listening(port: u16) -> bool {
-    let wanted = format!(":{port:04X}");
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
-        std::fs::read_to_string(table).is_ok_and(|text| {
-            text.lines().skip(1).any(|row| {
-                let mut fields = row.split_whitespace();
-                let local = fields.nth(1).unwrap_or_default();
-                let state = fields.nth(1).unwrap_or_default();
-                local.ends_with(&wanted) && state == "0A"
-            })
-        })
-    })
 }

@@ -1,10 +1,8 @@
-//! The few MQTT wire fields rumqttd's decoded packets keep private: a publish's QoS and
-//! packet id, and the protocol level of a CONNECT. Read straight from the frame bytes,
-//! without copying. Every function returns `None` on a short or malformed frame; the
-//! codec itself reports those errors.
+//! What the edge reads from raw frame bytes before decoding: the fixed header, the
+//! packet type, and a CONNECT's protocol level (which codec to decode it with, and
+//! whether to refuse it with "unsupported protocol version"). Every function returns
+//! `None` on a short or malformed frame; the codec itself reports those errors.
 
-/// Packet type nibble of a PUBLISH.
-pub const PUBLISH: u8 = 3;
 /// Packet type nibble of a CONNECT.
 pub const CONNECT: u8 = 1;
 
@@ -23,7 +21,7 @@ pub fn fixed_header(frame: &[u8]) -> Option<(u8, usize, usize)> {
 
 /// Whether MQTT has only servers send this packet type (CONNACK, SUBACK, UNSUBACK,
 /// PINGRESP). rumqttd's MQTT 5 decoder panics on a CONNACK or UNSUBACK from a client,
-/// so the tap refuses these before decoding.
+/// so the edge refuses these before decoding.
 pub fn sent_only_by_servers(packet_type: u8) -> bool {
     matches!(packet_type, 2 | 9 | 11 | 13)
 }
@@ -31,31 +29,11 @@ pub fn sent_only_by_servers(packet_type: u8) -> bool {
 /// CONNECT, PUBLISH, SUBSCRIBE and UNSUBSCRIBE: what a client sends to start
 /// something, as opposed to acknowledging or keeping alive.
 pub fn starts_work(packet_type: u8) -> bool {
-    matches!(packet_type, CONNECT | PUBLISH | 8 | 10)
+    matches!(packet_type, CONNECT | 3 | 8 | 10)
 }
 
 pub fn packet_type(first_byte: u8) -> u8 {
     first_byte >> 4
-}
-
-pub fn publish_qos(first_byte: u8) -> u8 {
-    (first_byte >> 1) & 0b11
-}
-
-/// QoS and packet id (0 for QoS 0) of a PUBLISH frame.
-pub fn publish_qos_pkid(frame: &[u8]) -> Option<(u8, u16)> {
-    let (first, _, header_len) = fixed_header(frame)?;
-    if packet_type(first) != PUBLISH {
-        return None;
-    }
-    let qos = publish_qos(first);
-    if qos == 0 {
-        return Some((0, 0));
-    }
-    let body = frame.get(header_len..)?;
-    let topic_len = u16::from_be_bytes([*body.first()?, *body.get(1)?]) as usize;
-    let pkid = body.get(2 + topic_len..4 + topic_len)?;
-    Some((qos, u16::from_be_bytes([pkid[0], pkid[1]])))
 }
 
 /// Protocol level of a CONNECT frame (4 = MQTT 3.1.1, 5 = MQTT 5). `None` until the
@@ -101,19 +79,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_qos1_publish_pkid() {
-        // PUBLISH qos1, remaining 9: topic "a/b", pkid 0x1234, payload "hi"
-        let frame = [0x32, 9, 0, 3, b'a', b'/', b'b', 0x12, 0x34, b'h', b'i'];
-        assert_eq!(publish_qos_pkid(&frame), Some((1, 0x1234)));
-    }
-
-    #[test]
-    fn qos0_publish_has_no_pkid() {
-        let frame = [0x30, 5, 0, 1, b'a', b'h', b'i'];
-        assert_eq!(publish_qos_pkid(&frame), Some((0, 0)));
-    }
-
-    #[test]
     fn multi_byte_remaining_length() {
         let frame = [0x30, 0xc1, 0x02];
         assert_eq!(fixed_header(&frame), Some((0x30, 321, 3)));
@@ -122,7 +87,6 @@ mod tests {
     #[test]
     fn short_frames_are_none() {
         assert_eq!(fixed_header(&[0x30, 0x80]), None);
-        assert_eq!(publish_qos_pkid(&[0x32, 9, 0, 3, b'a']), None);
         assert_eq!(connect_level(&[0x10, 10, 0, 4, b'M']), None);
     }
 

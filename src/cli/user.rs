@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 
-use crate::access::Credentials;
+use crate::access::{Credentials, User};
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -19,6 +19,10 @@ pub enum UserCommand {
         /// The credentials file; created if missing.
         #[arg(long)]
         file: PathBuf,
+        /// A client id the user may connect as (repeatable): exact, `%u` for the user
+        /// name (one lock, one login), or a prefix ending in `*`. None: any client id.
+        #[arg(long = "client-id")]
+        client_ids: Vec<String>,
     },
     /// Remove a user.
     Remove {
@@ -32,12 +36,13 @@ pub enum UserCommand {
 
 pub fn run(command: UserCommand) -> anyhow::Result<()> {
     match command {
-        UserCommand::Add { name, file } => {
+        UserCommand::Add { name, file, client_ids } => {
             if name.is_empty() {
                 bail!("the user name must not be empty (an empty name means an anonymous client)");
             }
             let mut credentials = read_or_new(&file)?;
-            let existed = credentials.users.insert(name.clone(), Credentials::hash(&read_password()?)).is_some();
+            let user = User::new(Credentials::hash(&read_password()?), client_ids);
+            let existed = credentials.users.insert(name.clone(), user).is_some();
             credentials.save(&file).with_context(|| format!("cannot write {}", file.display()))?;
             println!("{} user {name} in {}", if existed { "updated" } else { "added" }, file.display());
         }

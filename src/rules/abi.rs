@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use wasmtime::{Caller, Linker, Memory, StoreLimits};
 
-use super::filter::TopicFilter;
+use crate::topic::TopicFilter;
 use crate::hooks::{Hook, HookEvent};
 
 pub const ABI_MARKER: &str = "hookline_abi_v1";

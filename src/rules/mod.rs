@@ -13,7 +13,6 @@
 
 mod abi;
 mod engine;
-mod filter;
 mod instance;
 mod module;
 mod reload;
@@ -28,7 +27,6 @@ use arc_swap::ArcSwap;
 
 pub use abi::{valid_kafka_topic, Route};
 pub use engine::RuleEngine;
-pub use filter::TopicFilter;
 pub use instance::{CallFailure, RuleInstance};
 pub use module::{LoadError, RuleCounters, RuleModule, RuleSettings};
 pub use reload::RuleWatcher;

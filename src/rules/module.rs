@@ -15,7 +15,7 @@ use wasmtime::{ExternType, InstancePre, Module, ValType};
 use super::abi::{self, HostState};
 use super::instance::{describe_trap, instantiate};
 use super::engine::RuleEngine;
-use super::filter::TopicFilter;
+use crate::topic::TopicFilter;
 use crate::hooks::Hook;
 
 /// Largest rule file accepted; anything bigger is refused before compiling.

@@ -17,7 +17,7 @@ async fn scene(files: &tempfile::TempDir) -> Scene {
     let acl = std::fs::read(repo_rules().join("../examples/door-locks.acl")).unwrap();
     std::fs::write(files.path().join("door-locks.acl"), acl).unwrap();
     let mut credentials = hookline::access::Credentials::default();
-    credentials.users.insert("business-app".into(), hookline::access::Credentials::hash(APP_PASSWORD));
+    credentials.users.insert("business-app".into(), hookline::access::User::Any(hookline::access::Credentials::hash(APP_PASSWORD)));
     credentials.save(&files.path().join("users.toml")).unwrap();
 
     let state = route_rule("message.publish", "devices/+/state", "message_state");

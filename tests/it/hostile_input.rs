@@ -112,7 +112,7 @@ async fn a_wildcard_in_a_publish_topic_closes_the_connection_unacknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_client_ids_get_an_assigned_id_or_a_refusal_as_mqtt_says() {
     let scene = scene().await;
-    // MQTT 3.1.1, clean session: accepted; rumqttd assigns the id `rumqtt-<uuid>`.
+    // MQTT 3.1.1, clean session: accepted; the gateway assigns the id `hookline-<random>`.
     let mut v4_clean = RawClient::open(scene.addr).await;
     v4_clean.send(&raw_mqtt::connect(4, "", true, 30)).await;
     assert_eq!(v4_clean.receive().await, Some((0x20, vec![0, 0])));
@@ -130,7 +130,7 @@ async fn empty_client_ids_get_an_assigned_id_or_a_refusal_as_mqtt_says() {
     v5_clean.send(&raw_mqtt::connect(5, "", true, 30)).await;
     let (first, body) = v5_clean.receive().await.expect("CONNACK");
     assert_eq!((first, body[1]), (0x20, 0), "accepted: {body:?}");
-    assert!(body.windows(8).any(|w| w[0] == 0x12 && &w[3..] == b"rumqt"), "assigned client id: {body:?}");
+    assert!(body.windows(8).any(|w| w[0] == 0x12 && &w[3..] == b"hookl"), "assigned client id: {body:?}");
 
     // MQTT 5 without clean start: refused with reason 0x85, client identifier not valid.
     let mut v5_persistent = RawClient::open(scene.addr).await;
@@ -141,7 +141,7 @@ async fn empty_client_ids_get_an_assigned_id_or_a_refusal_as_mqtt_says() {
 
     let records = scene.file_records(1).await;
     let assigned = records[0]["key"].as_str().unwrap();
-    assert!(assigned.starts_with("rumqtt-"), "the record carries the assigned id, not an empty one: {records:#?}");
+    assert!(assigned.starts_with("hookline-"), "the record carries the assigned id, not an empty one: {records:#?}");
     assert_eq!(records[0]["value"]["client_id"], assigned);
 
     neighbour_is_unaffected(&scene, "id-neighbour", 1).await;

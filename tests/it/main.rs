@@ -5,6 +5,7 @@
 mod access;
 mod admin;
 mod cli;
+mod connack;
 mod conformance;
 mod dashboard;
 mod durability;
@@ -13,6 +14,7 @@ mod hooks;
 mod hostile_input;
 mod hostile_rules;
 mod hot_reload;
+mod mqtt_promises;
 mod ordering;
 mod properties;
 mod raw_mqtt;

@@ -41,6 +41,107 @@ pub fn connect(level: u8, client_id: &str, clean: bool, keep_alive: u16) -> Vec<
     frame(0x10, &body)
 }
 
+/// A CONNECT with MQTT 5 `props` (already encoded, see `prop_u16`/`prop_u32`; ignored
+/// for 3.1.1) and an optional login.
+pub fn connect_with(level: u8, client_id: &str, clean: bool, props: &[u8], login: Option<(&str, &str)>) -> Vec<u8> {
+    let mut body = Vec::new();
+    string(&mut body, b"MQTT");
+    let flags = if clean { 0x02 } else { 0 } | if login.is_some() { 0xc0 } else { 0 };
+    body.extend_from_slice(&[level, flags, 0, 30]);
+    if level == 5 {
+        body.push(props.len() as u8);
+        body.extend_from_slice(props);
+    }
+    string(&mut body, client_id.as_bytes());
+    if let Some((username, password)) = login {
+        string(&mut body, username.as_bytes());
+        string(&mut body, password.as_bytes());
+    }
+    frame(0x10, &body)
+}
+
+/// An MQTT 5 property with a two-byte value (Receive Maximum is 0x21, Topic Alias 0x23).
+pub fn prop_u16(id: u8, value: u16) -> Vec<u8> {
+    let mut out = vec![id];
+    out.extend_from_slice(&value.to_be_bytes());
+    out
+}
+
+/// An MQTT 5 property with a four-byte value (Maximum Packet Size is 0x27).
+pub fn prop_u32(id: u8, value: u32) -> Vec<u8> {
+    let mut out = vec![id];
+    out.extend_from_slice(&value.to_be_bytes());
+    out
+}
+
+/// A SUBSCRIBE of one filter; `options` is the MQTT 5 options byte (QoS in bits 0-1, No
+/// Local bit 2, Retain As Published bit 3, Retain Handling bits 4-5), just the QoS
+/// for 3.1.1.
+pub fn subscribe(level: u8, pkid: u16, filter: &str, options: u8) -> Vec<u8> {
+    let mut body = pkid.to_be_bytes().to_vec();
+    if level == 5 {
+        body.push(0);
+    }
+    string(&mut body, filter.as_bytes());
+    body.push(options);
+    frame(0x82, &body)
+}
+
+/// A PUBLISH; MQTT 5 `props` already encoded.
+pub fn publish(level: u8, topic: &str, qos: u8, pkid: u16, retain: bool, payload: &[u8], props: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    string(&mut body, topic.as_bytes());
+    if qos > 0 {
+        body.extend_from_slice(&pkid.to_be_bytes());
+    }
+    if level == 5 {
+        body.push(props.len() as u8);
+        body.extend_from_slice(props);
+    }
+    body.extend_from_slice(payload);
+    frame(0x30 | qos << 1 | retain as u8, &body)
+}
+
+/// A PUBACK (or, with another first byte, PUBREC/PUBREL/PUBCOMP) of `pkid`.
+pub fn ack(first: u8, pkid: u16) -> Vec<u8> {
+    frame(first, &pkid.to_be_bytes())
+}
+
+/// A PUBLISH as received: QoS, retain, topic, packet id, MQTT 5 properties (raw) and
+/// payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub qos: u8,
+    pub retain: bool,
+    pub topic: String,
+    pub pkid: u16,
+    pub props: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+/// Parses a PUBLISH `receive` returned; `None` for another packet.
+pub fn parse_publish(level: u8, (first, body): &(u8, Vec<u8>)) -> Option<Received> {
+    if first >> 4 != 3 {
+        return None;
+    }
+    let qos = (first >> 1) & 3;
+    let topic_len = u16::from_be_bytes([body[0], body[1]]) as usize;
+    let topic = String::from_utf8(body[2..2 + topic_len].to_vec()).ok()?;
+    let mut at = 2 + topic_len;
+    let mut pkid = 0;
+    if qos > 0 {
+        pkid = u16::from_be_bytes([body[at], body[at + 1]]);
+        at += 2;
+    }
+    let mut props = Vec::new();
+    if level == 5 {
+        let len = body[at] as usize;
+        props = body[at + 1..at + 1 + len].to_vec();
+        at += 1 + len;
+    }
+    Some(Received { qos, retain: first & 1 == 1, topic, pkid, props, payload: body[at..].to_vec() })
+}
+
 /// A QoS 1 PUBLISH (MQTT 3.1.1) with packet id 1; `topic` may be any bytes.
 pub fn publish_qos1(topic: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();

@@ -1,0 +1,1095 @@
+//! One client connection, from its CONNECT to its one disconnect: hookline's side of
+//! MQTT, over a link to rumqttd's router.
+//!
+//! The task owns everything about its client: the socket and its buffers, the login,
+//! the subscriptions' options, the QoS flows in both directions and the will. It raises
+//! each hook event where the thing happens, and writes the events of one socket read to
+//! the spool before anything read is acknowledged.
+//!
+//! The router is used for what it is good at (matching, fan-out, retained messages,
+//! shared subscriptions, persistent sessions) and nothing else:
+//! - it receives client publishes at QoS 0, with their origin attached (`origin`); the
+//!   edge itself acknowledges them once the spool has them. A publish no subscription
+//!   on this node can match, and without the retain flag, never reaches it.
+//! - it delivers to the edge at QoS 0 or 1; the edge caps each delivery at
+//!   min(published QoS, granted QoS), speaks QoS 2 with the client itself, holds
+//!   deliveries beyond the client's Receive Maximum, and acknowledges the router in the
+//!   order the router delivered (it accepts no other order).
+//! - the edge answers SUBSCRIBE, UNSUBSCRIBE and PINGREQ itself, and tells the router
+//!   exactly once that the connection is gone.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::FutureExt;
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::protocol::{
+    self, v4::V4, v5::V5, ConnAck, ConnAckProperties, Connect, ConnectReturnCode, Disconnect, DisconnectReasonCode,
+    LastWill, LastWillProperties, Login, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason, PubRec,
+    PubRecReason, PubRel, PubRelReason, Publish, PublishProperties, Protocol, SubAck, Subscribe, SubscribeProperties,
+    SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
+};
+use rumqttd::{Forward, Notification};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::origin::{self, Origin};
+use super::registry::{Claim, CloseReason};
+use super::subscription::Subscription;
+use super::{wire, Edge};
+use crate::access::{Action, LoginRefused};
+use crate::hooks::{now_ms, Hook, HookEvent};
+use crate::log_limit::LogLimit;
+use crate::metrics::Metrics;
+use crate::spool::{Push, SpoolBatch};
+
+/// Topic aliases a client may use toward the gateway (CONNACK Topic Alias Maximum).
+const TOPIC_ALIAS_MAX: u16 = 64;
+/// Longest client id accepted.
+const MAX_CLIENT_ID: usize = 256;
+/// Socket reads start this small, double while reads fill them, and shrink back when
+/// traffic drops: an idle device costs little, a busy one reads in large bites.
+const READ_MIN: usize = 512;
+const READ_MAX: usize = 64 * 1024;
+/// How long the last words to a closing client (a DISCONNECT) may take.
+const GOODBYE_WAIT: Duration = Duration::from_secs(1);
+
+static REFUSED_LOG: LogLimit = LogLimit::new();
+static PROTOCOL_LOG: LogLimit = LogLimit::new();
+static SPOOL_LOG: LogLimit = LogLimit::new();
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V4,
+    V5,
+}
+
+impl Version {
+    fn read(self, buffer: &mut BytesMut, max: usize) -> Result<Packet, protocol::Error> {
+        match self {
+            Version::V4 => V4.read_mut(buffer, max),
+            Version::V5 => V5.read_mut(buffer, max),
+        }
+    }
+
+    fn write(self, packet: Packet, buffer: &mut BytesMut) -> Result<usize, protocol::Error> {
+        match self {
+            Version::V4 => V4.write(packet, buffer),
+            Version::V5 => V5.write(packet, buffer),
+        }
+    }
+}
+
+/// Why a CONNECT is refused; each has its CONNACK code in both MQTT versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    BadCredentials,
+    NotAuthorized,
+    ClientIdRejected,
+    ServerBusy,
+    ProtocolVersion,
+}
+
+impl Refusal {
+    fn code(self, version: Version) -> ConnectReturnCode {
+        match (self, version) {
+            (Refusal::BadCredentials, _) => ConnectReturnCode::BadUserNamePassword,
+            (Refusal::NotAuthorized, _) => ConnectReturnCode::NotAuthorized,
+            (Refusal::ClientIdRejected, _) => ConnectReturnCode::ClientIdentifierNotValid,
+            (Refusal::ServerBusy, Version::V4) => ConnectReturnCode::ServiceUnavailable,
+            (Refusal::ServerBusy, Version::V5) => ConnectReturnCode::ServerBusy,
+            (Refusal::ProtocolVersion, Version::V4) => ConnectReturnCode::RefusedProtocolVersion,
+            (Refusal::ProtocolVersion, Version::V5) => ConnectReturnCode::UnsupportedProtocolVersion,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Refusal::BadCredentials => "bad user name or password",
+            Refusal::NotAuthorized => "not authorized",
+            Refusal::ClientIdRejected => "client id rejected",
+            Refusal::ServerBusy => "server busy (broker.max_connections)",
+            Refusal::ProtocolVersion => "unsupported protocol version",
+        }
+    }
+
+    fn count(self, metrics: &Metrics) {
+        let counter = match self {
+            Refusal::BadCredentials => &metrics.mqtt_refused_bad_credentials,
+            Refusal::NotAuthorized => &metrics.mqtt_refused_not_authorized,
+            Refusal::ClientIdRejected => &metrics.mqtt_refused_client_id,
+            Refusal::ServerBusy => &metrics.mqtt_refused_server_busy,
+            Refusal::ProtocolVersion => &metrics.mqtt_refused_protocol_version,
+        };
+        Metrics::add(counter, 1);
+    }
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// DISCONNECT from the client; `true` when it asked for its will (MQTT 5 0x04).
+    Disconnected { will: bool },
+    /// The socket closed or failed without a DISCONNECT.
+    Closed,
+    KeepAlive,
+    Closing(CloseReason),
+    /// The gateway is shutting down and the client sent new work.
+    Shutdown,
+    /// A packet MQTT does not allow; the MQTT 5 reason sent with DISCONNECT.
+    Protocol(DisconnectReasonCode),
+    /// The spool could not take this client's publish; it goes unacknowledged.
+    SpoolRefused,
+    /// The router dropped the connection (it already knows).
+    Router(DisconnectReasonCode),
+}
+
+impl End {
+    /// The `reason` of `client.disconnected`.
+    fn hook_reason(self) -> &'static str {
+        match self {
+            End::Disconnected { .. } => "normal",
+            End::Closed | End::Shutdown | End::SpoolRefused | End::Closing(CloseReason::ShuttingDown) => "closed",
+            End::KeepAlive => "keepalive_timeout",
+            End::Closing(CloseReason::TakenOver) => "takeover",
+            End::Closing(CloseReason::Administrative) => "administrative",
+            End::Protocol(_) | End::Router(_) => "protocol_error",
+        }
+    }
+
+    /// The MQTT 5 DISCONNECT the gateway sends as it closes, if any.
+    fn goodbye(self) -> Option<DisconnectReasonCode> {
+        match self {
+            End::Disconnected { .. } | End::Closed | End::SpoolRefused => None,
+            End::KeepAlive => Some(DisconnectReasonCode::KeepAliveTimeout),
+            End::Closing(CloseReason::TakenOver) => Some(DisconnectReasonCode::SessionTakenOver),
+            End::Closing(CloseReason::Administrative) => Some(DisconnectReasonCode::AdministrativeAction),
+            End::Shutdown | End::Closing(CloseReason::ShuttingDown) => Some(DisconnectReasonCode::ServerShuttingDown),
+            End::Protocol(code) | End::Router(code) => Some(code),
+        }
+    }
+
+    fn fires_will(self) -> bool {
+        !matches!(self, End::Disconnected { will: false })
+    }
+}
+
+/// Serves one accepted socket until its client is gone.
+pub(super) async fn serve<S>(edge: Arc<Edge>, mut stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let _live = edge.live_connection();
+    let mut read = BytesMut::with_capacity(READ_MIN);
+    let handshake = Handshake { edge: &edge, stream: &mut stream, peer, read: &mut read };
+    let Ok(Some(state)) = tokio::time::timeout(edge.limits.connect_timeout, handshake.run()).await else { return };
+    let mut connection = Connection { stream, read, read_size: READ_MIN, state };
+    let end = connection.run().await;
+    connection.finish(end).await;
+}
+
+/// The CONNECT: read, checked, refused with the right CONNACK code or accepted.
+struct Handshake<'a, S> {
+    edge: &'a Arc<Edge>,
+    stream: &'a mut S,
+    peer: SocketAddr,
+    read: &'a mut BytesMut,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
+    /// `None` when the connection ends here (refused, malformed, or gone).
+    async fn run(mut self) -> Option<State> {
+        let max = self.edge.limits.max_packet_size;
+        let version = loop {
+            let frame = &self.read[..];
+            if wire::fixed_header(frame).is_some_and(|(_, len, _)| len > max) {
+                self.protocol_error("the first packet is over broker.max_packet_size", None);
+                return None;
+            }
+            match wire::connect_level(frame) {
+                Some(4) => break Version::V4,
+                Some(5) => break Version::V5,
+                Some(level) => {
+                    // MQTT 3.1 and older say 3 and read the 3.1.1 CONNACK; anything newer
+                    // than 5 reads MQTT 5's.
+                    let version = if level < 5 { Version::V4 } else { Version::V5 };
+                    self.refuse(version, Refusal::ProtocolVersion, &format!("(protocol level {level})")).await;
+                    return None;
+                }
+                None if wire::unreadable_as_connect(frame) => {
+                    self.protocol_error("the first packet is not a CONNECT", None);
+                    return None;
+                }
+                None => self.read_more().await?,
+            }
+        };
+        let packet = loop {
+            match version.read(self.read, max) {
+                Ok(packet) => break packet,
+                Err(protocol::Error::InsufficientBytes(_)) => self.read_more().await?,
+                Err(error) => {
+                    self.protocol_error("malformed CONNECT", Some(&error));
+                    return None;
+                }
+            }
+        };
+        let Packet::Connect(connect, props, will, will_props, login) = packet else { return None };
+        self.accept(version, connect, props, will, will_props, login).await
+    }
+
+    async fn read_more(&mut self) -> Option<()> {
+        self.read.reserve(READ_MIN);
+        match self.stream.read_buf(self.read).await {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(()),
+        }
+    }
+
+    async fn accept(
+        self,
+        version: Version,
+        mut connect: Connect,
+        props: Option<protocol::ConnectProperties>,
+        mut will: Option<LastWill>,
+        will_props: Option<LastWillProperties>,
+        login: Option<Login>,
+    ) -> Option<State> {
+        let edge = self.edge.clone();
+        let assigned = connect.client_id.is_empty();
+        if assigned && !connect.clean_session {
+            // A persistent session needs an id the client chose, to come back to it.
+            return self.refuse(version, Refusal::ClientIdRejected, "(empty client id with clean session 0)").await;
+        }
+        if assigned {
+            connect.client_id = format!("hookline-{:016x}", rand_core::RngCore::next_u64(&mut rand_core::OsRng));
+        }
+        if connect.client_id.len() > MAX_CLIENT_ID {
+            return self.refuse(version, Refusal::ClientIdRejected, "(longer than 256 bytes)").await;
+        }
+        let client_id: Arc<str> = connect.client_id.as_str().into();
+        let (username, password) = login.map(|l| (l.username, l.password)).unwrap_or_default();
+        let (access, user, id) = (edge.access.clone(), username.clone(), client_id.clone());
+        match tokio::task::spawn_blocking(move || access.login(&user, &password, &id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(LoginRefused::BadCredentials)) => return self.refuse(version, Refusal::BadCredentials, &client_id).await,
+            Ok(Err(LoginRefused::NotAuthorized)) | Err(_) => {
+                return self.refuse(version, Refusal::NotAuthorized, &client_id).await
+            }
+        }
+        if edge.registry.connected() >= edge.limits.max_connections && !edge.registry.is_connected(&client_id) {
+            return self.refuse(version, Refusal::ServerBusy, &client_id).await;
+        }
+        let client = Client { shard: edge.spool.shard_for(&client_id), id: client_id, username: username.into(), peer: self.peer };
+
+        let mut batch = SpoolBatch::default();
+        if let Some(topic) = will.as_ref().map(|w| w.topic.clone()) {
+            if let Some(why) = wire::invalid_topic_name(&topic).or(topic.is_empty().then_some("empty will topic")) {
+                self.protocol_error(why, None);
+                return None;
+            }
+            if !edge.allows(&client, Action::Publish, &topic) {
+                edge.denied(&client, &mut batch, "will", topic);
+                will = None;
+            }
+        }
+
+        let claim = edge.registry.claim(&client.id).await;
+        let clean = connect.clean_session;
+        let (links, router_id) = (edge.clone(), router_client_id(&client.id));
+        let Ok(Ok((link_tx, link_rx, notification))) = tokio::task::spawn_blocking(move || links.link(&router_id, clean)).await else {
+            edge.registry.release(&client.id, claim.serial);
+            let _ = claim.ended.send(true);
+            return self.refuse(version, Refusal::ServerBusy, &client.id).await;
+        };
+        let session_present = matches!(Option::<Packet>::from(notification), Some(Packet::ConnAck(ack, _)) if ack.session_present);
+        let subscriptions = match (session_present, edge.registry.unpark(&client.id)) {
+            (true, Some(parked)) => parked,
+            (_, parked) => {
+                edge.forget_filters(parked.iter().flatten());
+                Vec::new()
+            }
+        };
+
+        let ack_props = (version == Version::V5).then(|| ConnAckProperties {
+            retain_available: Some(1),
+            max_packet_size: Some(edge.limits.max_packet_size as u32),
+            assigned_client_identifier: assigned.then(|| client.id.to_string()),
+            topic_alias_max: Some(TOPIC_ALIAS_MAX),
+            wildcard_subscription_available: Some(1),
+            subscription_identifiers_available: Some(1),
+            shared_subscription_available: Some(1),
+            ..ConnAckProperties::default()
+        });
+        let mut out = BytesMut::new();
+        let ack = ConnAck { session_present, code: ConnectReturnCode::Success };
+        version.write(Packet::ConnAck(ack, ack_props), &mut out).ok()?;
+
+        edge.metrics.connections.fetch_add(1, Ordering::Relaxed);
+        let connected = HookEvent::new(Hook::ClientConnected, client.id.clone(), client.username.clone());
+        edge.spool.stage(&mut batch, client.shard, &connected);
+        let will_delay = will_props.as_ref().and_then(|p| p.delay_interval).unwrap_or(0);
+        let receive_max = props.as_ref().and_then(|p| p.receive_maximum).unwrap_or(u16::MAX).min(edge.limits.max_inflight).max(1);
+        let max_packet = props.as_ref().and_then(|p| p.max_packet_size).map_or(usize::MAX, |m| m as usize);
+        let next_router_id = subscriptions.iter().map(|s| s.router_id).max().unwrap_or(0) + 1;
+        Some(State {
+            edge,
+            version,
+            client,
+            keep_alive: connect.keep_alive,
+            clean,
+            claim,
+            link_tx,
+            link_rx,
+            router_out: Vec::new(),
+            wake_router: false,
+            batch,
+            out,
+            subscriptions,
+            next_router_id,
+            aliases: HashMap::new(),
+            receive_max,
+            max_packet,
+            slots: VecDeque::new(),
+            inflight: HashMap::new(),
+            held: VecDeque::new(),
+            qos2_received: HashSet::new(),
+            will: will.map(|will| (will, will_props, will_delay)),
+            connected_ms: now_ms(),
+        })
+    }
+
+    /// Answers the CONNECT with a refusal, logged (rate-limited) and counted.
+    async fn refuse(self, version: Version, refusal: Refusal, client: &str) -> Option<State> {
+        refusal.count(&self.edge.metrics);
+        if let Some(skipped) = REFUSED_LOG.allow() {
+            tracing::warn!(peer = %self.peer, client, skipped, "MQTT connection refused: {}", refusal.name());
+        }
+        let mut out = BytesMut::new();
+        let ack = ConnAck { session_present: false, code: refusal.code(version) };
+        if version.write(Packet::ConnAck(ack, None), &mut out).is_ok() {
+            let _ = tokio::time::timeout(GOODBYE_WAIT, async {
+                self.stream.write_all(&out).await?;
+                self.stream.shutdown().await
+            })
+            .await;
+        }
+        None
+    }
+
+    fn protocol_error(&self, what: &str, error: Option<&protocol::Error>) {
+        log_protocol_error(&self.edge.metrics, self.peer, "(before CONNECT)", what, error);
+    }
+}
+
+/// rumqttd's router refuses client ids holding `+ $ # /`, which MQTT allows; it knows
+/// each client by its id with those characters (and `%`) percent-escaped.
+fn router_client_id(client_id: &str) -> String {
+    let mut id = String::with_capacity(client_id.len());
+    for c in client_id.chars() {
+        match c {
+            '+' | '$' | '#' | '/' | '%' => id.push_str(&format!("%{:02X}", c as u32)),
+            c => id.push(c),
+        }
+    }
+    id
+}
+
+fn log_protocol_error(metrics: &Metrics, peer: SocketAddr, client: &str, what: &str, error: Option<&protocol::Error>) {
+    Metrics::add(&metrics.mqtt_protocol_errors, 1);
+    if let Some(skipped) = PROTOCOL_LOG.allow() {
+        let error = error.map(|e| e.to_string()).unwrap_or_default();
+        tracing::warn!(%peer, client, %error, skipped, "closing an MQTT connection: {what}");
+    }
+}
+
+/// The client a connection serves, once its CONNECT is accepted.
+pub(super) struct Client {
+    pub id: Arc<str>,
+    pub username: Arc<str>,
+    pub shard: usize,
+    pub peer: SocketAddr,
+}
+
+/// A QoS 1/2 delivery the router made, in the router's order: it takes their
+/// acknowledgements in that order only.
+struct Slot {
+    pkid: u16,
+    done: bool,
+}
+
+/// A message on its way to the client.
+struct Delivery {
+    pkid: u16,
+    qos: u8,
+    retain: bool,
+    topic: Bytes,
+    payload: Bytes,
+    props: Option<PublishProperties>,
+    from: Option<Arc<str>>,
+}
+
+/// A delivery written to the client and not yet acknowledged.
+struct Unacked {
+    qos: u8,
+    topic: Bytes,
+    payload: Bytes,
+    from: Option<Arc<str>>,
+    /// QoS 2: PUBREC came, PUBCOMP awaited.
+    released: bool,
+}
+
+struct Connection<S> {
+    stream: S,
+    read: BytesMut,
+    /// How much the next read asks for.
+    read_size: usize,
+    state: State,
+}
+
+/// Everything about a connected client but its socket.
+struct State {
+    edge: Arc<Edge>,
+    version: Version,
+    client: Client,
+    keep_alive: u16,
+    clean: bool,
+    claim: Claim,
+    link_tx: LinkTx,
+    link_rx: LinkRx,
+    /// Packets for the router, sent together at the end of each batch.
+    router_out: Vec<Packet>,
+    /// The router paused this connection (its buffer was full) and waits to be told it
+    /// may go on.
+    wake_router: bool,
+    /// Events of this batch, written to the spool before anything is written back.
+    batch: SpoolBatch,
+    /// Bytes for the client.
+    out: BytesMut,
+    subscriptions: Vec<Subscription>,
+    next_router_id: usize,
+    /// MQTT 5 topic aliases the client set.
+    aliases: HashMap<u16, Bytes>,
+    /// The client's Receive Maximum: QoS 1/2 deliveries unacknowledged at once.
+    receive_max: u16,
+    /// The client's Maximum Packet Size.
+    max_packet: usize,
+    slots: VecDeque<Slot>,
+    inflight: HashMap<u16, Unacked>,
+    /// Deliveries waiting for the client's Receive Maximum, in order.
+    held: VecDeque<Delivery>,
+    /// Packet ids of QoS 2 publishes received and not yet released.
+    qos2_received: HashSet<u16>,
+    will: Option<(LastWill, Option<LastWillProperties>, u32)>,
+    connected_ms: u64,
+}
+
+/// What woke a connection up.
+enum Wake {
+    Close(Option<CloseReason>),
+    Read(std::io::Result<usize>),
+    Router(Result<Option<Notification>, rumqttd::local::LinkError>),
+    KeepAlive,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
+    /// Serves the client until the connection ends, and says how.
+    async fn run(&mut self) -> End {
+        let mut last_read = tokio::time::Instant::now();
+        loop {
+            if let Err(end) = self.flush().await {
+                return end;
+            }
+            // MQTT: a client silent for one and a half keep-alives is gone; 0 means never.
+            let keep_alive = self.state.keep_alive;
+            let deadline = last_read + Duration::from_millis(keep_alive as u64 * 1500);
+            self.read.reserve(self.read_size);
+            let wake = tokio::select! {
+                reason = self.state.claim.close.recv() => Wake::Close(reason),
+                read = self.stream.read_buf(&mut self.read) => Wake::Read(read),
+                note = self.state.link_rx.next() => Wake::Router(note),
+                _ = tokio::time::sleep_until(deadline), if keep_alive > 0 => Wake::KeepAlive,
+            };
+            let step = match wake {
+                Wake::Close(reason) => Err(End::Closing(reason.unwrap_or(CloseReason::Administrative))),
+                Wake::Read(Ok(0) | Err(_)) => Err(End::Closed),
+                Wake::Read(Ok(n)) => {
+                    last_read = tokio::time::Instant::now();
+                    self.fit_read_size(n);
+                    self.state.incoming(&mut self.read)
+                }
+                Wake::Router(Err(_)) => Err(End::Router(DisconnectReasonCode::UnspecifiedError)),
+                Wake::Router(Ok(note)) => self.router_notifications(note),
+                Wake::KeepAlive => Err(End::KeepAlive),
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// Takes what the router has for this client, as much as is there without waiting.
+    fn router_notifications(&mut self, first: Option<Notification>) -> Result<(), End> {
+        let mut next = first;
+        while let Some(note) = next {
+            self.state.notification(note)?;
+            next = match self.state.link_rx.next().now_or_never() {
+                Some(Ok(note)) => note,
+                Some(Err(_)) => return Err(End::Router(DisconnectReasonCode::UnspecifiedError)),
+                None => None,
+            };
+        }
+        Ok(())
+    }
+
+    /// Reads ask for more while they come back full and for less when traffic drops; a
+    /// read buffer much larger than the traffic needs is given back while it is empty.
+    fn fit_read_size(&mut self, read: usize) {
+        if read >= self.read_size {
+            self.read_size = (self.read_size * 2).min(READ_MAX);
+        } else if read < self.read_size / 4 {
+            self.read_size = (self.read_size / 2).max(READ_MIN);
+        }
+    }
+
+    /// Ends a batch: the spool gets its events before anything read is acknowledged,
+    /// then the router its packets, then the client its bytes.
+    async fn flush(&mut self) -> Result<(), End> {
+        let state = &mut self.state;
+        if state.edge.spool.flush(&mut state.batch).is_err() {
+            // The spool logs and counts the failure; nothing of this batch is acknowledged.
+            return Err(End::SpoolRefused);
+        }
+        state.send_router().await?;
+        if !state.out.is_empty() {
+            let written = async {
+                self.stream.write_all(&state.out).await?;
+                self.stream.flush().await
+            };
+            written.await.map_err(|_| End::Closed)?;
+            state.out.clear();
+            if state.out.capacity() > READ_MAX {
+                state.out = BytesMut::new();
+            }
+        }
+        if self.read.is_empty() && self.read.capacity() > 2 * self.read_size {
+            self.read = BytesMut::new();
+        }
+        if std::mem::take(&mut state.wake_router) {
+            state.link_rx.wake().await.map_err(|_| End::Router(DisconnectReasonCode::UnspecifiedError))?;
+        }
+        Ok(())
+    }
+
+    /// The one end of a connection: last words to the client, the router told once, the
+    /// session parked or forgotten, the hook raised, the will set off.
+    async fn finish(mut self, end: End) {
+        let state = &mut self.state;
+        if end == End::SpoolRefused {
+            state.out.clear();
+        }
+        if let (Some(reason_code), Version::V5) = (end.goodbye(), state.version) {
+            state.write(Packet::Disconnect(Disconnect { reason_code }, None));
+        }
+        if state.edge.spool.flush(&mut state.batch).is_err() {
+            state.out.clear();
+        }
+        if !state.out.is_empty() {
+            let goodbye = async {
+                self.stream.write_all(&state.out).await?;
+                self.stream.shutdown().await
+            };
+            let _ = tokio::time::timeout(GOODBYE_WAIT, goodbye).await;
+        }
+        match end {
+            End::Router(_) => state.router_out.clear(),
+            _ => {
+                let reason_code = DisconnectReasonCode::NormalDisconnection;
+                state.router_out.push(Packet::Disconnect(Disconnect { reason_code }, None));
+                let _ = state.send_router().await;
+            }
+        }
+        let edge = state.edge.clone();
+        let subscriptions = std::mem::take(&mut state.subscriptions);
+        match state.clean {
+            true => edge.forget_filters(subscriptions.iter()),
+            false => edge.registry.park(state.client.id.clone(), subscriptions),
+        }
+        let _ = state.claim.ended.send(true);
+        edge.registry.release(&state.client.id, state.claim.serial);
+        edge.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+        let mut event = HookEvent::new(Hook::ClientDisconnected, state.client.id.clone(), state.client.username.clone());
+        event.reason = Some(end.hook_reason());
+        edge.spool.push(state.client.shard, &event);
+        if let (true, Some((will, props, delay))) = (end.fires_will(), state.will.take()) {
+            edge.publish_will(&state.client, will, props, delay).await;
+        }
+    }
+}
+
+impl State {
+    fn v5(&self) -> bool {
+        self.version == Version::V5
+    }
+
+    /// Encodes a packet for the client. Only a publish can fail to encode, and those are
+    /// written by `deliver`, which checks.
+    fn write(&mut self, packet: Packet) {
+        let _ = self.version.write(packet, &mut self.out);
+    }
+
+    async fn send_router(&mut self) -> Result<(), End> {
+        let Some(last) = self.router_out.pop() else { return Ok(()) };
+        self.link_tx.buffer().extend(self.router_out.drain(..));
+        match self.link_tx.send(last).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(End::Router(DisconnectReasonCode::UnspecifiedError)),
+        }
+    }
+
+    fn protocol_error(&self, what: &str, error: Option<&protocol::Error>, reason: DisconnectReasonCode) -> End {
+        log_protocol_error(&self.edge.metrics, self.client.peer, &self.client.id, what, error);
+        End::Protocol(reason)
+    }
+
+    /// Decodes and handles every whole packet read so far.
+    fn incoming(&mut self, read: &mut BytesMut) -> Result<(), End> {
+        let max = self.edge.limits.max_packet_size;
+        while let Some(&first) = read.first() {
+            let kind = wire::packet_type(first);
+            // rumqttd's MQTT 5 decoder panics on some packets only servers send.
+            if wire::sent_only_by_servers(kind) {
+                return Err(self.protocol_error("a packet only servers send", None, DisconnectReasonCode::ProtocolError));
+            }
+            // Shutting down: acknowledgements of work in flight still come in, new work not.
+            if wire::starts_work(kind) && self.edge.closing.load(Ordering::Relaxed) {
+                return Err(End::Shutdown);
+            }
+            let packet = match self.version.read(read, max) {
+                Ok(packet) => packet,
+                Err(protocol::Error::InsufficientBytes(_)) => return Ok(()),
+                Err(protocol::Error::PayloadSizeLimitExceeded(size)) => {
+                    Metrics::add(&self.edge.metrics.mqtt_oversized_packets, 1);
+                    let what = format!("packet of {size} bytes over broker.max_packet_size = {max}");
+                    return Err(self.protocol_error(&what, None, DisconnectReasonCode::PacketTooLarge));
+                }
+                Err(error) => return Err(self.protocol_error("malformed packet", Some(&error), DisconnectReasonCode::MalformedPacket)),
+            };
+            self.packet(packet)?;
+        }
+        Ok(())
+    }
+
+    fn packet(&mut self, packet: Packet) -> Result<(), End> {
+        match packet {
+            Packet::Publish(publish, props) => return self.publish(publish, props),
+            Packet::PubAck(ack, _) => {
+                let ok = matches!(ack.reason, PubAckReason::Success | PubAckReason::NoMatchingSubscribers);
+                self.client_acked(ack.pkid, ok);
+            }
+            Packet::PubRec(rec, _) => {
+                let ok = matches!(rec.reason, PubRecReason::Success | PubRecReason::NoMatchingSubscribers);
+                self.client_received(rec.pkid, ok);
+            }
+            Packet::PubComp(comp, _) => self.client_completed(comp.pkid),
+            Packet::PubRel(rel, _) => {
+                let known = self.qos2_received.remove(&rel.pkid);
+                let reason = match known || !self.v5() {
+                    true => PubCompReason::Success,
+                    false => PubCompReason::PacketIdentifierNotFound,
+                };
+                self.write(Packet::PubComp(PubComp { pkid: rel.pkid, reason }, None));
+            }
+            Packet::Subscribe(subscribe, props) => self.subscribe(subscribe, props),
+            Packet::Unsubscribe(unsubscribe, _) => self.unsubscribe(unsubscribe),
+            Packet::PingReq(_) => self.write(Packet::PingResp(PingResp)),
+            Packet::Disconnect(disconnect, _) => {
+                let will = disconnect.reason_code == DisconnectReasonCode::DisconnectWithWillMessage;
+                return Err(End::Disconnected { will });
+            }
+            Packet::Connect(..) => return Err(self.protocol_error("a second CONNECT", None, DisconnectReasonCode::ProtocolError)),
+            _ => return Err(self.protocol_error("a packet only servers send", None, DisconnectReasonCode::ProtocolError)),
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self, mut publish: Publish, mut props: Option<PublishProperties>) -> Result<(), End> {
+        let (qos, pkid) = qos_pkid(&publish);
+        if let Some(alias) = props.as_mut().and_then(|p| p.topic_alias.take()) {
+            if alias == 0 || alias > TOPIC_ALIAS_MAX {
+                return Err(self.protocol_error("topic alias over the maximum of 64", None, DisconnectReasonCode::TopicAliasInvalid));
+            }
+            match publish.topic.is_empty() {
+                true => match self.aliases.get(&alias) {
+                    Some(topic) => publish.topic = topic.clone(),
+                    None => return Err(self.protocol_error("unknown topic alias", None, DisconnectReasonCode::ProtocolError)),
+                },
+                false => {
+                    self.aliases.insert(alias, publish.topic.clone());
+                }
+            }
+        }
+        if let Some(why) = wire::invalid_topic_name(&publish.topic).or(publish.topic.is_empty().then_some("empty topic name")) {
+            return Err(self.protocol_error(why, None, DisconnectReasonCode::TopicNameInvalid));
+        }
+        origin::forget(&mut props);
+        if let Some(props) = props.as_mut() {
+            props.subscription_identifiers.clear();
+        }
+        if qos == 2 && self.qos2_received.contains(&pkid) {
+            // A resend of a QoS 2 publish not released yet: acknowledged, not routed, again.
+            self.write(Packet::PubRec(PubRec { pkid, reason: PubRecReason::Success }, None));
+            return Ok(());
+        }
+        let refused = if !self.edge.allows(&self.client, Action::Publish, &publish.topic) {
+            self.edge.denied(&self.client, &mut self.batch, "publish", publish.topic.clone());
+            Some(PubAckReason::NotAuthorized)
+        } else {
+            let mut event = HookEvent::new(Hook::MessagePublish, self.client.id.clone(), self.client.username.clone());
+            event.topic = publish.topic.clone();
+            event.payload = publish.payload.clone();
+            event.qos = qos;
+            match self.edge.spool.stage(&mut self.batch, self.client.shard, &event) {
+                Push::Rejected if !self.v5() => {
+                    if let Some(skipped) = SPOOL_LOG.allow() {
+                        tracing::warn!(client = %self.client.id, peer = %self.client.peer, skipped,
+                            "spool full or failing: closing this MQTT 3.1.1 client without acknowledging its publish (it will resend)");
+                    }
+                    return Err(End::SpoolRefused);
+                }
+                Push::Rejected => Some(PubAckReason::QuotaExceeded),
+                Push::Written | Push::Dropped => {
+                    self.route(publish, props, qos, event.ts_ms);
+                    None
+                }
+            }
+        };
+        // MQTT 3.1.1 has no reason codes: a refused publish is acknowledged all the same.
+        let refused = refused.filter(|_| self.v5());
+        match qos {
+            1 => self.write(Packet::PubAck(PubAck { pkid, reason: refused.unwrap_or(PubAckReason::Success) }, None)),
+            2 => {
+                let reason = match refused {
+                    None => PubRecReason::Success,
+                    Some(PubAckReason::NotAuthorized) => PubRecReason::NotAuthorized,
+                    Some(_) => PubRecReason::QuotaExceeded,
+                };
+                if refused.is_none() {
+                    self.qos2_received.insert(pkid);
+                }
+                self.write(Packet::PubRec(PubRec { pkid, reason }, None));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Hands an accepted publish to the router, unless nothing could receive it: no
+    /// retain flag and no subscription on this node that matches.
+    fn route(&mut self, publish: Publish, mut props: Option<PublishProperties>, qos: u8, published_ms: u64) {
+        let retain = publish.retain;
+        if !retain && !self.edge.any_subscriber(&publish.topic) {
+            Metrics::add(&self.edge.metrics.router_skipped, 1);
+            return;
+        }
+        let origin = Origin { qos, retain, published_ms, from: self.client.id.clone() };
+        origin::attach(&mut props, &origin);
+        self.router_out.push(Packet::Publish(Publish::new(publish.topic, publish.payload, retain), props));
+    }
+
+    fn subscribe(&mut self, subscribe: Subscribe, props: Option<SubscribeProperties>) {
+        let client_sub_id = props.and_then(|p| p.id);
+        let codes = subscribe.filters.into_iter().map(|filter| self.subscribe_one(subscribe.pkid, filter, client_sub_id)).collect();
+        self.write(Packet::SubAck(SubAck { pkid: subscribe.pkid, return_codes: codes }, None));
+    }
+
+    fn subscribe_one(&mut self, pkid: u16, requested: protocol::Filter, client_sub_id: Option<usize>) -> SubscribeReasonCode {
+        let v5 = self.v5();
+        let failure = |code| if v5 { code } else { SubscribeReasonCode::Failure };
+        let Some(matcher) = Subscription::matcher_of(&requested.path) else {
+            return failure(SubscribeReasonCode::TopicFilterInvalid);
+        };
+        if !self.edge.allows(&self.client, Action::Subscribe, matcher.as_str().as_bytes()) {
+            self.edge.denied(&self.client, &mut self.batch, "subscribe", Bytes::from(requested.path));
+            return failure(SubscribeReasonCode::NotAuthorized);
+        }
+        // `$` topics are the server's; this one serves none of them.
+        if requested.path.starts_with('$') && !requested.path.starts_with("$share/") {
+            return failure(SubscribeReasonCode::TopicFilterInvalid);
+        }
+        let existing = self.subscriptions.iter().position(|s| s.filter == requested.path);
+        let index = match existing {
+            Some(i) => i,
+            None => {
+                self.edge.remember_filter(&matcher);
+                self.subscriptions.push(Subscription {
+                    filter: requested.path.clone(),
+                    matcher,
+                    router_id: self.next_router_id,
+                    granted: 0,
+                    no_local: false,
+                    retain_as_published: false,
+                    send_retained: true,
+                    client_sub_id: None,
+                });
+                self.next_router_id += 1;
+                self.subscriptions.len() - 1
+            }
+        };
+        let subscription = &mut self.subscriptions[index];
+        subscription.update(&requested, existing.is_some(), client_sub_id);
+        // One SUBSCRIBE per filter: the router gives every filter of a packet the
+        // packet's subscription identifier.
+        let router_props = SubscribeProperties { id: Some(subscription.router_id), user_properties: Vec::new() };
+        let router_subscribe = Subscribe { pkid, filters: vec![subscription.router_filter()] };
+        let granted = subscription.granted;
+        self.router_out.push(Packet::Subscribe(router_subscribe, Some(router_props)));
+        let mut event = HookEvent::new(Hook::SessionSubscribed, self.client.id.clone(), self.client.username.clone());
+        event.topic = Bytes::from(requested.path);
+        event.qos = granted;
+        self.edge.spool.stage(&mut self.batch, self.client.shard, &event);
+        match (v5, requested.qos) {
+            (true, qos) => SubscribeReasonCode::Success(qos),
+            (false, protocol::QoS::AtMostOnce) => SubscribeReasonCode::QoS0,
+            (false, protocol::QoS::AtLeastOnce) => SubscribeReasonCode::QoS1,
+            (false, protocol::QoS::ExactlyOnce) => SubscribeReasonCode::QoS2,
+        }
+    }
+
+    fn unsubscribe(&mut self, unsubscribe: Unsubscribe) {
+        let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
+        for filter in unsubscribe.filters {
+            let Some(index) = self.subscriptions.iter().position(|s| s.filter == filter) else {
+                reasons.push(UnsubAckReason::NoSubscriptionExisted);
+                continue;
+            };
+            let subscription = self.subscriptions.remove(index);
+            self.edge.forget_filters([&subscription]);
+            self.router_out.push(Packet::Unsubscribe(Unsubscribe { pkid: unsubscribe.pkid, filters: vec![filter.clone()] }, None));
+            let mut event = HookEvent::new(Hook::SessionUnsubscribed, self.client.id.clone(), self.client.username.clone());
+            event.topic = Bytes::from(filter);
+            self.edge.spool.stage(&mut self.batch, self.client.shard, &event);
+            reasons.push(UnsubAckReason::Success);
+        }
+        self.write(Packet::UnsubAck(UnsubAck { pkid: unsubscribe.pkid, reasons }, None));
+    }
+
+    fn notification(&mut self, note: Notification) -> Result<(), End> {
+        match note {
+            Notification::Forward(forward) => self.forward(forward),
+            Notification::Unschedule => self.wake_router = true,
+            Notification::Disconnect(disconnect, _) => return Err(End::Router(disconnect.reason_code)),
+            // The router's acknowledgements of what the edge answered itself.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The subscription a delivery is for: the one whose identifier the router attached,
+    /// else (a session resumed from the router's store, whose identifiers it forgot) the
+    /// first whose filter matches.
+    fn subscription_for(&self, props: &Option<PublishProperties>, topic: &[u8]) -> Option<&Subscription> {
+        let ids = props.as_ref().map(|p| p.subscription_identifiers.as_slice()).unwrap_or_default();
+        ids.iter()
+            .find_map(|id| self.subscriptions.iter().find(|s| s.router_id == *id))
+            .or_else(|| self.subscriptions.iter().find(|s| s.matcher.matches(topic)))
+    }
+
+    /// A delivery from the router: capped, filtered by the subscription's options and
+    /// the ACL, then written, held for the client's Receive Maximum, or dropped.
+    fn forward(&mut self, forward: Forward) {
+        let Forward { publish, mut properties, .. } = forward;
+        let (router_qos, pkid) = qos_pkid(&publish);
+        let origin = origin::take(&mut properties);
+        // The router clears the retain flag of live deliveries: a set one is a retained
+        // message sent because of a SUBSCRIBE.
+        let on_subscribe = publish.retain;
+        let published_qos = origin.as_ref().map_or(router_qos, |o| o.qos);
+        let delivery = self.subscription_for(&properties, &publish.topic).and_then(|sub| {
+            let from_self = origin.as_ref().is_some_and(|o| o.from == self.client.id);
+            // MQTT 5 lets a server drop QoS 0 messages for a client that was away; they
+            // were published before this connection and are not retained.
+            let stale = published_qos == 0 && !on_subscribe && origin.as_ref().is_some_and(|o| o.published_ms < self.connected_ms);
+            let wanted = !(on_subscribe && !sub.send_retained) && !(sub.no_local && from_self) && !stale;
+            let qos = match router_qos {
+                0 => 0,
+                _ => published_qos.min(sub.granted),
+            };
+            let retain = on_subscribe || (sub.retain_as_published && origin.as_ref().is_some_and(|o| o.retain));
+            let client_sub_id = sub.client_sub_id;
+            wanted.then_some((qos, retain, client_sub_id))
+        });
+        let delivery = delivery.filter(|_| {
+            let readable = self.edge.allows(&self.client, Action::Subscribe, &publish.topic);
+            if !readable {
+                Metrics::add(&self.edge.metrics.mqtt_deliveries_denied, 1);
+            }
+            readable
+        });
+        if router_qos > 0 {
+            let done = delivery.is_none_or(|(qos, ..)| qos == 0);
+            self.slots.push_back(Slot { pkid, done });
+        }
+        if let Some((qos, retain, client_sub_id)) = delivery {
+            if let Some(props) = properties.as_mut() {
+                props.subscription_identifiers = client_sub_id.into_iter().collect();
+            }
+            let delivery = Delivery {
+                pkid,
+                qos,
+                retain,
+                topic: publish.topic,
+                payload: publish.payload,
+                props: properties,
+                from: origin.map(|o| o.from),
+            };
+            match self.held.is_empty() && (qos == 0 || self.inflight.len() < self.receive_max as usize) {
+                true => self.deliver(delivery),
+                false => self.held.push_back(delivery),
+            }
+        }
+        self.ack_router();
+    }
+
+    /// Writes a delivery to the client, unless it is over the client's Maximum Packet
+    /// Size (MQTT 5: then it is dropped, as if delivered).
+    fn deliver(&mut self, delivery: Delivery) {
+        let start = self.out.len();
+        let publish = publish_with(delivery.qos, delivery.pkid, delivery.retain, delivery.topic.clone(), delivery.payload.clone());
+        let props = if self.v5() { delivery.props } else { None };
+        let written = self.version.write(Packet::Publish(publish, props), &mut self.out).is_ok();
+        if !written || self.out.len() - start > self.max_packet {
+            self.out.truncate(start);
+            Metrics::add(&self.edge.metrics.mqtt_deliveries_too_large, 1);
+            if delivery.qos > 0 {
+                self.slot_done(delivery.pkid);
+            }
+            return;
+        }
+        let mut event = HookEvent::new(Hook::MessageDelivered, self.client.id.clone(), self.client.username.clone());
+        event.topic = delivery.topic.clone();
+        event.payload = delivery.payload.clone();
+        event.qos = delivery.qos;
+        event.from = delivery.from.clone();
+        self.edge.spool.stage(&mut self.batch, self.client.shard, &event);
+        if delivery.qos > 0 {
+            let unacked = Unacked { qos: delivery.qos, topic: delivery.topic, payload: delivery.payload, from: delivery.from, released: false };
+            self.inflight.insert(delivery.pkid, unacked);
+        }
+    }
+
+    fn acked_event(&mut self, unacked: &Unacked) {
+        let mut event = HookEvent::new(Hook::MessageAcked, self.client.id.clone(), self.client.username.clone());
+        event.topic = unacked.topic.clone();
+        event.payload = unacked.payload.clone();
+        event.qos = unacked.qos;
+        event.from = unacked.from.clone();
+        self.edge.spool.stage(&mut self.batch, self.client.shard, &event);
+    }
+
+    /// PUBACK of a QoS 1 delivery.
+    fn client_acked(&mut self, pkid: u16, ok: bool) {
+        if self.inflight.get(&pkid).is_none_or(|u| u.qos != 1) {
+            return;
+        }
+        if let Some(unacked) = self.inflight.remove(&pkid) {
+            if ok {
+                self.acked_event(&unacked);
+            }
+        }
+        self.slot_done(pkid);
+    }
+
+    /// PUBREC of a QoS 2 delivery: the client has it (`message.acked`, as MQTT 5 lets a
+    /// receiver act on it now); PUBREL follows.
+    fn client_received(&mut self, pkid: u16, ok: bool) {
+        let Some(unacked) = self.inflight.remove(&pkid).filter(|u| u.qos == 2) else { return };
+        if !ok {
+            self.slot_done(pkid);
+            return;
+        }
+        if !unacked.released {
+            self.acked_event(&unacked);
+        }
+        self.inflight.insert(pkid, Unacked { released: true, ..unacked });
+        self.write(Packet::PubRel(PubRel { pkid, reason: PubRelReason::Success }, None));
+    }
+
+    /// PUBCOMP: a QoS 2 delivery is complete.
+    fn client_completed(&mut self, pkid: u16) {
+        if self.inflight.get(&pkid).is_some_and(|u| u.released) {
+            self.inflight.remove(&pkid);
+            self.slot_done(pkid);
+        }
+    }
+
+    fn slot_done(&mut self, pkid: u16) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.pkid == pkid && !s.done) {
+            slot.done = true;
+        }
+        self.ack_router();
+        while let Some(next) = self.held.front() {
+            if next.qos > 0 && self.inflight.len() >= self.receive_max as usize {
+                break;
+            }
+            let next = self.held.pop_front().expect("front exists");
+            self.deliver(next);
+        }
+    }
+
+    /// Acknowledges to the router every finished delivery at the head of its order.
+    fn ack_router(&mut self) {
+        while self.slots.front().is_some_and(|s| s.done) {
+            let slot = self.slots.pop_front().expect("front exists");
+            self.router_out.push(Packet::PubAck(PubAck { pkid: slot.pkid, reason: PubAckReason::Success }, None));
+        }
+    }
+}
+
+/// rumqttd keeps a publish's QoS and packet id private; its own serialisation (a header
+/// byte, the packet id, the topic, the payload) shows them: five bytes without topic
+/// and payload.
+fn qos_pkid(publish: &Publish) -> (u8, u16) {
+    let mut probe = publish.clone();
+    probe.topic = Bytes::new();
+    probe.payload = Bytes::new();
+    let bytes = probe.serialize();
+    ((bytes[0] >> 1) & 0b11, u16::from_be_bytes([bytes[1], bytes[2]]))
+}
+
+/// A publish with the given QoS and packet id, which rumqttd builds only from its own
+/// serialisation (QoS 0 needs neither).
+fn publish_with(qos: u8, pkid: u16, retain: bool, topic: Bytes, payload: Bytes) -> Publish {
+    if qos == 0 {
+        return Publish::new(topic, payload, retain);
+    }
+    let mut frame = BytesMut::with_capacity(5 + topic.len() + payload.len());
+    frame.put_u8(0x30 | (qos << 1) | retain as u8);
+    frame.put_u16(pkid);
+    frame.put_u16(topic.len() as u16);
+    frame.put_slice(&topic);
+    frame.put_slice(&payload);
+    Publish::deserialize(frame.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_publish_built_with_a_qos_and_packet_id_reads_back_the_same() {
+        for (qos, pkid, retain) in [(0, 0, false), (1, 7, false), (2, 65535, true)] {
+            let publish = publish_with(qos, pkid, retain, Bytes::from_static(b"a/b"), Bytes::from_static(b"x"));
+            assert_eq!(qos_pkid(&publish), (qos, pkid));
+            assert_eq!((publish.retain, &publish.topic[..], &publish.payload[..]), (retain, &b"a/b"[..], &b"x"[..]));
+        }
+    }
+
+    #[test]
+    fn client_ids_the_router_would_refuse_are_escaped_one_to_one() {
+        assert_eq!(router_client_id("lock-1"), "lock-1");
+        assert_eq!(router_client_id("a/b+c#$%"), "a%2Fb%2Bc%23%24%25");
+    }
+}

@@ -1,0 +1,175 @@
+//! The MQTT listeners: TCP, TLS, WebSocket and WebSocket over TLS, each bound by the
+//! edge itself (so its backlog is ours to set and readiness is the bound socket), each
+//! handing every accepted socket to its own connection task.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_tungstenite::tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response};
+use async_tungstenite::tungstenite::http::HeaderValue;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
+use tokio_rustls::TlsAcceptor;
+use ws_stream_tungstenite::WsStream;
+
+use super::{connection, Edge};
+use crate::config::BrokerConfig;
+use crate::log_limit::LogLimit;
+
+static ACCEPT_LOG: LogLimit = LogLimit::new();
+static HANDSHAKE_LOG: LogLimit = LogLimit::new();
+
+/// What a listener speaks under MQTT.
+#[derive(Clone)]
+pub enum Transport {
+    Tcp,
+    Tls(TlsAcceptor),
+    WebSocket,
+    WebSocketTls(TlsAcceptor),
+}
+
+impl Transport {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transport::Tcp => "MQTT",
+            Transport::Tls(_) => "MQTT over TLS",
+            Transport::WebSocket => "MQTT over WebSocket",
+            Transport::WebSocketTls(_) => "MQTT over WebSocket and TLS",
+        }
+    }
+}
+
+/// The listeners the configuration asks for, bound; errors name the key and the
+/// address.
+pub fn bind_all(config: &BrokerConfig) -> anyhow::Result<Vec<(TcpListener, Transport)>> {
+    let tls = || tls_acceptor(config);
+    let mut wanted = vec![(config.listen, Transport::Tcp, "broker.listen")];
+    if let Some(listen) = config.tls_listen {
+        wanted.push((listen, Transport::Tls(tls()?), "broker.tls_listen"));
+    }
+    if let Some(listen) = config.ws_listen {
+        wanted.push((listen, Transport::WebSocket, "broker.ws_listen"));
+    }
+    if let Some(listen) = config.wss_listen {
+        wanted.push((listen, Transport::WebSocketTls(tls()?), "broker.wss_listen"));
+    }
+    wanted
+        .into_iter()
+        .map(|(listen, transport, key)| {
+            let listener = bind(listen, config.listen_backlog)
+                .with_context(|| format!("cannot listen for {} on {listen} ({key}); is the port taken?", transport.name()))?;
+            Ok((listener, transport))
+        })
+        .collect()
+}
+
+fn bind(listen: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if listen.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    socket.listen(backlog)
+}
+
+/// Accepts clients until the task is aborted, one task per connection.
+pub async fn accept(edge: Arc<Edge>, listener: TcpListener, transport: Transport) {
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, most likely: wait for some to be freed.
+                if let Some(skipped) = ACCEPT_LOG.allow() {
+                    tracing::warn!(%error, skipped, "cannot accept an MQTT connection");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let (edge, transport) = (edge.clone(), transport.clone());
+        tokio::spawn(async move {
+            let timeout = edge.limits.connect_timeout;
+            let outcome = match transport {
+                Transport::Tcp => return connection::serve(edge, socket, peer).await,
+                Transport::Tls(tls) => match tokio::time::timeout(timeout, tls.accept(socket)).await {
+                    Ok(Ok(stream)) => return connection::serve(edge, stream, peer).await,
+                    Ok(Err(error)) => error.to_string(),
+                    Err(_) => "TLS handshake timed out".to_string(),
+                },
+                Transport::WebSocket => match tokio::time::timeout(timeout, websocket(socket)).await {
+                    Ok(Ok(stream)) => return connection::serve(edge, stream, peer).await,
+                    Ok(Err(error)) => error,
+                    Err(_) => "WebSocket handshake timed out".to_string(),
+                },
+                Transport::WebSocketTls(tls) => {
+                    let handshake = async { websocket(tls.accept(socket).await.map_err(|e| e.to_string())?).await };
+                    match tokio::time::timeout(timeout, handshake).await {
+                        Ok(Ok(stream)) => return connection::serve(edge, stream, peer).await,
+                        Ok(Err(error)) => error,
+                        Err(_) => "WebSocket over TLS handshake timed out".to_string(),
+                    }
+                }
+            };
+            crate::metrics::Metrics::add(&edge.metrics.mqtt_handshake_failures, 1);
+            if let Some(skipped) = HANDSHAKE_LOG.allow() {
+                tracing::warn!(%peer, error = %outcome, skipped, "handshake failed before MQTT");
+            }
+        });
+    }
+}
+
+/// Answers a WebSocket upgrade offering the `mqtt` subprotocol, and gives its binary
+/// messages as a byte stream.
+async fn websocket<S>(socket: S) -> Result<WsStream<async_tungstenite::tokio::TokioAdapter<S>>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'static,
+{
+    let socket = async_tungstenite::tokio::accept_hdr_async(socket, MqttSubprotocol).await.map_err(|e| e.to_string())?;
+    Ok(WsStream::new(socket))
+}
+
+/// MQTT over WebSocket: the server names the `mqtt` subprotocol in its answer.
+struct MqttSubprotocol;
+
+impl Callback for MqttSubprotocol {
+    fn on_request(self, _request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
+        response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("mqtt"));
+        Ok(response)
+    }
+}
+
+fn tls_acceptor(config: &BrokerConfig) -> anyhow::Result<TlsAcceptor> {
+    if config.tls_cert.as_os_str().is_empty() || config.tls_key.as_os_str().is_empty() {
+        anyhow::bail!("a TLS listener needs broker.tls_cert and broker.tls_key (PEM files)");
+    }
+    let certs = read_pem(&config.tls_cert, "broker.tls_cert", |r| rustls_pemfile::certs(r).collect::<Result<Vec<_>, _>>())?;
+    let key = read_pem(&config.tls_key, "broker.tls_key", |r| rustls_pemfile::private_key(r))?
+        .with_context(|| format!("broker.tls_key: no private key in {}", config.tls_key.display()))?;
+    let builder = ServerConfig::builder();
+    let builder = match config.tls_client_ca.as_os_str().is_empty() {
+        true => builder.with_no_client_auth(),
+        false => {
+            let mut roots = RootCertStore::empty();
+            let cas = read_pem(&config.tls_client_ca, "broker.tls_client_ca", |r| rustls_pemfile::certs(r).collect::<Result<Vec<_>, _>>())?;
+            for ca in cas {
+                roots.add(ca).with_context(|| format!("broker.tls_client_ca: a certificate in {} is not a usable CA", config.tls_client_ca.display()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+                .build()
+                .with_context(|| format!("broker.tls_client_ca: {} holds no usable CA", config.tls_client_ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let server = builder
+        .with_single_cert(certs, key)
+        .with_context(|| format!("broker.tls_key does not fit broker.tls_cert ({})", config.tls_cert.display()))?;
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+fn read_pem<T>(path: &Path, key: &str, parse: impl FnOnce(&mut dyn std::io::BufRead) -> std::io::Result<T>) -> anyhow::Result<T> {
+    let file = std::fs::File::open(path).with_context(|| format!("{key}: cannot open {}", path.display()))?;
+    parse(&mut std::io::BufReader::new(file)).with_context(|| format!("{key}: {} is not valid PEM", path.display()))
+}

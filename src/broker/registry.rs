@@ -1,0 +1,125 @@
+//! Which connection holds each client id, so the edge can take a session over, close a
+//! client on demand, and tell a will whose client came back.
+//!
+//! A client id is claimed once its CONNECT is accepted, before the router hears of the
+//! new connection: the previous holder is told to close and is waited for, so the router
+//! sees the old connection's one disconnect before the new connection (it never has to
+//! resolve a duplicate id itself). Subscriptions of persistent sessions are kept here
+//! while their client is away, beside the router's own copy of the session.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::subscription::Subscription;
+
+/// Why the edge closes a connection from outside its own task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Another connection claimed the client id (MQTT 5 DISCONNECT 0x8E).
+    TakenOver,
+    /// Asked for by the gateway (MQTT 5 DISCONNECT 0x98 Administrative action).
+    Administrative,
+    /// The gateway is stopping (MQTT 5 DISCONNECT 0x8B Server shutting down).
+    ShuttingDown,
+}
+
+/// How long a new connection waits for the one it takes over to let go.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
+
+struct Holder {
+    serial: u64,
+    close: mpsc::Sender<CloseReason>,
+    ended: watch::Receiver<bool>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    holders: Mutex<HashMap<Arc<str>, Holder>>,
+    /// Subscriptions of persistent sessions whose client is away, by client id.
+    parked: Mutex<HashMap<Arc<str>, Vec<Subscription>>>,
+    next_serial: AtomicU64,
+}
+
+/// A connection's hold on its client id.
+pub struct Claim {
+    pub serial: u64,
+    /// Close requests from the registry: takeover, or on demand.
+    pub close: mpsc::Receiver<CloseReason>,
+    /// Set once the router has been told this connection is gone.
+    pub ended: watch::Sender<bool>,
+}
+
+impl Registry {
+    fn holders(&self) -> MutexGuard<'_, HashMap<Arc<str>, Holder>> {
+        self.holders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn parked(&self) -> MutexGuard<'_, HashMap<Arc<str>, Vec<Subscription>>> {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Claims `client_id`: a connection still holding it is asked to close (taken
+    /// over) and waited for, up to `TAKEOVER_WAIT`.
+    pub async fn claim(&self, client_id: &Arc<str>) -> Claim {
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        let (close_tx, close_rx) = mpsc::channel(1);
+        let (ended_tx, ended_rx) = watch::channel(false);
+        let holder = Holder { serial, close: close_tx, ended: ended_rx };
+        let previous = self.holders().insert(client_id.clone(), holder);
+        if let Some(mut previous) = previous {
+            let _ = previous.close.try_send(CloseReason::TakenOver);
+            // An error means the old connection's task is gone, which is as good.
+            let _ = tokio::time::timeout(TAKEOVER_WAIT, previous.ended.wait_for(|ended| *ended)).await;
+        }
+        Claim { serial, close: close_rx, ended: ended_tx }
+    }
+
+    /// Gives `client_id` up, if `serial` still holds it. Returns false when another
+    /// connection took it over.
+    pub fn release(&self, client_id: &str, serial: u64) -> bool {
+        let mut holders = self.holders();
+        match holders.get(client_id) {
+            Some(holder) if holder.serial == serial => {
+                holders.remove(client_id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a connection holds `client_id` now.
+    pub fn is_connected(&self, client_id: &str) -> bool {
+        self.holders().contains_key(client_id)
+    }
+
+    /// Asks the connection holding `client_id` to close; false when none does.
+    pub fn close(&self, client_id: &str, reason: CloseReason) -> bool {
+        self.holders().get(client_id).is_some_and(|holder| holder.close.try_send(reason).is_ok())
+    }
+
+    /// Asks every connection to close because the gateway stops.
+    pub fn close_all(&self) {
+        for holder in self.holders().values() {
+            let _ = holder.close.try_send(CloseReason::ShuttingDown);
+        }
+    }
+
+    /// How many client ids are connected now.
+    pub fn connected(&self) -> usize {
+        self.holders().len()
+    }
+
+    /// Keeps a persistent session's subscriptions while its client is away.
+    pub fn park(&self, client_id: Arc<str>, subscriptions: Vec<Subscription>) {
+        self.parked().insert(client_id, subscriptions);
+    }
+
+    /// Takes the subscriptions parked for `client_id`, if any.
+    pub fn unpark(&self, client_id: &str) -> Option<Vec<Subscription>> {
+        self.parked().remove(client_id)
+    }
+}

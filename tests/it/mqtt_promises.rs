@@ -1,0 +1,295 @@
+//! The promises MQTT makes, kept by the edge, each checked on the wire with hand-built
+//! MQTT 5 (and, where it applies, 3.1.1) packets: delivered QoS, topic aliases,
+//! subscription options, the client's Receive Maximum and Maximum Packet Size, the
+//! CONNACK's properties, keep-alive, a second CONNECT, takeover, will delay, `$`
+//! filters, and the DISCONNECTs a server sends.
+
+use std::time::Duration;
+
+use crate::raw_mqtt::{ack, connect, connect_with, parse_publish, prop_u16, prop_u32, publish, subscribe, RawClient, Received};
+use crate::scene::{wait_for, Scene};
+
+/// A connected client of MQTT `level` whose SUBSCRIBE of `filter` (options byte) is
+/// granted.
+async fn subscriber(scene: &Scene, level: u8, id: &str, filter: &str, options: u8) -> RawClient {
+    let mut client = RawClient::connected(scene.addr, level, id).await;
+    client.send(&subscribe(level, 1, filter, options)).await;
+    let (first, body) = client.receive().await.expect("SUBACK");
+    assert_eq!(first, 0x90, "{id}: SUBACK expected");
+    assert!(*body.last().unwrap() < 0x80, "{id}: subscription to {filter} refused: {body:?}");
+    client
+}
+
+/// The next PUBLISH to `client`, skipping nothing: another packet fails the test.
+async fn next_publish(client: &mut RawClient, level: u8) -> Option<Received> {
+    let packet = client.receive().await?;
+    Some(parse_publish(level, &packet).unwrap_or_else(|| panic!("PUBLISH expected, got {packet:?}")))
+}
+
+/// Nothing arrives for half a second.
+async fn silent(client: &mut RawClient) -> bool {
+    tokio::time::timeout(Duration::from_millis(500), client.receive()).await.is_err()
+}
+
+/// Publishes and waits for the acknowledgement a QoS 1/2 publish gets.
+async fn publish_acked(client: &mut RawClient, level: u8, topic: &str, qos: u8, retain: bool, payload: &[u8]) {
+    client.send(&publish(level, topic, qos, 7, retain, payload, &[])).await;
+    if qos > 0 {
+        let (first, _) = client.receive().await.expect("acknowledgement");
+        assert_eq!(first >> 4, if qos == 1 { 4 } else { 5 });
+    }
+    if qos == 2 {
+        client.send(&ack(0x62, 7)).await;
+        assert_eq!(client.receive().await.expect("PUBCOMP").0, 0x70);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription() {
+    let scene = Scene::start(&[], None).await;
+    for level in [4, 5] {
+        let mut qos2_sub = subscriber(&scene, level, &format!("q2-{level}"), "q/#", 2).await;
+        let mut qos1_sub = subscriber(&scene, level, &format!("q1-{level}"), "q/#", 1).await;
+        let mut publisher = RawClient::connected(scene.addr, level, &format!("pub-{level}")).await;
+        for (qos, to_qos2_sub, to_qos1_sub) in [(0, 0, 0), (1, 1, 1), (2, 2, 1)] {
+            publish_acked(&mut publisher, level, "q/x", qos, false, b"m").await;
+            let got = next_publish(&mut qos2_sub, level).await.expect("delivery");
+            assert_eq!(got.qos, to_qos2_sub, "MQTT level {level}: QoS {qos} publish to a QoS 2 subscription");
+            let got_1 = next_publish(&mut qos1_sub, level).await.expect("delivery");
+            assert_eq!(got_1.qos, to_qos1_sub, "MQTT level {level}: QoS {qos} publish to a QoS 1 subscription");
+            if got.qos == 1 {
+                qos2_sub.send(&ack(0x40, got.pkid)).await;
+            }
+            if got.qos == 2 {
+                qos2_sub.send(&ack(0x50, got.pkid)).await;
+                assert_eq!(qos2_sub.receive().await.expect("PUBREL").0, 0x62);
+                qos2_sub.send(&ack(0x70, got.pkid)).await;
+            }
+            if got_1.qos == 1 {
+                qos1_sub.send(&ack(0x40, got_1.pkid)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_carry_their_own_topic_and_client_topic_aliases_are_resolved() {
+    let scene = Scene::start(&[], None).await;
+    let mut sub = subscriber(&scene, 5, "alias-sub", "a/+", 0).await;
+    let mut publisher = RawClient::connected(scene.addr, 5, "alias-pub").await;
+    // Alias 1 set with a/y, then used alone; then a/z without an alias.
+    publisher.send(&publish(5, "a/y", 0, 0, false, b"1", &prop_u16(0x23, 1))).await;
+    publisher.send(&publish(5, "", 0, 0, false, b"2", &prop_u16(0x23, 1))).await;
+    publisher.send(&publish(5, "a/z", 0, 0, false, b"3", &[])).await;
+    for (topic, payload) in [("a/y", b"1"), ("a/y", b"2"), ("a/z", b"3")] {
+        let got = next_publish(&mut sub, 5).await.expect("delivery");
+        assert_eq!((got.topic.as_str(), &got.payload[..]), (topic, &payload[..]));
+        assert!(!got.props.contains(&0x23), "the server sends no topic alias: {:?}", got.props);
+    }
+    // An alias over the CONNACK's Topic Alias Maximum (64) ends the connection.
+    publisher.send(&publish(5, "a/y", 0, 0, false, b"x", &prop_u16(0x23, 65))).await;
+    let (first, body) = publisher.receive().await.expect("DISCONNECT");
+    assert_eq!((first, body[0]), (0xe0, 0x94), "DISCONNECT Topic Alias invalid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_local_and_retain_as_published_and_retain_handling_are_honoured() {
+    let scene = Scene::start(&[], None).await;
+    let mut publisher = RawClient::connected(scene.addr, 5, "opt-pub").await;
+    publish_acked(&mut publisher, 5, "r/old", 1, true, b"retained").await;
+
+    // Retain Handling 0 sends the retained message, flagged retained; 2 never does.
+    let mut rh0 = subscriber(&scene, 5, "rh0", "r/#", 0x01).await;
+    let got = next_publish(&mut rh0, 5).await.expect("retained message");
+    assert!(got.retain && got.payload == b"retained");
+    rh0.send(&ack(0x40, got.pkid)).await;
+    let mut rh2 = subscriber(&scene, 5, "rh2", "r/#", 0x21).await;
+    assert!(silent(&mut rh2).await, "Retain Handling 2: no retained message");
+    // Retain Handling 1: only when the subscription is new.
+    let mut rh1 = subscriber(&scene, 5, "rh1", "r/#", 0x11).await;
+    let got = next_publish(&mut rh1, 5).await.expect("retained message for a new subscription");
+    rh1.send(&ack(0x40, got.pkid)).await;
+    rh1.send(&subscribe(5, 2, "r/#", 0x11)).await;
+    assert_eq!(rh1.receive().await.expect("SUBACK").0, 0x90);
+    assert!(silent(&mut rh1).await, "Retain Handling 1: none for an existing subscription");
+
+    // Retain As Published keeps a live message's retain flag; without it, it is cleared.
+    let mut rap = subscriber(&scene, 5, "rap", "live/#", 0x08).await;
+    let mut plain = subscriber(&scene, 5, "plain", "live/#", 0x00).await;
+    publish_acked(&mut publisher, 5, "live/1", 0, true, b"kept").await;
+    assert!(next_publish(&mut rap, 5).await.expect("delivery").retain, "Retain As Published");
+    assert!(!next_publish(&mut plain, 5).await.expect("delivery").retain, "retain cleared");
+
+    // No Local: a client does not receive its own messages on that subscription.
+    let mut own = subscriber(&scene, 5, "own", "n/#", 0x04).await;
+    own.send(&publish(5, "n/1", 0, 0, false, b"mine", &[])).await;
+    publisher.send(&publish(5, "n/2", 0, 0, false, b"theirs", &[])).await;
+    assert_eq!(next_publish(&mut own, 5).await.expect("delivery").payload, b"theirs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_receive_maximum_and_maximum_packet_size_are_respected() {
+    let scene = Scene::start(&[], None).await;
+    let mut props = prop_u16(0x21, 2);
+    props.extend(prop_u32(0x27, 200));
+    let mut client = RawClient::open(scene.addr).await;
+    client.send(&connect_with(5, "slow", true, &props, None)).await;
+    assert_eq!(client.receive().await.expect("CONNACK").1[1], 0);
+    client.send(&subscribe(5, 1, "rm/#", 1)).await;
+    assert_eq!(client.receive().await.expect("SUBACK").0, 0x90);
+
+    let mut publisher = RawClient::connected(scene.addr, 5, "fast").await;
+    publish_acked(&mut publisher, 5, "rm/big", 1, false, &[b'x'; 300]).await;
+    for i in 0..5u8 {
+        publish_acked(&mut publisher, 5, "rm/small", 1, false, &[b'0' + i]).await;
+    }
+    // Two in flight at most; the 300-byte message is over the client's 200 bytes.
+    let first = next_publish(&mut client, 5).await.expect("delivery");
+    let second = next_publish(&mut client, 5).await.expect("delivery");
+    assert_eq!((first.payload.clone(), second.payload.clone()), (b"0".to_vec(), b"1".to_vec()));
+    assert!(silent(&mut client).await, "a third delivery waits for an acknowledgement");
+    client.send(&ack(0x40, first.pkid)).await;
+    assert_eq!(next_publish(&mut client, 5).await.expect("delivery").payload, b"2");
+    assert!(silent(&mut client).await, "still two in flight");
+    assert_eq!(scene.counter("mqtt_deliveries_too_large"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connack_tells_the_truth_and_keep_alive_zero_is_accepted() {
+    let scene = Scene::start_with(&[], None, |config| config.broker.max_packet_size = 4096).await;
+    let mut client = RawClient::open(scene.addr).await;
+    client.send(&connect(5, "truth", true, 0)).await;
+    let (first, body) = client.receive().await.expect("CONNACK");
+    assert_eq!((first, body[1]), (0x20, 0), "keep-alive 0 accepted");
+    let props = &body[3..];
+    let find = |id: u8, len: usize| {
+        let mut at = 0;
+        while at < props.len() {
+            let this = props[at];
+            let size = match this {
+                0x27 | 0x11 => 4,
+                0x21 | 0x22 | 0x13 => 2,
+                0x12 | 0x1f => 2 + u16::from_be_bytes([props[at + 1], props[at + 2]]) as usize,
+                _ => 1,
+            };
+            if this == id {
+                return Some(props[at + 1..at + 1 + len].to_vec());
+            }
+            at += 1 + size;
+        }
+        None
+    };
+    assert_eq!(find(0x27, 4), Some(4096u32.to_be_bytes().to_vec()), "Maximum Packet Size");
+    assert_eq!(find(0x22, 2), Some(64u16.to_be_bytes().to_vec()), "Topic Alias Maximum");
+    assert_eq!(find(0x25, 1), Some(vec![1]), "Retain Available");
+    assert_eq!(find(0x2a, 1), Some(vec![1]), "Shared Subscription Available");
+    assert_eq!(find(0x13, 2), None, "no Server Keep Alive: the client's is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connect_and_a_dollar_filter_are_answered_as_mqtt_says() {
+    let scene = Scene::start(&[], None).await;
+    for (level, code) in [(4u8, 0x80u8), (5, 0x8f)] {
+        let mut client = RawClient::connected(scene.addr, level, &format!("dollar-{level}")).await;
+        client.send(&subscribe(level, 3, "$SYS/#", 0)).await;
+        let (first, body) = client.receive().await.expect("SUBACK, not a disconnect");
+        assert_eq!((first, *body.last().unwrap()), (0x90, code), "MQTT level {level}");
+        client.send(&[0xc0, 0]).await;
+        assert_eq!(client.receive().await.expect("PINGRESP").0, 0xd0, "still connected");
+        client.send(&connect(level, "again", true, 30)).await;
+        if level == 5 {
+            let (first, body) = client.receive().await.expect("DISCONNECT");
+            assert_eq!((first, body[0]), (0xe0, 0x82), "Protocol error");
+        }
+        assert!(client.closed_by_peer().await, "a second CONNECT closes the connection");
+    }
+}
+
+/// A v5 CONNECT with a will on `topic` (QoS 0) after `delay` seconds.
+fn connect_with_will(id: &str, topic: &str, delay: u32) -> Vec<u8> {
+    let mut body = Vec::new();
+    let string = |out: &mut Vec<u8>, s: &[u8]| {
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        out.extend_from_slice(s);
+    };
+    string(&mut body, b"MQTT");
+    body.extend_from_slice(&[5, 0x04, 0, 30, 0]);
+    string(&mut body, id.as_bytes());
+    let will_props = prop_u32(0x18, delay);
+    body.push(will_props.len() as u8);
+    body.extend_from_slice(&will_props);
+    string(&mut body, topic.as_bytes());
+    string(&mut body, b"gone");
+    crate::raw_mqtt::frame(0x10, &body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_tells_the_old_connection_and_fires_only_its_will() {
+    let scene = Scene::start(&[], None).await;
+    let mut watcher = subscriber(&scene, 5, "watcher", "will/#", 0).await;
+    let mut old = RawClient::open(scene.addr).await;
+    old.send(&connect_with_will("lock", "will/old", 0)).await;
+    assert_eq!(old.receive().await.expect("CONNACK").1[1], 0);
+    let mut new = RawClient::open(scene.addr).await;
+    new.send(&connect_with_will("lock", "will/new", 0)).await;
+    assert_eq!(new.receive().await.expect("CONNACK").1[1], 0);
+    let (first, body) = old.receive().await.expect("DISCONNECT to the old connection");
+    assert_eq!((first, body[0]), (0xe0, 0x8e), "Session taken over");
+    assert_eq!(next_publish(&mut watcher, 5).await.expect("the old will").topic, "will/old");
+    assert!(silent(&mut watcher).await, "the new connection's will does not fire");
+    new.send(&[0xc0, 0]).await;
+    assert_eq!(new.receive().await.expect("PINGRESP").0, 0xd0, "the new connection serves");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_will_delay_is_cancelled_when_the_client_comes_back_in_time() {
+    let scene = Scene::start(&[], None).await;
+    let mut watcher = subscriber(&scene, 5, "watcher", "will/#", 0).await;
+    let mut first = RawClient::open(scene.addr).await;
+    first.send(&connect_with_will("phone", "will/phone", 2)).await;
+    assert_eq!(first.receive().await.expect("CONNACK").1[1], 0);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _back = RawClient::connected(scene.addr, 5, "phone").await;
+    assert!(tokio::time::timeout(Duration::from_secs(3), watcher.receive()).await.is_err(), "no will after 3 s");
+
+    // Not back in time: the will fires after its delay.
+    let mut gone = RawClient::open(scene.addr).await;
+    gone.send(&connect_with_will("laptop", "will/laptop", 1)).await;
+    assert_eq!(gone.receive().await.expect("CONNACK").1[1], 0);
+    drop(gone);
+    assert_eq!(next_publish(&mut watcher, 5).await.expect("the delayed will").topic, "will/laptop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_says_why_it_closes_a_connection() {
+    let mut scene = Scene::start(&[], None).await;
+    let mut kicked = RawClient::connected(scene.addr, 5, "kicked").await;
+    assert!(scene.gateway().disconnect_client("kicked"));
+    let (first, body) = kicked.receive().await.expect("DISCONNECT");
+    assert_eq!((first, body[0]), (0xe0, 0x98), "Administrative action");
+    assert!(!scene.gateway().disconnect_client("nobody"));
+
+    let mut idle = RawClient::connected(scene.addr, 5, "idle").await;
+    scene.shutdown().await;
+    let (first, body) = idle.receive().await.expect("DISCONNECT at shutdown");
+    assert_eq!((first, body[0]), (0xe0, 0x8b), "Server shutting down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_nobody_can_receive_skips_the_router_and_a_subscribed_one_does_not() {
+    let scene = Scene::start(&[], None).await;
+    let mut publisher = RawClient::connected(scene.addr, 4, "reporter").await;
+    publish_acked(&mut publisher, 4, "devices/l1/state", 1, false, b"{}").await;
+    assert_eq!(scene.counter("router_skipped"), 1);
+    let mut sub = subscriber(&scene, 4, "listener", "devices/+/state", 0).await;
+    publish_acked(&mut publisher, 4, "devices/l1/state", 1, false, b"{}").await;
+    assert!(next_publish(&mut sub, 4).await.is_some());
+    assert_eq!(scene.counter("router_skipped"), 1);
+    // Unsubscribed again: skipped again; a retained publish always reaches the router.
+    sub.send(&crate::raw_mqtt::frame(0xa2, &[0, 9, 0, 15, b'd', b'e', b'v', b'i', b'c', b'e', b's', b'/', b'+', b'/', b's', b't', b'a', b't', b'e'][..])).await;
+    assert_eq!(sub.receive().await.expect("UNSUBACK").0, 0xb0);
+    publish_acked(&mut publisher, 4, "devices/l1/state", 1, false, b"{}").await;
+    publish_acked(&mut publisher, 4, "devices/l1/state", 1, true, b"{}").await;
+    assert!(wait_for(Duration::from_secs(2), || scene.counter("router_skipped") == 2).await);
+}
