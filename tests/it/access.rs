@@ -169,3 +169,25 @@ async fn with_a_public_key_only_signed_untampered_rules_load() {
     lock.publish("devices/lock-sig/state", "{}", QoS::AtLeastOnce).await;
     assert_eq!(scene.file_records(1).await[0]["topic"], "message_state");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_subscriber_never_receives_a_topic_it_may_not_read() {
+    let files = tempfile::tempdir().unwrap();
+    let acl = files.path().join("deny-then-allow.acl");
+    std::fs::write(&acl, "deny all subscribe test/nosubscribe\nallow all all #\n").unwrap();
+    let scene = Scene::start_with(&[], None, |config| config.auth.acl = acl).await;
+    let mut readers = Vec::new();
+    for (i, filter) in ["#", "test/+", "test/#"].into_iter().enumerate() {
+        let mut reader = Device::connect(scene.addr, &format!("reader-{i}")).await;
+        reader.subscribe(filter).await;
+        readers.push(reader);
+    }
+    let writer = Device::connect(scene.addr, "writer").await;
+    writer.publish("test/nosubscribe", "secret", QoS::AtLeastOnce).await;
+    writer.publish("test/other", "public", QoS::AtLeastOnce).await;
+    for reader in &mut readers {
+        let got = tokio::time::timeout(Duration::from_secs(5), reader.inbox.recv()).await.unwrap().unwrap();
+        assert_eq!((&got.topic[..], &got.payload[..]), ("test/other", &b"public"[..]));
+    }
+    assert_eq!(scene.counter("mqtt_deliveries_denied"), 3);
+}

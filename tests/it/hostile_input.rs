@@ -155,18 +155,24 @@ async fn thousands_of_connect_disconnect_cycles_leave_a_publisher_fully_routed()
     let addr = scene.addr;
 
     let mut publisher = Device::connect(addr, "steady").await;
+    let mut bystander = Device::connect(addr, "bystander").await;
+    bystander.subscribe("devices/steady/state").await;
     let churn: Vec<_> = (0..TASKS)
         .map(|task| {
             tokio::spawn(async move {
                 for cycle in 0..CYCLES_PER_TASK {
+                    // Every CONNECT gets its CONNACK (`connected` checks it).
                     let mut client = RawClient::connected(addr, 4, &format!("churn-{task}-{cycle}")).await;
-                    // Half leave with DISCONNECT, half just drop the TCP connection. A
-                    // DISCONNECT is followed by waiting for the broker to close: see
-                    // README, *Hostile input*, for the rumqttd race when the client
-                    // closes first.
-                    if cycle % 2 == 0 {
-                        client.send(&raw_mqtt::DISCONNECT).await;
-                        assert!(client.closed_by_peer().await, "churn-{task}-{cycle} closed after DISCONNECT");
+                    // A third leave with DISCONNECT and close at once (the case that once
+                    // disconnected bystanders in rumqttd's own server), a third wait for
+                    // the gateway to close, a third just drop the TCP connection.
+                    match cycle % 3 {
+                        0 => client.send(&raw_mqtt::DISCONNECT).await,
+                        1 => {
+                            client.send(&raw_mqtt::DISCONNECT).await;
+                            assert!(client.closed_by_peer().await, "churn-{task}-{cycle} closed after DISCONNECT");
+                        }
+                        _ => {}
                     }
                 }
             })
@@ -183,16 +189,21 @@ async fn thousands_of_connect_disconnect_cycles_leave_a_publisher_fully_routed()
         task.await.expect("every churn cycle connected");
     }
     publisher.wait_pubacks(sent).await;
+    for i in 0..sent {
+        let got = tokio::time::timeout(Duration::from_secs(5), bystander.inbox.recv()).await.expect("bystander still served").unwrap();
+        assert_eq!(got.payload, format!("{i}").as_bytes(), "the bystander receives every publish, in order");
+    }
 
     let records = scene.file_records(sent).await;
     assert_eq!(records.len(), sent, "every publish of the steady client routed, nothing else");
     assert!(records.iter().all(|r| r["key"] == "steady"));
-    assert_eq!(scene.counter("hook_events{client.connected}"), (TASKS * CYCLES_PER_TASK + 1) as i64);
+    assert_eq!(scene.counter("hook_events{client.connected}"), (TASKS * CYCLES_PER_TASK + 2) as i64);
     assert!(
-        wait_for(Duration::from_secs(10), || scene.counter("connections") == 1).await,
-        "every churned connection is gone, the publisher stays: {}",
+        wait_for(Duration::from_secs(10), || scene.counter("connections") == 2).await,
+        "every churned connection is gone, the publisher and the bystander stay: {}",
         scene.counter("connections")
     );
     assert_eq!(scene.counter("mqtt_protocol_errors"), 0);
+    eprintln!("churn: {} cycles, {sent} publishes, every one routed and delivered to the bystander", TASKS * CYCLES_PER_TASK);
     neighbour_is_unaffected(&scene, "late", sent).await;
 }

@@ -293,3 +293,31 @@ async fn a_publish_nobody_can_receive_skips_the_router_and_a_subscribed_one_does
     publish_acked(&mut publisher, 4, "devices/l1/state", 1, true, b"{}").await;
     assert!(wait_for(Duration::from_secs(2), || scene.counter("router_skipped") == 2).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones() {
+    let scene = Scene::start(&[], None).await;
+    for level in [4, 5] {
+        let id = format!("away-{level}");
+        let mut away = RawClient::open(scene.addr).await;
+        away.send(&connect(level, &id, false, 30)).await;
+        assert_eq!(away.receive().await.expect("CONNACK").1[1], 0);
+        away.send(&subscribe(level, 1, "off/#", 1)).await;
+        assert_eq!(away.receive().await.expect("SUBACK").0, 0x90);
+        away.send(&crate::raw_mqtt::DISCONNECT).await;
+        assert!(away.closed_by_peer().await);
+
+        let mut publisher = RawClient::connected(scene.addr, level, &format!("pub-{level}")).await;
+        publish_acked(&mut publisher, level, "off/0", 0, false, b"qos0").await;
+        publish_acked(&mut publisher, level, "off/1", 1, false, b"qos1").await;
+
+        let mut back = RawClient::open(scene.addr).await;
+        back.send(&connect(level, &id, false, 30)).await;
+        let (_, connack) = back.receive().await.expect("CONNACK");
+        assert_eq!((connack[0], connack[1]), (1, 0), "session present");
+        let got = next_publish(&mut back, level).await.expect("the QoS 1 message kept while away");
+        assert_eq!((got.topic.as_str(), got.qos), ("off/1", 1), "MQTT level {level}");
+        back.send(&ack(0x40, got.pkid)).await;
+        assert!(silent(&mut back).await, "MQTT level {level}: the QoS 0 message was not kept");
+    }
+}
