@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-/// The seven hook points. Codes are the guest ABI's (`wasm-sdk/ABI.md`).
+/// The eight hook points. Codes are the guest ABI's (`wasm-sdk/ABI.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Hook {
     ClientConnected = 0,
@@ -85,6 +85,9 @@ pub struct HookEvent {
     /// Why a client disconnected (`client.disconnected`), or what it was denied
     /// (`access.denied`: `publish`, `subscribe` or `will`).
     pub reason: Option<&'static str>,
+    /// Network address (`ip:port`) of the client's connection, for an event a
+    /// connection raised. Readable by rules; not part of the envelope.
+    pub peer: Option<Arc<str>>,
 }
 
 impl HookEvent {
@@ -100,6 +103,7 @@ impl HookEvent {
             qos: 0,
             from: None,
             reason: None,
+            peer: None,
         }
     }
 

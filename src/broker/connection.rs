@@ -282,7 +282,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         if edge.registry.connected() >= edge.limits.max_connections && !edge.registry.is_connected(&client_id) {
             return self.refuse(version, Refusal::ServerBusy, &client_id).await;
         }
-        let client = Client { shard: edge.spool.shard_for(&client_id), id: client_id, username: username.into(), peer: self.peer };
+        let client = Client {
+            shard: edge.spool.shard_for(&client_id),
+            id: client_id,
+            username: username.into(),
+            peer: self.peer,
+            peer_text: self.peer.to_string().into(),
+        };
 
         let mut batch = SpoolBatch::default();
         if let Some(topic) = will.as_ref().map(|w| w.topic.clone()) {
@@ -328,7 +334,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         version.write(Packet::ConnAck(ack, ack_props), &mut out).ok()?;
 
         edge.metrics.connections.fetch_add(1, Ordering::Relaxed);
-        let connected = HookEvent::new(Hook::ClientConnected, client.id.clone(), client.username.clone());
+        let connected = client.event(Hook::ClientConnected);
         edge.spool.stage(&mut batch, client.shard, &connected);
         let will_delay = will_props.as_ref().and_then(|p| p.delay_interval).unwrap_or(0);
         let receive_max = props.as_ref().and_then(|p| p.receive_maximum).unwrap_or(u16::MAX).min(edge.limits.max_inflight).max(1);
@@ -411,6 +417,17 @@ pub(super) struct Client {
     pub username: Arc<str>,
     pub shard: usize,
     pub peer: SocketAddr,
+    /// `peer` as every event of the connection carries it.
+    pub peer_text: Arc<str>,
+}
+
+impl Client {
+    /// An event about this client, stamped now.
+    pub fn event(&self, hook: Hook) -> HookEvent {
+        let mut event = HookEvent::new(hook, self.id.clone(), self.username.clone());
+        event.peer = Some(self.peer_text.clone());
+        event
+    }
 }
 
 /// A QoS 1/2 delivery the router made, in the router's order: it takes their
@@ -620,7 +637,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         let _ = state.claim.ended.send(true);
         edge.registry.release(&state.client.id, state.claim.serial);
         edge.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-        let mut event = HookEvent::new(Hook::ClientDisconnected, state.client.id.clone(), state.client.username.clone());
+        let mut event = state.client.event(Hook::ClientDisconnected);
         event.reason = Some(end.hook_reason());
         edge.spool.push(state.client.shard, &event);
         if let (true, Some((will, props, delay))) = (end.fires_will(), state.will.take()) {
@@ -747,7 +764,7 @@ impl State {
             self.edge.denied(&self.client, &mut self.batch, "publish", publish.topic.clone());
             Some(PubAckReason::NotAuthorized)
         } else {
-            let mut event = HookEvent::new(Hook::MessagePublish, self.client.id.clone(), self.client.username.clone());
+            let mut event = self.client.event(Hook::MessagePublish);
             event.topic = publish.topic.clone();
             event.payload = publish.payload.clone();
             event.qos = qos;
@@ -846,7 +863,7 @@ impl State {
         let router_subscribe = Subscribe { pkid, filters: vec![subscription.router_filter()] };
         let granted = subscription.granted;
         self.router_out.push(Packet::Subscribe(router_subscribe, Some(router_props)));
-        let mut event = HookEvent::new(Hook::SessionSubscribed, self.client.id.clone(), self.client.username.clone());
+        let mut event = self.client.event(Hook::SessionSubscribed);
         event.topic = Bytes::from(requested.path);
         event.qos = granted;
         self.edge.spool.stage(&mut self.batch, self.client.shard, &event);
@@ -868,7 +885,7 @@ impl State {
             let subscription = self.subscriptions.remove(index);
             self.edge.forget_filters([&subscription]);
             self.router_out.push(Packet::Unsubscribe(Unsubscribe { pkid: unsubscribe.pkid, filters: vec![filter.clone()] }, None));
-            let mut event = HookEvent::new(Hook::SessionUnsubscribed, self.client.id.clone(), self.client.username.clone());
+            let mut event = self.client.event(Hook::SessionUnsubscribed);
             event.topic = Bytes::from(filter);
             self.edge.spool.stage(&mut self.batch, self.client.shard, &event);
             reasons.push(UnsubAckReason::Success);
@@ -968,7 +985,7 @@ impl State {
             }
             return;
         }
-        let mut event = HookEvent::new(Hook::MessageDelivered, self.client.id.clone(), self.client.username.clone());
+        let mut event = self.client.event(Hook::MessageDelivered);
         event.topic = delivery.topic.clone();
         event.payload = delivery.payload.clone();
         event.qos = delivery.qos;
@@ -981,7 +998,7 @@ impl State {
     }
 
     fn acked_event(&mut self, unacked: &Unacked) {
-        let mut event = HookEvent::new(Hook::MessageAcked, self.client.id.clone(), self.client.username.clone());
+        let mut event = self.client.event(Hook::MessageAcked);
         event.topic = unacked.topic.clone();
         event.payload = unacked.payload.clone();
         event.qos = unacked.qos;

@@ -35,7 +35,7 @@ use self::registry::Registry;
 use self::subscription::Subscription;
 use crate::access::{Access, Action};
 use crate::config::BrokerConfig;
-use crate::hooks::{now_ms, Hook, HookEvent};
+use crate::hooks::{now_ms, Hook};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::readiness::ReadyFlag;
@@ -99,7 +99,7 @@ impl Edge {
         if let Some(skipped) = DENIED_LOG.allow() {
             tracing::warn!(client = %client.id, peer = %client.peer, action, topic = %String::from_utf8_lossy(&topic), skipped, "denied by the ACL");
         }
-        let mut event = HookEvent::new(Hook::AccessDenied, client.id.clone(), client.username.clone());
+        let mut event = client.event(Hook::AccessDenied);
         event.topic = topic;
         event.reason = Some(action);
         self.spool.stage(batch, client.shard, &event);
@@ -128,7 +128,7 @@ impl Edge {
 
     /// Publishes a will: at once, or after its delay unless the client came back.
     async fn publish_will(self: &Arc<Self>, client: &Client, will: LastWill, props: Option<LastWillProperties>, delay: u32) {
-        let mut event = HookEvent::new(Hook::MessagePublish, client.id.clone(), client.username.clone());
+        let mut event = client.event(Hook::MessagePublish);
         event.topic = will.topic.clone();
         event.payload = will.message.clone();
         event.qos = will.qos as u8;

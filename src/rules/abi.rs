@@ -224,6 +224,7 @@ fn read_event(memory: &mut [u8], state: &HostState, field: i32, dst_ptr: i32, ds
         2 => event.username.as_bytes(),
         3 => &event.payload,
         4 => event.from.as_deref().unwrap_or("").as_bytes(),
+        5 => event.peer.as_deref().unwrap_or("").as_bytes(),
         _ => return ERR_UNKNOWN,
     };
     copy_out(memory, value, dst_ptr, dst_len)

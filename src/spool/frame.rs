@@ -4,7 +4,8 @@
 //!
 //! Body, all integers little-endian: hook u8, qos u8, ts_ms u64, reason u8 (0 = none,
 //! else 1 + index in `REASONS`), then client id, username and `from` (u16 length each;
-//! `from` absent is length 0xFFFF), topic (u16 length) and payload (u32 length).
+//! `from` absent is length 0xFFFF), topic (u16 length) and payload (u32 length), then
+//! the peer address (u16 length), which frames written before it existed lack.
 
 use std::sync::Arc;
 
@@ -17,8 +18,9 @@ pub const HEADER: usize = 8;
 pub const MAX_BODY: usize = 256 * 1024 * 1024 + 64 * 1024;
 const NO_FROM: u16 = u16::MAX;
 
-/// Every `HookEvent::reason` the tap raises; stored by index.
-const REASONS: [&str; 8] = ["normal", "closed", "keepalive_timeout", "takeover", "protocol_error", "publish", "subscribe", "will"];
+/// Every `HookEvent::reason` the edge raises; stored by index.
+/// New reasons go at the end: frames on disk refer to them by position.
+const REASONS: [&str; 9] = ["normal", "closed", "keepalive_timeout", "takeover", "protocol_error", "publish", "subscribe", "will", "administrative"];
 
 /// Appends the frame of `event` to `out`.
 pub fn encode(event: &HookEvent, out: &mut Vec<u8>) {
@@ -39,6 +41,9 @@ pub fn encode(event: &HookEvent, out: &mut Vec<u8>) {
     short(out, &event.topic);
     out.extend_from_slice(&(event.payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&event.payload);
+    if let Some(peer) = &event.peer {
+        short(out, peer.as_bytes());
+    }
     let body_len = (out.len() - start - HEADER) as u32;
     let crc = crc32fast::hash(&out[start + HEADER..]);
     out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
@@ -113,7 +118,11 @@ pub fn decode(mut body: Bytes) -> Option<HookEvent> {
     }
     let payload_len = body.get_u32_le() as usize;
     let payload = take(&mut body, payload_len)?;
-    Some(HookEvent { hook, ts_ms, client_id, username, topic, payload, qos, from, reason })
+    let peer = match body.has_remaining() {
+        true => Some(text(&mut body)?),
+        false => None,
+    };
+    Some(HookEvent { hook, ts_ms, client_id, username, topic, payload, qos, from, reason, peer })
 }
 
 fn peek_u16(body: &Bytes) -> Option<u16> {
@@ -146,6 +155,7 @@ mod tests {
         event.payload = Bytes::from_static(b"{\"action\":\"unlock\"}\0\xff");
         event.qos = 1;
         event.from = Some("business-app-1".into());
+        event.peer = Some("127.0.0.1:50123".into());
         event
     }
 
@@ -161,6 +171,17 @@ mod tests {
             (got.hook, got.ts_ms, &*got.client_id, &*got.username, &got.topic, &got.payload, got.qos, got.from.as_deref()),
             (want.hook, want.ts_ms, &*want.client_id, &*want.username, &want.topic, &want.payload, want.qos, want.from.as_deref())
         );
+        assert_eq!(got.peer.as_deref(), Some("127.0.0.1:50123"));
+    }
+
+    #[test]
+    fn a_frame_written_before_peers_were_kept_still_decodes() {
+        let mut event = sample();
+        event.peer = None;
+        let mut out = Vec::new();
+        encode(&event, &mut out);
+        let got = decode(Bytes::copy_from_slice(&out[HEADER..])).expect("decodes");
+        assert_eq!((got.peer, got.from.as_deref()), (None, Some("business-app-1")));
     }
 
     #[test]

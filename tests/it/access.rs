@@ -191,3 +191,34 @@ async fn a_wildcard_subscriber_never_receives_a_topic_it_may_not_read() {
     }
     assert_eq!(scene.counter("mqtt_deliveries_denied"), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_reads_the_peer_address_of_a_refused_client() {
+    // Routes every refusal to `security`, keyed by the client's address (field 5).
+    let rule = r##"(module
+  (import "hookline" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
+  (import "hookline" "event_read" (func $read (param i32 i32 i32) (result i32)))
+  (import "hookline" "route" (func $route (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "access.denied")
+  (data (i32.const 256) "#")
+  (data (i32.const 512) "security")
+  (func (export "hookline_abi_v1"))
+  (func (export "hookline_init") (result i32)
+    (drop (call $subscribe (i32.const 0) (i32.const 13) (i32.const 256) (i32.const 1)))
+    (i32.const 0))
+  (func (export "hookline_on_event") (param $hook i32) (param $sub i32) (result i32)
+    (local $len i32)
+    (local.set $len (call $read (i32.const 5) (i32.const 1024) (i32.const 256)))
+    (drop (call $route (i32.const 512) (i32.const 8) (i32.const 1024) (local.get $len)))
+    (i32.const 0)))"##;
+    let files = tempfile::tempdir().unwrap();
+    let acl = files.path().join("locks.acl");
+    std::fs::write(&acl, "allow all publish devices/%c/state\ndeny all all #\n").unwrap();
+    let scene = Scene::start_with(&[("security.wat", rule.as_bytes())], None, |config| config.auth.acl = acl).await;
+    let mut intruder = crate::raw_mqtt::RawClient::connected(scene.addr, 4, "lock-x").await;
+    let peer = intruder.socket.local_addr().unwrap().to_string();
+    intruder.send(&crate::raw_mqtt::publish_qos1(b"devices/lock-y/state", b"forged")).await;
+    let records = scene.file_records(1).await;
+    assert_eq!((records[0]["topic"].as_str(), records[0]["key"].as_str()), (Some("security"), Some(peer.as_str())));
+}

@@ -67,7 +67,8 @@ enum {
     HL_FIELD_CLIENT_ID = 1,
     HL_FIELD_USERNAME = 2,
     HL_FIELD_PAYLOAD = 3,
-    HL_FIELD_FROM = 4
+    HL_FIELD_FROM = 4,
+    HL_FIELD_PEER = 5
 };
 
 /* Errors returned by host calls (negative), plus one of this SDK. */

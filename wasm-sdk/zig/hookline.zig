@@ -64,7 +64,7 @@ pub const Hook = enum(i32) {
 };
 
 /// `event_read` field codes.
-pub const Field = enum(i32) { topic = 0, client_id = 1, username = 2, payload = 3, from = 4 };
+pub const Field = enum(i32) { topic = 0, client_id = 1, username = 2, payload = 3, from = 4, peer = 5 };
 
 /// Log levels.
 pub const Level = enum(i32) { err = 0, warn = 1, info = 2, debug = 3 };

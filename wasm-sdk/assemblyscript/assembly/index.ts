@@ -61,6 +61,7 @@ export enum Field {
   Username = 2,
   Payload = 3,
   From = 4,
+  Peer = 5,
 }
 
 /** Log levels. */

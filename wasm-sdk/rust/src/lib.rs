@@ -370,6 +370,9 @@ pub mod event {
         Payload = 3,
         /// `4`: the publishing client of a delivered or acked message; empty otherwise.
         From = 4,
+        /// `5`: the network address (`ip:port`) of the client's connection; empty for
+        /// an event no connection raised.
+        Peer = 5,
     }
 
     /// Raw read: copies `min(field length, buf.len())` bytes of `field` into `buf` and
@@ -427,6 +430,12 @@ pub mod event {
     /// The publishing client of a delivered or acked message; empty for other hooks.
     pub fn from(buf: &mut [u8]) -> Result<&str, Error> {
         text(Field::From, buf)
+    }
+
+    /// The network address (`ip:port`) of the client's connection; empty for an event no
+    /// connection raised.
+    pub fn peer(buf: &mut [u8]) -> Result<&str, Error> {
+        text(Field::Peer, buf)
     }
 
     /// QoS of the message (0, 1, 2); for `session.subscribed` the granted QoS; 0 for
