@@ -104,6 +104,12 @@ pub struct BrokerConfig {
     pub tls_key: PathBuf,
     /// PEM CA certificates: when set, TLS clients must present a certificate it signed.
     pub tls_client_ca: PathBuf,
+    /// What of a verified client certificate is the client's identity: `none` (the MQTT
+    /// login is), `common_name`, or `san_dns` (its first DNS subject alternative name).
+    /// The identity is the username (ACL `%u`) and no password is asked for.
+    pub tls_identity: TlsIdentity,
+    /// With `tls_identity`: a client's id must equal its certificate's identity.
+    pub tls_identity_is_client_id: bool,
     /// Largest accepted MQTT packet, in bytes; bigger packets close the connection.
     pub max_packet_size: usize,
     /// Most simultaneous client connections.
@@ -116,6 +122,15 @@ pub struct BrokerConfig {
     /// Length of the listen queue of each listener: connections the kernel holds while
     /// the gateway accepts (a fleet reconnecting at once arrives in bursts).
     pub listen_backlog: u32,
+}
+
+/// See `BrokerConfig::tls_identity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsIdentity {
+    None,
+    CommonName,
+    SanDns,
 }
 
 /// The spool: the on-disk buffer every hook event is written to before the broker
@@ -245,6 +260,8 @@ impl Default for BrokerConfig {
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             tls_client_ca: PathBuf::new(),
+            tls_identity: TlsIdentity::None,
+            tls_identity_is_client_id: false,
             max_packet_size: 1024 * 1024,
             max_connections: 10_000,
             connect_timeout_ms: 5_000,
@@ -337,6 +354,10 @@ impl Config {
         if self.broker.max_connections == 0 {
             return invalid("broker.max_connections", "must be at least 1");
         }
+        let certificates = self.broker.tls_identity != TlsIdentity::None;
+        if certificates && self.broker.tls_client_ca.as_os_str().is_empty() {
+            return invalid("broker.tls_identity", "needs broker.tls_client_ca: only a certificate that CA verified can name a client");
+        }
         if self.broker.max_inflight == 0 {
             return invalid("broker.max_inflight", "must be at least 1");
         }
@@ -368,6 +389,14 @@ impl Config {
             return invalid(
                 "kafka.compression",
                 "must be one of none, gzip, snappy, lz4, zstd",
+            );
+        }
+        if !self.auth.anonymous && self.auth.credentials.as_os_str().is_empty() && !certificates {
+            return invalid(
+                "auth.credentials",
+                "no client could connect: auth.anonymous is false and no credentials file is set \
+                 (create one with `hookline user add`, allow anonymous clients with --allow-anonymous, \
+                 or name clients by their TLS certificates with broker.tls_identity)",
             );
         }
         Ok(())

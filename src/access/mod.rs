@@ -47,12 +47,6 @@ impl Access {
     pub fn load(config: &AuthConfig) -> anyhow::Result<Arc<Access>> {
         let credentials = optional(&config.credentials).map(|p| Credentials::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
         let acl = optional(&config.acl).map(|p| Acl::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
-        if !config.anonymous && credentials.is_none() {
-            anyhow::bail!(
-                "no client could connect: auth.anonymous is false and no auth.credentials file is set \
-                 (create one with `hookline user add`, or allow anonymous clients with --allow-anonymous)"
-            );
-        }
         if config.anonymous {
             tracing::warn!("ANONYMOUS ACCESS ENABLED: any client may connect without a username (auth.anonymous)");
         }

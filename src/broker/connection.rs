@@ -178,13 +178,15 @@ impl End {
 }
 
 /// Serves one accepted socket until its client is gone.
-pub(super) async fn serve<S>(edge: Arc<Edge>, mut stream: S, peer: SocketAddr)
+/// `identity` is what the client's verified TLS certificate names it, when
+/// `broker.tls_identity` asks for that.
+pub(super) async fn serve<S>(edge: Arc<Edge>, mut stream: S, peer: SocketAddr, identity: Option<Arc<str>>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let _live = edge.live_connection();
     let mut read = BytesMut::with_capacity(READ_MIN);
-    let handshake = Handshake { edge: &edge, stream: &mut stream, peer, read: &mut read };
+    let handshake = Handshake { edge: &edge, stream: &mut stream, peer, identity, read: &mut read };
     let Ok(Some(state)) = tokio::time::timeout(edge.limits.connect_timeout, handshake.run()).await else { return };
     let mut connection = Connection { stream, read, read_size: READ_MIN, state };
     let end = connection.run().await;
@@ -196,6 +198,7 @@ struct Handshake<'a, S> {
     edge: &'a Arc<Edge>,
     stream: &'a mut S,
     peer: SocketAddr,
+    identity: Option<Arc<str>>,
     read: &'a mut BytesMut,
 }
 
@@ -270,14 +273,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             return self.refuse(version, Refusal::ClientIdRejected, "(longer than 256 bytes)").await;
         }
         let client_id: Arc<str> = connect.client_id.as_str().into();
-        let (username, password) = login.map(|l| (l.username, l.password)).unwrap_or_default();
-        let (access, user, id) = (edge.access.clone(), username.clone(), client_id.clone());
-        match tokio::task::spawn_blocking(move || access.login(&user, &password, &id)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(LoginRefused::BadCredentials)) => return self.refuse(version, Refusal::BadCredentials, &client_id).await,
-            Ok(Err(LoginRefused::NotAuthorized)) | Err(_) => {
-                return self.refuse(version, Refusal::NotAuthorized, &client_id).await
+        let (mut username, password) = login.map(|l| (l.username, l.password)).unwrap_or_default();
+        let verdict = match self.identity.clone() {
+            // The certificate is the login: a username, if sent, must be its identity.
+            Some(identity) => {
+                let other_name = !username.is_empty() && username != *identity;
+                let other_id = edge.limits.identity_is_client_id && *client_id != *identity;
+                username = identity.to_string();
+                match other_name || other_id {
+                    true => Err(LoginRefused::NotAuthorized),
+                    false => Ok(()),
+                }
             }
+            None => {
+                let (access, user, id) = (edge.access.clone(), username.clone(), client_id.clone());
+                tokio::task::spawn_blocking(move || access.login(&user, &password, &id)).await.unwrap_or(Err(LoginRefused::NotAuthorized))
+            }
+        };
+        match verdict {
+            Ok(()) => {}
+            Err(LoginRefused::BadCredentials) => return self.refuse(version, Refusal::BadCredentials, &client_id).await,
+            Err(LoginRefused::NotAuthorized) => return self.refuse(version, Refusal::NotAuthorized, &client_id).await,
         }
         if edge.registry.connected() >= edge.limits.max_connections && !edge.registry.is_connected(&client_id) {
             return self.refuse(version, Refusal::ServerBusy, &client_id).await;

@@ -12,12 +12,13 @@ use async_tungstenite::tungstenite::handshake::server::{Callback, ErrorResponse,
 use async_tungstenite::tungstenite::http::HeaderValue;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use ws_stream_tungstenite::WsStream;
 
 use super::{connection, Edge};
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, TlsIdentity};
 use crate::log_limit::LogLimit;
 
 static ACCEPT_LOG: LogLimit = LogLimit::new();
@@ -27,18 +28,18 @@ static HANDSHAKE_LOG: LogLimit = LogLimit::new();
 #[derive(Clone)]
 pub enum Transport {
     Tcp,
-    Tls(TlsAcceptor),
+    Tls(TlsAcceptor, TlsIdentity),
     WebSocket,
-    WebSocketTls(TlsAcceptor),
+    WebSocketTls(TlsAcceptor, TlsIdentity),
 }
 
 impl Transport {
     pub fn name(&self) -> &'static str {
         match self {
             Transport::Tcp => "MQTT",
-            Transport::Tls(_) => "MQTT over TLS",
+            Transport::Tls(..) => "MQTT over TLS",
             Transport::WebSocket => "MQTT over WebSocket",
-            Transport::WebSocketTls(_) => "MQTT over WebSocket and TLS",
+            Transport::WebSocketTls(..) => "MQTT over WebSocket and TLS",
         }
     }
 }
@@ -49,13 +50,13 @@ pub fn bind_all(config: &BrokerConfig) -> anyhow::Result<Vec<(TcpListener, Trans
     let tls = || tls_acceptor(config);
     let mut wanted = vec![(config.listen, Transport::Tcp, "broker.listen")];
     if let Some(listen) = config.tls_listen {
-        wanted.push((listen, Transport::Tls(tls()?), "broker.tls_listen"));
+        wanted.push((listen, Transport::Tls(tls()?, config.tls_identity), "broker.tls_listen"));
     }
     if let Some(listen) = config.ws_listen {
         wanted.push((listen, Transport::WebSocket, "broker.ws_listen"));
     }
     if let Some(listen) = config.wss_listen {
-        wanted.push((listen, Transport::WebSocketTls(tls()?), "broker.wss_listen"));
+        wanted.push((listen, Transport::WebSocketTls(tls()?, config.tls_identity), "broker.wss_listen"));
     }
     wanted
         .into_iter()
@@ -93,21 +94,28 @@ pub async fn accept(edge: Arc<Edge>, listener: TcpListener, transport: Transport
         tokio::spawn(async move {
             let timeout = edge.limits.connect_timeout;
             let outcome = match transport {
-                Transport::Tcp => return connection::serve(edge, socket, peer).await,
-                Transport::Tls(tls) => match tokio::time::timeout(timeout, tls.accept(socket)).await {
-                    Ok(Ok(stream)) => return connection::serve(edge, stream, peer).await,
+                Transport::Tcp => return connection::serve(edge, socket, peer, None).await,
+                Transport::Tls(tls, identity) => match tokio::time::timeout(timeout, tls.accept(socket)).await {
+                    Ok(Ok(stream)) => {
+                        let identity = certificate_identity(stream.get_ref().1.peer_certificates(), identity);
+                        return connection::serve(edge, stream, peer, identity).await;
+                    }
                     Ok(Err(error)) => error.to_string(),
                     Err(_) => "TLS handshake timed out".to_string(),
                 },
                 Transport::WebSocket => match tokio::time::timeout(timeout, websocket(socket)).await {
-                    Ok(Ok(stream)) => return connection::serve(edge, stream, peer).await,
+                    Ok(Ok(stream)) => return connection::serve(edge, stream, peer, None).await,
                     Ok(Err(error)) => error,
                     Err(_) => "WebSocket handshake timed out".to_string(),
                 },
-                Transport::WebSocketTls(tls) => {
-                    let handshake = async { websocket(tls.accept(socket).await.map_err(|e| e.to_string())?).await };
+                Transport::WebSocketTls(tls, identity) => {
+                    let handshake = async {
+                        let stream = tls.accept(socket).await.map_err(|e| e.to_string())?;
+                        let identity = certificate_identity(stream.get_ref().1.peer_certificates(), identity);
+                        Ok::<_, String>((websocket(stream).await?, identity))
+                    };
                     match tokio::time::timeout(timeout, handshake).await {
-                        Ok(Ok(stream)) => return connection::serve(edge, stream, peer).await,
+                        Ok(Ok((stream, identity))) => return connection::serve(edge, stream, peer, identity).await,
                         Ok(Err(error)) => error,
                         Err(_) => "WebSocket over TLS handshake timed out".to_string(),
                     }
@@ -119,6 +127,22 @@ pub async fn accept(edge: Arc<Edge>, listener: TcpListener, transport: Transport
             }
         });
     }
+}
+
+/// The identity `wanted` of the client's certificate (rustls has verified it against
+/// `broker.tls_client_ca`), if it has one.
+fn certificate_identity(certificates: Option<&[CertificateDer<'_>]>, wanted: TlsIdentity) -> Option<Arc<str>> {
+    let der = certificates?.first()?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    let name = match wanted {
+        TlsIdentity::None => return None,
+        TlsIdentity::CommonName => certificate.subject().iter_common_name().next()?.as_str().ok()?.to_string(),
+        TlsIdentity::SanDns => certificate.subject_alternative_name().ok()??.value.general_names.iter().find_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
+            _ => None,
+        })?,
+    };
+    Some(name.into())
 }
 
 /// Answers a WebSocket upgrade offering the `mqtt` subprotocol, and gives its binary

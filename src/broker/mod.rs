@@ -58,6 +58,8 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Cap on every client's Receive Maximum.
     pub max_inflight: u16,
+    /// A client certificate's identity must be the client id.
+    pub identity_is_client_id: bool,
 }
 
 /// Opens a link to the router for a client id; holds the router's sender, whose type
@@ -225,6 +227,7 @@ impl Broker {
                 max_connections: config.max_connections,
                 connect_timeout: Duration::from_millis(config.connect_timeout_ms as u64),
                 max_inflight: config.max_inflight.min(u16::MAX as usize) as u16,
+                identity_is_client_id: config.tls_identity_is_client_id,
             },
             closing: AtomicBool::new(false),
             internal: tokio::sync::Mutex::new((internal_tx, internal_rx)),

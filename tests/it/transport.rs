@@ -56,3 +56,53 @@ async fn a_tls_listener_without_a_certificate_is_a_config_error() {
     let err = config.validate().unwrap_err().to_string();
     assert!(err.contains("broker.tls_cert"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_names_the_client_and_binds_its_id() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "door-lock fleet CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&server_key, &ca).unwrap();
+    let lock_key = KeyPair::generate().unwrap();
+    let mut lock_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    lock_params.distinguished_name.push(DnType::CommonName, "lock-1");
+    let lock = lock_params.signed_by(&lock_key, &ca).unwrap();
+
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: String| {
+        std::fs::write(files.path().join(name), text).unwrap();
+        files.path().join(name)
+    };
+    let (ca_pem, server_pem, server_key_pem) = (write("ca.pem", ca.pem()), write("server.pem", server.pem()), write("server.key", server_key.serialize_pem()));
+    let acl = write("locks.acl", "allow all publish devices/%u/state\ndeny all all #\n".to_string());
+    let tls = addr();
+    let rule = route_rule("message.publish", "devices/+/state", "message_state");
+    let scene = Scene::start_with(&[("state.wat", rule.as_bytes())], None, |config| {
+        config.auth.anonymous = false;
+        config.auth.acl = acl;
+        config.broker.tls_listen = Some(tls);
+        config.broker.tls_cert = server_pem;
+        config.broker.tls_key = server_key_pem;
+        config.broker.tls_client_ca = ca_pem;
+        config.broker.tls_identity = hookline::config::TlsIdentity::CommonName;
+        config.broker.tls_identity_is_client_id = true;
+    })
+    .await;
+    let options = |client_id: &str| {
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", tls.port());
+        let client_auth = Some((lock.pem().into_bytes(), lock_key.serialize_pem().into_bytes()));
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Simple { ca: ca.pem().into_bytes(), alpn: None, client_auth }));
+        options
+    };
+    // The certificate of lock-1 logs in as lock-1 without a password; the ACL's %u is its name.
+    let device = Device::connect_options(options("lock-1")).await;
+    device.publish("devices/lock-1/state", "{}", QoS::AtLeastOnce).await;
+    assert_eq!(scene.file_records(1).await[0]["key"], "lock-1");
+    // The same certificate under another client id is refused.
+    let impostor = tokio::spawn(Device::connect_options(options("lock-2"))).await;
+    assert!(impostor.is_err(), "lock-1's certificate used as lock-2");
+    assert_eq!(scene.counter("mqtt_refused_not_authorized"), 1);
+}
