@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Many idle door locks on one gateway: how many connect, and what they cost in RSS.
+# Many idle door locks on one server: how many connect, and what they cost in RSS, for
+# each of TARGETS side by side in one run (bare rumqttd, Mosquitto, hookline).
 #
-# Starts the hookline release binary (file sink, broker.max_connections raised to fit)
-# and examples/loadgen in idle-fleet mode: CONNECTIONS locks connect at CONNECT_RATE per
+# Starts each server in turn (hookline: release binary, file sink, max_connections raised
+# to fit; bare rumqttd: examples/bare_rumqttd; Mosquitto: Debian's, no persistence) and
+# examples/loadgen in idle-fleet mode: CONNECTIONS locks connect at CONNECT_RATE per
 # second from SOURCE_ADDRS source addresses (127.0.0.2 upwards: one address has only the
 # ephemeral port range, about 28,000 ports, towards the gateway's port), each subscribes
 # QoS 1 to its own devices/<id>/command, and all hold their connections HOLD seconds.
 # Reports connected / failed (by reason) and the gateway's RSS before, with everyone
-# connected, and after the hold, and RSS per connection. Raw JSON and the gateway's log
-# in bench/results/idle-<time>/.
+# connected, and after the hold, and RSS per connection. Raw JSON and the servers' logs
+# in bench/results/idle-<time>/<target>.*.
 #
 #   bash bench/idle_connections.sh                        # 100,000 locks, about 2 minutes
 #   CONNECTIONS=10000 bash bench/idle_connections.sh      # quick check
@@ -22,6 +24,7 @@ CONNECTIONS=${CONNECTIONS:-100000}
 CONNECT_RATE=${CONNECT_RATE:-2000}
 SOURCE_ADDRS=${SOURCE_ADDRS:-8}
 HOLD=${HOLD:-30}
+TARGETS=${TARGETS:-"rumqttd mosquitto hookline"}
 SUBSCRIBE=${SUBSCRIBE:-1}        # 0: the locks do not subscribe (the cost of a bare connection)
 # broker.max_connections; rumqttd sizes its connection tables by it at start.
 MAX_CONNECTIONS=${MAX_CONNECTIONS:-$(( CONNECTIONS + 100 ))}
@@ -44,23 +47,42 @@ if (( BUILD )); then
     cargo build --release --examples --bin hookline >&2
 fi
 
-# Room for every lock; the default (10,000) would refuse the rest.
-printf '[broker]\nmax_connections = %s\n' "$MAX_CONNECTIONS" >"$TMP/hookline.toml"
-port=$(free_port)
-RUST_LOG=warn "$BIN/hookline" run --config "$TMP/hookline.toml" --listen "127.0.0.1:$port" \
-    --rules rules --data "$TMP/data" --node gateway@127.0.0.1 --allow-anonymous \
-    --admin "127.0.0.1:$(free_port)" 2>"$OUT/hookline.log" &
-gateway=$!
-PIDS+=("$gateway")
-wait_listening "$port"
-uptime >"$OUT/uptime-before"
-log "$CONNECTIONS locks at $CONNECT_RATE/s from $SOURCE_ADDRS addresses, held $HOLD s; $(cat "$OUT/uptime-before")"
+# Each server with room for every lock; the defaults would refuse the rest.
+start_target() { # start_target NAME PORT: sets server
+    case "$1" in
+        hookline)
+            printf '[broker]\nmax_connections = %s\n' "$MAX_CONNECTIONS" >"$TMP/hookline.toml"
+            RUST_LOG=warn "$BIN/hookline" run --config "$TMP/hookline.toml" --listen "127.0.0.1:$2" \
+                --rules rules --data "$TMP/data" --node gateway@127.0.0.1 --allow-anonymous \
+                --admin "127.0.0.1:$(free_port)" 2>"$OUT/hookline.log" &
+            ;;
+        rumqttd)
+            "$BIN/examples/bare_rumqttd" --listen "127.0.0.1:$2" --max-connections "$MAX_CONNECTIONS" 2>"$OUT/rumqttd.log" &
+            ;;
+        mosquitto)
+            printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\nmax_connections -1\n' "$2" >"$TMP/mosquitto.conf"
+            mosquitto -c "$TMP/mosquitto.conf" 2>"$OUT/mosquitto.log" &
+            ;;
+        *) log "unknown target $1 (hookline, rumqttd, mosquitto)"; exit 2 ;;
+    esac
+    server=$!
+    PIDS+=("$server")
+}
+
 EXTRA=()
 (( SUBSCRIBE )) || EXTRA=(--no-subscribe)
 status=0
-"$BIN/examples/loadgen" "${EXTRA[@]}" --mqtt "127.0.0.1:$port" --idle "$HOLD" --devices "$CONNECTIONS" \
-    --connect-rate "$CONNECT_RATE" --source-addrs "$SOURCE_ADDRS" --gateway-pid "$gateway" \
-    --label "idle-$CONNECTIONS" --json "$OUT/idle.json" | tee "$OUT/idle.txt" || status=$?
-uptime >"$OUT/uptime-after"
-log "load average after: $(cat "$OUT/uptime-after")"
+for target in $TARGETS; do
+    port=$(free_port)
+    start_target "$target" "$port"
+    wait_listening "$port"
+    uptime >"$OUT/$target.uptime-before"
+    log "$target: $CONNECTIONS locks at $CONNECT_RATE/s from $SOURCE_ADDRS addresses, held $HOLD s; $(cat "$OUT/$target.uptime-before")"
+    "$BIN/examples/loadgen" "${EXTRA[@]}" --mqtt "127.0.0.1:$port" --idle "$HOLD" --devices "$CONNECTIONS" \
+        --connect-rate "$CONNECT_RATE" --source-addrs "$SOURCE_ADDRS" --gateway-pid "$server" \
+        --label "$target-idle-$CONNECTIONS" --json "$OUT/$target.json" | tee "$OUT/$target.txt" || status=$?
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    uptime >"$OUT/$target.uptime-after"
+done
 exit "$status"

@@ -673,9 +673,23 @@ impl State {
         let _ = self.version.write(packet, &mut self.out);
     }
 
+    /// Hands the batch's packets to the router. The router takes a link's whole buffer
+    /// per notification, so a notification is pending exactly while the buffer holds
+    /// packets: notify only when it was empty. A second notification would reach the
+    /// router after the buffer it announced was taken, and after a DISCONNECT would name
+    /// a connection that is gone (or, its id reused, another one).
     async fn send_router(&mut self) -> Result<(), End> {
         let Some(last) = self.router_out.pop() else { return Ok(()) };
-        self.link_tx.buffer().extend(self.router_out.drain(..));
+        {
+            let mut buffer = self.link_tx.buffer();
+            let pending = !buffer.is_empty();
+            buffer.extend(self.router_out.drain(..));
+            if pending {
+                buffer.push_back(last);
+                return Ok(());
+            }
+        }
+        // Nothing pending: the router leaves the buffer alone until this notification.
         match self.link_tx.send(last).await {
             Ok(_) => Ok(()),
             Err(_) => Err(End::Router(DisconnectReasonCode::UnspecifiedError)),
