@@ -596,6 +596,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             return Err(End::SpoolRefused);
         }
         state.send_router().await?;
+        state.give_back_router_buffer();
         if !state.out.is_empty() {
             let written = async {
                 self.stream.write_all(&state.out).await?;
@@ -671,6 +672,17 @@ impl State {
     /// written by `deliver`, which checks.
     fn write(&mut self, packet: Packet) {
         let _ = self.version.write(packet, &mut self.out);
+    }
+
+    /// The router swaps its own scratch buffer (sized for 200 packets) into each link it
+    /// reads, so every link that ever sent a packet would keep one: an idle device gives
+    /// it back. Only an empty buffer is shrunk, and the router touches a link's buffer
+    /// only when notified, which an empty one is not (`send_router`).
+    fn give_back_router_buffer(&mut self) {
+        let mut buffer = self.link_tx.buffer();
+        if buffer.is_empty() && buffer.capacity() > 0 {
+            buffer.shrink_to_fit();
+        }
     }
 
     /// Hands the batch's packets to the router. The router takes a link's whole buffer
