@@ -138,8 +138,8 @@ counters! {
     spool_rejected,
     /// Times a connection waited for room in the full spool (`backpressure`).
     spool_full_waits,
-    /// Events that could not be written to the spool (disk error); their publishers
-    /// were not acknowledged.
+    /// Writes to the spool that failed (disk full or failing); no publish among the
+    /// events they held was acknowledged.
     spool_write_errors,
     /// Damaged spool records (bad checksum or torn by a crash) skipped when read.
     spool_damaged_records,

@@ -12,6 +12,7 @@
 //! where `buffer.when_full = "backpressure"` or `buffer.fsync = "always"` say so.
 
 use std::collections::HashMap;
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -240,8 +241,9 @@ impl Protocol for TapCodec {
             return Err(refuse(&shared, state, Refusal::BadTopic(why)));
         }
         state.last_read = Instant::now();
-        observe_incoming(&shared, state, &mut packet, publish_qos, publish_pkid);
-        if state.close_unacknowledged {
+        let staged = observe_incoming(&shared, state, &mut packet, publish_qos, publish_pkid);
+        // A failed spool write lost what this connection staged: close it unacknowledged.
+        if staged.is_err() || state.close_unacknowledged {
             return Err(protocol::Error::IncorrectPacketFormat);
         }
         if state.batch.len() >= FLUSH_AT {
@@ -347,7 +349,7 @@ fn invalid_topic(packet: &Packet) -> Option<&'static str> {
 }
 
 /// Tells the client's hook chain, and the audit trail, that the ACL refused something.
-fn denied(shared: &TapShared, client: &Client, batch: &mut SpoolBatch, action: &'static str, topic: Bytes) {
+fn denied(shared: &TapShared, client: &Client, batch: &mut SpoolBatch, action: &'static str, topic: Bytes) -> io::Result<()> {
     Metrics::add(&shared.metrics.access_denied, 1);
     if shared.metrics.access_denied.load(Ordering::Relaxed) % 1000 == 1 {
         tracing::warn!(client_id = %client.id, action, topic = %String::from_utf8_lossy(&topic), "denied by the ACL (logged for 1 in 1000)");
@@ -355,7 +357,7 @@ fn denied(shared: &TapShared, client: &Client, batch: &mut SpoolBatch, action: &
     let mut event = HookEvent::new(Hook::AccessDenied, client.id.clone(), client.username.clone());
     event.topic = topic;
     event.reason = Some(action);
-    shared.spool.stage(batch, client.shard, &event);
+    shared.spool.stage(batch, client.shard, &event).map(drop)
 }
 
 fn allowed(shared: &TapShared, client: &Client, action: Action, topic: &[u8]) -> bool {
@@ -364,8 +366,8 @@ fn allowed(shared: &TapShared, client: &Client, action: Action, topic: &[u8]) ->
 
 /// Raises events for a packet a client sent, and applies the ACL to it: a refused
 /// publish is diverted to a topic nobody can read, a refused filter to one nobody can
-/// write, a refused will is dropped.
-fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Packet, publish_qos: u8, publish_pkid: u16) {
+/// write, a refused will is dropped. Fails when a spool write fails.
+fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Packet, publish_qos: u8, publish_pkid: u16) -> io::Result<()> {
     match packet {
         Packet::Connect(connect, _, will, will_props, login) => {
             // rumqttd refuses a CONNECT without a login once authentication is on; an
@@ -392,17 +394,17 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Pac
             let client = state.client.as_ref().expect("set just above");
             if will.as_ref().is_some_and(|w| !allowed(shared, client, Action::Publish, &w.topic)) {
                 let topic = will.take().map(|w| w.topic).unwrap_or_default();
-                denied(shared, client, &mut state.batch, "will", topic);
+                denied(shared, client, &mut state.batch, "will", topic)?;
             }
             let delay = will_props.as_ref().and_then(|p| p.delay_interval).unwrap_or(0);
             state.will = will.clone().map(|w| (w, delay));
         }
         Packet::Publish(publish, props) => {
-            let Some(client) = &state.client else { return };
+            let Some(client) = &state.client else { return Ok(()) };
             let alias = props.as_ref().and_then(|p| p.topic_alias);
             let topic = resolve_alias(&mut state.aliases_in, &publish.topic, alias);
             let refusal = if !allowed(shared, client, Action::Publish, &topic) {
-                denied(shared, client, &mut state.batch, "publish", topic);
+                denied(shared, client, &mut state.batch, "publish", topic)?;
                 PublishRefusal::NotAuthorized
             } else {
                 shared.publishers.record(&topic, &publish.payload, &client.id);
@@ -410,8 +412,8 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Pac
                 event.topic = topic;
                 event.payload = publish.payload.clone();
                 event.qos = publish_qos;
-                if shared.spool.stage(&mut state.batch, client.shard, &event) != Push::Rejected {
-                    return;
+                if shared.spool.stage(&mut state.batch, client.shard, &event)? != Push::Rejected {
+                    return Ok(());
                 }
                 if matches!(state.version, Version::V4) {
                     tracing::warn!(client_id = %client.id, "spool full or failing: closing this MQTT 3.1.1 client without acknowledging its publish (it will resend)");
@@ -431,21 +433,21 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Pac
         }
         Packet::PubAck(ack, _) => {
             let ok = matches!(ack.reason, PubAckReason::Success | PubAckReason::NoMatchingSubscribers);
-            acked(shared, state, ack.pkid, ok);
+            acked(shared, state, ack.pkid, ok)?;
         }
         Packet::PubRec(rec, _) => {
             let ok = matches!(rec.reason, PubRecReason::Success | PubRecReason::NoMatchingSubscribers);
-            acked(shared, state, rec.pkid, ok);
+            acked(shared, state, rec.pkid, ok)?;
         }
         Packet::Subscribe(subscribe, _) => {
-            let Some(client) = &state.client else { return };
+            let Some(client) = &state.client else { return Ok(()) };
             let mut filters = Vec::with_capacity(subscribe.filters.len());
             for filter in &mut subscribe.filters {
                 if allowed(shared, client, Action::Subscribe, filter.path.as_bytes()) {
                     filters.push(Some(filter.path.clone()));
                 } else {
                     let path = std::mem::replace(&mut filter.path, VOID_FILTER.to_string());
-                    denied(shared, client, &mut state.batch, "subscribe", Bytes::from(path));
+                    denied(shared, client, &mut state.batch, "subscribe", Bytes::from(path))?;
                     filters.push(None);
                 }
             }
@@ -459,6 +461,7 @@ fn observe_incoming(shared: &TapShared, state: &mut Connection, packet: &mut Pac
         }
         _ => {}
     }
+    Ok(())
 }
 
 /// The full topic of an MQTT 5 publish that may use a topic alias: an empty topic means
@@ -480,19 +483,19 @@ fn take_refusal(state: &mut Connection, pkid: u16) -> Option<PublishRefusal> {
 }
 
 /// A subscriber acknowledged one of our outgoing publishes.
-fn acked(shared: &TapShared, state: &mut Connection, pkid: u16, ok: bool) {
+fn acked(shared: &TapShared, state: &mut Connection, pkid: u16, ok: bool) -> io::Result<()> {
     let (Some(delivered), Some(client)) = (state.inflight.remove(&pkid), &state.client) else {
-        return;
+        return Ok(());
     };
     if !ok {
-        return;
+        return Ok(());
     }
     let mut event = HookEvent::new(Hook::MessageAcked, client.id.clone(), client.username.clone());
     event.topic = delivered.topic;
     event.payload = delivered.payload;
     event.qos = delivered.qos;
     event.from = delivered.from;
-    shared.spool.stage(&mut state.batch, client.shard, &event);
+    shared.spool.stage(&mut state.batch, client.shard, &event).map(drop)
 }
 
 /// Raises events for a packet about to be written to a client, and tells an MQTT 5
