@@ -141,6 +141,9 @@ counters! {
     mqtt_refused_client_id,
     /// CONNECTs refused at `broker.max_connections` (CONNACK 0x03 / 0x89).
     mqtt_refused_server_busy,
+    /// CONNECTs refused because the spool could not take their events (CONNACK 0x03 /
+    /// 0x88).
+    mqtt_refused_unavailable,
     /// CONNECTs refused for their protocol version (CONNACK 0x01 / 0x84).
     mqtt_refused_protocol_version,
     /// Connections that failed their TLS or WebSocket handshake.
@@ -157,8 +160,8 @@ counters! {
     spool_rejected,
     /// Times a connection waited for room in the full spool (`backpressure`).
     spool_full_waits,
-    /// Events that could not be written to the spool (disk error); their publishers
-    /// were not acknowledged.
+    /// Writes to the spool that failed (disk full or failing); no publish among the
+    /// events they held was acknowledged.
     spool_write_errors,
     /// Damaged spool records (bad checksum or torn by a crash) skipped when read.
     spool_damaged_records,

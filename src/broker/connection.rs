@@ -90,6 +90,8 @@ pub enum Refusal {
     NotAuthorized,
     ClientIdRejected,
     ServerBusy,
+    /// The spool cannot take the client's events (disk full or failing).
+    Unavailable,
     ProtocolVersion,
 }
 
@@ -101,6 +103,8 @@ impl Refusal {
             (Refusal::ClientIdRejected, _) => ConnectReturnCode::ClientIdentifierNotValid,
             (Refusal::ServerBusy, Version::V4) => ConnectReturnCode::ServiceUnavailable,
             (Refusal::ServerBusy, Version::V5) => ConnectReturnCode::ServerBusy,
+            (Refusal::Unavailable, Version::V4) => ConnectReturnCode::ServiceUnavailable,
+            (Refusal::Unavailable, Version::V5) => ConnectReturnCode::ServerUnavailable,
             (Refusal::ProtocolVersion, Version::V4) => ConnectReturnCode::RefusedProtocolVersion,
             (Refusal::ProtocolVersion, Version::V5) => ConnectReturnCode::UnsupportedProtocolVersion,
         }
@@ -112,6 +116,7 @@ impl Refusal {
             Refusal::NotAuthorized => "not authorized",
             Refusal::ClientIdRejected => "client id rejected",
             Refusal::ServerBusy => "server busy (broker.max_connections)",
+            Refusal::Unavailable => "server unavailable (the spool cannot be written)",
             Refusal::ProtocolVersion => "unsupported protocol version",
         }
     }
@@ -122,6 +127,7 @@ impl Refusal {
             Refusal::NotAuthorized => &metrics.mqtt_refused_not_authorized,
             Refusal::ClientIdRejected => &metrics.mqtt_refused_client_id,
             Refusal::ServerBusy => &metrics.mqtt_refused_server_busy,
+            Refusal::Unavailable => &metrics.mqtt_refused_unavailable,
             Refusal::ProtocolVersion => &metrics.mqtt_refused_protocol_version,
         };
         Metrics::add(counter, 1);
@@ -313,9 +319,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
                 return None;
             }
             if !edge.allows(&client, Action::Publish, &topic) {
-                edge.denied(&client, &mut batch, "will", topic);
+                edge.spool.stage(&mut batch, client.shard, &edge.denied(&client, "will", topic)).ok()?;
                 will = None;
             }
+        }
+
+        // On disk before the CONNACK: a spool that cannot take it (disk full or failing)
+        // turns the client away until it can.
+        let connected = client.event(Hook::ClientConnected);
+        let written = edge.spool.stage(&mut batch, client.shard, &connected).and_then(|_| edge.spool.flush(&mut batch));
+        if written.is_err() {
+            return self.refuse(version, Refusal::Unavailable, &client.id).await;
         }
 
         let claim = edge.registry.claim(&client.id).await;
@@ -350,8 +364,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         version.write(Packet::ConnAck(ack, ack_props), &mut out).ok()?;
 
         edge.metrics.connections.fetch_add(1, Ordering::Relaxed);
-        let connected = client.event(Hook::ClientConnected);
-        edge.spool.stage(&mut batch, client.shard, &connected);
         let will_delay = will_props.as_ref().and_then(|p| p.delay_interval).unwrap_or(0);
         let receive_max = props.as_ref().and_then(|p| p.receive_maximum).unwrap_or(u16::MAX).min(edge.limits.max_inflight).max(1);
         let max_packet = props.as_ref().and_then(|p| p.max_packet_size).map_or(usize::MAX, |m| m as usize);
@@ -368,6 +380,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             router_out: Vec::new(),
             wake_router: false,
             batch,
+            spool_failed: false,
             out,
             subscriptions,
             next_router_id,
@@ -499,6 +512,9 @@ struct State {
     wake_router: bool,
     /// Events of this batch, written to the spool before anything is written back.
     batch: SpoolBatch,
+    /// A spool write failed during this batch: nothing staged since the last flush is
+    /// on disk, so nothing of the batch may be acknowledged.
+    spool_failed: bool,
     /// Bytes for the client.
     out: BytesMut,
     subscriptions: Vec<Subscription>,
@@ -591,7 +607,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     /// then the router its packets, then the client its bytes.
     async fn flush(&mut self) -> Result<(), End> {
         let state = &mut self.state;
-        if state.edge.spool.flush(&mut state.batch).is_err() {
+        if state.spool_failed || state.edge.spool.flush(&mut state.batch).is_err() {
             // The spool logs and counts the failure; nothing of this batch is acknowledged.
             return Err(End::SpoolRefused);
         }
@@ -627,7 +643,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         if let (Some(reason_code), Version::V5) = (end.goodbye(), state.version) {
             state.write(Packet::Disconnect(Disconnect { reason_code }, None));
         }
-        if state.edge.spool.flush(&mut state.batch).is_err() {
+        if state.spool_failed || state.edge.spool.flush(&mut state.batch).is_err() {
             state.out.clear();
         }
         if !state.out.is_empty() {
@@ -737,8 +753,22 @@ impl State {
                 Err(error) => return Err(self.protocol_error("malformed packet", Some(&error), DisconnectReasonCode::MalformedPacket)),
             };
             self.packet(packet)?;
+            if self.spool_failed {
+                return Err(End::SpoolRefused);
+            }
         }
         Ok(())
+    }
+
+    /// Stages an event of this connection; see `spool_failed` for a failed write.
+    fn stage(&mut self, event: &HookEvent) -> Push {
+        match self.edge.spool.stage(&mut self.batch, self.client.shard, event) {
+            Ok(push) => push,
+            Err(_) => {
+                self.spool_failed = true;
+                Push::Rejected
+            }
+        }
     }
 
     fn packet(&mut self, packet: Packet) -> Result<(), End> {
@@ -803,14 +833,15 @@ impl State {
             return Ok(());
         }
         let refused = if !self.edge.allows(&self.client, Action::Publish, &publish.topic) {
-            self.edge.denied(&self.client, &mut self.batch, "publish", publish.topic.clone());
+            let denied = self.edge.denied(&self.client, "publish", publish.topic.clone());
+            self.stage(&denied);
             Some(PubAckReason::NotAuthorized)
         } else {
             let mut event = self.client.event(Hook::MessagePublish);
             event.topic = publish.topic.clone();
             event.payload = publish.payload.clone();
             event.qos = qos;
-            match self.edge.spool.stage(&mut self.batch, self.client.shard, &event) {
+            match self.stage(&event) {
                 Push::Rejected if !self.v5() => {
                     if let Some(skipped) = SPOOL_LOG.allow() {
                         tracing::warn!(client = %self.client.id, peer = %self.client.peer, skipped,
@@ -871,7 +902,8 @@ impl State {
             return failure(SubscribeReasonCode::TopicFilterInvalid);
         };
         if !self.edge.allows(&self.client, Action::Subscribe, matcher.as_str().as_bytes()) {
-            self.edge.denied(&self.client, &mut self.batch, "subscribe", Bytes::from(requested.path));
+            let denied = self.edge.denied(&self.client, "subscribe", Bytes::from(requested.path));
+            self.stage(&denied);
             return failure(SubscribeReasonCode::NotAuthorized);
         }
         // `$` topics are the server's; this one serves none of them.
@@ -908,7 +940,7 @@ impl State {
         let mut event = self.client.event(Hook::SessionSubscribed);
         event.topic = Bytes::from(requested.path);
         event.qos = granted;
-        self.edge.spool.stage(&mut self.batch, self.client.shard, &event);
+        self.stage(&event);
         match (v5, requested.qos) {
             (true, qos) => SubscribeReasonCode::Success(qos),
             (false, protocol::QoS::AtMostOnce) => SubscribeReasonCode::QoS0,
@@ -929,7 +961,7 @@ impl State {
             self.router_out.push(Packet::Unsubscribe(Unsubscribe { pkid: unsubscribe.pkid, filters: vec![filter.clone()] }, None));
             let mut event = self.client.event(Hook::SessionUnsubscribed);
             event.topic = Bytes::from(filter);
-            self.edge.spool.stage(&mut self.batch, self.client.shard, &event);
+            self.stage(&event);
             reasons.push(UnsubAckReason::Success);
         }
         self.write(Packet::UnsubAck(UnsubAck { pkid: unsubscribe.pkid, reasons }, None));
@@ -1032,7 +1064,7 @@ impl State {
         event.payload = delivery.payload.clone();
         event.qos = delivery.qos;
         event.from = delivery.from.clone();
-        self.edge.spool.stage(&mut self.batch, self.client.shard, &event);
+        self.stage(&event);
         if delivery.qos > 0 {
             let unacked = Unacked { qos: delivery.qos, topic: delivery.topic, payload: delivery.payload, from: delivery.from, released: false };
             self.inflight.insert(delivery.pkid, unacked);
@@ -1045,7 +1077,7 @@ impl State {
         event.payload = unacked.payload.clone();
         event.qos = unacked.qos;
         event.from = unacked.from.clone();
-        self.edge.spool.stage(&mut self.batch, self.client.shard, &event);
+        self.stage(&event);
     }
 
     /// PUBACK of a QoS 1 delivery.

@@ -35,11 +35,11 @@ use self::registry::Registry;
 use self::subscription::Subscription;
 use crate::access::{Access, Action};
 use crate::config::BrokerConfig;
-use crate::hooks::{now_ms, Hook};
+use crate::hooks::{now_ms, Hook, HookEvent};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::readiness::ReadyFlag;
-use crate::spool::{Spool, SpoolBatch};
+use crate::spool::Spool;
 use crate::topic::{FilterSet, TopicFilter};
 
 /// Commit-log segment size per subscription filter; with `SEGMENT_COUNT` it bounds how
@@ -94,9 +94,9 @@ impl Edge {
         std::str::from_utf8(topic).is_ok_and(|t| self.access.allows(action, &client.id, &client.username, t))
     }
 
-    /// Tells the client's hook chain, and the audit trail, that the ACL refused
-    /// something.
-    fn denied(&self, client: &Client, batch: &mut SpoolBatch, action: &'static str, topic: Bytes) {
+    /// Counts and logs an ACL refusal, and gives the `access.denied` event that tells
+    /// the client's hook chain, and the audit trail, about it.
+    fn denied(&self, client: &Client, action: &'static str, topic: Bytes) -> HookEvent {
         Metrics::add(&self.metrics.access_denied, 1);
         if let Some(skipped) = DENIED_LOG.allow() {
             tracing::warn!(client = %client.id, peer = %client.peer, action, topic = %String::from_utf8_lossy(&topic), skipped, "denied by the ACL");
@@ -104,7 +104,7 @@ impl Edge {
         let mut event = client.event(Hook::AccessDenied);
         event.topic = topic;
         event.reason = Some(action);
-        self.spool.stage(batch, client.shard, &event);
+        event
     }
 
     fn any_subscriber(&self, topic: &[u8]) -> bool {

@@ -38,7 +38,8 @@ pub enum Push {
     Written,
     /// Not written because the spool is full (`when_full = "drop"`); counted.
     Dropped,
-    /// Not written; the client must be told (`when_full = "reject"`, or a disk error).
+    /// Not written; the client must be told (`when_full = "reject"`, or, from `push`,
+    /// a disk error).
     Rejected,
 }
 
@@ -177,11 +178,8 @@ impl Spool {
     /// read batch). Blocks as `stage` and `flush` do.
     pub fn push(&self, shard: usize, event: &HookEvent) -> Push {
         SCRATCH.with_borrow_mut(|batch| {
-            let staged = self.stage(batch, shard, event);
-            match self.flush(batch) {
-                Ok(()) => staged,
-                Err(_) => Push::Rejected,
-            }
+            let written = self.stage(batch, shard, event).and_then(|staged| self.flush(batch).map(|()| staged));
+            written.unwrap_or(Push::Rejected)
         })
     }
 
@@ -189,11 +187,16 @@ impl Spool {
     /// when the spool is full under `backpressure`, this blocks that connection (and
     /// only it) until deliveries free room. The batch must be flushed before anything
     /// it holds is acknowledged.
-    pub fn stage(&self, batch: &mut SpoolBatch, shard: usize, event: &HookEvent) -> Push {
+    ///
+    /// Staging may have to write what the batch already holds. If that write fails,
+    /// `event` is not staged either and the error is returned: nothing staged since the
+    /// last successful flush is on disk, so the caller closes the connection without
+    /// acknowledging any of it (`flush` has counted and logged the failure).
+    pub fn stage(&self, batch: &mut SpoolBatch, shard: usize, event: &HookEvent) -> io::Result<Push> {
         Metrics::add(&self.metrics.hook_events[event.hook.code() as usize], 1);
         if batch.shard != shard && !batch.frames.is_empty() {
             // A client's shard changes only when the broker assigns its id; keep order.
-            let _ = self.flush(batch);
+            self.flush(batch)?;
         }
         batch.shard = shard;
         let start = batch.frames.len();
@@ -203,15 +206,15 @@ impl Spool {
             // Write what was admitted before deciding about this one: the room it waits
             // for is made by delivering what is on disk.
             let frame = batch.frames.split_off(start);
-            let _ = self.flush(batch);
+            self.flush(batch)?;
             batch.frames = frame;
             if let Some(refused) = self.wait_for_room(len, event) {
                 batch.frames.clear();
-                return refused;
+                return Ok(refused);
             }
         }
         batch.acknowledged |= event.hook == Hook::MessagePublish && event.qos > 0;
-        Push::Written
+        Ok(Push::Written)
     }
 
     /// Whether `more` bytes fit the budget next to what is not yet delivered.

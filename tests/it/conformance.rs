@@ -7,8 +7,10 @@
 //!   `.wat` itself, so they need no toolchain).
 //! - With `HOOKLINE_CONFORMANCE_DIR` set to the OUT_DIR of `rules/examples/build.sh`,
 //!   every module its `manifest.txt` lists as `built` runs too, and any of them failing
-//!   fails the test; a language listed as `skipped` is reported with its reason. Every
-//!   language must appear in the manifest one way or the other.
+//!   fails the test. A language listed as `skipped` (its toolchain could not be
+//!   installed) fails it too, unless `HOOKLINE_CONFORMANCE_ALLOW_SKIP` (set in `.ci/run`,
+//!   empty there by default) allows it with a reason: `lang: reason; lang: reason`.
+//!   Every language must appear in the manifest one way or the other.
 //!
 //! One summary line per language is printed (see it with `--nocapture`), plus the
 //! per-event cost of each module, timed over a short loop on the scenario's state event.
@@ -27,6 +29,7 @@ use serde_json::Value;
 const LANGUAGES: [&str; 5] = ["rust", "c", "assemblyscript", "zig", "wat"];
 const KINDS: [&str; 2] = ["seed", "battery_alarm"];
 const DIR_VAR: &str = "HOOKLINE_CONFORMANCE_DIR";
+const ALLOW_SKIP_VAR: &str = "HOOKLINE_CONFORMANCE_ALLOW_SKIP";
 /// Iterations of the timing loop per module (`HOOKLINE_CONFORMANCE_ITERATIONS`).
 const DEFAULT_ITERATIONS: u32 = 2_000;
 
@@ -149,6 +152,22 @@ fn check_module(engine: &RuleEngine, corpus: &[Case], kind: &str, file_name: &st
     Ok(started.elapsed() / iterations)
 }
 
+/// The languages that may be skipped, with why: `HOOKLINE_CONFORMANCE_ALLOW_SKIP`, as
+/// `lang: reason` entries separated by `;`.
+fn allowed_skips() -> BTreeMap<String, String> {
+    let list = std::env::var(ALLOW_SKIP_VAR).unwrap_or_default();
+    list.split(';')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let (lang, reason) = entry.split_once(':').map_or((entry, ""), |(l, r)| (l.trim(), r.trim()));
+            assert!(LANGUAGES.contains(&lang), "{ALLOW_SKIP_VAR}: unknown language {lang:?} in {entry:?}; the languages are {LANGUAGES:?}");
+            assert!(!reason.is_empty(), "{ALLOW_SKIP_VAR}: {entry:?} gives no reason; write it as \"{lang}: why it may be skipped\"");
+            (lang.to_string(), reason.to_string())
+        })
+        .collect()
+}
+
 /// One line of `manifest.txt`.
 enum Entry {
     Built { lang: String, rule: String, bytes: u64 },
@@ -216,6 +235,7 @@ fn example_rules_in_every_language_route_the_corpus_alike() {
     let corpus = load_corpus();
     let engine = RuleEngine::new(&RulesConfig::default()).unwrap();
     let mut reports: BTreeMap<&str, Report> = LANGUAGES.iter().map(|l| (*l, Report::default())).collect();
+    let allowed = allowed_skips();
 
     // Always: the WAT examples from source.
     for kind in KINDS {
@@ -237,9 +257,12 @@ fn example_rules_in_every_language_route_the_corpus_alike() {
         }
         for entry in &entries {
             match entry {
-                Entry::Skipped { lang, reason } => match reports.get_mut(lang.as_str()) {
-                    Some(report) => report.skipped.push(reason.clone()),
-                    None => panic!("manifest.txt: unknown language {lang:?}"),
+                Entry::Skipped { lang, reason } => match (reports.get_mut(lang.as_str()), allowed.get(lang)) {
+                    (Some(report), Some(why)) => report.skipped.push(format!("{reason} (allowed by {ALLOW_SKIP_VAR}: {why})")),
+                    (Some(report), None) => report.failed.push(format!(
+                        "skipped: {reason}; install its toolchain, or allow the skip in .ci/run with {ALLOW_SKIP_VAR}=\"{lang}: <why>\""
+                    )),
+                    (None, _) => panic!("manifest.txt: unknown language {lang:?}"),
                 },
                 Entry::Failed { lang, reason } => match reports.get_mut(lang.as_str()) {
                     Some(report) => report.failed.push(format!("build failed: {reason}")),
@@ -285,6 +308,12 @@ fn example_rules_in_every_language_route_the_corpus_alike() {
 
     let mut failures = 0;
     eprintln!("conformance: {} events x {} rule kinds", corpus.len(), KINDS.len());
+    if allowed.is_empty() {
+        eprintln!("conformance: allowed to skip: none ({ALLOW_SKIP_VAR} empty)");
+    }
+    for (lang, why) in &allowed {
+        eprintln!("conformance: allowed to skip: {lang}: {why}");
+    }
     for (lang, report) in &reports {
         let line = if !report.failed.is_empty() {
             failures += report.failed.len();

@@ -10,6 +10,7 @@ mod conformance;
 mod dashboard;
 mod durability;
 mod fixtures;
+mod full_disk;
 mod hooks;
 mod hostile_input;
 mod hostile_rules;
