@@ -477,7 +477,7 @@ struct Delivery {
     from: Option<Arc<str>>,
 }
 
-/// A delivery written to the client and not yet acknowledged.
+/// A delivery written to the client (and, at QoS 1/2, not yet acknowledged).
 struct Unacked {
     qos: u8,
     topic: Bytes,
@@ -1059,24 +1059,20 @@ impl State {
             }
             return;
         }
-        let mut event = self.client.event(Hook::MessageDelivered);
-        event.topic = delivery.topic.clone();
-        event.payload = delivery.payload.clone();
-        event.qos = delivery.qos;
-        event.from = delivery.from.clone();
-        self.stage(&event);
-        if delivery.qos > 0 {
-            let unacked = Unacked { qos: delivery.qos, topic: delivery.topic, payload: delivery.payload, from: delivery.from, released: false };
+        let unacked = Unacked { qos: delivery.qos, topic: delivery.topic, payload: delivery.payload, from: delivery.from, released: false };
+        self.stage_message(Hook::MessageDelivered, &unacked);
+        if unacked.qos > 0 {
             self.inflight.insert(delivery.pkid, unacked);
         }
     }
 
-    fn acked_event(&mut self, unacked: &Unacked) {
-        let mut event = self.client.event(Hook::MessageAcked);
-        event.topic = unacked.topic.clone();
-        event.payload = unacked.payload.clone();
-        event.qos = unacked.qos;
-        event.from = unacked.from.clone();
+    /// `message.delivered` or `message.acked` of a delivery.
+    fn stage_message(&mut self, hook: Hook, message: &Unacked) {
+        let mut event = self.client.event(hook);
+        event.topic = message.topic.clone();
+        event.payload = message.payload.clone();
+        event.qos = message.qos;
+        event.from = message.from.clone();
         self.stage(&event);
     }
 
@@ -1087,7 +1083,7 @@ impl State {
         }
         if let Some(unacked) = self.inflight.remove(&pkid) {
             if ok {
-                self.acked_event(&unacked);
+                self.stage_message(Hook::MessageAcked, &unacked);
             }
         }
         self.slot_done(pkid);
@@ -1102,7 +1098,7 @@ impl State {
             return;
         }
         if !unacked.released {
-            self.acked_event(&unacked);
+            self.stage_message(Hook::MessageAcked, &unacked);
         }
         self.inflight.insert(pkid, Unacked { released: true, ..unacked });
         self.write(Packet::PubRel(PubRel { pkid, reason: PubRelReason::Success }, None));

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::raw_mqtt::{ack, connect, connect_with, parse_publish, prop_u16, prop_u32, publish, subscribe, RawClient, Received};
+use crate::raw_mqtt::{ack, connect, connect_with, parse_publish, prop_u16, prop_u32, publish, subscribe, unsubscribe, RawClient, Received};
 use crate::scene::{wait_for, Scene};
 
 /// A connected client of MQTT `level` whose SUBSCRIBE of `filter` (options byte) is
@@ -287,7 +287,7 @@ async fn a_publish_nobody_can_receive_skips_the_router_and_a_subscribed_one_does
     assert!(next_publish(&mut sub, 4).await.is_some());
     assert_eq!(scene.counter("router_skipped"), 1);
     // Unsubscribed again: skipped again; a retained publish always reaches the router.
-    sub.send(&crate::raw_mqtt::frame(0xa2, &[0, 9, 0, 15, b'd', b'e', b'v', b'i', b'c', b'e', b's', b'/', b'+', b'/', b's', b't', b'a', b't', b'e'][..])).await;
+    sub.send(&unsubscribe(4, 9, "devices/+/state")).await;
     assert_eq!(sub.receive().await.expect("UNSUBACK").0, 0xb0);
     publish_acked(&mut publisher, 4, "devices/l1/state", 1, false, b"{}").await;
     publish_acked(&mut publisher, 4, "devices/l1/state", 1, true, b"{}").await;

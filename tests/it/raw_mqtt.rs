@@ -87,6 +87,16 @@ pub fn subscribe(level: u8, pkid: u16, filter: &str, options: u8) -> Vec<u8> {
     frame(0x82, &body)
 }
 
+/// An UNSUBSCRIBE of one filter.
+pub fn unsubscribe(level: u8, pkid: u16, filter: &str) -> Vec<u8> {
+    let mut body = pkid.to_be_bytes().to_vec();
+    if level == 5 {
+        body.push(0);
+    }
+    string(&mut body, filter.as_bytes());
+    frame(0xa2, &body)
+}
+
 /// A PUBLISH; MQTT 5 `props` already encoded.
 pub fn publish(level: u8, topic: &str, qos: u8, pkid: u16, retain: bool, payload: &[u8], props: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
