@@ -535,11 +535,14 @@ struct State {
     connected_ms: u64,
 }
 
-/// What woke a connection up.
+/// What woke a connection up. It lives for one turn of the loop, on the stack: the size
+/// of a notification costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Wake {
     Close(Option<CloseReason>),
     Read(std::io::Result<usize>),
-    Router(Result<Option<Notification>, rumqttd::local::LinkError>),
+    Router(Option<Notification>),
+    RouterGone,
     KeepAlive,
 }
 
@@ -558,7 +561,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             let wake = tokio::select! {
                 reason = self.state.claim.close.recv() => Wake::Close(reason),
                 read = self.stream.read_buf(&mut self.read) => Wake::Read(read),
-                note = self.state.link_rx.next() => Wake::Router(note),
+                note = self.state.link_rx.next() => note.map_or(Wake::RouterGone, Wake::Router),
                 _ = tokio::time::sleep_until(deadline), if keep_alive > 0 => Wake::KeepAlive,
             };
             let step = match wake {
@@ -569,8 +572,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     self.fit_read_size(n);
                     self.state.incoming(&mut self.read)
                 }
-                Wake::Router(Err(_)) => Err(End::Router(DisconnectReasonCode::UnspecifiedError)),
-                Wake::Router(Ok(note)) => self.router_notifications(note),
+                Wake::RouterGone => Err(End::Router(DisconnectReasonCode::UnspecifiedError)),
+                Wake::Router(note) => self.router_notifications(note),
                 Wake::KeepAlive => Err(End::KeepAlive),
             };
             if let Err(end) = step {
@@ -1003,7 +1006,9 @@ impl State {
             // MQTT 5 lets a server drop QoS 0 messages for a client that was away; they
             // were published before this connection and are not retained.
             let stale = published_qos == 0 && !on_subscribe && origin.as_ref().is_some_and(|o| o.published_ms < self.connected_ms);
-            let wanted = !(on_subscribe && !sub.send_retained) && !(sub.no_local && from_self) && !stale;
+            let retained_unwanted = on_subscribe && !sub.send_retained;
+            let own_unwanted = sub.no_local && from_self;
+            let wanted = !(retained_unwanted || own_unwanted || stale);
             let qos = match router_qos {
                 0 => 0,
                 _ => published_qos.min(sub.granted),

@@ -62,9 +62,13 @@ pub struct Limits {
     pub identity_is_client_id: bool,
 }
 
+/// A client's link to the router: its sending and receiving ends and the router's
+/// CONNACK.
+type Link = (LinkTx, LinkRx, Notification);
+
 /// Opens a link to the router for a client id; holds the router's sender, whose type
-/// rumqttd does not export.
-type Links = Box<dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), LinkError> + Send + Sync>;
+/// rumqttd does not export. The error is rumqttd's, as text.
+type Links = Box<dyn Fn(&str, bool) -> Result<Link, String> + Send + Sync>;
 
 /// What every connection of the gateway shares.
 pub struct Edge {
@@ -86,7 +90,7 @@ pub struct Edge {
 }
 
 impl Edge {
-    fn link(&self, router_id: &str, clean: bool) -> Result<(LinkTx, LinkRx, Notification), LinkError> {
+    fn link(&self, router_id: &str, clean: bool) -> Result<Link, String> {
         (self.links)(router_id, clean)
     }
 
@@ -210,7 +214,7 @@ impl Broker {
         };
         let router_tx = Router::new(0, router_config).spawn();
         let links: Links = Box::new(move |client_id, clean| {
-            LinkBuilder::new(client_id, router_tx.clone()).clean_session(clean).dynamic_filters(true).build()
+            LinkBuilder::new(client_id, router_tx.clone()).clean_session(clean).dynamic_filters(true).build().map_err(|e: LinkError| e.to_string())
         });
         // No client's router id can be this: theirs have every `%` escaped.
         let (internal_tx, internal_rx, _) = tokio::task::block_in_place(|| links("%hookline", true))

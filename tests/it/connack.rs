@@ -40,7 +40,8 @@ async fn every_refusal_gets_a_connack_with_its_code_in_both_versions() {
     .await;
     let long_id = "x".repeat(300);
     // (what, MQTT 3.1.1 code, MQTT 5 code, CONNECT for a level)
-    let cases: [(&str, u8, u8, Box<dyn Fn(u8) -> Vec<u8>>); 5] = [
+    type Case = (&'static str, u8, u8, Box<dyn Fn(u8) -> Vec<u8>>);
+    let cases: [Case; 5] = [
         ("wrong password", 0x04, 0x86, Box::new(|l| connect_with(l, "lock-1", true, &[], Some(("lock-1", "wrong"))))),
         ("unknown user", 0x04, 0x86, Box::new(|l| connect_with(l, "x", true, &[], Some(("nobody", "p1"))))),
         ("no login", 0x05, 0x87, Box::new(|l| connect_with(l, "lock-1", true, &[], None))),

@@ -53,9 +53,7 @@ impl Scene {
             std::fs::write(rules_dir.join(name), content).unwrap();
         }
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut config = Config::default();
-        config.node = "gateway@127.0.0.1".into();
-        config.data = dir.path().join("data");
+        let mut config = Config { node: "gateway@127.0.0.1".into(), data: dir.path().join("data"), ..Config::default() };
         config.broker.listen = addr;
         config.rules.dir = rules_dir;
         config.rules.reload_debounce_ms = 50;

@@ -13,9 +13,7 @@ use crate::scene::{free_port, now_ms, repo_rules, wait_for, Platform, Tansu};
 async fn gateway(kafka: &str) -> (hookline::Gateway, SocketAddr, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut config = hookline::Config::default();
-    config.node = "gateway@127.0.0.1".into();
-    config.data = data.path().to_path_buf();
+    let mut config = hookline::Config { node: "gateway@127.0.0.1".into(), data: data.path().to_path_buf(), ..Default::default() };
     config.broker.listen = addr;
     config.rules.dir = repo_rules();
     config.kafka.bootstrap_servers = kafka.into();
