@@ -10,6 +10,7 @@ use std::sync::Arc;
 use wasmtime::{Caller, Linker, Memory, StoreLimits};
 
 use super::filter::TopicFilter;
+use super::settings::RuleSettings;
 use crate::hooks::{Hook, HookEvent};
 
 pub const ABI_MARKER: &str = "hookline_abi_v1";
@@ -58,7 +59,7 @@ pub struct Route {
 pub struct HostState {
     pub limits: StoreLimits,
     pub rule: std::sync::Arc<str>,
-    pub settings: std::sync::Arc<super::module::RuleSettings>,
+    pub settings: std::sync::Arc<RuleSettings>,
     pub phase: Phase,
     pub subscriptions: Vec<(Hook, TopicFilter)>,
     pub event: Option<HookEvent>,
@@ -75,7 +76,7 @@ pub struct HostState {
 impl HostState {
     pub fn new(
         rule: std::sync::Arc<str>,
-        settings: std::sync::Arc<super::module::RuleSettings>,
+        settings: std::sync::Arc<RuleSettings>,
         limits: StoreLimits,
     ) -> HostState {
         HostState {
