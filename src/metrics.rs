@@ -1,8 +1,8 @@
 //! Counters of everything that happens on the event path, shared by all stages.
 //!
 //! Plain atomics, bumped with relaxed ordering: they are statistics, never used for
-//! synchronisation. `snapshot` gives a stable, named view for logs and tests;
-//! `prometheus` renders them (and each rule's own counters) for the admin endpoint.
+//! synchronisation. `snapshot` gives a stable, named view for logs and tests; the admin
+//! endpoint renders them for Prometheus (`admin::prometheus`).
 //! Records delivered and failed are counted by Kafka topic (`by_topic`, a bounded set
 //! of series), and their delivery latency in a histogram (`latency`).
 
@@ -13,11 +13,9 @@ pub use by_topic::{Outcome, RecordsByTopic, TopicSeries};
 pub use latency::{LatencyHistogram, BOUNDS_MS};
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::hooks::Hook;
-use crate::rules::{RuleCounters, RuleSet};
 
 macro_rules! counters {
     ($($(#[doc = $doc:literal])+ $name:ident,)*) => {
@@ -42,7 +40,7 @@ macro_rules! counters {
 
         impl Metrics {
             /// The plain counters: (name, help text, value).
-            fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+            pub fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
                 vec![$((stringify!($name), concat!($($doc),+).trim_ascii(), self.$name.load(Ordering::Relaxed)),)*]
             }
         }
@@ -67,61 +65,13 @@ impl Metrics {
     }
 
     /// The gauges: (name, help text, value).
-    fn gauges(&self) -> [(&'static str, &'static str, i64); 3] {
+    pub fn gauges(&self) -> [(&'static str, &'static str, i64); 3] {
         [
             ("connections", "MQTT clients connected now.", self.connections.load(Ordering::Relaxed)),
             ("spool_bytes", "Bytes of spool segment files on disk.", self.spool_bytes.load(Ordering::Relaxed)),
             ("spool_backlog_bytes", "Bytes in the spool not yet delivered.", self.spool_backlog_bytes.load(Ordering::Relaxed)),
         ]
     }
-
-    /// The Prometheus text exposition of the gateway counters and of each loaded rule's
-    /// own counters (labelled by rule file, so label values stay bounded).
-    pub fn prometheus(&self, rules: &RuleSet) -> String {
-        let mut out = String::new();
-        for (name, help, value) in self.counters() {
-            family(&mut out, &format!("hookline_{name}_total"), help, "counter");
-            let _ = writeln!(out, "hookline_{name}_total {value}");
-        }
-        family(&mut out, "hookline_hook_events_total", "Hook events raised, by hook.", "counter");
-        for hook in Hook::ALL {
-            let count = self.hook_events[hook.code() as usize].load(Ordering::Relaxed);
-            let _ = writeln!(out, "hookline_hook_events_total{{hook=\"{}\"}} {count}", hook.name());
-        }
-        for outcome in Outcome::ALL {
-            let name = format!("hookline_{}_total", outcome.name());
-            family(&mut out, &name, outcome.help(), "counter");
-            for (topic, count) in self.records.counts(outcome) {
-                let _ = writeln!(out, "{name}{{topic=\"{}\"}} {count}", escape_label(topic));
-            }
-        }
-        family(&mut out, DELIVERY_LATENCY, DELIVERY_LATENCY_HELP, "histogram");
-        self.delivery_latency.render(&mut out, DELIVERY_LATENCY);
-        for (name, help, value) in self.gauges() {
-            family(&mut out, &format!("hookline_{name}"), help, "gauge");
-            let _ = writeln!(out, "hookline_{name} {value}");
-        }
-        for (name, help, counter) in RuleCounters::FIELDS {
-            family(&mut out, &format!("hookline_module_{name}_total"), help, "counter");
-            for module in &rules.modules {
-                let value = counter(&module.counters).load(Ordering::Relaxed);
-                let _ = writeln!(out, "hookline_module_{name}_total{{rule=\"{}\"}} {value}", escape_label(&module.name));
-            }
-        }
-        out
-    }
-}
-
-const DELIVERY_LATENCY: &str = "hookline_delivery_latency_seconds";
-const DELIVERY_LATENCY_HELP: &str = "Seconds from a record's hook event to the sink's confirmation (Kafka delivery report, or file flush).";
-
-fn family(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn escape_label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 counters! {
@@ -201,51 +151,5 @@ impl Metrics {
     pub fn record_delivered(&self, series: TopicSeries, event_ms: u64) {
         self.records.add(series, Outcome::Delivered, 1);
         self.delivery_latency.observe_since(event_ms);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prometheus_text_has_help_type_and_values() {
-        let metrics = Metrics::default();
-        Metrics::add(&metrics.rule_calls, 3);
-        let text = metrics.prometheus(&RuleSet::default());
-        let mut families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()).collect();
-        let count = families.len();
-        families.sort_unstable();
-        families.dedup();
-        assert_eq!(families.len(), count, "a metric family is declared twice: {text}");
-        assert!(text.contains("# HELP hookline_rule_calls_total Guest calls made (`hookline_on_event`).\n"), "{text}");
-        assert!(text.contains("# TYPE hookline_rule_calls_total counter\nhookline_rule_calls_total 3\n"), "{text}");
-        assert!(text.contains("hookline_hook_events_total{hook=\"message.acked\"} 0\n"), "{text}");
-        assert_eq!(escape_label("a\"b\\c"), "a\\\"b\\\\c");
-    }
-
-    #[test]
-    fn records_are_rendered_by_topic_and_latency_as_a_histogram() {
-        let metrics = Metrics::default();
-        let state = metrics.records.series("message_state");
-        metrics.record_delivered(state, crate::hooks::now_ms());
-        metrics.records.add(metrics.records.series("message_command"), Outcome::Failed, 2);
-        let text = metrics.prometheus(&RuleSet::default());
-        for line in [
-            "# TYPE hookline_records_delivered_total counter",
-            "hookline_records_delivered_total{topic=\"message_state\"} 1",
-            "hookline_records_delivered_total{topic=\"message_command\"} 0",
-            "hookline_records_delivered_total{topic=\"(other)\"} 0",
-            "hookline_records_failed_total{topic=\"message_command\"} 2",
-            "# TYPE hookline_delivery_latency_seconds histogram",
-            "hookline_delivery_latency_seconds_bucket{le=\"+Inf\"} 1",
-            "hookline_delivery_latency_seconds_count 1",
-        ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
-        }
-        // The totals live only in the labelled series, so that `sum` adds them up right.
-        assert!(!text.lines().any(|l| l.starts_with("hookline_records_delivered_total ")), "{text}");
-        let snapshot = metrics.snapshot();
-        assert_eq!((snapshot["records_delivered"], snapshot["records_failed"]), (1, 2));
     }
 }

@@ -6,7 +6,8 @@
 #
 #   --duration SECS   stop everything after SECS (default: run until Ctrl-C)
 #   --bin-dir DIR     take hookline and the platform binaries from DIR
-#                     (default: build them with `cargo build --release` first)
+#                     (default: build them first, release, the gateway exactly as
+#                     README's `cargo run --release` does)
 #   --work DIR        logs, audit file, gateway data, config (default: a new temp dir)
 #   --rules DIR       the gateway's rules directory (default: the repository's rules/)
 #
@@ -41,8 +42,14 @@ note() { echo "run-local.sh: $*" >&2; }
 
 if [ -z "$BIN_DIR" ]; then
     note "building hookline and the platform (release)"
-    (cd "$REPO" && cargo build --release --locked -p hookline -p hookline-platform --bins)
-    BIN_DIR="$REPO/target/release"
+    # One package per build. Built together, the platform's dependencies would add
+    # features to the gateway's (hyper, rustls, sha2, ...) and recompile them, wasmtime
+    # included; alone, the gateway is the very build of README's `cargo run --release`.
+    (cd "$REPO" && cargo build --release --locked -p hookline --bin hookline &&
+        cargo build --release --locked -p hookline-platform --bins)
+    target=${CARGO_TARGET_DIR:-target}
+    case "$target" in /*) ;; *) target=$REPO/$target ;; esac
+    BIN_DIR="$target/release"
 fi
 for bin in hookline notifier monitor auditor simulator; do
     [ -x "$BIN_DIR/$bin" ] || { note "error: $BIN_DIR/$bin missing; build it or give --bin-dir"; exit 1; }

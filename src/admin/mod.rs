@@ -1,4 +1,4 @@
-//! The admin HTTP endpoint: `/metrics` (Prometheus text), `/healthz`, `/readyz`, the
+//! The admin HTTP endpoint: `/metrics` (Prometheus text, `prometheus`), `/healthz`, `/readyz`, the
 //! JSON and Server-Sent-Events API of the dashboard (`api`), and the dashboard page at
 //! `/` (one self-contained HTML file, `dashboard.html`, built into the binary).
 //!
@@ -7,6 +7,7 @@
 //! the counters, the rule set in force, the readiness flags and the tail.
 
 mod api;
+pub mod prometheus;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,7 +58,7 @@ pub async fn start(listen: SocketAddr, sources: AdminSources) -> anyhow::Result<
 }
 
 async fn metrics_text(State(sources): State<AdminSources>) -> impl IntoResponse {
-    let text = sources.metrics.prometheus(&sources.rules.load());
+    let text = prometheus::render(&sources.metrics, &sources.rules.load());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use wasmtime::{Caller, Linker, Memory, StoreLimits};
 
+use super::settings::RuleSettings;
 use crate::topic::TopicFilter;
 use crate::hooks::{Hook, HookEvent};
 
@@ -58,7 +59,7 @@ pub struct Route {
 pub struct HostState {
     pub limits: StoreLimits,
     pub rule: std::sync::Arc<str>,
-    pub settings: std::sync::Arc<super::module::RuleSettings>,
+    pub settings: std::sync::Arc<RuleSettings>,
     pub phase: Phase,
     pub subscriptions: Vec<(Hook, TopicFilter)>,
     pub event: Option<HookEvent>,
@@ -75,7 +76,7 @@ pub struct HostState {
 impl HostState {
     pub fn new(
         rule: std::sync::Arc<str>,
-        settings: std::sync::Arc<super::module::RuleSettings>,
+        settings: std::sync::Arc<RuleSettings>,
         limits: StoreLimits,
     ) -> HostState {
         HostState {

@@ -1,6 +1,7 @@
-//! The one wasmtime `Engine` of the process and its `Linker` with the `hookline.*`
-//! imports. The engine lives as long as the gateway; every rule module is compiled
-//! against it once.
+//! The one wasmtime `Engine` of the process, its `Linker` with the `hookline.*`
+//! imports, and instantiation: a `Store` per instance with the engine's limits and fuel,
+//! `hookline_init` run in it. The engine lives as long as the gateway; every rule module
+//! is compiled against it once.
 //!
 //! Calls are bounded by fuel (an instruction budget), not by a wall-clock deadline: on a
 //! busy machine a worker thread can be descheduled mid-call, and a deadline would then
@@ -10,9 +11,10 @@
 
 use std::sync::Arc;
 
-use wasmtime::{Config, Engine, Linker, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, Instance, InstancePre, Linker, Store, StoreLimits, StoreLimitsBuilder, Trap};
 
-use super::abi::{self, HostState};
+use super::abi::{self, HostState, Phase};
+use super::settings::RuleSettings;
 use crate::config::RulesConfig;
 
 #[derive(Clone)]
@@ -72,4 +74,41 @@ impl RuleEngine {
             .tables(4)
             .build()
     }
+
+    /// A fresh store with the engine's limits, the module instantiated in it and
+    /// `hookline_init` run; returns init's result code with them (what init subscribed
+    /// to is in the store's data). Used to load a module and to instantiate it per
+    /// worker.
+    pub(super) fn instantiate(
+        &self,
+        pre: &InstancePre<HostState>,
+        name: Arc<str>,
+        settings: Arc<RuleSettings>,
+    ) -> wasmtime::Result<(Store<HostState>, Instance, i32)> {
+        let mut store = Store::new(self.engine(), HostState::new(name, settings, self.store_limits()));
+        store.limiter(|state| &mut state.limits);
+        store.set_fuel(self.fuel_per_call())?;
+        let instance = pre.instantiate(&mut store)?;
+        store.data_mut().memory = instance.get_memory(&mut store, "memory");
+        store.data_mut().phase = Phase::Init;
+        let init = instance.get_typed_func::<(), i32>(&mut store, abi::INIT)?;
+        let code = init.call(&mut store, ())?;
+        store.data_mut().phase = Phase::Idle;
+        Ok((store, instance, code))
+    }
+}
+
+/// One line: the trap's kind and, when there is one, the guest function it hit in.
+pub(super) fn describe_trap(error: &wasmtime::Error) -> String {
+    let mut text = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.to_string(),
+    };
+    if let Some(frame) = error
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .and_then(|bt| bt.frames().first())
+    {
+        text.push_str(&format!(" (in {})", frame.func_name().unwrap_or("an unnamed function")));
+    }
+    text
 }

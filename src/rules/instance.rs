@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use wasmtime::{Instance, InstancePre, Store, Trap, TypedFunc};
+use wasmtime::{Store, Trap, TypedFunc};
 
 use super::abi::{self, HostState, Phase, Route};
-use super::engine::RuleEngine;
-use super::module::{RuleModule, RuleSettings};
+use super::engine::{describe_trap, RuleEngine};
+use super::module::RuleModule;
 use crate::hooks::HookEvent;
 
 /// Why a module's decision for an event was void.
@@ -46,7 +46,7 @@ pub struct RuleInstance {
 impl RuleInstance {
     pub fn new(engine: &RuleEngine, module: Arc<RuleModule>) -> anyhow::Result<RuleInstance> {
         // Guests may set up their own state in init; subscriptions were read at load.
-        let (mut store, instance, code) = instantiate(engine, &module.pre, module.name.clone(), module.settings.clone())?;
+        let (mut store, instance, code) = engine.instantiate(&module.pre, module.name.clone(), module.settings.clone())?;
         anyhow::ensure!(code == 0, "hookline_init returned {code}");
         store.data_mut().subscriptions.clear();
         let on_event = instance.get_typed_func::<(i32, i32), i32>(&mut store, abi::ON_EVENT)?;
@@ -80,40 +80,4 @@ impl RuleInstance {
             Err(e) => Err(CallFailure::Trap(describe_trap(&e))),
         }
     }
-}
-
-/// A fresh store with the engine's limits, the module instantiated in it and
-/// `hookline_init` run; returns init's result code with them (what init subscribed to is
-/// in the store's data).
-pub(super) fn instantiate(
-    engine: &RuleEngine,
-    pre: &InstancePre<HostState>,
-    name: Arc<str>,
-    settings: Arc<RuleSettings>,
-) -> wasmtime::Result<(Store<HostState>, Instance, i32)> {
-    let mut store = Store::new(engine.engine(), HostState::new(name, settings, engine.store_limits()));
-    store.limiter(|state| &mut state.limits);
-    store.set_fuel(engine.fuel_per_call())?;
-    let instance = pre.instantiate(&mut store)?;
-    store.data_mut().memory = instance.get_memory(&mut store, "memory");
-    store.data_mut().phase = Phase::Init;
-    let init = instance.get_typed_func::<(), i32>(&mut store, abi::INIT)?;
-    let code = init.call(&mut store, ())?;
-    store.data_mut().phase = Phase::Idle;
-    Ok((store, instance, code))
-}
-
-/// One line: the trap's kind and, when there is one, the guest function it hit in.
-pub fn describe_trap(error: &wasmtime::Error) -> String {
-    let mut text = match error.downcast_ref::<Trap>() {
-        Some(trap) => trap.to_string(),
-        None => error.to_string(),
-    };
-    if let Some(frame) = error
-        .downcast_ref::<wasmtime::WasmBacktrace>()
-        .and_then(|bt| bt.frames().first())
-    {
-        text.push_str(&format!(" (in {})", frame.func_name().unwrap_or("an unnamed function")));
-    }
-    text
 }

@@ -1,162 +1,33 @@
 //! The rules runtime: WebAssembly modules from `rules/` decide, per hook event, which
 //! Kafka topics the event goes to.
 //!
-//! - `engine`: the one wasmtime engine and its linker (calls bounded by fuel);
-//! - `module`: a file compiled and validated once (`RuleModule`);
+//! - `engine`: the one wasmtime engine, its linker, and instantiation (calls bounded by
+//!   fuel);
+//! - `module`: a file compiled and validated once (`RuleModule`), with its `settings`
+//!   and `counters`;
 //! - `instance`: a worker's reusable instance of a module;
 //! - `abi`: the host functions and state of ABI v1;
-//! - `reload`: watches the directory and swaps in a new `RuleSet` atomically.
-//!
-//! Each worker owns a `Dispatcher`. It reads the current `RuleSet` once per event, so an
-//! event is decided by exactly one version of every rule, and it calls a module only when
-//! one of its subscriptions matches.
+//! - `set`: the rules in force; `dispatcher`: a worker's way through them;
+//! - `reload`: watches the directory and swaps in a new `RuleSet` atomically;
+//! - `signature`: signed rules.
 
 mod abi;
+mod counters;
+mod dispatcher;
 mod engine;
 mod instance;
 mod module;
 mod reload;
+mod set;
+mod settings;
 pub mod signature;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
-
-use arc_swap::ArcSwap;
-
 pub use abi::{valid_kafka_topic, Route};
+pub use counters::RuleCounters;
+pub use dispatcher::Dispatcher;
 pub use engine::RuleEngine;
 pub use instance::{CallFailure, RuleInstance};
-pub use module::{LoadError, RuleCounters, RuleModule, RuleSettings};
+pub use module::{LoadError, RuleModule};
 pub use reload::RuleWatcher;
-
-use crate::hooks::HookEvent;
-use crate::metrics::Metrics;
-
-/// The rules in force: every loaded module, ordered by file name.
-#[derive(Debug, Default)]
-pub struct RuleSet {
-    pub modules: Vec<Arc<RuleModule>>,
-}
-
-/// The current rule set, swapped atomically by the watcher and read by every worker.
-pub type SharedRuleSet = Arc<ArcSwap<RuleSet>>;
-
-/// A worker's view of the rules: its own instances of each loaded module.
-pub struct Dispatcher {
-    engine: RuleEngine,
-    rules: SharedRuleSet,
-    current: Arc<RuleSet>,
-    instances: HashMap<u64, RuleInstance>,
-    metrics: Arc<Metrics>,
-    /// Guest calls made by this dispatcher, for sampling their duration.
-    calls: u64,
-}
-
-/// One guest call in this many is timed for the `nanoseconds` counters.
-const TIME_SAMPLE: u64 = 16;
-
-impl Dispatcher {
-    pub fn new(engine: RuleEngine, rules: SharedRuleSet, metrics: Arc<Metrics>) -> Dispatcher {
-        Dispatcher {
-            engine,
-            current: rules.load_full(),
-            rules,
-            instances: HashMap::new(),
-            metrics,
-            calls: 0,
-        }
-    }
-
-    /// Runs `event` through every module subscribed to it and calls `emit` with each
-    /// valid route. Returns the number of routes emitted.
-    pub fn dispatch(&mut self, event: &HookEvent, mut emit: impl FnMut(&Route)) -> usize {
-        self.refresh();
-        let mut emitted = 0;
-        for module in &self.current.modules {
-            let Some(subscription) = module.subscription_for(event.hook, &event.topic) else {
-                continue;
-            };
-            let instance = match self.instances.entry(module.id) {
-                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::hash_map::Entry::Vacant(entry) => {
-                    match RuleInstance::new(&self.engine, module.clone()) {
-                        Ok(instance) => entry.insert(instance),
-                        Err(e) => {
-                            let failure = CallFailure::Trap(format!("cannot instantiate: {e:#}"));
-                            record_failure(&self.metrics, module, event, &failure);
-                            continue;
-                        }
-                    }
-                }
-            };
-            // Reading the clock costs about as much as a small rule's whole call, so time
-            // one call in TIME_SAMPLE and count it for all of them.
-            self.calls += 1;
-            let started = self.calls.is_multiple_of(TIME_SAMPLE).then(Instant::now);
-            let outcome = instance.decide(&self.engine, event, subscription);
-            let counters = &module.counters;
-            counters.calls.fetch_add(1, Ordering::Relaxed);
-            if let Some(started) = started {
-                counters.nanos.fetch_add(started.elapsed().as_nanos() as u64 * TIME_SAMPLE, Ordering::Relaxed);
-            }
-            Metrics::add(&self.metrics.rule_calls, 1);
-            match outcome {
-                Ok(routes) => {
-                    for route in routes {
-                        emit(route);
-                    }
-                    counters.routes.fetch_add(routes.len() as u64, Ordering::Relaxed);
-                    Metrics::add(&self.metrics.rule_routes, routes.len() as u64);
-                    emitted += routes.len();
-                }
-                Err(failure) => {
-                    if matches!(failure, CallFailure::Trap(_) | CallFailure::OutOfFuel) {
-                        self.instances.remove(&module.id);
-                    }
-                    record_failure(&self.metrics, module, event, &failure);
-                }
-            }
-        }
-        emitted
-    }
-
-    /// Picks up a newly swapped rule set and drops instances of unloaded versions.
-    fn refresh(&mut self) {
-        if Arc::ptr_eq(&self.current, &self.rules.load()) {
-            return;
-        }
-        self.current = self.rules.load_full();
-        let live: Vec<u64> = self.current.modules.iter().map(|m| m.id).collect();
-        self.instances.retain(|id, _| live.contains(id));
-    }
-}
-
-fn record_failure(metrics: &Metrics, module: &RuleModule, event: &HookEvent, failure: &CallFailure) {
-    let counters = &module.counters;
-    let (rule_counter, global) = match failure {
-        CallFailure::Rejected(_) => (&counters.errors, &metrics.rule_errors),
-        CallFailure::Trap(_) => (&counters.traps, &metrics.rule_traps),
-        CallFailure::OutOfFuel => (&counters.out_of_fuel, &metrics.rule_out_of_fuel),
-        CallFailure::InvalidOutput(_) => (&counters.invalid_output, &metrics.rule_invalid_output),
-    };
-    rule_counter.fetch_add(1, Ordering::Relaxed);
-    Metrics::add(global, 1);
-    if once_per_second(&counters.last_warning) {
-        tracing::warn!(
-            rule = %module.name,
-            hook = event.hook.name(),
-            topic = %event.topic_str(),
-            client_id = %event.client_id,
-            "{failure}; this event is not routed by this rule, other rules are unaffected"
-        );
-    }
-}
-
-/// True at most once per second per `last` (seconds since process start, plus one).
-fn once_per_second(last: &AtomicU64) -> bool {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let now = START.get_or_init(Instant::now).elapsed().as_secs() + 1;
-    last.swap(now, Ordering::Relaxed) != now
-}
+pub use set::{RuleSet, SharedRuleSet};
+pub use settings::{RuleSettings, SettingsError};

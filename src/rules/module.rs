@@ -4,8 +4,7 @@
 //! Load errors (`LoadError`) are kept apart from what can go wrong per event
 //! (`instance::CallFailure`): a file that fails to load never replaces a running version.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -13,8 +12,9 @@ use std::time::SystemTime;
 use wasmtime::{ExternType, InstancePre, Module, ValType};
 
 use super::abi::{self, HostState};
-use super::instance::{describe_trap, instantiate};
-use super::engine::RuleEngine;
+use super::counters::RuleCounters;
+use super::engine::{describe_trap, RuleEngine};
+use super::settings::{RuleSettings, SettingsError};
 use crate::topic::TopicFilter;
 use crate::hooks::Hook;
 
@@ -45,104 +45,10 @@ pub enum LoadError {
     InitRefused(i32),
     #[error("hookline_init declared no subscription, so the rule could never run")]
     NoSubscription,
-    #[error("settings file {path}: {message}")]
-    Settings { path: PathBuf, message: String },
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
     #[error("refused: {0}")]
     Signature(String),
-}
-
-/// A rule's settings: the `<name>.toml` file beside `<name>.wasm` / `<name>.wat`,
-/// flattened to dotted keys (`[alarm] battery = 20` is `alarm.battery`) with every value
-/// as text (strings unquoted, numbers and booleans as written by TOML). The guest reads
-/// them with `hookline.config_get`, so one module can serve with different topics or
-/// thresholds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RuleSettings(BTreeMap<String, String>);
-
-impl RuleSettings {
-    pub fn parse(text: &str) -> Result<RuleSettings, String> {
-        fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) -> Result<(), String> {
-            for (key, value) in table {
-                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-                let text = match value {
-                    toml::Value::Table(inner) => {
-                        flatten(&path, inner, out)?;
-                        continue;
-                    }
-                    toml::Value::String(s) => s.clone(),
-                    toml::Value::Integer(i) => i.to_string(),
-                    toml::Value::Float(f) => f.to_string(),
-                    toml::Value::Boolean(b) => b.to_string(),
-                    toml::Value::Datetime(d) => d.to_string(),
-                    toml::Value::Array(_) => return Err(format!("`{path}`: arrays are not supported, use one key per value")),
-                };
-                out.insert(path, text);
-            }
-            Ok(())
-        }
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
-        let mut out = BTreeMap::new();
-        flatten("", &table, &mut out)?;
-        Ok(RuleSettings(out))
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Where the settings of the module at `module_path` live: same name, `.toml`.
-    pub fn path_for(module_path: &Path) -> PathBuf {
-        module_path.with_extension("toml")
-    }
-
-    /// Reads the settings beside a module; no file means no settings.
-    pub fn read_for(module_path: &Path) -> Result<(RuleSettings, Vec<u8>), LoadError> {
-        let path = RuleSettings::path_for(module_path);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((RuleSettings::default(), Vec::new())),
-            Err(e) => return Err(LoadError::Settings { path, message: e.to_string() }),
-        };
-        let settings = std::str::from_utf8(&bytes)
-            .map_err(|e| e.to_string())
-            .and_then(RuleSettings::parse)
-            .map_err(|message| LoadError::Settings { path, message })?;
-        Ok((settings, bytes))
-    }
-}
-
-/// Call counters of one loaded rule version.
-#[derive(Debug, Default)]
-pub struct RuleCounters {
-    pub calls: AtomicU64,
-    pub routes: AtomicU64,
-    pub errors: AtomicU64,
-    pub traps: AtomicU64,
-    pub out_of_fuel: AtomicU64,
-    pub invalid_output: AtomicU64,
-    pub nanos: AtomicU64,
-    /// When a failure of this rule was last logged (rate limit).
-    pub last_warning: AtomicU64,
-}
-
-/// One per-rule counter: name, help text, and where it is kept.
-pub type RuleCounterField = (&'static str, &'static str, fn(&RuleCounters) -> &AtomicU64);
-
-impl RuleCounters {
-    /// Every counter shown per rule, in one place for `/metrics` and `/api/rules`.
-    pub const FIELDS: [RuleCounterField; 7] = [
-        ("calls", "Guest calls, by rule.", |c| &c.calls),
-        ("routes", "Routes emitted, by rule.", |c| &c.routes),
-        ("errors", "Events a rule rejected in band, by rule.", |c| &c.errors),
-        ("traps", "Guest calls that trapped, by rule.", |c| &c.traps),
-        ("out_of_fuel", "Guest calls that used up their instruction budget, by rule.", |c| &c.out_of_fuel),
-        ("invalid_output", "Decisions discarded for invalid output, by rule.", |c| &c.invalid_output),
-        ("nanoseconds", "Time spent in guest calls, by rule (one call in 16 timed).", |c| &c.nanos),
-    ];
 }
 
 /// A compiled, validated rule. Immutable; a reload produces a new `RuleModule`.
@@ -204,7 +110,8 @@ impl RuleModule {
 
         let name: Arc<str> = name.into();
         let settings = Arc::new(settings);
-        let (mut store, _, code) = instantiate(engine, &pre, name.clone(), settings.clone())
+        let (mut store, _, code) = engine
+            .instantiate(&pre, name.clone(), settings.clone())
             .map_err(|e| LoadError::Init(describe_trap(&e)))?;
         if code != 0 {
             return Err(LoadError::InitRefused(code));
@@ -290,26 +197,5 @@ fn check_exports(module: &Module) -> Result<(), LoadError> {
             name: "memory",
             expected: "a memory",
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settings_flatten_tables_and_keep_values_as_text() {
-        let settings = RuleSettings::parse("topic = \"alarm_state\"\n[alarm]\nbattery = 20\nratio = 0.5\nenabled = true\n").unwrap();
-        assert_eq!(settings.get("topic"), Some("alarm_state"));
-        assert_eq!(settings.get("alarm.battery"), Some("20"));
-        assert_eq!(settings.get("alarm.ratio"), Some("0.5"));
-        assert_eq!(settings.get("alarm.enabled"), Some("true"));
-        assert_eq!(settings.get("missing"), None);
-    }
-
-    #[test]
-    fn settings_errors_say_what_is_wrong() {
-        assert!(RuleSettings::parse("a = [1, 2]").unwrap_err().contains("`a`"));
-        assert!(RuleSettings::parse("a = ").is_err());
     }
 }

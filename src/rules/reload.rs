@@ -18,9 +18,10 @@ use std::time::{Duration, SystemTime};
 use notify::{RecursiveMode, Watcher};
 
 use super::engine::RuleEngine;
-use super::module::{hash_bytes, LoadError, RuleModule, RuleSettings};
+use super::module::{hash_bytes, LoadError, RuleModule};
+use super::set::{RuleSet, SharedRuleSet};
+use super::settings::RuleSettings;
 use super::signature;
-use super::{RuleSet, SharedRuleSet};
 use crate::metrics::Metrics;
 
 /// Rescan this often even without a notification.
@@ -182,9 +183,9 @@ impl Loaded {
     fn load(&mut self, path: &Path, stamp: Stamp, engine: &RuleEngine, metrics: &Metrics) -> bool {
         let previous = self.files.get(path).and_then(|s| s.module.clone());
         let read = std::fs::read(path)
-            .map_err(Into::into)
-            .and_then(|bytes| RuleSettings::read_for(path).map(|(settings, raw)| (bytes, settings, raw)));
-        let (bytes, settings, raw_settings) = match read {
+            .map_err(LoadError::from)
+            .and_then(|bytes| Ok((bytes, RuleSettings::read_for(path)?)));
+        let (bytes, (settings, raw_settings)) = match read {
             Ok(read) => read,
             Err(e) => {
                 Metrics::add(&metrics.rule_load_failures, 1);

@@ -112,7 +112,7 @@ async fn kafka_down_at_start_keeps_the_gateway_up_and_delivers_once_kafka_is_up(
     scene.shutdown().await;
     // Latency runs from the hook event, so it spans the outage: every record was raised
     // before the 1 s wait and delivered after it.
-    let text = metrics.prometheus(&Default::default());
+    let text = hookline::admin::prometheus::render(&metrics, &Default::default());
     for line in ["hookline_delivery_latency_seconds_bucket{le=\"1\"} 0", "hookline_delivery_latency_seconds_count 10"] {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
