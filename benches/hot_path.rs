@@ -30,9 +30,9 @@ use hookline::envelope;
 use hookline::hooks::{Hook, HookEvent};
 use hookline::metrics::{Metrics, Outcome};
 use hookline::rules::{Dispatcher, RuleEngine, RuleModule, RuleSet, SharedRuleSet};
-use hookline::topic::{FilterSet, TopicFilter};
 use hookline::sink::{KafkaSink, Record, Sink};
 use hookline::spool::{Spool, Ticket};
+use hookline::topic::{FilterSet, TopicFilter};
 
 const CLIENT_ID: &str = "10083618796833171";
 const NODE: &str = "gateway@127.0.0.1";
@@ -84,9 +84,7 @@ fn rule_path(file: &str) -> std::path::PathBuf {
 fn dispatcher_with(file: &str) -> (Dispatcher, Arc<Metrics>) {
     let engine = RuleEngine::new(&RulesConfig::default()).expect("wasmtime engine");
     let module = RuleModule::load_file(&engine, &rule_path(file)).unwrap_or_else(|e| panic!("loading {file}: {e}"));
-    let rules: SharedRuleSet = Arc::new(ArcSwap::from_pointee(RuleSet {
-        modules: vec![Arc::new(module)],
-    }));
+    let rules: SharedRuleSet = Arc::new(ArcSwap::from_pointee(RuleSet { modules: vec![Arc::new(module)] }));
     let metrics = Arc::new(Metrics::default());
     (Dispatcher::new(engine, rules, metrics.clone()), metrics)
 }
@@ -153,14 +151,18 @@ fn rules(c: &mut Criterion) {
     let other_topic = publish_event("devices/10083618796833171/command");
     let other_hook = HookEvent::new(Hook::ClientConnected, Arc::from(CLIENT_ID), Arc::from(""));
     group.bench_function("dispatch_nonmatching_topic", |b| {
-        b.iter(|| dispatcher.dispatch(black_box(&other_topic), |route| {
-            black_box(route);
-        }))
+        b.iter(|| {
+            dispatcher.dispatch(black_box(&other_topic), |route| {
+                black_box(route);
+            })
+        })
     });
     group.bench_function("dispatch_nonmatching_hook", |b| {
-        b.iter(|| dispatcher.dispatch(black_box(&other_hook), |route| {
-            black_box(route);
-        }))
+        b.iter(|| {
+            dispatcher.dispatch(black_box(&other_hook), |route| {
+                black_box(route);
+            })
+        })
     });
     let calls = Metrics::get(&metrics.rule_calls);
     assert_eq!(calls, 0, "a non-matching event entered WASM ({calls} guest calls)");
@@ -231,21 +233,12 @@ fn kafka(c: &mut Criterion) {
     let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
     cluster.create_topic("message_state", 4, 1).expect("create topic");
     let metrics = Arc::new(Metrics::default());
-    let config = KafkaConfig {
-        bootstrap_servers: cluster.bootstrap_servers(),
-        ..Default::default()
-    };
+    let config = KafkaConfig { bootstrap_servers: cluster.bootstrap_servers(), ..Default::default() };
     let sink = KafkaSink::new(&config, metrics.clone()).expect("producer");
     let event = publish_event("devices/10083618796833171/state");
     let mut value = Vec::new();
     envelope::encode(&event, NODE, &mut value);
-    let record = Record {
-        topic: "message_state",
-        key: CLIENT_ID.as_bytes(),
-        value: &value,
-        headers: &[],
-        event_ms: event.ts_ms,
-    };
+    let record = Record { topic: "message_state", key: CLIENT_ID.as_bytes(), value: &value, headers: &[], event_ms: event.ts_ms };
     // Waits (untimed where the caller says so) until every record sent so far has its
     // delivery report. `flush` is not used: with the threaded producer it sleeps in
     // 100 ms steps.
@@ -308,10 +301,7 @@ fn kafka(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(40)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+    Criterion::default().sample_size(40).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3))
 }
 
 criterion_group! {

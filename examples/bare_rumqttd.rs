@@ -33,10 +33,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("bare-rumqttd-io")
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("bare-rumqttd-io").build()?;
     runtime.block_on(async move {
         // Identical to hookline's `Broker::start`.
         let router_config = RouterConfig {

@@ -828,11 +828,7 @@ impl KafkaReader {
         let mut start = Vec::new();
         for topic in [STATE_TOPIC, COMMAND_TOPIC] {
             let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-            let parts: Vec<i32> = metadata
-                .topics()
-                .iter()
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect();
+            let parts: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
             anyhow::ensure!(!parts.is_empty(), "Kafka topic {topic} has no partitions (does it exist?)");
             for p in parts {
                 let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
@@ -856,7 +852,12 @@ impl KafkaReader {
     /// After the consumer found its next offset gone: counts, per partition, the
     /// records the broker deleted before they were read, and reads on from the oldest
     /// one it kept. At full rate the mock cluster's ~5 MB are a fraction of a second.
-    fn skip_deleted(&self, positions: &mut [(&'static str, i32, i64)], state: &mut TopicTally, command: &mut TopicTally) -> KafkaResult<()> {
+    fn skip_deleted(
+        &self,
+        positions: &mut [(&'static str, i32, i64)],
+        state: &mut TopicTally,
+        command: &mut TopicTally,
+    ) -> KafkaResult<()> {
         for (topic, partition, next) in positions.iter_mut() {
             let (low, _) = self.consumer.fetch_watermarks(topic, *partition, Duration::from_secs(5))?;
             if *next < low {
@@ -952,10 +953,8 @@ struct Watermarks {
 
 impl Watermarks {
     fn new(bootstrap: &str) -> anyhow::Result<Watermarks> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", "hookline-loadgen-watermarks")
-            .create()?;
+        let consumer: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "hookline-loadgen-watermarks").create()?;
         let mut partitions = Vec::new();
         for topic in [STATE_TOPIC, COMMAND_TOPIC] {
             let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
@@ -988,12 +987,9 @@ impl Watermarks {
 /// Creates the two topics when missing (a broker that auto-creates needs nothing).
 async fn ensure_topics(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
-    let topics: Vec<NewTopic> = [STATE_TOPIC, COMMAND_TOPIC]
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
-        .collect();
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+    let topics: Vec<NewTopic> =
+        [STATE_TOPIC, COMMAND_TOPIC].iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin.create_topics(&topics, &options).await?;
     for result in results {
@@ -1024,19 +1020,9 @@ fn sample_proc(pid: u32) -> Option<ProcSample> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
+    let kb = |name: &str| status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0);
     // USER_HZ is 100 on every Linux this runs on.
-    Some(ProcSample {
-        cpu_s: ticks as f64 / 100.0,
-        rss_kb: kb("VmRSS:"),
-        hwm_kb: kb("VmHWM:"),
-    })
+    Some(ProcSample { cpu_s: ticks as f64 / 100.0, rss_kb: kb("VmRSS:"), hwm_kb: kb("VmHWM:") })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1047,7 +1033,13 @@ fn sample_proc(pid: u32) -> Option<ProcSample> {
 /// subscription), counts itself in
 /// `connected`, then holds the connection until `stop`. Anything the broker sends
 /// meanwhile, or the connection closing, is an error: nobody publishes to these locks.
-async fn idle_lock(args: Arc<Args>, index: usize, client_id: String, connected: Arc<AtomicUsize>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn idle_lock(
+    args: Arc<Args>,
+    index: usize,
+    client_id: String,
+    connected: Arc<AtomicUsize>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     // Boxed: the handshake's read buffer would otherwise stay in every task's future
     // for the whole hold, and the load generator holds 100,000 of them.
     let mut stream = Box::pin(async {
@@ -1394,24 +1386,10 @@ async fn main() -> anyhow::Result<()> {
     let total_clients = args.devices + args.commanders;
     for i in 0..total_clients {
         let plan = if i < args.devices {
-            ClientPlan {
-                role: Role::Lock,
-                index: i,
-                client_id: ctx.lock_id(i),
-                qos: args.qos,
-                rate: per_lock_rate,
-                limit: args.messages,
-            }
+            ClientPlan { role: Role::Lock, index: i, client_id: ctx.lock_id(i), qos: args.qos, rate: per_lock_rate, limit: args.messages }
         } else {
             let c = i - args.devices;
-            ClientPlan {
-                role: Role::Commander,
-                index: c,
-                client_id: format!("lg{run}-app-{c}"),
-                qos: 1,
-                rate: args.command_rate,
-                limit: 0,
-            }
+            ClientPlan { role: Role::Commander, index: c, client_id: format!("lg{run}-app-{c}"), qos: 1, rate: args.command_rate, limit: 0 }
         };
         let ctx = ctx.clone();
         tasks.push(tokio::spawn(async move {
@@ -1428,7 +1406,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let connect_deadline = Instant::now() + Duration::from_secs(60);
     while shared.connected.load(Ordering::Relaxed) < total_clients {
-        anyhow::ensure!(Instant::now() < connect_deadline, "only {} of {total_clients} clients connected within 60 s", shared.connected.load(Ordering::Relaxed));
+        anyhow::ensure!(
+            Instant::now() < connect_deadline,
+            "only {} of {total_clients} clients connected within 60 s",
+            shared.connected.load(Ordering::Relaxed)
+        );
         if let Some(e) = shared.first_error.lock().unwrap().clone() {
             anyhow::bail!("{e}");
         }
@@ -1567,11 +1549,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Kafka: expected records are the accepted publishes (QoS 0: the sent ones).
-    let state_accepted = if args.qos == 0 {
-        shared.state_sent.load(Ordering::Relaxed)
-    } else {
-        shared.state_acked.load(Ordering::Relaxed)
-    };
+    let state_accepted = if args.qos == 0 { shared.state_sent.load(Ordering::Relaxed) } else { shared.state_acked.load(Ordering::Relaxed) };
     let cmd_expected = shared.cmd_received.load(Ordering::Relaxed);
     expected_state.store(state_accepted, Ordering::Relaxed);
     expected_cmd.store(cmd_expected, Ordering::Relaxed);
@@ -1600,33 +1578,37 @@ async fn main() -> anyhow::Result<()> {
         Some(w) => {
             let (expect_state, expect_cmd) = (state_accepted, cmd_expected);
             let deadline = Instant::now() + Duration::from_secs_f64(args.drain_timeout);
-            Some(tokio::task::spawn_blocking(move || -> anyhow::Result<([u64; 2], f64)> {
-                // Ends when every record is counted, or when the counts have not moved
-                // for 2 s (some Kafka-compatible brokers report the last batch's base
-                // offset as the high watermark, so the count may stop short), or at
-                // the drain deadline.
-                let (mut last, mut last_change) = (w.added()?, started.elapsed().as_secs_f64());
-                loop {
-                    let added = w.added()?;
-                    let at = started.elapsed().as_secs_f64();
-                    if added != last {
-                        (last, last_change) = (added, at);
+            Some(
+                tokio::task::spawn_blocking(move || -> anyhow::Result<([u64; 2], f64)> {
+                    // Ends when every record is counted, or when the counts have not moved
+                    // for 2 s (some Kafka-compatible brokers report the last batch's base
+                    // offset as the high watermark, so the count may stop short), or at
+                    // the drain deadline.
+                    let (mut last, mut last_change) = (w.added()?, started.elapsed().as_secs_f64());
+                    loop {
+                        let added = w.added()?;
+                        let at = started.elapsed().as_secs_f64();
+                        if added != last {
+                            (last, last_change) = (added, at);
+                        }
+                        if (added[0] >= expect_state && added[1] >= expect_cmd) || Instant::now() >= deadline {
+                            return Ok((added, at));
+                        }
+                        if at - last_change >= 2.0 {
+                            return Ok((added, last_change));
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
                     }
-                    if (added[0] >= expect_state && added[1] >= expect_cmd) || Instant::now() >= deadline {
-                        return Ok((added, at));
-                    }
-                    if at - last_change >= 2.0 {
-                        return Ok((added, last_change));
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            })
-            .await??)
+                })
+                .await??,
+            )
         }
         None => None,
     };
     let tallies = match consumer_thread {
-        Some(thread) => Some(tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| anyhow::anyhow!("consumer thread panicked"))?),
+        Some(thread) => {
+            Some(tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| anyhow::anyhow!("consumer thread panicked"))?)
+        }
         None => None,
     };
     progress.abort();
@@ -1754,9 +1736,7 @@ fn init_logging() {
     let levels = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let no_rumqttd_spans = FilterFn::new(|meta| !(meta.is_span() && meta.target().starts_with("rumqttd")));
     let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false);
-    let _ = tracing_subscriber::registry()
-        .with(layer.with_filter(levels.and(no_rumqttd_spans)))
-        .try_init();
+    let _ = tracing_subscriber::registry().with(layer.with_filter(levels.and(no_rumqttd_spans))).try_init();
 }
 
 fn print_table(v: &Value) {

@@ -14,10 +14,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key `{key}`: {message}")]
@@ -76,10 +73,7 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig {
-            enabled: true,
-            listen: "127.0.0.1:9180".parse().expect("default admin address parses"),
-        }
+        AdminConfig { enabled: true, listen: "127.0.0.1:9180".parse().expect("default admin address parses") }
     }
 }
 
@@ -309,33 +303,20 @@ fn default_node() -> String {
 impl Config {
     /// Reads a TOML file; missing keys take their defaults, unknown keys are errors.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message,
-        })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })
     }
 
     /// Parses TOML text; the error is a single line naming the offending key.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().replace('\n', " ").trim().to_string()
-            + &e
-                .span()
-                .map(|s| format!(" (at byte {})", s.start))
-                .unwrap_or_default())
+        toml::from_str(text).map_err(|e| {
+            e.message().replace('\n', " ").trim().to_string() + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default()
+        })
     }
 
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| {
-            Err(ConfigError::Invalid {
-                key,
-                message: message.to_string(),
-            })
-        };
+        let invalid = |key, message: &str| Err(ConfigError::Invalid { key, message: message.to_string() });
         if self.node.is_empty() {
             return invalid("node", "must not be empty");
         }
@@ -368,10 +349,7 @@ impl Config {
             );
         }
         if self.buffer.max_bytes < 2 * self.broker.max_packet_size as u64 {
-            return invalid(
-                "buffer.max_bytes",
-                "must be at least twice broker.max_packet_size (the largest event must fit the budget)",
-            );
+            return invalid("buffer.max_bytes", "must be at least twice broker.max_packet_size (the largest event must fit the budget)");
         }
         if self.buffer.fsync == Fsync::Interval && self.buffer.fsync_interval_ms == 0 {
             return invalid("buffer.fsync_interval_ms", "must be at least 1 (or set buffer.fsync = \"always\")");
@@ -380,16 +358,10 @@ impl Config {
             return invalid("rules.call_fuel", "must be at least 1000");
         }
         if self.rules.max_memory_bytes < 64 * 1024 {
-            return invalid(
-                "rules.max_memory_bytes",
-                "must be at least 65536 (one WebAssembly page)",
-            );
+            return invalid("rules.max_memory_bytes", "must be at least 65536 (one WebAssembly page)");
         }
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.kafka.compression.as_str()) {
-            return invalid(
-                "kafka.compression",
-                "must be one of none, gzip, snappy, lz4, zstd",
-            );
+            return invalid("kafka.compression", "must be one of none, gzip, snappy, lz4, zstd");
         }
         if !self.auth.anonymous && self.auth.credentials.as_os_str().is_empty() && !certificates {
             return invalid(

@@ -39,9 +39,7 @@ pub fn encode(event: &HookEvent, node: &str, out: &mut Vec<u8>) {
             let start = out.len();
             let encoded_len = base64::encoded_len(event.payload.len(), true).unwrap_or(0);
             out.resize(start + encoded_len, 0);
-            let written = base64::engine::general_purpose::STANDARD
-                .encode_slice(&event.payload, &mut out[start..])
-                .unwrap_or(0);
+            let written = base64::engine::general_purpose::STANDARD.encode_slice(&event.payload, &mut out[start..]).unwrap_or(0);
             out.truncate(start + written);
             out.push(b'"');
             field_number(out, "qos", event.qos as u64);
@@ -149,9 +147,7 @@ mod tests {
     fn field_order(hook: Hook) -> &'static [&'static str] {
         match hook {
             Hook::MessagePublish => &["client_id", "username", "topic", "payload", "qos", "node", "ts"],
-            Hook::MessageDelivered | Hook::MessageAcked => {
-                &["client_id", "username", "from", "topic", "payload", "qos", "node", "ts"]
-            }
+            Hook::MessageDelivered | Hook::MessageAcked => &["client_id", "username", "from", "topic", "payload", "qos", "node", "ts"],
             Hook::ClientConnected => &["client_id", "username", "node", "ts"],
             Hook::ClientDisconnected => &["client_id", "username", "reason", "node", "ts"],
             Hook::SessionSubscribed => &["client_id", "username", "topic", "qos", "node", "ts"],

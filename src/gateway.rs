@@ -53,12 +53,7 @@ impl Gateway {
 
         let admin = match config.admin.enabled {
             true => {
-                let sources = AdminSources {
-                    metrics: metrics.clone(),
-                    rules: rules.clone(),
-                    readiness,
-                    tail: tail.clone(),
-                };
+                let sources = AdminSources { metrics: metrics.clone(), rules: rules.clone(), readiness, tail: tail.clone() };
                 Some(crate::admin::start(config.admin.listen, sources).await?)
             }
             false => None,
@@ -67,7 +62,9 @@ impl Gateway {
         let sink: Arc<dyn Sink> = if config.kafka.bootstrap_servers.is_empty() {
             Arc::new(FileSink::open(&config.data, metrics.clone())?)
         } else {
-            Arc::new(KafkaSink::new(&config.kafka, metrics.clone()).context("cannot create the Kafka producer (check the [kafka] settings)")?)
+            Arc::new(
+                KafkaSink::new(&config.kafka, metrics.clone()).context("cannot create the Kafka producer (check the [kafka] settings)")?,
+            )
         };
 
         let engine = RuleEngine::new(&config.rules).context("cannot start the WebAssembly engine")?;
@@ -119,17 +116,7 @@ impl Gateway {
             node = %config.node,
             "hookline gateway running"
         );
-        Ok(Gateway {
-            broker,
-            _watcher: watcher,
-            rules,
-            sink,
-            metrics,
-            spool,
-            workers,
-            listen,
-            admin,
-        })
+        Ok(Gateway { broker, _watcher: watcher, rules, sink, metrics, spool, workers, listen, admin })
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -182,8 +169,12 @@ impl Gateway {
         self.broker.stop().await;
         let backlog = self.metrics.spool_backlog_bytes.load(Ordering::Relaxed);
         match flushed {
-            Err(error) => tracing::warn!(%error, backlog_bytes = backlog, "records left undelivered stay in the spool; the next start delivers them"),
-            Ok(()) if backlog > 0 => tracing::warn!(backlog_bytes = backlog, "records left undelivered stay in the spool; the next start delivers them"),
+            Err(error) => {
+                tracing::warn!(%error, backlog_bytes = backlog, "records left undelivered stay in the spool; the next start delivers them")
+            }
+            Ok(()) if backlog > 0 => {
+                tracing::warn!(backlog_bytes = backlog, "records left undelivered stay in the spool; the next start delivers them")
+            }
             Ok(()) => {}
         }
         Ok(())

@@ -58,10 +58,7 @@ impl Hook {
 
     /// Whether the event carries a message (topic, payload, qos).
     pub fn is_message(self) -> bool {
-        matches!(
-            self,
-            Hook::MessagePublish | Hook::MessageDelivered | Hook::MessageAcked
-        )
+        matches!(self, Hook::MessagePublish | Hook::MessageDelivered | Hook::MessageAcked)
     }
 }
 
@@ -114,7 +111,5 @@ impl HookEvent {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -18,9 +18,7 @@ impl Readiness {
     /// Registers a part that is not ready yet, for `reason` (one line: what is missing,
     /// and what to check if it stays that way).
     pub fn flag(&self, reason: impl Into<String>) -> Arc<ReadyFlag> {
-        let flag = Arc::new(ReadyFlag {
-            not_ready: Mutex::new(Some(reason.into())),
-        });
+        let flag = Arc::new(ReadyFlag { not_ready: Mutex::new(Some(reason.into())) });
         self.flags.lock().unwrap_or_else(PoisonError::into_inner).push(flag.clone());
         flag
     }

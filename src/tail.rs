@@ -49,10 +49,7 @@ pub struct Tail {
 
 impl Default for Tail {
     fn default() -> Self {
-        Tail {
-            sender: broadcast::channel(CAPACITY).0,
-            watchers: AtomicUsize::new(0),
-        }
+        Tail { sender: broadcast::channel(CAPACITY).0, watchers: AtomicUsize::new(0) }
     }
 }
 
@@ -86,10 +83,7 @@ impl Tail {
     /// A new viewer, counted until it is dropped.
     pub fn watch(self: &Arc<Self>) -> TailWatch {
         self.watchers.fetch_add(1, Ordering::Relaxed);
-        TailWatch {
-            receiver: self.sender.subscribe(),
-            tail: self.clone(),
-        }
+        TailWatch { receiver: self.sender.subscribe(), tail: self.clone() }
     }
 }
 

@@ -36,10 +36,7 @@ impl TopicFilter {
             };
             levels.push(level);
         }
-        Some(TopicFilter {
-            text: text.to_string(),
-            levels,
-        })
+        Some(TopicFilter { text: text.to_string(), levels })
     }
 
     pub fn as_str(&self) -> &str {

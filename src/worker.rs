@@ -116,4 +116,3 @@ fn once_per_second(started: &Instant, last: &AtomicU64) -> bool {
     let now = started.elapsed().as_secs() + 1;
     last.swap(now, Ordering::Relaxed) != now
 }
-

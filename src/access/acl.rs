@@ -71,7 +71,8 @@ impl Acl {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let rule = parse_rule(line).map_err(|e| format!("line {}: {e} (expected `allow|deny all|user NAME|client ID publish|subscribe|all FILTER`)", n + 1))?;
+            let rule = parse_rule(line)
+                .map_err(|e| format!("line {}: {e} (expected `allow|deny all|user NAME|client ID publish|subscribe|all FILTER`)", n + 1))?;
             rules.push(rule);
         }
         Ok(Acl { rules })

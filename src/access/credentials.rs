@@ -108,10 +108,7 @@ impl Credentials {
     /// A salted argon2id hash of `password` (PHC string).
     pub fn hash(password: &str) -> String {
         let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .expect("argon2 with default parameters hashes any password")
-            .to_string()
+        Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 with default parameters hashes any password").to_string()
     }
 
     /// Whether `password` is `username`'s. Slow on purpose (argon2); call it off the

@@ -45,7 +45,8 @@ pub struct Access {
 impl Access {
     /// Reads the configured files; errors name the file and the line.
     pub fn load(config: &AuthConfig) -> anyhow::Result<Arc<Access>> {
-        let credentials = optional(&config.credentials).map(|p| Credentials::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
+        let credentials =
+            optional(&config.credentials).map(|p| Credentials::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
         let acl = optional(&config.acl).map(|p| Acl::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
         if config.anonymous {
             tracing::warn!("ANONYMOUS ACCESS ENABLED: any client may connect without a username (auth.anonymous)");
@@ -53,11 +54,7 @@ impl Access {
         if acl.is_none() {
             tracing::warn!("no ACL configured (auth.acl): every client may publish and subscribe to every topic");
         }
-        Ok(Arc::new(Access {
-            anonymous: config.anonymous,
-            credentials: ArcSwapOption::new(credentials),
-            acl: ArcSwapOption::new(acl),
-        }))
+        Ok(Arc::new(Access { anonymous: config.anonymous, credentials: ArcSwapOption::new(credentials), acl: ArcSwapOption::new(acl) }))
     }
 
     /// Whether a CONNECT with this username and password may use `client_id`. A client

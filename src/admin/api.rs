@@ -35,11 +35,8 @@ pub async fn rules(State(sources): State<AdminSources>) -> Json<Vec<Value>> {
         .iter()
         .map(|module| {
             let loaded_at_ms = module.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-            let subscriptions: Vec<Value> = module
-                .subscriptions
-                .iter()
-                .map(|(hook, filter)| json!({ "hook": hook.name(), "filter": filter.as_str() }))
-                .collect();
+            let subscriptions: Vec<Value> =
+                module.subscriptions.iter().map(|(hook, filter)| json!({ "hook": hook.name(), "filter": filter.as_str() })).collect();
             let counters: serde_json::Map<String, Value> = RuleCounters::FIELDS
                 .iter()
                 .map(|(name, _, counter)| (name.to_string(), json!(counter(&module.counters).load(Ordering::Relaxed))))
@@ -127,7 +124,10 @@ impl TailFilter {
     }
 }
 
-pub async fn tail(State(sources): State<AdminSources>, Query(filter): Query<TailFilter>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn tail(
+    State(sources): State<AdminSources>,
+    Query(filter): Query<TailFilter>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     // Subscribed before the response starts: whoever sees the response open sees every
     // record routed after that.
     let watch = sources.tail.watch();

@@ -66,7 +66,8 @@ mod tests {
         let metrics = Metrics::default();
         Metrics::add(&metrics.rule_calls, 3);
         let text = render(&metrics, &RuleSet::default());
-        let mut families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()).collect();
+        let mut families: Vec<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()).collect();
         let count = families.len();
         families.sort_unstable();
         families.dedup();

@@ -28,10 +28,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::FutureExt;
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{
-    self, v4::V4, v5::V5, ConnAck, ConnAckProperties, Connect, ConnectReturnCode, Disconnect, DisconnectReasonCode,
-    LastWill, LastWillProperties, Login, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason, PubRec,
-    PubRecReason, PubRel, PubRelReason, Publish, PublishProperties, Protocol, SubAck, Subscribe, SubscribeProperties,
-    SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
+    self, v4::V4, v5::V5, ConnAck, ConnAckProperties, Connect, ConnectReturnCode, Disconnect, DisconnectReasonCode, LastWill,
+    LastWillProperties, Login, Packet, PingResp, Protocol, PubAck, PubAckReason, PubComp, PubCompReason, PubRec, PubRecReason, PubRel,
+    PubRelReason, Publish, PublishProperties, SubAck, Subscribe, SubscribeProperties, SubscribeReasonCode, UnsubAck, UnsubAckReason,
+    Unsubscribe,
 };
 use rumqttd::{Forward, Notification};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -138,7 +138,9 @@ impl Refusal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
     /// DISCONNECT from the client; `true` when it asked for its will (MQTT 5 0x04).
-    Disconnected { will: bool },
+    Disconnected {
+        will: bool,
+    },
     /// The socket closed or failed without a DISCONNECT.
     Closed,
     KeepAlive,

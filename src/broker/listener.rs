@@ -11,8 +11,8 @@ use anyhow::Context;
 use async_tungstenite::tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::http::HeaderValue;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use ws_stream_tungstenite::WsStream;
@@ -179,7 +179,9 @@ fn tls_acceptor(config: &BrokerConfig) -> anyhow::Result<TlsAcceptor> {
             let mut roots = RootCertStore::empty();
             let cas = read_pem(&config.tls_client_ca, "broker.tls_client_ca", |r| rustls_pemfile::certs(r).collect::<Result<Vec<_>, _>>())?;
             for ca in cas {
-                roots.add(ca).with_context(|| format!("broker.tls_client_ca: a certificate in {} is not a usable CA", config.tls_client_ca.display()))?;
+                roots.add(ca).with_context(|| {
+                    format!("broker.tls_client_ca: a certificate in {} is not a usable CA", config.tls_client_ca.display())
+                })?;
             }
             let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
                 .build()

@@ -202,7 +202,13 @@ pub struct Broker {
 impl Broker {
     /// Starts the router, binds the listeners and starts accepting clients. `ready` is
     /// set once every listener is bound, and cleared when shutdown begins.
-    pub async fn start(config: &BrokerConfig, spool: Arc<Spool>, metrics: Arc<Metrics>, access: Arc<Access>, ready: Arc<ReadyFlag>) -> anyhow::Result<Broker> {
+    pub async fn start(
+        config: &BrokerConfig,
+        spool: Arc<Spool>,
+        metrics: Arc<Metrics>,
+        access: Arc<Access>,
+        ready: Arc<ReadyFlag>,
+    ) -> anyhow::Result<Broker> {
         let bound = listener::bind_all(config)?;
         let router_config = RouterConfig {
             // Room for the gateway's own link and for connections being taken over.
@@ -214,7 +220,11 @@ impl Broker {
         };
         let router_tx = Router::new(0, router_config).spawn();
         let links: Links = Box::new(move |client_id, clean| {
-            LinkBuilder::new(client_id, router_tx.clone()).clean_session(clean).dynamic_filters(true).build().map_err(|e: LinkError| e.to_string())
+            LinkBuilder::new(client_id, router_tx.clone())
+                .clean_session(clean)
+                .dynamic_filters(true)
+                .build()
+                .map_err(|e: LinkError| e.to_string())
         });
         // No client's router id can be this: theirs have every `%` escaped.
         let (internal_tx, internal_rx, _) = tokio::task::block_in_place(|| links("%hookline", true))

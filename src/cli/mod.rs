@@ -153,7 +153,5 @@ fn init_logging(json: bool) {
         true => layer.json().boxed(),
         false => layer.boxed(),
     };
-    tracing_subscriber::registry()
-        .with(layer.with_filter(levels.and(no_rumqttd_spans)))
-        .init();
+    tracing_subscriber::registry().with(layer.with_filter(levels.and(no_rumqttd_spans))).init();
 }

@@ -86,7 +86,11 @@ pub fn run(command: RuleCommand) -> anyhow::Result<()> {
             }
             write_private(&key_path, &private)?;
             std::fs::write(&pub_path, public + "\n").with_context(|| format!("cannot write {}", pub_path.display()))?;
-            println!("private key: {} (keep it off the gateway)\npublic key:  {} (rules.public_key)", key_path.display(), pub_path.display());
+            println!(
+                "private key: {} (keep it off the gateway)\npublic key:  {} (rules.public_key)",
+                key_path.display(),
+                pub_path.display()
+            );
             Ok(())
         }
         RuleCommand::Sign { module, key } => {

@@ -52,7 +52,10 @@ pub fn create(lang: Lang, name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
          The guest ABI is described in hookline's `wasm-sdk/ABI.md`.\n"
     );
     std::fs::write(root.join("README.md"), readme)?;
-    std::fs::write(root.join("build.sh"), format!("#!/bin/sh\n# Builds {name}.wasm in this directory.\nset -e\ncd \"$(dirname \"$0\")\"\n{build}\n"))?;
+    std::fs::write(
+        root.join("build.sh"),
+        format!("#!/bin/sh\n# Builds {name}.wasm in this directory.\nset -e\ncd \"$(dirname \"$0\")\"\n{build}\n"),
+    )?;
     Ok(root)
 }
 

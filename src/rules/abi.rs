@@ -10,8 +10,8 @@ use std::sync::Arc;
 use wasmtime::{Caller, Linker, Memory, StoreLimits};
 
 use super::settings::RuleSettings;
-use crate::topic::TopicFilter;
 use crate::hooks::{Hook, HookEvent};
+use crate::topic::TopicFilter;
 
 pub const ABI_MARKER: &str = "hookline_abi_v1";
 pub const INIT: &str = "hookline_init";
@@ -74,11 +74,7 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(
-        rule: std::sync::Arc<str>,
-        settings: std::sync::Arc<RuleSettings>,
-        limits: StoreLimits,
-    ) -> HostState {
+    pub fn new(rule: std::sync::Arc<str>, settings: std::sync::Arc<RuleSettings>, limits: StoreLimits) -> HostState {
         HostState {
             limits,
             rule,
@@ -111,9 +107,7 @@ pub fn valid_kafka_topic(topic: &str) -> bool {
         && topic.len() <= MAX_TOPIC_LEN
         && topic != "."
         && topic != ".."
-        && topic
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && topic.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 /// How many distinct route topics an instance keeps ready for reuse.
@@ -260,11 +254,7 @@ fn add_route(memory: &[u8], state: &mut HostState, topic_ptr: i32, topic_len: i3
         }
         Some(memory[range].to_vec())
     };
-    state.routes.push(Route {
-        topic,
-        key,
-        headers: Vec::new(),
-    });
+    state.routes.push(Route { topic, key, headers: Vec::new() });
     state.routes.len() as i32 - 1
 }
 

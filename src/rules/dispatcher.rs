@@ -31,14 +31,7 @@ const TIME_SAMPLE: u64 = 16;
 
 impl Dispatcher {
     pub fn new(engine: RuleEngine, rules: SharedRuleSet, metrics: Arc<Metrics>) -> Dispatcher {
-        Dispatcher {
-            engine,
-            current: rules.load_full(),
-            rules,
-            instances: HashMap::new(),
-            metrics,
-            calls: 0,
-        }
+        Dispatcher { engine, current: rules.load_full(), rules, instances: HashMap::new(), metrics, calls: 0 }
     }
 
     /// Runs `event` through every module subscribed to it and calls `emit` with each
@@ -52,16 +45,14 @@ impl Dispatcher {
             };
             let instance = match self.instances.entry(module.id) {
                 std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::hash_map::Entry::Vacant(entry) => {
-                    match RuleInstance::new(&self.engine, module.clone()) {
-                        Ok(instance) => entry.insert(instance),
-                        Err(e) => {
-                            let failure = CallFailure::Trap(format!("cannot instantiate: {e:#}"));
-                            record_failure(&self.metrics, module, event, &failure);
-                            continue;
-                        }
+                std::collections::hash_map::Entry::Vacant(entry) => match RuleInstance::new(&self.engine, module.clone()) {
+                    Ok(instance) => entry.insert(instance),
+                    Err(e) => {
+                        let failure = CallFailure::Trap(format!("cannot instantiate: {e:#}"));
+                        record_failure(&self.metrics, module, event, &failure);
+                        continue;
                     }
-                }
+                },
             };
             // Reading the clock costs about as much as a small rule's whole call, so time
             // one call in TIME_SAMPLE and count it for all of them.

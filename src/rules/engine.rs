@@ -39,12 +39,7 @@ impl RuleEngine {
         let mut linker = Linker::new(&engine);
         abi::add_to_linker(&mut linker)?;
         Ok(RuleEngine {
-            inner: Arc::new(Inner {
-                engine,
-                linker,
-                fuel_per_call: config.call_fuel.max(1),
-                max_memory_bytes: config.max_memory_bytes,
-            }),
+            inner: Arc::new(Inner { engine, linker, fuel_per_call: config.call_fuel.max(1), max_memory_bytes: config.max_memory_bytes }),
         })
     }
 
@@ -104,10 +99,7 @@ pub(super) fn describe_trap(error: &wasmtime::Error) -> String {
         Some(trap) => trap.to_string(),
         None => error.to_string(),
     };
-    if let Some(frame) = error
-        .downcast_ref::<wasmtime::WasmBacktrace>()
-        .and_then(|bt| bt.frames().first())
-    {
+    if let Some(frame) = error.downcast_ref::<wasmtime::WasmBacktrace>().and_then(|bt| bt.frames().first()) {
         text.push_str(&format!(" (in {})", frame.func_name().unwrap_or("an unnamed function")));
     }
     text

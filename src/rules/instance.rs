@@ -61,12 +61,8 @@ impl RuleInstance {
         state.event = Some(event.clone());
         state.routes.clear();
         state.invalid = None;
-        self.store
-            .set_fuel(engine.fuel_per_call())
-            .expect("fuel is enabled on the engine");
-        let result = self
-            .on_event
-            .call(&mut self.store, (event.hook.code(), subscription as i32));
+        self.store.set_fuel(engine.fuel_per_call()).expect("fuel is enabled on the engine");
+        let result = self.on_event.call(&mut self.store, (event.hook.code(), subscription as i32));
         let state = self.store.data_mut();
         state.phase = Phase::Idle;
         state.event = None;

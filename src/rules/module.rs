@@ -15,8 +15,8 @@ use super::abi::{self, HostState};
 use super::counters::RuleCounters;
 use super::engine::{describe_trap, RuleEngine};
 use super::settings::{RuleSettings, SettingsError};
-use crate::topic::TopicFilter;
 use crate::hooks::Hook;
+use crate::topic::TopicFilter;
 
 /// Largest rule file accepted; anything bigger is refused before compiling.
 pub const MAX_FILE_BYTES: usize = 32 * 1024 * 1024;
@@ -69,11 +69,7 @@ pub struct RuleModule {
 
 impl std::fmt::Debug for RuleModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuleModule")
-            .field("name", &self.name)
-            .field("id", &self.id)
-            .field("subscriptions", &self.subscriptions)
-            .finish()
+        f.debug_struct("RuleModule").field("name", &self.name).field("id", &self.id).field("subscriptions", &self.subscriptions).finish()
     }
 }
 
@@ -82,9 +78,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 impl RuleModule {
     /// The first subscription matching an event, if any: the only way into the guest.
     pub fn subscription_for(&self, hook: Hook, topic: &[u8]) -> Option<usize> {
-        self.subscriptions
-            .iter()
-            .position(|(h, filter)| *h == hook && filter.matches(topic))
+        self.subscriptions.iter().position(|(h, filter)| *h == hook && filter.matches(topic))
     }
 
     /// Compiles and validates `bytes` (binary `.wasm`, or `.wat` text) named `name`.
@@ -103,16 +97,12 @@ impl RuleModule {
         let module = Module::new(engine.engine(), bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         check_imports(&module)?;
         check_exports(&module)?;
-        let pre = engine
-            .linker()
-            .instantiate_pre(&module)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let pre = engine.linker().instantiate_pre(&module).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
 
         let name: Arc<str> = name.into();
         let settings = Arc::new(settings);
-        let (mut store, _, code) = engine
-            .instantiate(&pre, name.clone(), settings.clone())
-            .map_err(|e| LoadError::Init(describe_trap(&e)))?;
+        let (mut store, _, code) =
+            engine.instantiate(&pre, name.clone(), settings.clone()).map_err(|e| LoadError::Init(describe_trap(&e)))?;
         if code != 0 {
             return Err(LoadError::InitRefused(code));
         }
@@ -152,10 +142,7 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
 
 fn check_imports(module: &Module) -> Result<(), LoadError> {
     for import in module.imports() {
-        let forbidden = || LoadError::ForbiddenImport {
-            module: import.module().to_string(),
-            name: import.name().to_string(),
-        };
+        let forbidden = || LoadError::ForbiddenImport { module: import.module().to_string(), name: import.name().to_string() };
         if import.module() != abi::IMPORT_MODULE {
             return Err(forbidden());
         }
@@ -165,27 +152,23 @@ fn check_imports(module: &Module) -> Result<(), LoadError> {
         let ExternType::Func(func) = import.ty() else { return Err(forbidden()) };
         let all_i32 = func.params().all(|t| matches!(t, ValType::I32)) && func.results().all(|t| matches!(t, ValType::I32));
         if !all_i32 || func.params().len() != params || func.results().len() != results {
-            return Err(LoadError::ImportSignature {
-                name: import.name().to_string(),
-            });
+            return Err(LoadError::ImportSignature { name: import.name().to_string() });
         }
     }
     Ok(())
 }
 
 fn check_exports(module: &Module) -> Result<(), LoadError> {
-    let func = |name: &'static str, params: usize, results: usize, expected: &'static str| {
-        match module.get_export(name) {
-            None => Err(LoadError::MissingExport(name)),
-            Some(ExternType::Func(f))
-                if f.params().len() == params
-                    && f.results().len() == results
-                    && f.params().chain(f.results()).all(|t| matches!(t, ValType::I32)) =>
-            {
-                Ok(())
-            }
-            Some(_) => Err(LoadError::ExportSignature { name, expected }),
+    let func = |name: &'static str, params: usize, results: usize, expected: &'static str| match module.get_export(name) {
+        None => Err(LoadError::MissingExport(name)),
+        Some(ExternType::Func(f))
+            if f.params().len() == params
+                && f.results().len() == results
+                && f.params().chain(f.results()).all(|t| matches!(t, ValType::I32)) =>
+        {
+            Ok(())
         }
+        Some(_) => Err(LoadError::ExportSignature { name, expected }),
     };
     func(abi::ABI_MARKER, 0, 0, "a function () -> ()")?;
     func(abi::INIT, 0, 1, "a function () -> i32")?;
@@ -193,9 +176,6 @@ fn check_exports(module: &Module) -> Result<(), LoadError> {
     match module.get_export("memory") {
         Some(ExternType::Memory(_)) => Ok(()),
         None => Err(LoadError::MissingExport("memory")),
-        Some(_) => Err(LoadError::ExportSignature {
-            name: "memory",
-            expected: "a memory",
-        }),
+        Some(_) => Err(LoadError::ExportSignature { name: "memory", expected: "a memory" }),
     }
 }

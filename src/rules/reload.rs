@@ -14,7 +14,6 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-
 use notify::{RecursiveMode, Watcher};
 
 use super::engine::RuleEngine;
@@ -72,8 +71,7 @@ impl RuleWatcher {
         rules: SharedRuleSet,
     ) -> anyhow::Result<RuleWatcher> {
         if !dir.exists() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| anyhow::anyhow!("cannot create rules directory {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create rules directory {}: {e}", dir.display()))?;
             tracing::warn!(dir = %dir.display(), "rules directory did not exist; created it empty, nothing is routed until a rule is added");
         }
         let mut loaded = Loaded { files: BTreeMap::new(), public_key };
@@ -91,29 +89,24 @@ impl RuleWatcher {
 
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let dir = dir.to_path_buf();
-        let thread = std::thread::Builder::new()
-            .name("hookline-reload".into())
-            .spawn(move || {
-                let _watcher = watcher;
-                loop {
-                    match events_rx.recv_timeout(RESCAN_EVERY) {
-                        Ok(()) => {
-                            // Wait for quiet: editors and copies write in several steps.
-                            while events_rx.recv_timeout(debounce).is_ok() {}
-                        }
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => return,
+        let thread = std::thread::Builder::new().name("hookline-reload".into()).spawn(move || {
+            let _watcher = watcher;
+            loop {
+                match events_rx.recv_timeout(RESCAN_EVERY) {
+                    Ok(()) => {
+                        // Wait for quiet: editors and copies write in several steps.
+                        while events_rx.recv_timeout(debounce).is_ok() {}
                     }
-                    if stop_rx.try_recv() != Err(mpsc::TryRecvError::Empty) {
-                        return;
-                    }
-                    loaded.rescan(&dir, &engine, &metrics, &rules);
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
                 }
-            })?;
-        Ok(RuleWatcher {
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
+                if stop_rx.try_recv() != Err(mpsc::TryRecvError::Empty) {
+                    return;
+                }
+                loaded.rescan(&dir, &engine, &metrics, &rules);
+            }
+        })?;
+        Ok(RuleWatcher { stop: Some(stop_tx), thread: Some(thread) })
     }
 }
 
@@ -126,10 +119,7 @@ impl Drop for RuleWatcher {
 }
 
 fn is_rule_file(path: &Path) -> bool {
-    let hidden = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_none_or(|n| n.starts_with('.'));
+    let hidden = path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'));
     let rule_ext = matches!(path.extension().and_then(|e| e.to_str()), Some("wasm" | "wat"));
     !hidden && rule_ext && path.is_file()
 }
@@ -138,10 +128,7 @@ impl Loaded {
     /// Brings the loaded set in line with the directory; swaps only if something changed.
     fn rescan(&mut self, dir: &Path, engine: &RuleEngine, metrics: &Metrics, rules: &SharedRuleSet) {
         let present: Vec<PathBuf> = match std::fs::read_dir(dir) {
-            Ok(entries) => entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| is_rule_file(p))
-                .collect(),
+            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_rule_file(p)).collect(),
             Err(e) => {
                 tracing::error!(dir = %dir.display(), error = %e, "cannot read rules directory; keeping the loaded rules");
                 return;
@@ -182,9 +169,7 @@ impl Loaded {
     /// Loads one changed file (module or settings). Returns whether the rule set changed.
     fn load(&mut self, path: &Path, stamp: Stamp, engine: &RuleEngine, metrics: &Metrics) -> bool {
         let previous = self.files.get(path).and_then(|s| s.module.clone());
-        let read = std::fs::read(path)
-            .map_err(LoadError::from)
-            .and_then(|bytes| Ok((bytes, RuleSettings::read_for(path)?)));
+        let read = std::fs::read(path).map_err(LoadError::from).and_then(|bytes| Ok((bytes, RuleSettings::read_for(path)?)));
         let (bytes, (settings, raw_settings)) = match read {
             Ok(read) => read,
             Err(e) => {
@@ -214,11 +199,8 @@ impl Loaded {
         let load_started = std::time::Instant::now();
         match signed.and_then(|()| RuleModule::load_with_settings(engine, &name, &bytes, settings)) {
             Ok(module) => {
-                let subscriptions: Vec<String> = module
-                    .subscriptions
-                    .iter()
-                    .map(|(hook, filter)| format!("{} {}", hook.name(), filter.as_str()))
-                    .collect();
+                let subscriptions: Vec<String> =
+                    module.subscriptions.iter().map(|(hook, filter)| format!("{} {}", hook.name(), filter.as_str())).collect();
                 tracing::info!(
                     rule = %path.display(),
                     ?subscriptions,

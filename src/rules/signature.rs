@@ -17,9 +17,7 @@ pub fn signature_path(module: &Path) -> PathBuf {
 fn read_hex<const N: usize>(path: &Path, what: &str) -> Result<[u8; N], String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
     let bytes = hex::decode(text.trim()).map_err(|e| format!("{what} {}: not hex ({e})", path.display()))?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("{what} {}: {} bytes, expected {N}", path.display(), b.len()))
+    bytes.try_into().map_err(|b: Vec<u8>| format!("{what} {}: {} bytes, expected {N}", path.display(), b.len()))
 }
 
 pub fn read_public_key(path: &Path) -> Result<VerifyingKey, String> {
@@ -35,11 +33,15 @@ pub fn read_private_key(path: &Path) -> Result<SigningKey, String> {
 pub fn verify(key: &VerifyingKey, module_path: &Path, module: &[u8], settings: &[u8]) -> Result<(), String> {
     let sig_path = signature_path(module_path);
     if !sig_path.exists() {
-        return Err(format!("unsigned: {} is missing (rules.public_key is set, so every rule must be signed: `hookline rule sign`)", sig_path.display()));
+        return Err(format!(
+            "unsigned: {} is missing (rules.public_key is set, so every rule must be signed: `hookline rule sign`)",
+            sig_path.display()
+        ));
     }
     let signature = Signature::from_bytes(&read_hex::<64>(&sig_path, "signature")?);
-    key.verify(&[module, settings].concat(), &signature)
-        .map_err(|_| format!("signature {} does not match the module and its settings (tampered, or signed with another key)", sig_path.display()))
+    key.verify(&[module, settings].concat(), &signature).map_err(|_| {
+        format!("signature {} does not match the module and its settings (tampered, or signed with another key)", sig_path.display())
+    })
 }
 
 /// Signs `module` + `settings` and writes the signature beside the module.

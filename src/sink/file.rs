@@ -40,10 +40,7 @@ impl FileSink {
         std::fs::create_dir_all(data_dir).map_err(error)?;
         let file = OpenOptions::new().create(true).append(true).open(&path).map_err(error)?;
         Ok(FileSink {
-            writer: Mutex::new(Writer {
-                out: BufWriter::with_capacity(256 * 1024, file),
-                unflushed: Vec::new(),
-            }),
+            writer: Mutex::new(Writer { out: BufWriter::with_capacity(256 * 1024, file), unflushed: Vec::new() }),
             path,
             metrics,
         })

@@ -104,17 +104,10 @@ impl KafkaSink {
         for (key, value) in &config.properties {
             client.set(key, value);
         }
-        let context = DeliveryCounter {
-            metrics,
-            started: Instant::now(),
-            last_failure_log: AtomicU64::new(0),
-            last_error_log: AtomicU64::new(0),
-        };
+        let context =
+            DeliveryCounter { metrics, started: Instant::now(), last_failure_log: AtomicU64::new(0), last_error_log: AtomicU64::new(0) };
         let producer = client.create_with_context(context)?;
-        Ok(KafkaSink {
-            producer,
-            bootstrap_servers: config.bootstrap_servers.clone(),
-        })
+        Ok(KafkaSink { producer, bootstrap_servers: config.bootstrap_servers.clone() })
     }
 }
 
@@ -125,10 +118,9 @@ impl Sink for KafkaSink {
         let mut base = BaseRecord::with_opaque_to(record.topic, delivery).key(record.key).payload(record.value);
         // Most records carry no headers; librdkafka allocates a header list only if asked.
         if !record.headers.is_empty() {
-            let headers = record.headers.iter().fold(
-                OwnedHeaders::new_with_capacity(record.headers.len()),
-                |headers, (name, value)| headers.insert(Header { key: name, value: Some(value) }),
-            );
+            let headers = record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |headers, (name, value)| {
+                headers.insert(Header { key: name, value: Some(value) })
+            });
             base = base.headers(headers);
         }
         Metrics::add(&self.producer.context().metrics.records_sent, 1);
@@ -152,9 +144,7 @@ impl Sink for KafkaSink {
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
-        self.producer.flush(timeout).map_err(|_| {
-            SinkError::Undelivered(self.producer.in_flight_count().max(0) as u64, timeout)
-        })
+        self.producer.flush(timeout).map_err(|_| SinkError::Undelivered(self.producer.in_flight_count().max(0) as u64, timeout))
     }
 
     fn describe(&self) -> String {
@@ -170,11 +160,7 @@ mod tests {
     /// (SASL PLAIN and SCRAM over TLS) and zstd.
     #[test]
     fn tls_sasl_and_zstd_settings_are_supported_by_this_build() {
-        let mut config = KafkaConfig {
-            bootstrap_servers: "127.0.0.1:1".into(),
-            compression: "zstd".into(),
-            ..KafkaConfig::default()
-        };
+        let mut config = KafkaConfig { bootstrap_servers: "127.0.0.1:1".into(), compression: "zstd".into(), ..KafkaConfig::default() };
         for (key, value) in [
             ("security.protocol", "sasl_ssl"),
             ("sasl.mechanism", "SCRAM-SHA-512"),

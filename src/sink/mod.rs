@@ -38,10 +38,7 @@ pub struct Record<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("cannot write records to {path}: {source}")]
-    File {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    File { path: std::path::PathBuf, source: std::io::Error },
     #[error("Kafka producer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("{0} records still undelivered after waiting {1:?}")]

@@ -20,7 +20,8 @@ const NO_FROM: u16 = u16::MAX;
 
 /// Every `HookEvent::reason` the edge raises; stored by index.
 /// New reasons go at the end: frames on disk refer to them by position.
-const REASONS: [&str; 9] = ["normal", "closed", "keepalive_timeout", "takeover", "protocol_error", "publish", "subscribe", "will", "administrative"];
+const REASONS: [&str; 9] =
+    ["normal", "closed", "keepalive_timeout", "takeover", "protocol_error", "publish", "subscribe", "will", "administrative"];
 
 /// Appends the frame of `event` to `out`.
 pub fn encode(event: &HookEvent, out: &mut Vec<u8>) {

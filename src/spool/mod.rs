@@ -88,7 +88,12 @@ impl Spool {
     /// Opens the spool in `config.dir` (default `<data>/spool`) with `shards` shards, or
     /// with as many as a previous run left undelivered records in: a device's old and
     /// new events must stay in one shard to stay in order. Returns one reader per shard.
-    pub fn open(config: &BufferConfig, data: &Path, shards: usize, metrics: Arc<Metrics>) -> anyhow::Result<(Arc<Spool>, Vec<ShardReader>)> {
+    pub fn open(
+        config: &BufferConfig,
+        data: &Path,
+        shards: usize,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<(Arc<Spool>, Vec<ShardReader>)> {
         let dir = Spool::dir_of(config, data);
         let shard_dir = |i: usize| dir.join(i.to_string());
         let mut previous = 0;
@@ -99,8 +104,9 @@ impl Spool {
         let count = shards.max(previous);
         for i in 0..count {
             let path = shard_dir(i);
-            let (shard, resume) = Shard::open(path.clone())
-                .with_context(|| format!("cannot open the spool shard {} (buffer.dir); check it is a writable directory", path.display()))?;
+            let (shard, resume) = Shard::open(path.clone()).with_context(|| {
+                format!("cannot open the spool shard {} (buffer.dir); check it is a writable directory", path.display())
+            })?;
             opened.push((Arc::new(shard), resume));
         }
         // Extra shards of an earlier run with more workers: keep them while they hold
@@ -108,7 +114,8 @@ impl Spool {
         let pending = |(shard, _): &(Arc<Shard>, Position)| shard.backlog_bytes() > 0;
         if count > shards && !opened[shards..].iter().any(pending) {
             for i in shards..count {
-                std::fs::remove_dir_all(shard_dir(i)).with_context(|| format!("cannot remove the empty spool shard {}", shard_dir(i).display()))?;
+                std::fs::remove_dir_all(shard_dir(i))
+                    .with_context(|| format!("cannot remove the empty spool shard {}", shard_dir(i).display()))?;
             }
             opened.truncate(shards);
         } else if count > shards {
@@ -427,7 +434,11 @@ mod tests {
         drop((spool, readers));
         // Flip a byte in the second record's payload, then tear a fourth record in half,
         // as a crash mid-write would.
-        let segment = std::fs::read_dir(dir.path().join("spool/0")).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "seg")).unwrap();
+        let segment = std::fs::read_dir(dir.path().join("spool/0"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg"))
+            .unwrap();
         let mut bytes = std::fs::read(&segment).unwrap();
         let frame = bytes.len() / 3;
         bytes[frame + frame - 3] ^= 0x01;
@@ -445,10 +456,9 @@ mod tests {
 
     #[test]
     fn a_full_spool_drops_or_rejects_as_configured_and_never_grows_past_its_budget() {
-        for (policy, outcome, counter) in [
-            (WhenFull::Drop, Push::Dropped, "spool_dropped"),
-            (WhenFull::Reject, Push::Rejected, "spool_rejected"),
-        ] {
+        for (policy, outcome, counter) in
+            [(WhenFull::Drop, Push::Dropped, "spool_dropped"), (WhenFull::Reject, Push::Rejected, "spool_rejected")]
+        {
             let dir = tempfile::tempdir().unwrap();
             let metrics = Arc::new(Metrics::default());
             let (spool, _readers) = Spool::open(&config(8192, policy), dir.path(), 1, metrics.clone()).unwrap();
@@ -467,7 +477,14 @@ mod tests {
         let (spool, readers) = Spool::open(&config(1 << 20, WhenFull::Backpressure), dir.path(), 1, metrics.clone()).unwrap();
         spool.push(0, &publish("lock", 0));
         drop((spool, readers));
-        OpenOptions::new().write(true).create(true).truncate(true).open(dir.path().join("spool/0/committed")).unwrap().write_all(b"garbage").unwrap();
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("spool/0/committed"))
+            .unwrap()
+            .write_all(b"garbage")
+            .unwrap();
         let (_spool, mut readers) = Spool::open(&config(1 << 20, WhenFull::Backpressure), dir.path(), 1, metrics.clone()).unwrap();
         assert_eq!(seqs(&read_all(&mut readers[0], &metrics)), ["{\"seq\":0}"]);
     }

@@ -155,10 +155,8 @@ impl Shard {
         let persisted = *self.persisted.lock().unwrap_or_else(|p| p.into_inner());
         // Segments between the persisted and the delivered position are delivered
         // whole, but still on disk until the next persist.
-        let delivered_whole: u64 = (persisted.segment..delivered.segment)
-            .filter_map(|id| fs::metadata(segment_path(&self.dir, id)).ok())
-            .map(|m| m.len())
-            .sum();
+        let delivered_whole: u64 =
+            (persisted.segment..delivered.segment).filter_map(|id| fs::metadata(segment_path(&self.dir, id)).ok()).map(|m| m.len()).sum();
         self.bytes().saturating_sub(delivered_whole + delivered.offset)
     }
 

@@ -62,9 +62,7 @@ async fn locks_cannot_touch_each_others_topics() {
     for filter in ["devices/lock-b/command", "devices/+/command", "devices/#", "#", "$hookline/#"] {
         lock_a.client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
         attempts += 1;
-        lock_a
-            .wait_ack(|p| matches!(p, rumqttc::Packet::SubAck(ack) if ack.return_codes == [rumqttc::SubscribeReasonCode::Failure]))
-            .await;
+        lock_a.wait_ack(|p| matches!(p, rumqttc::Packet::SubAck(ack) if ack.return_codes == [rumqttc::SubscribeReasonCode::Failure])).await;
     }
     // Its own topics work.
     lock_a.subscribe("devices/lock-a/command").await;

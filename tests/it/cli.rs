@@ -35,10 +35,7 @@ async fn run_routes_to_the_file_sink_and_exits_cleanly_on_sigterm() {
         .spawn()
         .unwrap();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(addr).is_ok()).await,
-        "gateway listening"
-    );
+    assert!(wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(addr).is_ok()).await, "gateway listening");
     let mut lock = Device::connect(addr, "lock-cli").await;
     lock.publish("devices/lock-cli/state", "{}", QoS::AtLeastOnce).await;
     lock.wait_pubacks(1).await;

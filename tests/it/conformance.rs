@@ -51,9 +51,7 @@ struct Case {
 }
 
 fn text<'a>(value: &'a Value, field: &str, case: &str) -> &'a str {
-    value[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("conformance.json: event {case:?}: `{field}` must be a string"))
+    value[field].as_str().unwrap_or_else(|| panic!("conformance.json: event {case:?}: `{field}` must be a string"))
 }
 
 fn load_corpus() -> Vec<Case> {
@@ -137,11 +135,8 @@ fn check_module(engine: &RuleEngine, corpus: &[Case], kind: &str, file_name: &st
     if !errors.is_empty() {
         return Err(format!("{} of {} events wrong:\n      {}", errors.len(), corpus.len(), errors.join("\n      ")));
     }
-    let iterations = std::env::var("HOOKLINE_CONFORMANCE_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_ITERATIONS)
-        .max(1);
+    let iterations =
+        std::env::var("HOOKLINE_CONFORMANCE_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_ITERATIONS).max(1);
     let event = &corpus[0].event;
     let subscription = module.subscription_for(event.hook, &event.topic).unwrap_or(0);
     let started = Instant::now();
@@ -170,16 +165,25 @@ fn allowed_skips() -> BTreeMap<String, String> {
 
 /// One line of `manifest.txt`.
 enum Entry {
-    Built { lang: String, rule: String, bytes: u64 },
-    Skipped { lang: String, reason: String },
+    Built {
+        lang: String,
+        rule: String,
+        bytes: u64,
+    },
+    Skipped {
+        lang: String,
+        reason: String,
+    },
     /// build.sh could not build a module with an installed toolchain.
-    Failed { lang: String, reason: String },
+    Failed {
+        lang: String,
+        reason: String,
+    },
 }
 
 fn read_manifest(dir: &Path) -> Vec<Entry> {
     let path = dir.join("manifest.txt");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{DIR_VAR} is set, but {} cannot be read: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{DIR_VAR} is set, but {} cannot be read: {e}", path.display()));
     text.lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
@@ -190,14 +194,8 @@ fn read_manifest(dir: &Path) -> Vec<Entry> {
                     rule: rule.to_string(),
                     bytes: bytes.parse().unwrap_or_else(|_| panic!("manifest.txt: bad size in {line:?}")),
                 },
-                ["skipped", lang, reason @ ..] => Entry::Skipped {
-                    lang: lang.to_string(),
-                    reason: reason.join(" "),
-                },
-                ["failed", lang, reason @ ..] => Entry::Failed {
-                    lang: lang.to_string(),
-                    reason: reason.join(" "),
-                },
+                ["skipped", lang, reason @ ..] => Entry::Skipped { lang: lang.to_string(), reason: reason.join(" ") },
+                ["failed", lang, reason @ ..] => Entry::Failed { lang: lang.to_string(), reason: reason.join(" ") },
                 _ => panic!("manifest.txt: unrecognised line {line:?}"),
             }
         })
@@ -279,9 +277,9 @@ fn example_rules_in_every_language_route_the_corpus_alike() {
                     let ext = if lang == "wat" { "wat" } else { "wasm" };
                     let path = dir.join(lang).join(format!("{rule}.{ext}"));
                     match std::fs::metadata(&path) {
-                        Ok(meta) if meta.len() != *bytes => report
-                            .failed
-                            .push(format!("{}: {} bytes, manifest says {bytes}", path.display(), meta.len())),
+                        Ok(meta) if meta.len() != *bytes => {
+                            report.failed.push(format!("{}: {} bytes, manifest says {bytes}", path.display(), meta.len()))
+                        }
                         _ => report.run(&engine, &corpus, lang, rule, "", &path),
                     }
                 }

@@ -69,8 +69,14 @@ async fn every_refusal_gets_a_connack_with_its_code_in_both_versions() {
     assert_eq!(connack_code(&scene, &connect_with(4, "app-2", true, &[], Some(("app", "pa")))).await.0, 0x03);
     assert_eq!(connack_code(&scene, &connect_with(5, "app-3", true, &[], Some(("app", "pa")))).await.0, 0x89);
 
-    let counts = ["mqtt_refused_bad_credentials", "mqtt_refused_not_authorized", "mqtt_refused_client_id", "mqtt_refused_protocol_version", "mqtt_refused_server_busy"]
-        .map(|name| scene.counter(name));
+    let counts = [
+        "mqtt_refused_bad_credentials",
+        "mqtt_refused_not_authorized",
+        "mqtt_refused_client_id",
+        "mqtt_refused_protocol_version",
+        "mqtt_refused_server_busy",
+    ]
+    .map(|name| scene.counter(name));
     assert_eq!(counts, [4, 4, 3, 2, 2], "refusals counted by reason");
 }
 

@@ -57,10 +57,7 @@ impl GatewayProcess {
 
     async fn wait_listening(&self) {
         let addr = self.addr;
-        assert!(
-            wait_for(Duration::from_secs(15), || std::net::TcpStream::connect(addr).is_ok()).await,
-            "gateway listening on {addr}"
-        );
+        assert!(wait_for(Duration::from_secs(15), || std::net::TcpStream::connect(addr).is_ok()).await, "gateway listening on {addr}");
     }
 
     /// Peak resident memory so far, in MiB (VmHWM).
@@ -195,7 +192,12 @@ fn check_delivery(bootstrap: &str, stats: &[LockStats]) -> (usize, usize) {
         // Unacknowledged messages at the very end may or may not have been accepted.
         let expected: Vec<u64> = (0..lock.acknowledged).collect();
         assert_eq!(&first[..expected.len().min(first.len())], &expected[..expected.len().min(first.len())], "{id}: out of order");
-        assert!(first.len() as u64 >= lock.acknowledged, "{id}: {} of {} acknowledged messages reached Kafka", first.len(), lock.acknowledged);
+        assert!(
+            first.len() as u64 >= lock.acknowledged,
+            "{id}: {} of {} acknowledged messages reached Kafka",
+            first.len(),
+            lock.acknowledged
+        );
     }
     assert!(seen.is_empty(), "records from unknown locks: {:?}", seen.keys());
     (records.len(), duplicated)

@@ -37,12 +37,7 @@ pub fn infinite_loop_rule(filter: &str) -> String {
 
 /// Grows its memory a page at a time, forever: must trap at the memory cap.
 pub fn memory_bomb_rule(filter: &str) -> String {
-    route_rule_with(
-        "message.publish",
-        filter,
-        "never",
-        "(loop $grow (drop (memory.grow (i32.const 1))) (br $grow))",
-    )
+    route_rule_with("message.publish", filter, "never", "(loop $grow (drop (memory.grow (i32.const 1))) (br $grow))")
 }
 
 /// Traps on every event.
@@ -116,9 +111,6 @@ pub fn route_with_key_rule(filter: &str, topic: &str, key_len: usize) -> String 
         "message.publish",
         filter,
         topic,
-        &format!(
-            "(drop (call $route (i32.const 512) (i32.const {}) (i32.const 0) (i32.const {key_len})))",
-            topic.len()
-        ),
+        &format!("(drop (call $route (i32.const 512) (i32.const {}) (i32.const 0) (i32.const {key_len})))", topic.len()),
     )
 }

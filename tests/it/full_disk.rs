@@ -161,7 +161,10 @@ async fn a_publish_the_full_disk_cannot_hold_is_not_acknowledged_and_its_resend_
     assert!(closed.is_ok(), "the connection is still open 10 s after a publish the spool could not write; got {answers:?}");
     assert!(!answers.iter().any(|p| matches!(p, Packet::PubAck(_))), "a publish the spool could not write was acknowledged: {answers:?}");
     let after_publish = scene.counter("spool_write_errors");
-    assert!(after_publish > before_publish, "the failed write of the publish is not counted: {before_publish} before, {after_publish} after");
+    assert!(
+        after_publish > before_publish,
+        "the failed write of the publish is not counted: {before_publish} before, {after_publish} after"
+    );
 
     disk.make_room();
     let mut lock = Device::connect(scene.addr, "lock-1").await;

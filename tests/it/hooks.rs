@@ -37,11 +37,7 @@ async fn scene() -> Scene {
 }
 
 fn records_of<'a>(records: &'a [Value], topic: &str, client: &str) -> Vec<&'a Value> {
-    records
-        .iter()
-        .filter(|r| r["topic"] == topic && r["value"]["client_id"] == client)
-        .map(|r| &r["value"])
-        .collect()
+    records.iter().filter(|r| r["topic"] == topic && r["value"]["client_id"] == client).map(|r| &r["value"]).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,9 +174,7 @@ async fn an_mqtt5_session_with_qos2_raises_delivered_and_acked_on_pubrec() {
             }
         }
     });
-    let app_task = tokio::spawn(async move {
-        while app_loop.poll().await.is_ok() {}
-    });
+    let app_task = tokio::spawn(async move { while app_loop.poll().await.is_ok() {} });
     let payload = tokio::time::timeout(Duration::from_secs(5), lock_task).await.unwrap().unwrap();
     assert_eq!(&payload[..], b"open");
 
@@ -188,11 +182,13 @@ async fn an_mqtt5_session_with_qos2_raises_delivered_and_acked_on_pubrec() {
     let subscribed = records_of(&records, "hook_session_subscribed", "lock-v5");
     assert_eq!(subscribed.len(), 1, "{records:#?}");
     assert_eq!(subscribed[0]["qos"], 2);
-    assert!(wait_for(Duration::from_secs(5), || {
-        let text = std::fs::read_to_string(scene.data_dir().join("records.jsonl")).unwrap();
-        text.contains("hook_message_acked")
-    })
-    .await);
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let text = std::fs::read_to_string(scene.data_dir().join("records.jsonl")).unwrap();
+            text.contains("hook_message_acked")
+        })
+        .await
+    );
     let records = scene.file_records(7).await;
     for hook in ["hook_message_delivered", "hook_message_acked"] {
         let found = records_of(&records, hook, "lock-v5");

@@ -35,7 +35,8 @@ async fn an_oversized_publish_closes_only_that_connection() {
     let mut neighbour = Device::connect(scene.addr, "neighbour").await;
     let big = Device::connect_with(scene.addr, "big", |o| {
         o.set_max_packet_size(1 << 20, 1 << 20);
-    }).await;
+    })
+    .await;
     big.publish("devices/big/state", vec![b'x'; 4096], QoS::AtLeastOnce).await;
     assert!(wait_for(Duration::from_secs(5), || scene.counter("mqtt_protocol_errors") == 1).await);
     assert_eq!(scene.counter("mqtt_oversized_packets"), 1);

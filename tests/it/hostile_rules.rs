@@ -55,12 +55,7 @@ async fn looping_growing_and_trapping_rules_do_not_stop_the_good_one() {
     let bomb = memory_bomb_rule("devices/+/state");
     let trap = trap_rule("devices/+/state");
     let scene = Scene::start(
-        &[
-            ("good.wat", good.as_bytes()),
-            ("loop.wat", looping.as_bytes()),
-            ("bomb.wat", bomb.as_bytes()),
-            ("trap.wat", trap.as_bytes()),
-        ],
+        &[("good.wat", good.as_bytes()), ("loop.wat", looping.as_bytes()), ("bomb.wat", bomb.as_bytes()), ("trap.wat", trap.as_bytes())],
         None,
     )
     .await;
@@ -194,7 +189,9 @@ fn broken_modules() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ),
         (
             "wrong_import.wat",
-            good_rule().replace("(param i32 i32 i32 i32) (result i32)))\n  (memory", "(param i32 i32 i32 i32) (result i64)))\n  (memory").into_bytes(),
+            good_rule()
+                .replace("(param i32 i32 i32 i32) (result i32)))\n  (memory", "(param i32 i32 i32 i32) (result i64)))\n  (memory")
+                .into_bytes(),
             "import `hookline.route` has the wrong signature",
         ),
         (
@@ -204,7 +201,13 @@ fn broken_modules() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ),
         ("init_loops.wat", init("(loop $l (br $l))").into_bytes(), "hookline_init failed: wasm trap: all fuel consumed"),
         ("init_traps.wat", init("unreachable").into_bytes(), "hookline_init failed: wasm trap: wasm `unreachable` instruction executed"),
-        ("init_refuses.wat", good_rule().replace("(i32.const 0))\n  (func (export \"hookline_on_event\")", "(i32.const 7))\n  (func (export \"hookline_on_event\")").into_bytes(), "hookline_init returned 7"),
+        (
+            "init_refuses.wat",
+            good_rule()
+                .replace("(i32.const 0))\n  (func (export \"hookline_on_event\")", "(i32.const 7))\n  (func (export \"hookline_on_event\")")
+                .into_bytes(),
+            "hookline_init returned 7",
+        ),
     ]
 }
 

@@ -5,8 +5,8 @@
 mod access;
 mod admin;
 mod cli;
-mod connack;
 mod conformance;
+mod connack;
 mod dashboard;
 mod durability;
 mod fixtures;

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use crate::raw_mqtt::{ack, connect, connect_with, parse_publish, prop_u16, prop_u32, publish, subscribe, unsubscribe, RawClient, Received};
+use crate::raw_mqtt::{
+    ack, connect, connect_with, parse_publish, prop_u16, prop_u32, publish, subscribe, unsubscribe, RawClient, Received,
+};
 use crate::scene::{wait_for, Scene};
 
 /// A connected client of MQTT `level` whose SUBSCRIBE of `filter` (options byte) is

@@ -86,8 +86,8 @@ fn string(out: &mut Vec<u8>, s: &[u8]) {
 /// only a server may send.
 fn packet(level: u8) -> impl Strategy<Value = Vec<u8>> {
     let topic = proptest::collection::vec(prop_oneof![Just(b'/'), Just(b'+'), Just(b'#'), Just(0xff), b'a'..=b'z'], 0..12);
-    let publish = (topic.clone(), 0u8..=2, 1u16.., proptest::collection::vec(any::<u8>(), 0..64)).prop_map(
-        move |(topic, qos, pkid, payload)| {
+    let publish =
+        (topic.clone(), 0u8..=2, 1u16.., proptest::collection::vec(any::<u8>(), 0..64)).prop_map(move |(topic, qos, pkid, payload)| {
             let mut body = Vec::new();
             string(&mut body, &topic);
             if qos > 0 {
@@ -98,8 +98,7 @@ fn packet(level: u8) -> impl Strategy<Value = Vec<u8>> {
             }
             body.extend_from_slice(&payload);
             frame(0x30 | qos << 1, &body)
-        },
-    );
+        });
     let subscribe = (topic, 1u16..).prop_map(move |(filter, pkid)| {
         let mut body = pkid.to_be_bytes().to_vec();
         if level == 5 {
@@ -118,15 +117,14 @@ fn packet(level: u8) -> impl Strategy<Value = Vec<u8>> {
 /// A connection's byte stream: CONNECT and packets, then bytes overwritten, a garbage
 /// chunk inserted and the tail cut.
 fn stream() -> impl Strategy<Value = Vec<u8>> {
-    let session = (prop_oneof![Just(4u8), Just(5u8)], "[a-z]{0,8}", any::<u16>(), any::<bool>()).prop_flat_map(
-        |(level, id, keep_alive, clean)| {
+    let session =
+        (prop_oneof![Just(4u8), Just(5u8)], "[a-z]{0,8}", any::<u16>(), any::<bool>()).prop_flat_map(|(level, id, keep_alive, clean)| {
             proptest::collection::vec(packet(level), 0..6).prop_map(move |packets| {
                 let mut bytes = connect(level, &id, clean, keep_alive);
                 packets.iter().for_each(|p| bytes.extend_from_slice(p));
                 bytes
             })
-        },
-    );
+        });
     let edits = (
         proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
         proptest::option::of((any::<prop::sample::Index>(), proptest::collection::vec(any::<u8>(), 1..8))),

@@ -63,11 +63,7 @@ impl Scene {
         config.auth.anonymous = true;
         tweak(&mut config);
         let gateway = Gateway::start(config).await.expect("gateway starts");
-        Scene {
-            gateway: Some(gateway),
-            dir,
-            addr,
-        }
+        Scene { gateway: Some(gateway), dir, addr }
     }
 
     pub fn gateway(&self) -> &Gateway {
@@ -217,10 +213,8 @@ impl Device {
         let (acks_tx, acks) = mpsc::unbounded_channel();
         let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(drive(eventloop, inbox_tx, acks_tx, connected_tx));
-        let connected = tokio::time::timeout(Duration::from_secs(10), connected_rx)
-            .await
-            .expect("CONNACK within 10 s")
-            .expect("event loop alive");
+        let connected =
+            tokio::time::timeout(Duration::from_secs(10), connected_rx).await.expect("CONNACK within 10 s").expect("event loop alive");
         if let Err(e) = connected {
             panic!("{client_id} could not connect: {e}");
         }

@@ -10,8 +10,10 @@ use rumqttc::QoS;
 use crate::scene::{consume, repo_rules, Device, MockKafka, Scene, Tansu};
 
 const LOCK: &str = "10083618796833171";
-const STATE: &str = r#"{"process_id":"7802441525528958","action":"unlock","battery":83.4,"lock_state":1,"version":1.1,"client_id":"10083618796833171"}"#;
-const COMMAND: &str = r#"{"process_id":"7802441525528958","action":"unlock","nonce_str":"u7u4p0n8","ts":1574744434,"sign":"e9f5af7deaa28563"}"#;
+const STATE: &str =
+    r#"{"process_id":"7802441525528958","action":"unlock","battery":83.4,"lock_state":1,"version":1.1,"client_id":"10083618796833171"}"#;
+const COMMAND: &str =
+    r#"{"process_id":"7802441525528958","action":"unlock","nonce_str":"u7u4p0n8","ts":1574744434,"sign":"e9f5af7deaa28563"}"#;
 
 /// The shipped rules (`rules/*.wasm`, `rules/*.wat`), as files for a test gateway.
 pub fn shipped_rules() -> Vec<(String, Vec<u8>)> {
@@ -117,11 +119,10 @@ async fn kafka_down_at_start_keeps_the_gateway_up_and_delivers_once_kafka_is_up(
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
     let bootstrap = tansu.bootstrap();
-    let records = tokio::task::spawn_blocking(move || {
-        consume(&bootstrap, "message_state", 10, Duration::from_secs(20), Duration::from_millis(500))
-    })
-    .await
-    .unwrap();
+    let records =
+        tokio::task::spawn_blocking(move || consume(&bootstrap, "message_state", 10, Duration::from_secs(20), Duration::from_millis(500)))
+            .await
+            .unwrap();
     let payloads: Vec<String> = records.iter().map(|r| r.json()["payload"].as_str().unwrap().to_string()).collect();
     let expected: Vec<String> = (0..10).map(|i| base64::engine::general_purpose::STANDARD.encode(format!("{i}"))).collect();
     assert_eq!(payloads, expected, "all ten, in order, once");

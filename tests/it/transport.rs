@@ -76,7 +76,8 @@ async fn a_client_certificate_names_the_client_and_binds_its_id() {
         std::fs::write(files.path().join(name), text).unwrap();
         files.path().join(name)
     };
-    let (ca_pem, server_pem, server_key_pem) = (write("ca.pem", ca.pem()), write("server.pem", server.pem()), write("server.key", server_key.serialize_pem()));
+    let (ca_pem, server_pem, server_key_pem) =
+        (write("ca.pem", ca.pem()), write("server.pem", server.pem()), write("server.key", server_key.serialize_pem()));
     let acl = write("locks.acl", "allow all publish devices/%u/state\ndeny all all #\n".to_string());
     let tls = addr();
     let rule = route_rule("message.publish", "devices/+/state", "message_state");

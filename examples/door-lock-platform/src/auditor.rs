@@ -224,7 +224,9 @@ mod tests {
         let mut a = auditor();
         let line = a.on_command(&envelope(NOW_S * 1000), &command("p1", "n1", NOW_S));
         assert_eq!(findings(&line), []);
-        assert!(matches!(line, AuditLine::Command { sign_valid: true, state_report_seen: false, ref from, .. } if from == "business-app-1"));
+        assert!(
+            matches!(line, AuditLine::Command { sign_valid: true, state_report_seen: false, ref from, .. } if from == "business-app-1")
+        );
         let follow = a.on_state(&envelope(NOW_S * 1000 + 50), &report("p1"));
         assert!(matches!(follow, Some(AuditLine::StateReport { ref process_id, .. }) if process_id == "p1"));
         assert_eq!(a.on_state(&envelope(NOW_S * 1000 + 60), &report("p1")), None, "only once");

@@ -84,8 +84,7 @@ impl WebhookChannel {
 
     async fn post(&self, body: &[u8]) -> Result<(), String> {
         let stream = tokio::net::TcpStream::connect(&self.authority).await.map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
         // The connection task ends when the exchange is over and `sender` is dropped.
         tokio::spawn(connection);
         let request = hyper::Request::post(self.url.path_and_query().map_or("/", |p| p.as_str()))

@@ -167,11 +167,7 @@ pub struct AuditorConfig {
 
 impl Default for AuditorConfig {
     fn default() -> Self {
-        AuditorConfig {
-            group_id: default_auditor_group(),
-            audit_file: default_audit_file(),
-            ts_window_secs: default_ts_window_secs(),
-        }
+        AuditorConfig { group_id: default_auditor_group(), audit_file: default_audit_file(), ts_window_secs: default_ts_window_secs() }
     }
 }
 
@@ -246,8 +242,7 @@ pub enum ConfigError {
 impl PlatformConfig {
     pub fn load(path: &Path) -> Result<PlatformConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let config: PlatformConfig =
-            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let config: PlatformConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
         if config.channel.kind == ChannelKind::Webhook && config.channel.webhook_url.is_empty() {
             return Err(ConfigError::WebhookWithoutUrl { path: path.into() });
         }
@@ -270,7 +265,13 @@ mod tests {
     fn keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
         if let toml::Value::Table(table) = value {
             for (key, child) in table {
-                let path = if prefix == "locks" { format!("{prefix}.<id>") } else if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                let path = if prefix == "locks" {
+                    format!("{prefix}.<id>")
+                } else if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
                 match child {
                     toml::Value::Table(_) if path != "kafka.properties" => keys(child, &path, out),
                     _ => out.push(path),

@@ -148,14 +148,7 @@ mod tests {
     }
 
     fn report(battery: f64, lock_state: serde_json::Value) -> StateReport {
-        StateReport {
-            process_id: "1".into(),
-            action: "report".into(),
-            battery,
-            lock_state,
-            version: 1.1,
-            client_id: "L1".into(),
-        }
+        StateReport { process_id: "1".into(), action: "report".into(), battery, lock_state, version: 1.1, client_id: "L1".into() }
     }
 
     fn summary(alarms: &[Alarm]) -> Vec<(Condition, AlarmStatus)> {

@@ -36,9 +36,7 @@ pub fn verify(secret: &str, command: &Command) -> bool {
         return false;
     };
     given.len() == SIGN_HEX_LEN / 2
-        && mac(secret, &command.action, &command.nonce_str, &command.process_id, command.ts)
-            .verify_truncated_left(&given)
-            .is_ok()
+        && mac(secret, &command.action, &command.nonce_str, &command.process_id, command.ts).verify_truncated_left(&given).is_ok()
 }
 
 #[cfg(test)]

@@ -203,12 +203,7 @@ async fn disconnect(client: AsyncClient, driver: JoinHandle<()>) {
 
 /// The business app: the faulty commands first, then a valid unlock every
 /// `unlock_every` round-robin over `healthy` locks, until `stop`.
-async fn run_sender(
-    args: &Args,
-    config: &PlatformConfig,
-    healthy: Vec<String>,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+async fn run_sender(args: &Args, config: &PlatformConfig, healthy: Vec<String>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     // Its incoming packets are only acks: nothing to do with them.
     let (client, _, driver) = connect(mqtt_options(&args.mqtt, &args.sender_id)?);
     let secret = |lock_id: &str| config.secret(lock_id).with_context(|| format!("lock {lock_id} has no secret in the config"));
@@ -280,10 +275,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let report_every = args.report_interval_secs.unwrap_or(config.monitor.report_interval_secs as f64);
-    let timing = Timing {
-        report_every: Duration::from_secs_f64(report_every),
-        relock_after: Duration::from_secs_f64(args.relock_after_secs),
-    };
+    let timing =
+        Timing { report_every: Duration::from_secs_f64(report_every), relock_after: Duration::from_secs_f64(args.relock_after_secs) };
     let (stop_tx, stop) = watch::channel(false);
     let (ready_tx, mut ready) = mpsc::channel(lock_ids.len().max(1));
     let mut locks = Vec::new();

@@ -73,7 +73,10 @@ async fn every_command_is_audited_with_its_findings_and_its_following_report() {
     assert_eq!(report_lines.len() + seen_on_command, 1, "p-good's report audited once: {lines:#?}");
     assert!(report_lines.iter().all(|l| l["process_id"] == "p-good" && l["lock_state"] == 1));
     let first = &lines.iter().find(|l| l["process_id"] == "p-good" && l["kind"] == "command").unwrap();
-    assert_eq!((first["from"].as_str(), first["lock_id"].as_str(), first["sign_valid"].as_bool()), (Some("business-app-1"), Some("L1"), Some(true)));
+    assert_eq!(
+        (first["from"].as_str(), first["lock_id"].as_str(), first["sign_valid"].as_bool()),
+        (Some("business-app-1"), Some("L1"), Some(true))
+    );
     assert_eq!(first["acked_at"], now);
 
     let file_complete = wait_for(Duration::from_secs(5), || platform.audit_file_lines().len() >= lines.len()).await;

@@ -10,4 +10,3 @@ mod restart;
 mod run_local;
 mod scene;
 mod simulator;
-

@@ -65,11 +65,8 @@ async fn each_unlock_report_becomes_one_webhook_notification_after_a_retry() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let hook = hook.lock().unwrap();
     assert_eq!(hook.refused, 1);
-    let got: Vec<(&str, &str, i64)> = hook
-        .bodies
-        .iter()
-        .map(|b| (b["lock_id"].as_str().unwrap(), b["contact"].as_str().unwrap(), b["ts"].as_i64().unwrap()))
-        .collect();
+    let got: Vec<(&str, &str, i64)> =
+        hook.bodies.iter().map(|b| (b["lock_id"].as_str().unwrap(), b["contact"].as_str().unwrap(), b["ts"].as_i64().unwrap())).collect();
     assert_eq!(got, [("L1", "owner-L1@example.org", ts + 1), ("L2", "owner-L2@example.org", ts + 3)]);
     assert!(hook.bodies[0]["text"].as_str().unwrap().contains("p-unlock-1"), "{:?}", hook.bodies[0]);
     let log = platform.log("notifier");

@@ -39,10 +39,7 @@ async fn every_fault_of_the_simulator_gives_exactly_one_alarm_or_audit_finding()
         platform.spawn(env!("CARGO_BIN_EXE_auditor"), "auditor", &[]),
     ];
     let mqtt = mqtt.to_string();
-    let faults = [
-        "--low-battery", "L2", "--bad-state", "L3", "--silent", "L4",
-        "--tampered", "L5", "--replay", "L6", "--stale", "L7",
-    ];
+    let faults = ["--low-battery", "L2", "--bad-state", "L3", "--silent", "L4", "--tampered", "L5", "--replay", "L6", "--stale", "L7"];
     let timing = ["--report-interval-secs", "1", "--unlock-every-secs", "2", "--relock-after-secs", "1", "--duration", "6"];
     let mut simulator = platform.spawn(
         env!("CARGO_BIN_EXE_simulator"),
@@ -97,11 +94,10 @@ async fn every_fault_of_the_simulator_gives_exactly_one_alarm_or_audit_finding()
         }
         *raised.entry((lock.to_string(), condition.to_string(), alarm["status"].as_str().unwrap().to_string())).or_insert(0) += 1;
     }
-    let expected: BTreeMap<(String, String, String), i32> =
-        [("L2", "low_battery"), ("L3", "abnormal_lock_state"), ("L4", "silent")]
-            .iter()
-            .map(|(l, c)| ((l.to_string(), c.to_string(), "raised".to_string()), 1))
-            .collect();
+    let expected: BTreeMap<(String, String, String), i32> = [("L2", "low_battery"), ("L3", "abnormal_lock_state"), ("L4", "silent")]
+        .iter()
+        .map(|(l, c)| ((l.to_string(), c.to_string(), "raised".to_string()), 1))
+        .collect();
     assert_eq!(raised, expected, "alarms: {alarms:#?}\nmonitor log:\n{}", platform.log("monitor"));
     gateway.shutdown().await.expect("gateway stops cleanly");
 }
