@@ -1,4 +1,4 @@
-//! Hook events: what the broker tap raises. They travel to the rule workers through
+//! Hook events: what the MQTT edge raises. They travel to the rule workers through
 //! the spool (`crate::spool`).
 
 use std::sync::Arc;
