@@ -17,6 +17,9 @@
 //!   order the router delivered (it accepts no other order).
 //! - the edge answers SUBSCRIBE, UNSUBSCRIBE and PINGREQ itself, and tells the router
 //!   exactly once that the connection is gone.
+//!
+//! `handshake` is the CONNECT; `delivery` the way from the router to the client; this
+//! file the loop between them, what the client sends, and the end.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -24,24 +27,28 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{
-    self, v4::V4, v5::V5, ConnAck, ConnAckProperties, Connect, ConnectReturnCode, Disconnect, DisconnectReasonCode, LastWill,
-    LastWillProperties, Login, Packet, PingResp, Protocol, PubAck, PubAckReason, PubComp, PubCompReason, PubRec, PubRecReason, PubRel,
-    PubRelReason, Publish, PublishProperties, SubAck, Subscribe, SubscribeProperties, SubscribeReasonCode, UnsubAck, UnsubAckReason,
-    Unsubscribe,
+    self, v4::V4, v5::V5, Disconnect, DisconnectReasonCode, LastWill, LastWillProperties, Packet, PingResp, Protocol, PubAck, PubAckReason,
+    PubComp, PubCompReason, PubRec, PubRecReason, Publish, PublishProperties, SubAck, Subscribe, SubscribeProperties, SubscribeReasonCode,
+    UnsubAck, UnsubAckReason, Unsubscribe,
 };
-use rumqttd::{Forward, Notification};
+use rumqttd::Notification;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+mod delivery;
+mod handshake;
+
+use self::delivery::{Delivery, Slot, Unacked};
+use self::handshake::Handshake;
 use super::origin::{self, Origin};
 use super::registry::{Claim, CloseReason};
 use super::subscription::Subscription;
 use super::{wire, Edge};
-use crate::access::{Action, LoginRefused};
-use crate::hooks::{now_ms, Hook, HookEvent};
+use crate::access::Action;
+use crate::hooks::{Hook, HookEvent};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::spool::{Push, SpoolBatch};
@@ -57,7 +64,6 @@ const READ_MAX: usize = 64 * 1024;
 /// How long the last words to a closing client (a DISCONNECT) may take.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 
-static REFUSED_LOG: LogLimit = LogLimit::new();
 static PROTOCOL_LOG: LogLimit = LogLimit::new();
 static SPOOL_LOG: LogLimit = LogLimit::new();
 
@@ -80,57 +86,6 @@ impl Version {
             Version::V4 => V4.write(packet, buffer),
             Version::V5 => V5.write(packet, buffer),
         }
-    }
-}
-
-/// Why a CONNECT is refused; each has its CONNACK code in both MQTT versions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    BadCredentials,
-    NotAuthorized,
-    ClientIdRejected,
-    ServerBusy,
-    /// The spool cannot take the client's events (disk full or failing).
-    Unavailable,
-    ProtocolVersion,
-}
-
-impl Refusal {
-    fn code(self, version: Version) -> ConnectReturnCode {
-        match (self, version) {
-            (Refusal::BadCredentials, _) => ConnectReturnCode::BadUserNamePassword,
-            (Refusal::NotAuthorized, _) => ConnectReturnCode::NotAuthorized,
-            (Refusal::ClientIdRejected, _) => ConnectReturnCode::ClientIdentifierNotValid,
-            (Refusal::ServerBusy, Version::V4) => ConnectReturnCode::ServiceUnavailable,
-            (Refusal::ServerBusy, Version::V5) => ConnectReturnCode::ServerBusy,
-            (Refusal::Unavailable, Version::V4) => ConnectReturnCode::ServiceUnavailable,
-            (Refusal::Unavailable, Version::V5) => ConnectReturnCode::ServerUnavailable,
-            (Refusal::ProtocolVersion, Version::V4) => ConnectReturnCode::RefusedProtocolVersion,
-            (Refusal::ProtocolVersion, Version::V5) => ConnectReturnCode::UnsupportedProtocolVersion,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Refusal::BadCredentials => "bad user name or password",
-            Refusal::NotAuthorized => "not authorized",
-            Refusal::ClientIdRejected => "client id rejected",
-            Refusal::ServerBusy => "server busy (broker.max_connections)",
-            Refusal::Unavailable => "server unavailable (the spool cannot be written)",
-            Refusal::ProtocolVersion => "unsupported protocol version",
-        }
-    }
-
-    fn count(self, metrics: &Metrics) {
-        let counter = match self {
-            Refusal::BadCredentials => &metrics.mqtt_refused_bad_credentials,
-            Refusal::NotAuthorized => &metrics.mqtt_refused_not_authorized,
-            Refusal::ClientIdRejected => &metrics.mqtt_refused_client_id,
-            Refusal::ServerBusy => &metrics.mqtt_refused_server_busy,
-            Refusal::Unavailable => &metrics.mqtt_refused_unavailable,
-            Refusal::ProtocolVersion => &metrics.mqtt_refused_protocol_version,
-        };
-        Metrics::add(counter, 1);
     }
 }
 
@@ -201,239 +156,6 @@ where
     connection.finish(end).await;
 }
 
-/// The CONNECT: read, checked, refused with the right CONNACK code or accepted.
-struct Handshake<'a, S> {
-    edge: &'a Arc<Edge>,
-    stream: &'a mut S,
-    peer: SocketAddr,
-    identity: Option<Arc<str>>,
-    read: &'a mut BytesMut,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
-    /// `None` when the connection ends here (refused, malformed, or gone).
-    async fn run(mut self) -> Option<State> {
-        let max = self.edge.limits.max_packet_size;
-        let version = loop {
-            let frame = &self.read[..];
-            if wire::fixed_header(frame).is_some_and(|(_, len, _)| len > max) {
-                self.protocol_error("the first packet is over broker.max_packet_size", None);
-                return None;
-            }
-            match wire::connect_level(frame) {
-                Some(4) => break Version::V4,
-                Some(5) => break Version::V5,
-                Some(level) => {
-                    // MQTT 3.1 and older say 3 and read the 3.1.1 CONNACK; anything newer
-                    // than 5 reads MQTT 5's.
-                    let version = if level < 5 { Version::V4 } else { Version::V5 };
-                    self.refuse(version, Refusal::ProtocolVersion, &format!("(protocol level {level})")).await;
-                    return None;
-                }
-                None if wire::unreadable_as_connect(frame) => {
-                    self.protocol_error("the first packet is not a CONNECT", None);
-                    return None;
-                }
-                None => self.read_more().await?,
-            }
-        };
-        let packet = loop {
-            match version.read(self.read, max) {
-                Ok(packet) => break packet,
-                Err(protocol::Error::InsufficientBytes(_)) => self.read_more().await?,
-                Err(error) => {
-                    self.protocol_error("malformed CONNECT", Some(&error));
-                    return None;
-                }
-            }
-        };
-        let Packet::Connect(connect, props, will, will_props, login) = packet else { return None };
-        self.accept(version, connect, props, will, will_props, login).await
-    }
-
-    async fn read_more(&mut self) -> Option<()> {
-        self.read.reserve(READ_MIN);
-        match self.stream.read_buf(self.read).await {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(()),
-        }
-    }
-
-    async fn accept(
-        self,
-        version: Version,
-        mut connect: Connect,
-        props: Option<protocol::ConnectProperties>,
-        mut will: Option<LastWill>,
-        will_props: Option<LastWillProperties>,
-        login: Option<Login>,
-    ) -> Option<State> {
-        let edge = self.edge.clone();
-        let assigned = connect.client_id.is_empty();
-        if assigned && !connect.clean_session {
-            // A persistent session needs an id the client chose, to come back to it.
-            return self.refuse(version, Refusal::ClientIdRejected, "(empty client id with clean session 0)").await;
-        }
-        if assigned {
-            connect.client_id = format!("hookline-{:016x}", rand_core::RngCore::next_u64(&mut rand_core::OsRng));
-        }
-        if connect.client_id.len() > MAX_CLIENT_ID {
-            return self.refuse(version, Refusal::ClientIdRejected, "(longer than 256 bytes)").await;
-        }
-        let client_id: Arc<str> = connect.client_id.as_str().into();
-        let (mut username, password) = login.map(|l| (l.username, l.password)).unwrap_or_default();
-        let verdict = match self.identity.clone() {
-            // The certificate is the login: a username, if sent, must be its identity.
-            Some(identity) => {
-                let other_name = !username.is_empty() && username != *identity;
-                let other_id = edge.limits.identity_is_client_id && *client_id != *identity;
-                username = identity.to_string();
-                match other_name || other_id {
-                    true => Err(LoginRefused::NotAuthorized),
-                    false => Ok(()),
-                }
-            }
-            None => {
-                let (access, user, id) = (edge.access.clone(), username.clone(), client_id.clone());
-                tokio::task::spawn_blocking(move || access.login(&user, &password, &id)).await.unwrap_or(Err(LoginRefused::NotAuthorized))
-            }
-        };
-        match verdict {
-            Ok(()) => {}
-            Err(LoginRefused::BadCredentials) => return self.refuse(version, Refusal::BadCredentials, &client_id).await,
-            Err(LoginRefused::NotAuthorized) => return self.refuse(version, Refusal::NotAuthorized, &client_id).await,
-        }
-        if edge.registry.connected() >= edge.limits.max_connections && !edge.registry.is_connected(&client_id) {
-            return self.refuse(version, Refusal::ServerBusy, &client_id).await;
-        }
-        let client = Client {
-            shard: edge.spool.shard_for(&client_id),
-            id: client_id,
-            username: username.into(),
-            peer: self.peer,
-            peer_text: self.peer.to_string().into(),
-        };
-
-        let mut batch = SpoolBatch::default();
-        if let Some(topic) = will.as_ref().map(|w| w.topic.clone()) {
-            if let Some(why) = wire::invalid_topic_name(&topic).or(topic.is_empty().then_some("empty will topic")) {
-                self.protocol_error(why, None);
-                return None;
-            }
-            if !edge.allows(&client, Action::Publish, &topic) {
-                edge.spool.stage(&mut batch, client.shard, &edge.denied(&client, "will", topic)).ok()?;
-                will = None;
-            }
-        }
-
-        // On disk before the CONNACK: a spool that cannot take it (disk full or failing)
-        // turns the client away until it can.
-        let connected = client.event(Hook::ClientConnected);
-        let written = edge.spool.stage(&mut batch, client.shard, &connected).and_then(|_| edge.spool.flush(&mut batch));
-        if written.is_err() {
-            return self.refuse(version, Refusal::Unavailable, &client.id).await;
-        }
-
-        let claim = edge.registry.claim(&client.id).await;
-        let clean = connect.clean_session;
-        let (links, router_id) = (edge.clone(), router_client_id(&client.id));
-        let Ok(Ok((link_tx, link_rx, notification))) = tokio::task::spawn_blocking(move || links.link(&router_id, clean)).await else {
-            edge.registry.release(&client.id, claim.serial);
-            let _ = claim.ended.send(true);
-            return self.refuse(version, Refusal::ServerBusy, &client.id).await;
-        };
-        let session_present = matches!(Option::<Packet>::from(notification), Some(Packet::ConnAck(ack, _)) if ack.session_present);
-        let subscriptions = match (session_present, edge.registry.unpark(&client.id)) {
-            (true, Some(parked)) => parked,
-            (_, parked) => {
-                edge.forget_filters(parked.iter().flatten());
-                Vec::new()
-            }
-        };
-
-        let ack_props = (version == Version::V5).then(|| ConnAckProperties {
-            retain_available: Some(1),
-            max_packet_size: Some(edge.limits.max_packet_size as u32),
-            assigned_client_identifier: assigned.then(|| client.id.to_string()),
-            topic_alias_max: Some(TOPIC_ALIAS_MAX),
-            wildcard_subscription_available: Some(1),
-            subscription_identifiers_available: Some(1),
-            shared_subscription_available: Some(1),
-            ..ConnAckProperties::default()
-        });
-        let mut out = BytesMut::new();
-        let ack = ConnAck { session_present, code: ConnectReturnCode::Success };
-        version.write(Packet::ConnAck(ack, ack_props), &mut out).ok()?;
-
-        edge.metrics.connections.fetch_add(1, Ordering::Relaxed);
-        let will_delay = will_props.as_ref().and_then(|p| p.delay_interval).unwrap_or(0);
-        let receive_max = props.as_ref().and_then(|p| p.receive_maximum).unwrap_or(u16::MAX).min(edge.limits.max_inflight).max(1);
-        let max_packet = props.as_ref().and_then(|p| p.max_packet_size).map_or(usize::MAX, |m| m as usize);
-        let next_router_id = subscriptions.iter().map(|s| s.router_id).max().unwrap_or(0) + 1;
-        Some(State {
-            edge,
-            version,
-            client,
-            keep_alive: connect.keep_alive,
-            clean,
-            claim,
-            link_tx,
-            link_rx,
-            router_out: Vec::new(),
-            wake_router: false,
-            batch,
-            spool_failed: false,
-            out,
-            subscriptions,
-            next_router_id,
-            aliases: HashMap::new(),
-            receive_max,
-            max_packet,
-            slots: VecDeque::new(),
-            inflight: HashMap::new(),
-            held: VecDeque::new(),
-            qos2_received: HashSet::new(),
-            will: will.map(|will| (will, will_props, will_delay)),
-            connected_ms: now_ms(),
-        })
-    }
-
-    /// Answers the CONNECT with a refusal, logged (rate-limited) and counted.
-    async fn refuse(self, version: Version, refusal: Refusal, client: &str) -> Option<State> {
-        refusal.count(&self.edge.metrics);
-        if let Some(skipped) = REFUSED_LOG.allow() {
-            tracing::warn!(peer = %self.peer, client, skipped, "MQTT connection refused: {}", refusal.name());
-        }
-        let mut out = BytesMut::new();
-        let ack = ConnAck { session_present: false, code: refusal.code(version) };
-        if version.write(Packet::ConnAck(ack, None), &mut out).is_ok() {
-            let _ = tokio::time::timeout(GOODBYE_WAIT, async {
-                self.stream.write_all(&out).await?;
-                self.stream.shutdown().await
-            })
-            .await;
-        }
-        None
-    }
-
-    fn protocol_error(&self, what: &str, error: Option<&protocol::Error>) {
-        log_protocol_error(&self.edge.metrics, self.peer, "(before CONNECT)", what, error);
-    }
-}
-
-/// rumqttd's router refuses client ids holding `+ $ # /`, which MQTT allows; it knows
-/// each client by its id with those characters (and `%`) percent-escaped.
-fn router_client_id(client_id: &str) -> String {
-    let mut id = String::with_capacity(client_id.len());
-    for c in client_id.chars() {
-        match c {
-            '+' | '$' | '#' | '/' | '%' => id.push_str(&format!("%{:02X}", c as u32)),
-            c => id.push(c),
-        }
-    }
-    id
-}
-
 fn log_protocol_error(metrics: &Metrics, peer: SocketAddr, client: &str, what: &str, error: Option<&protocol::Error>) {
     Metrics::add(&metrics.mqtt_protocol_errors, 1);
     if let Some(skipped) = PROTOCOL_LOG.allow() {
@@ -459,34 +181,6 @@ impl Client {
         event.peer = Some(self.peer_text.clone());
         event
     }
-}
-
-/// A QoS 1/2 delivery the router made, in the router's order: it takes their
-/// acknowledgements in that order only.
-struct Slot {
-    pkid: u16,
-    done: bool,
-}
-
-/// A message on its way to the client.
-struct Delivery {
-    pkid: u16,
-    qos: u8,
-    retain: bool,
-    topic: Bytes,
-    payload: Bytes,
-    props: Option<PublishProperties>,
-    from: Option<Arc<str>>,
-}
-
-/// A delivery written to the client (and, at QoS 1/2, not yet acknowledged).
-struct Unacked {
-    qos: u8,
-    topic: Bytes,
-    payload: Bytes,
-    from: Option<Arc<str>>,
-    /// QoS 2: PUBREC came, PUBCOMP awaited.
-    released: bool,
 }
 
 struct Connection<S> {
@@ -971,175 +665,6 @@ impl State {
         }
         self.write(Packet::UnsubAck(UnsubAck { pkid: unsubscribe.pkid, reasons }, None));
     }
-
-    fn notification(&mut self, note: Notification) -> Result<(), End> {
-        match note {
-            Notification::Forward(forward) => self.forward(forward),
-            Notification::Unschedule => self.wake_router = true,
-            Notification::Disconnect(disconnect, _) => return Err(End::Router(disconnect.reason_code)),
-            // The router's acknowledgements of what the edge answered itself.
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// The subscription a delivery is for: the one whose identifier the router attached,
-    /// else (a session resumed from the router's store, whose identifiers it forgot) the
-    /// first whose filter matches.
-    fn subscription_for(&self, props: &Option<PublishProperties>, topic: &[u8]) -> Option<&Subscription> {
-        let ids = props.as_ref().map(|p| p.subscription_identifiers.as_slice()).unwrap_or_default();
-        ids.iter()
-            .find_map(|id| self.subscriptions.iter().find(|s| s.router_id == *id))
-            .or_else(|| self.subscriptions.iter().find(|s| s.matcher.matches(topic)))
-    }
-
-    /// A delivery from the router: capped, filtered by the subscription's options and
-    /// the ACL, then written, held for the client's Receive Maximum, or dropped.
-    fn forward(&mut self, forward: Forward) {
-        let Forward { publish, mut properties, .. } = forward;
-        let (router_qos, pkid) = qos_pkid(&publish);
-        let origin = origin::take(&mut properties);
-        // The router clears the retain flag of live deliveries: a set one is a retained
-        // message sent because of a SUBSCRIBE.
-        let on_subscribe = publish.retain;
-        let published_qos = origin.as_ref().map_or(router_qos, |o| o.qos);
-        let delivery = self.subscription_for(&properties, &publish.topic).and_then(|sub| {
-            let from_self = origin.as_ref().is_some_and(|o| o.from == self.client.id);
-            // MQTT 5 lets a server drop QoS 0 messages for a client that was away; they
-            // were published before this connection and are not retained.
-            let stale = published_qos == 0 && !on_subscribe && origin.as_ref().is_some_and(|o| o.published_ms < self.connected_ms);
-            let retained_unwanted = on_subscribe && !sub.send_retained;
-            let own_unwanted = sub.no_local && from_self;
-            let wanted = !(retained_unwanted || own_unwanted || stale);
-            let qos = match router_qos {
-                0 => 0,
-                _ => published_qos.min(sub.granted),
-            };
-            let retain = on_subscribe || (sub.retain_as_published && origin.as_ref().is_some_and(|o| o.retain));
-            let client_sub_id = sub.client_sub_id;
-            wanted.then_some((qos, retain, client_sub_id))
-        });
-        let delivery = delivery.filter(|_| {
-            let readable = self.edge.allows(&self.client, Action::Subscribe, &publish.topic);
-            if !readable {
-                Metrics::add(&self.edge.metrics.mqtt_deliveries_denied, 1);
-            }
-            readable
-        });
-        if router_qos > 0 {
-            let done = delivery.is_none_or(|(qos, ..)| qos == 0);
-            self.slots.push_back(Slot { pkid, done });
-        }
-        if let Some((qos, retain, client_sub_id)) = delivery {
-            if let Some(props) = properties.as_mut() {
-                props.subscription_identifiers = client_sub_id.into_iter().collect();
-            }
-            let delivery = Delivery {
-                pkid,
-                qos,
-                retain,
-                topic: publish.topic,
-                payload: publish.payload,
-                props: properties,
-                from: origin.map(|o| o.from),
-            };
-            match self.held.is_empty() && (qos == 0 || self.inflight.len() < self.receive_max as usize) {
-                true => self.deliver(delivery),
-                false => self.held.push_back(delivery),
-            }
-        }
-        self.ack_router();
-    }
-
-    /// Writes a delivery to the client, unless it is over the client's Maximum Packet
-    /// Size (MQTT 5: then it is dropped, as if delivered).
-    fn deliver(&mut self, delivery: Delivery) {
-        let start = self.out.len();
-        let publish = publish_with(delivery.qos, delivery.pkid, delivery.retain, delivery.topic.clone(), delivery.payload.clone());
-        let props = if self.v5() { delivery.props } else { None };
-        let written = self.version.write(Packet::Publish(publish, props), &mut self.out).is_ok();
-        if !written || self.out.len() - start > self.max_packet {
-            self.out.truncate(start);
-            Metrics::add(&self.edge.metrics.mqtt_deliveries_too_large, 1);
-            if delivery.qos > 0 {
-                self.slot_done(delivery.pkid);
-            }
-            return;
-        }
-        let unacked = Unacked { qos: delivery.qos, topic: delivery.topic, payload: delivery.payload, from: delivery.from, released: false };
-        self.stage_message(Hook::MessageDelivered, &unacked);
-        if unacked.qos > 0 {
-            self.inflight.insert(delivery.pkid, unacked);
-        }
-    }
-
-    /// `message.delivered` or `message.acked` of a delivery.
-    fn stage_message(&mut self, hook: Hook, message: &Unacked) {
-        let mut event = self.client.event(hook);
-        event.topic = message.topic.clone();
-        event.payload = message.payload.clone();
-        event.qos = message.qos;
-        event.from = message.from.clone();
-        self.stage(&event);
-    }
-
-    /// PUBACK of a QoS 1 delivery.
-    fn client_acked(&mut self, pkid: u16, ok: bool) {
-        if self.inflight.get(&pkid).is_none_or(|u| u.qos != 1) {
-            return;
-        }
-        if let Some(unacked) = self.inflight.remove(&pkid) {
-            if ok {
-                self.stage_message(Hook::MessageAcked, &unacked);
-            }
-        }
-        self.slot_done(pkid);
-    }
-
-    /// PUBREC of a QoS 2 delivery: the client has it (`message.acked`, as MQTT 5 lets a
-    /// receiver act on it now); PUBREL follows.
-    fn client_received(&mut self, pkid: u16, ok: bool) {
-        let Some(unacked) = self.inflight.remove(&pkid).filter(|u| u.qos == 2) else { return };
-        if !ok {
-            self.slot_done(pkid);
-            return;
-        }
-        if !unacked.released {
-            self.stage_message(Hook::MessageAcked, &unacked);
-        }
-        self.inflight.insert(pkid, Unacked { released: true, ..unacked });
-        self.write(Packet::PubRel(PubRel { pkid, reason: PubRelReason::Success }, None));
-    }
-
-    /// PUBCOMP: a QoS 2 delivery is complete.
-    fn client_completed(&mut self, pkid: u16) {
-        if self.inflight.get(&pkid).is_some_and(|u| u.released) {
-            self.inflight.remove(&pkid);
-            self.slot_done(pkid);
-        }
-    }
-
-    fn slot_done(&mut self, pkid: u16) {
-        if let Some(slot) = self.slots.iter_mut().find(|s| s.pkid == pkid && !s.done) {
-            slot.done = true;
-        }
-        self.ack_router();
-        while let Some(next) = self.held.front() {
-            if next.qos > 0 && self.inflight.len() >= self.receive_max as usize {
-                break;
-            }
-            let next = self.held.pop_front().expect("front exists");
-            self.deliver(next);
-        }
-    }
-
-    /// Acknowledges to the router every finished delivery at the head of its order.
-    fn ack_router(&mut self) {
-        while self.slots.front().is_some_and(|s| s.done) {
-            let slot = self.slots.pop_front().expect("front exists");
-            self.router_out.push(Packet::PubAck(PubAck { pkid: slot.pkid, reason: PubAckReason::Success }, None));
-        }
-    }
 }
 
 /// rumqttd keeps a publish's QoS and packet id private; its own serialisation (a header
@@ -1153,21 +678,6 @@ fn qos_pkid(publish: &Publish) -> (u8, u16) {
     ((bytes[0] >> 1) & 0b11, u16::from_be_bytes([bytes[1], bytes[2]]))
 }
 
-/// A publish with the given QoS and packet id, which rumqttd builds only from its own
-/// serialisation (QoS 0 needs neither).
-fn publish_with(qos: u8, pkid: u16, retain: bool, topic: Bytes, payload: Bytes) -> Publish {
-    if qos == 0 {
-        return Publish::new(topic, payload, retain);
-    }
-    let mut frame = BytesMut::with_capacity(5 + topic.len() + payload.len());
-    frame.put_u8(0x30 | (qos << 1) | retain as u8);
-    frame.put_u16(pkid);
-    frame.put_u16(topic.len() as u16);
-    frame.put_slice(&topic);
-    frame.put_slice(&payload);
-    Publish::deserialize(frame.freeze())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1175,15 +685,9 @@ mod tests {
     #[test]
     fn a_publish_built_with_a_qos_and_packet_id_reads_back_the_same() {
         for (qos, pkid, retain) in [(0, 0, false), (1, 7, false), (2, 65535, true)] {
-            let publish = publish_with(qos, pkid, retain, Bytes::from_static(b"a/b"), Bytes::from_static(b"x"));
+            let publish = delivery::publish_with(qos, pkid, retain, Bytes::from_static(b"a/b"), Bytes::from_static(b"x"));
             assert_eq!(qos_pkid(&publish), (qos, pkid));
             assert_eq!((publish.retain, &publish.topic[..], &publish.payload[..]), (retain, &b"a/b"[..], &b"x"[..]));
         }
-    }
-
-    #[test]
-    fn client_ids_the_router_would_refuse_are_escaped_one_to_one() {
-        assert_eq!(router_client_id("lock-1"), "lock-1");
-        assert_eq!(router_client_id("a/b+c#$%"), "a%2Fb%2Bc%23%24%25");
     }
 }

@@ -1,0 +1,231 @@
+//! Deliveries from the router to the client: each capped at min(published, granted)
+//! QoS, filtered by its subscription's options and the ACL, held for the client's Receive
+//! Maximum, written, and acknowledged to the router in the router's order once the client
+//! has acknowledged it (QoS 2 is spoken with the client by the edge alone).
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rumqttd::protocol::{Packet, PubAck, PubAckReason, PubRel, PubRelReason, Publish, PublishProperties};
+use rumqttd::{Forward, Notification};
+
+use super::{qos_pkid, End, State};
+use crate::access::Action;
+use crate::broker::origin;
+use crate::broker::subscription::Subscription;
+use crate::hooks::Hook;
+use crate::metrics::Metrics;
+
+/// A QoS 1/2 delivery the router made, in the router's order: it takes their
+/// acknowledgements in that order only.
+pub(super) struct Slot {
+    pkid: u16,
+    done: bool,
+}
+
+/// A message on its way to the client.
+pub(super) struct Delivery {
+    pkid: u16,
+    qos: u8,
+    retain: bool,
+    topic: Bytes,
+    payload: Bytes,
+    props: Option<PublishProperties>,
+    from: Option<Arc<str>>,
+}
+
+/// A delivery written to the client (and, at QoS 1/2, not yet acknowledged).
+pub(super) struct Unacked {
+    qos: u8,
+    topic: Bytes,
+    payload: Bytes,
+    from: Option<Arc<str>>,
+    /// QoS 2: PUBREC came, PUBCOMP awaited.
+    released: bool,
+}
+
+impl State {
+    pub(super) fn notification(&mut self, note: Notification) -> Result<(), End> {
+        match note {
+            Notification::Forward(forward) => self.forward(forward),
+            Notification::Unschedule => self.wake_router = true,
+            Notification::Disconnect(disconnect, _) => return Err(End::Router(disconnect.reason_code)),
+            // The router's acknowledgements of what the edge answered itself.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The subscription a delivery is for: the one whose identifier the router attached,
+    /// else (a session resumed from the router's store, whose identifiers it forgot) the
+    /// first whose filter matches.
+    fn subscription_for(&self, props: &Option<PublishProperties>, topic: &[u8]) -> Option<&Subscription> {
+        let ids = props.as_ref().map(|p| p.subscription_identifiers.as_slice()).unwrap_or_default();
+        ids.iter()
+            .find_map(|id| self.subscriptions.iter().find(|s| s.router_id == *id))
+            .or_else(|| self.subscriptions.iter().find(|s| s.matcher.matches(topic)))
+    }
+
+    /// A delivery from the router: capped, filtered by the subscription's options and
+    /// the ACL, then written, held for the client's Receive Maximum, or dropped.
+    fn forward(&mut self, forward: Forward) {
+        let Forward { publish, mut properties, .. } = forward;
+        let (router_qos, pkid) = qos_pkid(&publish);
+        let origin = origin::take(&mut properties);
+        // The router clears the retain flag of live deliveries: a set one is a retained
+        // message sent because of a SUBSCRIBE.
+        let on_subscribe = publish.retain;
+        let published_qos = origin.as_ref().map_or(router_qos, |o| o.qos);
+        let delivery = self.subscription_for(&properties, &publish.topic).and_then(|sub| {
+            let from_self = origin.as_ref().is_some_and(|o| o.from == self.client.id);
+            // MQTT 5 lets a server drop QoS 0 messages for a client that was away; they
+            // were published before this connection and are not retained.
+            let stale = published_qos == 0 && !on_subscribe && origin.as_ref().is_some_and(|o| o.published_ms < self.connected_ms);
+            let retained_unwanted = on_subscribe && !sub.send_retained;
+            let own_unwanted = sub.no_local && from_self;
+            let wanted = !(retained_unwanted || own_unwanted || stale);
+            let qos = match router_qos {
+                0 => 0,
+                _ => published_qos.min(sub.granted),
+            };
+            let retain = on_subscribe || (sub.retain_as_published && origin.as_ref().is_some_and(|o| o.retain));
+            let client_sub_id = sub.client_sub_id;
+            wanted.then_some((qos, retain, client_sub_id))
+        });
+        let delivery = delivery.filter(|_| {
+            let readable = self.edge.allows(&self.client, Action::Subscribe, &publish.topic);
+            if !readable {
+                Metrics::add(&self.edge.metrics.mqtt_deliveries_denied, 1);
+            }
+            readable
+        });
+        if router_qos > 0 {
+            let done = delivery.is_none_or(|(qos, ..)| qos == 0);
+            self.slots.push_back(Slot { pkid, done });
+        }
+        if let Some((qos, retain, client_sub_id)) = delivery {
+            if let Some(props) = properties.as_mut() {
+                props.subscription_identifiers = client_sub_id.into_iter().collect();
+            }
+            let delivery = Delivery {
+                pkid,
+                qos,
+                retain,
+                topic: publish.topic,
+                payload: publish.payload,
+                props: properties,
+                from: origin.map(|o| o.from),
+            };
+            match self.held.is_empty() && (qos == 0 || self.inflight.len() < self.receive_max as usize) {
+                true => self.deliver(delivery),
+                false => self.held.push_back(delivery),
+            }
+        }
+        self.ack_router();
+    }
+
+    /// Writes a delivery to the client, unless it is over the client's Maximum Packet
+    /// Size (MQTT 5: then it is dropped, as if delivered).
+    fn deliver(&mut self, delivery: Delivery) {
+        let start = self.out.len();
+        let publish = publish_with(delivery.qos, delivery.pkid, delivery.retain, delivery.topic.clone(), delivery.payload.clone());
+        let props = if self.v5() { delivery.props } else { None };
+        let written = self.version.write(Packet::Publish(publish, props), &mut self.out).is_ok();
+        if !written || self.out.len() - start > self.max_packet {
+            self.out.truncate(start);
+            Metrics::add(&self.edge.metrics.mqtt_deliveries_too_large, 1);
+            if delivery.qos > 0 {
+                self.slot_done(delivery.pkid);
+            }
+            return;
+        }
+        let unacked = Unacked { qos: delivery.qos, topic: delivery.topic, payload: delivery.payload, from: delivery.from, released: false };
+        self.stage_message(Hook::MessageDelivered, &unacked);
+        if unacked.qos > 0 {
+            self.inflight.insert(delivery.pkid, unacked);
+        }
+    }
+
+    /// `message.delivered` or `message.acked` of a delivery.
+    fn stage_message(&mut self, hook: Hook, message: &Unacked) {
+        let mut event = self.client.event(hook);
+        event.topic = message.topic.clone();
+        event.payload = message.payload.clone();
+        event.qos = message.qos;
+        event.from = message.from.clone();
+        self.stage(&event);
+    }
+
+    /// PUBACK of a QoS 1 delivery.
+    pub(super) fn client_acked(&mut self, pkid: u16, ok: bool) {
+        if self.inflight.get(&pkid).is_none_or(|u| u.qos != 1) {
+            return;
+        }
+        if let Some(unacked) = self.inflight.remove(&pkid) {
+            if ok {
+                self.stage_message(Hook::MessageAcked, &unacked);
+            }
+        }
+        self.slot_done(pkid);
+    }
+
+    /// PUBREC of a QoS 2 delivery: the client has it (`message.acked`, as MQTT 5 lets a
+    /// receiver act on it now); PUBREL follows.
+    pub(super) fn client_received(&mut self, pkid: u16, ok: bool) {
+        let Some(unacked) = self.inflight.remove(&pkid).filter(|u| u.qos == 2) else { return };
+        if !ok {
+            self.slot_done(pkid);
+            return;
+        }
+        if !unacked.released {
+            self.stage_message(Hook::MessageAcked, &unacked);
+        }
+        self.inflight.insert(pkid, Unacked { released: true, ..unacked });
+        self.write(Packet::PubRel(PubRel { pkid, reason: PubRelReason::Success }, None));
+    }
+
+    /// PUBCOMP: a QoS 2 delivery is complete.
+    pub(super) fn client_completed(&mut self, pkid: u16) {
+        if self.inflight.get(&pkid).is_some_and(|u| u.released) {
+            self.inflight.remove(&pkid);
+            self.slot_done(pkid);
+        }
+    }
+
+    fn slot_done(&mut self, pkid: u16) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.pkid == pkid && !s.done) {
+            slot.done = true;
+        }
+        self.ack_router();
+        while let Some(next) = self.held.front() {
+            if next.qos > 0 && self.inflight.len() >= self.receive_max as usize {
+                break;
+            }
+            let next = self.held.pop_front().expect("front exists");
+            self.deliver(next);
+        }
+    }
+
+    /// Acknowledges to the router every finished delivery at the head of its order.
+    fn ack_router(&mut self) {
+        while self.slots.front().is_some_and(|s| s.done) {
+            let slot = self.slots.pop_front().expect("front exists");
+            self.router_out.push(Packet::PubAck(PubAck { pkid: slot.pkid, reason: PubAckReason::Success }, None));
+        }
+    }
+}
+
+/// A publish with the given QoS and packet id, which rumqttd builds only from its own
+/// serialisation (QoS 0 needs neither).
+pub(super) fn publish_with(qos: u8, pkid: u16, retain: bool, topic: Bytes, payload: Bytes) -> Publish {
+    if qos == 0 {
+        return Publish::new(topic, payload, retain);
+    }
+    let mut frame = BytesMut::with_capacity(5 + topic.len() + payload.len());
+    frame.put_u8(0x30 | (qos << 1) | retain as u8);
+    frame.put_u16(pkid);
+    frame.put_u16(topic.len() as u16);
+    frame.put_slice(&topic);
+    frame.put_slice(&payload);
+    Publish::deserialize(frame.freeze())
+}

@@ -1,0 +1,317 @@
+//! The CONNECT of a connection: read, checked against the login, the client-id rules
+//! and the gateway's limits, answered with the right CONNACK code, and, once accepted,
+//! registered with the registry and the router.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use rumqttd::protocol::{self, ConnAck, ConnAckProperties, Connect, ConnectReturnCode, LastWill, LastWillProperties, Login, Packet};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{log_protocol_error, Client, State, Version, GOODBYE_WAIT, MAX_CLIENT_ID, READ_MIN, TOPIC_ALIAS_MAX};
+use crate::access::{Action, LoginRefused};
+use crate::broker::{wire, Edge};
+use crate::hooks::{now_ms, Hook};
+use crate::log_limit::LogLimit;
+use crate::metrics::Metrics;
+use crate::spool::SpoolBatch;
+
+static REFUSED_LOG: LogLimit = LogLimit::new();
+
+/// Why a CONNECT is refused; each has its CONNACK code in both MQTT versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    BadCredentials,
+    NotAuthorized,
+    ClientIdRejected,
+    ServerBusy,
+    /// The spool cannot take the client's events (disk full or failing).
+    Unavailable,
+    ProtocolVersion,
+}
+
+impl Refusal {
+    fn code(self, version: Version) -> ConnectReturnCode {
+        match (self, version) {
+            (Refusal::BadCredentials, _) => ConnectReturnCode::BadUserNamePassword,
+            (Refusal::NotAuthorized, _) => ConnectReturnCode::NotAuthorized,
+            (Refusal::ClientIdRejected, _) => ConnectReturnCode::ClientIdentifierNotValid,
+            (Refusal::ServerBusy, Version::V4) => ConnectReturnCode::ServiceUnavailable,
+            (Refusal::ServerBusy, Version::V5) => ConnectReturnCode::ServerBusy,
+            (Refusal::Unavailable, Version::V4) => ConnectReturnCode::ServiceUnavailable,
+            (Refusal::Unavailable, Version::V5) => ConnectReturnCode::ServerUnavailable,
+            (Refusal::ProtocolVersion, Version::V4) => ConnectReturnCode::RefusedProtocolVersion,
+            (Refusal::ProtocolVersion, Version::V5) => ConnectReturnCode::UnsupportedProtocolVersion,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Refusal::BadCredentials => "bad user name or password",
+            Refusal::NotAuthorized => "not authorized",
+            Refusal::ClientIdRejected => "client id rejected",
+            Refusal::ServerBusy => "server busy (broker.max_connections)",
+            Refusal::Unavailable => "server unavailable (the spool cannot be written)",
+            Refusal::ProtocolVersion => "unsupported protocol version",
+        }
+    }
+
+    fn count(self, metrics: &Metrics) {
+        let counter = match self {
+            Refusal::BadCredentials => &metrics.mqtt_refused_bad_credentials,
+            Refusal::NotAuthorized => &metrics.mqtt_refused_not_authorized,
+            Refusal::ClientIdRejected => &metrics.mqtt_refused_client_id,
+            Refusal::ServerBusy => &metrics.mqtt_refused_server_busy,
+            Refusal::Unavailable => &metrics.mqtt_refused_unavailable,
+            Refusal::ProtocolVersion => &metrics.mqtt_refused_protocol_version,
+        };
+        Metrics::add(counter, 1);
+    }
+}
+
+/// The CONNECT: read, checked, refused with the right CONNACK code or accepted.
+pub(super) struct Handshake<'a, S> {
+    pub edge: &'a Arc<Edge>,
+    pub stream: &'a mut S,
+    pub peer: SocketAddr,
+    pub identity: Option<Arc<str>>,
+    pub read: &'a mut BytesMut,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
+    /// `None` when the connection ends here (refused, malformed, or gone).
+    pub async fn run(mut self) -> Option<State> {
+        let max = self.edge.limits.max_packet_size;
+        let version = loop {
+            let frame = &self.read[..];
+            if wire::fixed_header(frame).is_some_and(|(_, len, _)| len > max) {
+                self.protocol_error("the first packet is over broker.max_packet_size", None);
+                return None;
+            }
+            match wire::connect_level(frame) {
+                Some(4) => break Version::V4,
+                Some(5) => break Version::V5,
+                Some(level) => {
+                    // MQTT 3.1 and older say 3 and read the 3.1.1 CONNACK; anything newer
+                    // than 5 reads MQTT 5's.
+                    let version = if level < 5 { Version::V4 } else { Version::V5 };
+                    self.refuse(version, Refusal::ProtocolVersion, &format!("(protocol level {level})")).await;
+                    return None;
+                }
+                None if wire::unreadable_as_connect(frame) => {
+                    self.protocol_error("the first packet is not a CONNECT", None);
+                    return None;
+                }
+                None => self.read_more().await?,
+            }
+        };
+        let packet = loop {
+            match version.read(self.read, max) {
+                Ok(packet) => break packet,
+                Err(protocol::Error::InsufficientBytes(_)) => self.read_more().await?,
+                Err(error) => {
+                    self.protocol_error("malformed CONNECT", Some(&error));
+                    return None;
+                }
+            }
+        };
+        let Packet::Connect(connect, props, will, will_props, login) = packet else { return None };
+        self.accept(version, connect, props, will, will_props, login).await
+    }
+
+    async fn read_more(&mut self) -> Option<()> {
+        self.read.reserve(READ_MIN);
+        match self.stream.read_buf(self.read).await {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(()),
+        }
+    }
+
+    async fn accept(
+        self,
+        version: Version,
+        mut connect: Connect,
+        props: Option<protocol::ConnectProperties>,
+        mut will: Option<LastWill>,
+        will_props: Option<LastWillProperties>,
+        login: Option<Login>,
+    ) -> Option<State> {
+        let edge = self.edge.clone();
+        let assigned = connect.client_id.is_empty();
+        if assigned && !connect.clean_session {
+            // A persistent session needs an id the client chose, to come back to it.
+            return self.refuse(version, Refusal::ClientIdRejected, "(empty client id with clean session 0)").await;
+        }
+        if assigned {
+            connect.client_id = format!("hookline-{:016x}", rand_core::RngCore::next_u64(&mut rand_core::OsRng));
+        }
+        if connect.client_id.len() > MAX_CLIENT_ID {
+            return self.refuse(version, Refusal::ClientIdRejected, "(longer than 256 bytes)").await;
+        }
+        let client_id: Arc<str> = connect.client_id.as_str().into();
+        let (mut username, password) = login.map(|l| (l.username, l.password)).unwrap_or_default();
+        let verdict = match self.identity.clone() {
+            // The certificate is the login: a username, if sent, must be its identity.
+            Some(identity) => {
+                let other_name = !username.is_empty() && username != *identity;
+                let other_id = edge.limits.identity_is_client_id && *client_id != *identity;
+                username = identity.to_string();
+                match other_name || other_id {
+                    true => Err(LoginRefused::NotAuthorized),
+                    false => Ok(()),
+                }
+            }
+            None => {
+                let (access, user, id) = (edge.access.clone(), username.clone(), client_id.clone());
+                tokio::task::spawn_blocking(move || access.login(&user, &password, &id)).await.unwrap_or(Err(LoginRefused::NotAuthorized))
+            }
+        };
+        match verdict {
+            Ok(()) => {}
+            Err(LoginRefused::BadCredentials) => return self.refuse(version, Refusal::BadCredentials, &client_id).await,
+            Err(LoginRefused::NotAuthorized) => return self.refuse(version, Refusal::NotAuthorized, &client_id).await,
+        }
+        if edge.registry.connected() >= edge.limits.max_connections && !edge.registry.is_connected(&client_id) {
+            return self.refuse(version, Refusal::ServerBusy, &client_id).await;
+        }
+        let client = Client {
+            shard: edge.spool.shard_for(&client_id),
+            id: client_id,
+            username: username.into(),
+            peer: self.peer,
+            peer_text: self.peer.to_string().into(),
+        };
+
+        let mut batch = SpoolBatch::default();
+        if let Some(topic) = will.as_ref().map(|w| w.topic.clone()) {
+            if let Some(why) = wire::invalid_topic_name(&topic).or(topic.is_empty().then_some("empty will topic")) {
+                self.protocol_error(why, None);
+                return None;
+            }
+            if !edge.allows(&client, Action::Publish, &topic) {
+                edge.spool.stage(&mut batch, client.shard, &edge.denied(&client, "will", topic)).ok()?;
+                will = None;
+            }
+        }
+
+        // On disk before the CONNACK: a spool that cannot take it (disk full or failing)
+        // turns the client away until it can.
+        let connected = client.event(Hook::ClientConnected);
+        let written = edge.spool.stage(&mut batch, client.shard, &connected).and_then(|_| edge.spool.flush(&mut batch));
+        if written.is_err() {
+            return self.refuse(version, Refusal::Unavailable, &client.id).await;
+        }
+
+        let claim = edge.registry.claim(&client.id).await;
+        let clean = connect.clean_session;
+        let (links, router_id) = (edge.clone(), router_client_id(&client.id));
+        let Ok(Ok((link_tx, link_rx, notification))) = tokio::task::spawn_blocking(move || links.link(&router_id, clean)).await else {
+            edge.registry.release(&client.id, claim.serial);
+            let _ = claim.ended.send(true);
+            return self.refuse(version, Refusal::ServerBusy, &client.id).await;
+        };
+        let session_present = matches!(Option::<Packet>::from(notification), Some(Packet::ConnAck(ack, _)) if ack.session_present);
+        let subscriptions = match (session_present, edge.registry.unpark(&client.id)) {
+            (true, Some(parked)) => parked,
+            (_, parked) => {
+                edge.forget_filters(parked.iter().flatten());
+                Vec::new()
+            }
+        };
+
+        let ack_props = (version == Version::V5).then(|| ConnAckProperties {
+            retain_available: Some(1),
+            max_packet_size: Some(edge.limits.max_packet_size as u32),
+            assigned_client_identifier: assigned.then(|| client.id.to_string()),
+            topic_alias_max: Some(TOPIC_ALIAS_MAX),
+            wildcard_subscription_available: Some(1),
+            subscription_identifiers_available: Some(1),
+            shared_subscription_available: Some(1),
+            ..ConnAckProperties::default()
+        });
+        let mut out = BytesMut::new();
+        let ack = ConnAck { session_present, code: ConnectReturnCode::Success };
+        version.write(Packet::ConnAck(ack, ack_props), &mut out).ok()?;
+
+        edge.metrics.connections.fetch_add(1, Ordering::Relaxed);
+        let will_delay = will_props.as_ref().and_then(|p| p.delay_interval).unwrap_or(0);
+        let receive_max = props.as_ref().and_then(|p| p.receive_maximum).unwrap_or(u16::MAX).min(edge.limits.max_inflight).max(1);
+        let max_packet = props.as_ref().and_then(|p| p.max_packet_size).map_or(usize::MAX, |m| m as usize);
+        let next_router_id = subscriptions.iter().map(|s| s.router_id).max().unwrap_or(0) + 1;
+        Some(State {
+            edge,
+            version,
+            client,
+            keep_alive: connect.keep_alive,
+            clean,
+            claim,
+            link_tx,
+            link_rx,
+            router_out: Vec::new(),
+            wake_router: false,
+            batch,
+            spool_failed: false,
+            out,
+            subscriptions,
+            next_router_id,
+            aliases: HashMap::new(),
+            receive_max,
+            max_packet,
+            slots: VecDeque::new(),
+            inflight: HashMap::new(),
+            held: VecDeque::new(),
+            qos2_received: HashSet::new(),
+            will: will.map(|will| (will, will_props, will_delay)),
+            connected_ms: now_ms(),
+        })
+    }
+
+    /// Answers the CONNECT with a refusal, logged (rate-limited) and counted.
+    async fn refuse(self, version: Version, refusal: Refusal, client: &str) -> Option<State> {
+        refusal.count(&self.edge.metrics);
+        if let Some(skipped) = REFUSED_LOG.allow() {
+            tracing::warn!(peer = %self.peer, client, skipped, "MQTT connection refused: {}", refusal.name());
+        }
+        let mut out = BytesMut::new();
+        let ack = ConnAck { session_present: false, code: refusal.code(version) };
+        if version.write(Packet::ConnAck(ack, None), &mut out).is_ok() {
+            let _ = tokio::time::timeout(GOODBYE_WAIT, async {
+                self.stream.write_all(&out).await?;
+                self.stream.shutdown().await
+            })
+            .await;
+        }
+        None
+    }
+
+    fn protocol_error(&self, what: &str, error: Option<&protocol::Error>) {
+        log_protocol_error(&self.edge.metrics, self.peer, "(before CONNECT)", what, error);
+    }
+}
+
+/// rumqttd's router refuses client ids holding `+ $ # /`, which MQTT allows; it knows
+/// each client by its id with those characters (and `%`) percent-escaped.
+fn router_client_id(client_id: &str) -> String {
+    let mut id = String::with_capacity(client_id.len());
+    for c in client_id.chars() {
+        match c {
+            '+' | '$' | '#' | '/' | '%' => id.push_str(&format!("%{:02X}", c as u32)),
+            c => id.push(c),
+        }
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_the_router_would_refuse_are_escaped_one_to_one() {
+        assert_eq!(router_client_id("lock-1"), "lock-1");
+        assert_eq!(router_client_id("a/b+c#$%"), "a%2Fb%2Bc%23%24%25");
+    }
+}
