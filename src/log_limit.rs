@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// One kind of log line. Use it from a `static`.
+/// One kind of log line: a `static`, or a field of what it is about.
+#[derive(Debug)]
 pub struct LogLimit {
     /// Second (since the process's first use of any `LogLimit`) of the last line logged,
     /// plus one; 0 before the first.

@@ -7,12 +7,13 @@
 //! is shared between workers except the sink and the live tail (touched only while
 //! someone watches it).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::envelope;
 use crate::hooks::HookEvent;
+use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::rules::Dispatcher;
 use crate::sink::{Record, Sink};
@@ -48,12 +49,12 @@ impl Worker {
         let mut envelope = Vec::with_capacity(4096);
         let mut batch = ReadBatch::new();
         let mut progress = Progress::new(self.reader.position());
-        let started = Instant::now();
-        let last_error = AtomicU64::new(0);
+        let read_log = LogLimit::new();
+        let sink_log = LogLimit::new();
         loop {
             if let Err(error) = self.reader.read(&mut batch, &self.metrics) {
-                if once_per_second(&started, &last_error) {
-                    tracing::error!(%error, "cannot read the spool; retrying");
+                if let Some(skipped) = read_log.allow() {
+                    tracing::error!(%error, skipped, "cannot read the spool; retrying");
                 }
                 std::thread::sleep(RETRY_AFTER);
                 continue;
@@ -61,7 +62,7 @@ impl Worker {
             let read_some = !batch.is_empty();
             for (event, after) in batch.drain(..) {
                 let ticket = Ticket::new();
-                self.process(&event, &ticket, &mut envelope, &started, &last_error);
+                self.process(&event, &ticket, &mut envelope, &sink_log);
                 ticket.done();
                 progress.track(ticket, after);
             }
@@ -82,7 +83,7 @@ impl Worker {
         }
     }
 
-    fn process(&mut self, event: &HookEvent, ticket: &Arc<Ticket>, envelope: &mut Vec<u8>, started: &Instant, last_error: &AtomicU64) {
+    fn process(&mut self, event: &HookEvent, ticket: &Arc<Ticket>, envelope: &mut Vec<u8>, sink_log: &LogLimit) {
         let mut encoded = false;
         let sink = &self.sink;
         let tail = &self.tail;
@@ -103,16 +104,11 @@ impl Worker {
                 Ok(()) if tail.watched() => tail.publish(event.hook, &event.client_id, &record),
                 Ok(()) => {}
                 Err(e) => {
-                    if once_per_second(started, last_error) {
-                        tracing::error!(topic = %route.topic, client_id = %event.client_id, error = %e, "record not accepted by the sink");
+                    if let Some(skipped) = sink_log.allow() {
+                        tracing::error!(topic = %route.topic, client_id = %event.client_id, error = %e, skipped, "record not accepted by the sink");
                     }
                 }
             }
         });
     }
-}
-
-fn once_per_second(started: &Instant, last: &AtomicU64) -> bool {
-    let now = started.elapsed().as_secs() + 1;
-    last.swap(now, Ordering::Relaxed) != now
 }

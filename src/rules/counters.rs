@@ -3,6 +3,8 @@
 
 use std::sync::atomic::AtomicU64;
 
+use crate::log_limit::LogLimit;
+
 /// Call counters of one loaded rule version.
 #[derive(Debug, Default)]
 pub struct RuleCounters {
@@ -13,8 +15,8 @@ pub struct RuleCounters {
     pub out_of_fuel: AtomicU64,
     pub invalid_output: AtomicU64,
     pub nanos: AtomicU64,
-    /// When a failure of this rule was last logged (rate limit).
-    pub last_warning: AtomicU64,
+    /// Failures of this rule are logged at most once a second.
+    pub failure_log: LogLimit,
 }
 
 /// One per-rule counter: name, help text, and where it is kept.

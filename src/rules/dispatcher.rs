@@ -3,8 +3,8 @@
 //! subscriptions matches. Counts each call and failure, per rule and in `Metrics`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::abi::Route;
@@ -106,8 +106,9 @@ fn record_failure(metrics: &Metrics, module: &RuleModule, event: &HookEvent, fai
     };
     rule_counter.fetch_add(1, Ordering::Relaxed);
     Metrics::add(global, 1);
-    if once_per_second(&counters.last_warning) {
+    if let Some(skipped) = counters.failure_log.allow() {
         tracing::warn!(
+            skipped,
             rule = %module.name,
             hook = event.hook.name(),
             topic = %event.topic_str(),
@@ -115,11 +116,4 @@ fn record_failure(metrics: &Metrics, module: &RuleModule, event: &HookEvent, fai
             "{failure}; this event is not routed by this rule, other rules are unaffected"
         );
     }
-}
-
-/// True at most once per second per `last` (seconds since process start, plus one).
-fn once_per_second(last: &AtomicU64) -> bool {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let now = START.get_or_init(Instant::now).elapsed().as_secs() + 1;
-    last.swap(now, Ordering::Relaxed) != now
 }

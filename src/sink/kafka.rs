@@ -10,9 +10,8 @@
 //! When the producer's queue is full, `send` waits for room: the worker stops reading
 //! the spool, which keeps growing on disk, and memory stays bounded.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -22,6 +21,7 @@ use rdkafka::{ClientContext, Message};
 
 use super::{Record, Sink, SinkError};
 use crate::config::KafkaConfig;
+use crate::log_limit::LogLimit;
 use crate::metrics::{Metrics, Outcome};
 use crate::spool::Ticket;
 
@@ -40,22 +40,14 @@ struct Delivery {
 /// Receives delivery reports and client errors on librdkafka's polling thread.
 struct DeliveryCounter {
     metrics: Arc<Metrics>,
-    started: Instant,
-    last_failure_log: AtomicU64,
-    last_error_log: AtomicU64,
-}
-
-impl DeliveryCounter {
-    fn once_per_second(&self, last: &AtomicU64) -> bool {
-        let now = self.started.elapsed().as_secs() + 1;
-        last.swap(now, Ordering::Relaxed) != now
-    }
+    failure_log: LogLimit,
+    error_log: LogLimit,
 }
 
 impl ClientContext for DeliveryCounter {
     fn error(&self, error: KafkaError, reason: &str) {
-        if self.once_per_second(&self.last_error_log) {
-            tracing::warn!(%error, reason, "Kafka client error (the producer keeps retrying; records stay queued)");
+        if let Some(skipped) = self.error_log.allow() {
+            tracing::warn!(%error, reason, skipped, "Kafka client error (the producer keeps retrying; records stay queued)");
         }
     }
 }
@@ -74,8 +66,9 @@ impl ProducerContext for DeliveryCounter {
             Err((error, message)) => {
                 let records = &self.metrics.records;
                 records.add(records.series(message.topic()), Outcome::Failed, 1);
-                if self.once_per_second(&self.last_failure_log) {
+                if let Some(skipped) = self.failure_log.allow() {
                     tracing::error!(
+                        skipped,
                         topic = message.topic(),
                         %error,
                         failed_total = records.total(Outcome::Failed),
@@ -104,8 +97,7 @@ impl KafkaSink {
         for (key, value) in &config.properties {
             client.set(key, value);
         }
-        let context =
-            DeliveryCounter { metrics, started: Instant::now(), last_failure_log: AtomicU64::new(0), last_error_log: AtomicU64::new(0) };
+        let context = DeliveryCounter { metrics, failure_log: LogLimit::new(), error_log: LogLimit::new() };
         let producer = client.create_with_context(context)?;
         Ok(KafkaSink { producer, bootstrap_servers: config.bootstrap_servers.clone() })
     }

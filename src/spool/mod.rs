@@ -18,7 +18,7 @@ mod shard;
 use std::cell::RefCell;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ pub use shard::{Position, ReadBatch, Shard, ShardReader};
 
 use crate::config::{BufferConfig, Fsync, WhenFull};
 use crate::hooks::{Hook, HookEvent};
+use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 
 /// What became of an event handed to the spool.
@@ -49,9 +50,10 @@ pub struct Spool {
     metrics: Arc<Metrics>,
     /// Signalled by the syncer loop's clients under `fsync = always`.
     sync_wanted: (Mutex<bool>, Condvar),
-    started: Instant,
-    last_full_log: AtomicU64,
-    last_error_log: AtomicU64,
+    full_log: LogLimit,
+    write_log: LogLimit,
+    fsync_log: LogLimit,
+    persist_log: LogLimit,
 }
 
 /// Frames a connection has staged and not yet written: a connection's events of one
@@ -130,9 +132,10 @@ impl Spool {
             config: config.clone(),
             metrics,
             sync_wanted: (Mutex::new(false), Condvar::new()),
-            started: Instant::now(),
-            last_full_log: AtomicU64::new(u64::MAX),
-            last_error_log: AtomicU64::new(u64::MAX),
+            full_log: LogLimit::new(),
+            write_log: LogLimit::new(),
+            fsync_log: LogLimit::new(),
+            persist_log: LogLimit::new(),
         });
         spool.update_gauges();
         let weak = Arc::downgrade(&spool);
@@ -168,8 +171,8 @@ impl Spool {
     pub fn persist_delivered(&self) {
         for shard in &self.shards {
             if let Err(error) = shard.persist_delivered() {
-                if self.once_per_second(&self.last_error_log) {
-                    tracing::error!(%error, "cannot write down delivery progress in the spool; records may be delivered again after a restart");
+                if let Some(skipped) = self.persist_log.allow() {
+                    tracing::error!(%error, skipped, "cannot write down delivery progress in the spool; records may be delivered again after a restart");
                 }
             }
         }
@@ -255,8 +258,8 @@ impl Spool {
             Ok(_) => Ok(()),
             Err(error) => {
                 Metrics::add(&self.metrics.spool_write_errors, 1);
-                if self.once_per_second(&self.last_error_log) {
-                    tracing::error!(%error, errors_total = Metrics::get(&self.metrics.spool_write_errors),
+                if let Some(skipped) = self.write_log.allow() {
+                    tracing::error!(%error, skipped, errors_total = Metrics::get(&self.metrics.spool_write_errors),
                         "cannot write to the spool (disk full or failing?): closing the connection unacknowledged");
                 }
                 Err(error)
@@ -299,14 +302,10 @@ impl Spool {
         blocking(|| shard.wait_synced(end));
     }
 
-    fn once_per_second(&self, last: &AtomicU64) -> bool {
-        let now = self.started.elapsed().as_secs();
-        last.swap(now, Ordering::Relaxed) != now
-    }
-
     fn log_full(&self, event: &HookEvent) {
-        if self.once_per_second(&self.last_full_log) {
+        if let Some(skipped) = self.full_log.allow() {
             tracing::warn!(
+                skipped,
                 hook = event.hook.name(),
                 client_id = %event.client_id,
                 policy = ?self.config.when_full,
@@ -353,8 +352,8 @@ fn sync_loop(spool: Weak<Spool>) {
         if spool.config.fsync != Fsync::Never {
             for shard in &spool.shards {
                 if let Err(error) = shard.sync() {
-                    if spool.once_per_second(&spool.last_error_log) {
-                        tracing::error!(%error, "cannot fsync the spool: records written since the last fsync may not survive a power loss");
+                    if let Some(skipped) = spool.fsync_log.allow() {
+                        tracing::error!(%error, skipped, "cannot fsync the spool: records written since the last fsync may not survive a power loss");
                     }
                 }
             }
