@@ -323,3 +323,22 @@ async fn an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones() {
         assert!(silent(&mut back).await, "MQTT level {level}: the QoS 0 message was not kept");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_of_the_wrong_kind_leaves_a_delivery_in_flight() {
+    let scene = Scene::start(&[], None).await;
+    let mut client = RawClient::open(scene.addr).await;
+    client.send(&connect_with(5, "confused", true, &prop_u16(0x21, 1), None)).await;
+    assert_eq!(client.receive().await.expect("CONNACK").1[1], 0);
+    client.send(&subscribe(5, 1, "wk/#", 1)).await;
+    assert_eq!(client.receive().await.expect("SUBACK").0, 0x90);
+    let mut publisher = RawClient::connected(scene.addr, 5, "wk-pub").await;
+    publish_acked(&mut publisher, 5, "wk/1", 1, false, b"first").await;
+    publish_acked(&mut publisher, 5, "wk/2", 1, false, b"second").await;
+    let first = next_publish(&mut client, 5).await.expect("delivery");
+    // A PUBREC for a QoS 1 delivery acknowledges nothing: the second message still waits.
+    client.send(&ack(0x50, first.pkid)).await;
+    assert!(silent(&mut client).await, "Receive Maximum 1: the first is still in flight");
+    client.send(&ack(0x40, first.pkid)).await;
+    assert_eq!(next_publish(&mut client, 5).await.expect("delivery after the PUBACK").payload, b"second");
+}

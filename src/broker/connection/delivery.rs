@@ -3,6 +3,7 @@
 //! Maximum, written, and acknowledged to the router in the router's order once the client
 //! has acknowledged it (QoS 2 is spoken with the client by the edge alone).
 
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -23,23 +24,25 @@ pub(super) struct Slot {
     done: bool,
 }
 
-/// A message on its way to the client.
-pub(super) struct Delivery {
-    pkid: u16,
+/// What `message.delivered` and `message.acked` tell of a delivery.
+struct Message {
     qos: u8,
-    retain: bool,
     topic: Bytes,
     payload: Bytes,
-    props: Option<PublishProperties>,
     from: Option<Arc<str>>,
 }
 
-/// A delivery written to the client (and, at QoS 1/2, not yet acknowledged).
+/// A message on its way to the client.
+pub(super) struct Delivery {
+    pkid: u16,
+    retain: bool,
+    props: Option<PublishProperties>,
+    message: Message,
+}
+
+/// A delivery written to the client at QoS 1/2 and not yet acknowledged.
 pub(super) struct Unacked {
-    qos: u8,
-    topic: Bytes,
-    payload: Bytes,
-    from: Option<Arc<str>>,
+    message: Message,
     /// QoS 2: PUBREC came, PUBCOMP awaited.
     released: bool,
 }
@@ -107,15 +110,8 @@ impl State {
             if let Some(props) = properties.as_mut() {
                 props.subscription_identifiers = client_sub_id.into_iter().collect();
             }
-            let delivery = Delivery {
-                pkid,
-                qos,
-                retain,
-                topic: publish.topic,
-                payload: publish.payload,
-                props: properties,
-                from: origin.map(|o| o.from),
-            };
+            let message = Message { qos, topic: publish.topic, payload: publish.payload, from: origin.map(|o| o.from) };
+            let delivery = Delivery { pkid, retain, props: properties, message };
             match self.held.is_empty() && (qos == 0 || self.inflight.len() < self.receive_max as usize) {
                 true => self.deliver(delivery),
                 false => self.held.push_back(delivery),
@@ -127,27 +123,27 @@ impl State {
     /// Writes a delivery to the client, unless it is over the client's Maximum Packet
     /// Size (MQTT 5: then it is dropped, as if delivered).
     fn deliver(&mut self, delivery: Delivery) {
+        let Delivery { pkid, retain, props, message } = delivery;
         let start = self.out.len();
-        let publish = publish_with(delivery.qos, delivery.pkid, delivery.retain, delivery.topic.clone(), delivery.payload.clone());
-        let props = if self.v5() { delivery.props } else { None };
+        let publish = publish_with(message.qos, pkid, retain, message.topic.clone(), message.payload.clone());
+        let props = if self.v5() { props } else { None };
         let written = self.version.write(Packet::Publish(publish, props), &mut self.out).is_ok();
         if !written || self.out.len() - start > self.max_packet {
             self.out.truncate(start);
             Metrics::add(&self.edge.metrics.mqtt_deliveries_too_large, 1);
-            if delivery.qos > 0 {
-                self.slot_done(delivery.pkid);
+            if message.qos > 0 {
+                self.slot_done(pkid);
             }
             return;
         }
-        let unacked = Unacked { qos: delivery.qos, topic: delivery.topic, payload: delivery.payload, from: delivery.from, released: false };
-        self.stage_message(Hook::MessageDelivered, &unacked);
-        if unacked.qos > 0 {
-            self.inflight.insert(delivery.pkid, unacked);
+        self.stage_message(Hook::MessageDelivered, &message);
+        if message.qos > 0 {
+            self.inflight.insert(pkid, Unacked { message, released: false });
         }
     }
 
     /// `message.delivered` or `message.acked` of a delivery.
-    fn stage_message(&mut self, hook: Hook, message: &Unacked) {
+    fn stage_message(&mut self, hook: Hook, message: &Message) {
         let mut event = self.client.event(hook);
         event.topic = message.topic.clone();
         event.payload = message.payload.clone();
@@ -158,27 +154,32 @@ impl State {
 
     /// PUBACK of a QoS 1 delivery.
     pub(super) fn client_acked(&mut self, pkid: u16, ok: bool) {
-        if self.inflight.get(&pkid).is_none_or(|u| u.qos != 1) {
-            return;
-        }
-        if let Some(unacked) = self.inflight.remove(&pkid) {
-            if ok {
-                self.stage_message(Hook::MessageAcked, &unacked);
-            }
+        let Some(unacked) = self.take_unacked(pkid, |u| u.message.qos == 1) else { return };
+        if ok {
+            self.stage_message(Hook::MessageAcked, &unacked.message);
         }
         self.slot_done(pkid);
+    }
+
+    /// Takes the delivery in flight under `pkid` if it is the one an acknowledgement is
+    /// for; a stray acknowledgement leaves every delivery in flight untouched.
+    fn take_unacked(&mut self, pkid: u16, acknowledges: impl FnOnce(&Unacked) -> bool) -> Option<Unacked> {
+        match self.inflight.entry(pkid) {
+            Entry::Occupied(entry) if acknowledges(entry.get()) => Some(entry.remove()),
+            _ => None,
+        }
     }
 
     /// PUBREC of a QoS 2 delivery: the client has it (`message.acked`, as MQTT 5 lets a
     /// receiver act on it now); PUBREL follows.
     pub(super) fn client_received(&mut self, pkid: u16, ok: bool) {
-        let Some(unacked) = self.inflight.remove(&pkid).filter(|u| u.qos == 2) else { return };
+        let Some(unacked) = self.take_unacked(pkid, |u| u.message.qos == 2) else { return };
         if !ok {
             self.slot_done(pkid);
             return;
         }
         if !unacked.released {
-            self.stage_message(Hook::MessageAcked, &unacked);
+            self.stage_message(Hook::MessageAcked, &unacked.message);
         }
         self.inflight.insert(pkid, Unacked { released: true, ..unacked });
         self.write(Packet::PubRel(PubRel { pkid, reason: PubRelReason::Success }, None));
@@ -186,8 +187,7 @@ impl State {
 
     /// PUBCOMP: a QoS 2 delivery is complete.
     pub(super) fn client_completed(&mut self, pkid: u16) {
-        if self.inflight.get(&pkid).is_some_and(|u| u.released) {
-            self.inflight.remove(&pkid);
+        if self.take_unacked(pkid, |u| u.released).is_some() {
             self.slot_done(pkid);
         }
     }
@@ -198,7 +198,7 @@ impl State {
         }
         self.ack_router();
         while let Some(next) = self.held.front() {
-            if next.qos > 0 && self.inflight.len() >= self.receive_max as usize {
+            if next.message.qos > 0 && self.inflight.len() >= self.receive_max as usize {
                 break;
             }
             let next = self.held.pop_front().expect("front exists");
