@@ -156,7 +156,7 @@ where
     connection.finish(end).await;
 }
 
-fn log_protocol_error(metrics: &Metrics, peer: SocketAddr, client: &str, what: &str, error: Option<&protocol::Error>) {
+fn log_protocol_error(metrics: &Metrics, peer: &dyn std::fmt::Display, client: &str, what: &str, error: Option<&protocol::Error>) {
     Metrics::add(&metrics.mqtt_protocol_errors, 1);
     if let Some(skipped) = PROTOCOL_LOG.allow() {
         let error = error.map(|e| e.to_string()).unwrap_or_default();
@@ -169,16 +169,15 @@ pub(super) struct Client {
     pub id: Arc<str>,
     pub username: Arc<str>,
     pub shard: usize,
-    pub peer: SocketAddr,
-    /// `peer` as every event of the connection carries it.
-    pub peer_text: Arc<str>,
+    /// The peer's `ip:port`, as logs and every event of the connection carry it.
+    pub peer: Arc<str>,
 }
 
 impl Client {
     /// An event about this client, stamped now.
     pub fn event(&self, hook: Hook) -> HookEvent {
         let mut event = HookEvent::new(hook, self.id.clone(), self.username.clone());
-        event.peer = Some(self.peer_text.clone());
+        event.peer = Some(self.peer.clone());
         event
     }
 }
@@ -311,7 +310,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             return Err(End::SpoolRefused);
         }
         state.send_router().await?;
-        state.give_back_router_buffer();
         if !state.out.is_empty() {
             let written = async {
                 self.stream.write_all(&state.out).await?;
@@ -390,9 +388,10 @@ impl State {
     }
 
     /// The router swaps its own scratch buffer (sized for 200 packets) into each link it
-    /// reads, so every link that ever sent a packet would keep one: an idle device gives
-    /// it back. Only an empty buffer is shrunk, and the router touches a link's buffer
-    /// only when notified, which an empty one is not (`send_router`).
+    /// reads, so every link that ever sent a packet would keep one: a batch with nothing
+    /// for the router gives it back (a link busy with the router keeps it). Only an empty
+    /// buffer is shrunk, and the router touches a link's buffer only when notified, which
+    /// an empty one is not.
     fn give_back_router_buffer(&mut self) {
         let mut buffer = self.link_tx.buffer();
         if buffer.is_empty() && buffer.capacity() > 0 {
@@ -406,7 +405,10 @@ impl State {
     /// router after the buffer it announced was taken, and after a DISCONNECT would name
     /// a connection that is gone (or, its id reused, another one).
     async fn send_router(&mut self) -> Result<(), End> {
-        let Some(last) = self.router_out.pop() else { return Ok(()) };
+        let Some(last) = self.router_out.pop() else {
+            self.give_back_router_buffer();
+            return Ok(());
+        };
         {
             let mut buffer = self.link_tx.buffer();
             let pending = !buffer.is_empty();
@@ -424,7 +426,7 @@ impl State {
     }
 
     fn protocol_error(&self, what: &str, error: Option<&protocol::Error>, reason: DisconnectReasonCode) -> End {
-        log_protocol_error(&self.edge.metrics, self.client.peer, &self.client.id, what, error);
+        log_protocol_error(&self.edge.metrics, &self.client.peer, &self.client.id, what, error);
         End::Protocol(reason)
     }
 

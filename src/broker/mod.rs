@@ -157,11 +157,11 @@ impl Edge {
         if delay == 0 {
             return fire.await;
         }
-        let (registry, id) = (self.clone(), client.id.clone());
+        let (edge, id) = (self.clone(), client.id.clone());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(delay as u64)).await;
             // MQTT 5: a client back within its will delay cancels the will.
-            if !registry.registry.is_connected(&id) {
+            if !edge.registry.is_connected(&id) {
                 fire.await;
             }
         });

@@ -181,8 +181,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             shard: edge.spool.shard_for(&client_id),
             id: client_id,
             username: username.into(),
-            peer: self.peer,
-            peer_text: self.peer.to_string().into(),
+            peer: self.peer.to_string().into(),
         };
 
         let mut batch = SpoolBatch::default();
@@ -232,16 +231,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             shared_subscription_available: Some(1),
             ..ConnAckProperties::default()
         });
-        let mut out = BytesMut::new();
-        let ack = ConnAck { session_present, code: ConnectReturnCode::Success };
-        version.write(Packet::ConnAck(ack, ack_props), &mut out).ok()?;
-
         edge.metrics.connections.fetch_add(1, Ordering::Relaxed);
         let will_delay = will_props.as_ref().and_then(|p| p.delay_interval).unwrap_or(0);
         let receive_max = props.as_ref().and_then(|p| p.receive_maximum).unwrap_or(u16::MAX).min(edge.limits.max_inflight).max(1);
         let max_packet = props.as_ref().and_then(|p| p.max_packet_size).map_or(usize::MAX, |m| m as usize);
         let next_router_id = subscriptions.iter().map(|s| s.router_id).max().unwrap_or(0) + 1;
-        Some(State {
+        let mut state = State {
             edge,
             version,
             client,
@@ -254,7 +249,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             wake_router: false,
             batch,
             spool_failed: false,
-            out,
+            out: BytesMut::new(),
             subscriptions,
             next_router_id,
             aliases: HashMap::new(),
@@ -266,7 +261,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             qos2_received: HashSet::new(),
             will: will.map(|will| (will, will_props, will_delay)),
             connected_ms: now_ms(),
-        })
+        };
+        state.write(Packet::ConnAck(ConnAck { session_present, code: ConnectReturnCode::Success }, ack_props));
+        Some(state)
     }
 
     /// Answers the CONNECT with a refusal, logged (rate-limited) and counted.
@@ -288,7 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
     }
 
     fn protocol_error(&self, what: &str, error: Option<&protocol::Error>) {
-        log_protocol_error(&self.edge.metrics, self.peer, "(before CONNECT)", what, error);
+        log_protocol_error(&self.edge.metrics, &self.peer, "(before CONNECT)", what, error);
     }
 }
 
