@@ -30,8 +30,8 @@ use hookline::envelope;
 use hookline::hooks::{Hook, HookEvent};
 use hookline::metrics::{Metrics, Outcome};
 use hookline::rules::{Dispatcher, RuleEngine, RuleModule, RuleSet, SharedRuleSet};
-use hookline::sink::{KafkaSink, Record, Sink};
-use hookline::spool::{Spool, Ticket};
+use hookline::sink::{Boundary, KafkaSink, Record, Sink, Ticket};
+use hookline::spool::Spool;
 use hookline::topic::{FilterSet, TopicFilter};
 
 const CLIENT_ID: &str = "10083618796833171";
@@ -82,7 +82,7 @@ fn rule_path(file: &str) -> std::path::PathBuf {
 
 /// A worker's dispatcher over exactly one rule file.
 fn dispatcher_with(file: &str) -> (Dispatcher, Arc<Metrics>) {
-    let engine = RuleEngine::new(&RulesConfig::default()).expect("wasmtime engine");
+    let engine = RuleEngine::new(&RulesConfig::default(), hookline::sink::check_kafka_topic).expect("wasmtime engine");
     let module = RuleModule::load_file(&engine, &rule_path(file)).unwrap_or_else(|e| panic!("loading {file}: {e}"));
     let rules: SharedRuleSet = Arc::new(ArcSwap::from_pointee(RuleSet { modules: vec![Arc::new(module)] }));
     let metrics = Arc::new(Metrics::default());
@@ -234,11 +234,12 @@ fn kafka(c: &mut Criterion) {
     cluster.create_topic("message_state", 4, 1).expect("create topic");
     let metrics = Arc::new(Metrics::default());
     let config = KafkaConfig { bootstrap_servers: cluster.bootstrap_servers(), ..Default::default() };
-    let sink = KafkaSink::new(&config, metrics.clone()).expect("producer");
+    let sink = KafkaSink::new(&config).expect("producer");
+    let boundary = Boundary::new(metrics.clone());
     let event = publish_event("devices/10083618796833171/state");
     let mut value = Vec::new();
     envelope::encode(&event, NODE, &mut value);
-    let record = Record { topic: "message_state", key: CLIENT_ID.as_bytes(), value: &value, headers: &[], event_ms: event.ts_ms };
+    let record = Record { topic: "message_state", key: CLIENT_ID.as_bytes(), value: &value, headers: &[] };
     // Waits (untimed where the caller says so) until every record sent so far has its
     // delivery report. `flush` is not used: with the threaded producer it sleeps in
     // 100 ms steps.
@@ -251,7 +252,7 @@ fn kafka(c: &mut Criterion) {
     };
     // Warm the producer up: metadata, producer id (idempotence), first batch.
     let ticket = Ticket::new();
-    sink.send(record, &ticket).unwrap();
+    sink.send(record, boundary.begin(&ticket, record.topic, event.ts_ms));
     wait_delivered();
 
     // Records per timed chunk; the queue is drained (untimed) between chunks, far below
@@ -268,7 +269,7 @@ fn kafka(c: &mut Criterion) {
                 let n = CHUNK.min(iters - done);
                 let started = Instant::now();
                 for _ in 0..n {
-                    sink.send(black_box(record), &ticket).unwrap();
+                    sink.send(black_box(record), boundary.begin(&ticket, record.topic, event.ts_ms));
                 }
                 timed += started.elapsed();
                 done += n;
@@ -289,7 +290,7 @@ fn kafka(c: &mut Criterion) {
     group.bench_function("sink_send_and_deliver_1k_batch", |b| {
         b.iter(|| {
             for _ in 0..CHUNK {
-                sink.send(black_box(record), &ticket).unwrap();
+                sink.send(black_box(record), boundary.begin(&ticket, record.topic, event.ts_ms));
             }
             wait_delivered();
         })

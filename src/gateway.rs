@@ -9,9 +9,12 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 use crate::access::Access;
 use crate::admin::AdminSources;
@@ -20,23 +23,35 @@ use crate::config::Config;
 use crate::metrics::{Metrics, Outcome};
 use crate::readiness::Readiness;
 use crate::rules::{Dispatcher, RuleEngine, RuleSet, RuleWatcher, SharedRuleSet};
-use crate::sink::{FileSink, KafkaSink, Sink};
+use crate::sink::{Boundary, FileSink, KafkaSink, Sink};
 use crate::spool::Spool;
 use crate::tail::Tail;
+use crate::watch::FileWatch;
 use crate::worker::{Worker, WorkerState};
 
 /// How long shutdown waits for undelivered records; what is left stays in the spool
 /// for the next start.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long the admin endpoint's open requests (a dashboard's live tail) may take to
+/// end at shutdown before they are cut.
+const ADMIN_GRACE: Duration = Duration::from_secs(1);
 
+/// A running gateway. It owns every thread and task it starts: `shutdown` stops and
+/// waits for all of them (see README, "Embedding"), except rumqttd's router thread,
+/// which rumqttd 0.20 gives no way to stop.
 pub struct Gateway {
     broker: Broker,
-    _watcher: RuleWatcher,
+    workers: Workers,
+    /// Held for their threads; dropping them stops and joins them.
+    rule_watch: RuleWatcher,
+    access_watch: Option<FileWatch>,
+    /// The admin endpoint and the stats logger.
+    tasks: JoinSet<()>,
+    stop_admin: Arc<Notify>,
     rules: SharedRuleSet,
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
     spool: Arc<Spool>,
-    workers: Vec<Arc<WorkerState>>,
     listen: SocketAddr,
     admin: Option<SocketAddr>,
 }
@@ -51,28 +66,31 @@ impl Gateway {
         let rules_ready = readiness.flag(format!("rules: the first load of {} has not finished", config.rules.dir.display()));
         let listeners_ready = readiness.flag("MQTT listeners: not bound yet");
 
+        let mut tasks = JoinSet::new();
+        let stop_admin = Arc::new(Notify::new());
         let admin = match config.admin.enabled {
             true => {
                 let sources = AdminSources { metrics: metrics.clone(), rules: rules.clone(), readiness, tail: tail.clone() };
-                Some(crate::admin::start(config.admin.listen, sources).await?)
+                Some(crate::admin::start(config.admin.listen, sources, stop_admin.clone(), &mut tasks).await?)
             }
             false => None,
         };
 
         let sink: Arc<dyn Sink> = if config.kafka.bootstrap_servers.is_empty() {
-            Arc::new(FileSink::open(&config.data, metrics.clone())?)
+            let sink = FileSink::open(&config.data).with_context(|| {
+                format!("cannot open the file sink's {} under {} (data)", crate::sink::RECORDS_FILE, config.data.display())
+            })?;
+            Arc::new(sink)
         } else {
-            Arc::new(
-                KafkaSink::new(&config.kafka, metrics.clone()).context("cannot create the Kafka producer (check the [kafka] settings)")?,
-            )
+            Arc::new(KafkaSink::new(&config.kafka).context("cannot create the Kafka producer (check the [kafka] settings)")?)
         };
 
-        let engine = RuleEngine::new(&config.rules).context("cannot start the WebAssembly engine")?;
+        let engine = RuleEngine::new(&config.rules, sink.destination_check()).context("cannot start the WebAssembly engine")?;
         let public_key = match config.rules.public_key.as_os_str().is_empty() {
             true => None,
             false => Some(crate::rules::signature::read_public_key(&config.rules.public_key).map_err(anyhow::Error::msg)?),
         };
-        let watcher = RuleWatcher::start(
+        let rule_watch = RuleWatcher::start(
             &config.rules.dir,
             Duration::from_millis(config.rules.reload_debounce_ms),
             public_key,
@@ -83,40 +101,41 @@ impl Gateway {
         rules_ready.set_ready();
 
         let (spool, readers) = Spool::open(&config.buffer, &config.data, config.rule_workers(), metrics.clone())?;
-        let worker_count = readers.len();
+        let boundary = Boundary::new(metrics.clone());
         let node: Arc<str> = config.node.as_str().into();
-        let mut workers = Vec::with_capacity(worker_count);
+        let mut workers = Workers { sink: sink.clone(), running: Vec::with_capacity(readers.len()) };
         for (i, reader) in readers.into_iter().enumerate() {
             let state = Arc::new(WorkerState::default());
             let worker = Worker {
                 reader,
                 dispatcher: Dispatcher::new(engine.clone(), rules.clone(), metrics.clone()),
                 sink: sink.clone(),
+                boundary: boundary.clone(),
                 node: node.clone(),
                 metrics: metrics.clone(),
                 state: state.clone(),
                 tail: tail.clone(),
             };
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("hookline-rules-{i}"))
                 .spawn(move || worker.run())
                 .context("cannot start a rule worker thread")?;
-            workers.push(state);
+            workers.running.push((state, Some(thread)));
         }
 
         let access = Access::load(&config.auth)?;
-        access.watch(&config.auth);
+        let access_watch = access.watch(&config.auth)?;
         let broker = Broker::start(&config.broker, spool.clone(), metrics.clone(), access, listeners_ready).await?;
         let listen = broker.local_addrs()[0];
-        tokio::spawn(log_stats(metrics.clone(), spool.clone()));
+        tasks.spawn(log_stats(metrics.clone(), spool.clone()));
         tracing::info!(
             sink = %sink.describe(),
             rules_dir = %config.rules.dir.display(),
-            workers = worker_count,
+            workers = workers.running.len(),
             node = %config.node,
             "hookline gateway running"
         );
-        Ok(Gateway { broker, _watcher: watcher, rules, sink, metrics, spool, workers, listen, admin })
+        Ok(Gateway { broker, workers, rule_watch, access_watch, tasks, stop_admin, rules, sink, metrics, spool, listen, admin })
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -146,43 +165,81 @@ impl Gateway {
     }
 
     /// Stops accepting clients and closes connections at their next packet, lets the
-    /// workers deliver what the spool holds, and waits for the sink, up to
-    /// `SHUTDOWN_GRACE`. Whatever is still undelivered then is already in the spool,
-    /// committed up to what was delivered: the next start resumes from there, so an
-    /// early end loses nothing.
+    /// workers deliver what the spool holds for up to `SHUTDOWN_GRACE`, then closes
+    /// the connections, the spool and every thread and task the gateway started, and
+    /// waits for them. Whatever is still undelivered is in the spool, committed up to
+    /// what was delivered: the next start resumes from there, so an early end loses
+    /// nothing.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         tracing::info!("shutting down: no new connections or publishes, delivering what the spool holds");
         self.broker.stop_accepting();
         let deadline = Instant::now() + SHUTDOWN_GRACE;
-        while Instant::now() < deadline && !self.drained() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let workers = std::mem::take(&mut self.workers.running);
+        for (state, _) in &workers {
+            let _ = state.stop_by.set(deadline);
         }
-        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-        let sink = self.sink.clone();
-        let flushed = tokio::task::spawn_blocking(move || sink.flush(remaining)).await?;
-        // Deliveries that ended during the flush are marked by the workers' next look;
-        // then write the marks down.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        self.spool.persist_delivered();
-        self.spool.update_gauges();
-        tracing::info!(stats = ?self.metrics.snapshot(), "final counters");
+        let mut joined = tokio::task::spawn_blocking(move || Workers::join(workers));
+        if tokio::time::timeout_at(deadline.into(), &mut joined).await.is_err() {
+            // A worker waits for room in a sink that does not drain (Kafka away).
+            self.sink.close();
+            joined.await?;
+        }
         self.broker.stop().await;
-        let backlog = self.metrics.spool_backlog_bytes.load(Ordering::Relaxed);
-        match flushed {
-            Err(error) => {
-                tracing::warn!(%error, backlog_bytes = backlog, "records left undelivered stay in the spool; the next start delivers them")
-            }
-            Ok(()) if backlog > 0 => {
-                tracing::warn!(backlog_bytes = backlog, "records left undelivered stay in the spool; the next start delivers them")
-            }
-            Ok(()) => {}
+        self.spool.close();
+        self.spool.update_gauges();
+        self.stop_admin.notify_one();
+        if tokio::time::timeout(ADMIN_GRACE, self.tasks.join_next()).await.is_err() {
+            self.tasks.abort_all();
         }
+        // The stats logger never ends by itself.
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        tracing::info!(stats = ?self.metrics.snapshot(), "final counters");
+        let backlog = self.metrics.spool_backlog_bytes.load(Ordering::Relaxed);
+        if backlog > 0 {
+            tracing::warn!(backlog_bytes = backlog, "records left undelivered stay in the spool; the next start delivers them");
+        }
+        // Threads of the watches and the sink's (librdkafka's) end as they are dropped.
+        let Gateway { rule_watch, access_watch, sink, .. } = self;
+        tokio::task::spawn_blocking(move || drop((rule_watch, access_watch, sink))).await?;
         Ok(())
     }
 
     /// Every event written to the spool is delivered and committed.
     pub fn drained(&self) -> bool {
-        self.workers.iter().all(|w| w.drained.load(Ordering::SeqCst))
+        self.workers.running.iter().all(|(state, _)| state.drained.load(Ordering::SeqCst))
+    }
+}
+
+/// The rule worker threads. Dropped without `Gateway::shutdown` (a start that failed
+/// half-way, an embedder that drops the gateway), it stops them at once and waits.
+struct Workers {
+    sink: Arc<dyn Sink>,
+    running: Vec<(Arc<WorkerState>, Option<JoinHandle<()>>)>,
+}
+
+impl Workers {
+    fn join(mut running: Vec<(Arc<WorkerState>, Option<JoinHandle<()>>)>) {
+        for (_, thread) in &mut running {
+            if let Some(thread) = thread.take() {
+                if thread.join().is_err() {
+                    tracing::error!("a rule worker thread panicked; its shard resumes from its last commit at the next start");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        if self.running.is_empty() {
+            return;
+        }
+        for (state, _) in &self.running {
+            let _ = state.stop_by.set(Instant::now());
+        }
+        self.sink.close();
+        Workers::join(std::mem::take(&mut self.running));
     }
 }
 

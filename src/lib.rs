@@ -24,6 +24,7 @@ pub mod sink;
 pub mod spool;
 pub mod tail;
 pub mod topic;
+pub mod watch;
 pub mod worker;
 
 pub use config::Config;

@@ -133,6 +133,9 @@ counters! {
     rule_loads,
     /// Records handed to the sink.
     records_sent,
+    /// Records not delivered for a reason that may clear (destination away, write
+    /// failed, producer shut down): their events are sent again.
+    records_resent,
     /// Live-tail items a viewer missed because it read slower than records were routed.
     tail_dropped,
 }

@@ -1,14 +1,14 @@
 //! Who may connect (`credentials`) and which topics each client may touch (`acl`).
 //!
-//! Both files are optional and re-read when they change (checked once a second), like
-//! rules; a file that stops parsing is reported and the previous version stays in force.
+//! Both files are optional and re-read when they change (`watch`), like rules; a file
+//! that stops parsing is reported and the previous version stays in force.
 //! Without an ACL every authenticated client may use every topic except the gateway's
 //! reserved ones (`RESERVED_PREFIXES`).
 
 pub mod acl;
 pub mod credentials;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +18,7 @@ pub use acl::{Acl, Action};
 pub use credentials::{Credentials, LoginRefused, User};
 
 use crate::config::AuthConfig;
+use crate::watch::{dir_of, FileWatch, WatchSettings};
 
 /// Topic prefixes the gateway uses for itself; clients may neither publish nor
 /// subscribe there.
@@ -76,26 +77,31 @@ impl Access {
         }
     }
 
-    /// Re-reads the files when they change, once a second, until the runtime stops.
-    pub fn watch(self: &Arc<Self>, config: &AuthConfig) {
+    /// Re-reads the files when they change (checked on notification and once a
+    /// second) until the returned watch is dropped; `None` without files to watch.
+    pub fn watch(self: &Arc<Self>, config: &AuthConfig) -> anyhow::Result<Option<FileWatch>> {
         let access = self.clone();
         let credentials = optional(&config.credentials).map(Path::to_path_buf);
         let acl = optional(&config.acl).map(Path::to_path_buf);
-        tokio::spawn(async move {
-            let mut stamps = (modified(credentials.as_deref()), modified(acl.as_deref()));
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let now = (modified(credentials.as_deref()), modified(acl.as_deref()));
-                if now.0 != stamps.0 {
-                    reload(credentials.as_deref(), Credentials::from_file, &access.credentials);
-                }
-                if now.1 != stamps.1 {
-                    reload(acl.as_deref(), Acl::from_file, &access.acl);
-                }
-                stamps = now;
+        let mut dirs: Vec<PathBuf> = credentials.iter().chain(&acl).map(|file| dir_of(file)).collect();
+        dirs.dedup();
+        if dirs.is_empty() {
+            return Ok(None);
+        }
+        let mut stamps = (modified(credentials.as_deref()), modified(acl.as_deref()));
+        let settings =
+            WatchSettings { name: "hookline-access", debounce: Duration::from_millis(100), rescan_every: Duration::from_secs(1) };
+        let watch = FileWatch::start(&dirs, settings, move || {
+            let now = (modified(credentials.as_deref()), modified(acl.as_deref()));
+            if now.0 != stamps.0 {
+                reload(credentials.as_deref(), Credentials::from_file, &access.credentials);
             }
-        });
+            if now.1 != stamps.1 {
+                reload(acl.as_deref(), Acl::from_file, &access.acl);
+            }
+            stamps = now;
+        })?;
+        Ok(Some(watch))
     }
 }
 

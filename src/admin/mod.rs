@@ -18,6 +18,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -33,8 +35,9 @@ pub struct AdminSources {
     pub tail: Arc<Tail>,
 }
 
-/// Binds `listen` and serves until the runtime stops. Returns the bound address.
-pub async fn start(listen: SocketAddr, sources: AdminSources) -> anyhow::Result<SocketAddr> {
+/// Binds `listen` and serves, as a task of `tasks`, until `stop` is notified (then
+/// open requests may finish). Returns the bound address.
+pub async fn start(listen: SocketAddr, sources: AdminSources, stop: Arc<Notify>, tasks: &mut JoinSet<()>) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen for the admin endpoint on {listen} (config key admin.listen)"))?;
@@ -48,8 +51,8 @@ pub async fn start(listen: SocketAddr, sources: AdminSources) -> anyhow::Result<
         .route("/api/stats", get(api::stats))
         .route("/api/tail", get(api::tail))
         .with_state(sources);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await }).await {
             tracing::error!(error = %e, "admin endpoint stopped");
         }
     });

@@ -69,7 +69,8 @@ pub enum RuleCommand {
 }
 
 pub fn run(command: RuleCommand) -> anyhow::Result<()> {
-    let engine = RuleEngine::new(&RulesConfig::default())?;
+    // Rules are checked against Kafka's topic names, which every sink takes.
+    let engine = RuleEngine::new(&RulesConfig::default(), crate::sink::check_kafka_topic)?;
     match command {
         RuleCommand::New { lang, name, dir } => {
             let root = super::scaffold::create(lang, &name, &dir)?;

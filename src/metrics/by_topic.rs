@@ -51,7 +51,7 @@ impl Outcome {
     pub fn help(self) -> &'static str {
         match self {
             Outcome::Delivered => "Records the sink confirmed (Kafka delivery report, or file flush), by Kafka topic.",
-            Outcome::Failed => "Records the sink reported failed, by Kafka topic.",
+            Outcome::Failed => "Records the destination refused for good (too large, not allowed), by Kafka topic.",
         }
     }
 }

@@ -11,6 +11,7 @@ use wasmtime::{Caller, Linker, Memory, StoreLimits};
 
 use super::settings::RuleSettings;
 use crate::hooks::{Hook, HookEvent};
+use crate::sink::DestinationCheck;
 use crate::topic::TopicFilter;
 
 pub const ABI_MARKER: &str = "hookline_abi_v1";
@@ -24,7 +25,6 @@ pub const MAX_HEADERS: usize = 16;
 pub const MAX_KEY_LEN: usize = 4096;
 pub const MAX_HEADER_NAME_LEN: usize = 256;
 pub const MAX_HEADER_VALUE_LEN: usize = 4096;
-pub const MAX_TOPIC_LEN: usize = 249;
 /// Log lines a rule instance may write per second.
 const LOG_LINES_PER_SECOND: u32 = 10;
 
@@ -68,13 +68,20 @@ pub struct HostState {
     pub invalid: Option<&'static str>,
     /// The guest's exported memory, looked up once after instantiation.
     pub memory: Option<Memory>,
-    /// Kafka topics this instance routed to lately, validated (see `Route::topic`).
+    /// Which destination names the sink takes.
+    destinations: DestinationCheck,
+    /// Destinations this instance routed to lately, validated (see `Route::topic`).
     recent_topics: Vec<Arc<str>>,
     log_window: (std::time::Instant, u32),
 }
 
 impl HostState {
-    pub fn new(rule: std::sync::Arc<str>, settings: std::sync::Arc<RuleSettings>, limits: StoreLimits) -> HostState {
+    pub fn new(
+        rule: std::sync::Arc<str>,
+        settings: std::sync::Arc<RuleSettings>,
+        limits: StoreLimits,
+        destinations: DestinationCheck,
+    ) -> HostState {
         HostState {
             limits,
             rule,
@@ -85,6 +92,7 @@ impl HostState {
             routes: Vec::new(),
             invalid: None,
             memory: None,
+            destinations,
             recent_topics: Vec::new(),
             log_window: (std::time::Instant::now(), 0),
         }
@@ -101,31 +109,23 @@ impl HostState {
     }
 }
 
-/// Kafka's topic name rule: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
-pub fn valid_kafka_topic(topic: &str) -> bool {
-    !topic.is_empty()
-        && topic.len() <= MAX_TOPIC_LEN
-        && topic != "."
-        && topic != ".."
-        && topic.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-}
-
 /// How many distinct route topics an instance keeps ready for reuse.
 const RECENT_TOPICS: usize = 8;
 
 impl HostState {
     /// A validated, shared copy of `topic`, reusing a recent one when it matches.
-    fn route_topic(&mut self, topic: &[u8]) -> Option<Arc<str>> {
+    fn route_topic(&mut self, topic: &[u8]) -> Result<Arc<str>, &'static str> {
         if let Some(known) = self.recent_topics.iter().find(|t| t.as_bytes() == topic) {
-            return Some(known.clone());
+            return Ok(known.clone());
         }
-        let topic = std::str::from_utf8(topic).ok().filter(|t| valid_kafka_topic(t))?;
+        let topic = std::str::from_utf8(topic).map_err(|_| "destination name is not UTF-8")?;
+        (self.destinations)(topic)?;
         let topic: Arc<str> = topic.into();
         if self.recent_topics.len() == RECENT_TOPICS {
             self.recent_topics.remove(0);
         }
         self.recent_topics.push(topic.clone());
-        Some(topic)
+        Ok(topic)
     }
 }
 
@@ -240,9 +240,12 @@ fn add_route(memory: &[u8], state: &mut HostState, topic_ptr: i32, topic_len: i3
         return ERR_LIMIT;
     }
     let Some(range) = guest_range(memory, topic_ptr, topic_len) else { return ERR_MEMORY };
-    let Some(topic) = state.route_topic(&memory[range]) else {
-        state.invalid = Some("invalid Kafka topic name");
-        return ERR_TOPIC;
+    let topic = match state.route_topic(&memory[range]) {
+        Ok(topic) => topic,
+        Err(why) => {
+            state.invalid = Some(why);
+            return ERR_TOPIC;
+        }
     };
     let key = if key_len == -1 {
         None
@@ -310,15 +313,7 @@ fn write_log(memory: &[u8], state: &mut HostState, level: i32, ptr: i32, len: i3
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kafka_topic_names() {
-        assert!(valid_kafka_topic("message_state"));
-        assert!(valid_kafka_topic("a.b-c_1"));
-        for bad in ["", ".", "..", "has space", "slash/no", &"x".repeat(250)] {
-            assert!(!valid_kafka_topic(bad), "{bad:?}");
-        }
-    }
+    use crate::sink::check_kafka_topic;
 
     #[test]
     fn guest_ranges_are_bounds_checked() {
@@ -370,7 +365,8 @@ mod tests {
     }
 
     fn event_state() -> HostState {
-        let mut state = HostState::new("hostile.wat".into(), Default::default(), wasmtime::StoreLimitsBuilder::new().build());
+        let mut state =
+            HostState::new("hostile.wat".into(), Default::default(), wasmtime::StoreLimitsBuilder::new().build(), check_kafka_topic);
         state.phase = Phase::Event;
         let mut event = HookEvent::new(Hook::MessagePublish, "lock-1".into(), "".into());
         event.topic = bytes::Bytes::from_static(b"devices/lock-1/state");
@@ -405,7 +401,7 @@ mod tests {
                         let route = &state.routes[index as usize];
                         let range = guest_range(&memory, topic.0, topic.1).expect("a kept route's topic was in memory");
                         proptest::prop_assert_eq!(route.topic.as_bytes(), &memory[range]);
-                        proptest::prop_assert!(valid_kafka_topic(&route.topic));
+                        proptest::prop_assert!(check_kafka_topic(&route.topic).is_ok());
                         match key.1 {
                             -1 => proptest::prop_assert_eq!(&route.key, &None),
                             _ => proptest::prop_assert!(route.key.as_ref().is_some_and(|k| k.len() <= MAX_KEY_LEN)),

@@ -16,6 +16,7 @@ use wasmtime::{Config, Engine, Instance, InstancePre, Linker, Store, StoreLimits
 use super::abi::{self, HostState, Phase};
 use super::settings::RuleSettings;
 use crate::config::RulesConfig;
+use crate::sink::DestinationCheck;
 
 #[derive(Clone)]
 pub struct RuleEngine {
@@ -27,10 +28,13 @@ struct Inner {
     linker: Linker<HostState>,
     fuel_per_call: u64,
     max_memory_bytes: usize,
+    destinations: DestinationCheck,
 }
 
 impl RuleEngine {
-    pub fn new(config: &RulesConfig) -> anyhow::Result<RuleEngine> {
+    /// The engine for rules routing to a sink whose destination names pass
+    /// `destinations`.
+    pub fn new(config: &RulesConfig, destinations: DestinationCheck) -> anyhow::Result<RuleEngine> {
         let mut wasm_config = Config::new();
         wasm_config.consume_fuel(true);
         // Keep a deep recursion in a guest a trap, well before the host's own stack.
@@ -39,7 +43,13 @@ impl RuleEngine {
         let mut linker = Linker::new(&engine);
         abi::add_to_linker(&mut linker)?;
         Ok(RuleEngine {
-            inner: Arc::new(Inner { engine, linker, fuel_per_call: config.call_fuel.max(1), max_memory_bytes: config.max_memory_bytes }),
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                fuel_per_call: config.call_fuel.max(1),
+                max_memory_bytes: config.max_memory_bytes,
+                destinations,
+            }),
         })
     }
 
@@ -80,7 +90,7 @@ impl RuleEngine {
         name: Arc<str>,
         settings: Arc<RuleSettings>,
     ) -> wasmtime::Result<(Store<HostState>, Instance, i32)> {
-        let mut store = Store::new(self.engine(), HostState::new(name, settings, self.store_limits()));
+        let mut store = Store::new(self.engine(), HostState::new(name, settings, self.store_limits(), self.inner.destinations));
         store.limiter(|state| &mut state.limits);
         store.set_fuel(self.fuel_per_call())?;
         let instance = pre.instantiate(&mut store)?;

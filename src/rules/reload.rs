@@ -10,11 +10,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-use notify::{RecursiveMode, Watcher};
 
 use super::engine::RuleEngine;
 use super::module::{hash_bytes, LoadError, RuleModule};
@@ -22,14 +19,14 @@ use super::set::{RuleSet, SharedRuleSet};
 use super::settings::RuleSettings;
 use super::signature;
 use crate::metrics::Metrics;
+use crate::watch::{FileWatch, WatchSettings};
 
 /// Rescan this often even without a notification.
 const RESCAN_EVERY: Duration = Duration::from_secs(2);
 
-/// Runs in its own thread until dropped.
+/// Runs in its own thread; dropping it stops the thread and waits for it.
 pub struct RuleWatcher {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _watch: FileWatch,
 }
 
 /// What the directory held at the last scan, by file name.
@@ -77,44 +74,11 @@ impl RuleWatcher {
         let mut loaded = Loaded { files: BTreeMap::new(), public_key };
         loaded.rescan(dir, &engine, &metrics, &rules);
 
-        let (events_tx, events_rx) = mpsc::channel::<()>();
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
-                let _ = events_tx.send(());
-            }
-        })?;
-        watcher
-            .watch(dir, RecursiveMode::NonRecursive)
-            .map_err(|e| anyhow::anyhow!("cannot watch rules directory {}: {e}", dir.display()))?;
-
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let dir = dir.to_path_buf();
-        let thread = std::thread::Builder::new().name("hookline-reload".into()).spawn(move || {
-            let _watcher = watcher;
-            loop {
-                match events_rx.recv_timeout(RESCAN_EVERY) {
-                    Ok(()) => {
-                        // Wait for quiet: editors and copies write in several steps.
-                        while events_rx.recv_timeout(debounce).is_ok() {}
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
-                if stop_rx.try_recv() != Err(mpsc::TryRecvError::Empty) {
-                    return;
-                }
-                loaded.rescan(&dir, &engine, &metrics, &rules);
-            }
-        })?;
-        Ok(RuleWatcher { stop: Some(stop_tx), thread: Some(thread) })
-    }
-}
-
-impl Drop for RuleWatcher {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        // The thread notices at its next wake-up (at most RESCAN_EVERY); don't wait.
-        drop(self.thread.take());
+        let settings = WatchSettings { name: "hookline-reload", debounce, rescan_every: RESCAN_EVERY };
+        let dir_path = dir.to_path_buf();
+        let watch = FileWatch::start(&[dir_path.clone()], settings, move || loaded.rescan(&dir_path, &engine, &metrics, &rules))
+            .map_err(|e| e.context(format!("rules directory {} (rules.dir)", dir.display())))?;
+        Ok(RuleWatcher { _watch: watch })
     }
 }
 

@@ -9,49 +9,55 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine as _;
 
-use super::{Record, Sink, SinkError};
-use crate::metrics::{Metrics, Outcome, TopicSeries};
-use crate::spool::Ticket;
+use super::{Delivery, DestinationCheck, Record, Sink, SinkError};
 
 pub const RECORDS_FILE: &str = "records.jsonl";
 
 pub struct FileSink {
     path: PathBuf,
     writer: Mutex<Writer>,
-    metrics: Arc<Metrics>,
 }
 
 struct Writer {
     out: BufWriter<File>,
-    /// Records written into the buffer but not yet flushed to the file: their topic's
-    /// series and event time, counted once the flush confirms them.
-    unflushed: Vec<(TopicSeries, u64)>,
+    /// Records written into the buffer but not yet flushed to the file, resolved by
+    /// the flush.
+    unflushed: Vec<Delivery>,
 }
 
 impl FileSink {
-    pub fn open(data_dir: &Path, metrics: Arc<Metrics>) -> Result<FileSink, SinkError> {
+    pub fn open(data_dir: &Path) -> std::io::Result<FileSink> {
         let path = data_dir.join(RECORDS_FILE);
-        let error = |source| SinkError::File { path: path.clone(), source };
-        std::fs::create_dir_all(data_dir).map_err(error)?;
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(error)?;
-        Ok(FileSink {
-            writer: Mutex::new(Writer { out: BufWriter::with_capacity(256 * 1024, file), unflushed: Vec::new() }),
-            path,
-            metrics,
-        })
+        std::fs::create_dir_all(data_dir)?;
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(FileSink { writer: Mutex::new(Writer { out: BufWriter::with_capacity(256 * 1024, file), unflushed: Vec::new() }), path })
     }
 
     fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A failed write of the file: the disk may have room again later.
     fn io_error(&self, source: std::io::Error) -> SinkError {
-        SinkError::File { path: self.path.clone(), source }
+        SinkError::retriable(format!("cannot write records to {}: {source}", self.path.display()))
+    }
+
+    /// Writes the buffer out and resolves the records it held.
+    fn flush_buffer(&self) -> Result<(), SinkError> {
+        let mut writer = self.writer();
+        let flushed = writer.out.flush().map_err(|e| self.io_error(e));
+        for delivery in writer.unflushed.drain(..) {
+            match &flushed {
+                Ok(()) => delivery.delivered(),
+                Err(error) => delivery.failed(error),
+            }
+        }
+        flushed
     }
 }
 
@@ -93,35 +99,30 @@ fn encode_line(record: &Record<'_>, line: &mut Vec<u8>) {
 }
 
 impl Sink for FileSink {
-    /// Delivery is the flush in `end_batch`, so tickets are not needed.
-    fn send(&self, record: Record<'_>, _: &Arc<Ticket>) -> Result<(), SinkError> {
+    /// Buffered; delivered by the flush at the end of the worker's batch.
+    fn send(&self, record: Record<'_>, delivery: Delivery) {
         let mut line = Vec::with_capacity(record.value.len() + record.topic.len() + 64);
         encode_line(&record, &mut line);
-        Metrics::add(&self.metrics.records_sent, 1);
-        let series = self.metrics.records.series(record.topic);
         let mut writer = self.writer();
-        if let Err(e) = writer.out.write_all(&line) {
-            self.metrics.records.add(series, Outcome::Failed, 1);
-            return Err(self.io_error(e));
+        match writer.out.write_all(&line) {
+            Ok(()) => writer.unflushed.push(delivery),
+            Err(e) => delivery.failed(&self.io_error(e)),
         }
-        writer.unflushed.push((series, record.event_ms));
-        Ok(())
     }
 
-    fn end_batch(&self) -> Result<(), SinkError> {
-        let mut writer = self.writer();
-        let flushed = writer.out.flush();
-        for (series, event_ms) in writer.unflushed.drain(..) {
-            match flushed {
-                Ok(()) => self.metrics.record_delivered(series, event_ms),
-                Err(_) => self.metrics.records.add(series, Outcome::Failed, 1),
-            }
-        }
-        flushed.map_err(|e| self.io_error(e))
+    fn end_batch(&self) {
+        // A failure resolves the batch's records as not delivered: the worker sends
+        // their events again.
+        let _ = self.flush_buffer();
     }
 
     fn flush(&self, _timeout: Duration) -> Result<(), SinkError> {
-        self.end_batch()
+        self.flush_buffer()
+    }
+
+    /// The same names as Kafka, so a rule that works here works against Kafka.
+    fn destination_check(&self) -> DestinationCheck {
+        super::check_kafka_topic
     }
 
     fn describe(&self) -> String {
@@ -136,7 +137,7 @@ mod tests {
     #[test]
     fn line_embeds_the_envelope_and_marks_binary_keys() {
         let headers = vec![("h".to_string(), b"v".to_vec()), ("bin".to_string(), vec![0xff])];
-        let record = Record { topic: "t", key: &[0xff, 0x00], value: br#"{"a":1}"#, headers: &headers, event_ms: 0 };
+        let record = Record { topic: "t", key: &[0xff, 0x00], value: br#"{"a":1}"#, headers: &headers };
         let mut line = Vec::new();
         encode_line(&record, &mut line);
         let v: serde_json::Value = serde_json::from_slice(&line).unwrap();

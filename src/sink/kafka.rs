@@ -3,14 +3,12 @@
 //!
 //! librdkafka batches, retries and keeps per-partition order itself; with idempotence on,
 //! a retried batch is never written twice, and with no message timeout (the default) it
-//! retries through outages of any length. Every delivery report is checked and gives
-//! the record's ticket back; failures are logged (at most once a second) and counted.
-//! Each record carries its ticket and its event time to the report, which counts it by
-//! topic and observes its delivery latency.
+//! retries through outages of any length. Each record carries its `Delivery` to its
+//! delivery report, which resolves it.
 //! When the producer's queue is full, `send` waits for room: the worker stops reading
 //! the spool, which keeps growing on disk, and memory stays bounded.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -19,32 +17,22 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message};
 
-use super::{Record, Sink, SinkError};
+use super::{Delivery, DestinationCheck, Record, Sink, SinkError};
 use crate::config::KafkaConfig;
 use crate::log_limit::LogLimit;
-use crate::metrics::{Metrics, Outcome};
-use crate::spool::Ticket;
 
 pub struct KafkaSink {
-    producer: ThreadedProducer<DeliveryCounter>,
+    producer: ThreadedProducer<Reports>,
     bootstrap_servers: String,
-}
-
-/// What a record's delivery report needs: the event's ticket to give back, and the
-/// event's time for the latency histogram.
-struct Delivery {
-    ticket: Arc<Ticket>,
-    event_ms: u64,
+    closed: AtomicBool,
 }
 
 /// Receives delivery reports and client errors on librdkafka's polling thread.
-struct DeliveryCounter {
-    metrics: Arc<Metrics>,
-    failure_log: LogLimit,
+struct Reports {
     error_log: LogLimit,
 }
 
-impl ClientContext for DeliveryCounter {
+impl ClientContext for Reports {
     fn error(&self, error: KafkaError, reason: &str) {
         if let Some(skipped) = self.error_log.allow() {
             tracing::warn!(%error, reason, skipped, "Kafka client error (the producer keeps retrying; records stay queued)");
@@ -52,37 +40,57 @@ impl ClientContext for DeliveryCounter {
     }
 }
 
-impl ProducerContext for DeliveryCounter {
+impl ProducerContext for Reports {
     type DeliveryOpaque = Box<Delivery>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
-        // Counted before the ticket is given back: once the worker commits an event,
-        // its records are in the metrics.
         match result {
-            Ok(message) => {
-                let series = self.metrics.records.series(message.topic());
-                self.metrics.record_delivered(series, delivery.event_ms);
-            }
-            Err((error, message)) => {
-                let records = &self.metrics.records;
-                records.add(records.series(message.topic()), Outcome::Failed, 1);
-                if let Some(skipped) = self.failure_log.allow() {
-                    tracing::error!(
-                        skipped,
-                        topic = message.topic(),
-                        %error,
-                        failed_total = records.total(Outcome::Failed),
-                        "Kafka record delivery failed"
-                    );
-                }
-            }
+            Ok(_) => delivery.delivered(),
+            Err((error, message)) => delivery.failed(&sink_error(error, message.topic())),
         }
-        delivery.ticket.done();
+    }
+}
+
+/// Kafka's answer for one record, by kind. Most transient errors never get here:
+/// librdkafka retries them itself (forever, with `message.timeout.ms` = 0).
+fn sink_error(error: &KafkaError, topic: &str) -> SinkError {
+    use RDKafkaErrorCode::*;
+    let message = format!("Kafka topic {topic}: {error}");
+    match error.rdkafka_error_code() {
+        // Purged when the producer is dropped at shutdown, or queued too long under a
+        // configured `kafka.message_timeout_ms`: Kafka may take it on the next try.
+        Some(
+            PurgeQueue
+            | PurgeInflight
+            | MessageTimedOut
+            | QueueFull
+            | AllBrokersDown
+            | BrokerTransportFailure
+            | NetworkException
+            | RequestTimedOut
+            | NotLeaderForPartition
+            | LeaderNotAvailable
+            | NotEnoughReplicas
+            | NotEnoughReplicasAfterAppend,
+        ) => SinkError::retriable(message),
+        _ => SinkError::final_(message),
+    }
+}
+
+/// Kafka's topic name rule: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn check_topic(topic: &str) -> Result<(), &'static str> {
+    let legal = |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-';
+    match topic {
+        "" => Err("empty Kafka topic name"),
+        "." | ".." => Err("Kafka topic name `.` or `..`"),
+        t if t.len() > 249 => Err("Kafka topic name over 249 bytes"),
+        t if !t.bytes().all(legal) => Err("Kafka topic name with a character other than a-z A-Z 0-9 . _ -"),
+        _ => Ok(()),
     }
 }
 
 impl KafkaSink {
-    pub fn new(config: &KafkaConfig, metrics: Arc<Metrics>) -> Result<KafkaSink, SinkError> {
+    pub fn new(config: &KafkaConfig) -> Result<KafkaSink, KafkaError> {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.bootstrap_servers)
@@ -97,17 +105,14 @@ impl KafkaSink {
         for (key, value) in &config.properties {
             client.set(key, value);
         }
-        let context = DeliveryCounter { metrics, failure_log: LogLimit::new(), error_log: LogLimit::new() };
-        let producer = client.create_with_context(context)?;
-        Ok(KafkaSink { producer, bootstrap_servers: config.bootstrap_servers.clone() })
+        let producer = client.create_with_context(Reports { error_log: LogLimit::new() })?;
+        Ok(KafkaSink { producer, bootstrap_servers: config.bootstrap_servers.clone(), closed: AtomicBool::new(false) })
     }
 }
 
 impl Sink for KafkaSink {
-    fn send(&self, record: Record<'_>, ticket: &Arc<Ticket>) -> Result<(), SinkError> {
-        ticket.add();
-        let delivery = Box::new(Delivery { ticket: ticket.clone(), event_ms: record.event_ms });
-        let mut base = BaseRecord::with_opaque_to(record.topic, delivery).key(record.key).payload(record.value);
+    fn send(&self, record: Record<'_>, delivery: Delivery) {
+        let mut base = BaseRecord::with_opaque_to(record.topic, Box::new(delivery)).key(record.key).payload(record.value);
         // Most records carry no headers; librdkafka allocates a header list only if asked.
         if !record.headers.is_empty() {
             let headers = record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |headers, (name, value)| {
@@ -115,28 +120,36 @@ impl Sink for KafkaSink {
             });
             base = base.headers(headers);
         }
-        Metrics::add(&self.producer.context().metrics.records_sent, 1);
         loop {
             match self.producer.send(base) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if self.closed.load(Ordering::Relaxed) => return,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     // The producer holds as much as it may; wait for deliveries to free room.
                     base = returned;
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                // Refused outright (e.g. larger than the broker accepts): final.
-                Err((error, returned)) => {
-                    let records = &self.producer.context().metrics.records;
-                    records.add(records.series(record.topic), Outcome::Failed, 1);
-                    returned.delivery_opaque.ticket.done();
-                    return Err(error.into());
-                }
+                // Refused outright, e.g. larger than `message.max.bytes`.
+                Err((error, returned)) => return returned.delivery_opaque.failed(&sink_error(&error, record.topic)),
             }
         }
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
-        self.producer.flush(timeout).map_err(|_| SinkError::Undelivered(self.producer.in_flight_count().max(0) as u64, timeout))
+        self.producer.flush(timeout).map_err(|_| {
+            SinkError::retriable(format!(
+                "{} Kafka records still undelivered after waiting {timeout:?}",
+                self.producer.in_flight_count().max(0)
+            ))
+        })
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    fn destination_check(&self) -> DestinationCheck {
+        check_topic
     }
 
     fn describe(&self) -> String {
@@ -161,6 +174,16 @@ mod tests {
         ] {
             config.properties.insert(key.into(), value.into());
         }
-        KafkaSink::new(&config, Arc::new(Metrics::default())).expect("TLS + SCRAM + zstd producer");
+        KafkaSink::new(&config).expect("TLS + SCRAM + zstd producer");
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert_eq!(check_topic("message_state"), Ok(()));
+        assert_eq!(check_topic("a.b-c_1"), Ok(()));
+        for bad in ["", ".", "..", "a/b", "a b", "caf\u{e9}", &"x".repeat(250)] {
+            assert!(check_topic(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(check_topic(&"x".repeat(249)), Ok(()));
     }
 }

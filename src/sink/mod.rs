@@ -1,62 +1,85 @@
-//! Where routed records go: Kafka (`kafka`), or the embedded file sink (`file`) when no
-//! Kafka is configured.
+//! Where routed records go. One folder or file per destination, each a `Sink`, and one
+//! `SinkConfig` variant choosing it (see README, "Adding a sink").
 //!
-//! A sink takes records from several rule workers at once. `send` may block the calling
-//! worker while the sink is full (the spool then absorbs the traffic), but never drops
-//! a record silently: a record that cannot be delivered is logged and counted in
-//! `records_failed` (by topic).
-//!
-//! Delivery is reported per event through its `Ticket`: a record counts as delivered
-//! once its ticket is given back (Kafka: on the delivery report), or, for a sink that
-//! ignores tickets, once `end_batch` returns `Ok`. Only then does the worker commit the
-//! event in the spool. A sink counts each delivered record by topic, with its latency
-//! from the event (`Metrics::record_delivered`), before reporting it delivered.
+//! The contract, the same for every sink:
+//! - `send` takes a record and its `Delivery`. The sink resolves the delivery exactly
+//!   once: `delivered()` when the destination has the record, `failed(error)` when it
+//!   will not. That is the only way a record counts as delivered, and the rule worker
+//!   commits an event in the spool only when all its records are resolved.
+//! - A `Delivery` dropped unresolved (a sink that lost track of it, a panic) means "not
+//!   delivered": the worker sends the event again. So does a `Retriable` failure.
+//! - A `Final` failure (the destination refuses that record and always will) is logged
+//!   and counted in `records_failed`, and the event is committed: retrying it would
+//!   hold up every later event of its shard forever.
+//! - Counting and logging happen in `delivery`, at the boundary, not in the sinks.
+//! - `send` may block the calling worker while the sink is full (the spool absorbs the
+//!   traffic meanwhile).
 
+mod delivery;
 mod file;
 mod kafka;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-pub use file::FileSink;
-pub use kafka::KafkaSink;
+pub use delivery::{Boundary, Delivery, Ticket};
+pub use file::{FileSink, RECORDS_FILE};
+pub use kafka::{check_topic as check_kafka_topic, KafkaSink};
 
-use crate::spool::Ticket;
-
-/// One Kafka record, borrowed from the worker's buffers.
+/// One record, borrowed from the worker's buffers.
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
+    /// The destination: a Kafka topic, a file sink's topic field.
     pub topic: &'a str,
     pub key: &'a [u8],
     pub value: &'a [u8],
     pub headers: &'a [(String, Vec<u8>)],
-    /// When the hook event the record was made from was raised (unix ms): the start
-    /// of its delivery latency.
-    pub event_ms: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    #[error("cannot write records to {path}: {source}")]
-    File { path: std::path::PathBuf, source: std::io::Error },
-    #[error("Kafka producer: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("{0} records still undelivered after waiting {1:?}")]
-    Undelivered(u64, Duration),
+/// Whether a destination failure may clear by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Send the record again later: the destination is away, full or busy.
+    Retriable,
+    /// The destination refuses this record and always will (too large, not allowed).
+    Final,
 }
+
+/// A sink's failure to deliver, by kind; the message says what and where.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    pub kind: ErrorKind,
+    message: String,
+}
+
+impl SinkError {
+    pub fn retriable(message: impl std::fmt::Display) -> SinkError {
+        SinkError { kind: ErrorKind::Retriable, message: message.to_string() }
+    }
+
+    pub fn final_(message: impl std::fmt::Display) -> SinkError {
+        SinkError { kind: ErrorKind::Final, message: message.to_string() }
+    }
+}
+
+/// Whether a name can be a destination of a sink; the error says why not, for the rule
+/// author (the rule's decision is discarded and counted in `rule_invalid_output`).
+pub type DestinationCheck = fn(&str) -> Result<(), &'static str>;
 
 pub trait Sink: Send + Sync {
-    /// Queues one record for delivery; blocks while the sink's buffers are full. A sink
-    /// that delivers asynchronously takes a count on `ticket` and gives it back when the
-    /// record is delivered or has finally failed.
-    fn send(&self, record: Record<'_>, ticket: &Arc<Ticket>) -> Result<(), SinkError>;
-    /// Called by a worker after a batch of `send`s; lets a sink write in batches. An
-    /// error means the batch's records may not be delivered: the worker sends them again.
-    fn end_batch(&self) -> Result<(), SinkError> {
-        Ok(())
-    }
-    /// Waits until every queued record is delivered, up to `timeout`.
+    /// Hands one record over; resolves `delivery` now or later (see the module docs).
+    /// Blocks while the sink's buffers are full.
+    fn send(&self, record: Record<'_>, delivery: Delivery);
+    /// A worker finished a batch of `send`s: a sink that buffers writes them out now.
+    fn end_batch(&self) {}
+    /// Waits until every record handed over is resolved, up to `timeout`.
     fn flush(&self, timeout: Duration) -> Result<(), SinkError>;
+    /// Shutdown's deadline passed: a `send` waiting for room gives up, leaving its
+    /// delivery unresolved (the event is sent again at the next start).
+    fn close(&self) {}
+    /// Which names rules may route to. Checked when a rule emits a route, so a bad
+    /// name is the rule's error, not a delivery failure.
+    fn destination_check(&self) -> DestinationCheck;
     /// Human-readable destination, for logs.
     fn describe(&self) -> String;
 }

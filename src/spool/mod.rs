@@ -12,7 +12,6 @@
 //! does not depend on the backlog: workers read a bounded chunk at a time.
 
 mod frame;
-mod progress;
 mod shard;
 
 use std::cell::RefCell;
@@ -24,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-pub use progress::{Progress, Ticket};
 pub use shard::{Position, ReadBatch, Shard, ShardReader};
 
 use crate::config::{BufferConfig, Fsync, WhenFull};
@@ -48,8 +46,10 @@ pub struct Spool {
     shards: Vec<Arc<Shard>>,
     config: BufferConfig,
     metrics: Arc<Metrics>,
-    /// Signalled by the syncer loop's clients under `fsync = always`.
-    sync_wanted: (Mutex<bool>, Condvar),
+    /// Wakes the sync thread: a writer waits for an fsync (`fsync = always`), or the
+    /// spool closes.
+    sync_wanted: (Mutex<SyncWanted>, Condvar),
+    sync_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     full_log: LogLimit,
     write_log: LogLimit,
     fsync_log: LogLimit,
@@ -75,6 +75,13 @@ impl SpoolBatch {
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
+}
+
+/// What the sync thread is asked for.
+#[derive(Default)]
+struct SyncWanted {
+    fsync: bool,
+    close: bool,
 }
 
 /// How often delivery progress is written down; a crash delivers again at most what
@@ -131,7 +138,8 @@ impl Spool {
             shards: opened.iter().map(|(shard, _)| shard.clone()).collect(),
             config: config.clone(),
             metrics,
-            sync_wanted: (Mutex::new(false), Condvar::new()),
+            sync_wanted: (Mutex::default(), Condvar::new()),
+            sync_thread: Mutex::default(),
             full_log: LogLimit::new(),
             write_log: LogLimit::new(),
             fsync_log: LogLimit::new(),
@@ -139,10 +147,11 @@ impl Spool {
         });
         spool.update_gauges();
         let weak = Arc::downgrade(&spool);
-        std::thread::Builder::new()
+        let sync_thread = std::thread::Builder::new()
             .name("hookline-spool-sync".into())
             .spawn(move || sync_loop(weak))
             .context("cannot start the spool's sync thread")?;
+        *spool.sync_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(sync_thread);
         let readers = opened.into_iter().map(|(shard, resume)| ShardReader::new(shard, resume)).collect();
         Ok((spool, readers))
     }
@@ -175,6 +184,18 @@ impl Spool {
                     tracing::error!(%error, skipped, "cannot write down delivery progress in the spool; records may be delivered again after a restart");
                 }
             }
+        }
+    }
+
+    /// Stops the sync thread after a last fsync and a last write of delivery progress,
+    /// and waits for it. Call it once the workers are stopped; writes after it are
+    /// still written, but only the OS decides when they reach the disk.
+    pub fn close(&self) {
+        let (wanted, signal) = &self.sync_wanted;
+        wanted.lock().unwrap_or_else(|p| p.into_inner()).close = true;
+        signal.notify_one();
+        if let Some(thread) = self.sync_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = thread.join();
         }
     }
 
@@ -297,7 +318,17 @@ impl Spool {
 
     fn wait_synced(&self, shard: &Shard, end: Position) {
         let (wanted, signal) = &self.sync_wanted;
-        *wanted.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        let mut wanted = wanted.lock().unwrap_or_else(|p| p.into_inner());
+        if wanted.close {
+            // No sync thread any more (a client's last words during shutdown): sync here.
+            drop(wanted);
+            if let Err(error) = blocking(|| shard.sync()) {
+                tracing::error!(%error, "cannot fsync the spool after it closed");
+            }
+            return;
+        }
+        wanted.fsync = true;
+        drop(wanted);
         signal.notify_one();
         blocking(|| shard.wait_synced(end));
     }
@@ -322,7 +353,7 @@ impl Spool {
 
 /// Runs a blocking wait from a connection's codec, which cannot await: on tokio's
 /// multi-thread runtime the worker thread's other tasks move elsewhere meanwhile.
-fn blocking(wait: impl FnOnce()) {
+fn blocking<T>(wait: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
         _ => wait(),
@@ -331,24 +362,25 @@ fn blocking(wait: impl FnOnce()) {
 
 /// fsyncs the shards (every `fsync_interval_ms`, or as soon as a writer waits for it
 /// under `always`, which so commits the writes of many connections at once), and
-/// writes down what the workers delivered, at most every `PERSIST_EVERY`. Ends with
-/// the spool.
+/// writes down what the workers delivered, at most every `PERSIST_EVERY`. Ends when
+/// the spool closes (after a last round) or is dropped.
 fn sync_loop(spool: Weak<Spool>) {
     let mut last_persist = Instant::now();
     loop {
         let Some(spool) = spool.upgrade() else { return };
-        match spool.config.fsync {
-            Fsync::Always => {
-                let (wanted, signal) = &spool.sync_wanted;
-                let mut wanted = wanted.lock().unwrap_or_else(|p| p.into_inner());
-                if !*wanted {
-                    wanted = signal.wait_timeout(wanted, PERSIST_EVERY).unwrap_or_else(|p| p.into_inner()).0;
-                }
-                *wanted = false;
+        let period = match spool.config.fsync {
+            Fsync::Always | Fsync::Never => PERSIST_EVERY,
+            Fsync::Interval => Duration::from_millis(spool.config.fsync_interval_ms),
+        };
+        let closing = {
+            let (wanted, signal) = &spool.sync_wanted;
+            let mut wanted = wanted.lock().unwrap_or_else(|p| p.into_inner());
+            if !wanted.fsync && !wanted.close {
+                wanted = signal.wait_timeout(wanted, period).unwrap_or_else(|p| p.into_inner()).0;
             }
-            Fsync::Interval => std::thread::sleep(Duration::from_millis(spool.config.fsync_interval_ms)),
-            Fsync::Never => std::thread::sleep(PERSIST_EVERY),
-        }
+            wanted.fsync = false;
+            wanted.close
+        };
         if spool.config.fsync != Fsync::Never {
             for shard in &spool.shards {
                 if let Err(error) = shard.sync() {
@@ -358,9 +390,12 @@ fn sync_loop(spool: Weak<Spool>) {
                 }
             }
         }
-        if last_persist.elapsed() >= PERSIST_EVERY {
+        if closing || last_persist.elapsed() >= PERSIST_EVERY {
             spool.persist_delivered();
             last_persist = Instant::now();
+        }
+        if closing {
+            return;
         }
     }
 }

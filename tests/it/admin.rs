@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::fixtures::route_rule;
-use crate::scene::{repo_rules, wait_for, Device, MockKafka, Scene};
+use crate::scene::{free_port, repo_rules, wait_for, Device, MockKafka, Scene};
 
 async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut socket = send_get(addr, path).await;
@@ -172,16 +172,32 @@ async fn metrics_count_kafka_records_by_topic_and_time_their_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_ready_once_started_and_not_ready_once_shutting_down() {
-    let mut scene = Scene::start(&[], None).await;
+    // Kafka never answers, so shutdown waits its whole grace period for a routed
+    // record: the window in which a load balancer must see "not ready".
+    let rule = route_rule("client.connected", "#", "connections");
+    let mut scene = Scene::start(&[("route.wat", rule.as_bytes())], Some(format!("127.0.0.1:{}", free_port()))).await;
     let admin = scene.gateway().admin_addr().unwrap();
     let ready = http_get(admin, "/readyz").await;
-    assert!(ready.starts_with("HTTP/1.1 200") && body(&ready) == "ready\n", "{ready}");
+    assert!(ready.starts_with("HTTP/1.1 200") && body(&ready) == "ready
+", "{ready}");
+    let device = Device::connect(scene.addr, "lock-1").await;
+    assert!(wait_for(Duration::from_secs(10), || scene.counter("records_sent") == 1).await);
 
-    // The admin endpoint outlives the gateway's shutdown in this runtime.
-    scene.shutdown().await;
-    let stopping = http_get(admin, "/readyz").await;
+    let gateway = scene.gateway.take().unwrap();
+    let shutdown = tokio::spawn(gateway.shutdown());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let stopping = loop {
+        let answer = http_get(admin, "/readyz").await;
+        if answer.starts_with("HTTP/1.1 503") || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(stopping.starts_with("HTTP/1.1 503"), "{stopping}");
     assert_eq!(body(&stopping), "not ready:\nshutting down: no new connections accepted\n");
+    shutdown.await.unwrap().expect("clean shutdown");
+    drop(device);
+    assert!(TcpStream::connect(admin).await.is_err(), "the admin endpoint stops with the gateway");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,22 +7,25 @@
 //! is shared between workers except the sink and the live tail (touched only while
 //! someone watches it).
 
+mod progress;
+
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::envelope;
 use crate::hooks::HookEvent;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::rules::Dispatcher;
-use crate::sink::{Record, Sink};
-use crate::spool::{Progress, ReadBatch, ShardReader, Ticket};
+use crate::sink::{Boundary, Record, Sink, Ticket};
+use crate::spool::{ReadBatch, ShardReader};
 use crate::tail::Tail;
+use progress::{Look, Progress};
 
 /// Longest wait for new events or delivery reports before looking again.
 const IDLE_POLL: Duration = Duration::from_millis(10);
-/// Pause before reading again after the sink failed a batch.
+/// Pause before reading again after a record was not delivered.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Shared view of a worker, for shutdown and tests.
@@ -31,12 +34,16 @@ pub struct WorkerState {
     /// Everything read so far is delivered and committed, and nothing more was
     /// written when last looked.
     pub drained: AtomicBool,
+    /// Set once to stop: the worker delivers what the spool holds until it is drained
+    /// or this deadline passes, commits what was delivered, and returns.
+    pub stop_by: OnceLock<Instant>,
 }
 
 pub struct Worker {
     pub reader: ShardReader,
     pub dispatcher: Dispatcher,
     pub sink: Arc<dyn Sink>,
+    pub boundary: Arc<Boundary>,
     pub node: Arc<str>,
     pub metrics: Arc<Metrics>,
     pub state: Arc<WorkerState>,
@@ -44,17 +51,19 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Runs for the life of the process.
+    /// Runs until `state.stop_by` is set and reached, or everything is delivered after it.
     pub fn run(mut self) {
         let mut envelope = Vec::with_capacity(4096);
         let mut batch = ReadBatch::new();
         let mut progress = Progress::new(self.reader.position());
         let read_log = LogLimit::new();
-        let sink_log = LogLimit::new();
         loop {
             if let Err(error) = self.reader.read(&mut batch, &self.metrics) {
                 if let Some(skipped) = read_log.allow() {
                     tracing::error!(%error, skipped, "cannot read the spool; retrying");
+                }
+                if self.stopping() {
+                    return;
                 }
                 std::thread::sleep(RETRY_AFTER);
                 continue;
@@ -62,31 +71,52 @@ impl Worker {
             let read_some = !batch.is_empty();
             for (event, after) in batch.drain(..) {
                 let ticket = Ticket::new();
-                self.process(&event, &ticket, &mut envelope, &sink_log);
-                ticket.done();
+                self.process(&event, &ticket, &mut envelope);
+                ticket.routed();
                 progress.track(ticket, after);
             }
-            if let Err(error) = if read_some { self.sink.end_batch() } else { Ok(()) } {
-                tracing::error!(%error, "the sink failed a batch; sending it again from the last delivered event");
-                let from = progress.delivered();
-                progress = Progress::new(from);
-                self.reader.rewind(from);
-                std::thread::sleep(RETRY_AFTER);
-                continue;
+            if read_some {
+                self.sink.end_batch();
             }
-            self.reader.shard().mark_delivered(progress.delivered_up_to(self.reader.position()));
+            let delivered = match progress.look(self.reader.position()) {
+                Look::DeliveredUpTo(delivered) => delivered,
+                Look::ResendFrom(from) => {
+                    // Logged and counted at the sink boundary; the sink may need time.
+                    self.reader.shard().mark_delivered(from);
+                    progress = Progress::new(from);
+                    self.reader.rewind(from);
+                    self.state.drained.store(false, Ordering::SeqCst);
+                    if self.stopping() {
+                        return;
+                    }
+                    std::thread::sleep(RETRY_AFTER);
+                    continue;
+                }
+            };
+            self.reader.shard().mark_delivered(delivered);
             let caught_up = self.reader.caught_up();
-            self.state.drained.store(progress.is_empty() && caught_up, Ordering::SeqCst);
+            let drained = progress.is_empty() && caught_up;
+            self.state.drained.store(drained, Ordering::SeqCst);
+            if self.stopping() && (drained || self.past_deadline()) {
+                return;
+            }
             if caught_up {
                 self.reader.shard().wait_for_append(IDLE_POLL);
             }
         }
     }
 
-    fn process(&mut self, event: &HookEvent, ticket: &Arc<Ticket>, envelope: &mut Vec<u8>, sink_log: &LogLimit) {
+    fn stopping(&self) -> bool {
+        self.state.stop_by.get().is_some()
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.state.stop_by.get().is_some_and(|deadline| Instant::now() >= *deadline)
+    }
+
+    fn process(&mut self, event: &HookEvent, ticket: &Arc<Ticket>, envelope: &mut Vec<u8>) {
         let mut encoded = false;
-        let sink = &self.sink;
-        let tail = &self.tail;
+        let (sink, boundary, tail) = (&self.sink, &self.boundary, &self.tail);
         let node = &*self.node;
         self.dispatcher.dispatch(event, |route| {
             if !encoded {
@@ -98,17 +128,11 @@ impl Worker {
                 key: route.key.as_deref().unwrap_or(event.client_id.as_bytes()),
                 value: envelope,
                 headers: &route.headers,
-                event_ms: event.ts_ms,
             };
-            match sink.send(record, ticket) {
-                Ok(()) if tail.watched() => tail.publish(event.hook, &event.client_id, &record),
-                Ok(()) => {}
-                Err(e) => {
-                    if let Some(skipped) = sink_log.allow() {
-                        tracing::error!(topic = %route.topic, client_id = %event.client_id, error = %e, skipped, "record not accepted by the sink");
-                    }
-                }
+            if tail.watched() {
+                tail.publish(event.hook, &event.client_id, &record);
             }
+            sink.send(record, boundary.begin(ticket, &route.topic, event.ts_ms));
         });
     }
 }
