@@ -247,8 +247,9 @@ for rep in $(seq "$REPEAT"); do
     if (( HAVE_MOSQUITTO )); then run_case mosquitto "$rep" start_mosquitto "${LOAD[@]}"; fi
     run_case hookline-file "$rep" start_hookline "${LOAD[@]}"
     if (( HAVE_TANSU )); then run_case hookline-tansu "$rep" start_hookline_tansu "${LOAD[@]}"; fi
-    # The mock cluster keeps ~5 MB per partition: a consumer that lags more loses
-    # records, so this run counts delivery reports and watermarks instead of reading.
+    # The mock cluster keeps 5 MiB per partition, so reading back paces the locks to the
+    # reader (bench/README.md): this max-rate run counts delivery reports and watermarks
+    # instead of reading.
     run_inprocess hookline-mock-inprocess "$rep" "${LOAD[@]}" --no-consume
 done
 run_case lat-bare-rumqttd 1 start_bare "${LAT[@]}"

@@ -14,10 +14,13 @@
 //! a consumer reads `message_state` and `message_command` from the end offsets as they
 //! were before the first publish, matches records to publishes by client id and `seq`
 //! (loss, duplicates) and measures publish -> record readable latency from `sent_us`.
-//! Records the broker deleted before the consumer got to them (librdkafka's mock
-//! cluster keeps only ~5 MB per partition, a fraction of a second at full rate) are
-//! counted as unread, not as missing, and the consumer reads on from the oldest record
-//! kept: the check is complete when nothing is unread.
+//! librdkafka's mock cluster keeps only ~5 MB per partition (`rdkafka_mock.c`), a
+//! fraction of a second at full rate and less than one lock's records, so with
+//! `--mock-kafka` the read-back paces the locks ([`ReadGuard`]): a lock publishes only
+//! while its partition holds less unread than the mock keeps, so no record is deleted
+//! before it is read and every one is checked. Records deleted unread anyway (the guard
+//! gave up on a stalled reader, or real Kafka's retention) are counted apart, as
+//! "deleted unread", and are among the missing.
 //!
 //! `--idle SECONDS` (idle-fleet mode) publishes nothing: the locks connect and subscribe
 //! like real ones, hold their connections, and the report is how many connected, why the
@@ -120,9 +123,10 @@ struct Args {
     #[arg(long)]
     kafka: Option<String>,
     /// Create message_state and message_command with this many partitions when missing
-    /// (in the mock cluster: always).
-    #[arg(long, default_value_t = 1)]
-    kafka_partitions: i32,
+    /// (in the mock cluster: always). Default 1; with --mock-kafka and the read-back, 32,
+    /// so that the locks share the mock's per-partition retention less.
+    #[arg(long)]
+    kafka_partitions: Option<i32>,
     /// Extra consumer property, KEY=VALUE (repeatable), e.g. fetch.wait.max.ms=1.
     #[arg(long = "consumer-prop", value_name = "KEY=VALUE")]
     consumer_props: Vec<String>,
@@ -407,6 +411,8 @@ struct Link {
 struct Ctx {
     args: Args,
     shared: Arc<Shared>,
+    /// With the mock cluster's read-back: holds locks back while the reader is behind.
+    guard: Option<ReadGuard>,
     run: String,
     pad: Pad,
     /// Set once every client is connected: publishing starts.
@@ -419,6 +425,82 @@ struct Ctx {
 impl Ctx {
     fn lock_id(&self, index: usize) -> String {
         format!("lg{}-{index}", self.run)
+    }
+}
+
+/// Keeps the read-back exact against librdkafka's mock cluster, which deletes a
+/// partition's oldest record batches once it holds more than 5 MiB
+/// (`rdkafka_mock.c`, `max_size`, not configurable): a lock sends only while the state
+/// records sent to its partition and not yet read fit in [`ReadGuard::budget`], so no
+/// record can be deleted before the reader has it. The partition of each lock is the
+/// gateway producer's: `consistent_random`, CRC-32 of the key (the client id) modulo the
+/// partition count; the reader checks every record against it.
+struct ReadGuard {
+    /// Per lock, its partition of `message_state`.
+    partition_of: Vec<usize>,
+    /// Per partition, state records sent and not yet read.
+    unread: Vec<std::sync::atomic::AtomicI64>,
+    /// Most unread records a partition may hold: well under the mock's 5 MiB.
+    budget: i64,
+    /// ns since `Shared::base` of the last record read, for [`ReadGuard::STALL`].
+    last_read_ns: AtomicU64,
+    /// Total time locks waited for the reader, ns.
+    held_ns: AtomicU64,
+    /// Set when the guard let a lock go on because the reader stalled.
+    gave_up: AtomicBool,
+}
+
+impl ReadGuard {
+    /// How long a lock waits for a reader that reads nothing at all before going on
+    /// regardless (records the gateway lost would otherwise hold it for ever).
+    const STALL: Duration = Duration::from_secs(10);
+
+    fn new(lock_ids: &[String], partitions: i32, payload: usize) -> ReadGuard {
+        let partitions = partitions.max(1) as usize;
+        // The envelope carries the payload in base64 plus its other fields; the mock
+        // deletes whole batches (up to batch.size, 1 MB) once past 5 MiB, so 3 MiB of
+        // records, at their uncompressed size, are always kept.
+        let record_bytes = (payload * 4 / 3 + 512) as i64;
+        ReadGuard {
+            partition_of: lock_ids.iter().map(|id| crc32fast::hash(id.as_bytes()) as usize % partitions).collect(),
+            unread: (0..partitions).map(|_| std::sync::atomic::AtomicI64::new(0)).collect(),
+            budget: ((3 << 20) / record_bytes).max(WRITE_BATCH as i64),
+            last_read_ns: AtomicU64::new(0),
+            held_ns: AtomicU64::new(0),
+            gave_up: AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until lock `lock` may send `n` more state records, then counts them.
+    async fn admit(&self, shared: &Shared, lock: usize, n: u64) {
+        let unread = &self.unread[self.partition_of[lock]];
+        if unread.load(Ordering::Relaxed) + n as i64 > self.budget {
+            self.wait(shared, unread, n).await;
+        }
+        unread.fetch_add(n as i64, Ordering::Relaxed);
+    }
+
+    async fn wait(&self, shared: &Shared, unread: &std::sync::atomic::AtomicI64, n: u64) {
+        let since = shared.now_ns();
+        while unread.load(Ordering::Relaxed) + n as i64 > self.budget && !self.gave_up.load(Ordering::Relaxed) {
+            let last = self.last_read_ns.load(Ordering::Relaxed).max(since);
+            if shared.now_ns().saturating_sub(last) > Self::STALL.as_nanos() as u64 {
+                self.gave_up.store(true, Ordering::Relaxed);
+                shared.error(format!("the Kafka reader read nothing for {} s; locks no longer wait for it", Self::STALL.as_secs()));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.held_ns.fetch_add(shared.now_ns() - since, Ordering::Relaxed);
+    }
+
+    /// The reader got a state record of lock `lock` from `partition`; false if that is
+    /// not the partition the guard counted it in.
+    fn read(&self, shared: &Shared, lock: usize, partition: i32) -> bool {
+        self.last_read_ns.store(shared.now_ns(), Ordering::Relaxed);
+        let expected = self.partition_of[lock];
+        self.unread[expected].fetch_sub(1, Ordering::Relaxed);
+        usize::try_from(partition) == Ok(expected)
     }
 }
 
@@ -545,6 +627,9 @@ async fn write_loop(ctx: &Ctx, plan: &ClientPlan, link: &Link, started: Instant)
                 }
             }
             n = got;
+        }
+        if let (Some(guard), Role::Lock) = (&ctx.guard, plan.role) {
+            guard.admit(shared, plan.index, n).await;
         }
 
         out.clear();
@@ -908,6 +993,15 @@ impl KafkaReader {
                 tally.foreign += 1;
                 continue;
             };
+            if let (Some(guard), true) = (&ctx.guard, is_state) {
+                if !guard.read(&ctx.shared, lock, message.partition()) {
+                    ctx.shared.error(format!(
+                        "{} went to partition {}, not the one the read guard counted it in: is the producer's partitioner consistent_random?",
+                        ctx.lock_id(lock),
+                        message.partition()
+                    ));
+                }
+            }
             tally.received += 1;
             tally.first_at.get_or_insert(now);
             tally.last_at = Some(now);
@@ -1253,9 +1347,9 @@ fn tally_json(t: Option<&TopicTally>, expected: u64, started: Instant) -> Value 
         "received": t.received,
         "unique": t.unique,
         "duplicates": t.duplicates,
-        // Records deleted before they were read were in Kafka: unread, not missing.
-        "missing": expected.saturating_sub(t.unique + t.unread),
-        "unread": t.unread,
+        // Not read is missing, whether the broker deleted it unread or never had it.
+        "missing": expected.saturating_sub(t.unique),
+        "deleted_unread": t.unread,
         "unparsed": t.unparsed,
         "other_runs": t.foreign,
         "records_per_s": if span > 0.0 { t.received as f64 / span } else { 0.0 },
@@ -1277,11 +1371,15 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.messages > 0 || args.duration > 0.0, "give --messages or --duration (or both) so the run ends");
     init_logging();
 
+    // The mock cluster's retention is what the read guard works around (see `ReadGuard`).
+    let guarded = args.mock_kafka && !args.no_consume;
+    let partitions = args.kafka_partitions.unwrap_or(if guarded { 32 } else { 1 });
+    anyhow::ensure!(partitions >= 1, "--kafka-partitions must be at least 1");
     let mock = if args.mock_kafka {
         anyhow::ensure!(args.in_process, "--mock-kafka needs --in-process (the mock cluster lives in this process)");
         let cluster = rdkafka::mocking::MockCluster::new(1)?;
-        cluster.create_topic(STATE_TOPIC, args.kafka_partitions, 1)?;
-        cluster.create_topic(COMMAND_TOPIC, args.kafka_partitions, 1)?;
+        cluster.create_topic(STATE_TOPIC, partitions, 1)?;
+        cluster.create_topic(COMMAND_TOPIC, partitions, 1)?;
         args.kafka = Some(cluster.bootstrap_servers());
         Some(cluster)
     } else {
@@ -1302,6 +1400,10 @@ async fn main() -> anyhow::Result<()> {
         config.kafka.bootstrap_servers = args.kafka.clone().unwrap_or_default();
         if let Some(linger) = args.linger_ms {
             config.kafka.linger_ms = linger;
+        }
+        if guarded {
+            // librdkafka's default, named: the read guard computes partitions with it.
+            config.kafka.properties.insert("partitioner".into(), "consistent_random".into());
         }
         args.gateway_pid = Some(std::process::id());
         Some(hookline::Gateway::start(config).await?)
@@ -1332,9 +1434,14 @@ async fn main() -> anyhow::Result<()> {
     let (start_tx, start_rx) = watch::channel(None);
     let (disconnect_tx, disconnect_rx) = watch::channel(false);
     let publishing_over = Arc::new(AtomicBool::new(false));
+    let guard = guarded.then(|| {
+        let lock_ids: Vec<String> = (0..args.devices).map(|i| format!("lg{run}-{i}")).collect();
+        ReadGuard::new(&lock_ids, partitions, args.payload)
+    });
     let ctx = Arc::new(Ctx {
         args: args.clone(),
         shared: shared.clone(),
+        guard,
         run: run.clone(),
         pad: Pad::new(4 << 20),
         start: start_rx,
@@ -1344,7 +1451,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The consumer is assigned before the first publish, at the end offsets.
     if let (Some(bootstrap), false) = (&args.kafka, args.mock_kafka) {
-        ensure_topics(bootstrap, args.kafka_partitions).await?;
+        ensure_topics(bootstrap, partitions).await?;
     }
     let mut watermarks = match &args.kafka {
         Some(bootstrap) => Some(Watermarks::new(bootstrap)?),
@@ -1437,6 +1544,7 @@ async fn main() -> anyhow::Result<()> {
         let (ctx, es, ec, dd) = (ctx.clone(), expected_state.clone(), expected_cmd.clone(), drain_deadline_ns.clone());
         std::thread::spawn(move || {
             reader.run(&ctx, |s, c| {
+                // Records deleted unread can never come: counting them ends the wait.
                 let all = s.unique + s.unread >= es.load(Ordering::Relaxed) && c.unique + c.unread >= ec.load(Ordering::Relaxed);
                 let deadline = dd.load(Ordering::Relaxed);
                 // Once publishing is over: stop at the deadline, or after 5 s without a
@@ -1668,7 +1776,7 @@ async fn main() -> anyhow::Result<()> {
             "commanders": args.commanders,
             "command_rate_per_commander": args.command_rate,
             "kafka": args.kafka,
-            "kafka_partitions": args.kafka_partitions,
+            "kafka_partitions": partitions,
         },
         "connect_seconds": connect_time.as_secs_f64(),
         "state": {
@@ -1693,6 +1801,12 @@ async fn main() -> anyhow::Result<()> {
                 "message_command_records": added[1],
                 "seconds_from_first_publish": secs,
                 "records_per_s": (added[0] + added[1]) as f64 / secs,
+            })),
+            "read_guard": ctx.guard.as_ref().map(|g| json!({
+                "partitions": partitions,
+                "budget_records_per_partition": g.budget,
+                "locks_held_seconds": g.held_ns.load(Ordering::Relaxed) as f64 / 1e9,
+                "gave_up": g.gave_up.load(Ordering::Relaxed),
             })),
             "delivery_reports_per_s": match (&gateway, delivered_secs) {
                 (Some(g), Some(secs)) => json!(g.metrics().records.total(Outcome::Delivered) as f64 / secs),
@@ -1777,19 +1891,29 @@ fn print_table(v: &Value) {
         row(
             &format!("kafka {topic}"),
             format!(
-                "{} received / {} expected: {} missing, {} duplicates ({:.0} records/s){}",
+                "{} received / {} expected: {} missing ({} of them deleted unread by the broker), {} duplicates ({:.0} records/s)",
                 k["received"],
                 k["expected"],
                 k["missing"],
+                k["deleted_unread"],
                 k["duplicates"],
                 k["records_per_s"].as_f64().unwrap_or(0.0),
-                match k["unread"].as_u64() {
-                    Some(unread) if unread > 0 => format!("; {unread} deleted by the broker before they were read, not checked"),
-                    _ => String::new(),
-                }
             ),
         );
         row(&format!("end-to-end latency {topic}"), fmt_latency(&k["e2e_latency_us"]));
+    }
+    let g = &v["kafka"]["read_guard"];
+    if !g.is_null() {
+        row(
+            "read guard (mock retention)",
+            format!(
+                "{} unread records per partition at most, {} partitions; locks waited for the reader {:.2} s in all{}",
+                g["budget_records_per_partition"],
+                g["partitions"],
+                g["locks_held_seconds"].as_f64().unwrap_or(0.0),
+                if g["gave_up"].as_bool() == Some(true) { "; gave up on a stalled reader" } else { "" },
+            ),
+        );
     }
     let k = &v["kafka"]["in_kafka"];
     if !k.is_null() {

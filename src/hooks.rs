@@ -6,7 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-/// The eight hook points. Codes are the guest ABI's (`wasm-sdk/ABI.md`).
+/// The eight hook points, with the guest ABI's codes (`wasm-sdk/ABI.md`): this enum,
+/// [`Hook::ALL`] and [`Hook::name`] are the ABI's hook table, which
+/// `tests/it/sdk_tables.rs` checks every SDK against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Hook {
     ClientConnected = 0,

@@ -4,6 +4,11 @@
 //! Host functions never trap on bad guest input: they return the ABI's negative codes.
 //! A route that breaks a limit also marks the whole decision invalid, so a half-applied
 //! decision never reaches Kafka.
+//!
+//! The ABI's code tables live here and in `crate::hooks` only: [`Hook`] (hook codes and
+//! names), [`EventField`] (`event_read` fields), [`HostError`] (negative results) and
+//! [`IMPORTS`]. `tests/it/sdk_tables.rs` checks every SDK under `wasm-sdk/` and
+//! `wasm-sdk/ABI.md` against them.
 
 use std::sync::Arc;
 
@@ -28,13 +33,104 @@ pub const MAX_HEADER_VALUE_LEN: usize = 4096;
 /// Log lines a rule instance may write per second.
 const LOG_LINES_PER_SECOND: u32 = 10;
 
-const ERR_UNKNOWN: i32 = -1;
-const ERR_FILTER: i32 = -2;
-const ERR_WRONG_TIME: i32 = -3;
-const ERR_MEMORY: i32 = -4;
-const ERR_LIMIT: i32 = -5;
-const ERR_TOPIC: i32 = -6;
-const ERR_TOO_LONG: i32 = -7;
+/// The fields a guest reads with `event_read`, with their ABI codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventField {
+    Topic = 0,
+    ClientId = 1,
+    Username = 2,
+    Payload = 3,
+    From = 4,
+    Peer = 5,
+}
+
+impl EventField {
+    pub const ALL: [EventField; 6] =
+        [EventField::Topic, EventField::ClientId, EventField::Username, EventField::Payload, EventField::From, EventField::Peer];
+
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The field's name in the ABI's table (the SDKs spell it in their own case).
+    pub fn name(self) -> &'static str {
+        match self {
+            EventField::Topic => "topic",
+            EventField::ClientId => "client_id",
+            EventField::Username => "username",
+            EventField::Payload => "payload",
+            EventField::From => "from",
+            EventField::Peer => "peer",
+        }
+    }
+
+    pub fn from_code(code: i32) -> Option<EventField> {
+        EventField::ALL.into_iter().find(|field| field.code() == code)
+    }
+}
+
+/// The negative results of host calls, with their ABI codes. Codes from -98 to -1 are
+/// the host's; an SDK numbers its own errors from -99 down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostError {
+    UnknownName = -1,
+    InvalidFilter = -2,
+    WrongTime = -3,
+    OutOfBounds = -4,
+    LimitReached = -5,
+    InvalidTopic = -6,
+    TooLong = -7,
+}
+
+impl HostError {
+    pub const ALL: [HostError; 7] = [
+        HostError::UnknownName,
+        HostError::InvalidFilter,
+        HostError::WrongTime,
+        HostError::OutOfBounds,
+        HostError::LimitReached,
+        HostError::InvalidTopic,
+        HostError::TooLong,
+    ];
+
+    pub const fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The error's name as a typed SDK's variant (Rust's `Error`, Zig's error set).
+    pub fn variant(self) -> &'static str {
+        match self {
+            HostError::UnknownName => "UnknownName",
+            HostError::InvalidFilter => "InvalidFilter",
+            HostError::WrongTime => "WrongTime",
+            HostError::OutOfBounds => "OutOfBounds",
+            HostError::LimitReached => "LimitReached",
+            HostError::InvalidTopic => "InvalidTopic",
+            HostError::TooLong => "TooLong",
+        }
+    }
+
+    /// The error's name as a constant (`HL_ERR_*` in C, `ERR_*` in AssemblyScript).
+    pub fn constant(self) -> &'static str {
+        match self {
+            HostError::UnknownName => "UNKNOWN",
+            HostError::InvalidFilter => "FILTER",
+            HostError::WrongTime => "WRONG_TIME",
+            HostError::OutOfBounds => "MEMORY",
+            HostError::LimitReached => "LIMIT",
+            HostError::InvalidTopic => "TOPIC",
+            HostError::TooLong => "TOO_LONG",
+        }
+    }
+}
+
+const ERR_UNKNOWN: i32 = HostError::UnknownName.code();
+const ERR_FILTER: i32 = HostError::InvalidFilter.code();
+const ERR_WRONG_TIME: i32 = HostError::WrongTime.code();
+const ERR_MEMORY: i32 = HostError::OutOfBounds.code();
+const ERR_LIMIT: i32 = HostError::LimitReached.code();
+const ERR_TOPIC: i32 = HostError::InvalidTopic.code();
+const ERR_TOO_LONG: i32 = HostError::TooLong.code();
 
 /// What the guest is allowed to do right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +256,8 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// Names and signatures of the imports, for checking a module before linking it.
+/// Names and signatures (parameters, results) of the imports, for checking a module
+/// before linking it.
 pub const IMPORTS: [(&str, usize, usize); 7] = [
     ("subscribe", 4, 1),
     ("event_read", 3, 1),
@@ -213,14 +310,14 @@ fn event_read(mut caller: Caller<'_, HostState>, field: i32, dst_ptr: i32, dst_l
 /// `event_read` on the guest's memory (split from the wasmtime glue to be testable).
 fn read_event(memory: &mut [u8], state: &HostState, field: i32, dst_ptr: i32, dst_len: i32) -> i32 {
     let Some(event) = &state.event else { return ERR_WRONG_TIME };
+    let Some(field) = EventField::from_code(field) else { return ERR_UNKNOWN };
     let value: &[u8] = match field {
-        0 => &event.topic,
-        1 => event.client_id.as_bytes(),
-        2 => event.username.as_bytes(),
-        3 => &event.payload,
-        4 => event.from.as_deref().unwrap_or("").as_bytes(),
-        5 => event.peer.as_deref().unwrap_or("").as_bytes(),
-        _ => return ERR_UNKNOWN,
+        EventField::Topic => &event.topic,
+        EventField::ClientId => event.client_id.as_bytes(),
+        EventField::Username => event.username.as_bytes(),
+        EventField::Payload => &event.payload,
+        EventField::From => event.from.as_deref().unwrap_or("").as_bytes(),
+        EventField::Peer => event.peer.as_deref().unwrap_or("").as_bytes(),
     };
     copy_out(memory, value, dst_ptr, dst_len)
 }

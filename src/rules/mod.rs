@@ -22,7 +22,7 @@ mod set;
 mod settings;
 pub mod signature;
 
-pub use abi::Route;
+pub use abi::{EventField, HostError, Route, IMPORTS};
 pub use counters::RuleCounters;
 pub use dispatcher::Dispatcher;
 pub use engine::RuleEngine;

@@ -20,5 +20,6 @@ mod ordering;
 mod properties;
 mod raw_mqtt;
 mod scene;
+mod sdk_tables;
 mod seed_scenario;
 mod transport;

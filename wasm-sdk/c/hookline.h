@@ -58,7 +58,8 @@ enum {
     HL_SESSION_UNSUBSCRIBED = 3,
     HL_MESSAGE_PUBLISH = 4,
     HL_MESSAGE_DELIVERED = 5,
-    HL_MESSAGE_ACKED = 6
+    HL_MESSAGE_ACKED = 6,
+    HL_ACCESS_DENIED = 7
 };
 
 /* event_read field codes. */
@@ -106,6 +107,8 @@ HL_IMPORT("route_header")
 hl_i32 hookline_route_header(const char *name, hl_i32 name_len, const void *value, hl_i32 value_len);
 HL_IMPORT("log")
 void hookline_log(hl_i32 level, const char *msg, hl_i32 len);
+HL_IMPORT("config_get")
+hl_i32 hookline_config_get(const char *key, hl_i32 key_len, void *dst, hl_i32 dst_len);
 
 /* ---- Helpers ---------------------------------------------------------------------- */
 

@@ -37,9 +37,10 @@ pub const raw = struct {
     pub extern "hookline" fn route(topic_ptr: [*]const u8, topic_len: i32, key_ptr: [*]const u8, key_len: i32) i32;
     pub extern "hookline" fn route_header(name_ptr: [*]const u8, name_len: i32, value_ptr: [*]const u8, value_len: i32) i32;
     pub extern "hookline" fn log(level: i32, ptr: [*]const u8, len: i32) void;
+    pub extern "hookline" fn config_get(key_ptr: [*]const u8, key_len: i32, dst_ptr: [*]u8, dst_len: i32) i32;
 };
 
-/// The seven hooks, with their ABI codes.
+/// The eight hooks, with their ABI codes.
 pub const Hook = enum(i32) {
     client_connected = 0,
     client_disconnected = 1,
@@ -48,6 +49,7 @@ pub const Hook = enum(i32) {
     message_publish = 4,
     message_delivered = 5,
     message_acked = 6,
+    access_denied = 7,
 
     /// The hook's name as `subscribe` expects it.
     pub fn name(self: Hook) []const u8 {
@@ -59,6 +61,7 @@ pub const Hook = enum(i32) {
             .message_publish => "message.publish",
             .message_delivered => "message.delivered",
             .message_acked => "message.acked",
+            .access_denied => "access.denied",
         };
     }
 };
@@ -173,7 +176,7 @@ pub fn runInit(comptime init: fn () Error!void) i32 {
 
 /// Runs a rule's `onEvent` and turns the result into `hookline_on_event`'s return value.
 pub fn runOnEvent(comptime onEvent: fn (Hook, u32) Error!void, hook: i32, subscription: i32) i32 {
-    if (hook < 0 or hook > 6) return errorCode(error.UnknownHook);
+    if (hook < 0 or hook > @intFromEnum(Hook.access_denied)) return errorCode(error.UnknownHook);
     onEvent(@enumFromInt(hook), @bitCast(subscription)) catch |e| return errorCode(e);
     return 0;
 }

@@ -40,6 +40,9 @@ export declare function hookline_route_header(namePtr: usize, nameLen: i32, valu
 // @ts-ignore: decorator
 @external("hookline", "log")
 export declare function hookline_log(level: i32, ptr: usize, len: i32): void;
+// @ts-ignore: decorator
+@external("hookline", "config_get")
+export declare function hookline_config_get(keyPtr: usize, keyLen: i32, dstPtr: usize, dstLen: i32): i32;
 
 // ---- ABI constants --------------------------------------------------------------------
 
@@ -52,6 +55,7 @@ export enum Hook {
   MessagePublish = 4,
   MessageDelivered = 5,
   MessageAcked = 6,
+  AccessDenied = 7,
 }
 
 /** `event_read` field codes. */
@@ -97,7 +101,9 @@ export function hookName(hook: Hook): string {
     case Hook.SessionUnsubscribed: return "session.unsubscribed";
     case Hook.MessagePublish: return "message.publish";
     case Hook.MessageDelivered: return "message.delivered";
-    default: return "message.acked";
+    case Hook.MessageAcked: return "message.acked";
+    case Hook.AccessDenied: return "access.denied";
+    default: return ""; // not a hook: subscribe answers ERR_UNKNOWN
   }
 }
 

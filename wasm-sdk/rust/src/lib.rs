@@ -237,7 +237,7 @@ impl From<core::str::Utf8Error> for Error {
 // Hooks and subscriptions
 // ---------------------------------------------------------------------------------------
 
-/// The seven hooks of ABI v1, with their codes as discriminants.
+/// The eight hooks of ABI v1, with their codes as discriminants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(i32)]
 pub enum Hook {
@@ -273,7 +273,7 @@ impl Hook {
         Hook::AccessDenied,
     ];
 
-    /// The ABI code of the hook (`0` ..= `6`).
+    /// The ABI code of the hook (`0` ..= `7`).
     pub const fn code(self) -> i32 {
         self as i32
     }
