@@ -16,7 +16,7 @@ use anyhow::Context;
 use crate::access::Access;
 use crate::admin::AdminSources;
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::{SinkKind, ValidConfig};
 use crate::metrics::{Metrics, Outcome};
 use crate::readiness::Readiness;
 use crate::rules::{Dispatcher, RuleEngine, RuleSet, RuleWatcher, SharedRuleSet};
@@ -42,8 +42,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub async fn start(config: Config) -> anyhow::Result<Gateway> {
-        config.validate()?;
+    /// Starts the gateway on a configuration `Config::validate` accepted.
+    pub async fn start(config: ValidConfig) -> anyhow::Result<Gateway> {
         let metrics = Arc::new(Metrics::default());
         let rules: SharedRuleSet = Default::default();
         let tail = Arc::new(Tail::default());
@@ -59,18 +59,17 @@ impl Gateway {
             false => None,
         };
 
-        let sink: Arc<dyn Sink> = if config.kafka.bootstrap_servers.is_empty() {
-            Arc::new(FileSink::open(&config.data, metrics.clone())?)
-        } else {
-            Arc::new(
+        let sink: Arc<dyn Sink> = match config.sink() {
+            SinkKind::File => Arc::new(FileSink::open(&config.data, metrics.clone())?),
+            SinkKind::Kafka => Arc::new(
                 KafkaSink::new(&config.kafka, metrics.clone()).context("cannot create the Kafka producer (check the [kafka] settings)")?,
-            )
+            ),
         };
 
         let engine = RuleEngine::new(&config.rules).context("cannot start the WebAssembly engine")?;
-        let public_key = match config.rules.public_key.as_os_str().is_empty() {
-            true => None,
-            false => Some(crate::rules::signature::read_public_key(&config.rules.public_key).map_err(anyhow::Error::msg)?),
+        let public_key = match &config.rules.public_key {
+            None => None,
+            Some(path) => Some(crate::rules::signature::read_public_key(path).map_err(anyhow::Error::msg)?),
         };
         let watcher = RuleWatcher::start(
             &config.rules.dir,

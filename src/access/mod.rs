@@ -46,8 +46,8 @@ impl Access {
     /// Reads the configured files; errors name the file and the line.
     pub fn load(config: &AuthConfig) -> anyhow::Result<Arc<Access>> {
         let credentials =
-            optional(&config.credentials).map(|p| Credentials::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
-        let acl = optional(&config.acl).map(|p| Acl::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
+            config.credentials.as_deref().map(|p| Credentials::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
+        let acl = config.acl.as_deref().map(|p| Acl::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
         if config.anonymous {
             tracing::warn!("ANONYMOUS ACCESS ENABLED: any client may connect without a username (auth.anonymous)");
         }
@@ -79,8 +79,8 @@ impl Access {
     /// Re-reads the files when they change, once a second, until the runtime stops.
     pub fn watch(self: &Arc<Self>, config: &AuthConfig) {
         let access = self.clone();
-        let credentials = optional(&config.credentials).map(Path::to_path_buf);
-        let acl = optional(&config.acl).map(Path::to_path_buf);
+        let credentials = config.credentials.clone();
+        let acl = config.acl.clone();
         tokio::spawn(async move {
             let mut stamps = (modified(credentials.as_deref()), modified(acl.as_deref()));
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -97,10 +97,6 @@ impl Access {
             }
         });
     }
-}
-
-fn optional(path: &Path) -> Option<&Path> {
-    (!path.as_os_str().is_empty()).then_some(path)
 }
 
 fn modified(path: Option<&Path>) -> Option<SystemTime> {
