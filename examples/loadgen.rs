@@ -1397,7 +1397,10 @@ async fn main() -> anyhow::Result<()> {
         // Simulated locks connect without credentials; no admin endpoint in here.
         config.auth.anonymous = true;
         config.admin.enabled = false;
-        config.kafka.bootstrap_servers = args.kafka.clone().unwrap_or_default();
+        if let Some(kafka) = &args.kafka {
+            config.sink.kind = Some(hookline::config::SinkKind::Kafka);
+            config.kafka.bootstrap_servers = kafka.clone();
+        }
         if let Some(linger) = args.linger_ms {
             config.kafka.linger_ms = linger;
         }
@@ -1406,7 +1409,7 @@ async fn main() -> anyhow::Result<()> {
             config.kafka.properties.insert("partitioner".into(), "consistent_random".into());
         }
         args.gateway_pid = Some(std::process::id());
-        Some(hookline::Gateway::start(config).await?)
+        Some(hookline::Gateway::start(config.validate()?).await?)
     } else {
         None
     };

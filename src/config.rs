@@ -3,7 +3,9 @@
 //!
 //! Every key has a `///` doc comment and a default defined here, in one place. Unknown
 //! keys are rejected so a typo fails at start-up instead of being silently ignored.
-//! `Config::validate` turns the raw values into errors that name the key and the fix.
+//! `Config` is the raw input; `Config::validate` checks it once and gives a `ValidConfig`,
+//! the only thing `Gateway::start` takes, or an error that names the key and the fix.
+//! The field docs are also the README's config reference (see `crate::readme`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,13 +23,20 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
-/// Root of the configuration tree.
+/// Root of the configuration tree: the raw input, as read from the file and the flags.
+/// `Config::validate` turns it into a `ValidConfig`, the only kind the gateway runs on.
+///
+/// The `///` docs of the fields below are the README's config reference (a unit test
+/// renders it from them): write each as the table's "meaning" cell. A `Default:` line
+/// gives the default cell where the built-in value cannot show it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Name of this gateway node, written as `node` in every envelope.
+    /// Default: `gateway@<hostname>`
     pub node: String,
-    /// Directory for local state: the spool (see `buffer`) and the embedded file sink's records.
+    /// Directory of local state: the spool (unless `buffer.dir` says otherwise) and the
+    /// file sink's `records.jsonl`.
     pub data: PathBuf,
     /// MQTT listener and broker limits.
     pub broker: BrokerConfig,
@@ -35,8 +44,9 @@ pub struct Config {
     pub buffer: BufferConfig,
     /// Rule modules: where they live and what each call may use.
     pub rules: RulesConfig,
-    /// Kafka producer. When `kafka.bootstrap_servers` is empty, records go to the
-    /// embedded file sink under `data` instead.
+    /// Where routed records go.
+    pub sink: SinkConfig,
+    /// Kafka client settings, used by the Kafka sink.
     pub kafka: KafkaConfig,
     /// The admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`, the dashboard and its
     /// API).
@@ -49,25 +59,27 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Let clients connect without a username. Off unless asked for; the gateway warns
-    /// loudly at start when it is on.
+    /// Let clients connect without a username (warned about at start).
     pub anonymous: bool,
-    /// TOML file of users and argon2 password hashes (`hookline user add` writes it);
-    /// empty: no users.
-    pub credentials: PathBuf,
-    /// Access-control list file (see examples/door-locks.acl); empty: no ACL, every
-    /// client may use every topic.
-    pub acl: PathBuf,
+    /// TOML file of users and argon2 password hashes, written by `hookline user add`.
+    /// Default: absent: no users
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<PathBuf>,
+    /// Access-control list file, e.g. `examples/door-locks.acl`; default deny when set.
+    /// Default: absent: no ACL, every client may use every topic
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acl: Option<PathBuf>,
 }
 
 /// The admin HTTP endpoint.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Serve the endpoint at all.
+    /// Serve the admin endpoint.
     pub enabled: bool,
-    /// Address of `/metrics`, `/healthz`, `/readyz`, the dashboard (`/`) and `/api/*`;
-    /// loopback unless you mean to expose them (the tail shows device traffic).
+    /// Address of the dashboard (`/`), `/metrics` (Prometheus text), `/healthz`, `/readyz`
+    /// and `/api/*`; loopback unless you mean to expose them (the tail shows device
+    /// traffic).
     pub listen: SocketAddr,
 }
 
@@ -81,40 +93,51 @@ impl Default for AdminConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
-    /// MQTT TCP listener; one port speaks both MQTT 3.1.1 and MQTT 5.
+    /// MQTT TCP listener, MQTT 3.1.1 and 5 on one port.
     pub listen: SocketAddr,
-    /// MQTT over TLS listener; needs `tls_cert` and `tls_key`. Absent: off.
+    /// MQTT over TLS listener (rustls); needs `tls_cert` and `tls_key`.
+    /// Default: absent: off
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_listen: Option<SocketAddr>,
-    /// MQTT over WebSocket listener (subprotocol `mqtt`, any path). Absent: off.
+    /// MQTT over WebSocket listener (subprotocol `mqtt`, any path).
+    /// Default: absent: off
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ws_listen: Option<SocketAddr>,
-    /// MQTT over WebSocket over TLS listener; needs `tls_cert` and `tls_key`. Absent: off.
+    /// MQTT over WebSocket over TLS listener; needs `tls_cert` and `tls_key`.
+    /// Default: absent: off
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wss_listen: Option<SocketAddr>,
     /// PEM certificate chain of the TLS and WSS listeners.
-    pub tls_cert: PathBuf,
+    /// Default: absent
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
     /// PEM private key of the TLS and WSS listeners.
-    pub tls_key: PathBuf,
-    /// PEM CA certificates: when set, TLS clients must present a certificate it signed.
-    pub tls_client_ca: PathBuf,
+    /// Default: absent
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates; when set, TLS clients must present a certificate it signed.
+    /// Default: absent: no client certificates
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
     /// What of a verified client certificate is the client's identity: `none` (the MQTT
-    /// login is), `common_name`, or `san_dns` (its first DNS subject alternative name).
-    /// The identity is the username (ACL `%u`) and no password is asked for.
+    /// login is), `common_name` or `san_dns` (its first DNS subject alternative name);
+    /// the identity is the username (ACL `%u`), no password is asked.
     pub tls_identity: TlsIdentity,
-    /// With `tls_identity`: a client's id must equal its certificate's identity.
+    /// With `tls_identity`: refuse (not authorized) a client whose id is not its
+    /// certificate's identity.
     pub tls_identity_is_client_id: bool,
-    /// Largest accepted MQTT packet, in bytes; bigger packets close the connection.
+    /// Largest accepted MQTT packet in bytes (after the fixed header); a larger one
+    /// closes the connection, is logged and counted in `mqtt_oversized_packets`.
     pub max_packet_size: usize,
-    /// Most simultaneous client connections.
+    /// Most simultaneous clients.
     pub max_connections: usize,
-    /// How long a new TCP connection may take to send CONNECT, in milliseconds.
+    /// Time a new TCP connection has to send CONNECT, in milliseconds.
     pub connect_timeout_ms: u16,
-    /// Most unacknowledged QoS 1/2 messages in flight to one subscriber (fewer when the
-    /// client's MQTT 5 Receive Maximum says so; the router itself holds at most 100).
+    /// Unacknowledged QoS 1/2 messages in flight to one subscriber; a smaller MQTT 5
+    /// Receive Maximum wins (the router itself holds at most 100).
     pub max_inflight: usize,
-    /// Length of the listen queue of each listener: connections the kernel holds while
-    /// the gateway accepts (a fleet reconnecting at once arrives in bursts).
+    /// Listen queue of each listener: connections the kernel holds while the gateway
+    /// accepts (a fleet reconnecting at once arrives in bursts).
     pub listen_backlog: u32,
 }
 
@@ -132,27 +155,26 @@ pub enum TlsIdentity {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BufferConfig {
-    /// Directory of the spool's segment files; empty: `<data>/spool`.
-    pub dir: PathBuf,
-    /// Disk budget: the most bytes of events written and not yet delivered. On disk
-    /// add at most one segment per rule worker of delivered events not yet deleted.
+    /// Directory of the spool's segment files.
+    /// Default: absent: `<data>/spool`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// Disk budget of the spool (8 GiB): the most bytes of events written and not yet
+    /// delivered; on disk add at most one segment per rule worker of delivered events
+    /// not yet deleted.
     pub max_bytes: u64,
-    /// Size at which a segment file is finished and the next one started.
+    /// Size at which a segment file is finished and the next one started; at most half
+    /// of `max_bytes`.
     pub segment_bytes: u64,
     /// When the spool is forced to disk: `always` (before a QoS 1/2 publish is
-    /// acknowledged: nothing acknowledged is lost even on power loss), `interval`
-    /// (every `fsync_interval_ms`: a power loss loses at most that much), `never`
-    /// (when the OS decides). A killed process loses nothing in any of them: the
-    /// writes are in the OS's page cache before the acknowledgement.
+    /// acknowledged), `interval` (every `fsync_interval_ms`) or `never` (when the OS
+    /// decides); see "Delivery guarantee".
     pub fsync: Fsync,
     /// Period of `fsync = "interval"`, in milliseconds.
     pub fsync_interval_ms: u64,
-    /// When the disk budget is used up: `backpressure` stops reading from the client
-    /// until deliveries free room (nothing is acknowledged meanwhile); `reject` refuses
-    /// the publish (MQTT 5: PUBACK/PUBREC reason 0x97 Quota exceeded; MQTT 3.1.1, which
-    /// has no reason codes: the connection is closed unacknowledged, so the client
-    /// sends it again later); `drop` acknowledges and drops it, counted in
-    /// `spool_dropped` and logged.
+    /// When the disk budget is used up: `backpressure` (stop reading from the client),
+    /// `reject` (refuse the publish) or `drop` (acknowledge and drop it, counted in
+    /// `spool_dropped`); see "Delivery guarantee".
     pub when_full: WhenFull,
 }
 
@@ -177,7 +199,7 @@ pub enum WhenFull {
 impl Default for BufferConfig {
     fn default() -> Self {
         BufferConfig {
-            dir: PathBuf::new(),
+            dir: None,
             max_bytes: 8 * 1024 * 1024 * 1024,
             segment_bytes: 64 * 1024 * 1024,
             fsync: Fsync::Interval,
@@ -193,38 +215,88 @@ impl Default for BufferConfig {
 pub struct RulesConfig {
     /// Directory watched for `*.wasm` and `*.wat` rule modules.
     pub dir: PathBuf,
-    /// Rule worker threads. Events are sharded across them by client id, which keeps
+    /// Rule worker threads; events are sharded across them by client id, which keeps
     /// each device's events in order. 0 means one per CPU core.
     pub workers: usize,
     /// Instruction budget of one guest call (wasmtime fuel, about one unit per
-    /// WebAssembly instruction). A call that uses it up is stopped and its decision void.
+    /// WebAssembly instruction); a call that uses it up is stopped and its decision void.
     pub call_fuel: u64,
     /// Largest linear memory a rule instance may grow to, in bytes.
     pub max_memory_bytes: usize,
     /// Quiet time after a change in the rules directory before it is reloaded, in
     /// milliseconds; lets editors and copies finish writing.
     pub reload_debounce_ms: u64,
-    /// Hex ed25519 public key file: when set, a rule loads only if `<module>.sig`
-    /// verifies (see `hookline rule keygen` and `hookline rule sign`). Empty: off.
-    pub public_key: PathBuf,
+    /// Hex ed25519 public key file (`hookline rule keygen`); when set, a rule loads only
+    /// if its `<module>.sig` verifies (`hookline rule sign`).
+    /// Default: absent: off
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<PathBuf>,
 }
 
-/// Kafka producer.
+/// Where routed records go. One sink per gateway; each kind has its folder under
+/// `src/sink/` and its arm in `Gateway::start`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// `file` (the embedded file sink: `records.jsonl` under `data`) or `kafka` (a Kafka
+    /// producer set up by `[kafka]`, which then needs `bootstrap_servers`); `--kafka`
+    /// selects `kafka`.
+    /// Default: `file`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SinkKind>,
+}
+
+/// See `SinkConfig::kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    File,
+    Kafka,
+}
+
+/// Kafka client settings. The Kafka sink's producer uses them.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
-    /// Bootstrap servers, `host:port[,host:port...]`. Empty: use the embedded file sink.
+    /// Kafka bootstrap servers, `host:port[,host:port...]`; needed by `sink.kind =
+    /// "kafka"`.
+    /// Default: empty
     pub bootstrap_servers: String,
-    /// Compression codec for record batches: none, gzip, snappy, lz4 or zstd.
-    pub compression: String,
+    /// Compression codec of record batches: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    pub compression: Compression,
     /// How long the producer waits to fill a batch, in milliseconds.
     pub linger_ms: u64,
     /// How long a record may wait for delivery before it is reported failed, in
     /// milliseconds; 0 waits forever (records stay queued while Kafka is down).
     pub message_timeout_ms: u64,
-    /// Extra librdkafka properties passed through as is (e.g. `"security.protocol" =
-    /// "ssl"`). They override the settings above.
+    /// librdkafka properties passed through as is (e.g. `"security.protocol" = "ssl"`);
+    /// they override the settings above.
+    /// Default: empty
     pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// See `KafkaConfig::compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// The codec's name, as librdkafka's `compression.type` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:1883";
@@ -237,6 +309,7 @@ impl Default for Config {
             broker: BrokerConfig::default(),
             buffer: BufferConfig::default(),
             rules: RulesConfig::default(),
+            sink: SinkConfig::default(),
             kafka: KafkaConfig::default(),
             admin: AdminConfig::default(),
             auth: AuthConfig::default(),
@@ -251,9 +324,9 @@ impl Default for BrokerConfig {
             tls_listen: None,
             ws_listen: None,
             wss_listen: None,
-            tls_cert: PathBuf::new(),
-            tls_key: PathBuf::new(),
-            tls_client_ca: PathBuf::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             tls_identity: TlsIdentity::None,
             tls_identity_is_client_id: false,
             max_packet_size: 1024 * 1024,
@@ -273,7 +346,7 @@ impl Default for RulesConfig {
             call_fuel: 10_000_000,
             max_memory_bytes: 16 * 1024 * 1024,
             reload_debounce_ms: 100,
-            public_key: PathBuf::new(),
+            public_key: None,
         }
     }
 }
@@ -282,7 +355,7 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
             bootstrap_servers: String::new(),
-            compression: "lz4".to_string(),
+            compression: Compression::Lz4,
             linger_ms: 5,
             message_timeout_ms: 0,
             properties: Default::default(),
@@ -300,6 +373,30 @@ fn default_node() -> String {
     format!("gateway@{host}")
 }
 
+/// A configuration that `Config::validate` accepted: the only kind `Gateway::start`
+/// takes. Read it through `Deref`; it cannot be built or changed any other way, so
+/// what the gateway runs on is what was checked.
+#[derive(Debug, Clone)]
+pub struct ValidConfig {
+    config: Config,
+    sink: SinkKind,
+}
+
+impl ValidConfig {
+    /// The sink records go to: `sink.kind`, `file` when absent.
+    pub fn sink(&self) -> SinkKind {
+        self.sink
+    }
+}
+
+impl std::ops::Deref for ValidConfig {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
 impl Config {
     /// Reads a TOML file; missing keys take their defaults, unknown keys are errors.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -309,34 +406,59 @@ impl Config {
 
     /// Parses TOML text; the error is a single line naming the offending key.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| {
+        let one_line = |e: &toml::de::Error| {
             e.message().replace('\n', " ").trim().to_string() + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default()
+        };
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| one_line(&e))?;
+        serde_path_to_error::deserialize(deserializer).map_err(|e| match e.path().to_string().as_str() {
+            "." => one_line(e.inner()),
+            key => format!("`{key}`: {}", one_line(e.inner())),
         })
     }
 
-    /// Checks values that parse but cannot work.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks values that parse but cannot work, once: the result is what the gateway
+    /// runs on. Each error names its key and what to do.
+    pub fn validate(self) -> Result<ValidConfig, ConfigError> {
         let invalid = |key, message: &str| Err(ConfigError::Invalid { key, message: message.to_string() });
         if self.node.is_empty() {
             return invalid("node", "must not be empty");
+        }
+        let paths = [
+            ("broker.tls_cert", &self.broker.tls_cert),
+            ("broker.tls_key", &self.broker.tls_key),
+            ("broker.tls_client_ca", &self.broker.tls_client_ca),
+            ("buffer.dir", &self.buffer.dir),
+            ("rules.public_key", &self.rules.public_key),
+            ("auth.credentials", &self.auth.credentials),
+            ("auth.acl", &self.auth.acl),
+        ];
+        for (key, path) in paths {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return invalid(key, "is an empty path; to leave it unset, remove the key");
+            }
         }
         if self.broker.max_packet_size < 64 {
             return invalid("broker.max_packet_size", "must be at least 64 bytes");
         }
         let tls = self.broker.tls_listen.is_some() || self.broker.wss_listen.is_some();
         for (key, path) in [("broker.tls_cert", &self.broker.tls_cert), ("broker.tls_key", &self.broker.tls_key)] {
-            if tls && !path.is_file() {
-                return invalid(key, &format!("{:?} is not a file; the TLS and WSS listeners need a PEM certificate and key", path));
+            match path {
+                _ if !tls => {}
+                Some(path) if path.is_file() => {}
+                Some(path) => {
+                    return invalid(key, &format!("{:?} is not a file; the TLS and WSS listeners need a PEM certificate and key", path))
+                }
+                None => return invalid(key, "is not set; the TLS and WSS listeners need a PEM certificate and key"),
             }
         }
-        if !self.broker.tls_client_ca.as_os_str().is_empty() && !self.broker.tls_client_ca.is_file() {
-            return invalid("broker.tls_client_ca", &format!("{:?} is not a file", self.broker.tls_client_ca));
+        if let Some(ca) = self.broker.tls_client_ca.as_ref().filter(|ca| !ca.is_file()) {
+            return invalid("broker.tls_client_ca", &format!("{:?} is not a file", ca));
         }
         if self.broker.max_connections == 0 {
             return invalid("broker.max_connections", "must be at least 1");
         }
         let certificates = self.broker.tls_identity != TlsIdentity::None;
-        if certificates && self.broker.tls_client_ca.as_os_str().is_empty() {
+        if certificates && self.broker.tls_client_ca.is_none() {
             return invalid("broker.tls_identity", "needs broker.tls_client_ca: only a certificate that CA verified can name a client");
         }
         if self.broker.max_inflight == 0 {
@@ -360,10 +482,24 @@ impl Config {
         if self.rules.max_memory_bytes < 64 * 1024 {
             return invalid("rules.max_memory_bytes", "must be at least 65536 (one WebAssembly page)");
         }
-        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.kafka.compression.as_str()) {
-            return invalid("kafka.compression", "must be one of none, gzip, snappy, lz4, zstd");
-        }
-        if !self.auth.anonymous && self.auth.credentials.as_os_str().is_empty() && !certificates {
+        let sink = match (self.sink.kind, self.kafka.bootstrap_servers.trim().is_empty()) {
+            (Some(SinkKind::Kafka), true) => {
+                return invalid(
+                    "kafka.bootstrap_servers",
+                    "is empty, and sink.kind = \"kafka\" needs it: set it to `host:port[,host:port...]` \
+                     (or pass --kafka SERVERS, HOOKLINE_KAFKA)",
+                )
+            }
+            (None, false) => {
+                return invalid(
+                    "sink.kind",
+                    "is not set, but kafka.bootstrap_servers is: to send records to Kafka add `[sink] kind = \"kafka\"`; \
+                     to keep them in the file sink say `[sink] kind = \"file\"`",
+                )
+            }
+            (kind, _) => kind.unwrap_or(SinkKind::File),
+        };
+        if !self.auth.anonymous && self.auth.credentials.is_none() && !certificates {
             return invalid(
                 "auth.credentials",
                 "no client could connect: auth.anonymous is false and no credentials file is set \
@@ -371,7 +507,7 @@ impl Config {
                  or name clients by their TLS certificates with broker.tls_identity)",
             );
         }
-        Ok(())
+        Ok(ValidConfig { config: self, sink })
     }
 
     /// Rule worker count with `0` resolved to the number of CPU cores.
@@ -390,10 +526,10 @@ mod tests {
     #[test]
     fn example_config_parses_and_validates() {
         let text = include_str!("../examples/hookline.toml");
-        let config = Config::from_toml(text).expect("example config parses");
-        config.validate().expect("example config is valid");
+        let config = Config::from_toml(text).expect("example config parses").validate().expect("example config is valid");
         assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:9092");
         assert_eq!(config.broker.listen.port(), 1883);
+        assert_eq!(config.sink(), SinkKind::Kafka);
     }
 
     /// Every key, dotted (`broker.listen`), from the defaults.
@@ -430,9 +566,80 @@ mod tests {
 
     #[test]
     fn bad_compression_names_the_key() {
-        let mut config = Config::default();
-        config.kafka.compression = "brotli".into();
-        let err = config.validate().unwrap_err().to_string();
+        let err = Config::from_toml("[kafka]\ncompression = \"brotli\"\n").unwrap_err();
         assert!(err.contains("kafka.compression"), "{err}");
+        assert!(err.contains("zstd"), "the error lists the codecs: {err}");
+    }
+
+    /// A config every check passes, to break one key at a time.
+    fn anonymous() -> Config {
+        let mut config = Config::default();
+        config.auth.anonymous = true;
+        config
+    }
+
+    fn refused(config: Config) -> String {
+        config.validate().expect_err("config should be refused").to_string()
+    }
+
+    #[test]
+    fn without_a_sink_section_records_go_to_the_file_sink() {
+        assert_eq!(anonymous().validate().unwrap().sink(), SinkKind::File);
+    }
+
+    #[test]
+    fn compression_reaches_librdkafka_by_its_name() {
+        let config = Config::from_toml("[kafka]\ncompression = \"zstd\"\n").unwrap();
+        assert_eq!(config.kafka.compression.as_str(), "zstd");
+        assert_eq!(Config::default().kafka.compression.as_str(), "lz4");
+    }
+
+    #[test]
+    fn a_kafka_sink_without_bootstrap_servers_names_the_key_and_the_flag() {
+        let mut config = anonymous();
+        config.sink.kind = Some(SinkKind::Kafka);
+        let err = refused(config);
+        assert!(err.contains("`kafka.bootstrap_servers`") && err.contains("--kafka"), "{err}");
+    }
+
+    #[test]
+    fn bootstrap_servers_without_a_sink_kind_are_refused_not_ignored() {
+        let mut config = Config::from_toml("[kafka]\nbootstrap_servers = \"kafka:9092\"\n").unwrap();
+        config.auth.anonymous = true;
+        let err = refused(config);
+        assert!(err.contains("`sink.kind`") && err.contains("[sink] kind = \"kafka\""), "{err}");
+    }
+
+    #[test]
+    fn a_file_sink_may_keep_kafka_settings_for_others() {
+        let mut config = Config::from_toml("[sink]\nkind = \"file\"\n\n[kafka]\nbootstrap_servers = \"kafka:9092\"\n").unwrap();
+        config.auth.anonymous = true;
+        assert_eq!(config.validate().unwrap().sink(), SinkKind::File);
+    }
+
+    #[test]
+    fn an_empty_path_is_refused_and_told_to_remove_the_key() {
+        for key in ["auth.acl", "broker.tls_client_ca", "buffer.dir", "rules.public_key"] {
+            let (section, name) = key.split_once('.').unwrap();
+            let mut config = Config::from_toml(&format!("[{section}]\n{name} = \"\"\n")).unwrap();
+            config.auth.anonymous = true;
+            let err = refused(config);
+            assert!(err.contains(&format!("`{key}`")) && err.contains("remove the key"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_tls_listener_without_a_key_names_the_key() {
+        let mut config = anonymous();
+        config.broker.wss_listen = Some("127.0.0.1:0".parse().unwrap());
+        config.broker.tls_cert = Some(PathBuf::from("Cargo.toml"));
+        let err = refused(config);
+        assert!(err.contains("`broker.tls_key`") && err.contains("is not set"), "{err}");
+    }
+
+    #[test]
+    fn no_way_to_connect_is_refused_with_the_three_fixes() {
+        let err = refused(Config::default());
+        assert!(err.contains("`auth.credentials`") && err.contains("hookline user add") && err.contains("--allow-anonymous"), "{err}");
     }
 }

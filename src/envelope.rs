@@ -18,7 +18,7 @@
 
 use base64::Engine as _;
 
-use crate::hooks::{Hook, HookEvent};
+use crate::hooks::{Hook, HookEvent, Reason};
 
 /// Encodes `event` into `out` (cleared first).
 pub fn encode(event: &HookEvent, node: &str, out: &mut Vec<u8>) {
@@ -47,13 +47,13 @@ pub fn encode(event: &HookEvent, node: &str, out: &mut Vec<u8>) {
         Hook::ClientConnected => {}
         Hook::AccessDenied => {
             out.push(b',');
-            field_str(out, "action", event.reason.unwrap_or("publish"));
+            field_str(out, "action", event.reason.map_or("publish", Reason::name));
             out.push(b',');
             field_str(out, "topic", &event.topic_str());
         }
         Hook::ClientDisconnected => {
             out.push(b',');
-            field_str(out, "reason", event.reason.unwrap_or("closed"));
+            field_str(out, "reason", event.reason.map_or("closed", Reason::name));
         }
         Hook::SessionSubscribed | Hook::SessionUnsubscribed => {
             out.push(b',');
@@ -134,7 +134,7 @@ mod tests {
             let mut e = event(hook);
             e.client_id = Arc::from("quote\"back\\slash\nnewline");
             e.topic = Bytes::from_static(b"a/\"b\"");
-            e.reason = Some("closed");
+            e.reason = Some(Reason::Closed);
             let mut out = Vec::new();
             encode(&e, "n", &mut out);
             let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -169,7 +169,7 @@ mod tests {
             topic in proptest::collection::vec(proptest::num::u8::ANY, 0..48),
             payload in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
             qos in 0u8..=2,
-            reason in proptest::sample::select(vec!["normal", "closed", "protocol_error", "publish", "will"]),
+            reason in proptest::sample::select(vec![Reason::Normal, Reason::Closed, Reason::ProtocolError, Reason::Publish, Reason::Will]),
             node in ".{0,16}",
             ts_ms in proptest::num::u64::ANY,
         ) {
@@ -223,7 +223,7 @@ mod tests {
             }
             for name in ["reason", "action"] {
                 if names.contains(&name) {
-                    proptest::prop_assert_eq!(&object[name], reason);
+                    proptest::prop_assert_eq!(&object[name], reason.name());
                 }
             }
         }

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use crate::access::Access;
 use crate::admin::AdminSources;
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::{SinkKind, ValidConfig};
 use crate::metrics::{Metrics, Outcome};
 use crate::readiness::Readiness;
 use crate::rules::{Dispatcher, RuleEngine, RuleSet, RuleWatcher, SharedRuleSet};
@@ -57,8 +57,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub async fn start(config: Config) -> anyhow::Result<Gateway> {
-        config.validate()?;
+    /// Starts the gateway on a configuration `Config::validate` accepted.
+    pub async fn start(config: ValidConfig) -> anyhow::Result<Gateway> {
         let metrics = Arc::new(Metrics::default());
         let rules: SharedRuleSet = Default::default();
         let tail = Arc::new(Tail::default());
@@ -76,19 +76,19 @@ impl Gateway {
             false => None,
         };
 
-        let sink: Arc<dyn Sink> = if config.kafka.bootstrap_servers.is_empty() {
-            let sink = FileSink::open(&config.data).with_context(|| {
+        let sink: Arc<dyn Sink> = match config.sink() {
+            SinkKind::File => Arc::new(FileSink::open(&config.data).with_context(|| {
                 format!("cannot open the file sink's {} under {} (data)", crate::sink::RECORDS_FILE, config.data.display())
-            })?;
-            Arc::new(sink)
-        } else {
-            Arc::new(KafkaSink::new(&config.kafka).context("cannot create the Kafka producer (check the [kafka] settings)")?)
+            })?),
+            SinkKind::Kafka => {
+                Arc::new(KafkaSink::new(&config.kafka).context("cannot create the Kafka producer (check the [kafka] settings)")?)
+            }
         };
 
         let engine = RuleEngine::new(&config.rules, sink.destination_check()).context("cannot start the WebAssembly engine")?;
-        let public_key = match config.rules.public_key.as_os_str().is_empty() {
-            true => None,
-            false => Some(crate::rules::signature::read_public_key(&config.rules.public_key).map_err(anyhow::Error::msg)?),
+        let public_key = match &config.rules.public_key {
+            None => None,
+            Some(path) => Some(crate::rules::signature::read_public_key(path).map_err(anyhow::Error::msg)?),
         };
         let rule_watch = RuleWatcher::start(
             &config.rules.dir,

@@ -64,6 +64,67 @@ impl Hook {
     }
 }
 
+/// Why a client disconnected (`client.disconnected`), or what it was denied
+/// (`access.denied`). `name` is the envelope's text; `code` is the spool's byte on disk,
+/// so a new reason takes the next free code and no code is ever reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The client sent DISCONNECT.
+    Normal = 1,
+    /// The socket closed or failed without a DISCONNECT, or the gateway closed it.
+    Closed = 2,
+    KeepaliveTimeout = 3,
+    /// Another connection took over the client id.
+    Takeover = 4,
+    ProtocolError = 5,
+    /// Denied: a publish.
+    Publish = 6,
+    /// Denied: a subscription.
+    Subscribe = 7,
+    /// Denied: a will message's topic.
+    Will = 8,
+    /// Closed by an operator (`Gateway::disconnect_client`).
+    Administrative = 9,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 9] = [
+        Reason::Normal,
+        Reason::Closed,
+        Reason::KeepaliveTimeout,
+        Reason::Takeover,
+        Reason::ProtocolError,
+        Reason::Publish,
+        Reason::Subscribe,
+        Reason::Will,
+        Reason::Administrative,
+    ];
+
+    /// The text of the envelope's `reason` (or `action`) field.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Normal => "normal",
+            Reason::Closed => "closed",
+            Reason::KeepaliveTimeout => "keepalive_timeout",
+            Reason::Takeover => "takeover",
+            Reason::ProtocolError => "protocol_error",
+            Reason::Publish => "publish",
+            Reason::Subscribe => "subscribe",
+            Reason::Will => "will",
+            Reason::Administrative => "administrative",
+        }
+    }
+
+    /// The spool's byte for this reason (0 there means none).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|reason| reason.code() == code)
+    }
+}
+
 /// One thing that happened in the broker. Cheap to clone: strings are shared and the
 /// topic and payload point into the broker's own buffers.
 #[derive(Debug, Clone)]
@@ -83,7 +144,7 @@ pub struct HookEvent {
     pub from: Option<Arc<str>>,
     /// Why a client disconnected (`client.disconnected`), or what it was denied
     /// (`access.denied`: `publish`, `subscribe` or `will`).
-    pub reason: Option<&'static str>,
+    pub reason: Option<Reason>,
     /// Network address (`ip:port`) of the client's connection, for an event a
     /// connection raised. Readable by rules; not part of the envelope.
     pub peer: Option<Arc<str>>,
@@ -114,4 +175,20 @@ impl HookEvent {
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spool frames written by earlier builds hold these codes: they never change.
+    #[test]
+    fn reason_codes_are_the_ones_on_disk() {
+        let names: Vec<(u8, &str)> = Reason::ALL.into_iter().map(|r| (r.code(), r.name())).collect();
+        let on_disk =
+            ["normal", "closed", "keepalive_timeout", "takeover", "protocol_error", "publish", "subscribe", "will", "administrative"];
+        assert_eq!(names, on_disk.into_iter().enumerate().map(|(i, name)| (i as u8 + 1, name)).collect::<Vec<_>>());
+        assert!(Reason::ALL.into_iter().all(|r| Reason::from_code(r.code()) == Some(r)));
+        assert_eq!(Reason::from_code(0), None);
+    }
 }

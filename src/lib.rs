@@ -19,6 +19,8 @@ pub mod hooks;
 pub mod log_limit;
 pub mod metrics;
 pub mod readiness;
+#[cfg(test)]
+mod readme;
 pub mod rules;
 pub mod sink;
 pub mod spool;
@@ -27,7 +29,7 @@ pub mod topic;
 pub mod watch;
 pub mod worker;
 
-pub use config::Config;
+pub use config::{Config, ValidConfig};
 pub use gateway::Gateway;
 
 /// FNV-1a: a few instructions per byte, stable across runs and builds, enough to spread

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use hookline::config::SinkKind;
 use hookline::{Config, Gateway};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
@@ -52,10 +53,11 @@ async fn one_gateway(kafka: Option<String>) {
     config.broker.listen = "127.0.0.1:0".parse().unwrap();
     config.rules.dir = dir.path().join("rules");
     config.rules.workers = 2;
+    config.sink.kind = kafka.is_some().then_some(SinkKind::Kafka);
     config.kafka.bootstrap_servers = kafka.unwrap_or_default();
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.auth.anonymous = true;
-    let gateway = Gateway::start(config).await.expect("gateway starts");
+    let gateway = Gateway::start(config.validate().expect("valid config")).await.expect("gateway starts");
 
     let addr: SocketAddr = gateway.mqtt_addr();
     let (client, mut events) = AsyncClient::new(MqttOptions::new("lifecycle", addr.ip().to_string(), addr.port()), 10);

@@ -47,8 +47,8 @@ impl Access {
     /// Reads the configured files; errors name the file and the line.
     pub fn load(config: &AuthConfig) -> anyhow::Result<Arc<Access>> {
         let credentials =
-            optional(&config.credentials).map(|p| Credentials::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
-        let acl = optional(&config.acl).map(|p| Acl::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
+            config.credentials.as_deref().map(|p| Credentials::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
+        let acl = config.acl.as_deref().map(|p| Acl::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
         if config.anonymous {
             tracing::warn!("ANONYMOUS ACCESS ENABLED: any client may connect without a username (auth.anonymous)");
         }
@@ -81,8 +81,8 @@ impl Access {
     /// second) until the returned watch is dropped; `None` without files to watch.
     pub fn watch(self: &Arc<Self>, config: &AuthConfig) -> anyhow::Result<Option<FileWatch>> {
         let access = self.clone();
-        let credentials = optional(&config.credentials).map(Path::to_path_buf);
-        let acl = optional(&config.acl).map(Path::to_path_buf);
+        let credentials = config.credentials.clone();
+        let acl = config.acl.clone();
         let mut dirs: Vec<PathBuf> = credentials.iter().chain(&acl).map(|file| dir_of(file)).collect();
         dirs.dedup();
         if dirs.is_empty() {
@@ -103,10 +103,6 @@ impl Access {
         })?;
         Ok(Some(watch))
     }
-}
-
-fn optional(path: &Path) -> Option<&Path> {
-    (!path.as_os_str().is_empty()).then_some(path)
 }
 
 fn modified(path: Option<&Path>) -> Option<SystemTime> {

@@ -48,7 +48,7 @@ use super::registry::{Claim, CloseReason};
 use super::subscription::Subscription;
 use super::{wire, Edge};
 use crate::access::Action;
-use crate::hooks::{Hook, HookEvent};
+use crate::hooks::{Hook, HookEvent, Reason};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::spool::{Push, SpoolBatch};
@@ -112,14 +112,14 @@ enum End {
 
 impl End {
     /// The `reason` of `client.disconnected`.
-    fn hook_reason(self) -> &'static str {
+    fn hook_reason(self) -> Reason {
         match self {
-            End::Disconnected { .. } => "normal",
-            End::Closed | End::Shutdown | End::SpoolRefused | End::Closing(CloseReason::ShuttingDown) => "closed",
-            End::KeepAlive => "keepalive_timeout",
-            End::Closing(CloseReason::TakenOver) => "takeover",
-            End::Closing(CloseReason::Administrative) => "administrative",
-            End::Protocol(_) | End::Router(_) => "protocol_error",
+            End::Disconnected { .. } => Reason::Normal,
+            End::Closed | End::Shutdown | End::SpoolRefused | End::Closing(CloseReason::ShuttingDown) => Reason::Closed,
+            End::KeepAlive => Reason::KeepaliveTimeout,
+            End::Closing(CloseReason::TakenOver) => Reason::Takeover,
+            End::Closing(CloseReason::Administrative) => Reason::Administrative,
+            End::Protocol(_) | End::Router(_) => Reason::ProtocolError,
         }
     }
 
@@ -534,7 +534,7 @@ impl State {
             return Ok(());
         }
         let refused = if !self.edge.allows(&self.client, Action::Publish, &publish.topic) {
-            let denied = self.edge.denied(&self.client, "publish", publish.topic.clone());
+            let denied = self.edge.denied(&self.client, Reason::Publish, publish.topic.clone());
             self.stage(&denied);
             Some(PubAckReason::NotAuthorized)
         } else {
@@ -603,7 +603,7 @@ impl State {
             return failure(SubscribeReasonCode::TopicFilterInvalid);
         };
         if !self.edge.allows(&self.client, Action::Subscribe, matcher.as_str().as_bytes()) {
-            let denied = self.edge.denied(&self.client, "subscribe", Bytes::from(requested.path));
+            let denied = self.edge.denied(&self.client, Reason::Subscribe, Bytes::from(requested.path));
             self.stage(&denied);
             return failure(SubscribeReasonCode::NotAuthorized);
         }

@@ -166,32 +166,32 @@ impl Callback for MqttSubprotocol {
 }
 
 fn tls_acceptor(config: &BrokerConfig) -> anyhow::Result<TlsAcceptor> {
-    if config.tls_cert.as_os_str().is_empty() || config.tls_key.as_os_str().is_empty() {
+    let (Some(cert_file), Some(key_file)) = (&config.tls_cert, &config.tls_key) else {
         anyhow::bail!("a TLS listener needs broker.tls_cert and broker.tls_key (PEM files)");
-    }
-    let certs = read_pem(&config.tls_cert, "broker.tls_cert", |r| rustls_pemfile::certs(r).collect::<Result<Vec<_>, _>>())?;
-    let key = read_pem(&config.tls_key, "broker.tls_key", |r| rustls_pemfile::private_key(r))?
-        .with_context(|| format!("broker.tls_key: no private key in {}", config.tls_key.display()))?;
+    };
+    let certs = read_pem(cert_file, "broker.tls_cert", |r| rustls_pemfile::certs(r).collect::<Result<Vec<_>, _>>())?;
+    let key = read_pem(key_file, "broker.tls_key", |r| rustls_pemfile::private_key(r))?
+        .with_context(|| format!("broker.tls_key: no private key in {}", key_file.display()))?;
     let builder = ServerConfig::builder();
-    let builder = match config.tls_client_ca.as_os_str().is_empty() {
-        true => builder.with_no_client_auth(),
-        false => {
+    let builder = match &config.tls_client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca_file) => {
             let mut roots = RootCertStore::empty();
-            let cas = read_pem(&config.tls_client_ca, "broker.tls_client_ca", |r| rustls_pemfile::certs(r).collect::<Result<Vec<_>, _>>())?;
+            let cas = read_pem(ca_file, "broker.tls_client_ca", |r| rustls_pemfile::certs(r).collect::<Result<Vec<_>, _>>())?;
             for ca in cas {
-                roots.add(ca).with_context(|| {
-                    format!("broker.tls_client_ca: a certificate in {} is not a usable CA", config.tls_client_ca.display())
-                })?;
+                roots
+                    .add(ca)
+                    .with_context(|| format!("broker.tls_client_ca: a certificate in {} is not a usable CA", ca_file.display()))?;
             }
             let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
                 .build()
-                .with_context(|| format!("broker.tls_client_ca: {} holds no usable CA", config.tls_client_ca.display()))?;
+                .with_context(|| format!("broker.tls_client_ca: {} holds no usable CA", ca_file.display()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let server = builder
         .with_single_cert(certs, key)
-        .with_context(|| format!("broker.tls_key does not fit broker.tls_cert ({})", config.tls_cert.display()))?;
+        .with_context(|| format!("broker.tls_key does not fit broker.tls_cert ({})", cert_file.display()))?;
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 

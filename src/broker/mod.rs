@@ -35,7 +35,7 @@ use self::registry::Registry;
 use self::subscription::Subscription;
 use crate::access::{Access, Action};
 use crate::config::BrokerConfig;
-use crate::hooks::{now_ms, Hook, HookEvent};
+use crate::hooks::{now_ms, Hook, HookEvent, Reason};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::readiness::ReadyFlag;
@@ -100,10 +100,10 @@ impl Edge {
 
     /// Counts and logs an ACL refusal, and gives the `access.denied` event that tells
     /// the client's hook chain, and the audit trail, about it.
-    fn denied(&self, client: &Client, action: &'static str, topic: Bytes) -> HookEvent {
+    fn denied(&self, client: &Client, action: Reason, topic: Bytes) -> HookEvent {
         Metrics::add(&self.metrics.access_denied, 1);
         if let Some(skipped) = DENIED_LOG.allow() {
-            tracing::warn!(client = %client.id, peer = %client.peer, action, topic = %String::from_utf8_lossy(&topic), skipped, "denied by the ACL");
+            tracing::warn!(client = %client.id, peer = %client.peer, action = action.name(), topic = %String::from_utf8_lossy(&topic), skipped, "denied by the ACL");
         }
         let mut event = client.event(Hook::AccessDenied);
         event.topic = topic;

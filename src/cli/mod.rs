@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, SinkKind, ValidConfig};
 
 #[derive(Debug, Parser)]
 #[command(name = "hookline", version, about = "MQTT broker-gateway routing device traffic to Kafka through hot-reloaded WebAssembly rules")]
@@ -35,32 +35,36 @@ pub enum Command {
     User(user::UserCommand),
 }
 
+/// The flags of `hookline run`. Their `///` docs are the README's command-line table
+/// (a unit test renders it from them): write each as its "meaning" cell, and name the
+/// config key a flag sets as "config key `KEY`", which gives the table its default.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// TOML config file; flags and HOOKLINE_* variables override its keys.
-    #[arg(long, env = "HOOKLINE_CONFIG")]
+    #[arg(long, env = "HOOKLINE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// MQTT TCP listen address (config key broker.listen) [default: 0.0.0.0:1883]
-    #[arg(long, env = "HOOKLINE_LISTEN")]
+    /// MQTT TCP listen address (config key `broker.listen`).
+    #[arg(long, env = "HOOKLINE_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Rules directory (config key rules.dir) [default: ./rules]
-    #[arg(long, env = "HOOKLINE_RULES")]
+    /// Rules directory (config key `rules.dir`).
+    #[arg(long, env = "HOOKLINE_RULES", value_name = "DIR")]
     pub rules: Option<PathBuf>,
-    /// Kafka bootstrap servers (config key kafka.bootstrap_servers); without it records
-    /// go to the embedded file sink under the data directory.
-    #[arg(long, env = "HOOKLINE_KAFKA")]
+    /// Kafka bootstrap servers (config key `kafka.bootstrap_servers`); also selects the
+    /// Kafka sink (`sink.kind = "kafka"`). Without it, and without a `[sink]` section,
+    /// records go to the embedded file sink under the data directory.
+    #[arg(long, env = "HOOKLINE_KAFKA", value_name = "SERVERS")]
     pub kafka: Option<String>,
-    /// Data directory (config key data) [default: ./data]
-    #[arg(long, env = "HOOKLINE_DATA")]
+    /// Data directory: the spool and the file sink's records (config key `data`).
+    #[arg(long, env = "HOOKLINE_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Node name written in envelopes (config key node) [default: gateway@<hostname>]
-    #[arg(long, env = "HOOKLINE_NODE")]
+    /// Node name written in envelopes (config key `node`).
+    #[arg(long, env = "HOOKLINE_NODE", value_name = "NAME")]
     pub node: Option<String>,
-    /// Admin endpoint address, /metrics and /healthz (config key admin.listen)
-    /// [default: 127.0.0.1:9180]
-    #[arg(long, env = "HOOKLINE_ADMIN")]
+    /// Address of the admin endpoint: dashboard, /metrics, /healthz, /readyz, /api (config
+    /// key `admin.listen`).
+    #[arg(long, env = "HOOKLINE_ADMIN", value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
-    /// Let clients connect without a username (config key auth.anonymous).
+    /// Let clients connect without a username (config key `auth.anonymous`).
     #[arg(long, env = "HOOKLINE_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
     /// Log as JSON lines instead of text.
@@ -69,8 +73,9 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The effective configuration: file (if any), then flags and variables on top.
-    pub fn resolve(&self) -> anyhow::Result<Config> {
+    /// The effective configuration, validated: file (if any), then flags and variables
+    /// on top. The one place raw input becomes a `ValidConfig`.
+    pub fn resolve(&self) -> anyhow::Result<ValidConfig> {
         let mut config = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
@@ -83,6 +88,7 @@ impl RunArgs {
         }
         if let Some(kafka) = &self.kafka {
             config.kafka.bootstrap_servers = kafka.clone();
+            config.sink.kind = Some(SinkKind::Kafka);
         }
         if let Some(data) = &self.data {
             config.data = data.clone();
@@ -96,8 +102,7 @@ impl RunArgs {
         if self.allow_anonymous {
             config.auth.anonymous = true;
         }
-        config.validate()?;
-        Ok(config)
+        Ok(config.validate()?)
     }
 }
 
@@ -154,4 +159,39 @@ fn init_logging(json: bool) {
         false => layer.boxed(),
     };
     tracing_subscriber::registry().with(layer.with_filter(levels.and(no_rumqttd_spans))).init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: &[&str]) -> anyhow::Result<ValidConfig> {
+        let cli = Cli::try_parse_from(["hookline", "run"].iter().chain(args)).expect("flags parse");
+        let Command::Run(run) = cli.command else { unreachable!("parsed `run`") };
+        run.resolve()
+    }
+
+    #[test]
+    fn the_kafka_flag_sets_the_servers_and_selects_the_kafka_sink() {
+        let config = resolve(&["--allow-anonymous", "--kafka", "kafka:9092"]).unwrap();
+        assert_eq!(config.sink(), SinkKind::Kafka);
+        assert_eq!(config.kafka.bootstrap_servers, "kafka:9092");
+    }
+
+    #[test]
+    fn without_the_kafka_flag_records_go_to_the_file_sink() {
+        assert_eq!(resolve(&["--allow-anonymous"]).unwrap().sink(), SinkKind::File);
+    }
+
+    #[test]
+    fn the_kafka_flag_completes_a_file_with_kafka_settings_but_no_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hookline.toml");
+        std::fs::write(&file, "[kafka]\nbootstrap_servers = \"a:9092\"\nlinger_ms = 20\n").unwrap();
+        let file = file.to_str().unwrap();
+        let err = resolve(&["--allow-anonymous", "--config", file]).unwrap_err().to_string();
+        assert!(err.contains("`sink.kind`") && err.contains("[sink] kind = \"kafka\""), "{err}");
+        let config = resolve(&["--allow-anonymous", "--config", file, "--kafka", "b:9092"]).unwrap();
+        assert_eq!((config.sink(), config.kafka.bootstrap_servers.as_str(), config.kafka.linger_ms), (SinkKind::Kafka, "b:9092", 20));
+    }
 }

@@ -75,8 +75,9 @@ impl RuleWatcher {
         loaded.rescan(dir, &engine, &metrics, &rules);
 
         let settings = WatchSettings { name: "hookline-reload", debounce, rescan_every: RESCAN_EVERY };
+        let watched = [dir.to_path_buf()];
         let dir_path = dir.to_path_buf();
-        let watch = FileWatch::start(&[dir_path.clone()], settings, move || loaded.rescan(&dir_path, &engine, &metrics, &rules))
+        let watch = FileWatch::start(&watched, settings, move || loaded.rescan(&dir_path, &engine, &metrics, &rules))
             .map_err(|e| e.context(format!("rules directory {} (rules.dir)", dir.display())))?;
         Ok(RuleWatcher { _watch: watch })
     }

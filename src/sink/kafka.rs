@@ -96,7 +96,7 @@ impl KafkaSink {
             .set("bootstrap.servers", &config.bootstrap_servers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("compression.type", &config.compression)
+            .set("compression.type", config.compression.as_str())
             .set("linger.ms", config.linger_ms.to_string())
             .set("message.timeout.ms", config.message_timeout_ms.to_string())
             .set("queue.buffering.max.messages", "200000")
@@ -165,7 +165,11 @@ mod tests {
     /// (SASL PLAIN and SCRAM over TLS) and zstd.
     #[test]
     fn tls_sasl_and_zstd_settings_are_supported_by_this_build() {
-        let mut config = KafkaConfig { bootstrap_servers: "127.0.0.1:1".into(), compression: "zstd".into(), ..KafkaConfig::default() };
+        let mut config = KafkaConfig {
+            bootstrap_servers: "127.0.0.1:1".into(),
+            compression: crate::config::Compression::Zstd,
+            ..KafkaConfig::default()
+        };
         for (key, value) in [
             ("security.protocol", "sasl_ssl"),
             ("sasl.mechanism", "SCRAM-SHA-512"),

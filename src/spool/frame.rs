@@ -3,7 +3,7 @@
 //! or damaged on disk, from a good one.
 //!
 //! Body, all integers little-endian: hook u8, qos u8, ts_ms u64, reason u8 (0 = none,
-//! else 1 + index in `REASONS`), then client id, username and `from` (u16 length each;
+//! else `Reason::code`), then client id, username and `from` (u16 length each;
 //! `from` absent is length 0xFFFF), topic (u16 length) and payload (u32 length), then
 //! the peer address (u16 length), which frames written before it existed lack.
 
@@ -11,17 +11,12 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 
-use crate::hooks::{Hook, HookEvent};
+use crate::hooks::{Hook, HookEvent, Reason};
 
 pub const HEADER: usize = 8;
 /// Largest frame body a writer produces: an MQTT packet is at most 256 MiB.
 pub const MAX_BODY: usize = 256 * 1024 * 1024 + 64 * 1024;
 const NO_FROM: u16 = u16::MAX;
-
-/// Every `HookEvent::reason` the edge raises; stored by index.
-/// New reasons go at the end: frames on disk refer to them by position.
-const REASONS: [&str; 9] =
-    ["normal", "closed", "keepalive_timeout", "takeover", "protocol_error", "publish", "subscribe", "will", "administrative"];
 
 /// Appends the frame of `event` to `out`.
 pub fn encode(event: &HookEvent, out: &mut Vec<u8>) {
@@ -30,9 +25,7 @@ pub fn encode(event: &HookEvent, out: &mut Vec<u8>) {
     out.push(event.hook.code() as u8);
     out.push(event.qos);
     out.extend_from_slice(&event.ts_ms.to_le_bytes());
-    let reason = event.reason.and_then(|r| REASONS.iter().position(|known| *known == r));
-    debug_assert!(event.reason.is_none() || reason.is_some(), "reason {:?} missing from REASONS", event.reason);
-    out.push(reason.map_or(0, |i| i as u8 + 1));
+    out.push(event.reason.map_or(0, Reason::code));
     short(out, event.client_id.as_bytes());
     short(out, event.username.as_bytes());
     match &event.from {
@@ -101,7 +94,7 @@ pub fn decode(mut body: Bytes) -> Option<HookEvent> {
     let ts_ms = body.get_u64_le();
     let reason = match body.get_u8() {
         0 => None,
-        i => Some(*REASONS.get(i as usize - 1)?),
+        code => Some(Reason::from_code(code)?),
     };
     let client_id = text(&mut body)?;
     let username = text(&mut body)?;
@@ -188,7 +181,7 @@ mod tests {
 
     #[test]
     fn every_reason_round_trips() {
-        for reason in REASONS {
+        for reason in Reason::ALL {
             let mut event = HookEvent::new(Hook::ClientDisconnected, "c".into(), "".into());
             event.reason = Some(reason);
             let mut out = Vec::new();

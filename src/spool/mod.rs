@@ -158,10 +158,7 @@ impl Spool {
 
     /// Where the spool lives: `buffer.dir`, or `<data>/spool` by default.
     fn dir_of(config: &BufferConfig, data: &Path) -> PathBuf {
-        match config.dir.as_os_str().is_empty() {
-            true => data.join("spool"),
-            false => config.dir.clone(),
-        }
+        config.dir.clone().unwrap_or_else(|| data.join("spool"))
     }
 
     /// The shard that carries every event of `client_id`.

@@ -24,8 +24,8 @@ async fn scene(files: &tempfile::TempDir) -> Scene {
     let security = route_rule("access.denied", "#", "security");
     let (acl, users) = (files.path().join("door-locks.acl"), files.path().join("users.toml"));
     Scene::start_with(&[("state.wat", state.as_bytes()), ("security.wat", security.as_bytes())], None, |config| {
-        config.auth.acl = acl;
-        config.auth.credentials = users;
+        config.auth.acl = Some(acl);
+        config.auth.credentials = Some(users);
     })
     .await
 }
@@ -149,7 +149,7 @@ async fn with_a_public_key_only_signed_untampered_rules_load() {
 
     let v1 = route_rule("message.publish", "devices/+/state", "message_state");
     let scene = Scene::start_with(&[("state.wat", v1.as_bytes())], None, |config| {
-        config.rules.public_key = public_key;
+        config.rules.public_key = Some(public_key);
     })
     .await;
     assert_eq!(scene.gateway().rules().modules.len(), 0, "unsigned: refused");
@@ -173,7 +173,7 @@ async fn a_wildcard_subscriber_never_receives_a_topic_it_may_not_read() {
     let files = tempfile::tempdir().unwrap();
     let acl = files.path().join("deny-then-allow.acl");
     std::fs::write(&acl, "deny all subscribe test/nosubscribe\nallow all all #\n").unwrap();
-    let scene = Scene::start_with(&[], None, |config| config.auth.acl = acl).await;
+    let scene = Scene::start_with(&[], None, |config| config.auth.acl = Some(acl)).await;
     let mut readers = Vec::new();
     for (i, filter) in ["#", "test/+", "test/#"].into_iter().enumerate() {
         let mut reader = Device::connect(scene.addr, &format!("reader-{i}")).await;
@@ -213,7 +213,7 @@ async fn a_rule_reads_the_peer_address_of_a_refused_client() {
     let files = tempfile::tempdir().unwrap();
     let acl = files.path().join("locks.acl");
     std::fs::write(&acl, "allow all publish devices/%c/state\ndeny all all #\n").unwrap();
-    let scene = Scene::start_with(&[("security.wat", rule.as_bytes())], None, |config| config.auth.acl = acl).await;
+    let scene = Scene::start_with(&[("security.wat", rule.as_bytes())], None, |config| config.auth.acl = Some(acl)).await;
     let mut intruder = crate::raw_mqtt::RawClient::connected(scene.addr, 4, "lock-x").await;
     let peer = intruder.socket.local_addr().unwrap().to_string();
     intruder.send(&crate::raw_mqtt::publish_qos1(b"devices/lock-y/state", b"forged")).await;

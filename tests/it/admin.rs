@@ -178,8 +178,13 @@ async fn readyz_is_ready_once_started_and_not_ready_once_shutting_down() {
     let mut scene = Scene::start(&[("route.wat", rule.as_bytes())], Some(format!("127.0.0.1:{}", free_port()))).await;
     let admin = scene.gateway().admin_addr().unwrap();
     let ready = http_get(admin, "/readyz").await;
-    assert!(ready.starts_with("HTTP/1.1 200") && body(&ready) == "ready
-", "{ready}");
+    assert!(
+        ready.starts_with("HTTP/1.1 200")
+            && body(&ready)
+                == "ready
+",
+        "{ready}"
+    );
     let device = Device::connect(scene.addr, "lock-1").await;
     assert!(wait_for(Duration::from_secs(10), || scene.counter("records_sent") == 1).await);
 

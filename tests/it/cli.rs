@@ -100,6 +100,13 @@ fn an_invalid_config_value_names_the_key() {
 }
 
 #[test]
+fn kafka_servers_in_a_config_file_without_a_sink_kind_are_refused_with_the_fix() {
+    let stderr = run_with_config("[auth]\nanonymous = true\n\n[kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\n");
+    assert!(stderr.contains("sink.kind") && stderr.contains("[sink] kind = \"kafka\""), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
 fn rule_check_prints_the_subscriptions_of_a_shipped_rule() {
     let output = hookline().args(["rule", "check"]).arg(crate::scene::repo_rules().join("message_state.wasm")).output().unwrap();
     assert!(output.status.success());

@@ -34,7 +34,7 @@ async fn every_refusal_gets_a_connack_with_its_code_in_both_versions() {
     let users = files.path().join("users.toml");
     let scene = Scene::start_with(&[], None, |config| {
         config.auth.anonymous = false;
-        config.auth.credentials = users;
+        config.auth.credentials = Some(users);
         config.broker.max_connections = 2;
     })
     .await;

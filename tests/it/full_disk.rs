@@ -91,7 +91,7 @@ fn a_failed_spool_write_is_reported_and_none_of_the_frames_it_held_is_read_back(
     let disk = SmallDisk::mount();
     let metrics = Arc::new(Metrics::default());
     let config = BufferConfig {
-        dir: disk.path().join("spool"),
+        dir: Some(disk.path().join("spool")),
         max_bytes: 8192,
         segment_bytes: 4096,
         fsync: Fsync::Never,
@@ -137,7 +137,7 @@ async fn a_publish_the_full_disk_cannot_hold_is_not_acknowledged_and_its_resend_
     let disk = SmallDisk::mount();
     let rule = route_rule("message.publish", "devices/+/state", "message_state");
     let spool_dir = disk.path().join("spool");
-    let mut scene = Scene::start_with(&[("state.wat", rule.as_bytes())], None, |config| config.buffer.dir = spool_dir).await;
+    let mut scene = Scene::start_with(&[("state.wat", rule.as_bytes())], None, |config| config.buffer.dir = Some(spool_dir)).await;
     let mut lock = Device::connect(scene.addr, "lock-1").await;
     disk.fill();
 

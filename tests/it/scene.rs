@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use hookline::config::SinkKind;
 use hookline::{Config, Gateway};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
@@ -57,12 +58,15 @@ impl Scene {
         config.broker.listen = addr;
         config.rules.dir = rules_dir;
         config.rules.reload_debounce_ms = 50;
-        config.kafka.bootstrap_servers = kafka.unwrap_or_default();
+        if let Some(kafka) = kafka {
+            config.sink.kind = Some(SinkKind::Kafka);
+            config.kafka.bootstrap_servers = kafka;
+        }
         config.kafka.linger_ms = 1;
         config.admin.listen = "127.0.0.1:0".parse().unwrap();
         config.auth.anonymous = true;
         tweak(&mut config);
-        let gateway = Gateway::start(config).await.expect("gateway starts");
+        let gateway = Gateway::start(config.validate().expect("valid config")).await.expect("gateway starts");
         Scene { gateway: Some(gateway), dir, addr }
     }
 

@@ -26,8 +26,8 @@ async fn tls_ws_and_wss_clients_are_routed_end_to_end() {
         config.broker.tls_listen = Some(tls);
         config.broker.ws_listen = Some(ws);
         config.broker.wss_listen = Some(wss);
-        config.broker.tls_cert = certs.path().join("cert.pem");
-        config.broker.tls_key = certs.path().join("key.pem");
+        config.broker.tls_cert = Some(certs.path().join("cert.pem"));
+        config.broker.tls_key = Some(certs.path().join("key.pem"));
     })
     .await;
 
@@ -83,11 +83,11 @@ async fn a_client_certificate_names_the_client_and_binds_its_id() {
     let rule = route_rule("message.publish", "devices/+/state", "message_state");
     let scene = Scene::start_with(&[("state.wat", rule.as_bytes())], None, |config| {
         config.auth.anonymous = false;
-        config.auth.acl = acl;
+        config.auth.acl = Some(acl);
         config.broker.tls_listen = Some(tls);
-        config.broker.tls_cert = server_pem;
-        config.broker.tls_key = server_key_pem;
-        config.broker.tls_client_ca = ca_pem;
+        config.broker.tls_cert = Some(server_pem);
+        config.broker.tls_key = Some(server_key_pem);
+        config.broker.tls_client_ca = Some(ca_pem);
         config.broker.tls_identity = hookline::config::TlsIdentity::CommonName;
         config.broker.tls_identity_is_client_id = true;
     })

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::{log_protocol_error, Client, State, Version, GOODBYE_WAIT, MAX_CLIENT_ID, READ_MIN, TOPIC_ALIAS_MAX};
 use crate::access::{Action, LoginRefused};
 use crate::broker::{wire, Edge};
-use crate::hooks::{now_ms, Hook};
+use crate::hooks::{now_ms, Hook, Reason};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::spool::SpoolBatch;
@@ -191,7 +191,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
                 return None;
             }
             if !edge.allows(&client, Action::Publish, &topic) {
-                edge.spool.stage(&mut batch, client.shard, &edge.denied(&client, "will", topic)).ok()?;
+                edge.spool.stage(&mut batch, client.shard, &edge.denied(&client, Reason::Will, topic)).ok()?;
                 will = None;
             }
         }

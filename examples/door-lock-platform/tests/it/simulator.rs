@@ -16,11 +16,12 @@ async fn gateway(kafka: &str) -> (hookline::Gateway, SocketAddr, tempfile::TempD
     let mut config = hookline::Config { node: "gateway@127.0.0.1".into(), data: data.path().to_path_buf(), ..Default::default() };
     config.broker.listen = addr;
     config.rules.dir = repo_rules();
+    config.sink.kind = Some(hookline::config::SinkKind::Kafka);
     config.kafka.bootstrap_servers = kafka.into();
     config.kafka.linger_ms = 1;
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.auth.anonymous = true;
-    (hookline::Gateway::start(config).await.expect("gateway starts"), addr, data)
+    (hookline::Gateway::start(config.validate().expect("valid config")).await.expect("gateway starts"), addr, data)
 }
 
 fn findings(line: &Value) -> Vec<String> {
