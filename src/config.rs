@@ -26,8 +26,8 @@ pub enum ConfigError {
 /// Root of the configuration tree: the raw input, as read from the file and the flags.
 /// `Config::validate` turns it into a `ValidConfig`, the only kind the gateway runs on.
 ///
-/// The `///` docs of the fields below are the README's config reference (a unit test
-/// renders it from them): write each as the table's "meaning" cell. A `Default:` line
+/// The `///` docs of the fields below are the README's config reference
+/// (`tests/readme_tables.rs` renders it from them): write each as the table's "meaning" cell. A `Default:` line
 /// gives the default cell where the built-in value cannot show it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

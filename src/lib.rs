@@ -19,8 +19,6 @@ pub mod hooks;
 pub mod log_limit;
 pub mod metrics;
 pub mod readiness;
-#[cfg(test)]
-mod readme;
 pub mod rules;
 pub mod sink;
 pub mod spool;

@@ -36,7 +36,7 @@ pub enum Command {
 }
 
 /// The flags of `hookline run`. Their `///` docs are the README's command-line table
-/// (a unit test renders it from them): write each as its "meaning" cell, and name the
+/// (`tests/readme_tables.rs` renders it from them): write each as its "meaning" cell, and name the
 /// config key a flag sets as "config key `KEY`", which gives the table its default.
 #[derive(Debug, Args)]
 pub struct RunArgs {

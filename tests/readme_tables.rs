@@ -1,19 +1,19 @@
-//! Test-only: the README's "Command line" and "Config reference" tables, rendered from
+//! The README's "Command line" and "Config reference" tables, rendered from
 //! the source they describe and compared with the README byte for byte.
 //!
 //! The config reference comes from the `///` docs of the structs in `config.rs` (read as
 //! text: key, then meaning), with defaults from `Config::default()` or, where that cannot
 //! show them, from a `Default:` line in the doc. The command-line table comes from
 //! clap's view of `hookline run` (long name, value name, variable, help). On a mismatch
-//! the test prints the expected table; `HOOKLINE_UPDATE_README=1 cargo test --lib readme`
+//! the test prints the expected table; `HOOKLINE_UPDATE_README=1 cargo test --test readme_tables`
 //! writes it into README.md in place.
 
 use std::collections::BTreeMap;
 
 use clap::CommandFactory;
 
-use crate::cli::Cli;
-use crate::config::Config;
+use hookline::cli::Cli;
+use hookline::config::Config;
 
 const UPDATE_VAR: &str = "HOOKLINE_UPDATE_README";
 
@@ -89,7 +89,7 @@ fn config_rows() -> Vec<[String; 3]> {
     }
     let defaults = toml::Value::try_from(Config::default()).expect("defaults serialize");
     let mut rows = Vec::new();
-    walk(&structs(include_str!("config.rs")), "Config", "", &defaults, &mut rows);
+    walk(&structs(include_str!("../src/config.rs")), "Config", "", &defaults, &mut rows);
     rows
 }
 
@@ -150,7 +150,7 @@ fn check(heading: &str, table: &str) {
     panic!(
         "README.md's table under `{heading}` differs from the source's docs (first at its row {}).\n\
          Expected:\n\n{table}\n\
-         Rewrite it with `{UPDATE_VAR}=1 cargo test --lib readme`, or change the `///` docs.",
+         Rewrite it with `{UPDATE_VAR}=1 cargo test --test readme_tables`, or change the `///` docs.",
         first_difference + 1
     );
 }
