@@ -28,8 +28,10 @@ pub fn encode(event: &HookEvent, node: &str, out: &mut Vec<u8>) {
     out.push(b',');
     field_str(out, "username", &event.username);
     match event.hook {
-        Hook::MessagePublish | Hook::MessageDelivered | Hook::MessageAcked => {
-            if event.hook != Hook::MessagePublish {
+        // A consumed record is never routed (ABI: no `route` during `kafka.record`); its
+        // shape is a publish's should that change.
+        Hook::MessagePublish | Hook::MessageDelivered | Hook::MessageAcked | Hook::KafkaRecord => {
+            if matches!(event.hook, Hook::MessageDelivered | Hook::MessageAcked) {
                 out.push(b',');
                 field_str(out, "from", event.from.as_deref().unwrap_or(""));
             }
@@ -146,7 +148,7 @@ mod tests {
     /// The envelope's field names, in order, for each hook (see the module doc).
     fn field_order(hook: Hook) -> &'static [&'static str] {
         match hook {
-            Hook::MessagePublish => &["client_id", "username", "topic", "payload", "qos", "node", "ts"],
+            Hook::MessagePublish | Hook::KafkaRecord => &["client_id", "username", "topic", "payload", "qos", "node", "ts"],
             Hook::MessageDelivered | Hook::MessageAcked => &["client_id", "username", "from", "topic", "payload", "qos", "node", "ts"],
             Hook::ClientConnected => &["client_id", "username", "node", "ts"],
             Hook::ClientDisconnected => &["client_id", "username", "reason", "node", "ts"],

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-/// The eight hook points, with the guest ABI's codes (`wasm-sdk/ABI.md`): this enum,
+/// The hook points, with the guest ABI's codes (`wasm-sdk/ABI.md`): this enum,
 /// [`Hook::ALL`] and [`Hook::name`] are the ABI's hook table, which
 /// `tests/it/sdk_tables.rs` checks every SDK against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,10 +19,12 @@ pub enum Hook {
     MessageDelivered = 5,
     MessageAcked = 6,
     AccessDenied = 7,
+    /// A record consumed from Kafka by the downlink (never spooled).
+    KafkaRecord = 8,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 8] = [
+    pub const ALL: [Hook; 9] = [
         Hook::ClientConnected,
         Hook::ClientDisconnected,
         Hook::SessionSubscribed,
@@ -31,6 +33,7 @@ impl Hook {
         Hook::MessageDelivered,
         Hook::MessageAcked,
         Hook::AccessDenied,
+        Hook::KafkaRecord,
     ];
 
     pub fn code(self) -> i32 {
@@ -47,6 +50,7 @@ impl Hook {
             Hook::MessageDelivered => "message.delivered",
             Hook::MessageAcked => "message.acked",
             Hook::AccessDenied => "access.denied",
+            Hook::KafkaRecord => "kafka.record",
         }
     }
 

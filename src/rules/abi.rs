@@ -19,19 +19,40 @@ use crate::hooks::{Hook, HookEvent};
 use crate::sink::DestinationCheck;
 use crate::topic::TopicFilter;
 
-pub const ABI_MARKER: &str = "hookline_abi_v1";
+/// The version markers a module exports, one of them: the ABI version it speaks.
+pub const ABI_MARKERS: [(&str, AbiVersion); 2] = [("hookline_abi_v1", AbiVersion::V1), ("hookline_abi_v2", AbiVersion::V2)];
 pub const INIT: &str = "hookline_init";
 pub const ON_EVENT: &str = "hookline_on_event";
 pub const IMPORT_MODULE: &str = "hookline";
 
 pub const MAX_SUBSCRIPTIONS: usize = 64;
 pub const MAX_ROUTES: usize = 16;
+pub const MAX_PUBLISHES: usize = 16;
+pub const MAX_PROPERTY_LEN: usize = 4096;
 pub const MAX_HEADERS: usize = 16;
 pub const MAX_KEY_LEN: usize = 4096;
 pub const MAX_HEADER_NAME_LEN: usize = 256;
 pub const MAX_HEADER_VALUE_LEN: usize = 4096;
 /// Log lines a rule instance may write per second.
 const LOG_LINES_PER_SECOND: u32 = 10;
+
+/// The ABI version a module speaks; it decides what `hookline_on_event`'s result means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbiVersion {
+    /// 0 accepts, anything else rejects.
+    V1,
+    /// Negative rejects, zero or positive accepts.
+    V2,
+}
+
+impl AbiVersion {
+    pub fn accepts(self, code: i32) -> bool {
+        match self {
+            AbiVersion::V1 => code == 0,
+            AbiVersion::V2 => code >= 0,
+        }
+    }
+}
 
 /// The fields a guest reads with `event_read`, with their ABI codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,11 +63,25 @@ pub enum EventField {
     Payload = 3,
     From = 4,
     Peer = 5,
+    Key = 6,
+    Action = 7,
+    Partition = 8,
+    Offset = 9,
 }
 
 impl EventField {
-    pub const ALL: [EventField; 6] =
-        [EventField::Topic, EventField::ClientId, EventField::Username, EventField::Payload, EventField::From, EventField::Peer];
+    pub const ALL: [EventField; 10] = [
+        EventField::Topic,
+        EventField::ClientId,
+        EventField::Username,
+        EventField::Payload,
+        EventField::From,
+        EventField::Peer,
+        EventField::Key,
+        EventField::Action,
+        EventField::Partition,
+        EventField::Offset,
+    ];
 
     pub fn code(self) -> i32 {
         self as i32
@@ -61,6 +96,10 @@ impl EventField {
             EventField::Payload => "payload",
             EventField::From => "from",
             EventField::Peer => "peer",
+            EventField::Key => "key",
+            EventField::Action => "action",
+            EventField::Partition => "partition",
+            EventField::Offset => "offset",
         }
     }
 
@@ -80,10 +119,11 @@ pub enum HostError {
     LimitReached = -5,
     InvalidTopic = -6,
     TooLong = -7,
+    InvalidPublish = -8,
 }
 
 impl HostError {
-    pub const ALL: [HostError; 7] = [
+    pub const ALL: [HostError; 8] = [
         HostError::UnknownName,
         HostError::InvalidFilter,
         HostError::WrongTime,
@@ -91,6 +131,7 @@ impl HostError {
         HostError::LimitReached,
         HostError::InvalidTopic,
         HostError::TooLong,
+        HostError::InvalidPublish,
     ];
 
     pub const fn code(self) -> i32 {
@@ -107,6 +148,7 @@ impl HostError {
             HostError::LimitReached => "LimitReached",
             HostError::InvalidTopic => "InvalidTopic",
             HostError::TooLong => "TooLong",
+            HostError::InvalidPublish => "InvalidPublish",
         }
     }
 
@@ -120,6 +162,7 @@ impl HostError {
             HostError::LimitReached => "LIMIT",
             HostError::InvalidTopic => "TOPIC",
             HostError::TooLong => "TOO_LONG",
+            HostError::InvalidPublish => "PUBLISH",
         }
     }
 }
@@ -258,7 +301,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 
 /// Names and signatures (parameters, results) of the imports, for checking a module
 /// before linking it.
-pub const IMPORTS: [(&str, usize, usize); 7] = [
+pub const IMPORTS: [(&str, usize, usize); 12] = [
     ("subscribe", 4, 1),
     ("event_read", 3, 1),
     ("event_qos", 0, 1),
@@ -266,6 +309,11 @@ pub const IMPORTS: [(&str, usize, usize); 7] = [
     ("route_header", 4, 1),
     ("log", 3, 0),
     ("config_get", 4, 1),
+    ("route_value", 3, 1),
+    ("event_header", 4, 1),
+    ("publish", 6, 1),
+    ("publish_property", 3, 1),
+    ("publish_user_property", 4, 1),
 ];
 
 fn subscribe(mut caller: Caller<'_, HostState>, hook_ptr: i32, hook_len: i32, filter_ptr: i32, filter_len: i32) -> i32 {

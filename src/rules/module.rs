@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use wasmtime::{ExternType, InstancePre, Module, ValType};
 
-use super::abi::{self, HostState};
+use super::abi::{self, AbiVersion, HostState};
 use super::counters::RuleCounters;
 use super::engine::{describe_trap, RuleEngine};
 use super::settings::{RuleSettings, SettingsError};
@@ -35,8 +35,12 @@ pub enum LoadError {
     ForbiddenImport { module: String, name: String },
     #[error("import `hookline.{name}` has the wrong signature (see wasm-sdk/ABI.md)")]
     ImportSignature { name: String },
-    #[error("missing export `{0}` (see wasm-sdk/ABI.md; the ABI version marker is `hookline_abi_v1`)")]
+    #[error("missing export `{0}` (see wasm-sdk/ABI.md)")]
     MissingExport(&'static str),
+    #[error("exports no ABI version marker: export `hookline_abi_v2` (or `hookline_abi_v1`), a function () -> () (see wasm-sdk/ABI.md)")]
+    NoVersion,
+    #[error("exports both `hookline_abi_v1` and `hookline_abi_v2`; a module speaks one ABI version")]
+    TwoVersions,
     #[error("export `{name}` must be {expected}")]
     ExportSignature { name: &'static str, expected: &'static str },
     #[error("instantiating or running hookline_init failed: {0}")]
@@ -61,6 +65,7 @@ pub struct RuleModule {
     pub hash: u64,
     /// When this version was compiled and validated (wall clock), shown by `/api/rules`.
     pub loaded_at: SystemTime,
+    pub version: AbiVersion,
     pub subscriptions: Vec<(Hook, TopicFilter)>,
     pub settings: Arc<RuleSettings>,
     pub pre: InstancePre<HostState>,
@@ -96,7 +101,7 @@ impl RuleModule {
         }
         let module = Module::new(engine.engine(), bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         check_imports(&module)?;
-        check_exports(&module)?;
+        let version = check_exports(&module)?;
         let pre = engine.linker().instantiate_pre(&module).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
 
         let name: Arc<str> = name.into();
@@ -115,6 +120,7 @@ impl RuleModule {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             hash: hash_bytes(bytes),
             loaded_at: SystemTime::now(),
+            version,
             subscriptions,
             settings,
             pre,
@@ -158,7 +164,8 @@ fn check_imports(module: &Module) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn check_exports(module: &Module) -> Result<(), LoadError> {
+/// Checks the exports; returns the ABI version the module speaks.
+fn check_exports(module: &Module) -> Result<AbiVersion, LoadError> {
     let func = |name: &'static str, params: usize, results: usize, expected: &'static str| match module.get_export(name) {
         None => Err(LoadError::MissingExport(name)),
         Some(ExternType::Func(f))
@@ -170,11 +177,16 @@ fn check_exports(module: &Module) -> Result<(), LoadError> {
         }
         Some(_) => Err(LoadError::ExportSignature { name, expected }),
     };
-    func(abi::ABI_MARKER, 0, 0, "a function () -> ()")?;
+    let mut versions = abi::ABI_MARKERS.iter().filter(|(marker, _)| module.get_export(marker).is_some());
+    let (marker, version) = *versions.next().ok_or(LoadError::NoVersion)?;
+    if versions.next().is_some() {
+        return Err(LoadError::TwoVersions);
+    }
+    func(marker, 0, 0, "a function () -> ()")?;
     func(abi::INIT, 0, 1, "a function () -> i32")?;
     func(abi::ON_EVENT, 2, 1, "a function (i32, i32) -> i32")?;
     match module.get_export("memory") {
-        Some(ExternType::Memory(_)) => Ok(()),
+        Some(ExternType::Memory(_)) => Ok(version),
         None => Err(LoadError::MissingExport("memory")),
         Some(_) => Err(LoadError::ExportSignature { name: "memory", expected: "a memory" }),
     }
