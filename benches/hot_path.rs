@@ -29,7 +29,7 @@ use hookline::config::{BufferConfig, Fsync, KafkaConfig, RulesConfig};
 use hookline::envelope;
 use hookline::hooks::{Hook, HookEvent};
 use hookline::metrics::{Metrics, Outcome};
-use hookline::rules::{Dispatcher, RuleEngine, RuleModule, RuleSet, SharedRuleSet};
+use hookline::rules::{Dispatcher, Output, RuleEngine, RuleModule, RuleSet, SharedRuleSet};
 use hookline::sink::{Boundary, KafkaSink, Record, Sink, Ticket};
 use hookline::spool::Spool;
 use hookline::topic::{FilterSet, TopicFilter};
@@ -217,7 +217,8 @@ fn envelope_and_worker(c: &mut Criterion) {
     group.bench_function("dispatch_and_encode_publish_1k", |b| {
         b.iter(|| {
             let mut encoded = false;
-            dispatcher.dispatch(&event, |route| {
+            dispatcher.dispatch(&event, |output| {
+                let Output::Route(route) = output else { return };
                 if !encoded {
                     envelope::encode(&event, NODE, &mut out);
                     encoded = true;

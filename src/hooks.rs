@@ -152,6 +152,18 @@ pub struct HookEvent {
     /// Network address (`ip:port`) of the client's connection, for an event a
     /// connection raised. Readable by rules; not part of the envelope.
     pub peer: Option<Arc<str>>,
+    /// Where a `kafka.record` event came from in Kafka (its topic is `topic`, its value
+    /// `payload`). Never spooled.
+    pub record: Option<Arc<ConsumedRecord>>,
+}
+
+/// A record consumed from Kafka, beside its topic and value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl HookEvent {
@@ -168,6 +180,18 @@ impl HookEvent {
             from: None,
             reason: None,
             peer: None,
+            record: None,
+        }
+    }
+
+    /// A `kafka.record` event: a record consumed from `topic`, stamped now.
+    pub fn kafka_record(topic: &str, value: Bytes, record: ConsumedRecord) -> HookEvent {
+        let none: Arc<str> = Arc::from("");
+        HookEvent {
+            topic: Bytes::copy_from_slice(topic.as_bytes()),
+            payload: value,
+            record: Some(Arc::new(record)),
+            ..HookEvent::new(Hook::KafkaRecord, none.clone(), none)
         }
     }
 

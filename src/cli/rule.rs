@@ -203,10 +203,17 @@ fn test(engine: &RuleEngine, path: &Path, events_file: Option<&Path>) -> anyhow:
             continue;
         };
         match instance.decide(engine, event, subscription) {
-            Ok([]) => println!("   no route"),
-            Ok(routes) => {
+            Ok(decision) if decision.routes.is_empty() && decision.publishes.is_empty() => println!("   no route"),
+            Ok(decision) => {
                 routed += 1;
-                for route in routes {
+                for message in decision.publishes {
+                    let payload = match &message.payload {
+                        None => "the record's value".to_string(),
+                        Some(bytes) => format!("{} bytes", bytes.len()),
+                    };
+                    println!("   => MQTT {} qos={} retain={} payload={payload}", message.topic, message.qos, message.retain);
+                }
+                for route in decision.routes {
                     let key = match &route.key {
                         None => format!("{} (client id)", event.client_id),
                         Some(key) => String::from_utf8_lossy(key).into_owned(),

@@ -174,6 +174,7 @@ const ERR_MEMORY: i32 = HostError::OutOfBounds.code();
 const ERR_LIMIT: i32 = HostError::LimitReached.code();
 const ERR_TOPIC: i32 = HostError::InvalidTopic.code();
 const ERR_TOO_LONG: i32 = HostError::TooLong.code();
+const ERR_PUBLISH: i32 = HostError::InvalidPublish.code();
 
 /// What the guest is allowed to do right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +193,50 @@ pub struct Route {
     /// `None`: the event's client id.
     pub key: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
+    pub value: RouteValue,
+}
+
+/// What a route's record carries as its value (`route_value`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RouteValue {
+    /// The JSON envelope of the event.
+    #[default]
+    Envelope,
+    /// The MQTT payload as the device sent it.
+    Payload,
+    /// Bytes the rule gave.
+    Bytes(Vec<u8>),
+}
+
+/// One MQTT message a rule publishes for a consumed Kafka record (`publish`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttMessage {
+    pub topic: String,
+    pub qos: u8,
+    pub retain: bool,
+    /// `None`: the record's value.
+    pub payload: Option<Vec<u8>>,
+    pub properties: MessageProperties,
+}
+
+/// The MQTT 5 properties a rule may set on a publish (`publish_property`,
+/// `publish_user_property`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MessageProperties {
+    pub payload_format_indicator: Option<u8>,
+    pub message_expiry_interval: Option<u32>,
+    pub content_type: Option<String>,
+    pub response_topic: Option<String>,
+    pub correlation_data: Option<Vec<u8>>,
+    pub user_properties: Vec<(String, String)>,
+}
+
+/// A module's decision for one event: records for the uplink, MQTT messages for a
+/// consumed record.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    pub routes: &'a [Route],
+    pub publishes: &'a [MqttMessage],
 }
 
 /// Data of one `Store`: limits, the event being decided and the decision so far.
@@ -203,6 +248,7 @@ pub struct HostState {
     pub subscriptions: Vec<(Hook, TopicFilter)>,
     pub event: Option<HookEvent>,
     pub routes: Vec<Route>,
+    pub publishes: Vec<MqttMessage>,
     /// Why the current decision is void, if a route broke a limit.
     pub invalid: Option<&'static str>,
     /// The guest's exported memory, looked up once after instantiation.
@@ -229,12 +275,24 @@ impl HostState {
             subscriptions: Vec::new(),
             event: None,
             routes: Vec::new(),
+            publishes: Vec::new(),
             invalid: None,
             memory: None,
             destinations,
             recent_topics: Vec::new(),
             log_window: (std::time::Instant::now(), 0),
         }
+    }
+
+    /// The hook of the event being decided.
+    fn hook(&self) -> Option<Hook> {
+        self.event.as_ref().map(|e| e.hook)
+    }
+
+    /// Voids the decision for `why`; returns `code` for the guest.
+    fn invalidate(&mut self, why: &'static str, code: i32) -> i32 {
+        self.invalid = Some(why);
+        code
     }
 
     fn log_allowed(&mut self) -> bool {
@@ -296,6 +354,45 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(IMPORT_MODULE, "route_header", route_header)?;
     linker.func_wrap(IMPORT_MODULE, "log", log)?;
     linker.func_wrap(IMPORT_MODULE, "config_get", config_get)?;
+    linker.func_wrap(IMPORT_MODULE, "route_value", |mut caller: Caller<'_, HostState>, kind: i32, ptr: i32, len: i32| -> i32 {
+        let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+        set_route_value(memory, state, kind, ptr, len)
+    })?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "event_header",
+        |mut caller: Caller<'_, HostState>, name_ptr: i32, name_len: i32, dst_ptr: i32, dst_len: i32| -> i32 {
+            let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+            read_header(memory, state, name_ptr, name_len, dst_ptr, dst_len)
+        },
+    )?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "publish",
+        |mut caller: Caller<'_, HostState>,
+         topic_ptr: i32,
+         topic_len: i32,
+         qos: i32,
+         retain: i32,
+         payload_ptr: i32,
+         payload_len: i32|
+         -> i32 {
+            let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+            add_publish(memory, state, (topic_ptr, topic_len), qos, retain, (payload_ptr, payload_len))
+        },
+    )?;
+    linker.func_wrap(IMPORT_MODULE, "publish_property", |mut caller: Caller<'_, HostState>, id: i32, ptr: i32, len: i32| -> i32 {
+        let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+        set_publish_property(memory, state, id, ptr, len)
+    })?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "publish_user_property",
+        |mut caller: Caller<'_, HostState>, name_ptr: i32, name_len: i32, value_ptr: i32, value_len: i32| -> i32 {
+            let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+            add_user_property(memory, state, (name_ptr, name_len), (value_ptr, value_len))
+        },
+    )?;
     Ok(())
 }
 
@@ -366,6 +463,19 @@ fn read_event(memory: &mut [u8], state: &HostState, field: i32, dst_ptr: i32, ds
         EventField::Payload => &event.payload,
         EventField::From => event.from.as_deref().unwrap_or("").as_bytes(),
         EventField::Peer => event.peer.as_deref().unwrap_or("").as_bytes(),
+        EventField::Key => event.record.as_ref().and_then(|r| r.key.as_deref()).unwrap_or_default(),
+        EventField::Action => match (event.hook, event.reason) {
+            (Hook::AccessDenied, Some(reason)) => reason.name().as_bytes(),
+            _ => b"",
+        },
+        EventField::Partition | EventField::Offset => {
+            let number = match (&event.record, field) {
+                (Some(record), EventField::Partition) => record.partition.to_string(),
+                (Some(record), _) => record.offset.to_string(),
+                (None, _) => String::new(),
+            };
+            return copy_out(memory, number.as_bytes(), dst_ptr, dst_len);
+        }
     };
     copy_out(memory, value, dst_ptr, dst_len)
 }
@@ -377,7 +487,7 @@ fn route(mut caller: Caller<'_, HostState>, topic_ptr: i32, topic_len: i32, key_
 
 /// `route` on the guest's memory: validates what the guest passed and records the route.
 fn add_route(memory: &[u8], state: &mut HostState, topic_ptr: i32, topic_len: i32, key_ptr: i32, key_len: i32) -> i32 {
-    if state.phase != Phase::Event {
+    if state.phase != Phase::Event || state.hook() == Some(Hook::KafkaRecord) {
         return ERR_WRONG_TIME;
     }
     if state.routes.len() >= MAX_ROUTES {
@@ -402,8 +512,125 @@ fn add_route(memory: &[u8], state: &mut HostState, topic_ptr: i32, topic_len: i3
         }
         Some(memory[range].to_vec())
     };
-    state.routes.push(Route { topic, key, headers: Vec::new() });
+    state.routes.push(Route { topic, key, headers: Vec::new(), value: RouteValue::Envelope });
     state.routes.len() as i32 - 1
+}
+
+/// `route_value` on the guest's memory: sets the value of the last route.
+fn set_route_value(memory: &[u8], state: &mut HostState, kind: i32, ptr: i32, len: i32) -> i32 {
+    if state.phase != Phase::Event || state.routes.is_empty() {
+        return ERR_WRONG_TIME;
+    }
+    let value = match kind {
+        0 => RouteValue::Envelope,
+        1 => RouteValue::Payload,
+        2 => match guest_range(memory, ptr, len) {
+            Some(range) => RouteValue::Bytes(memory[range].to_vec()),
+            None => return ERR_MEMORY,
+        },
+        _ => return ERR_UNKNOWN,
+    };
+    state.routes.last_mut().expect("checked above").value = value;
+    0
+}
+
+/// `event_header` on the guest's memory: the first header of the consumed record named so.
+fn read_header(memory: &mut [u8], state: &HostState, name_ptr: i32, name_len: i32, dst_ptr: i32, dst_len: i32) -> i32 {
+    let Some(event) = &state.event else { return ERR_WRONG_TIME };
+    let Some(name) = guest_str(memory, name_ptr, name_len) else { return ERR_MEMORY };
+    let header = event.record.as_ref().and_then(|r| r.headers.iter().find(|(n, _)| n == name));
+    match header {
+        Some((_, value)) => {
+            let value = value.clone();
+            copy_out(memory, &value, dst_ptr, dst_len)
+        }
+        None => ERR_UNKNOWN,
+    }
+}
+
+/// `publish` on the guest's memory: validates the message and records it.
+fn add_publish(memory: &[u8], state: &mut HostState, topic: (i32, i32), qos: i32, retain: i32, payload: (i32, i32)) -> i32 {
+    if state.phase != Phase::Event || state.hook() != Some(Hook::KafkaRecord) {
+        return ERR_WRONG_TIME;
+    }
+    if state.publishes.len() >= MAX_PUBLISHES {
+        return state.invalidate("more publishes than allowed for one record", ERR_LIMIT);
+    }
+    let Some(range) = guest_range(memory, topic.0, topic.1) else { return ERR_MEMORY };
+    let Ok(name) = std::str::from_utf8(&memory[range]) else {
+        return state.invalidate("publish topic is not UTF-8", ERR_PUBLISH);
+    };
+    if name.is_empty() || name.contains(['+', '#', '\0']) || crate::access::reserved(name) {
+        return state.invalidate("publish topic is empty, has a wildcard or is the gateway's own", ERR_PUBLISH);
+    }
+    if !(0..=2).contains(&qos) || !(0..=1).contains(&retain) {
+        return state.invalidate("publish QoS not 0, 1 or 2, or retain not 0 or 1", ERR_PUBLISH);
+    }
+    let payload = match payload.1 {
+        -1 => None,
+        _ => match guest_range(memory, payload.0, payload.1) {
+            Some(range) => Some(memory[range].to_vec()),
+            None => return ERR_MEMORY,
+        },
+    };
+    let message = MqttMessage { topic: name.to_string(), qos: qos as u8, retain: retain == 1, payload, properties: Default::default() };
+    state.publishes.push(message);
+    state.publishes.len() as i32 - 1
+}
+
+/// `publish_property` on the guest's memory: one MQTT 5 property of the last publish.
+fn set_publish_property(memory: &[u8], state: &mut HostState, id: i32, ptr: i32, len: i32) -> i32 {
+    if state.phase != Phase::Event || state.publishes.is_empty() {
+        return ERR_WRONG_TIME;
+    }
+    let Some(range) = guest_range(memory, ptr, len) else { return ERR_MEMORY };
+    let bytes = &memory[range];
+    if bytes.len() > MAX_PROPERTY_LEN {
+        return state.invalidate("publish property longer than 4096 bytes", ERR_TOO_LONG);
+    }
+    let text = || std::str::from_utf8(bytes).ok().map(str::to_string);
+    let properties = &mut state.publishes.last_mut().expect("checked above").properties;
+    let valid = match id {
+        1 if bytes == [0] || bytes == [1] => {
+            properties.payload_format_indicator = Some(bytes[0]);
+            true
+        }
+        2 if bytes.len() == 4 => {
+            properties.message_expiry_interval = Some(u32::from_be_bytes(bytes.try_into().expect("4 bytes")));
+            true
+        }
+        3 => text().map(|t| properties.content_type = Some(t)).is_some(),
+        8 => text().filter(|t| !t.is_empty() && !t.contains(['+', '#'])).map(|t| properties.response_topic = Some(t)).is_some(),
+        9 => {
+            properties.correlation_data = Some(bytes.to_vec());
+            true
+        }
+        1 | 2 => false,
+        _ => return ERR_UNKNOWN,
+    };
+    match valid {
+        true => 0,
+        false => state.invalidate("bad publish property value", ERR_PUBLISH),
+    }
+}
+
+/// `publish_user_property` on the guest's memory.
+fn add_user_property(memory: &[u8], state: &mut HostState, name: (i32, i32), value: (i32, i32)) -> i32 {
+    if state.phase != Phase::Event || state.publishes.is_empty() {
+        return ERR_WRONG_TIME;
+    }
+    let (Some(name), Some(value)) = (guest_str(memory, name.0, name.1), guest_str(memory, value.0, value.1)) else {
+        return ERR_MEMORY;
+    };
+    if name.len() > MAX_PROPERTY_LEN || value.len() > MAX_PROPERTY_LEN {
+        return state.invalidate("user property longer than 4096 bytes", ERR_TOO_LONG);
+    }
+    let properties = &mut state.publishes.last_mut().expect("checked above").properties;
+    if properties.user_properties.len() >= MAX_HEADERS {
+        return state.invalidate("more user properties than allowed on one publish", ERR_LIMIT);
+    }
+    properties.user_properties.push((name.to_string(), value.to_string()));
+    0
 }
 
 fn route_header(mut caller: Caller<'_, HostState>, name_ptr: i32, name_len: i32, value_ptr: i32, value_len: i32) -> i32 {

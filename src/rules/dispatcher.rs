@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::abi::Route;
+use super::abi::{MqttMessage, Route};
 use super::engine::RuleEngine;
 use super::instance::{CallFailure, RuleInstance};
 use super::module::RuleModule;
@@ -26,6 +26,15 @@ pub struct Dispatcher {
     calls: u64,
 }
 
+/// One item of a module's decision, handed to the caller of `dispatch`.
+#[derive(Debug, Clone, Copy)]
+pub enum Output<'a> {
+    /// A record for the uplink (events of the MQTT edge).
+    Route(&'a Route),
+    /// An MQTT message for the downlink (`kafka.record`).
+    Publish(&'a MqttMessage),
+}
+
 /// One guest call in this many is timed for the `nanoseconds` counters.
 const TIME_SAMPLE: u64 = 16;
 
@@ -35,8 +44,8 @@ impl Dispatcher {
     }
 
     /// Runs `event` through every module subscribed to it and calls `emit` with each
-    /// valid route. Returns the number of routes emitted.
-    pub fn dispatch(&mut self, event: &HookEvent, mut emit: impl FnMut(&Route)) -> usize {
+    /// route and publish of every valid decision. Returns how many it emitted.
+    pub fn dispatch(&mut self, event: &HookEvent, mut emit: impl FnMut(Output<'_>)) -> usize {
         self.refresh();
         let mut emitted = 0;
         for module in &self.current.modules {
@@ -66,13 +75,13 @@ impl Dispatcher {
             }
             Metrics::add(&self.metrics.rule_calls, 1);
             match outcome {
-                Ok(routes) => {
-                    for route in routes {
-                        emit(route);
-                    }
-                    counters.routes.fetch_add(routes.len() as u64, Ordering::Relaxed);
-                    Metrics::add(&self.metrics.rule_routes, routes.len() as u64);
-                    emitted += routes.len();
+                Ok(decision) => {
+                    decision.routes.iter().for_each(|route| emit(Output::Route(route)));
+                    decision.publishes.iter().for_each(|message| emit(Output::Publish(message)));
+                    let outputs = decision.routes.len() + decision.publishes.len();
+                    counters.routes.fetch_add(outputs as u64, Ordering::Relaxed);
+                    Metrics::add(&self.metrics.rule_routes, outputs as u64);
+                    emitted += outputs;
                 }
                 Err(failure) => {
                     if matches!(failure, CallFailure::Trap(_) | CallFailure::OutOfFuel) {

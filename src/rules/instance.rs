@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use wasmtime::{Store, Trap, TypedFunc};
 
-use super::abi::{self, HostState, Phase, Route};
+use super::abi::{self, Decision, HostState, Phase};
 use super::engine::{describe_trap, RuleEngine};
 use super::module::RuleModule;
 use crate::hooks::HookEvent;
@@ -16,7 +16,7 @@ use crate::hooks::HookEvent;
 /// Why a module's decision for an event was void.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallFailure {
-    /// The guest returned non-zero: it rejected the event in band.
+    /// The guest rejected the event in band (v1: non-zero, v2: negative).
     Rejected(i32),
     /// The guest trapped (including out of memory bounds and stack overflow).
     Trap(String),
@@ -54,12 +54,13 @@ impl RuleInstance {
     }
 
     /// Asks the guest where `event` goes. `subscription` is the index that matched.
-    /// On success the routes are valid and borrowed until the next call.
-    pub fn decide(&mut self, engine: &RuleEngine, event: &HookEvent, subscription: usize) -> Result<&[Route], CallFailure> {
+    /// On success the decision is valid and borrowed until the next call.
+    pub fn decide(&mut self, engine: &RuleEngine, event: &HookEvent, subscription: usize) -> Result<Decision<'_>, CallFailure> {
         let state = self.store.data_mut();
         state.phase = Phase::Event;
         state.event = Some(event.clone());
         state.routes.clear();
+        state.publishes.clear();
         state.invalid = None;
         self.store.set_fuel(engine.fuel_per_call()).expect("fuel is enabled on the engine");
         let result = self.on_event.call(&mut self.store, (event.hook.code(), subscription as i32));
@@ -67,11 +68,14 @@ impl RuleInstance {
         state.phase = Phase::Idle;
         state.event = None;
         match result {
-            Ok(0) => match state.invalid {
+            Ok(code) if !self.module.version.accepts(code) => Err(CallFailure::Rejected(code)),
+            Ok(_) => match state.invalid {
                 Some(why) => Err(CallFailure::InvalidOutput(why)),
-                None => Ok(&self.store.data().routes),
+                None => {
+                    let state = self.store.data();
+                    Ok(Decision { routes: &state.routes, publishes: &state.publishes })
+                }
             },
-            Ok(code) => Err(CallFailure::Rejected(code)),
             Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) => Err(CallFailure::OutOfFuel),
             Err(e) => Err(CallFailure::Trap(describe_trap(&e))),
         }

@@ -22,9 +22,9 @@ mod set;
 mod settings;
 pub mod signature;
 
-pub use abi::{EventField, HostError, Route, IMPORTS};
+pub use abi::{AbiVersion, EventField, HostError, MessageProperties, MqttMessage, Route, RouteValue, IMPORTS};
 pub use counters::RuleCounters;
-pub use dispatcher::Dispatcher;
+pub use dispatcher::{Dispatcher, Output};
 pub use engine::RuleEngine;
 pub use instance::{CallFailure, RuleInstance};
 pub use module::{LoadError, RuleModule};

@@ -116,7 +116,7 @@ pub fn decode(mut body: Bytes) -> Option<HookEvent> {
         true => Some(text(&mut body)?),
         false => None,
     };
-    Some(HookEvent { hook, ts_ms, client_id, username, topic, payload, qos, from, reason, peer })
+    Some(HookEvent { hook, ts_ms, client_id, username, topic, payload, qos, from, reason, peer, record: None })
 }
 
 fn peek_u16(body: &Bytes) -> Option<u16> {

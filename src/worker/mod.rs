@@ -17,7 +17,7 @@ use crate::envelope;
 use crate::hooks::HookEvent;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
-use crate::rules::Dispatcher;
+use crate::rules::{Dispatcher, Output, RouteValue};
 use crate::sink::{Boundary, Record, Sink, Ticket};
 use crate::spool::{ReadBatch, ShardReader};
 use crate::tail::Tail;
@@ -118,15 +118,24 @@ impl Worker {
         let mut encoded = false;
         let (sink, boundary, tail) = (&self.sink, &self.boundary, &self.tail);
         let node = &*self.node;
-        self.dispatcher.dispatch(event, |route| {
-            if !encoded {
-                envelope::encode(event, node, envelope);
-                encoded = true;
-            }
+        self.dispatcher.dispatch(event, |output| {
+            // Only `kafka.record` decisions publish, and those never reach a worker.
+            let Output::Route(route) = output else { return };
+            let value: &[u8] = match &route.value {
+                RouteValue::Envelope => {
+                    if !encoded {
+                        envelope::encode(event, node, envelope);
+                        encoded = true;
+                    }
+                    envelope
+                }
+                RouteValue::Payload => &event.payload,
+                RouteValue::Bytes(bytes) => bytes,
+            };
             let record = Record {
                 topic: &route.topic,
                 key: route.key.as_deref().unwrap_or(event.client_id.as_bytes()),
-                value: envelope,
+                value,
                 headers: &route.headers,
             };
             if tail.watched() {

@@ -99,7 +99,7 @@ fn load_corpus() -> Vec<Case> {
 fn decide(engine: &RuleEngine, module: &RuleModule, instance: &mut RuleInstance, event: &HookEvent) -> Result<Vec<Route>, CallFailure> {
     match module.subscription_for(event.hook, &event.topic) {
         None => Ok(Vec::new()),
-        Some(subscription) => instance.decide(engine, event, subscription).map(<[Route]>::to_vec),
+        Some(subscription) => instance.decide(engine, event, subscription).map(|decision| decision.routes.to_vec()),
     }
 }
 
