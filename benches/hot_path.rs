@@ -240,7 +240,7 @@ fn kafka(c: &mut Criterion) {
     let event = publish_event("devices/10083618796833171/state");
     let mut value = Vec::new();
     envelope::encode(&event, NODE, &mut value);
-    let record = Record { topic: "message_state", key: CLIENT_ID.as_bytes(), value: &value, headers: &[] };
+    let record = Record { topic: "message_state", key: CLIENT_ID.as_bytes(), value: &value, headers: &[], envelope: true };
     // Waits (untimed where the caller says so) until every record sent so far has its
     // delivery report. `flush` is not used: with the threaded producer it sleeps in
     // 100 ms steps.

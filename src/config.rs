@@ -46,8 +46,10 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Where routed records go.
     pub sink: SinkConfig,
-    /// Kafka client settings, used by the Kafka sink.
+    /// Kafka client settings, used by the Kafka sink and the downlink.
     pub kafka: KafkaConfig,
+    /// The downlink: records consumed from Kafka, turned into MQTT messages by rules.
+    pub downlink: DownlinkConfig,
     /// The admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`, the dashboard and its
     /// API).
     pub admin: AdminConfig,
@@ -275,6 +277,45 @@ pub struct KafkaConfig {
     pub properties: std::collections::BTreeMap<String, String>,
 }
 
+/// The downlink: a Kafka consumer of the topics rules subscribe to with `kafka.record`
+/// (see README, "Downlink"). Runs when `kafka.bootstrap_servers` is set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownlinkConfig {
+    /// Kafka consumer group of the downlink; gateways sharing it share the records.
+    pub group: String,
+    /// Where a group with no committed offset starts reading: `earliest` (nothing
+    /// produced before the first start is missed) or `latest`.
+    pub start_from: StartFrom,
+    /// Most MQTT messages published and not yet delivered; beyond it the downlink
+    /// stops consuming until deliveries catch up.
+    pub max_outstanding: usize,
+}
+
+/// See `DownlinkConfig::start_from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    Earliest,
+    Latest,
+}
+
+impl StartFrom {
+    /// As librdkafka's `auto.offset.reset` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartFrom::Earliest => "earliest",
+            StartFrom::Latest => "latest",
+        }
+    }
+}
+
+impl Default for DownlinkConfig {
+    fn default() -> Self {
+        DownlinkConfig { group: "hookline-downlink".into(), start_from: StartFrom::Earliest, max_outstanding: 10_000 }
+    }
+}
+
 /// See `KafkaConfig::compression`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -311,6 +352,7 @@ impl Default for Config {
             rules: RulesConfig::default(),
             sink: SinkConfig::default(),
             kafka: KafkaConfig::default(),
+            downlink: DownlinkConfig::default(),
             admin: AdminConfig::default(),
             auth: AuthConfig::default(),
         }
@@ -463,6 +505,12 @@ impl Config {
         }
         if self.broker.max_inflight == 0 {
             return invalid("broker.max_inflight", "must be at least 1");
+        }
+        if self.downlink.max_outstanding == 0 {
+            return invalid("downlink.max_outstanding", "must be at least 1");
+        }
+        if self.downlink.group.is_empty() {
+            return invalid("downlink.group", "must not be empty (a Kafka consumer group id)");
         }
         if self.buffer.segment_bytes < 4096 || self.buffer.segment_bytes > self.buffer.max_bytes / 2 {
             return invalid(

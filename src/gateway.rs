@@ -20,6 +20,7 @@ use crate::access::Access;
 use crate::admin::AdminSources;
 use crate::broker::Broker;
 use crate::config::{SinkKind, ValidConfig};
+use crate::downlink::DownlinkSource;
 use crate::metrics::{Metrics, Outcome};
 use crate::readiness::Readiness;
 use crate::rules::{Dispatcher, RuleEngine, RuleSet, RuleWatcher, SharedRuleSet};
@@ -41,6 +42,8 @@ const ADMIN_GRACE: Duration = Duration::from_secs(1);
 /// which rumqttd 0.20 gives no way to stop.
 pub struct Gateway {
     broker: Broker,
+    /// Consuming from Kafka for devices, when Kafka is configured.
+    downlink: Option<DownlinkSource>,
     workers: Workers,
     /// Held for their threads; dropping them stops and joins them.
     rule_watch: RuleWatcher,
@@ -127,6 +130,17 @@ impl Gateway {
         let access_watch = access.watch(&config.auth)?;
         let broker = Broker::start(&config.broker, spool.clone(), metrics.clone(), access, listeners_ready).await?;
         let listen = broker.local_addrs()[0];
+        let downlink = match config.kafka.bootstrap_servers.is_empty() {
+            true => None,
+            false => Some(DownlinkSource::start(
+                &config.kafka,
+                &config.downlink,
+                Dispatcher::new(engine.clone(), rules.clone(), metrics.clone()),
+                rules.clone(),
+                broker.downlink(),
+                metrics.clone(),
+            )?),
+        };
         tasks.spawn(log_stats(metrics.clone(), spool.clone()));
         tracing::info!(
             sink = %sink.describe(),
@@ -135,7 +149,7 @@ impl Gateway {
             node = %config.node,
             "hookline gateway running"
         );
-        Ok(Gateway { broker, workers, rule_watch, access_watch, tasks, stop_admin, rules, sink, metrics, spool, listen, admin })
+        Ok(Gateway { broker, downlink, workers, rule_watch, access_watch, tasks, stop_admin, rules, sink, metrics, spool, listen, admin })
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -173,6 +187,9 @@ impl Gateway {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         tracing::info!("shutting down: no new connections or publishes, delivering what the spool holds");
         self.broker.stop_accepting();
+        if let Some(downlink) = self.downlink.take() {
+            tokio::task::spawn_blocking(move || downlink.stop()).await?;
+        }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         let workers = std::mem::take(&mut self.workers.running);
         for (state, _) in &workers {

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod downlink;
 pub mod envelope;
 pub mod gateway;
 pub mod hooks;

@@ -117,7 +117,7 @@ counters! {
     spool_damaged_records,
     /// Guest calls made (`hookline_on_event`).
     rule_calls,
-    /// Routes emitted by rules and accepted.
+    /// Routes and publishes emitted by rules and accepted.
     rule_routes,
     /// Events a rule rejected in band (non-zero return).
     rule_errors,
@@ -136,6 +136,20 @@ counters! {
     /// Records not delivered for a reason that may clear (destination away, write
     /// failed, producer shut down): their events are sent again.
     records_resent,
+    /// Records the downlink consumed from Kafka.
+    downlink_records,
+    /// MQTT messages the downlink published into the broker for consumed records.
+    downlink_messages,
+    /// Downlink messages no subscription on this node matched: not delivered, their
+    /// records committed.
+    downlink_undeliverable,
+    /// Downlink messages over `broker.max_packet_size`: not published.
+    downlink_too_large,
+    /// Consumed records whose every message was delivered (or could not be), so their
+    /// offsets may be committed.
+    downlink_done,
+    /// Errors of the downlink's Kafka consumer (it keeps retrying).
+    downlink_errors,
     /// Live-tail items a viewer missed because it read slower than records were routed.
     tail_dropped,
 }

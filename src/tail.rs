@@ -104,7 +104,7 @@ mod tests {
     use super::*;
 
     fn record<'a>(value: &'a [u8]) -> Record<'a> {
-        Record { topic: "message_state", key: b"lock-1", value, headers: &[] }
+        Record { topic: "message_state", key: b"lock-1", value, headers: &[], envelope: true }
     }
 
     #[test]

@@ -585,7 +585,7 @@ impl State {
             Metrics::add(&self.edge.metrics.router_skipped, 1);
             return;
         }
-        let origin = Origin { qos, retain, published_ms, from: self.client.id.clone() };
+        let origin = Origin { qos, retain, published_ms, from: self.client.id.clone(), ack: None };
         origin::attach(&mut props, &origin);
         self.router_out.push(Packet::Publish(Publish::new(publish.topic, publish.payload, retain), props));
     }

@@ -8,6 +8,7 @@
 //! stopped; the listeners and connections run on our tokio runtime and stop with
 //! `Broker::stop`.
 
+mod acks;
 mod connection;
 mod listener;
 mod origin;
@@ -27,6 +28,7 @@ use rumqttd::{Notification, Router, RouterConfig};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+pub use acks::RecordAcks;
 pub use registry::CloseReason;
 
 use self::connection::Client;
@@ -39,6 +41,7 @@ use crate::hooks::{now_ms, Hook, HookEvent, Reason};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::readiness::ReadyFlag;
+use crate::rules::MqttMessage;
 use crate::spool::Spool;
 use crate::topic::{FilterSet, TopicFilter};
 
@@ -85,6 +88,8 @@ pub struct Edge {
     closing: AtomicBool,
     /// The gateway's own link, for wills and other messages published from inside.
     internal: tokio::sync::Mutex<(LinkTx, LinkRx)>,
+    /// Downlink messages waiting for their first delivery.
+    acks: acks::Acks,
     live: AtomicUsize,
     none_live: Notify,
 }
@@ -151,7 +156,8 @@ impl Edge {
         let fire = async move {
             event.ts_ms = now_ms();
             edge.spool.push(shard, &event);
-            let origin = Origin { qos: event.qos, retain: will.retain, published_ms: event.ts_ms, from: event.client_id.clone() };
+            let origin =
+                Origin { qos: event.qos, retain: will.retain, published_ms: event.ts_ms, from: event.client_id.clone(), ack: None };
             edge.publish(Publish::new(will.topic, will.message, will.retain), props, &origin).await;
         };
         if delay == 0 {
@@ -168,16 +174,73 @@ impl Edge {
     }
 
     /// Publishes into the router from inside the gateway, through its own link. A
-    /// message nothing on this node can receive is not sent.
-    async fn publish(&self, publish: Publish, mut props: Option<PublishProperties>, origin: &Origin) {
+    /// message nothing on this node can receive is not sent: false then.
+    async fn publish(&self, publish: Publish, mut props: Option<PublishProperties>, origin: &Origin) -> bool {
         if !publish.retain && !self.any_subscriber(&publish.topic) {
-            return;
+            return false;
         }
         origin::attach(&mut props, origin);
         let mut internal = self.internal.lock().await;
         if let Err(error) = internal.0.send(Packet::Publish(publish, props)).await {
             tracing::error!(%error, "the router refused a message published by the gateway");
         }
+        true
+    }
+}
+
+/// The downlink's way into the broker: publishes MQTT messages made from consumed Kafka
+/// records, and learns when they are delivered.
+#[derive(Clone)]
+pub struct Downlink(Arc<Edge>);
+
+/// What became of a downlink message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Downlinked {
+    /// In the router, on its way to the matching subscribers; `record` learns of its
+    /// first delivery.
+    Published,
+    /// No subscription on this node matches its topic (and it is not retained).
+    NoSubscriber,
+    /// Larger than `broker.max_packet_size`.
+    TooLarge,
+}
+
+impl Downlink {
+    /// Publishes `message` (its payload, or `value` when it has none) as if `from` had
+    /// published it; its first delivery counts toward `record`.
+    pub async fn publish(&self, message: &MqttMessage, value: &Bytes, from: &Arc<str>, record: &Arc<RecordAcks>) -> Downlinked {
+        let edge = &self.0;
+        let payload = message.payload.as_ref().map_or_else(|| value.clone(), |p| Bytes::copy_from_slice(p));
+        if payload.len() + message.topic.len() + 64 > edge.limits.max_packet_size {
+            return Downlinked::TooLarge;
+        }
+        if !message.retain && !edge.any_subscriber(message.topic.as_bytes()) {
+            return Downlinked::NoSubscriber;
+        }
+        let publish = Publish::new(Bytes::copy_from_slice(message.topic.as_bytes()), payload, message.retain);
+        let set = &message.properties;
+        let props = PublishProperties {
+            payload_format_indicator: set.payload_format_indicator,
+            message_expiry_interval: set.message_expiry_interval,
+            response_topic: set.response_topic.clone(),
+            correlation_data: set.correlation_data.clone().map(Bytes::from),
+            user_properties: set.user_properties.clone(),
+            content_type: set.content_type.clone(),
+            ..PublishProperties::default()
+        };
+        // QoS 0 messages are never acknowledged; their first write resolves them.
+        let ack = edge.acks.expect(record);
+        let origin = Origin { qos: message.qos, retain: message.retain, published_ms: now_ms(), from: from.clone(), ack: Some(ack) };
+        if !edge.publish(publish, Some(props), &origin).await {
+            edge.acks.resolve(Some(ack));
+            return Downlinked::NoSubscriber;
+        }
+        Downlinked::Published
+    }
+
+    /// Downlink messages published and not yet delivered.
+    pub fn outstanding(&self) -> usize {
+        self.0.acks.outstanding()
     }
 }
 
@@ -245,6 +308,7 @@ impl Broker {
             },
             closing: AtomicBool::new(false),
             internal: tokio::sync::Mutex::new((internal_tx, internal_rx)),
+            acks: acks::Acks::default(),
             live: AtomicUsize::new(0),
             none_live: Notify::new(),
         });
@@ -285,6 +349,11 @@ impl Broker {
         if self.edge.live.load(Ordering::Relaxed) > 0 {
             let _ = tokio::time::timeout(STOP_WAIT, none_live).await;
         }
+    }
+
+    /// The downlink's way in.
+    pub fn downlink(&self) -> Downlink {
+        Downlink(self.edge.clone())
     }
 
     /// Closes a client's connection (MQTT 5: DISCONNECT 0x98 Administrative action);

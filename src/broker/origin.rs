@@ -22,15 +22,18 @@ pub struct Origin {
     pub retain: bool,
     /// Unix milliseconds of the publish.
     pub published_ms: u64,
-    /// Client id of the publisher.
+    /// Client id of the publisher, or `kafka:<topic>` for a downlink message.
     pub from: Arc<str>,
+    /// A downlink message's acknowledgement id (`Acks`): its first delivery resolves it.
+    pub ack: Option<u64>,
 }
 
 /// Removes any origin a client tried to send, then attaches `origin`.
 pub fn attach(props: &mut Option<PublishProperties>, origin: &Origin) {
     let props = props.get_or_insert_with(PublishProperties::default);
     props.user_properties.retain(|(key, _)| key != KEY);
-    let value = format!("{}{}{}:{}", origin.qos, origin.retain as u8, origin.published_ms, origin.from);
+    let ack = origin.ack.map(|id| format!("/{id}")).unwrap_or_default();
+    let value = format!("{}{}{}{ack}:{}", origin.qos, origin.retain as u8, origin.published_ms, origin.from);
     props.user_properties.push((KEY.to_string(), value));
 }
 
@@ -43,8 +46,11 @@ pub fn take(props: &mut Option<PublishProperties>) -> Option<Origin> {
     let mut digits = head.chars();
     let qos = digits.next()?.to_digit(10)? as u8;
     let retain = digits.next()? == '1';
-    let published_ms = digits.as_str().parse().ok()?;
-    Some(Origin { qos, retain, published_ms, from: from.into() })
+    let (published_ms, ack) = match digits.as_str().split_once('/') {
+        Some((ms, ack)) => (ms.parse().ok()?, Some(ack.parse().ok()?)),
+        None => (digits.as_str().parse().ok()?, None),
+    };
+    Some(Origin { qos, retain, published_ms, from: from.into(), ack })
 }
 
 /// Removes an origin a client sent on its own publish.
@@ -64,9 +70,12 @@ mod tests {
             user_properties: vec![("app".into(), "x".into()), (KEY.into(), "forged".into())],
             ..Default::default()
         });
-        let origin = Origin { qos: 1, retain: true, published_ms: 1_574_753_026_269, from: "lock:1".into() };
+        let origin = Origin { qos: 1, retain: true, published_ms: 1_574_753_026_269, from: "lock:1".into(), ack: None };
         attach(&mut props, &origin);
         assert_eq!(take(&mut props), Some(origin));
+        let downlink = Origin { qos: 1, retain: false, published_ms: 7, from: "kafka:device_commands".into(), ack: Some(42) };
+        attach(&mut props, &downlink);
+        assert_eq!(take(&mut props), Some(downlink));
         assert_eq!(props.unwrap().user_properties, vec![("app".to_string(), "x".to_string())]);
     }
 }

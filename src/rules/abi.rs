@@ -422,6 +422,10 @@ fn subscribe(mut caller: Caller<'_, HostState>, hook_ptr: i32, hook_len: i32, fi
         return ERR_MEMORY;
     };
     let Some(hook) = Hook::from_name(hook) else { return ERR_UNKNOWN };
+    // A `kafka.record` subscription names a Kafka topic, exactly.
+    if hook == Hook::KafkaRecord && crate::sink::check_kafka_topic(filter).is_err() {
+        return ERR_FILTER;
+    }
     let Some(filter) = TopicFilter::parse(filter) else { return ERR_FILTER };
     if state.subscriptions.len() >= MAX_SUBSCRIPTIONS {
         return ERR_LIMIT;

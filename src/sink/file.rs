@@ -2,9 +2,9 @@
 //! `<data>/records.jsonl`, so a newcomer sees exactly what Kafka would get.
 //!
 //! Line format: `{"topic":..,"key":..,"value":<the envelope>,"headers":{..}}`. The value
-//! is the envelope JSON itself (not a string holding it: every value is an envelope the
-//! host encoded); a key or header value that is not UTF-8 is written base64 under
-//! `key_base64` / in `headers_base64`.
+//! is the envelope JSON itself (not a string holding it); a value a rule chose instead
+//! (`route_value`) is `value_text`, or `value_base64` when not UTF-8; a key or header
+//! value that is not UTF-8 is written base64 under `key_base64` / in `headers_base64`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -76,9 +76,22 @@ fn encode_line(record: &Record<'_>, line: &mut Vec<u8>) {
             serde_json::to_writer(&mut *line, &b64.encode(record.key)).expect("write to Vec");
         }
     }
-    // Values are envelopes, JSON written by `envelope::encode`: embedded as they are.
-    line.extend_from_slice(b",\"value\":");
-    line.extend_from_slice(record.value);
+    // Envelopes are JSON written by `envelope::encode`: embedded as they are. Other
+    // values (a rule's `route_value`) go in as text, or base64 when not UTF-8.
+    match (record.envelope, std::str::from_utf8(record.value)) {
+        (true, _) => {
+            line.extend_from_slice(b",\"value\":");
+            line.extend_from_slice(record.value);
+        }
+        (false, Ok(text)) => {
+            line.extend_from_slice(b",\"value_text\":");
+            serde_json::to_writer(&mut *line, text).expect("write to Vec");
+        }
+        (false, Err(_)) => {
+            line.extend_from_slice(b",\"value_base64\":");
+            serde_json::to_writer(&mut *line, &b64.encode(record.value)).expect("write to Vec");
+        }
+    }
     if !record.headers.is_empty() {
         let mut text = serde_json::Map::new();
         let mut binary = serde_json::Map::new();
@@ -137,7 +150,7 @@ mod tests {
     #[test]
     fn line_embeds_the_envelope_and_marks_binary_keys() {
         let headers = vec![("h".to_string(), b"v".to_vec()), ("bin".to_string(), vec![0xff])];
-        let record = Record { topic: "t", key: &[0xff, 0x00], value: br#"{"a":1}"#, headers: &headers };
+        let record = Record { topic: "t", key: &[0xff, 0x00], value: br#"{"a":1}"#, headers: &headers, envelope: true };
         let mut line = Vec::new();
         encode_line(&record, &mut line);
         let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
@@ -146,5 +159,16 @@ mod tests {
         assert_eq!(v["value"]["a"], 1);
         assert_eq!(v["headers"]["h"], "v");
         assert_eq!(v["headers_base64"]["bin"], "/w==");
+    }
+
+    #[test]
+    fn a_value_a_rule_chose_is_text_or_base64() {
+        for (value, field, shown) in [(&b"{\"raw\":1"[..], "value_text", "{\"raw\":1"), (&[0xff, 0x01][..], "value_base64", "/wE=")] {
+            let record = Record { topic: "t", key: b"k", value, headers: &[], envelope: false };
+            let mut line = Vec::new();
+            encode_line(&record, &mut line);
+            let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            assert_eq!(v[field], shown);
+        }
     }
 }

@@ -33,6 +33,8 @@ pub struct Record<'a> {
     pub key: &'a [u8],
     pub value: &'a [u8],
     pub headers: &'a [(String, Vec<u8>)],
+    /// The value is the event's JSON envelope (not bytes a rule chose, `route_value`).
+    pub envelope: bool,
 }
 
 /// Whether a destination failure may clear by itself.

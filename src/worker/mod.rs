@@ -137,6 +137,7 @@ impl Worker {
                 key: route.key.as_deref().unwrap_or(event.client_id.as_bytes()),
                 value,
                 headers: &route.headers,
+                envelope: route.value == RouteValue::Envelope,
             };
             if tail.watched() {
                 tail.publish(event.hook, &event.client_id, &record);

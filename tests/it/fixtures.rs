@@ -114,3 +114,33 @@ pub fn route_with_key_rule(filter: &str, topic: &str, key_len: usize) -> String 
         &format!("(drop (call $route (i32.const 512) (i32.const {}) (i32.const 0) (i32.const {key_len})))", topic.len()),
     )
 }
+
+/// A v2 downlink rule: each `kafka.record` of `kafka_topic` with a key goes to
+/// `devices/{key}/command` at QoS 1 with the record's value; a record without a key (or
+/// with one over 200 bytes) is rejected.
+pub fn downlink_rule(kafka_topic: &str) -> String {
+    format!(
+        r#"(module
+  (import "hookline" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
+  (import "hookline" "event_read" (func $event_read (param i32 i32 i32) (result i32)))
+  (import "hookline" "publish" (func $publish (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "kafka.record")
+  (data (i32.const 32) "devices/")
+  (data (i32.const 256) "/command")
+  (data (i32.const 512) "{kafka_topic}")
+  (func (export "hookline_abi_v2"))
+  (func (export "hookline_init") (result i32)
+    (drop (call $subscribe (i32.const 0) (i32.const 12) (i32.const 512) (i32.const {len})))
+    (i32.const 0))
+  (func (export "hookline_on_event") (param $hook i32) (param $sub i32) (result i32)
+    (local $len i32)
+    (local.set $len (call $event_read (i32.const 6) (i32.const 40) (i32.const 200)))
+    (if (i32.or (i32.le_s (local.get $len) (i32.const 0)) (i32.gt_s (local.get $len) (i32.const 200)))
+      (then (return (i32.const -1))))
+    (memory.copy (i32.add (i32.const 40) (local.get $len)) (i32.const 256) (i32.const 8))
+    (drop (call $publish (i32.const 32) (i32.add (local.get $len) (i32.const 16)) (i32.const 1) (i32.const 0) (i32.const 0) (i32.const -1)))
+    (i32.const 0)))"#,
+        len = kafka_topic.len()
+    )
+}

@@ -2,12 +2,14 @@
 //! back through the Kafka protocol (librdkafka's mock cluster, or tansu) or from the
 //! embedded file sink.
 
+mod abi_v2;
 mod access;
 mod admin;
 mod cli;
 mod conformance;
 mod connack;
 mod dashboard;
+mod downlink;
 mod durability;
 mod fixtures;
 mod full_disk;

@@ -30,6 +30,8 @@ struct Message {
     topic: Bytes,
     payload: Bytes,
     from: Option<Arc<str>>,
+    /// A downlink message's acknowledgement id.
+    ack: Option<u64>,
 }
 
 /// A message on its way to the client.
@@ -110,7 +112,8 @@ impl State {
             if let Some(props) = properties.as_mut() {
                 props.subscription_identifiers = client_sub_id.into_iter().collect();
             }
-            let message = Message { qos, topic: publish.topic, payload: publish.payload, from: origin.map(|o| o.from) };
+            let (from, ack) = origin.map_or((None, None), |o| (Some(o.from), o.ack));
+            let message = Message { qos, topic: publish.topic, payload: publish.payload, from, ack };
             let delivery = Delivery { pkid, retain, props: properties, message };
             match self.held.is_empty() && (qos == 0 || self.inflight.len() < self.receive_max as usize) {
                 true => self.deliver(delivery),
@@ -137,8 +140,11 @@ impl State {
             return;
         }
         self.stage_message(Hook::MessageDelivered, &message);
-        if message.qos > 0 {
-            self.inflight.insert(pkid, Unacked { message, released: false });
+        match message.qos {
+            0 => self.edge.acks.resolve(message.ack),
+            _ => {
+                self.inflight.insert(pkid, Unacked { message, released: false });
+            }
         }
     }
 
@@ -157,6 +163,7 @@ impl State {
         let Some(unacked) = self.take_unacked(pkid, |u| u.message.qos == 1) else { return };
         if ok {
             self.stage_message(Hook::MessageAcked, &unacked.message);
+            self.edge.acks.resolve(unacked.message.ack);
         }
         self.slot_done(pkid);
     }
@@ -180,6 +187,7 @@ impl State {
         }
         if !unacked.released {
             self.stage_message(Hook::MessageAcked, &unacked.message);
+            self.edge.acks.resolve(unacked.message.ack);
         }
         self.inflight.insert(pkid, Unacked { released: true, ..unacked });
         self.write(Packet::PubRel(PubRel { pkid, reason: PubRelReason::Success }, None));

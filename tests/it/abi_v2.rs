@@ -1,0 +1,52 @@
+//! ABI v2 on the uplink, through a running gateway and the file sink: a positive return
+//! accepts (v1 would reject), a negative one rejects, and `route_value` sends the MQTT
+//! payload as it is instead of the envelope.
+
+use std::time::Duration;
+
+use rumqttc::QoS;
+
+use crate::scene::{wait_for, Device, Scene};
+
+/// Routes every state report to `raw` with its payload as the value, then returns `code`.
+fn raw_payload_rule(marker: &str, code: i32) -> String {
+    format!(
+        r#"(module
+  (import "hookline" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
+  (import "hookline" "route" (func $route (param i32 i32 i32 i32) (result i32)))
+  (import "hookline" "route_value" (func $route_value (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "message.publish")
+  (data (i32.const 16) "devices/+/state")
+  (data (i32.const 32) "raw")
+  (func (export "{marker}"))
+  (func (export "hookline_init") (result i32)
+    (drop (call $subscribe (i32.const 0) (i32.const 15) (i32.const 16) (i32.const 15)))
+    (i32.const 0))
+  (func (export "hookline_on_event") (param i32 i32) (result i32)
+    (drop (call $route (i32.const 32) (i32.const 3) (i32.const 0) (i32.const -1)))
+    (drop (call $route_value (i32.const 1) (i32.const 0) (i32.const 0)))
+    (i32.const {code})))"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_accepts_non_negative_results_and_routes_the_raw_payload() {
+    let accepting = raw_payload_rule("hookline_abi_v2", 7);
+    let rejecting = raw_payload_rule("hookline_abi_v2", -2);
+    let v1 = raw_payload_rule("hookline_abi_v1", 7);
+    let scene =
+        Scene::start(&[("accepting.wat", accepting.as_bytes()), ("rejecting.wat", rejecting.as_bytes()), ("v1.wat", v1.as_bytes())], None)
+            .await;
+    let lock = Device::connect(scene.addr, "lock-1").await;
+    let report = r#"{"battery":83.4,"lock_state":1}"#;
+    lock.publish("devices/lock-1/state", report, QoS::AtLeastOnce).await;
+
+    assert!(wait_for(Duration::from_secs(10), || scene.counter("rule_calls") == 3).await);
+    assert_eq!(scene.counter("rule_errors"), 2, "the -2 of v2 and the 7 of v1 reject");
+    let records = scene.file_records(1).await;
+    let raw: Vec<_> = records.iter().filter(|r| r["topic"] == "raw").collect();
+    assert_eq!(raw.len(), 1, "the accepting rule's route only: {records:#?}");
+    assert_eq!(raw[0]["value_text"], report, "the payload as the lock sent it");
+    assert!(raw[0].get("value").is_none());
+}
