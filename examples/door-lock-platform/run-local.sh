@@ -87,7 +87,7 @@ if [ -z "${KAFKA:-}" ]; then
     wait_port 127.0.0.1 "$TANSU_PORT" tansu
 fi
 # tansu's CLI creates topics on any Kafka; an existing topic is reported and kept.
-for topic in message_state message_command alarms audit alarm_state; do
+for topic in message_state message_command alarms audit alarm_state device_commands; do
     "$TANSU_BIN" topic create "$topic" --broker "tcp://$KAFKA" --partitions 1 >>"$WORK/topics.log" 2>&1 ||
         note "topic $topic not created (exists already?); see $WORK/topics.log"
 done

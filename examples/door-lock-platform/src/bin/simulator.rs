@@ -71,9 +71,52 @@ struct Args {
     /// Locks that get one valid command twice (same nonce).
     #[arg(long, value_delimiter = ',')]
     replay: Vec<String>,
+    /// How the business app sends its commands: `mqtt` (publishes to
+    /// `devices/{id}/command` as client `--sender-id`) or `kafka` (produces to Kafka
+    /// topic `device_commands`, key = lock id, with the `[kafka]` settings of the config;
+    /// the gateway's downlink rule publishes them to the lock, and their `from` is
+    /// `kafka:device_commands`).
+    #[arg(long, value_enum, default_value_t = Via::Mqtt)]
+    via: Via,
     /// Locks that get one correctly signed command an hour old.
     #[arg(long, value_delimiter = ',')]
     stale: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Via {
+    Mqtt,
+    Kafka,
+}
+
+/// Where the business app's commands go.
+enum CommandSender {
+    Mqtt(AsyncClient, JoinHandle<()>),
+    Kafka(rdkafka::producer::FutureProducer),
+}
+
+impl CommandSender {
+    async fn send(&self, lock_id: &str, payload: Vec<u8>) -> anyhow::Result<()> {
+        match self {
+            CommandSender::Mqtt(client, _) => {
+                Ok(client.publish(format!("devices/{lock_id}/command"), QoS::AtLeastOnce, false, payload).await?)
+            }
+            CommandSender::Kafka(producer) => {
+                let record = rdkafka::producer::FutureRecord::to("device_commands").key(lock_id).payload(&payload);
+                producer
+                    .send(record, Duration::from_secs(30))
+                    .await
+                    .map_err(|(e, _)| anyhow::anyhow!("cannot produce a command for {lock_id}: {e}"))?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn close(self) {
+        if let CommandSender::Mqtt(client, driver) = self {
+            disconnect(client, driver).await;
+        }
+    }
 }
 
 fn now_secs() -> i64 {
@@ -204,12 +247,18 @@ async fn disconnect(client: AsyncClient, driver: JoinHandle<()>) {
 /// The business app: the faulty commands first, then a valid unlock every
 /// `unlock_every` round-robin over `healthy` locks, until `stop`.
 async fn run_sender(args: &Args, config: &PlatformConfig, healthy: Vec<String>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-    // Its incoming packets are only acks: nothing to do with them.
-    let (client, _, driver) = connect(mqtt_options(&args.mqtt, &args.sender_id)?);
+    let sender = match args.via {
+        Via::Mqtt => {
+            // Its incoming packets are only acks: nothing to do with them.
+            let (client, _, driver) = connect(mqtt_options(&args.mqtt, &args.sender_id)?);
+            CommandSender::Mqtt(client, driver)
+        }
+        Via::Kafka => CommandSender::Kafka(hookline_platform::kafka::producer(&config.kafka)?),
+    };
     let secret = |lock_id: &str| config.secret(lock_id).with_context(|| format!("lock {lock_id} has no secret in the config"));
     let send = |lock_id: String, payload: Vec<u8>| {
-        let client = client.clone();
-        async move { client.publish(format!("devices/{lock_id}/command"), QoS::AtLeastOnce, false, payload).await }
+        let sender = &sender;
+        async move { sender.send(&lock_id, payload).await }
     };
     let faulty = [(&args.tampered, CommandKind::Tampered), (&args.stale, CommandKind::Stale)];
     for (locks, kind) in faulty {
@@ -241,7 +290,7 @@ async fn run_sender(args: &Args, config: &PlatformConfig, healthy: Vec<String>, 
     } else {
         let _ = stop.changed().await;
     }
-    disconnect(client, driver).await;
+    sender.close().await;
     Ok(())
 }
 

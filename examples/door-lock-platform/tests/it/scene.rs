@@ -12,7 +12,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, TopicPartitionList};
 use serde_json::{json, Value};
 
-pub const TOPICS: [&str; 4] = ["message_state", "message_command", "alarms", "audit"];
+pub const TOPICS: [&str; 5] = ["message_state", "message_command", "alarms", "audit", "device_commands"];
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

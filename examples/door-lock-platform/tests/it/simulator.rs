@@ -102,3 +102,49 @@ async fn every_fault_of_the_simulator_gives_exactly_one_alarm_or_audit_finding()
     assert_eq!(raised, expected, "alarms: {alarms:#?}\nmonitor log:\n{}", platform.log("monitor"));
     gateway.shutdown().await.expect("gateway stops cleanly");
 }
+
+/// The business app sends its commands through Kafka (`--via kafka`): the gateway's
+/// shipped downlink rule publishes each to its lock, the lock obeys it, and the auditor
+/// sees every acknowledged command, from `kafka:device_commands`, with its report.
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_sent_through_kafka_reach_the_locks_and_are_audited() {
+    let tansu = Tansu::start().await;
+    let (gateway, mqtt, _data) = gateway(&tansu.bootstrap()).await;
+    let platform = Platform::new(&tansu.bootstrap(), 2, "");
+    let _auditor = platform.spawn(env!("CARGO_BIN_EXE_auditor"), "auditor", &[]);
+    let mqtt = mqtt.to_string();
+    let args = [
+        "--mqtt",
+        &mqtt,
+        "--via",
+        "kafka",
+        "--report-interval-secs",
+        "1",
+        "--unlock-every-secs",
+        "1",
+        "--relock-after-secs",
+        "1",
+        "--duration",
+        "6",
+    ];
+    let mut simulator = platform.spawn(env!("CARGO_BIN_EXE_simulator"), "simulator", &args);
+    let status = simulator.wait(Duration::from_secs(60));
+    assert!(status.success(), "simulator failed: {status}\n{}", platform.log("simulator"));
+    let sent = platform.log("simulator").matches("sending unlock").count();
+    let unlocked = platform.log("simulator").matches("unlocked by command").count();
+    assert!(sent >= 3, "the business app sent {sent} unlocks:\n{}", platform.log("simulator"));
+
+    let commands = |lines: &[Value]| lines.iter().filter(|l| l["kind"] == "command").count();
+    let audited = wait_for(Duration::from_secs(30), || commands(&platform.audit_file_lines()) >= unlocked).await;
+    let audit = platform.audit_file_lines();
+    assert!(
+        audited && unlocked >= sent - 1,
+        "sent {sent}, obeyed {unlocked}, audit: {audit:#?}\nauditor log:\n{}",
+        platform.log("auditor")
+    );
+    for command in audit.iter().filter(|l| l["kind"] == "command") {
+        assert_eq!(command["from"], "kafka:device_commands", "{command}");
+        assert!(findings(command).is_empty(), "{command}");
+    }
+    gateway.shutdown().await.expect("gateway stops cleanly");
+}
