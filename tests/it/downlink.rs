@@ -109,3 +109,27 @@ async fn an_unacknowledged_command_holds_the_offset_and_one_without_a_subscriber
     let bootstrap = kafka.bootstrap();
     assert!(wait_for(Duration::from_secs(10), || committed(&bootstrap, "device_commands") == Some(3)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_offline_with_a_persistent_session_gets_its_command_when_it_comes_back() {
+    let kafka = MockKafka::new(&["device_commands"]);
+    let rule = downlink_rule("device_commands");
+    let scene = Scene::start(&[("downlink.wat", rule.as_bytes())], Some(kafka.bootstrap())).await;
+    let persistent = |o: &mut rumqttc::MqttOptions| {
+        o.set_clean_session(false);
+    };
+    let mut lock = Device::connect_with(scene.addr, "lock-7", persistent).await;
+    lock.subscribe("devices/lock-7/command").await;
+    lock.disconnect().await;
+
+    produce(&kafka.bootstrap(), "device_commands", Some("lock-7"), COMMAND);
+    assert!(wait_for(Duration::from_secs(15), || scene.counter("downlink_messages") == 1).await, "published into the lock's session");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(committed(&kafka.bootstrap(), "device_commands"), None, "not committed while the lock is away");
+
+    let mut lock = Device::connect_with(scene.addr, "lock-7", persistent).await;
+    let command = tokio::time::timeout(Duration::from_secs(10), lock.inbox.recv()).await.expect("command on return").unwrap();
+    assert_eq!(&command.payload[..], COMMAND.as_bytes());
+    let bootstrap = kafka.bootstrap();
+    assert!(wait_for(Duration::from_secs(10), || committed(&bootstrap, "device_commands") == Some(1)).await);
+}
