@@ -342,3 +342,38 @@ async fn an_acknowledgement_of_the_wrong_kind_leaves_a_delivery_in_flight() {
     client.send(&ack(0x40, first.pkid)).await;
     assert_eq!(next_publish(&mut client, 5).await.expect("delivery after the PUBACK").payload, b"second");
 }
+
+/// MQTT 5 Message Expiry: a message whose interval passed while its subscriber was away
+/// is not delivered (and counted); one still alive arrives with the interval lowered
+/// by the time it waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others() {
+    let scene = Scene::start(&[], None).await;
+    let session = prop_u32(0x11, 3600);
+    let mut away = RawClient::open(scene.addr).await;
+    away.send(&connect_with(5, "sub-exp", false, &session, None)).await;
+    assert_eq!(away.receive().await.map(|(first, _)| first), Some(0x20));
+    away.send(&subscribe(5, 1, "exp/#", 1)).await;
+    assert_eq!(away.receive().await.map(|(first, _)| first), Some(0x90));
+    away.send(&[0xe0, 0]).await;
+    drop(away);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut publisher = RawClient::connected(scene.addr, 5, "pub-exp").await;
+    for (topic, expiry) in [("exp/short", 1), ("exp/long", 100)] {
+        publisher.send(&publish(5, topic, 1, 7, false, b"x", &prop_u32(0x02, expiry))).await;
+        assert_eq!(publisher.receive().await.map(|(first, _)| first), Some(0x40), "PUBACK");
+    }
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+
+    let mut back = RawClient::open(scene.addr).await;
+    back.send(&connect_with(5, "sub-exp", false, &session, None)).await;
+    assert_eq!(back.receive().await.map(|(first, _)| first), Some(0x20));
+    let long = next_publish(&mut back, 5).await.expect("the unexpired message");
+    assert_eq!(long.topic, "exp/long");
+    let interval = long.props.windows(5).find(|w| w[0] == 0x02).map(|w| u32::from_be_bytes([w[1], w[2], w[3], w[4]]));
+    assert!(interval.is_some_and(|i| (95..=98).contains(&i)), "interval lowered by the ~2 s waited: {interval:?} in {:?}", long.props);
+    back.send(&ack(0x40, long.pkid)).await;
+    assert!(silent(&mut back).await, "exp/short expired");
+    assert_eq!(scene.counter("mqtt_messages_expired"), 1);
+}
