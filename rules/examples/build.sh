@@ -261,7 +261,7 @@ build_zig() {
     for rule in $(rules_of "$EXAMPLES/zig" zig); do
         if (cd "$EXAMPLES/zig" && zig_run build-exe -target wasm32-freestanding -fno-entry -O ReleaseSmall \
             -fstrip --stack 65536 \
-            --export=hookline_abi_v1 --export=hookline_init --export=hookline_on_event \
+            -rdynamic \
             --cache-dir "$TOOLS/zig-cache" --global-cache-dir "$TOOLS/zig-global-cache" \
             --dep hookline "-Mroot=$rule.zig" "-Mhookline=$SDK/zig/hookline.zig" \
             -femit-bin="$tmp/$rule.wasm") >&2; then

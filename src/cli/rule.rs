@@ -2,8 +2,9 @@
 //!
 //! - `new LANG NAME`: scaffolds a rule project (see `scaffold`);
 //! - `check MODULE`: loads the module as the gateway would and prints what it subscribes to;
-//! - `test MODULE [--events FILE]`: runs events through it and prints each decision and
-//!   its cost; exits non-zero on a trap, a timeout or an invalid route.
+//! - `test MODULE [--events FILE]`: runs events (MQTT hooks, and `kafka.record` records)
+//!   through it and prints each decision (routes, MQTT publishes, rejections) and its
+//!   cost; exits non-zero on a trap, a timeout or an invalid route or publish.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,8 +17,8 @@ use clap::Subcommand;
 use serde::Deserialize;
 
 use crate::config::RulesConfig;
-use crate::hooks::{Hook, HookEvent};
-use crate::rules::{signature, CallFailure, RuleEngine, RuleInstance, RuleModule, RuleSettings};
+use crate::hooks::{ConsumedRecord, Hook, HookEvent};
+use crate::rules::{signature, AbiVersion, CallFailure, MqttMessage, RuleEngine, RuleInstance, RuleModule, RuleSettings};
 
 /// The scenario's events, used by `rule test` without `--events`.
 const SEED_EVENTS: &str = include_str!("seed_events.jsonl");
@@ -56,13 +57,16 @@ pub enum RuleCommand {
         module: PathBuf,
     },
     /// Run events through a module and print each decision and its cost; exits non-zero
-    /// on a trap, a timeout or an invalid route.
+    /// on a trap, a timeout or an invalid route or publish.
     Test {
         /// The rule module (`.wasm` or `.wat`); a `<name>.toml` beside it is its settings.
         module: PathBuf,
         /// Events, one JSON object a line: {"hook", "topic", "client_id", "username",
-        /// "payload" (text) or "payload_base64", "qos", "from"}. Default: the door-lock
-        /// scenario's events.
+        /// "payload" (text) or "payload_base64", "qos", "from"}; for hook "kafka.record"
+        /// (a record consumed from Kafka): {"hook", "topic" (the Kafka topic), "key"
+        /// (text, absent: no key) or "key_base64", "value" (text) or "value_base64",
+        /// "headers" ([name, value] text pairs), "partition", "offset"}. Default: the
+        /// door-lock scenario's events.
         #[arg(long)]
         events: Option<PathBuf>,
     },
@@ -130,7 +134,11 @@ fn load(engine: &RuleEngine, path: &Path) -> anyhow::Result<RuleModule> {
 }
 
 fn print_summary(module: &RuleModule) {
-    println!("{}: valid hookline rule (ABI v1)", module.name);
+    let version = match module.version {
+        AbiVersion::V1 => "v1",
+        AbiVersion::V2 => "v2",
+    };
+    println!("{}: valid hookline rule (ABI {version})", module.name);
     for (i, (hook, filter)) in module.subscriptions.iter().enumerate() {
         println!("  subscription {i}: {} {}", hook.name(), filter.as_str());
     }
@@ -158,6 +166,63 @@ struct TestEvent {
     qos: u8,
     #[serde(default)]
     from: Option<String>,
+    // kafka.record only:
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    key_base64: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    value_base64: Option<String>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    partition: Option<i32>,
+    #[serde(default)]
+    offset: Option<i64>,
+}
+
+impl TestEvent {
+    /// The `kafka.record`-only fields this line sets, by name.
+    fn record_fields(&self) -> Vec<&'static str> {
+        let set = [
+            ("key", self.key.is_some()),
+            ("key_base64", self.key_base64.is_some()),
+            ("value", self.value.is_some()),
+            ("value_base64", self.value_base64.is_some()),
+            ("headers", !self.headers.is_empty()),
+            ("partition", self.partition.is_some()),
+            ("offset", self.offset.is_some()),
+        ];
+        set.into_iter().filter(|(_, is_set)| *is_set).map(|(name, _)| name).collect()
+    }
+
+    /// The MQTT-only fields this line sets, by name.
+    fn mqtt_fields(&self) -> Vec<&'static str> {
+        let set = [
+            ("client_id", !self.client_id.is_empty()),
+            ("username", !self.username.is_empty()),
+            ("payload", self.payload.is_some()),
+            ("payload_base64", self.payload_base64.is_some()),
+            ("qos", self.qos != 0),
+            ("from", self.from.is_some()),
+        ];
+        set.into_iter().filter(|(_, is_set)| *is_set).map(|(name, _)| name).collect()
+    }
+}
+
+/// Text, or base64 of bytes, or neither; `what` names the pair in the error.
+fn text_or_base64(text: Option<String>, b64: Option<String>, what: &str) -> anyhow::Result<Option<Bytes>> {
+    match (text, b64) {
+        (Some(_), Some(_)) => bail!("give `{what}` or `{what}_base64`, not both"),
+        (Some(text), None) => Ok(Some(Bytes::from(text))),
+        (None, Some(b64)) => {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).with_context(|| format!("`{what}_base64` is not base64"))?;
+            Ok(Some(Bytes::from(bytes)))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 fn parse_events(text: &str, source: &str) -> anyhow::Result<Vec<HookEvent>> {
@@ -168,12 +233,21 @@ fn parse_events(text: &str, source: &str) -> anyhow::Result<Vec<HookEvent>> {
         let Some(hook) = Hook::from_name(&raw.hook) else {
             bail!("{}: unknown hook {:?}", at(), raw.hook);
         };
-        let payload = match (raw.payload, raw.payload_base64) {
-            (Some(_), Some(_)) => bail!("{}: give `payload` or `payload_base64`, not both", at()),
-            (Some(text), None) => Bytes::from(text),
-            (None, Some(b64)) => Bytes::from(base64::engine::general_purpose::STANDARD.decode(b64).with_context(at)?),
-            (None, None) => Bytes::new(),
-        };
+        if hook == Hook::KafkaRecord {
+            if let Some(field) = raw.mqtt_fields().first() {
+                bail!("{}: `{field}` is for MQTT hooks; a kafka.record event has topic, key, value, headers, partition, offset", at());
+            }
+            let key = text_or_base64(raw.key, raw.key_base64, "key").with_context(at)?.map(|k| k.to_vec());
+            let value = text_or_base64(raw.value, raw.value_base64, "value").with_context(at)?.unwrap_or_default();
+            let headers = raw.headers.into_iter().map(|(name, value)| (name, value.into_bytes())).collect();
+            let record = ConsumedRecord { partition: raw.partition.unwrap_or(0), offset: raw.offset.unwrap_or(0), key, headers };
+            events.push(HookEvent::kafka_record(&raw.topic, value, record));
+            continue;
+        }
+        if let Some(field) = raw.record_fields().first() {
+            bail!("{}: `{field}` is for kafka.record events only; an MQTT event has a payload", at());
+        }
+        let payload = text_or_base64(raw.payload, raw.payload_base64, "payload").with_context(at)?.unwrap_or_default();
         let mut event = HookEvent::new(hook, raw.client_id.into(), raw.username.into());
         event.topic = Bytes::from(raw.topic);
         event.payload = payload;
@@ -195,9 +269,22 @@ fn test(engine: &RuleEngine, path: &Path, events_file: Option<&Path>) -> anyhow:
         None => parse_events(SEED_EVENTS, "built-in scenario events")?,
     };
     let mut instance = RuleInstance::new(engine, module.clone())?;
-    let (mut routed, mut failed) = (0, 0);
+    let (mut routed, mut published, mut rejected, mut failed) = (0, 0, 0, 0);
     for (n, event) in events.iter().enumerate() {
-        println!("#{} {} {} (client {})", n + 1, event.hook.name(), event.topic_str(), event.client_id);
+        match &event.record {
+            Some(record) => {
+                let key = record.key.as_deref().map_or("none".to_string(), |k| format!("{:?}", String::from_utf8_lossy(k)));
+                println!(
+                    "#{} {} {} (partition {}, offset {}, key {key})",
+                    n + 1,
+                    event.hook.name(),
+                    event.topic_str(),
+                    record.partition,
+                    record.offset
+                );
+            }
+            None => println!("#{} {} {} (client {})", n + 1, event.hook.name(), event.topic_str(), event.client_id),
+        }
         let Some(subscription) = module.subscription_for(event.hook, &event.topic) else {
             println!("   not subscribed: no WASM call");
             continue;
@@ -205,13 +292,10 @@ fn test(engine: &RuleEngine, path: &Path, events_file: Option<&Path>) -> anyhow:
         match instance.decide(engine, event, subscription) {
             Ok(decision) if decision.routes.is_empty() && decision.publishes.is_empty() => println!("   no route"),
             Ok(decision) => {
-                routed += 1;
+                routed += usize::from(!decision.routes.is_empty());
+                published += usize::from(!decision.publishes.is_empty());
                 for message in decision.publishes {
-                    let payload = match &message.payload {
-                        None => "the record's value".to_string(),
-                        Some(bytes) => format!("{} bytes", bytes.len()),
-                    };
-                    println!("   => MQTT {} qos={} retain={} payload={payload}", message.topic, message.qos, message.retain);
+                    print_publish(message, event);
                 }
                 for route in decision.routes {
                     let key = match &route.key {
@@ -224,7 +308,9 @@ fn test(engine: &RuleEngine, path: &Path, events_file: Option<&Path>) -> anyhow:
             }
             Err(failure) => {
                 println!("   FAILED: {failure}");
-                if !matches!(failure, CallFailure::Rejected(_)) {
+                if matches!(failure, CallFailure::Rejected(_)) {
+                    rejected += 1;
+                } else {
                     failed += 1;
                     // A trapped instance is in an unknown state; continue with a fresh one.
                     instance = RuleInstance::new(engine, module.clone())?;
@@ -234,11 +320,51 @@ fn test(engine: &RuleEngine, path: &Path, events_file: Option<&Path>) -> anyhow:
         }
         println!("   cost: {:.0} ns per call", cost(engine, &mut instance, event, subscription));
     }
-    println!("{} events: {routed} routed, {failed} failed", events.len());
+    println!("{} events: {routed} routed, {published} published, {rejected} rejected, {failed} failed", events.len());
     if failed > 0 {
-        bail!("{failed} of {} events trapped, timed out or produced an invalid route", events.len());
+        bail!("{failed} of {} events trapped, timed out or produced an invalid route or publish", events.len());
     }
     Ok(())
+}
+
+/// One MQTT message of a `kafka.record` decision: topic, QoS, retain, payload (a preview
+/// of its text) and the MQTT 5 properties set.
+fn print_publish(message: &MqttMessage, event: &HookEvent) {
+    let (source, bytes) = match &message.payload {
+        None => ("the record's value", &event.payload[..]),
+        Some(bytes) => ("set by the rule", &bytes[..]),
+    };
+    const PREVIEW: usize = 60;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(PREVIEW)]);
+    let more = if bytes.len() > PREVIEW { "..." } else { "" };
+    println!(
+        "   => MQTT {} qos={} retain={} payload={source}, {} bytes: {text:?}{more}",
+        message.topic,
+        message.qos,
+        message.retain,
+        bytes.len()
+    );
+    let p = &message.properties;
+    let mut properties = Vec::new();
+    if let Some(v) = p.payload_format_indicator {
+        properties.push(format!("payload_format_indicator={v}"));
+    }
+    if let Some(v) = p.message_expiry_interval {
+        properties.push(format!("message_expiry_interval={v}s"));
+    }
+    if let Some(v) = &p.content_type {
+        properties.push(format!("content_type={v}"));
+    }
+    if let Some(v) = &p.response_topic {
+        properties.push(format!("response_topic={v}"));
+    }
+    if let Some(v) = &p.correlation_data {
+        properties.push(format!("correlation_data={} bytes", v.len()));
+    }
+    properties.extend(p.user_properties.iter().map(|(k, v)| format!("{k}={v}")));
+    if !properties.is_empty() {
+        println!("      properties: {}", properties.join(" "));
+    }
 }
 
 /// Mean wall time of one decision, over `COST_SAMPLES` calls on a warm instance.
@@ -257,8 +383,31 @@ mod tests {
     #[test]
     fn seed_events_parse() {
         let events = parse_events(SEED_EVENTS, "seed").unwrap();
-        assert_eq!(events.len(), 9);
+        assert_eq!(events.len(), 11);
         assert!(events.iter().any(|e| e.hook == Hook::MessageAcked && e.from.as_deref() == Some("business-app-1")));
+        let records: Vec<_> = events.iter().filter_map(|e| e.record.as_ref().map(|r| (e, r))).collect();
+        assert_eq!(records.len(), 2, "a command record with a key and one without");
+        assert!(records.iter().all(|(e, _)| e.hook == Hook::KafkaRecord && e.topic_str() == "device_commands"));
+        assert_eq!(records[0].1.key.as_deref(), Some(&b"10083618796833171"[..]));
+        assert_eq!(records[1].1.key, None);
+    }
+
+    #[test]
+    fn a_kafka_record_line_carries_key_value_headers_partition_and_offset() {
+        let line = r#"{"hook":"kafka.record","topic":"device_commands","key_base64":"AAE=","value":"v","headers":[["h","1"]],"partition":3,"offset":9}"#;
+        let event = &parse_events(line, "f.jsonl").unwrap()[0];
+        let record = event.record.as_ref().unwrap();
+        assert_eq!((event.hook, &event.payload[..], event.topic_str().as_ref()), (Hook::KafkaRecord, &b"v"[..], "device_commands"));
+        assert_eq!((record.partition, record.offset, record.key.as_deref()), (3, 9, Some(&[0u8, 1][..])));
+        assert_eq!(record.headers, vec![("h".to_string(), b"1".to_vec())]);
+    }
+
+    #[test]
+    fn fields_of_the_other_kind_of_event_are_refused_by_name() {
+        let err = parse_events(r#"{"hook":"kafka.record","topic":"t","payload":"x"}"#, "f.jsonl").unwrap_err();
+        assert!(format!("{err:#}").contains("`payload` is for MQTT hooks"), "{err:#}");
+        let err = parse_events(r#"{"hook":"message.publish","topic":"t","key":"k"}"#, "f.jsonl").unwrap_err();
+        assert!(format!("{err:#}").contains("`key` is for kafka.record events only"), "{err:#}");
     }
 
     #[test]

@@ -98,7 +98,7 @@ fn files(lang: Lang, name: &str) -> (Vec<(String, String)>, String) {
                 ("hookline.ts".into(), AS_SDK.into()),
                 (format!("{name}.ts"), format!(
                     "// hookline rule {name}.\nimport {{ Hook, subscribe, route, ok }} from \"./hookline\";\n\
-                     export {{ hookline_abi_v1 }} from \"./hookline\";\n\nexport function hookline_init(): i32 {{\n  \
+                     export {{ hookline_abi_v2 }} from \"./hookline\";\n\nexport function hookline_init(): i32 {{\n  \
                      return ok(subscribe(Hook.MessagePublish, \"devices/+/state\"));\n}}\n\n\
                      export function hookline_on_event(hook: i32, subscription: i32): i32 {{\n  return ok(route(\"{name}\"));\n}}\n"
                 )),
@@ -120,7 +120,7 @@ fn files(lang: Lang, name: &str) -> (Vec<(String, String)>, String) {
             ],
             format!(
                 "python3 -m ziglang build-exe -target wasm32-freestanding -fno-entry -O ReleaseSmall -fstrip \\\n  \
-                 --export=hookline_abi_v1 --export=hookline_init --export=hookline_on_event --stack 65536 \\\n  \
+                 --export=hookline_abi_v2 --export=hookline_init --export=hookline_on_event --stack 65536 \\\n  \
                  --dep hookline -Mroot={name}.zig -Mhookline=hookline.zig -femit-bin={name}.wasm"
             ),
         ),
@@ -131,12 +131,13 @@ fn files(lang: Lang, name: &str) -> (Vec<(String, String)>, String) {
                  (import \"hookline\" \"route\" (func $route (param i32 i32 i32 i32) (result i32)))\n  \
                  (memory (export \"memory\") 1)\n  (data (i32.const 0) \"message.publish\")\n  \
                  (data (i32.const 16) \"devices/+/state\")\n  (data (i32.const 32) \"{name}\")\n  \
-                 (func (export \"hookline_abi_v1\"))\n  (func (export \"hookline_init\") (result i32)\n    \
-                 ;; subscribe returns the subscription's index (>= 0) or a negative error.\n    \
-                 (i32.lt_s (call $subscribe (i32.const 0) (i32.const 15) (i32.const 16) (i32.const 15)) (i32.const 0)))\n  \
+                 (func (export \"hookline_abi_v2\"))\n  (func (export \"hookline_init\") (result i32)\n    \
+                 ;; subscribe returns the subscription's index (>= 0) or a negative error;\n    \
+                 ;; shifting the sign bit across gives -1 (refuse loading) or 0.\n    \
+                 (i32.shr_s (call $subscribe (i32.const 0) (i32.const 15) (i32.const 16) (i32.const 15)) (i32.const 31)))\n  \
                  (func (export \"hookline_on_event\") (param $hook i32) (param $sub i32) (result i32)\n    \
-                 ;; route returns the route's index (>= 0) or a negative error: reject on error.\n    \
-                 (i32.lt_s (call $route (i32.const 32) (i32.const {len}) (i32.const 0) (i32.const -1)) (i32.const 0))))\n",
+                 ;; route returns the route's index (>= 0) or a negative error: -1 rejects (ABI v2).\n    \
+                 (i32.shr_s (call $route (i32.const 32) (i32.const {len}) (i32.const 0) (i32.const -1)) (i32.const 31))))\n",
                 len = name.len()
             ))],
             "# nothing to build: the gateway compiles WebAssembly text itself\ntrue".to_string(),

@@ -6,7 +6,7 @@
 //! - `module`: a file compiled and validated once (`RuleModule`), with its `settings`
 //!   and `counters`;
 //! - `instance`: a worker's reusable instance of a module;
-//! - `abi`: the host functions and state of ABI v1;
+//! - `abi`: the host functions and state of the guest ABI (v1 and v2);
 //! - `set`: the rules in force; `dispatcher`: a worker's way through them;
 //! - `reload`: watches the directory and swaps in a new `RuleSet` atomically;
 //! - `signature`: signed rules.
@@ -22,7 +22,7 @@ mod set;
 mod settings;
 pub mod signature;
 
-pub use abi::{AbiVersion, EventField, HostError, MessageProperties, MqttMessage, Route, RouteValue, IMPORTS};
+pub use abi::{AbiVersion, EventField, HostError, MessageProperties, MqttMessage, Route, RouteValue, ABI_MARKERS, IMPORTS};
 pub use counters::RuleCounters;
 pub use dispatcher::{Dispatcher, Output};
 pub use engine::RuleEngine;

@@ -130,7 +130,7 @@ fn rule_test_routes_the_scenario_and_fails_on_a_trap() {
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("-> message_state key=10083618796833171"), "{stdout}");
-    assert!(stdout.contains("9 events: 2 routed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("11 events: 2 routed, 0 published, 0 rejected, 0 failed"), "{stdout}");
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trap.wat");
@@ -138,6 +138,39 @@ fn rule_test_routes_the_scenario_and_fails_on_a_trap() {
     let output = hookline().args(["rule", "test"]).arg(&path).output().unwrap();
     assert!(!output.status.success(), "a trapping rule fails the test run");
     assert!(String::from_utf8_lossy(&output.stdout).contains("FAILED: rule trapped"));
+}
+
+#[test]
+fn rule_test_publishes_a_command_record_with_the_shipped_downlink_rule_and_counts_a_keyless_one() {
+    let rule = crate::scene::repo_rules().join("device_commands.wasm");
+    let output = hookline().args(["rule", "check"]).arg(&rule).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("(ABI v2)") && stdout.contains("kafka.record device_commands"), "{stdout}");
+
+    // The built-in scenario: one command record with the lock id as key, one without.
+    let output = hookline().args(["rule", "test"]).arg(&rule).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "a rejected record is counted, not a failure: {stdout}");
+    assert!(stdout.contains("=> MQTT devices/10083618796833171/command qos=1 retain=false payload=the record's value"), "{stdout}");
+    assert!(stdout.contains("11 events: 0 routed, 1 published, 1 rejected, 0 failed"), "{stdout}");
+
+    // An events file with every kafka.record field: binary value, headers, partition,
+    // offset; records of another topic never enter the rule.
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("records.jsonl");
+    let lines = [
+        r#"{"hook":"kafka.record","topic":"device_commands","key":"lock-7","value_base64":"AP8=","headers":[["sign","e9f5"]],"partition":2,"offset":17}"#,
+        r#"{"hook":"kafka.record","topic":"device_commands","key":"a/b","value":"{}","partition":2,"offset":18}"#,
+        r#"{"hook":"kafka.record","topic":"other_commands","key":"lock-7","value":"{}"}"#,
+    ];
+    std::fs::write(&events, lines.join("\n")).unwrap();
+    let output = hookline().args(["rule", "test"]).arg(&rule).arg("--events").arg(&events).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("#1 kafka.record device_commands (partition 2, offset 17, key \"lock-7\")"), "{stdout}");
+    assert!(stdout.contains("=> MQTT devices/lock-7/command qos=1 retain=false payload=the record's value, 2 bytes"), "{stdout}");
+    assert!(stdout.contains("3 events: 0 routed, 1 published, 1 rejected, 0 failed"), "{stdout}");
 }
 
 /// `rule new` then `rule test` on the result: the scaffold is a working rule.

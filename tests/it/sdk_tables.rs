@@ -1,14 +1,14 @@
 //! The guest ABI's codes are declared once in the gateway (`hookline::hooks::Hook`,
-//! `hookline::rules::{EventField, HostError, IMPORTS}`); every SDK under `wasm-sdk/`
+//! `hookline::rules::{EventField, HostError, IMPORTS, ABI_MARKERS}`); every SDK under `wasm-sdk/`
 //! and `ABI.md` spells them again in its own language. These tests read each SDK's
-//! source and check its hook codes and names, `event_read` field codes, host error codes
-//! and raw imports against the gateway's tables: nothing missing, nothing extra, no
-//! wrong number.
+//! source and check its hook codes and names, `event_read` field codes, host error codes,
+//! raw imports and ABI version markers against the gateway's tables: nothing missing,
+//! nothing extra, no wrong number.
 
 use std::collections::BTreeSet;
 
 use hookline::hooks::Hook;
-use hookline::rules::{EventField, HostError, IMPORTS};
+use hookline::rules::{EventField, HostError, ABI_MARKERS, IMPORTS};
 
 fn sdk(path: &str) -> String {
     let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("wasm-sdk").join(path);
@@ -152,6 +152,16 @@ impl Check {
         }
     }
 
+    /// Every version marker of the gateway appears in `text` (an SDK can build each
+    /// version), spelled as the export name.
+    fn markers(&mut self, what: &str, text: &str) {
+        for (marker, _) in ABI_MARKERS {
+            if !text.contains(marker) {
+                self.problems.push(format!("{what}: no way to export the version marker {marker}"));
+            }
+        }
+    }
+
     fn run(body: impl FnOnce(&mut Check)) {
         let mut check = Check { problems: Vec::new() };
         body(&mut check);
@@ -210,6 +220,7 @@ fn the_rust_sdk_declares_the_gateways_codes_and_imports() {
         c.pairs("rust Error::code", code.into_iter().map(|(v, n)| (v.replace("Error::", ""), n)).collect(), errors(|e| e.variant().into()));
         let externs = block(&src, "extern \"C\" {", "\n    }");
         c.set("rust sys imports", declared_imports(functions(externs, "pub fn ", ""), ""), imports());
+        c.markers("rust rule!", block(&src, "macro_rules! rule {", "\n}"));
     });
 }
 
@@ -236,6 +247,7 @@ fn the_c_sdk_declares_the_gateways_codes_and_imports() {
             })
             .collect();
         c.set("hookline.h imports", declared_imports(decls, "void"), imports());
+        c.markers("hookline.h HOOKLINE_RULE*", block(&src, "#define HOOKLINE_RULE(", "#define HOOKLINE_RULE_MARKED_"));
     });
 }
 
@@ -263,6 +275,7 @@ fn the_zig_sdk_declares_the_gateways_codes_and_imports() {
         let raw = block(&src, "pub const raw = struct {", "};");
         let decls = functions(raw, "pub extern \"hookline\" fn ", "");
         c.set("hookline.zig raw imports", declared_imports(decls, "void"), imports());
+        c.markers("hookline.zig exportRule*", block(&src, "fn exportRuleAbi(", "\n}"));
     });
 }
 
@@ -290,6 +303,8 @@ fn the_assemblyscript_sdk_declares_the_gateways_codes_and_imports() {
             })
             .collect();
         c.set("index.ts imports", declared_imports(decls, "void"), imports());
+        let exported: String = src.lines().filter(|l| l.starts_with("export function hookline_abi_v")).collect();
+        c.markers("index.ts marker functions", &exported);
     });
     let entry = sdk("assemblyscript/index.ts");
     assert!(entry.contains("export * from \"./assembly/index\""), "assemblyscript/index.ts must re-export assembly/index.ts");
@@ -313,6 +328,7 @@ fn the_wat_guide_lists_the_gateways_codes_and_imports() {
             })
             .collect();
         c.set("wat/README.md imports", decls, imports());
+        c.markers("wat/README.md exports table", block(&src, "## What the module must have", "Imports may come"));
     });
 }
 
@@ -322,7 +338,7 @@ fn abi_md_tables_are_the_gateways() {
     Check::run(|c| {
         c.pairs("ABI.md hook codes", table_rows(block(&src, "Hook codes:", "## Host imports")), hooks(|n| n.to_string()));
         c.pairs("ABI.md event_read fields", table_rows(block(&src, "`event_read` field codes:", "### Errors")), fields(|n| n.to_string()));
-        let errs = block(&src, "### Errors returned by host calls", "A `route` or");
+        let errs = block(&src, "### Errors returned by host calls", "A `route`");
         let codes = errs
             .lines()
             .filter_map(|l| l.split('|').nth(1))

@@ -10,7 +10,7 @@
 import {
   ERR_BUFFER_TOO_SMALL, Field, Hook, subscribe, readAll, routeWithKey, ok,
 } from "../../../wasm-sdk/assemblyscript/assembly/index";
-export { hookline_abi_v1 } from "../../../wasm-sdk/assemblyscript/assembly/index";
+export { hookline_abi_v2 } from "../../../wasm-sdk/assemblyscript/assembly/index";
 
 const BUF_CAP: i32 = 4096;
 const BATTERY_THRESHOLD: i32 = 20;

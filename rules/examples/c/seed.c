@@ -3,6 +3,9 @@
  *   message.publish on devices/+/state   -> Kafka topic message_state   (default key)
  *   message.acked   on devices/+/command -> Kafka topic message_command (default key)
  *
+ * Built as a guest ABI v1 module (HOOKLINE_RULE_V1), to show that v1 rules keep
+ * building; new rules use HOOKLINE_RULE (v2).
+ *
  * Build: clang-14 --target=wasm32 -O2 -nostdlib -mbulk-memory -fno-builtin \
  *            -I../../../wasm-sdk/c -Wl,--no-entry -Wl,--strip-all -o seed.wasm seed.c
  */
@@ -19,4 +22,4 @@ static int32_t on_event(int32_t hook, int32_t subscription) {
     return hl_route(subscription == 0 ? "message_state" : "message_command");
 }
 
-HOOKLINE_RULE(init, on_event)
+HOOKLINE_RULE_V1(init, on_event)

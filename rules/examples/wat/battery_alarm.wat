@@ -1,4 +1,4 @@
-;; hookline example rule "battery_alarm", hand-written WebAssembly text (guest ABI v1).
+;; hookline example rule "battery_alarm", hand-written WebAssembly text (guest ABI v2).
 ;;
 ;; On message.publish on devices/+/state, reads the lock's JSON state, e.g.
 ;;   {"process_id":"7802441525528958","action":"unlock","battery":83.4,"lock_state":1,...}
@@ -31,7 +31,7 @@
   (global $integer (mut i32) (i32.const 0))
   (global $fraction_zero (mut i32) (i32.const 1))
 
-  (func (export "hookline_abi_v1"))
+  (func (export "hookline_abi_v2"))
 
   (func (export "hookline_init") (result i32)
     (local $rc i32)

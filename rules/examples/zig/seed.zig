@@ -3,6 +3,9 @@
 //!   message.publish on devices/+/state   -> Kafka topic message_state   (default key)
 //!   message.acked   on devices/+/command -> Kafka topic message_command (default key)
 //!
+//! Built as a guest ABI v1 module (exportRuleV1), to show that v1 rules keep building;
+//! new rules use exportRule (v2).
+//!
 //! Build: python3 -m ziglang build-exe -target wasm32-freestanding -fno-entry \
 //!   -O ReleaseSmall -fstrip --dep hookline -Mroot=seed.zig \
 //!   -Mhookline=../../../wasm-sdk/zig/hookline.zig -femit-bin=seed.wasm
@@ -19,5 +22,5 @@ fn onEvent(hook: hl.Hook, subscription: u32) hl.Error!void {
 }
 
 comptime {
-    hl.exportRule(init, onEvent);
+    hl.exportRuleV1(init, onEvent);
 }

@@ -1,14 +1,17 @@
-// hookline-rule: AssemblyScript SDK for hookline routing rules, guest ABI v1 (../../ABI.md).
+// hookline-rule: AssemblyScript SDK for hookline routing rules, guest ABI v2 and v1
+// (../../ABI.md).
 //
 // Nothing here allocates: text arguments (AssemblyScript strings are UTF-16) are
 // encoded to UTF-8 into static scratch buffers, and event fields are read into memory
 // you reserve with `memory.data(n)`. So rules built with `--runtime stub` (which never
 // frees) do not grow their memory per event.
 //
-// A rule's entry file re-exports `hookline_abi_v1` and defines the other two exports:
+// A rule's entry file re-exports the marker of the ABI version it speaks,
+// `hookline_abi_v2` (new modules) or `hookline_abi_v1`, and defines the other two
+// exports. `ok()` returns 0 or a negative error, which both versions read alike:
 //
-//   import { Hook, subscribe, route } from "hookline-rule";
-//   export { hookline_abi_v1 } from "hookline-rule";
+//   import { Hook, subscribe, route, ok } from "hookline-rule";
+//   export { hookline_abi_v2 } from "hookline-rule";
 //   export function hookline_init(): i32 {
 //     return ok(subscribe(Hook.MessagePublish, "devices/+/state"));
 //   }
@@ -43,6 +46,22 @@ export declare function hookline_log(level: i32, ptr: usize, len: i32): void;
 // @ts-ignore: decorator
 @external("hookline", "config_get")
 export declare function hookline_config_get(keyPtr: usize, keyLen: i32, dstPtr: usize, dstLen: i32): i32;
+// ABI v2 imports:
+// @ts-ignore: decorator
+@external("hookline", "route_value")
+export declare function hookline_route_value(kind: i32, ptr: usize, len: i32): i32;
+// @ts-ignore: decorator
+@external("hookline", "event_header")
+export declare function hookline_event_header(namePtr: usize, nameLen: i32, dstPtr: usize, dstLen: i32): i32;
+// @ts-ignore: decorator
+@external("hookline", "publish")
+export declare function hookline_publish(topicPtr: usize, topicLen: i32, qos: i32, retain: i32, payloadPtr: usize, payloadLen: i32): i32;
+// @ts-ignore: decorator
+@external("hookline", "publish_property")
+export declare function hookline_publish_property(id: i32, ptr: usize, len: i32): i32;
+// @ts-ignore: decorator
+@external("hookline", "publish_user_property")
+export declare function hookline_publish_user_property(namePtr: usize, nameLen: i32, valuePtr: usize, valueLen: i32): i32;
 
 // ---- ABI constants --------------------------------------------------------------------
 
@@ -56,6 +75,8 @@ export enum Hook {
   MessageDelivered = 5,
   MessageAcked = 6,
   AccessDenied = 7,
+  /** v2: a record consumed from Kafka; the topic is the Kafka topic. */
+  KafkaRecord = 8,
 }
 
 /** `event_read` field codes. */
@@ -66,6 +87,30 @@ export enum Field {
   Payload = 3,
   From = 4,
   Peer = 5,
+  /** kafka.record: the record's key. */
+  Key = 6,
+  /** access.denied: "publish", "subscribe" or "will". */
+  Action = 7,
+  /** kafka.record: the partition, decimal text. */
+  Partition = 8,
+  /** kafka.record: the offset, decimal text. */
+  Offset = 9,
+}
+
+/** `route_value` kinds (v2). */
+export enum Value {
+  Envelope = 0,
+  Payload = 1,
+  Bytes = 2,
+}
+
+/** `publish_property` ids (v2): MQTT 5 property identifiers. */
+export enum Property {
+  PayloadFormatIndicator = 1,
+  MessageExpiryInterval = 2,
+  ContentType = 3,
+  ResponseTopic = 8,
+  CorrelationData = 9,
 }
 
 /** Log levels. */
@@ -87,10 +132,14 @@ export const ERR_LIMIT: i32 = -5;
 export const ERR_TOPIC: i32 = -6;
 /** Key or header too long (voids the decision); also: text argument longer than SCRATCH_BYTES. */
 export const ERR_TOO_LONG: i32 = -7;
+/** v2: invalid MQTT publish (topic, QoS or property value); voids the decision. */
+export const ERR_PUBLISH: i32 = -8;
 /** `readAll`: the field is longer than the buffer. */
 export const ERR_BUFFER_TOO_SMALL: i32 = -100;
 /** `route`'s key length meaning "the default key" (the event's client id). */
 export const DEFAULT_KEY: i32 = -1;
+/** `publish`'s payload length meaning "the consumed record's value" (v2). */
+export const RECORD_VALUE: i32 = -1;
 
 /** The ABI's name of a hook, as `subscribe` takes it. */
 export function hookName(hook: Hook): string {
@@ -103,6 +152,7 @@ export function hookName(hook: Hook): string {
     case Hook.MessageDelivered: return "message.delivered";
     case Hook.MessageAcked: return "message.acked";
     case Hook.AccessDenied: return "access.denied";
+    case Hook.KafkaRecord: return "kafka.record";
     default: return ""; // not a hook: subscribe answers ERR_UNKNOWN
   }
 }
@@ -223,9 +273,75 @@ export function readAll(field: Field, dst: usize, cap: i32): i32 {
   return n > cap ? ERR_BUFFER_TOO_SMALL : n;
 }
 
-/** QoS of the message (0..2); 0 for client events. */
+/** QoS of the message (0..2); 0 for client events and kafka.record. */
 export function qos(): i32 {
   return hookline_event_qos();
+}
+
+/** v2: chooses the record value of the most recent route: Value.Envelope (default),
+ *  Value.Payload, or Value.Bytes with `len` bytes at `ptr`. 0 or a negative error. */
+export function routeValue(kind: Value, ptr: usize = 0, len: i32 = 0): i32 {
+  return hookline_route_value(kind, ptr, len);
+}
+
+/** v2 (kafka.record): copies up to `cap` bytes of the consumed record's first header
+ *  named `name` to `dst`; returns its FULL length, or ERR_UNKNOWN (-1) when absent. */
+export function readHeader(name: string, dst: usize, cap: i32): i32 {
+  const n = encodeUtf8(name, scratchA, SCRATCH_BYTES);
+  if (n < 0) return n;
+  return hookline_event_header(scratchA, n, dst, cap);
+}
+
+/** v2 (kafka.record): publishes the consumed record's value to MQTT topic `topic` at
+ *  `qos` 0..2, retained if `retain`. Returns the publish index or a negative error. */
+export function publish(topic: string, qos: i32, retain: bool): i32 {
+  const t = encodeUtf8(topic, scratchA, SCRATCH_BYTES);
+  if (t < 0) return t;
+  return hookline_publish(scratchA, t, qos, retain ? 1 : 0, 0, RECORD_VALUE);
+}
+
+/** v2 (kafka.record): publishes `len` bytes at `ptr` instead of the record's value. */
+export function publishPayload(topic: string, qos: i32, retain: bool, ptr: usize, len: i32): i32 {
+  const t = encodeUtf8(topic, scratchA, SCRATCH_BYTES);
+  if (t < 0) return t;
+  return hookline_publish(scratchA, t, qos, retain ? 1 : 0, ptr, len);
+}
+
+/** v2: publishes to a topic given as UTF-8 bytes (`topicLen` bytes at `topicPtr`), e.g.
+ *  one assembled in your own memory; `payloadLen` RECORD_VALUE for the record's value. */
+export function publishRaw(topicPtr: usize, topicLen: i32, qos: i32, retain: bool, payloadPtr: usize, payloadLen: i32): i32 {
+  return hookline_publish(topicPtr, topicLen, qos, retain ? 1 : 0, payloadPtr, payloadLen);
+}
+
+/** v2: sets MQTT 5 property `id` of the most recent publish to `len` bytes at `ptr`. */
+export function publishProperty(id: Property, ptr: usize, len: i32): i32 {
+  return hookline_publish_property(id, ptr, len);
+}
+
+/** v2: sets a text MQTT 5 property (content type, response topic) of the most recent
+ *  publish. */
+export function publishTextProperty(id: Property, value: string): i32 {
+  const v = encodeUtf8(value, scratchA, SCRATCH_BYTES);
+  if (v < 0) return v;
+  return hookline_publish_property(id, scratchA, v);
+}
+
+/** v2: sets the message expiry interval (seconds) of the most recent publish. */
+export function publishExpiry(seconds: u32): i32 {
+  store<u8>(scratchA, <u8>(seconds >> 24));
+  store<u8>(scratchA + 1, <u8>(seconds >> 16));
+  store<u8>(scratchA + 2, <u8>(seconds >> 8));
+  store<u8>(scratchA + 3, <u8>seconds);
+  return hookline_publish_property(Property.MessageExpiryInterval, scratchA, 4);
+}
+
+/** v2: adds an MQTT 5 user property to the most recent publish. */
+export function publishUserProperty(name: string, value: string): i32 {
+  const n = encodeUtf8(name, scratchA, SCRATCH_BYTES);
+  if (n < 0) return n;
+  const v = encodeUtf8(value, scratchB, SCRATCH_BYTES);
+  if (v < 0) return v;
+  return hookline_publish_user_property(scratchA, n, scratchB, v);
 }
 
 /** Writes a line to the gateway's log (rate-limited by the host; cut at 4096 bytes). */
@@ -241,6 +357,9 @@ export function ok(rc: i32): i32 {
 
 // ---- Exports -------------------------------------------------------------------------------
 
-/** The ABI v1 marker. Re-export it from the rule's entry file:
- *  `export { hookline_abi_v1 } from "hookline-rule";` */
+/** The ABI v2 marker, for new modules. Re-export it (or `hookline_abi_v1`, never both)
+ *  from the rule's entry file: `export { hookline_abi_v2 } from "hookline-rule";` */
+export function hookline_abi_v2(): void {}
+
+/** The ABI v1 marker, for a module speaking v1 (0 accepts, anything else rejects). */
 export function hookline_abi_v1(): void {}

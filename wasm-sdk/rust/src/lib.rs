@@ -1,9 +1,15 @@
-//! Safe Rust SDK for **hookline rules** (guest ABI v1, see `wasm-sdk/ABI.md`).
+//! Safe Rust SDK for **hookline rules** (guest ABI v2 and v1, see `wasm-sdk/ABI.md`).
 //!
 //! A rule is a `wasm32-unknown-unknown` `cdylib` that declares subscriptions once in
 //! `init` and then, for every matching event, decides which Kafka topics the event goes
-//! to. This crate is `#![no_std]`, needs no allocator and keeps no state of its own
-//! between calls except a counter that guards [`Route::header`].
+//! to ([`route`]) or, for a record consumed from Kafka (`Hook::KafkaRecord`, ABI v2),
+//! which MQTT messages to publish ([`publish`]). This crate is `#![no_std]`, needs no
+//! allocator and keeps no state of its own between calls except two counters that guard
+//! [`Route::header`] and [`Publish::property`] (and their siblings).
+//!
+//! [`rule!`] exports the ABI v2 marker; `rule! { abi = v1, .. }` builds a v1 module (the
+//! only difference the host makes: v1 rejects on any non-zero result, v2 on a negative
+//! one; this crate returns a negative code for every error under v2).
 //!
 //! ```ignore
 //! #![no_std]
@@ -28,8 +34,9 @@
 //! it must be deterministic: declare the same subscriptions in the same order every time.
 //!
 //! Outside `wasm32` (for `cargo test` or `cargo doc` on the build machine) every host call
-//! answers [`Error::WrongTime`], [`event::qos`] answers `Ok(0)` and [`log`] does nothing,
-//! so rule logic that does not touch the host can be unit-tested natively.
+//! answers [`Error::WrongTime`], [`event::qos`] answers `Ok(0)`, [`event::header`] and
+//! [`setting`] answer `Ok(None)` and [`log`] does nothing, so rule logic that does not
+//! touch the host can be unit-tested natively.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -59,6 +66,28 @@ mod sys {
         ) -> i32;
         pub fn log(level: i32, ptr: *const u8, len: i32);
         pub fn config_get(key_ptr: *const u8, key_len: i32, dst_ptr: *mut u8, dst_len: i32) -> i32;
+        pub fn route_value(kind: i32, ptr: *const u8, len: i32) -> i32;
+        pub fn event_header(
+            name_ptr: *const u8,
+            name_len: i32,
+            dst_ptr: *mut u8,
+            dst_len: i32,
+        ) -> i32;
+        pub fn publish(
+            topic_ptr: *const u8,
+            topic_len: i32,
+            qos: i32,
+            retain: i32,
+            payload_ptr: *const u8,
+            payload_len: i32,
+        ) -> i32;
+        pub fn publish_property(id: i32, ptr: *const u8, len: i32) -> i32;
+        pub fn publish_user_property(
+            name_ptr: *const u8,
+            name_len: i32,
+            value_ptr: *const u8,
+            value_len: i32,
+        ) -> i32;
     }
 
     // Native stand-ins so the crate (and rules built on it) compile and unit-test off
@@ -84,6 +113,21 @@ mod sys {
         pub unsafe fn log(_: i32, _: *const u8, _: i32) {}
         pub unsafe fn config_get(_: *const u8, _: i32, _: *mut u8, _: i32) -> i32 {
             -1
+        }
+        pub unsafe fn route_value(_: i32, _: *const u8, _: i32) -> i32 {
+            WRONG_TIME
+        }
+        pub unsafe fn event_header(_: *const u8, _: i32, _: *mut u8, _: i32) -> i32 {
+            -1
+        }
+        pub unsafe fn publish(_: *const u8, _: i32, _: i32, _: i32, _: *const u8, _: i32) -> i32 {
+            WRONG_TIME
+        }
+        pub unsafe fn publish_property(_: i32, _: *const u8, _: i32) -> i32 {
+            WRONG_TIME
+        }
+        pub unsafe fn publish_user_property(_: *const u8, _: i32, _: *const u8, _: i32) -> i32 {
+            WRONG_TIME
         }
     }
     #[cfg(not(target_arch = "wasm32"))]
@@ -113,8 +157,9 @@ fn check(rc: i32) -> Result<u32, Error> {
 /// for a rule that simply declines an event.
 ///
 /// Returning `Err(_)` from `init` refuses loading the module; returning it from
-/// `on_event` rejects the event (its routes are discarded and the rule's error counter
-/// goes up). The value the export returns is [`Error::code`].
+/// `on_event` rejects the event (its routes and publishes are discarded and the rule's
+/// error counter goes up). The value the export returns is [`Error::code_for`] the
+/// module's ABI version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Error {
@@ -123,7 +168,9 @@ pub enum Error {
     /// `-2`: invalid MQTT topic filter.
     InvalidFilter,
     /// `-3`: called at the wrong time (`subscribe` outside init, `route` outside
-    /// on_event, a header before any route); also every host call off wasm32.
+    /// on_event or during `kafka.record`, a header or value before any route, `publish`
+    /// outside `kafka.record`, a property before any publish); also every host call off
+    /// wasm32.
     WrongTime,
     /// `-4`: pointer/length outside guest memory, or text that is not UTF-8.
     OutOfBounds,
@@ -132,8 +179,13 @@ pub enum Error {
     LimitReached,
     /// `-6`: invalid Kafka topic name. Invalidates the event's whole decision.
     InvalidTopic,
-    /// `-7`: value too long (key or header). Invalidates the event's whole decision.
+    /// `-7`: value too long (key, header, publish property). Invalidates the event's
+    /// whole decision.
     TooLong,
+    /// `-8` (v2): invalid MQTT publish: a topic name that is empty, has a wildcard or is
+    /// the gateway's own, a QoS other than 0, 1, 2, or a bad property value. Invalidates
+    /// the record's whole decision.
+    InvalidPublish,
     /// A negative code this SDK version does not know (a newer host).
     Host(i32),
     /// The event field does not fit in the buffer given; `needed` is its full length in
@@ -144,18 +196,33 @@ pub enum Error {
     },
     /// An event field that should be text is not valid UTF-8.
     InvalidUtf8,
-    /// [`Route::header`] was called on a route that is no longer the most recent one
-    /// (the ABI adds headers to the most recent route only), so nothing was sent.
+    /// [`Route::header`] or [`Route::value`] was called on a route that is no longer
+    /// the most recent one (the ABI changes the most recent route only), so nothing was
+    /// sent.
     StaleRoute,
+    /// A [`Publish`] property was set on a publish that is no longer the most recent
+    /// one (the ABI changes the most recent publish only), so nothing was sent.
+    StalePublish,
     /// The host passed a hook code this SDK version does not know.
     UnknownHook(i32),
     /// The rule declines: refuse loading (from `init`) or reject the event (from
-    /// `on_event`). Returned to the host as `1`.
+    /// `on_event`). Returned to the host as `1` by a v1 module, as `-105` by a v2 one
+    /// (where only a negative result rejects).
     Rejected,
 }
 
+/// The guest ABI version a module speaks: what [`rule!`] exports as its marker, and what
+/// the host makes of `hookline_on_event`'s result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Abi {
+    /// `hookline_abi_v1`: 0 accepts, anything else rejects.
+    V1,
+    /// `hookline_abi_v2`: a negative result rejects, zero or positive accepts.
+    V2,
+}
+
 impl Error {
-    /// Maps a negative host return code to its [`Error`] (`-1` ..= `-7`, else
+    /// Maps a negative host return code to its [`Error`] (`-1` ..= `-8`, else
     /// [`Error::Host`]).
     pub const fn from_host(code: i32) -> Error {
         match code {
@@ -166,13 +233,14 @@ impl Error {
             -5 => Error::LimitReached,
             -6 => Error::InvalidTopic,
             -7 => Error::TooLong,
+            -8 => Error::InvalidPublish,
             other => Error::Host(other),
         }
     }
 
-    /// The non-zero `i32` the `hookline_init` / `hookline_on_event` export returns for
-    /// this error: the ABI code for host errors, `-100` ..= `-103` for SDK-side errors and
-    /// `1` for [`Error::Rejected`].
+    /// The non-zero `i32` a v1 module's `hookline_init` / `hookline_on_event` export
+    /// returns for this error: the ABI code for host errors, `-100` ..= `-104` for
+    /// SDK-side errors and `1` for [`Error::Rejected`]. See [`Error::code_for`].
     pub const fn code(&self) -> i32 {
         match *self {
             Error::UnknownName => -1,
@@ -182,6 +250,7 @@ impl Error {
             Error::LimitReached => -5,
             Error::InvalidTopic => -6,
             Error::TooLong => -7,
+            Error::InvalidPublish => -8,
             // Never let an error turn into the 0 that means success.
             Error::Host(0) => -99,
             Error::Host(code) => code,
@@ -189,7 +258,21 @@ impl Error {
             Error::InvalidUtf8 => -101,
             Error::StaleRoute => -102,
             Error::UnknownHook(_) => -103,
+            Error::StalePublish => -104,
             Error::Rejected => 1,
+        }
+    }
+
+    /// The `i32` the exports of a module speaking `abi` return for this error: always
+    /// one the host counts as a rejection. Under v1 that is [`Error::code`]; under v2,
+    /// where a positive result accepts, [`Error::Rejected`] (and any other non-negative
+    /// code) becomes `-105`.
+    pub const fn code_for(&self, abi: Abi) -> i32 {
+        let code = self.code();
+        match abi {
+            Abi::V1 => code,
+            Abi::V2 if code < 0 => code,
+            Abi::V2 => -105,
         }
     }
 
@@ -203,10 +286,12 @@ impl Error {
             Error::LimitReached => "limit reached",
             Error::InvalidTopic => "invalid Kafka topic name",
             Error::TooLong => "value too long",
+            Error::InvalidPublish => "invalid MQTT publish",
             Error::Host(_) => "unknown host error",
             Error::BufferTooSmall { .. } => "buffer too small for event field",
             Error::InvalidUtf8 => "event field is not UTF-8",
-            Error::StaleRoute => "header for a route that is not the most recent one",
+            Error::StaleRoute => "header or value for a route that is not the most recent one",
+            Error::StalePublish => "property for a publish that is not the most recent one",
             Error::UnknownHook(_) => "unknown hook code",
             Error::Rejected => "rejected by the rule",
         }
@@ -237,7 +322,8 @@ impl From<core::str::Utf8Error> for Error {
 // Hooks and subscriptions
 // ---------------------------------------------------------------------------------------
 
-/// The eight hooks of ABI v1, with their codes as discriminants.
+/// The hooks of the ABI, with their codes as discriminants (`kafka.record` is new in
+/// v2; a v1 module may subscribe to it too).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(i32)]
 pub enum Hook {
@@ -258,11 +344,15 @@ pub enum Hook {
     /// `7`: `access.denied`: the ACL refused a publish, subscription or will (topic =
     /// the refused topic or filter).
     AccessDenied = 7,
+    /// `8`: `kafka.record`: a record consumed from Kafka by the downlink (topic = the
+    /// Kafka topic; the subscription filter is an exact Kafka topic name). Its decision
+    /// is a list of MQTT publishes ([`publish`]), not routes.
+    KafkaRecord = 8,
 }
 
 impl Hook {
     /// All hooks, in code order.
-    pub const ALL: [Hook; 8] = [
+    pub const ALL: [Hook; 9] = [
         Hook::ClientConnected,
         Hook::ClientDisconnected,
         Hook::SessionSubscribed,
@@ -271,9 +361,10 @@ impl Hook {
         Hook::MessageDelivered,
         Hook::MessageAcked,
         Hook::AccessDenied,
+        Hook::KafkaRecord,
     ];
 
-    /// The ABI code of the hook (`0` ..= `7`).
+    /// The ABI code of the hook (`0` ..= `8`).
     pub const fn code(self) -> i32 {
         self as i32
     }
@@ -289,6 +380,7 @@ impl Hook {
             5 => Some(Hook::MessageDelivered),
             6 => Some(Hook::MessageAcked),
             7 => Some(Hook::AccessDenied),
+            8 => Some(Hook::KafkaRecord),
             _ => None,
         }
     }
@@ -304,6 +396,7 @@ impl Hook {
             Hook::MessageDelivered => "message.delivered",
             Hook::MessageAcked => "message.acked",
             Hook::AccessDenied => "access.denied",
+            Hook::KafkaRecord => "kafka.record",
         }
     }
 
@@ -323,7 +416,8 @@ impl fmt::Display for Hook {
 }
 
 /// Subscribes to `hook` for topics matching the MQTT filter `filter` (`+` and `#`
-/// wildcards; use `"#"` for the `client.*` hooks, whose topic is empty).
+/// wildcards; use `"#"` for the `client.*` hooks, whose topic is empty; for
+/// [`Hook::KafkaRecord`] an exact Kafka topic name, which the gateway then consumes).
 ///
 /// Only valid inside `init`. Returns the subscription's index (0-based, in declaration
 /// order), which `on_event` later receives as `subscription`.
@@ -355,7 +449,8 @@ pub fn subscribe(hook: Hook, filter: &str) -> Result<u32, Error> {
 pub mod event {
     use super::{abi_len, check, sys, Error};
 
-    /// The event fields of ABI v1, with their `event_read` codes as discriminants.
+    /// The event fields, with their `event_read` codes as discriminants (`6` ..= `9`
+    /// are new in ABI v2; an older gateway answers [`Error::UnknownName`] for them).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     #[repr(i32)]
     pub enum Field {
@@ -373,6 +468,17 @@ pub mod event {
         /// `5`: the network address (`ip:port`) of the client's connection; empty for
         /// an event no connection raised.
         Peer = 5,
+        /// `6`: the consumed record's key (`kafka.record`); empty otherwise.
+        Key = 6,
+        /// `7`: what `access.denied` refused: `publish`, `subscribe` or `will`; empty
+        /// otherwise.
+        Action = 7,
+        /// `8`: the consumed record's partition as decimal text (`kafka.record`); empty
+        /// otherwise.
+        Partition = 8,
+        /// `9`: the consumed record's offset as decimal text (`kafka.record`); empty
+        /// otherwise.
+        Offset = 9,
     }
 
     /// Raw read: copies `min(field length, buf.len())` bytes of `field` into `buf` and
@@ -438,8 +544,58 @@ pub mod event {
         text(Field::Peer, buf)
     }
 
+    /// The consumed record's key (`kafka.record`, bytes); empty for a record without
+    /// key and for every other hook.
+    pub fn key(buf: &mut [u8]) -> Result<&[u8], Error> {
+        bytes(Field::Key, buf)
+    }
+
+    /// What `access.denied` refused: `publish`, `subscribe` or `will`; empty otherwise.
+    pub fn action(buf: &mut [u8]) -> Result<&str, Error> {
+        text(Field::Action, buf)
+    }
+
+    /// The consumed record's partition (`kafka.record`); `None` for other hooks.
+    pub fn partition() -> Result<Option<i32>, Error> {
+        let mut buf = [0u8; 11];
+        number(Field::Partition, &mut buf)
+    }
+
+    /// The consumed record's offset (`kafka.record`); `None` for other hooks.
+    pub fn offset() -> Result<Option<i64>, Error> {
+        let mut buf = [0u8; 20];
+        number(Field::Offset, &mut buf)
+    }
+
+    /// A decimal field: `None` when empty, [`Error::InvalidUtf8`] when not a number.
+    fn number<T: core::str::FromStr>(field: Field, buf: &mut [u8]) -> Result<Option<T>, Error> {
+        let value = text(field, buf)?;
+        if value.is_empty() {
+            return Ok(None);
+        }
+        value.parse().map(Some).map_err(|_| Error::InvalidUtf8)
+    }
+
+    /// The value of the consumed record's first header named `name` (`kafka.record`),
+    /// copied into `buf`; `Ok(None)` when the record has no such header (and for every
+    /// other hook); [`Error::BufferTooSmall`] if it does not fit.
+    pub fn header<'a>(name: &str, buf: &'a mut [u8]) -> Result<Option<&'a [u8]>, Error> {
+        let name_len = abi_len(name.len())?;
+        let buf_len = abi_len(buf.len())?;
+        // SAFETY: both ranges are live slices of guest memory of the given lengths.
+        let rc = unsafe { sys::event_header(name.as_ptr(), name_len, buf.as_mut_ptr(), buf_len) };
+        if rc == -1 {
+            return Ok(None);
+        }
+        let needed = check(rc)? as usize;
+        match buf.get(..needed) {
+            Some(value) => Ok(Some(value)),
+            None => Err(Error::BufferTooSmall { needed }),
+        }
+    }
+
     /// QoS of the message (0, 1, 2); for `session.subscribed` the granted QoS; 0 for
-    /// client events.
+    /// client events and `kafka.record`.
     pub fn qos() -> Result<u8, Error> {
         // SAFETY: no pointers involved.
         let rc = unsafe { sys::event_qos() };
@@ -492,6 +648,37 @@ impl Route {
         let rc = unsafe { sys::route_header(name.as_ptr(), name_len, value.as_ptr(), value_len) };
         check(rc).map(|_| self)
     }
+
+    /// ABI v2: chooses this route's record value (the envelope by default). Chainable:
+    /// `route("raw_state")?.value(Value::Payload)?;`
+    ///
+    /// Like [`Route::header`], only the most recent route can be changed:
+    /// [`Error::StaleRoute`] otherwise.
+    pub fn value(&self, value: Value<'_>) -> Result<&Route, Error> {
+        if ROUTE_SERIAL.load(Ordering::Relaxed) != self.serial {
+            return Err(Error::StaleRoute);
+        }
+        let (kind, bytes): (i32, &[u8]) = match value {
+            Value::Envelope => (0, &[]),
+            Value::Payload => (1, &[]),
+            Value::Bytes(bytes) => (2, bytes),
+        };
+        let len = abi_len(bytes.len())?;
+        // SAFETY: `bytes` is a live slice of guest memory of `len` bytes.
+        let rc = unsafe { sys::route_value(kind, bytes.as_ptr(), len) };
+        check(rc).map(|_| self)
+    }
+}
+
+/// What a route's Kafka record carries as its value (ABI v2 `route_value`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// Kind `0`: the JSON envelope of the event (the default).
+    Envelope,
+    /// Kind `1`: the MQTT payload as the device sent it.
+    Payload,
+    /// Kind `2`: these bytes.
+    Bytes(&'a [u8]),
 }
 
 fn route_raw(topic: &str, key_ptr: *const u8, key_len: i32) -> Result<Route, Error> {
@@ -519,6 +706,168 @@ pub fn route(topic: &str) -> Result<Route, Error> {
 pub fn route_with_key(topic: &str, key: &[u8]) -> Result<Route, Error> {
     let key_len = abi_len(key.len())?;
     route_raw(topic, key.as_ptr(), key_len)
+}
+
+// ---------------------------------------------------------------------------------------
+// Publishing (ABI v2, kafka.record only)
+// ---------------------------------------------------------------------------------------
+
+/// Serial number of the most recent `publish` call, as [`ROUTE_SERIAL`] is for routes.
+static PUBLISH_SERIAL: AtomicU32 = AtomicU32::new(0);
+
+fn next_publish_serial() -> u32 {
+    PUBLISH_SERIAL
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_add(1)
+}
+
+/// MQTT quality of service of a [`publish`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(i32)]
+pub enum QoS {
+    /// `0`: at most once.
+    AtMostOnce = 0,
+    /// `1`: at least once.
+    AtLeastOnce = 1,
+    /// `2`: exactly once.
+    ExactlyOnce = 2,
+}
+
+/// The MQTT 5 properties a rule may set on a publish, with their identifiers in the MQTT
+/// 5 specification (the `id` of the ABI's `publish_property`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Property<'a> {
+    /// `1`: payload format indicator: `false` unspecified bytes, `true` UTF-8 text.
+    PayloadFormatIndicator(bool),
+    /// `2`: message expiry interval, seconds.
+    MessageExpiryInterval(u32),
+    /// `3`: content type (UTF-8).
+    ContentType(&'a str),
+    /// `8`: response topic (a topic name, no wildcards).
+    ResponseTopic(&'a str),
+    /// `9`: correlation data (bytes).
+    CorrelationData(&'a [u8]),
+}
+
+impl Property<'_> {
+    /// The property's identifier in the MQTT 5 specification.
+    pub const fn id(&self) -> i32 {
+        match self {
+            Property::PayloadFormatIndicator(_) => 1,
+            Property::MessageExpiryInterval(_) => 2,
+            Property::ContentType(_) => 3,
+            Property::ResponseTopic(_) => 8,
+            Property::CorrelationData(_) => 9,
+        }
+    }
+}
+
+/// An MQTT message the host will publish for the current `kafka.record` event; returned
+/// by [`publish`] and [`publish_payload`]. Use it to set MQTT 5 properties.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Publish {
+    index: u32,
+    serial: u32,
+}
+
+impl Publish {
+    /// The publish's index among this record's publishes (0-based).
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    fn current(&self) -> Result<(), Error> {
+        match PUBLISH_SERIAL.load(Ordering::Relaxed) == self.serial {
+            true => Ok(()),
+            false => Err(Error::StalePublish),
+        }
+    }
+
+    /// Sets an MQTT 5 property of this publish. Chainable:
+    /// `publish(t, QoS::AtLeastOnce, false)?.property(Property::ContentType("application/json"))?;`
+    ///
+    /// The ABI changes the most recent publish only, so once another publish was made
+    /// (or a new event began) this returns [`Error::StalePublish`] and sends nothing.
+    pub fn property(&self, property: Property<'_>) -> Result<&Publish, Error> {
+        self.current()?;
+        let (one, four);
+        let bytes: &[u8] = match property {
+            Property::PayloadFormatIndicator(utf8) => {
+                one = [utf8 as u8];
+                &one
+            }
+            Property::MessageExpiryInterval(seconds) => {
+                four = seconds.to_be_bytes();
+                &four
+            }
+            Property::ContentType(text) | Property::ResponseTopic(text) => text.as_bytes(),
+            Property::CorrelationData(bytes) => bytes,
+        };
+        let len = abi_len(bytes.len())?;
+        // SAFETY: `bytes` is a live slice of guest memory of `len` bytes.
+        let rc = unsafe { sys::publish_property(property.id(), bytes.as_ptr(), len) };
+        check(rc).map(|_| self)
+    }
+
+    /// Adds the MQTT 5 user property `name: value` (each at most 4096 bytes) to this
+    /// publish; [`Error::StalePublish`] as for [`Publish::property`]. Chainable.
+    pub fn user_property(&self, name: &str, value: &str) -> Result<&Publish, Error> {
+        self.current()?;
+        let name_len = abi_len(name.len())?;
+        let value_len = abi_len(value.len())?;
+        // SAFETY: both ranges are live, initialised slices of guest memory.
+        let rc = unsafe {
+            sys::publish_user_property(name.as_ptr(), name_len, value.as_ptr(), value_len)
+        };
+        check(rc).map(|_| self)
+    }
+}
+
+fn publish_raw(
+    topic: &str,
+    qos: QoS,
+    retain: bool,
+    payload_ptr: *const u8,
+    payload_len: i32,
+) -> Result<Publish, Error> {
+    let topic_len = abi_len(topic.len())?;
+    // SAFETY: `topic` is a live slice; `payload_ptr`/`payload_len` come from a live slice
+    // or are (dangling, -1), which the ABI defines as "the record's value".
+    let rc = unsafe {
+        sys::publish(
+            topic.as_ptr(),
+            topic_len,
+            qos as i32,
+            retain as i32,
+            payload_ptr,
+            payload_len,
+        )
+    };
+    // Any publish call, even a failed one, ends the previous publish's property window.
+    let serial = next_publish_serial();
+    check(rc).map(|index| Publish { index, serial })
+}
+
+/// ABI v2: publishes the consumed record's value as an MQTT message to `topic` (a topic
+/// name, no wildcards) at `qos`, retained if `retain`. Only valid inside `on_event` for a
+/// [`Hook::KafkaRecord`] event ([`Error::WrongTime`] otherwise).
+///
+/// [`Error::LimitReached`] and [`Error::InvalidPublish`] invalidate the whole decision
+/// for this record (no publish of it is produced).
+pub fn publish(topic: &str, qos: QoS, retain: bool) -> Result<Publish, Error> {
+    publish_raw(topic, qos, retain, b"".as_ptr(), -1)
+}
+
+/// ABI v2: as [`publish`], with `payload` as the message's payload instead of the
+/// record's value.
+pub fn publish_payload(
+    topic: &str,
+    qos: QoS,
+    retain: bool,
+    payload: &[u8],
+) -> Result<Publish, Error> {
+    let payload_len = abi_len(payload.len())?;
+    publish_raw(topic, qos, retain, payload.as_ptr(), payload_len)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -638,13 +987,23 @@ impl Event {
     pub fn qos(&self) -> Result<u8, Error> {
         event::qos()
     }
+
+    /// The consumed record's key (`kafka.record`); see [`event::key`].
+    pub fn key<'a>(&self, buf: &'a mut [u8]) -> Result<&'a [u8], Error> {
+        event::key(buf)
+    }
+
+    /// A header of the consumed record (`kafka.record`); see [`event::header`].
+    pub fn header<'a>(&self, name: &str, buf: &'a mut [u8]) -> Result<Option<&'a [u8]>, Error> {
+        event::header(name, buf)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
 // Exports
 // ---------------------------------------------------------------------------------------
 
-/// Emits the three function exports of ABI v1 (`hookline_abi_v1`, `hookline_init`,
+/// Emits the three function exports of the ABI (the version marker, `hookline_init`,
 /// `hookline_on_event`) wired to your two functions; `memory` is exported by the
 /// toolchain. Invoke it once, at the root of a `cdylib` crate:
 ///
@@ -656,12 +1015,36 @@ impl Event {
 /// hookline_rule::rule! { init => init, on_event => on_event }
 /// ```
 ///
-/// `Ok(())` becomes `0`; `Err(e)` becomes the non-zero [`Error::code`], which refuses
-/// loading (from `init`) or rejects the event (from `on_event`). A hook code this SDK
-/// does not know rejects the event with [`Error::UnknownHook`].
+/// The module speaks ABI v2 (marker `hookline_abi_v2`). `rule! { abi = v1, init => ..,
+/// on_event => .. }` builds a v1 module (marker `hookline_abi_v1`) from the same
+/// functions; `abi = v2` may be spelled out too. The host treats both alike except for
+/// the result convention, which this macro follows: `Ok(())` becomes `0`; `Err(e)`
+/// becomes [`Error::code_for`] the version (always a rejection), which refuses loading
+/// (from `init`) or rejects the event (from `on_event`). A hook code this SDK does not
+/// know rejects the event with [`Error::UnknownHook`].
 #[macro_export]
 macro_rules! rule {
     (init => $init:path, on_event => $on_event:path $(,)?) => {
+        $crate::rule! { abi = v2, init => $init, on_event => $on_event }
+    };
+    (abi = v2, init => $init:path, on_event => $on_event:path $(,)?) => {
+        /// hookline guest ABI version marker (v2); never called.
+        #[no_mangle]
+        pub extern "C" fn hookline_abi_v2() {}
+
+        /// hookline ABI v2: declares the rule's subscriptions.
+        #[no_mangle]
+        pub extern "C" fn hookline_init() -> i32 {
+            $crate::__private::init($crate::Abi::V2, $init)
+        }
+
+        /// hookline ABI v2: decides one event.
+        #[no_mangle]
+        pub extern "C" fn hookline_on_event(hook: i32, subscription: i32) -> i32 {
+            $crate::__private::on_event($crate::Abi::V2, $on_event, hook, subscription)
+        }
+    };
+    (abi = v1, init => $init:path, on_event => $on_event:path $(,)?) => {
         /// hookline guest ABI version marker (v1); never called.
         #[no_mangle]
         pub extern "C" fn hookline_abi_v1() {}
@@ -669,13 +1052,13 @@ macro_rules! rule {
         /// hookline ABI v1: declares the rule's subscriptions.
         #[no_mangle]
         pub extern "C" fn hookline_init() -> i32 {
-            $crate::__private::init($init)
+            $crate::__private::init($crate::Abi::V1, $init)
         }
 
         /// hookline ABI v1: decides one event.
         #[no_mangle]
         pub extern "C" fn hookline_on_event(hook: i32, subscription: i32) -> i32 {
-            $crate::__private::on_event($on_event, hook, subscription)
+            $crate::__private::on_event($crate::Abi::V1, $on_event, hook, subscription)
         }
     };
 }
@@ -683,35 +1066,40 @@ macro_rules! rule {
 /// Support for the macros; not part of the public API.
 #[doc(hidden)]
 pub mod __private {
-    use super::{log, next_route_serial, Error, Event, Hook, Level};
+    use super::{log, next_publish_serial, next_route_serial, Abi, Error, Event, Hook, Level};
     use core::fmt::{self, Write};
 
-    fn result_code(result: Result<(), Error>) -> i32 {
+    fn result_code(abi: Abi, result: Result<(), Error>) -> i32 {
         match result {
             Ok(()) => 0,
-            Err(error) => error.code(),
+            Err(error) => error.code_for(abi),
         }
     }
 
-    pub fn init<F: FnOnce() -> Result<(), Error>>(f: F) -> i32 {
-        result_code(f())
+    pub fn init<F: FnOnce() -> Result<(), Error>>(abi: Abi, f: F) -> i32 {
+        result_code(abi, f())
     }
 
     pub fn on_event<F: FnOnce(&Event) -> Result<(), Error>>(
+        abi: Abi,
         f: F,
         hook: i32,
         subscription: i32,
     ) -> i32 {
-        // A new event: routes of the previous one must not receive headers.
+        // A new event: routes and publishes of the previous one must not change.
         next_route_serial();
+        next_publish_serial();
         let hook = match Hook::from_code(hook) {
             Some(hook) => hook,
-            None => return Error::UnknownHook(hook).code(),
+            None => return Error::UnknownHook(hook).code_for(abi),
         };
-        result_code(f(&Event {
-            hook,
-            subscription: subscription as u32,
-        }))
+        result_code(
+            abi,
+            f(&Event {
+                hook,
+                subscription: subscription as u32,
+            }),
+        )
     }
 
     /// A fixed-size line buffer that silently truncates at a character boundary.
@@ -786,7 +1174,8 @@ mod tests {
             assert_eq!(Hook::from_code(i as i32), Some(*hook));
             assert_eq!(Hook::from_name(hook.name()), Some(*hook));
         }
-        assert_eq!(Hook::from_code(8), None);
+        assert_eq!(Hook::from_code(8), Some(Hook::KafkaRecord));
+        assert_eq!(Hook::from_code(9), None);
         assert_eq!(Hook::from_code(-1), None);
         assert_eq!(
             Hook::from_name("message.deliver"),
@@ -798,7 +1187,7 @@ mod tests {
 
     #[test]
     fn host_codes_map_both_ways() {
-        for code in -7..=-1 {
+        for code in -8..=-1 {
             let error = Error::from_host(code);
             assert_ne!(error, Error::Host(code));
             assert_eq!(error.code(), code);
@@ -807,6 +1196,9 @@ mod tests {
         assert_eq!(Error::Host(-42).code(), -42);
         assert_eq!(Error::Host(0).code(), -99);
         assert_eq!(Error::Rejected.code(), 1);
+        assert_eq!(Error::Rejected.code_for(Abi::V1), 1);
+        assert_eq!(Error::Rejected.code_for(Abi::V2), -105);
+        assert_eq!(Error::InvalidPublish.code_for(Abi::V2), -8);
         assert_eq!(
             Error::BufferTooSmall { needed: 9 }.to_string(),
             "buffer too small for event field (9 bytes needed)"
@@ -824,15 +1216,22 @@ mod tests {
             Error::InvalidTopic,
             Error::TooLong,
             Error::Host(0),
-            Error::Host(-8),
+            Error::InvalidPublish,
+            Error::Host(-9),
             Error::BufferTooSmall { needed: 0 },
             Error::InvalidUtf8,
             Error::StaleRoute,
+            Error::StalePublish,
             Error::UnknownHook(9),
             Error::Rejected,
         ];
         for error in errors {
             assert_ne!(error.code(), 0, "{:?}", error);
+            assert!(
+                error.code_for(Abi::V2) < 0,
+                "{:?} must reject under v2",
+                error
+            );
         }
     }
 
@@ -847,6 +1246,16 @@ mod tests {
         assert_eq!(event::qos(), Ok(0));
         assert_eq!(route("t"), Err(Error::WrongTime));
         assert_eq!(route_with_key("t", b"k"), Err(Error::WrongTime));
+        assert_eq!(
+            publish("devices/1/command", QoS::AtLeastOnce, false),
+            Err(Error::WrongTime)
+        );
+        assert_eq!(
+            publish_payload("devices/1/command", QoS::AtMostOnce, true, b"x"),
+            Err(Error::WrongTime)
+        );
+        assert_eq!(event::header("h", &mut buf), Ok(None));
+        assert_eq!(event::partition(), Err(Error::WrongTime));
         log(Level::Info, "ignored");
     }
 
@@ -860,14 +1269,34 @@ mod tests {
         assert_eq!(first.header("a", "b").err(), Some(Error::WrongTime));
         let _ = route("other");
         assert_eq!(first.header("a", "b").err(), Some(Error::StaleRoute));
+        assert_eq!(first.value(Value::Payload).err(), Some(Error::StaleRoute));
+    }
+
+    #[test]
+    fn stale_publish_properties_are_refused() {
+        let first = Publish {
+            index: 0,
+            serial: next_publish_serial(),
+        };
+        let property = Property::MessageExpiryInterval(60);
+        assert_eq!(first.property(property).err(), Some(Error::WrongTime));
+        let _ = publish("other", QoS::AtMostOnce, false);
+        assert_eq!(first.property(property).err(), Some(Error::StalePublish));
+        assert_eq!(
+            first.user_property("a", "b").err(),
+            Some(Error::StalePublish)
+        );
+        assert_eq!(Property::CorrelationData(b"x").id(), 9);
     }
 
     #[test]
     fn exports_map_results() {
-        assert_eq!(__private::init(|| Ok(())), 0);
-        assert_eq!(__private::init(|| Err(Error::Rejected)), 1);
+        assert_eq!(__private::init(Abi::V1, || Ok(())), 0);
+        assert_eq!(__private::init(Abi::V1, || Err(Error::Rejected)), 1);
+        assert_eq!(__private::init(Abi::V2, || Err(Error::Rejected)), -105);
         assert_eq!(
             __private::on_event(
+                Abi::V1,
                 |ev: &Event| if ev.hook() == Hook::MessageAcked && ev.subscription() == 3 {
                     Ok(())
                 } else {
@@ -878,10 +1307,22 @@ mod tests {
             ),
             0
         );
-        assert_eq!(__private::on_event(|_: &Event| Ok(()), 8, 0), -103);
+        assert_eq!(__private::on_event(Abi::V2, |_: &Event| Ok(()), 9, 0), -103);
         assert_eq!(
-            __private::on_event(|_: &Event| Err(Error::InvalidTopic), 4, 0),
+            __private::on_event(Abi::V1, |_: &Event| Err(Error::InvalidTopic), 4, 0),
             -6
+        );
+        assert_eq!(
+            __private::on_event(
+                Abi::V2,
+                |ev: &Event| match ev.hook() {
+                    Hook::KafkaRecord => Err(Error::Rejected),
+                    _ => Ok(()),
+                },
+                8,
+                0
+            ),
+            -105
         );
     }
 

@@ -3,7 +3,8 @@
 //! - `message.publish` on `devices/+/state` -> Kafka topic `message_state`
 //! - `message.acked` on `devices/+/command` -> Kafka topic `message_command`
 //!
-//! both with the default key (the event's client id).
+//! both with the default key (the event's client id). Built as a guest ABI v1 module
+//! (`abi = v1`), to show that v1 rules keep building; new rules leave it out (v2).
 //!
 //! Build: `cargo build --release --target wasm32-unknown-unknown` (or
 //! `rules/examples/build.sh OUT_DIR`).
@@ -26,4 +27,4 @@ fn on_event(ev: &Event) -> Result<(), Error> {
     Ok(())
 }
 
-hookline_rule::rule! { init => init, on_event => on_event }
+hookline_rule::rule! { abi = v1, init => init, on_event => on_event }
