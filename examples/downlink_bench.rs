@@ -142,6 +142,8 @@ fn main() -> anyhow::Result<()> {
                     .set("bootstrap.servers", &bootstrap)
                     .set("group.id", "reference")
                     .set("auto.offset.reset", "earliest")
+                    // As the gateway's downlink consumer sets it.
+                    .set("fetch.wait.max.ms", "10")
                     .create()?;
                 consumer.subscribe(&["device_commands"])?;
                 let mut count = 0;

@@ -104,8 +104,6 @@ counters! {
     mqtt_deliveries_denied,
     /// Deliveries dropped for being over the client's Maximum Packet Size.
     mqtt_deliveries_too_large,
-    /// Deliveries dropped because their MQTT 5 Message Expiry Interval had passed.
-    mqtt_messages_expired,
     /// Events dropped because the spool was full (`buffer.when_full = "drop"`).
     spool_dropped,
     /// Publishes refused because the spool was full (`buffer.when_full = "reject"`).

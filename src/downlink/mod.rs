@@ -77,7 +77,10 @@ impl DownlinkSource {
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", config.start_from.as_str())
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            // A command waits for its fetch: librdkafka's default lets a broker hold an
+            // empty fetch 500 ms, which would be most of a command's latency.
+            .set("fetch.wait.max.ms", "10");
         for (key, value) in &kafka.properties {
             client.set(key, value);
         }

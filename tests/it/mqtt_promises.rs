@@ -343,9 +343,9 @@ async fn an_acknowledgement_of_the_wrong_kind_leaves_a_delivery_in_flight() {
     assert_eq!(next_publish(&mut client, 5).await.expect("delivery after the PUBACK").payload, b"second");
 }
 
-/// MQTT 5 Message Expiry: a message whose interval passed while its subscriber was away
-/// is not delivered (and counted); one still alive arrives with the interval lowered
-/// by the time it waited.
+/// MQTT 5 Message Expiry (rumqttd's router keeps the publish time and does it): a
+/// message whose interval passed while its subscriber was away is not delivered; one
+/// still alive arrives with the interval lowered by the time it waited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others() {
     let scene = Scene::start(&[], None).await;
@@ -372,8 +372,7 @@ async fn message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_ot
     let long = next_publish(&mut back, 5).await.expect("the unexpired message");
     assert_eq!(long.topic, "exp/long");
     let interval = long.props.windows(5).find(|w| w[0] == 0x02).map(|w| u32::from_be_bytes([w[1], w[2], w[3], w[4]]));
-    assert!(interval.is_some_and(|i| (95..=98).contains(&i)), "interval lowered by the ~2 s waited: {interval:?} in {:?}", long.props);
+    assert!(interval.is_some_and(|i| (97..=98).contains(&i)), "interval lowered by the ~2 s waited: {interval:?} in {:?}", long.props);
     back.send(&ack(0x40, long.pkid)).await;
     assert!(silent(&mut back).await, "exp/short expired");
-    assert_eq!(scene.counter("mqtt_messages_expired"), 1);
 }

@@ -14,7 +14,7 @@ use super::{qos_pkid, End, State};
 use crate::access::Action;
 use crate::broker::origin;
 use crate::broker::subscription::Subscription;
-use crate::hooks::{now_ms, Hook};
+use crate::hooks::Hook;
 use crate::metrics::Metrics;
 
 /// A QoS 1/2 delivery the router made, in the router's order: it takes their
@@ -77,14 +77,7 @@ impl State {
         let Forward { publish, mut properties, .. } = forward;
         let (router_qos, pkid) = qos_pkid(&publish);
         let origin = origin::take(&mut properties);
-        if expired(&mut properties, origin.as_ref()) {
-            Metrics::add(&self.edge.metrics.mqtt_messages_expired, 1);
-            if router_qos > 0 {
-                self.slots.push_back(Slot { pkid, done: true });
-            }
-            self.ack_router();
-            return;
-        }
+
         // The router clears the retain flag of live deliveries: a set one is a retained
         // message sent because of a SUBSCRIBE.
         let on_subscribe = publish.retain;
@@ -228,23 +221,6 @@ impl State {
             let slot = self.slots.pop_front().expect("front exists");
             self.router_out.push(Packet::PubAck(PubAck { pkid: slot.pkid, reason: PubAckReason::Success }, None));
         }
-    }
-}
-
-/// Whether a message's MQTT 5 Message Expiry Interval has passed since it was
-/// published; if not, the interval is lowered by the time it waited, as the client
-/// must be told (MQTT 5, 3.3.2.3.3).
-fn expired(properties: &mut Option<PublishProperties>, origin: Option<&origin::Origin>) -> bool {
-    let (Some(interval), Some(origin)) = (properties.as_mut().and_then(|p| p.message_expiry_interval.as_mut()), origin) else {
-        return false;
-    };
-    let waited = now_ms().saturating_sub(origin.published_ms) / 1000;
-    match u32::try_from(waited) {
-        Ok(waited) if waited < *interval => {
-            *interval -= waited;
-            false
-        }
-        _ => true,
     }
 }
 
