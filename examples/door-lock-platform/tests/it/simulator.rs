@@ -110,6 +110,11 @@ async fn every_fault_of_the_simulator_gives_exactly_one_alarm_or_audit_finding()
 async fn commands_sent_through_kafka_reach_the_locks_and_are_audited() {
     let tansu = Tansu::start().await;
     let (gateway, mqtt, _data) = gateway(&tansu.bootstrap()).await;
+    // The downlink's consumer group forms first (tansu takes about 20 s): a record
+    // without a key, which the rule rejects, shows it consuming.
+    tansu.produce("device_commands", &[(String::new(), serde_json::json!({"warm_up": true}))]);
+    let consuming = wait_for(Duration::from_secs(60), || gateway.metrics().snapshot()["downlink_records"] >= 1).await;
+    assert!(consuming, "the downlink consumed nothing in 60 s");
     let platform = Platform::new(&tansu.bootstrap(), 2, "");
     let _auditor = platform.spawn(env!("CARGO_BIN_EXE_auditor"), "auditor", &[]);
     let mqtt = mqtt.to_string();
@@ -137,10 +142,12 @@ async fn commands_sent_through_kafka_reach_the_locks_and_are_audited() {
     let commands = |lines: &[Value]| lines.iter().filter(|l| l["kind"] == "command").count();
     let audited = wait_for(Duration::from_secs(30), || commands(&platform.audit_file_lines()) >= unlocked).await;
     let audit = platform.audit_file_lines();
+    let downlink: Vec<_> =
+        gateway.metrics().snapshot().into_iter().filter(|(name, _)| name.starts_with("downlink") || name.starts_with("rule")).collect();
     assert!(
         audited && unlocked >= sent - 1,
-        "sent {sent}, obeyed {unlocked}, audit: {audit:#?}\nauditor log:\n{}",
-        platform.log("auditor")
+        "sent {sent}, obeyed {unlocked}, gateway {downlink:?}, audit: {audit:#?}\nsimulator log:\n{}",
+        platform.log("simulator")
     );
     for command in audit.iter().filter(|l| l["kind"] == "command") {
         assert_eq!(command["from"], "kafka:device_commands", "{command}");
