@@ -199,11 +199,11 @@ fn main() -> anyhow::Result<()> {
         floor_done.store(true, Ordering::Relaxed);
         let _ = reference.join();
 
-        let received = received.lock().unwrap();
+        let received = std::mem::replace(&mut *received.lock().unwrap(), Received { latency: Histogram::new(3)?, seen: HashMap::new(), last_at: None });
         let received_in = received.last_at.map_or(Duration::ZERO, |t| t - started);
         let duplicates: u32 = received.seen.values().map(|n| n - 1).sum();
         let missing = args.commands - received.seen.len();
-        let floor = floor.lock().unwrap();
+        let floor = floor.lock().unwrap().clone();
         let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         let rate = if args.rate > 0 { format!("{}/s", args.rate) } else { "as fast as possible".into() };
         println!(

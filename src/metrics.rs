@@ -150,6 +150,10 @@ counters! {
     downlink_done,
     /// Errors of the downlink's Kafka consumer (it keeps retrying).
     downlink_errors,
+    /// Downlink messages given up because the sessions that could receive them expired.
+    downlink_expired,
+    /// Persistent sessions ended by their Session Expiry Interval.
+    sessions_expired,
     /// Live-tail items a viewer missed because it read slower than records were routed.
     tail_dropped,
 }

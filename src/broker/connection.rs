@@ -196,7 +196,7 @@ struct State {
     version: Version,
     client: Client,
     keep_alive: u16,
-    clean: bool,
+    session: Session,
     claim: Claim,
     link_tx: LinkTx,
     link_rx: LinkRx,
@@ -228,6 +228,29 @@ struct State {
     qos2_received: HashSet<u16>,
     will: Option<(LastWill, Option<LastWillProperties>, u32)>,
     connected_ms: u64,
+}
+
+/// What becomes of a client's session: whether the router's copy ends with the link
+/// (`router_clean`), and how long hookline keeps it after the connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Session {
+    router_clean: bool,
+    /// Seconds the session outlives its connection; `u32::MAX`: for good (MQTT 3.1.1
+    /// clean session 0, and MQTT 5's "does not expire").
+    expiry: u32,
+}
+
+impl Session {
+    /// From the CONNECT: MQTT 5's Clean Start and Session Expiry Interval (absent: 0),
+    /// or MQTT 3.1.1's clean session (0 keeps the session for good).
+    fn of(version: Version, clean_start: bool, expiry: Option<u32>) -> Session {
+        let expiry = match version {
+            Version::V5 => expiry.unwrap_or(0),
+            _ if clean_start => 0,
+            _ => u32::MAX,
+        };
+        Session { router_clean: clean_start && expiry == 0, expiry }
+    }
 }
 
 /// What woke a connection up. It lives for one turn of the loop, on the stack: the size
@@ -360,9 +383,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         }
         let edge = state.edge.clone();
         let subscriptions = std::mem::take(&mut state.subscriptions);
-        match state.clean {
-            true => edge.forget_filters(subscriptions.iter()),
-            false => edge.registry.park(state.client.id.clone(), subscriptions),
+        match state.session.expiry {
+            0 => {
+                edge.forget_filters(subscriptions.iter());
+                if !state.session.router_clean && !matches!(end, End::Router(_)) {
+                    edge.forget_router_session(&state.client.id).await;
+                }
+            }
+            expiry => edge.park_session(state.client.id.clone(), subscriptions, expiry),
         }
         let _ = state.claim.ended.send(true);
         edge.registry.release(&state.client.id, state.claim.serial);
@@ -495,7 +523,20 @@ impl State {
             Packet::Subscribe(subscribe, props) => self.subscribe(subscribe, props),
             Packet::Unsubscribe(unsubscribe, _) => self.unsubscribe(unsubscribe),
             Packet::PingReq(_) => self.write(Packet::PingResp(PingResp)),
-            Packet::Disconnect(disconnect, _) => {
+            Packet::Disconnect(disconnect, props) => {
+                // MQTT 5 lets the client change its Session Expiry at the end, unless it
+                // was 0 at CONNECT (then a non-zero one is a protocol error).
+                match (self.session.expiry, props.and_then(|p| p.session_expiry_interval)) {
+                    (0, Some(expiry)) if expiry > 0 => {
+                        return Err(self.protocol_error(
+                            "a DISCONNECT setting a session expiry after CONNECT set none",
+                            None,
+                            DisconnectReasonCode::ProtocolError,
+                        ));
+                    }
+                    (_, Some(expiry)) => self.session.expiry = expiry,
+                    _ => {}
+                }
                 let will = disconnect.reason_code == DisconnectReasonCode::DisconnectWithWillMessage;
                 return Err(End::Disconnected { will });
             }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
-use rumqttd::protocol::{LastWill, LastWillProperties, Packet, Publish, PublishProperties};
+use rumqttd::protocol::{Disconnect, DisconnectReasonCode, LastWill, LastWillProperties, Packet, Publish, PublishProperties};
 use rumqttd::{Notification, Router, RouterConfig};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -90,13 +90,67 @@ pub struct Edge {
     internal: tokio::sync::Mutex<(LinkTx, LinkRx)>,
     /// Downlink messages waiting for their first delivery.
     acks: acks::Acks,
+    /// Session expiry timers of parked sessions; ended with the broker.
+    session_timers: std::sync::Mutex<JoinSet<()>>,
     live: AtomicUsize,
     none_live: Notify,
 }
 
 impl Edge {
-    fn link(&self, router_id: &str, clean: bool) -> Result<Link, String> {
-        (self.links)(router_id, clean)
+    /// Opens `client_id`'s link to the router: `clean` starts its session anew and ends
+    /// it with the link; otherwise an existing one resumes and outlives the link.
+    fn link(&self, client_id: &str, clean: bool) -> Result<Link, String> {
+        (self.links)(&router_client_id(client_id), clean)
+    }
+
+    /// Makes the router forget `client_id`'s persistent session, with a clean link
+    /// opened and closed. The caller holds the client id, so no connection of it is live.
+    async fn forget_router_session(self: &Arc<Self>, client_id: &Arc<str>) {
+        let (edge, id) = (self.clone(), client_id.clone());
+        match tokio::task::spawn_blocking(move || edge.link(&id, true)).await {
+            Ok(Ok((mut link_tx, _link_rx, _))) => {
+                let goodbye = Disconnect { reason_code: DisconnectReasonCode::NormalDisconnection };
+                if let Err(error) = link_tx.send(Packet::Disconnect(goodbye, None)).await {
+                    tracing::warn!(client = %client_id, %error, "cannot end a session in the router");
+                }
+            }
+            _ => tracing::warn!(client = %client_id, "cannot end a session in the router; it ends when the client id connects again"),
+        }
+    }
+
+    /// Keeps an ended connection's persistent session for `expiry` seconds (`u32::MAX`:
+    /// for good), then forgets it unless its client came back.
+    fn park_session(self: &Arc<Self>, client_id: Arc<str>, subscriptions: Vec<Subscription>, expiry: u32) {
+        let serial = self.registry.park(client_id.clone(), subscriptions);
+        if expiry == u32::MAX {
+            return;
+        }
+        let edge = self.clone();
+        let mut timers = self.session_timers.lock().unwrap_or_else(|p| p.into_inner());
+        while timers.try_join_next().is_some() {}
+        timers.spawn(async move {
+            tokio::time::sleep(Duration::from_secs(expiry as u64)).await;
+            edge.expire_session(client_id, serial).await;
+        });
+    }
+
+    /// A session's expiry passed: unless its client came back (or is connecting), its
+    /// subscriptions and the router's copy are forgotten, and downlink messages nobody
+    /// else can receive are given up (counted).
+    async fn expire_session(self: &Arc<Self>, client_id: Arc<str>, serial: u64) {
+        let Some(claim) = self.registry.claim_if_free(&client_id) else { return };
+        if let Some(subscriptions) = self.registry.unpark_expired(&client_id, serial) {
+            self.forget_filters(subscriptions.iter());
+            self.forget_router_session(&client_id).await;
+            Metrics::add(&self.metrics.sessions_expired, 1);
+            let given_up = self.acks.resolve_unreachable(|topic| self.any_subscriber(topic));
+            Metrics::add(&self.metrics.downlink_expired, given_up as u64);
+            if given_up > 0 {
+                tracing::warn!(client = %client_id, downlink_messages = given_up, "session expired with downlink messages undelivered; their records are committed");
+            }
+        }
+        self.registry.release(&client_id, claim.serial);
+        let _ = claim.ended.send(true);
     }
 
     fn allows(&self, client: &Client, action: Action, topic: &[u8]) -> bool {
@@ -229,7 +283,7 @@ impl Downlink {
             ..PublishProperties::default()
         };
         // QoS 0 messages are never acknowledged; their first write resolves them.
-        let ack = edge.acks.expect(record);
+        let ack = edge.acks.expect(record, publish.topic.clone());
         let origin = Origin { qos: message.qos, retain: message.retain, published_ms: now_ms(), from: from.clone(), ack: Some(ack) };
         if !edge.publish(publish, Some(props), &origin).await {
             edge.acks.resolve(Some(ack));
@@ -290,7 +344,8 @@ impl Broker {
                 .map_err(|e: LinkError| e.to_string())
         });
         // No client's router id can be this: theirs have every `%` escaped.
-        let (internal_tx, internal_rx, _) = tokio::task::block_in_place(|| links("%hookline", true))
+        const INTERNAL_LINK: &str = "%hookline";
+        let (internal_tx, internal_rx, _) = tokio::task::block_in_place(|| links(INTERNAL_LINK, true))
             .map_err(|e| anyhow::anyhow!("cannot open the gateway's own link to the MQTT router: {e}"))?;
         let edge = Arc::new(Edge {
             spool,
@@ -309,6 +364,7 @@ impl Broker {
             closing: AtomicBool::new(false),
             internal: tokio::sync::Mutex::new((internal_tx, internal_rx)),
             acks: acks::Acks::default(),
+            session_timers: Default::default(),
             live: AtomicUsize::new(0),
             none_live: Notify::new(),
         });
@@ -343,6 +399,7 @@ impl Broker {
     /// for their tasks to end.
     pub async fn stop(mut self) {
         self.stop_accepting();
+        self.edge.session_timers.lock().unwrap_or_else(|p| p.into_inner()).abort_all();
         while self.listeners.join_next().await.is_some() {}
         let none_live = self.edge.none_live.notified();
         self.edge.registry.close_all();
@@ -360,5 +417,29 @@ impl Broker {
     /// false when that client is not connected.
     pub fn disconnect(&self, client_id: &str) -> bool {
         self.edge.registry.close(client_id, CloseReason::Administrative)
+    }
+}
+
+/// rumqttd's router refuses client ids holding `+ $ # /`, which MQTT allows; it knows
+/// each client by its id with those characters (and `%`) percent-escaped.
+fn router_client_id(client_id: &str) -> String {
+    let mut id = String::with_capacity(client_id.len());
+    for c in client_id.chars() {
+        match c {
+            '+' | '$' | '#' | '/' | '%' => id.push_str(&format!("%{:02X}", c as u32)),
+            c => id.push(c),
+        }
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_the_router_would_refuse_are_escaped_one_to_one() {
+        assert_eq!(router_client_id("lock-1"), "lock-1");
+        assert_eq!(router_client_id("a/b+c#$%"), "a%2Fb%2Bc%23%24%25");
     }
 }

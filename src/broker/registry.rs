@@ -39,9 +39,16 @@ struct Holder {
 #[derive(Default)]
 pub struct Registry {
     holders: Mutex<HashMap<Arc<str>, Holder>>,
-    /// Subscriptions of persistent sessions whose client is away, by client id.
-    parked: Mutex<HashMap<Arc<str>, Vec<Subscription>>>,
+    /// Persistent sessions whose client is away, by client id.
+    parked: Mutex<HashMap<Arc<str>, Parked>>,
     next_serial: AtomicU64,
+}
+
+/// A persistent session whose client is away: its subscriptions, and which parking it
+/// is (a session expiry timer acts only on the parking that started it).
+struct Parked {
+    subscriptions: Vec<Subscription>,
+    serial: u64,
 }
 
 /// A connection's hold on its client id.
@@ -58,7 +65,7 @@ impl Registry {
         self.holders.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn parked(&self) -> MutexGuard<'_, HashMap<Arc<str>, Vec<Subscription>>> {
+    fn parked(&self) -> MutexGuard<'_, HashMap<Arc<str>, Parked>> {
         self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -76,6 +83,20 @@ impl Registry {
             let _ = tokio::time::timeout(TAKEOVER_WAIT, previous.ended.wait_for(|ended| *ended)).await;
         }
         Claim { serial, close: close_rx, ended: ended_tx }
+    }
+
+    /// Claims `client_id` only if no connection holds it (a session expiry must never
+    /// take a live connection over).
+    pub fn claim_if_free(&self, client_id: &Arc<str>) -> Option<Claim> {
+        let mut holders = self.holders();
+        if holders.contains_key(client_id) {
+            return None;
+        }
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        let (close_tx, close_rx) = mpsc::channel(1);
+        let (ended_tx, ended_rx) = watch::channel(false);
+        holders.insert(client_id.clone(), Holder { serial, close: close_tx, ended: ended_rx });
+        Some(Claim { serial, close: close_rx, ended: ended_tx })
     }
 
     /// Gives `client_id` up, if `serial` still holds it. Returns false when another
@@ -113,13 +134,31 @@ impl Registry {
         self.holders().len()
     }
 
-    /// Keeps a persistent session's subscriptions while its client is away.
-    pub fn park(&self, client_id: Arc<str>, subscriptions: Vec<Subscription>) {
-        self.parked().insert(client_id, subscriptions);
+    /// Keeps a persistent session's subscriptions while its client is away; returns
+    /// the parking's serial, for `unpark_expired`.
+    pub fn park(&self, client_id: Arc<str>, subscriptions: Vec<Subscription>) -> u64 {
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        self.parked().insert(client_id, Parked { subscriptions, serial });
+        serial
     }
 
     /// Takes the subscriptions parked for `client_id`, if any.
     pub fn unpark(&self, client_id: &str) -> Option<Vec<Subscription>> {
-        self.parked().remove(client_id)
+        self.parked().remove(client_id).map(|parked| parked.subscriptions)
+    }
+
+    /// Whether a session is parked for `client_id`.
+    pub fn is_parked(&self, client_id: &str) -> bool {
+        self.parked().contains_key(client_id)
+    }
+
+    /// Takes the subscriptions of parking `serial` of `client_id`, if that session is
+    /// still parked (its client did not come back).
+    pub fn unpark_expired(&self, client_id: &str, serial: u64) -> Option<Vec<Subscription>> {
+        let mut parked = self.parked();
+        match parked.get(client_id) {
+            Some(session) if session.serial == serial => parked.remove(client_id).map(|parked| parked.subscriptions),
+            _ => None,
+        }
     }
 }

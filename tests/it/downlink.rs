@@ -133,3 +133,27 @@ async fn a_lock_offline_with_a_persistent_session_gets_its_command_when_it_comes
     let bootstrap = kafka.bootstrap();
     assert!(wait_for(Duration::from_secs(10), || committed(&bootstrap, "device_commands") == Some(1)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_for_a_session_that_expires_before_its_lock_returns_is_counted_and_passed() {
+    use crate::raw_mqtt::{connect_with, prop_u32, subscribe, RawClient};
+    let kafka = MockKafka::new(&["device_commands"]);
+    let rule = downlink_rule("device_commands");
+    let scene = Scene::start(&[("downlink.wat", rule.as_bytes())], Some(kafka.bootstrap())).await;
+    // An MQTT 5 lock whose session lasts 10 s after it leaves (the consumer group takes
+    // a few seconds to form).
+    let mut lock = RawClient::open(scene.addr).await;
+    lock.send(&connect_with(5, "lock-e", false, &prop_u32(0x11, 10), None)).await;
+    assert_eq!(lock.receive().await.map(|(first, _)| first), Some(0x20));
+    lock.send(&subscribe(5, 1, "devices/lock-e/command", 1)).await;
+    assert_eq!(lock.receive().await.map(|(first, _)| first), Some(0x90));
+    lock.send(&[0xe0, 0]).await;
+    drop(lock);
+
+    produce(&kafka.bootstrap(), "device_commands", Some("lock-e"), COMMAND);
+    assert!(wait_for(Duration::from_secs(15), || scene.counter("downlink_messages") == 1).await, "kept for the session");
+    assert!(wait_for(Duration::from_secs(20), || scene.counter("sessions_expired") == 1).await);
+    assert_eq!(scene.counter("downlink_expired"), 1, "the command its session never received");
+    let bootstrap = kafka.bootstrap();
+    assert!(wait_for(Duration::from_secs(10), || committed(&bootstrap, "device_commands") == Some(1)).await, "and its record committed");
+}

@@ -301,8 +301,13 @@ async fn an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones() {
     let scene = Scene::start(&[], None).await;
     for level in [4, 5] {
         let id = format!("away-{level}");
+        // MQTT 5 keeps a session after its connection only with a Session Expiry.
+        let persistent = || match level {
+            5 => connect_with(5, &id, false, &prop_u32(0x11, 60), None),
+            _ => connect(level, &id, false, 30),
+        };
         let mut away = RawClient::open(scene.addr).await;
-        away.send(&connect(level, &id, false, 30)).await;
+        away.send(&persistent()).await;
         assert_eq!(away.receive().await.expect("CONNACK").1[1], 0);
         away.send(&subscribe(level, 1, "off/#", 1)).await;
         assert_eq!(away.receive().await.expect("SUBACK").0, 0x90);
@@ -314,7 +319,7 @@ async fn an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones() {
         publish_acked(&mut publisher, level, "off/1", 1, false, b"qos1").await;
 
         let mut back = RawClient::open(scene.addr).await;
-        back.send(&connect(level, &id, false, 30)).await;
+        back.send(&persistent()).await;
         let (_, connack) = back.receive().await.expect("CONNACK");
         assert_eq!((connack[0], connack[1]), (1, 0), "session present");
         let got = next_publish(&mut back, level).await.expect("the QoS 1 message kept while away");
@@ -375,4 +380,81 @@ async fn message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_ot
     assert!(interval.is_some_and(|i| (97..=98).contains(&i)), "interval lowered by the ~2 s waited: {interval:?} in {:?}", long.props);
     back.send(&ack(0x40, long.pkid)).await;
     assert!(silent(&mut back).await, "exp/short expired");
+}
+
+/// CONNECTs an MQTT 5 client with Clean Start `clean` and Session Expiry `expiry`
+/// (none when `None`); returns the client and whether the CONNACK says session present.
+async fn connect_v5(scene: &Scene, id: &str, clean: bool, expiry: Option<u32>) -> (RawClient, bool) {
+    let mut client = RawClient::open(scene.addr).await;
+    let props = expiry.map(|e| prop_u32(0x11, e)).unwrap_or_default();
+    client.send(&connect_with(5, id, clean, &props, None)).await;
+    let (first, body) = client.receive().await.expect("CONNACK");
+    assert_eq!((first, body[1]), (0x20, 0), "{id}: CONNACK accepting");
+    (client, body[0] & 1 == 1)
+}
+
+/// Subscribes `client` (MQTT 5) to `filter` at QoS 1, then DISCONNECTs with `props`.
+async fn subscribe_and_leave(mut client: RawClient, filter: &str, disconnect_props: &[u8]) {
+    client.send(&subscribe(5, 1, filter, 1)).await;
+    assert_eq!(client.receive().await.map(|(first, _)| first), Some(0x90));
+    let mut body = vec![0x00, disconnect_props.len() as u8];
+    body.extend_from_slice(disconnect_props);
+    client.send(&crate::raw_mqtt::frame(0xe0, &body)).await;
+    assert!(client.closed_by_peer().await);
+}
+
+/// A QoS 1 message to `topic`, acknowledged.
+async fn publish_one(scene: &Scene, topic: &str) {
+    let mut publisher = RawClient::connected(scene.addr, 5, "session-publisher").await;
+    publisher.send(&publish(5, topic, 1, 7, false, b"kept?", &[])).await;
+    assert_eq!(publisher.receive().await.map(|(first, _)| first), Some(0x40));
+}
+
+/// MQTT 5 sessions as the specification says: Session Expiry 0 ends a session with its
+/// connection even with Clean Start 0; Clean Start 1 with an expiry keeps the session
+/// afterwards; a session is kept for its expiry and then ends; `session present` is
+/// true exactly when one was resumed; a DISCONNECT may shorten the expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_expiry_and_clean_start_decide_what_outlives_a_connection() {
+    let scene = Scene::start(&[], None).await;
+
+    // Clean Start 0, no expiry: nothing outlives the connection.
+    let (client, present) = connect_v5(&scene, "s-none", false, None).await;
+    assert!(!present);
+    subscribe_and_leave(client, "s/none", &[]).await;
+    publish_one(&scene, "s/none").await;
+    let (mut back, present) = connect_v5(&scene, "s-none", false, None).await;
+    assert!(!present, "expiry 0: no session to resume");
+    assert!(silent(&mut back).await, "expiry 0: no message kept");
+
+    // Clean Start 1 with an expiry: kept afterwards, resumed with its message.
+    let (client, _) = connect_v5(&scene, "s-kept", true, Some(60)).await;
+    subscribe_and_leave(client, "s/kept", &[]).await;
+    publish_one(&scene, "s/kept").await;
+    let (mut back, present) = connect_v5(&scene, "s-kept", false, Some(60)).await;
+    assert!(present, "resumed");
+    let kept = next_publish(&mut back, 5).await.expect("the message kept for the session");
+    assert_eq!(kept.topic, "s/kept");
+    back.send(&ack(0x40, kept.pkid)).await;
+    // Clean Start 1 now: the old session ends, nothing resumes.
+    back.send(&[0xe0, 0]).await;
+    let (mut fresh, present) = connect_v5(&scene, "s-kept", true, Some(60)).await;
+    assert!(!present, "Clean Start 1 never resumes");
+    publish_one(&scene, "s/kept").await;
+    assert!(silent(&mut fresh).await, "the old subscription ended with its session");
+
+    // Expiry 1 s: gone after 2 s.
+    let (client, _) = connect_v5(&scene, "s-short", false, Some(1)).await;
+    subscribe_and_leave(client, "s/short", &[]).await;
+    assert!(wait_for(Duration::from_secs(5), || scene.counter("sessions_expired") == 1).await);
+    publish_one(&scene, "s/short").await;
+    let (mut back, present) = connect_v5(&scene, "s-short", false, Some(1)).await;
+    assert!(!present, "expired");
+    assert!(silent(&mut back).await);
+
+    // CONNECT said 60 s, DISCONNECT says 0: the session ends now.
+    let (client, _) = connect_v5(&scene, "s-shortened", false, Some(60)).await;
+    subscribe_and_leave(client, "s/shortened", &prop_u32(0x11, 0)).await;
+    let (_back, present) = connect_v5(&scene, "s-shortened", false, Some(60)).await;
+    assert!(!present, "the DISCONNECT's expiry 0 ended it");
 }

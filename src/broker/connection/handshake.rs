@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use rumqttd::protocol::{self, ConnAck, ConnAckProperties, Connect, ConnectReturnCode, LastWill, LastWillProperties, Login, Packet};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{log_protocol_error, Client, State, Version, GOODBYE_WAIT, MAX_CLIENT_ID, READ_MIN, TOPIC_ALIAS_MAX};
+use super::{log_protocol_error, Client, Session, State, Version, GOODBYE_WAIT, MAX_CLIENT_ID, READ_MIN, TOPIC_ALIAS_MAX};
 use crate::access::{Action, LoginRefused};
 use crate::broker::{wire, Edge};
 use crate::hooks::{now_ms, Hook, Reason};
@@ -205,9 +205,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         }
 
         let claim = edge.registry.claim(&client.id).await;
-        let clean = connect.clean_session;
-        let (links, router_id) = (edge.clone(), router_client_id(&client.id));
-        let Ok(Ok((link_tx, link_rx, notification))) = tokio::task::spawn_blocking(move || links.link(&router_id, clean)).await else {
+        let session = Session::of(version, connect.clean_session, props.as_ref().and_then(|p| p.session_expiry_interval));
+        if connect.clean_session && !session.router_clean && edge.registry.is_parked(&client.id) {
+            // Clean Start with a session to keep afterwards: the old one ends first.
+            edge.forget_router_session(&client.id).await;
+        }
+        let (links, id, clean) = (edge.clone(), client.id.clone(), session.router_clean);
+        let Ok(Ok((link_tx, link_rx, notification))) = tokio::task::spawn_blocking(move || links.link(&id, clean)).await else {
             edge.registry.release(&client.id, claim.serial);
             let _ = claim.ended.send(true);
             return self.refuse(version, Refusal::ServerBusy, &client.id).await;
@@ -241,7 +245,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             version,
             client,
             keep_alive: connect.keep_alive,
-            clean,
+            session,
             claim,
             link_tx,
             link_rx,
@@ -286,29 +290,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
 
     fn protocol_error(&self, what: &str, error: Option<&protocol::Error>) {
         log_protocol_error(&self.edge.metrics, &self.peer, "(before CONNECT)", what, error);
-    }
-}
-
-/// rumqttd's router refuses client ids holding `+ $ # /`, which MQTT allows; it knows
-/// each client by its id with those characters (and `%`) percent-escaped.
-fn router_client_id(client_id: &str) -> String {
-    let mut id = String::with_capacity(client_id.len());
-    for c in client_id.chars() {
-        match c {
-            '+' | '$' | '#' | '/' | '%' => id.push_str(&format!("%{:02X}", c as u32)),
-            c => id.push(c),
-        }
-    }
-    id
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn client_ids_the_router_would_refuse_are_escaped_one_to_one() {
-        assert_eq!(router_client_id("lock-1"), "lock-1");
-        assert_eq!(router_client_id("a/b+c#$%"), "a%2Fb%2Bc%23%24%25");
     }
 }
