@@ -152,6 +152,10 @@ pub struct HookEvent {
     /// Network address (`ip:port`) of the client's connection, for an event a
     /// connection raised. Readable by rules; not part of the envelope.
     pub peer: Option<Arc<str>>,
+    /// The event's number in its client's session (1, 2, ...; 0 for an event of no
+    /// session): records carry it in header `hookline-seq`, so consumers can order a
+    /// device's records whichever node or spool delivered them.
+    pub seq: u64,
     /// Where a `kafka.record` event came from in Kafka (its topic is `topic`, its value
     /// `payload`). Never spooled.
     pub record: Option<Arc<ConsumedRecord>>,
@@ -180,6 +184,7 @@ impl HookEvent {
             from: None,
             reason: None,
             peer: None,
+            seq: 0,
             record: None,
         }
     }

@@ -23,7 +23,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ mod handshake;
 use self::delivery::{Delivery, Slot, Unacked};
 use self::handshake::Handshake;
 use super::origin::{self, Origin};
-use super::registry::{Claim, CloseReason};
+use super::registry::{Claim, CloseReason, Parked};
 use super::subscription::Subscription;
 use super::{wire, Edge};
 use crate::access::Action;
@@ -171,6 +171,9 @@ pub(super) struct Client {
     pub shard: usize,
     /// The peer's `ip:port`, as logs and every event of the connection carry it.
     pub peer: Arc<str>,
+    /// The session's next event number (`HookEvent::seq`); it goes on with a resumed
+    /// session.
+    pub next_seq: AtomicU64,
 }
 
 impl Client {
@@ -178,6 +181,7 @@ impl Client {
     pub fn event(&self, hook: Hook) -> HookEvent {
         let mut event = HookEvent::new(hook, self.id.clone(), self.username.clone());
         event.peer = Some(self.peer.clone());
+        event.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         event
     }
 }
@@ -382,6 +386,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             }
         }
         let edge = state.edge.clone();
+        // The session's last numbered events before it is parked with its next number.
+        let mut event = state.client.event(Hook::ClientDisconnected);
+        event.reason = Some(end.hook_reason());
+        edge.spool.push(state.client.shard, &event);
+        if let (true, Some((will, props, delay))) = (end.fires_will(), state.will.take()) {
+            edge.publish_will(&state.client, will, props, delay).await;
+        }
         let subscriptions = std::mem::take(&mut state.subscriptions);
         match state.session.expiry {
             0 => {
@@ -390,17 +401,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     edge.forget_router_session(&state.client.id).await;
                 }
             }
-            expiry => edge.park_session(state.client.id.clone(), subscriptions, expiry),
+            expiry => {
+                let next_seq = state.client.next_seq.load(Ordering::Relaxed);
+                edge.park_session(state.client.id.clone(), Parked { subscriptions, next_seq }, expiry)
+            }
         }
         let _ = state.claim.ended.send(true);
         edge.registry.release(&state.client.id, state.claim.serial);
         edge.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-        let mut event = state.client.event(Hook::ClientDisconnected);
-        event.reason = Some(end.hook_reason());
-        edge.spool.push(state.client.shard, &event);
-        if let (true, Some((will, props, delay))) = (end.fires_will(), state.will.take()) {
-            edge.publish_will(&state.client, will, props, delay).await;
-        }
     }
 }
 

@@ -33,7 +33,7 @@ pub use registry::CloseReason;
 
 use self::connection::Client;
 use self::origin::Origin;
-use self::registry::Registry;
+use self::registry::{Parked, Registry};
 use self::subscription::Subscription;
 use crate::access::{Access, Action};
 use crate::config::BrokerConfig;
@@ -120,8 +120,8 @@ impl Edge {
 
     /// Keeps an ended connection's persistent session for `expiry` seconds (`u32::MAX`:
     /// for good), then forgets it unless its client came back.
-    fn park_session(self: &Arc<Self>, client_id: Arc<str>, subscriptions: Vec<Subscription>, expiry: u32) {
-        let serial = self.registry.park(client_id.clone(), subscriptions);
+    fn park_session(self: &Arc<Self>, client_id: Arc<str>, session: Parked, expiry: u32) {
+        let serial = self.registry.park(client_id.clone(), session);
         if expiry == u32::MAX {
             return;
         }
@@ -139,8 +139,8 @@ impl Edge {
     /// else can receive are given up (counted).
     async fn expire_session(self: &Arc<Self>, client_id: Arc<str>, serial: u64) {
         let Some(claim) = self.registry.claim_if_free(&client_id) else { return };
-        if let Some(subscriptions) = self.registry.unpark_expired(&client_id, serial) {
-            self.forget_filters(subscriptions.iter());
+        if let Some(session) = self.registry.unpark_expired(&client_id, serial) {
+            self.forget_filters(session.subscriptions.iter());
             self.forget_router_session(&client_id).await;
             Metrics::add(&self.metrics.sessions_expired, 1);
             let given_up = self.acks.resolve_unreachable(|topic| self.any_subscriber(topic));

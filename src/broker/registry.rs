@@ -40,15 +40,17 @@ struct Holder {
 pub struct Registry {
     holders: Mutex<HashMap<Arc<str>, Holder>>,
     /// Persistent sessions whose client is away, by client id.
-    parked: Mutex<HashMap<Arc<str>, Parked>>,
+    /// Each with its parking's serial: a session expiry timer acts only on the parking
+    /// that started it.
+    parked: Mutex<HashMap<Arc<str>, (Parked, u64)>>,
     next_serial: AtomicU64,
 }
 
-/// A persistent session whose client is away: its subscriptions, and which parking it
-/// is (a session expiry timer acts only on the parking that started it).
-struct Parked {
-    subscriptions: Vec<Subscription>,
-    serial: u64,
+/// A persistent session whose client is away.
+pub struct Parked {
+    pub subscriptions: Vec<Subscription>,
+    /// The number its next event takes (`HookEvent::seq`).
+    pub next_seq: u64,
 }
 
 /// A connection's hold on its client id.
@@ -65,7 +67,7 @@ impl Registry {
         self.holders.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn parked(&self) -> MutexGuard<'_, HashMap<Arc<str>, Parked>> {
+    fn parked(&self) -> MutexGuard<'_, HashMap<Arc<str>, (Parked, u64)>> {
         self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -134,17 +136,17 @@ impl Registry {
         self.holders().len()
     }
 
-    /// Keeps a persistent session's subscriptions while its client is away; returns
-    /// the parking's serial, for `unpark_expired`.
-    pub fn park(&self, client_id: Arc<str>, subscriptions: Vec<Subscription>) -> u64 {
+    /// Keeps a persistent session while its client is away; returns the parking's
+    /// serial, for `unpark_expired`.
+    pub fn park(&self, client_id: Arc<str>, session: Parked) -> u64 {
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
-        self.parked().insert(client_id, Parked { subscriptions, serial });
+        self.parked().insert(client_id, (session, serial));
         serial
     }
 
-    /// Takes the subscriptions parked for `client_id`, if any.
-    pub fn unpark(&self, client_id: &str) -> Option<Vec<Subscription>> {
-        self.parked().remove(client_id).map(|parked| parked.subscriptions)
+    /// Takes the session parked for `client_id`, if any.
+    pub fn unpark(&self, client_id: &str) -> Option<Parked> {
+        self.parked().remove(client_id).map(|(session, _)| session)
     }
 
     /// Whether a session is parked for `client_id`.
@@ -152,12 +154,17 @@ impl Registry {
         self.parked().contains_key(client_id)
     }
 
-    /// Takes the subscriptions of parking `serial` of `client_id`, if that session is
-    /// still parked (its client did not come back).
-    pub fn unpark_expired(&self, client_id: &str, serial: u64) -> Option<Vec<Subscription>> {
+    /// The next event number of the session parked for `client_id`, if any.
+    pub fn parked_next_seq(&self, client_id: &str) -> Option<u64> {
+        self.parked().get(client_id).map(|(session, _)| session.next_seq)
+    }
+
+    /// Takes parking `serial` of `client_id`, if that session is still parked (its
+    /// client did not come back).
+    pub fn unpark_expired(&self, client_id: &str, serial: u64) -> Option<Parked> {
         let mut parked = self.parked();
         match parked.get(client_id) {
-            Some(session) if session.serial == serial => parked.remove(client_id).map(|parked| parked.subscriptions),
+            Some((_, parked_serial)) if *parked_serial == serial => parked.remove(client_id).map(|(session, _)| session),
             _ => None,
         }
     }

@@ -93,22 +93,39 @@ fn encode_line(record: &Record<'_>, line: &mut Vec<u8>) {
         }
     }
     if !record.headers.is_empty() {
-        let mut text = serde_json::Map::new();
-        let mut binary = serde_json::Map::new();
-        for (name, value) in record.headers {
-            match std::str::from_utf8(value) {
-                Ok(v) => text.insert(name.clone(), v.into()),
-                Err(_) => binary.insert(name.clone(), b64.encode(value).into()),
-            };
-        }
-        line.extend_from_slice(b",\"headers\":");
-        serde_json::to_writer(&mut *line, &text).expect("write to Vec");
-        if !binary.is_empty() {
-            line.extend_from_slice(b",\"headers_base64\":");
-            serde_json::to_writer(&mut *line, &binary).expect("write to Vec");
+        // Written directly (no JSON tree): every record carries the gateway's headers.
+        let text = |v: &[u8]| std::str::from_utf8(v).is_ok();
+        header_object(line, "headers", record.headers.iter().filter(|(_, v)| text(v)), |line, v| {
+            serde_json::to_writer(&mut *line, std::str::from_utf8(v).expect("filtered to UTF-8")).expect("write to Vec")
+        });
+        if record.headers.iter().any(|(_, v)| !text(v)) {
+            header_object(line, "headers_base64", record.headers.iter().filter(|(_, v)| !text(v)), |line, v| {
+                serde_json::to_writer(&mut *line, &b64.encode(v)).expect("write to Vec")
+            });
         }
     }
     line.extend_from_slice(b"}\n");
+}
+
+/// `,"field":{"name":value,...}` with each value written by `value`.
+fn header_object<'a>(
+    line: &mut Vec<u8>,
+    field: &str,
+    headers: impl Iterator<Item = &'a (&'a str, &'a [u8])>,
+    value: impl Fn(&mut Vec<u8>, &[u8]),
+) {
+    line.extend_from_slice(b",\"");
+    line.extend_from_slice(field.as_bytes());
+    line.extend_from_slice(b"\":{");
+    for (i, (name, bytes)) in headers.enumerate() {
+        if i > 0 {
+            line.push(b',');
+        }
+        serde_json::to_writer(&mut *line, name).expect("write to Vec");
+        line.push(b':');
+        value(line, bytes);
+    }
+    line.push(b'}');
 }
 
 impl Sink for FileSink {
@@ -149,7 +166,7 @@ mod tests {
 
     #[test]
     fn line_embeds_the_envelope_and_marks_binary_keys() {
-        let headers = vec![("h".to_string(), b"v".to_vec()), ("bin".to_string(), vec![0xff])];
+        let headers = [("h", &b"v"[..]), ("bin", &[0xff][..])];
         let record = Record { topic: "t", key: &[0xff, 0x00], value: br#"{"a":1}"#, headers: &headers, envelope: true };
         let mut line = Vec::new();
         encode_line(&record, &mut line);

@@ -116,7 +116,7 @@ impl Sink for KafkaSink {
         // Most records carry no headers; librdkafka allocates a header list only if asked.
         if !record.headers.is_empty() {
             let headers = record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |headers, (name, value)| {
-                headers.insert(Header { key: name, value: Some(value) })
+                headers.insert(Header { key: name, value: Some(*value) })
             });
             base = base.headers(headers);
         }

@@ -32,7 +32,7 @@ pub struct Record<'a> {
     pub topic: &'a str,
     pub key: &'a [u8],
     pub value: &'a [u8],
-    pub headers: &'a [(String, Vec<u8>)],
+    pub headers: &'a [(&'a str, &'a [u8])],
     /// The value is the event's JSON envelope (not bytes a rule chose, `route_value`).
     pub envelope: bool,
 }

@@ -5,7 +5,9 @@
 //! Body, all integers little-endian: hook u8, qos u8, ts_ms u64, reason u8 (0 = none,
 //! else `Reason::code`), then client id, username and `from` (u16 length each;
 //! `from` absent is length 0xFFFF), topic (u16 length) and payload (u32 length), then
-//! the peer address (u16 length), which frames written before it existed lack.
+//! the peer address (u16 length) and the session sequence number (u64), which frames
+//! written before they existed lack (the peer is written empty when absent but a
+//! sequence number follows).
 
 use std::sync::Arc;
 
@@ -35,8 +37,11 @@ pub fn encode(event: &HookEvent, out: &mut Vec<u8>) {
     short(out, &event.topic);
     out.extend_from_slice(&(event.payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&event.payload);
-    if let Some(peer) = &event.peer {
-        short(out, peer.as_bytes());
+    if event.peer.is_some() || event.seq > 0 {
+        short(out, event.peer.as_deref().unwrap_or("").as_bytes());
+    }
+    if event.seq > 0 {
+        out.extend_from_slice(&event.seq.to_le_bytes());
     }
     let body_len = (out.len() - start - HEADER) as u32;
     let crc = crc32fast::hash(&out[start + HEADER..]);
@@ -113,10 +118,14 @@ pub fn decode(mut body: Bytes) -> Option<HookEvent> {
     let payload_len = body.get_u32_le() as usize;
     let payload = take(&mut body, payload_len)?;
     let peer = match body.has_remaining() {
-        true => Some(text(&mut body)?),
+        true => Some(text(&mut body)?).filter(|peer| !peer.is_empty()),
         false => None,
     };
-    Some(HookEvent { hook, ts_ms, client_id, username, topic, payload, qos, from, reason, peer, record: None })
+    let seq = match body.remaining() {
+        8.. => body.get_u64_le(),
+        _ => 0,
+    };
+    Some(HookEvent { hook, ts_ms, client_id, username, topic, payload, qos, from, reason, peer, seq, record: None })
 }
 
 fn peek_u16(body: &Bytes) -> Option<u16> {
@@ -167,6 +176,20 @@ mod tests {
             (want.hook, want.ts_ms, &*want.client_id, &*want.username, &want.topic, &want.payload, want.qos, want.from.as_deref())
         );
         assert_eq!(got.peer.as_deref(), Some("127.0.0.1:50123"));
+        assert_eq!(got.seq, 0);
+    }
+
+    #[test]
+    fn the_session_sequence_number_round_trips_with_or_without_a_peer() {
+        for peer in [Some("127.0.0.1:50123"), None] {
+            let mut event = sample();
+            event.peer = peer.map(Arc::from);
+            event.seq = 4_000_000_007;
+            let mut out = Vec::new();
+            encode(&event, &mut out);
+            let got = decode(Bytes::copy_from_slice(&out[HEADER..])).expect("decodes");
+            assert_eq!((got.peer.as_deref(), got.seq), (peer, 4_000_000_007));
+        }
     }
 
     #[test]

@@ -23,6 +23,10 @@ use crate::spool::{ReadBatch, ShardReader};
 use crate::tail::Tail;
 use progress::{Look, Progress};
 
+/// Record headers every record carries (see README, "Kafka").
+pub const NODE_HEADER: &str = "hookline-node";
+pub const SEQ_HEADER: &str = "hookline-seq";
+
 /// Longest wait for new events or delivery reports before looking again.
 const IDLE_POLL: Duration = Duration::from_millis(10);
 /// Pause before reading again after a record was not delivered.
@@ -116,6 +120,7 @@ impl Worker {
 
     fn process(&mut self, event: &HookEvent, ticket: &Arc<Ticket>, envelope: &mut Vec<u8>) {
         let mut encoded = false;
+        let mut seq = itoa::Buffer::new();
         let (sink, boundary, tail) = (&self.sink, &self.boundary, &self.tail);
         let node = &*self.node;
         self.dispatcher.dispatch(event, |output| {
@@ -132,11 +137,19 @@ impl Worker {
                 RouteValue::Payload => &event.payload,
                 RouteValue::Bytes(bytes) => bytes,
             };
+            // The rule's headers, then the gateway's: which node raised the event, and
+            // its number in the device's session, for ordering across nodes.
+            let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(route.headers.len() + 2);
+            headers.extend(route.headers.iter().map(|(name, value)| (name.as_str(), value.as_slice())));
+            headers.push((NODE_HEADER, node.as_bytes()));
+            if event.seq > 0 {
+                headers.push((SEQ_HEADER, seq.format(event.seq).as_bytes()));
+            }
             let record = Record {
                 topic: &route.topic,
                 key: route.key.as_deref().unwrap_or(event.client_id.as_bytes()),
                 value,
-                headers: &route.headers,
+                headers: &headers,
                 envelope: route.value == RouteValue::Envelope,
             };
             if tail.watched() {

@@ -198,3 +198,32 @@ async fn an_mqtt5_session_with_qos2_raises_delivered_and_acked_on_pubrec() {
     }
     app_task.abort();
 }
+
+/// Every record carries the node and its event's number in the device's session, in
+/// headers: numbers grow through a session, and go on when the session resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_carry_the_node_and_a_session_sequence_number_that_goes_on_when_the_session_resumes() {
+    let rule = route_rule("message.publish", "#", "t");
+    let scene = Scene::start(&[("publish.wat", rule.as_bytes())], None).await;
+    let persistent = |o: &mut rumqttc::MqttOptions| {
+        o.set_clean_session(false);
+    };
+    let lock = Device::connect_with(scene.addr, "lock-s", persistent).await;
+    lock.publish("devices/lock-s/state", "1", QoS::AtLeastOnce).await;
+    lock.publish("devices/lock-s/state", "2", QoS::AtLeastOnce).await;
+    scene.file_records(2).await;
+    lock.disconnect().await;
+    let lock = Device::connect_with(scene.addr, "lock-s", persistent).await;
+    lock.publish("devices/lock-s/state", "3", QoS::AtLeastOnce).await;
+
+    let records = scene.file_records(3).await;
+    let seqs: Vec<u64> = records
+        .iter()
+        .map(|r| {
+            assert_eq!(r["headers"]["hookline-node"], "gateway@127.0.0.1", "{r}");
+            r["headers"]["hookline-seq"].as_str().expect("hookline-seq").parse().unwrap()
+        })
+        .collect();
+    // connected 1, publishes 2 and 3, disconnected 4; resumed: connected 5, publish 6.
+    assert_eq!(seqs, [2, 3, 6], "{records:#?}");
+}

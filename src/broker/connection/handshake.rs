@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -177,11 +177,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         if edge.registry.connected() >= edge.limits.max_connections && !edge.registry.is_connected(&client_id) {
             return self.refuse(version, Refusal::ServerBusy, &client_id).await;
         }
+        // A session that may resume goes on numbering its events (a later resume that
+        // does not happen only leaves a gap).
+        let next_seq = match connect.clean_session {
+            false => edge.registry.parked_next_seq(&client_id).unwrap_or(1),
+            true => 1,
+        };
         let client = Client {
             shard: edge.spool.shard_for(&client_id),
             id: client_id,
             username: username.into(),
             peer: self.peer.to_string().into(),
+            next_seq: AtomicU64::new(next_seq),
         };
 
         let mut batch = SpoolBatch::default();
@@ -218,9 +225,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         };
         let session_present = matches!(Option::<Packet>::from(notification), Some(Packet::ConnAck(ack, _)) if ack.session_present);
         let subscriptions = match (session_present, edge.registry.unpark(&client.id)) {
-            (true, Some(parked)) => parked,
+            (true, Some(parked)) => parked.subscriptions,
             (_, parked) => {
-                edge.forget_filters(parked.iter().flatten());
+                edge.forget_filters(parked.iter().flat_map(|p| &p.subscriptions));
                 Vec::new()
             }
         };
