@@ -37,28 +37,6 @@ struct Args {
     rate: u64,
 }
 
-const RULE: &str = r#"(module
-  (import "hookline" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
-  (import "hookline" "event_read" (func $event_read (param i32 i32 i32) (result i32)))
-  (import "hookline" "publish" (func $publish (param i32 i32 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 0) "kafka.record")
-  (data (i32.const 16) "device_commands")
-  (data (i32.const 32) "devices/")
-  (data (i32.const 256) "/command")
-  (func (export "hookline_abi_v2"))
-  (func (export "hookline_init") (result i32)
-    (drop (call $subscribe (i32.const 0) (i32.const 12) (i32.const 16) (i32.const 15)))
-    (i32.const 0))
-  (func (export "hookline_on_event") (param i32 i32) (result i32)
-    (local $len i32)
-    (local.set $len (call $event_read (i32.const 6) (i32.const 40) (i32.const 200)))
-    (if (i32.or (i32.le_s (local.get $len) (i32.const 0)) (i32.gt_s (local.get $len) (i32.const 200)))
-      (then (return (i32.const -1))))
-    (memory.copy (i32.add (i32.const 40) (local.get $len)) (i32.const 256) (i32.const 8))
-    (drop (call $publish (i32.const 32) (i32.add (local.get $len) (i32.const 16)) (i32.const 1) (i32.const 0) (i32.const 0) (i32.const -1)))
-    (i32.const 0)))"#;
-
 fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
 }
@@ -82,8 +60,10 @@ fn main() -> anyhow::Result<()> {
     cluster.create_topic("device_commands", args.partitions, 1)?;
     let bootstrap = cluster.bootstrap_servers();
     let dir = tempfile::tempdir()?;
+    // The shipped downlink rule: device_commands -> devices/{key}/command, QoS 1.
     std::fs::create_dir_all(dir.path().join("rules"))?;
-    std::fs::write(dir.path().join("rules/downlink.wat"), RULE)?;
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/device_commands.wasm");
+    std::fs::copy(&shipped, dir.path().join("rules/device_commands.wasm"))?;
 
     runtime.block_on(async {
         let mut config = hookline::Config { node: "gateway@127.0.0.1".into(), data: dir.path().join("data"), ..Default::default() };
