@@ -1,9 +1,12 @@
 //! What an idle persistent session costs the gateway: N MQTT 3.1.1 clients connect with
 //! clean session 0, subscribe QoS 1 to their command topic and disconnect, leaving N
 //! parked sessions (subscriptions kept by hookline and by rumqttd's router). Reports the
-//! process's resident memory growth per session (gateway in process, file sink).
+//! resident memory growth per session: of this process, with the gateway in it (file
+//! sink), or of another broker's process (`--mqtt ADDR --pid PID`: Mosquitto, bare
+//! rumqttd), for a side-by-side reference.
 //!
 //!   cargo run --release --example parked_sessions -- --sessions 20000
+//!   cargo run --release --example parked_sessions -- --sessions 20000 --mqtt 127.0.0.1:1883 --pid "$(pgrep mosquitto)"
 
 use std::time::Duration;
 
@@ -15,10 +18,17 @@ use tokio::net::TcpStream;
 struct Args {
     #[arg(long, default_value_t = 20_000)]
     sessions: usize,
+    /// Another broker to measure instead of an in-process gateway.
+    #[arg(long, requires = "pid")]
+    mqtt: Option<std::net::SocketAddr>,
+    /// That broker's process id.
+    #[arg(long)]
+    pid: Option<u32>,
 }
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+fn rss_kib(pid: Option<u32>) -> u64 {
+    let path = pid.map_or_else(|| "/proc/self/status".to_string(), |pid| format!("/proc/{pid}/status"));
+    let status = std::fs::read_to_string(path).unwrap_or_default();
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()).unwrap_or(0)
 }
 
@@ -74,20 +84,29 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let dir = tempfile::tempdir()?;
     runtime.block_on(async {
-        let mut config = hookline::Config { node: "gateway@127.0.0.1".into(), data: dir.path().join("data"), ..Default::default() };
-        config.broker.listen = "127.0.0.1:0".parse()?;
-        config.broker.max_connections = args.sessions + 100;
-        config.rules.dir = dir.path().join("rules");
-        config.admin.enabled = false;
-        config.auth.anonymous = true;
-        let gateway = hookline::Gateway::start(config.validate()?).await?;
-        let addr = gateway.mqtt_addr();
+        let gateway = match args.mqtt {
+            Some(_) => None,
+            None => {
+                let mut config = hookline::Config { node: "gateway@127.0.0.1".into(), data: dir.path().join("data"), ..Default::default() };
+                config.broker.listen = "127.0.0.1:0".parse()?;
+                config.broker.max_connections = args.sessions + 100;
+                config.rules.dir = dir.path().join("rules");
+                config.admin.enabled = false;
+                config.auth.anonymous = true;
+                Some(hookline::Gateway::start(config.validate()?).await?)
+            }
+        };
+        let addr = args.mqtt.or(gateway.as_ref().map(|g| g.mqtt_addr())).expect("a broker");
+        let broker = match &gateway {
+            Some(_) => "hookline (in process)".to_string(),
+            None => format!("the broker at {addr} (pid {})", args.pid.unwrap_or(0)),
+        };
         // Warm up allocator and router with a few sessions not counted.
         for i in 0..200 {
             park(addr, format!("warm-{i}")).await?;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let before = rss_kib();
+        let before = rss_kib(args.pid);
         for batch in (0..args.sessions).collect::<Vec<_>>().chunks(200) {
             let parks: Vec<_> = batch.iter().map(|i| tokio::spawn(park(addr, format!("lock-{i}")))).collect();
             for park in parks {
@@ -95,15 +114,17 @@ fn main() -> anyhow::Result<()> {
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let after = rss_kib();
+        let after = rss_kib(args.pid);
         println!(
-            "{} parked persistent sessions: RSS {} KiB -> {} KiB, {:.2} KiB per session (gateway in process, sessions of rumqttd's router and hookline's registry)",
+            "{broker}: {} parked persistent sessions: RSS {} KiB -> {} KiB, {:.2} KiB per session",
             args.sessions,
             before,
             after,
             (after.saturating_sub(before)) as f64 / args.sessions as f64
         );
-        gateway.shutdown().await?;
+        if let Some(gateway) = gateway {
+            gateway.shutdown().await?;
+        }
         anyhow::Ok(())
     })
 }
