@@ -31,7 +31,7 @@ use crate::config::{DownlinkConfig, KafkaConfig};
 use crate::hooks::{ConsumedRecord, Hook, HookEvent};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
-use crate::rules::{Dispatcher, MqttMessage, Output, SharedRuleSet};
+use crate::rules::{Dispatcher, Output, RuleSet, SharedRuleSet};
 use progress::Progress;
 
 /// Longest wait for a record before looking at the rest (stop, rules, commits).
@@ -53,6 +53,8 @@ struct Consuming {
     runtime: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
     max_outstanding: usize,
+    /// The rule set `topics` was taken from; rules change rarely, records come often.
+    rules_seen: Option<Arc<RuleSet>>,
     topics: BTreeSet<String>,
     paused: bool,
     progress: Progress,
@@ -95,6 +97,7 @@ impl DownlinkSource {
             runtime: tokio::runtime::Handle::current(),
             metrics,
             max_outstanding: config.max_outstanding,
+            rules_seen: None,
             topics: BTreeSet::new(),
             paused: false,
             progress: Progress::default(),
@@ -156,7 +159,10 @@ impl Consuming {
     /// Subscribes to the Kafka topics of the rules' `kafka.record` subscriptions when
     /// they change.
     fn follow_rules(&mut self) {
-        let rules = self.rules.load();
+        let rules = self.rules.load_full();
+        if self.rules_seen.as_ref().is_some_and(|seen| Arc::ptr_eq(seen, &rules)) {
+            return;
+        }
         let topics: BTreeSet<String> = rules
             .modules
             .iter()
@@ -165,6 +171,7 @@ impl Consuming {
             .map(|(_, filter)| filter.as_str().to_string())
             .collect();
         if topics == self.topics {
+            self.rules_seen = Some(rules);
             return;
         }
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -179,6 +186,7 @@ impl Consuming {
             Ok(()) => {
                 tracing::info!(topics = ?names, "downlink consuming");
                 self.topics = topics;
+                self.rules_seen = Some(rules);
             }
             Err(error) => {
                 if let Some(skipped) = self.error_log.allow() {
@@ -218,24 +226,20 @@ impl Consuming {
             ConsumedRecord { partition: message.partition(), offset: message.offset(), key: message.key().map(<[u8]>::to_vec), headers };
         let value = Bytes::copy_from_slice(message.payload().unwrap_or_default());
         let event = HookEvent::kafka_record(topic, value.clone(), record);
-        let mut publishes: Vec<MqttMessage> = Vec::new();
-        self.dispatcher.dispatch(&event, |output| {
-            if let Output::Publish(message) = output {
-                publishes.push(message.clone());
-            }
-        });
         let acks = Arc::new(RecordAcks::default());
         let from: Arc<str> = format!("kafka:{topic}").into();
-        for publish in &publishes {
-            let outcome = self.runtime.block_on(self.broker.publish(publish, &value, &from, &acks));
+        let (runtime, broker, metrics, publish_log) = (&self.runtime, &self.broker, &self.metrics, &self.publish_log);
+        self.dispatcher.dispatch(&event, |output| {
+            let Output::Publish(publish) = output else { return };
+            let outcome = runtime.block_on(broker.publish(publish, &value, &from, &acks));
             let counter = match outcome {
-                Downlinked::Published => &self.metrics.downlink_messages,
-                Downlinked::NoSubscriber => &self.metrics.downlink_undeliverable,
-                Downlinked::TooLarge => &self.metrics.downlink_too_large,
+                Downlinked::Published => &metrics.downlink_messages,
+                Downlinked::NoSubscriber => &metrics.downlink_undeliverable,
+                Downlinked::TooLarge => &metrics.downlink_too_large,
             };
             Metrics::add(counter, 1);
             if outcome != Downlinked::Published {
-                if let Some(skipped) = self.publish_log.allow() {
+                if let Some(skipped) = publish_log.allow() {
                     tracing::warn!(
                         kafka_topic = topic,
                         partition = message.partition(),
@@ -247,7 +251,7 @@ impl Consuming {
                     );
                 }
             }
-        }
+        });
         self.progress.track(topic, message.partition(), message.offset(), acks);
     }
 

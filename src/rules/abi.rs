@@ -544,10 +544,7 @@ fn read_header(memory: &mut [u8], state: &HostState, name_ptr: i32, name_len: i3
     let Some(name) = guest_str(memory, name_ptr, name_len) else { return ERR_MEMORY };
     let header = event.record.as_ref().and_then(|r| r.headers.iter().find(|(n, _)| n == name));
     match header {
-        Some((_, value)) => {
-            let value = value.clone();
-            copy_out(memory, &value, dst_ptr, dst_len)
-        }
+        Some((_, value)) => copy_out(memory, value, dst_ptr, dst_len),
         None => ERR_UNKNOWN,
     }
 }

@@ -138,18 +138,28 @@ impl Worker {
                 RouteValue::Bytes(bytes) => bytes,
             };
             // The rule's headers, then the gateway's: which node raised the event, and
-            // its number in the device's session, for ordering across nodes.
-            let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(route.headers.len() + 2);
-            headers.extend(route.headers.iter().map(|(name, value)| (name.as_str(), value.as_slice())));
-            headers.push((NODE_HEADER, node.as_bytes()));
-            if event.seq > 0 {
-                headers.push((SEQ_HEADER, seq.format(event.seq).as_bytes()));
-            }
+            // its number in the device's session, for ordering across nodes. Most routes
+            // have no headers of their own: then the gateway's need no allocation.
+            let gateway = [(NODE_HEADER, node.as_bytes()), (SEQ_HEADER, seq.format(event.seq).as_bytes())];
+            let gateway = &gateway[..if event.seq > 0 { 2 } else { 1 }];
+            let joined: Vec<(&str, &[u8])>;
+            let headers = match route.headers.is_empty() {
+                true => gateway,
+                false => {
+                    joined = route
+                        .headers
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), value.as_slice()))
+                        .chain(gateway.iter().copied())
+                        .collect();
+                    &joined
+                }
+            };
             let record = Record {
                 topic: &route.topic,
                 key: route.key.as_deref().unwrap_or(event.client_id.as_bytes()),
                 value,
-                headers: &headers,
+                headers,
                 envelope: route.value == RouteValue::Envelope,
             };
             if tail.watched() {
