@@ -50,6 +50,9 @@
 //! # idle fleet: connect and subscribe, hold 30 s, report RSS per connection
 //! cargo run --release --example loadgen -- --mqtt 127.0.0.1:1883 --idle 30 --devices 18000 \
 //!     --connect-rate 500 --source-addrs 8 --gateway-pid $(pgrep -x hookline)
+//! # parked persistent sessions: connect (clean session 0), subscribe, leave; RSS per session
+//! cargo run --release --example loadgen -- --mqtt 127.0.0.1:1883 --idle 2 --park --devices 20000 \
+//!     --connect-rate 2000 --gateway-pid $(pgrep -x hookline)
 //! ```
 
 use std::io::Write as _;
@@ -172,6 +175,11 @@ struct Args {
     /// and the gateway's RSS per connection (`--gateway-pid`). Nothing is published.
     #[arg(long)]
     idle: Option<f64>,
+    /// With `--idle`: each lock connects with clean session 0, subscribes and
+    /// disconnects at once, leaving a persistent session parked on the broker; the RSS
+    /// is then reported per parked session.
+    #[arg(long, requires = "idle")]
+    park: bool,
     /// Bind each connection to one of this many source addresses, 127.0.0.2 upwards,
     /// round-robin (0: let the OS pick): one address has only the ephemeral port range
     /// (about 28,000 ports) towards one broker port.
@@ -256,12 +264,12 @@ mod frame {
         out.extend_from_slice(s);
     }
 
-    /// CONNECT, MQTT 3.1.1, clean session.
-    pub fn connect(client_id: &str, keep_alive: u16) -> Vec<u8> {
+    /// CONNECT, MQTT 3.1.1, with a clean session unless `persistent`.
+    pub fn connect(client_id: &str, keep_alive: u16, persistent: bool) -> Vec<u8> {
         let mut body = Vec::new();
         string(&mut body, b"MQTT");
         body.push(4);
-        body.push(0x02);
+        body.push(if persistent { 0x00 } else { 0x02 });
         body.extend_from_slice(&keep_alive.to_be_bytes());
         string(&mut body, client_id.as_bytes());
         let mut out = vec![0x10];
@@ -524,7 +532,7 @@ async fn run_client(ctx: Arc<Ctx>, plan: ClientPlan) -> anyhow::Result<ClientRes
     let shared = &ctx.shared;
     let mut stream = connect_from(&ctx.args.mqtt, ctx.args.source_addrs, plan.index).await?;
     stream.set_nodelay(true)?;
-    stream.write_all(&frame::connect(&plan.client_id, ctx.args.keep_alive)).await?;
+    stream.write_all(&frame::connect(&plan.client_id, ctx.args.keep_alive, false)).await?;
     let mut buf = Vec::new();
     let (first, connack) = read_frame(&mut stream, &mut buf).await?;
     anyhow::ensure!(first >> 4 == 2 && connack.get(3) == Some(&0), "CONNECT refused: {connack:?}");
@@ -790,7 +798,7 @@ async fn read_loop(
 async fn warm_up(mqtt: &str, client_id: &str, count: u16) -> anyhow::Result<()> {
     let mut stream = TcpStream::connect(mqtt).await?;
     stream.set_nodelay(true)?;
-    stream.write_all(&frame::connect(client_id, 600)).await?;
+    stream.write_all(&frame::connect(client_id, 600, false)).await?;
     let mut buf = Vec::new();
     let (first, connack) = read_frame(&mut stream, &mut buf).await?;
     anyhow::ensure!(first >> 4 == 2 && connack.get(3) == Some(&0), "warm-up CONNECT refused: {connack:?}");
@@ -1125,7 +1133,8 @@ fn sample_proc(pid: u32) -> Option<ProcSample> {
 /// One idle lock: connects, subscribes QoS 1 to its command topic (unless
 /// `--no-subscribe`, which separates the cost of a connection from that of its
 /// subscription), counts itself in
-/// `connected`, then holds the connection until `stop`. Anything the broker sends
+/// `connected`, then holds the connection until `stop` (with `--park`, leaves at once
+/// instead, its persistent session parked). Anything the broker sends
 /// meanwhile, or the connection closing, is an error: nobody publishes to these locks.
 async fn idle_lock(
     args: Arc<Args>,
@@ -1138,7 +1147,7 @@ async fn idle_lock(
     // for the whole hold, and the load generator holds 100,000 of them.
     let mut stream = Box::pin(async {
         let mut stream = connect_from(&args.mqtt, args.source_addrs, index).await?;
-        stream.write_all(&frame::connect(&client_id, args.keep_alive)).await?;
+        stream.write_all(&frame::connect(&client_id, args.keep_alive, args.park)).await?;
         let mut buf = Vec::new();
         let (first, connack) = read_frame(&mut stream, &mut buf).await?;
         anyhow::ensure!(first >> 4 == 2 && connack.get(3) == Some(&0), "CONNECT refused: {connack:?}");
@@ -1151,6 +1160,13 @@ async fn idle_lock(
     })
     .await?;
     connected.fetch_add(1, Ordering::Relaxed);
+    if args.park {
+        // Leave: the broker keeps the session; wait until it has closed the connection.
+        stream.write_all(&frame::DISCONNECT).await?;
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+        return Ok(());
+    }
     let mut byte = [0u8; 1];
     tokio::select! {
         _ = stop.wait_for(|stop| *stop) => {}
@@ -1253,6 +1269,7 @@ async fn idle_fleet(args: Args, idle: f64) -> anyhow::Result<()> {
             "keep_alive_s": args.keep_alive,
             "idle_s": idle,
             "subscribe": !args.no_subscribe,
+            "park": args.park,
         },
         "connect_seconds": connect_secs,
         "connected": connected_all,
@@ -1278,14 +1295,16 @@ async fn idle_fleet(args: Args, idle: f64) -> anyhow::Result<()> {
         println!("== {}", args.label);
     }
     let g = &out["gateway"];
+    let what = if args.park { "parked session" } else { "connection" };
     println!(
-        "idle locks                  {} at {}/s from {} source addresses, held {idle} s{}",
+        "idle locks                  {} at {}/s from {} source addresses, held {idle} s{}{}",
         args.devices,
         args.connect_rate,
         args.source_addrs.max(1),
-        if args.no_subscribe { ", not subscribed" } else { "" }
+        if args.no_subscribe { ", not subscribed" } else { "" },
+        if args.park { ", persistent sessions parked (clean session 0, then DISCONNECT)" } else { "" }
     );
-    println!("connected                   {connected_all} in {connect_secs:.1} s; {still_connected} still connected after the hold");
+    println!("connected                   {connected_all} in {connect_secs:.1} s; {still_connected} {what}s after the hold");
     let failed: u64 = failures.values().sum();
     println!("failed                      {failed}");
     for (why, n) in &failures {
@@ -1295,7 +1314,7 @@ async fn idle_fleet(args: Args, idle: f64) -> anyhow::Result<()> {
     println!("gateway all connected       {}", fmt_rss(&g["connected"]));
     println!("gateway after the hold      {}", fmt_rss(&g["after_idle"]));
     if let Some(kb) = per_connection_kb.as_f64() {
-        println!("gateway RSS per connection  {kb:.1} KB (RSS after the hold - before, / connections)");
+        println!("gateway RSS per {what:<11} {kb:.1} KB (RSS after the hold - before, / {what}s)");
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")?;
