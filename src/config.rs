@@ -50,6 +50,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// The downlink: records consumed from Kafka, turned into MQTT messages by rules.
     pub downlink: DownlinkConfig,
+    /// The cluster: gateways on the same Kafka with the same name form one broker.
+    pub cluster: ClusterConfig,
     /// The admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`, the dashboard and its
     /// API).
     pub admin: AdminConfig,
@@ -292,6 +294,29 @@ pub struct DownlinkConfig {
     pub max_outstanding: usize,
 }
 
+/// Gateway nodes pointed at the same Kafka with the same cluster name are one MQTT
+/// broker: sessions, takeovers and messages span the nodes (see README, "Cluster").
+/// In force whenever the Kafka sink is.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Cluster name; its Kafka topics are `<name>.sessions` (compacted) and
+    /// `<name>.mailbox`.
+    pub name: String,
+    /// Partitions of the mailbox topic when the gateway creates it. Never add partitions
+    /// to it later: a client's messages must stay in one partition.
+    pub mailbox_partitions: i32,
+    /// Replication factor of the cluster's topics when the gateway creates them; -1:
+    /// the Kafka broker's default.
+    pub replication_factor: i32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { name: "hookline".into(), mailbox_partitions: 8, replication_factor: -1 }
+    }
+}
+
 /// See `DownlinkConfig::start_from`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -353,6 +378,7 @@ impl Default for Config {
             sink: SinkConfig::default(),
             kafka: KafkaConfig::default(),
             downlink: DownlinkConfig::default(),
+            cluster: ClusterConfig::default(),
             admin: AdminConfig::default(),
             auth: AuthConfig::default(),
         }
@@ -508,6 +534,15 @@ impl Config {
         }
         if self.downlink.max_outstanding == 0 {
             return invalid("downlink.max_outstanding", "must be at least 1");
+        }
+        if let Err(why) = crate::sink::check_kafka_topic(&format!("{}.sessions", self.cluster.name)) {
+            return invalid("cluster.name", &format!("names Kafka topics `<name>.sessions` and `<name>.mailbox`: {why}"));
+        }
+        if self.cluster.mailbox_partitions < 1 {
+            return invalid("cluster.mailbox_partitions", "must be at least 1");
+        }
+        if self.cluster.replication_factor == 0 || self.cluster.replication_factor < -1 {
+            return invalid("cluster.replication_factor", "must be -1 (the broker's default) or at least 1");
         }
         if self.downlink.group.is_empty() {
             return invalid("downlink.group", "must not be empty (a Kafka consumer group id)");

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use crate::access::Access;
 use crate::admin::AdminSources;
 use crate::broker::Broker;
+use crate::cluster::Cluster;
 use crate::config::{SinkKind, ValidConfig};
 use crate::downlink::DownlinkSource;
 use crate::metrics::{Metrics, Outcome};
@@ -36,6 +37,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long the admin endpoint's open requests (a dashboard's live tail) may take to
 /// end at shutdown before they are cut.
 const ADMIN_GRACE: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the last session states to reach Kafka.
+const CLUSTER_FLUSH: Duration = Duration::from_secs(5);
 
 /// A running gateway. It owns every thread and task it starts: `shutdown` stops and
 /// waits for all of them (see README, "Embedding"), except rumqttd's router thread,
@@ -44,6 +47,8 @@ pub struct Gateway {
     broker: Broker,
     /// Consuming from Kafka for devices, when Kafka is configured.
     downlink: Option<DownlinkSource>,
+    /// This node's part in its cluster, when Kafka is configured.
+    cluster: Option<Arc<Cluster>>,
     workers: Workers,
     /// Held for their threads; dropping them stops and joins them.
     rule_watch: RuleWatcher,
@@ -128,7 +133,13 @@ impl Gateway {
 
         let access = Access::load(&config.auth)?;
         let access_watch = access.watch(&config.auth)?;
-        let broker = Broker::start(&config.broker, spool.clone(), metrics.clone(), access, listeners_ready).await?;
+        // With Kafka, the node joins its cluster before it takes a client: it must know
+        // every session to answer a CONNECT.
+        let cluster = match config.sink() {
+            SinkKind::Kafka => Some(Cluster::join(&config.kafka, &config.cluster, &config.node, metrics.clone()).await?),
+            SinkKind::File => None,
+        };
+        let broker = Broker::start(&config.broker, spool.clone(), metrics.clone(), access, cluster.clone(), listeners_ready).await?;
         let listen = broker.local_addrs()[0];
         let downlink = match config.kafka.bootstrap_servers.is_empty() {
             true => None,
@@ -141,7 +152,7 @@ impl Gateway {
                 metrics.clone(),
             )?),
         };
-        tasks.spawn(log_stats(metrics.clone(), spool.clone()));
+        tasks.spawn(log_stats(metrics.clone(), spool.clone(), cluster.clone()));
         tracing::info!(
             sink = %sink.describe(),
             rules_dir = %config.rules.dir.display(),
@@ -149,7 +160,22 @@ impl Gateway {
             node = %config.node,
             "hookline gateway running"
         );
-        Ok(Gateway { broker, downlink, workers, rule_watch, access_watch, tasks, stop_admin, rules, sink, metrics, spool, listen, admin })
+        Ok(Gateway {
+            broker,
+            downlink,
+            cluster,
+            workers,
+            rule_watch,
+            access_watch,
+            tasks,
+            stop_admin,
+            rules,
+            sink,
+            metrics,
+            spool,
+            listen,
+            admin,
+        })
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -202,6 +228,14 @@ impl Gateway {
             joined.await?;
         }
         self.broker.stop().await;
+        if let Some(cluster) = self.cluster.take() {
+            // The sessions' last states (away since now) reach Kafka before the node leaves.
+            tokio::task::spawn_blocking(move || {
+                cluster.flush(CLUSTER_FLUSH);
+                cluster.leave();
+            })
+            .await?;
+        }
         self.spool.close();
         self.spool.update_gauges();
         self.stop_admin.notify_one();
@@ -260,14 +294,20 @@ impl Drop for Workers {
     }
 }
 
-/// Refreshes the spool gauges every second; one info line every 10 s while traffic
-/// flows.
-async fn log_stats(metrics: Arc<Metrics>, spool: Arc<Spool>) {
+/// Refreshes the spool and cluster gauges every second; one info line every 10 s while
+/// traffic flows.
+async fn log_stats(metrics: Arc<Metrics>, spool: Arc<Spool>, cluster: Option<Arc<Cluster>>) {
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     let mut last = (0, 0);
     for tick in 0u64.. {
         interval.tick().await;
         spool.update_gauges();
+        if let Some(cluster) = &cluster {
+            let (sessions, connected) = cluster.session_counts();
+            metrics.cluster_sessions.store(sessions as i64, Ordering::Relaxed);
+            metrics.cluster_sessions_connected.store(connected as i64, Ordering::Relaxed);
+            metrics.cluster_mail_pending.store(cluster.mailboxes().pending() as i64, Ordering::Relaxed);
+        }
         if tick % 10 != 0 {
             continue;
         }

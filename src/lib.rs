@@ -12,6 +12,7 @@ pub mod access;
 pub mod admin;
 pub mod broker;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod downlink;
 pub mod envelope;

@@ -32,6 +32,11 @@ macro_rules! counters {
             pub spool_bytes: AtomicI64,
             /// Gauge: bytes in the spool not yet delivered (the buffer depth).
             pub spool_backlog_bytes: AtomicI64,
+            /// Gauge: sessions the cluster holds (all nodes), and how many are connected.
+            pub cluster_sessions: AtomicI64,
+            pub cluster_sessions_connected: AtomicI64,
+            /// Gauge: mailbox messages waiting for their sessions (all nodes).
+            pub cluster_mail_pending: AtomicI64,
             /// Records delivered and failed, by Kafka topic.
             pub records: RecordsByTopic,
             /// Time from each delivered record's hook event to the sink's confirmation.
@@ -65,11 +70,18 @@ impl Metrics {
     }
 
     /// The gauges: (name, help text, value).
-    pub fn gauges(&self) -> [(&'static str, &'static str, i64); 3] {
+    pub fn gauges(&self) -> [(&'static str, &'static str, i64); 6] {
         [
             ("connections", "MQTT clients connected now.", self.connections.load(Ordering::Relaxed)),
             ("spool_bytes", "Bytes of spool segment files on disk.", self.spool_bytes.load(Ordering::Relaxed)),
             ("spool_backlog_bytes", "Bytes in the spool not yet delivered.", self.spool_backlog_bytes.load(Ordering::Relaxed)),
+            ("cluster_sessions", "MQTT sessions the cluster holds, on all nodes.", self.cluster_sessions.load(Ordering::Relaxed)),
+            (
+                "cluster_sessions_connected",
+                "MQTT sessions of the cluster whose client is connected, on any node.",
+                self.cluster_sessions_connected.load(Ordering::Relaxed),
+            ),
+            ("cluster_mail_pending", "Mailbox messages waiting for their sessions.", self.cluster_mail_pending.load(Ordering::Relaxed)),
         ]
     }
 }
@@ -154,6 +166,19 @@ counters! {
     downlink_expired,
     /// Persistent sessions ended by their Session Expiry Interval.
     sessions_expired,
+    /// Messages this node put in the cluster's mailbox topic, for sessions to take on
+    /// whichever node they are connected to.
+    cluster_mail_posted,
+    /// Mailbox messages this node delivered to its clients.
+    cluster_mail_delivered,
+    /// Mailbox messages past their Message Expiry Interval when their client could take
+    /// them: dropped.
+    cluster_mail_expired,
+    /// Connections of this node closed because a connection on another node took their
+    /// session over.
+    cluster_takeovers,
+    /// Errors reading or writing the cluster's Kafka topics.
+    cluster_errors,
     /// Live-tail items a viewer missed because it read slower than records were routed.
     tail_dropped,
 }

@@ -40,13 +40,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 mod delivery;
 mod handshake;
+mod mail;
 
 use self::delivery::{Delivery, Slot, Unacked};
 use self::handshake::Handshake;
+use self::mail::ClusterSession;
 use super::origin::{self, Origin};
 use super::registry::{Claim, CloseReason, Parked};
 use super::subscription::Subscription;
-use super::{wire, Edge};
+use super::wire::{self, qos_pkid};
+use super::Edge;
 use crate::access::Action;
 use crate::hooks::{Hook, HookEvent, Reason};
 use crate::log_limit::LogLimit;
@@ -232,10 +235,13 @@ struct State {
     qos2_received: HashSet<u16>,
     will: Option<(LastWill, Option<LastWillProperties>, u32)>,
     connected_ms: u64,
+    /// The session in the cluster, when the gateway is one.
+    cluster: Option<ClusterSession>,
 }
 
 /// What becomes of a client's session: whether the router's copy ends with the link
-/// (`router_clean`), and how long hookline keeps it after the connection ends.
+/// (`router_clean`), and how long hookline keeps it after the connection ends. In a
+/// cluster the router keeps no session: the cluster does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Session {
     router_clean: bool,
@@ -247,13 +253,13 @@ struct Session {
 impl Session {
     /// From the CONNECT: MQTT 5's Clean Start and Session Expiry Interval (absent: 0),
     /// or MQTT 3.1.1's clean session (0 keeps the session for good).
-    fn of(version: Version, clean_start: bool, expiry: Option<u32>) -> Session {
+    fn of(version: Version, clean_start: bool, expiry: Option<u32>, clustered: bool) -> Session {
         let expiry = match version {
             Version::V5 => expiry.unwrap_or(0),
             _ if clean_start => 0,
             _ => u32::MAX,
         };
-        Session { router_clean: clean_start && expiry == 0, expiry }
+        Session { router_clean: clustered || (clean_start && expiry == 0), expiry }
     }
 }
 
@@ -266,6 +272,7 @@ enum Wake {
     Router(Option<Notification>),
     RouterGone,
     KeepAlive,
+    Mail,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
@@ -280,11 +287,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             let keep_alive = self.state.keep_alive;
             let deadline = last_read + Duration::from_millis(keep_alive as u64 * 1500);
             self.read.reserve(self.read_size);
+            let mail = self.state.cluster.as_ref().map(|c| c.wake.clone());
+            let mail = async {
+                match mail {
+                    Some(wake) => wake.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             let wake = tokio::select! {
                 reason = self.state.claim.close.recv() => Wake::Close(reason),
                 read = self.stream.read_buf(&mut self.read) => Wake::Read(read),
                 note = self.state.link_rx.next() => note.map_or(Wake::RouterGone, Wake::Router),
                 _ = tokio::time::sleep_until(deadline), if keep_alive > 0 => Wake::KeepAlive,
+                _ = mail => Wake::Mail,
             };
             let step = match wake {
                 Wake::Close(reason) => Err(End::Closing(reason.unwrap_or(CloseReason::Administrative))),
@@ -297,6 +312,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 Wake::RouterGone => Err(End::Router(DisconnectReasonCode::UnspecifiedError)),
                 Wake::Router(note) => self.router_notifications(note),
                 Wake::KeepAlive => Err(End::KeepAlive),
+                Wake::Mail => {
+                    self.state.take_mail();
+                    Ok(())
+                }
             };
             if let Err(end) = step {
                 return end;
@@ -336,6 +355,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             // The spool logs and counts the failure; nothing of this batch is acknowledged.
             return Err(End::SpoolRefused);
         }
+        // After the spool has the batch's `message.acked` events.
+        state.write_session();
         state.send_router().await?;
         if !state.out.is_empty() {
             let written = async {
@@ -393,17 +414,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         if let (true, Some((will, props, delay))) = (end.fires_will(), state.will.take()) {
             edge.publish_will(&state.client, will, props, delay).await;
         }
+        let record = state.session_record(false);
         let subscriptions = std::mem::take(&mut state.subscriptions);
-        match state.session.expiry {
-            0 => {
-                edge.forget_filters(subscriptions.iter());
-                if !state.session.router_clean && !matches!(end, End::Router(_)) {
-                    edge.forget_router_session(&state.client.id).await;
+        if let (Some(session), Some(record)) = (state.cluster.take(), record) {
+            edge.forget_filters(subscriptions.iter());
+            edge.leave_cluster_session(
+                &state.client.id,
+                &session.cluster,
+                &session.wake,
+                record,
+                end == End::Closing(CloseReason::TakenOver),
+            );
+        } else {
+            match state.session.expiry {
+                0 => {
+                    edge.forget_filters(subscriptions.iter());
+                    if !state.session.router_clean && !matches!(end, End::Router(_)) {
+                        edge.forget_router_session(&state.client.id).await;
+                    }
                 }
-            }
-            expiry => {
-                let next_seq = state.client.next_seq.load(Ordering::Relaxed);
-                edge.park_session(state.client.id.clone(), Parked { subscriptions, next_seq }, expiry)
+                expiry => {
+                    let next_seq = state.client.next_seq.load(Ordering::Relaxed);
+                    edge.park_session(state.client.id.clone(), Parked { subscriptions, next_seq }, expiry)
+                }
             }
         }
         let _ = state.claim.ended.send(true);
@@ -627,14 +660,16 @@ impl State {
     }
 
     /// Hands an accepted publish to the router, unless nothing could receive it: no
-    /// retain flag and no subscription on this node that matches.
+    /// retain flag and no subscription on this node that matches. In a cluster, sessions
+    /// the router here does not serve get it through their mailbox.
     fn route(&mut self, publish: Publish, mut props: Option<PublishProperties>, qos: u8, published_ms: u64) {
         let retain = publish.retain;
+        let origin = Origin { qos, retain, published_ms, from: self.client.id.clone(), ack: None };
+        self.edge.post_elsewhere(&publish.topic, &publish.payload, &props, &origin);
         if !retain && !self.edge.any_subscriber(&publish.topic) {
             Metrics::add(&self.edge.metrics.router_skipped, 1);
             return;
         }
-        let origin = Origin { qos, retain, published_ms, from: self.client.id.clone(), ack: None };
         origin::attach(&mut props, &origin);
         self.router_out.push(Packet::Publish(Publish::new(publish.topic, publish.payload, retain), props));
     }
@@ -642,6 +677,7 @@ impl State {
     fn subscribe(&mut self, subscribe: Subscribe, props: Option<SubscribeProperties>) {
         let client_sub_id = props.and_then(|p| p.id);
         let codes = subscribe.filters.into_iter().map(|filter| self.subscribe_one(subscribe.pkid, filter, client_sub_id)).collect();
+        self.session_changed();
         self.write(Packet::SubAck(SubAck { pkid: subscribe.pkid, return_codes: codes }, None));
     }
 
@@ -714,31 +750,7 @@ impl State {
             self.stage(&event);
             reasons.push(UnsubAckReason::Success);
         }
+        self.session_changed();
         self.write(Packet::UnsubAck(UnsubAck { pkid: unsubscribe.pkid, reasons }, None));
-    }
-}
-
-/// rumqttd keeps a publish's QoS and packet id private; its own serialisation (a header
-/// byte, the packet id, the topic, the payload) shows them: five bytes without topic
-/// and payload.
-fn qos_pkid(publish: &Publish) -> (u8, u16) {
-    let mut probe = publish.clone();
-    probe.topic = Bytes::new();
-    probe.payload = Bytes::new();
-    let bytes = probe.serialize();
-    ((bytes[0] >> 1) & 0b11, u16::from_be_bytes([bytes[1], bytes[2]]))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_publish_built_with_a_qos_and_packet_id_reads_back_the_same() {
-        for (qos, pkid, retain) in [(0, 0, false), (1, 7, false), (2, 65535, true)] {
-            let publish = delivery::publish_with(qos, pkid, retain, Bytes::from_static(b"a/b"), Bytes::from_static(b"x"));
-            assert_eq!(qos_pkid(&publish), (qos, pkid));
-            assert_eq!((publish.retain, &publish.topic[..], &publish.payload[..]), (retain, &b"a/b"[..], &b"x"[..]));
-        }
     }
 }

@@ -11,8 +11,10 @@
 mod acks;
 mod connection;
 mod listener;
+mod mail;
 mod origin;
 mod registry;
+mod sessions;
 mod subscription;
 pub mod wire;
 
@@ -36,6 +38,7 @@ use self::origin::Origin;
 use self::registry::{Parked, Registry};
 use self::subscription::Subscription;
 use crate::access::{Access, Action};
+use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::hooks::{now_ms, Hook, HookEvent, Reason};
 use crate::log_limit::LogLimit;
@@ -94,6 +97,8 @@ pub struct Edge {
     session_timers: std::sync::Mutex<JoinSet<()>>,
     live: AtomicUsize,
     none_live: Notify,
+    /// The cluster this node is part of: sessions and mailboxes in Kafka.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Edge {
@@ -230,6 +235,7 @@ impl Edge {
     /// Publishes into the router from inside the gateway, through its own link. A
     /// message nothing on this node can receive is not sent: false then.
     async fn publish(&self, publish: Publish, mut props: Option<PublishProperties>, origin: &Origin) -> bool {
+        self.post_elsewhere(&publish.topic, &publish.payload, &props, origin);
         if !publish.retain && !self.any_subscriber(&publish.topic) {
             return false;
         }
@@ -251,9 +257,11 @@ pub struct Downlink(Arc<Edge>);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Downlinked {
     /// In the router, on its way to the matching subscribers; `record` learns of its
-    /// first delivery.
+    /// first delivery. In a cluster: posted to the mailbox of every matching session;
+    /// `record` learns when Kafka has them all.
     Published,
-    /// No subscription on this node matches its topic (and it is not retained).
+    /// No subscription matches its topic (and it is not retained): on this node, or in
+    /// a cluster on any node.
     NoSubscriber,
     /// Larger than `broker.max_packet_size`.
     TooLarge,
@@ -268,7 +276,7 @@ impl Downlink {
         if payload.len() + message.topic.len() + 64 > edge.limits.max_packet_size {
             return Downlinked::TooLarge;
         }
-        if !message.retain && !edge.any_subscriber(message.topic.as_bytes()) {
+        if edge.cluster.is_none() && !message.retain && !edge.any_subscriber(message.topic.as_bytes()) {
             return Downlinked::NoSubscriber;
         }
         let publish = Publish::new(Bytes::copy_from_slice(message.topic.as_bytes()), payload, message.retain);
@@ -282,12 +290,45 @@ impl Downlink {
             content_type: set.content_type.clone(),
             ..PublishProperties::default()
         };
+        if let Some(cluster) = &edge.cluster {
+            let origin = Origin { qos: message.qos, retain: message.retain, published_ms: now_ms(), from: from.clone(), ack: None };
+            return self.post(cluster, publish, props, &origin, record);
+        }
         // QoS 0 messages are never acknowledged; their first write resolves them.
         let ack = edge.acks.expect(record, publish.topic.clone());
         let origin = Origin { qos: message.qos, retain: message.retain, published_ms: now_ms(), from: from.clone(), ack: Some(ack) };
         if !edge.publish(publish, Some(props), &origin).await {
             edge.acks.resolve(Some(ack));
             return Downlinked::NoSubscriber;
+        }
+        Downlinked::Published
+    }
+
+    /// Posts a downlink message to the mailbox of every session of the cluster that
+    /// matches it (QoS 0: those connected); each post counts toward `record` until Kafka
+    /// has it. Posts are queued in order, so a device's messages keep their order.
+    fn post(&self, cluster: &Cluster, publish: Publish, props: PublishProperties, origin: &Origin, record: &Arc<RecordAcks>) -> Downlinked {
+        let targets: Vec<_> =
+            cluster.subscribers(&publish.topic).into_iter().filter(|(_, connected)| origin.qos > 0 || *connected).collect();
+        if targets.is_empty() {
+            return Downlinked::NoSubscriber;
+        }
+        let message = mail::encode(publish.topic.clone(), publish.payload, Some(props), origin);
+        for (client, _) in targets {
+            let ack = self.0.acks.expect(record, publish.topic.clone());
+            let posted = cluster.post_durably(&client, &message);
+            let edge = self.0.clone();
+            tokio::spawn(async move {
+                match posted.await {
+                    Ok(()) => edge.acks.resolve(Some(ack)),
+                    // Left unresolved: the record is not committed, and is consumed again
+                    // after a restart or rebalance.
+                    Err(error) => {
+                        Metrics::add(&edge.metrics.cluster_errors, 1);
+                        tracing::error!(client = %client, %error, "cannot post a downlink message to its session's mailbox in Kafka");
+                    }
+                }
+            });
         }
         Downlinked::Published
     }
@@ -324,6 +365,7 @@ impl Broker {
         spool: Arc<Spool>,
         metrics: Arc<Metrics>,
         access: Arc<Access>,
+        cluster: Option<Arc<Cluster>>,
         ready: Arc<ReadyFlag>,
     ) -> anyhow::Result<Broker> {
         let bound = listener::bind_all(config)?;
@@ -367,7 +409,12 @@ impl Broker {
             session_timers: Default::default(),
             live: AtomicUsize::new(0),
             none_live: Notify::new(),
+            cluster,
         });
+        if let Some(cluster) = &edge.cluster {
+            cluster.on_superseded(sessions::close_superseded(Arc::downgrade(&edge)));
+            edge.adopt_left_sessions(cluster);
+        }
         let mut listeners = JoinSet::new();
         let mut addrs = Vec::new();
         for (socket, transport) in bound {

@@ -32,6 +32,8 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 
 struct Holder {
     serial: u64,
+    /// The cluster's name for this connection's claim, once made.
+    generation: Option<Arc<str>>,
     close: mpsc::Sender<CloseReason>,
     ended: watch::Receiver<bool>,
 }
@@ -77,7 +79,7 @@ impl Registry {
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
         let (close_tx, close_rx) = mpsc::channel(1);
         let (ended_tx, ended_rx) = watch::channel(false);
-        let holder = Holder { serial, close: close_tx, ended: ended_rx };
+        let holder = Holder { serial, generation: None, close: close_tx, ended: ended_rx };
         let previous = self.holders().insert(client_id.clone(), holder);
         if let Some(mut previous) = previous {
             let _ = previous.close.try_send(CloseReason::TakenOver);
@@ -97,7 +99,7 @@ impl Registry {
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
         let (close_tx, close_rx) = mpsc::channel(1);
         let (ended_tx, ended_rx) = watch::channel(false);
-        holders.insert(client_id.clone(), Holder { serial, close: close_tx, ended: ended_rx });
+        holders.insert(client_id.clone(), Holder { serial, generation: None, close: close_tx, ended: ended_rx });
         Some(Claim { serial, close: close_rx, ended: ended_tx })
     }
 
@@ -122,6 +124,22 @@ impl Registry {
     /// Asks the connection holding `client_id` to close; false when none does.
     pub fn close(&self, client_id: &str, reason: CloseReason) -> bool {
         self.holders().get(client_id).is_some_and(|holder| holder.close.try_send(reason).is_ok())
+    }
+
+    /// Names the cluster claim of connection `serial` of `client_id`.
+    pub fn set_generation(&self, client_id: &str, serial: u64, generation: &str) {
+        if let Some(holder) = self.holders().get_mut(client_id).filter(|h| h.serial == serial) {
+            holder.generation = Some(generation.into());
+        }
+    }
+
+    /// Asks the connection holding `client_id` to close if its cluster claim is
+    /// `generation`; false when no connection of that claim is here.
+    pub fn close_generation(&self, client_id: &str, generation: &str, reason: CloseReason) -> bool {
+        self.holders()
+            .get(client_id)
+            .filter(|h| h.generation.as_deref() == Some(generation))
+            .is_some_and(|holder| holder.close.try_send(reason).is_ok())
     }
 
     /// Asks every connection to close because the gateway stops.

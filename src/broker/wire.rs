@@ -2,6 +2,10 @@
 //! packet type, and a CONNECT's protocol level (which codec to decode it with, and
 //! whether to refuse it with "unsupported protocol version"). Every function returns
 //! `None` on a short or malformed frame; the codec itself reports those errors.
+//! Also the two ways around rumqttd keeping a publish's QoS and packet id private.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rumqttd::protocol::Publish;
 
 /// Packet type nibble of a CONNECT.
 pub const CONNECT: u8 = 1;
@@ -74,6 +78,32 @@ pub fn invalid_topic_name(topic: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// rumqttd keeps a publish's QoS and packet id private; its own serialisation (a header
+/// byte, the packet id, the topic, the payload) shows them: five bytes without topic
+/// and payload.
+pub fn qos_pkid(publish: &Publish) -> (u8, u16) {
+    let mut probe = publish.clone();
+    probe.topic = Bytes::new();
+    probe.payload = Bytes::new();
+    let bytes = probe.serialize();
+    ((bytes[0] >> 1) & 0b11, u16::from_be_bytes([bytes[1], bytes[2]]))
+}
+
+/// A publish with the given QoS and packet id, which rumqttd builds only from its own
+/// serialisation (QoS 0 needs neither).
+pub fn publish_with(qos: u8, pkid: u16, retain: bool, topic: Bytes, payload: Bytes) -> Publish {
+    if qos == 0 {
+        return Publish::new(topic, payload, retain);
+    }
+    let mut frame = BytesMut::with_capacity(5 + topic.len() + payload.len());
+    frame.put_u8(0x30 | (qos << 1) | retain as u8);
+    frame.put_u16(pkid);
+    frame.put_u16(topic.len() as u16);
+    frame.put_slice(&topic);
+    frame.put_slice(&payload);
+    Publish::deserialize(frame.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +147,14 @@ mod tests {
         let v5 = [0x10, 16, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60];
         assert_eq!(connect_level(&v5), Some(5));
         assert_eq!(connect_level(&[0x30, 1, 0]), None);
+    }
+
+    #[test]
+    fn a_publish_built_with_a_qos_and_packet_id_reads_back_the_same() {
+        for (qos, pkid, retain) in [(0, 0, false), (1, 7, false), (2, 65535, true)] {
+            let publish = publish_with(qos, pkid, retain, Bytes::from_static(b"a/b"), Bytes::from_static(b"x"));
+            assert_eq!(qos_pkid(&publish), (qos, pkid));
+            assert_eq!((publish.retain, &publish.topic[..], &publish.payload[..]), (retain, &b"a/b"[..], &b"x"[..]));
+        }
     }
 }

@@ -1,27 +1,17 @@
 //! The downlink: a business system produces a command to Kafka and the lock receives it
 //! over MQTT at QoS 1; its PUBACK raises `message.acked`, which the uplink rules send to
-//! `message_command`. Offsets are committed only for records that are done.
+//! `message_command`. Offsets are committed only for records that are done: in the
+//! mailbox of every session they are for (the cluster's mailbox topic), or for nobody.
 
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, TopicPartitionList};
 
 use crate::fixtures::downlink_rule;
-use crate::scene::{consume, repo_rules, wait_for, Device, MockKafka, Scene};
+use crate::scene::{consume, produce, repo_rules, wait_for, Device, MockKafka, Scene};
 
 const COMMAND: &str = r#"{"process_id":"7802441525528958","action":"unlock","client_id":"lock-1"}"#;
-
-fn produce(bootstrap: &str, topic: &str, key: Option<&str>, value: &str) {
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("producer");
-    let mut record = BaseRecord::to(topic).payload(value);
-    if let Some(key) = key {
-        record = record.key(key);
-    }
-    producer.send(record).map_err(|(e, _)| e).expect("produce");
-    producer.flush(Duration::from_secs(10)).expect("flush");
-}
 
 /// The downlink group's committed offset of partition 0 of `topic`.
 fn committed(bootstrap: &str, topic: &str) -> Option<i64> {
@@ -76,17 +66,16 @@ async fn a_command_produced_to_kafka_reaches_its_lock_and_its_acknowledgement_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unacknowledged_command_holds_the_offset_and_one_without_a_subscriber_is_counted_and_passed() {
+async fn a_command_is_committed_once_in_its_sessions_mailbox_and_delivered_again_until_acknowledged() {
     let kafka = MockKafka::new(&["device_commands"]);
     let rule = downlink_rule("device_commands");
     let scene = Scene::start(&[("downlink.wat", rule.as_bytes())], Some(kafka.bootstrap())).await;
-    // A lock that subscribes and then goes away without acknowledging: a raw client
-    // that never sends PUBACK.
-    let mut silent = Device::connect_with(scene.addr, "lock-9", |o| {
+    // A lock that subscribes and never acknowledges.
+    let silent_lock = |o: &mut rumqttc::MqttOptions| {
         o.set_clean_session(false);
         o.set_manual_acks(true);
-    })
-    .await;
+    };
+    let mut silent = Device::connect_with(scene.addr, "lock-9", silent_lock).await;
     silent.subscribe("devices/lock-9/command").await;
 
     produce(&kafka.bootstrap(), "device_commands", Some("nobody"), COMMAND);
@@ -98,16 +87,26 @@ async fn an_unacknowledged_command_holds_the_offset_and_one_without_a_subscriber
     assert_eq!(scene.counter("downlink_undeliverable"), 1, "`nobody` has no subscription");
     assert_eq!(scene.counter("rule_errors"), 1, "the record without a key is rejected by the rule");
 
-    // The first record is done, the second waits for its PUBACK: the offset stops at 1.
-    let bootstrap = kafka.bootstrap();
-    assert!(wait_for(Duration::from_secs(10), || committed(&bootstrap, "device_commands") == Some(1)).await);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(committed(&kafka.bootstrap(), "device_commands"), Some(1), "no commit past an unacknowledged command");
-
-    // The PUBACK arrives: the rest is done.
-    silent.client.ack(&received).await.unwrap();
+    // The lock's session holds the command (in the cluster's mailbox topic): every record
+    // is done, though the lock has not acknowledged.
     let bootstrap = kafka.bootstrap();
     assert!(wait_for(Duration::from_secs(10), || committed(&bootstrap, "device_commands") == Some(3)).await);
+
+    // Unacknowledged when the lock leaves: sent again when it is back.
+    silent.disconnect().await;
+    let mut lock = Device::connect_with(scene.addr, "lock-9", |o| {
+        o.set_clean_session(false);
+    })
+    .await;
+    let again = tokio::time::timeout(Duration::from_secs(10), lock.inbox.recv()).await.expect("sent again on return").unwrap();
+    assert_eq!(&again.payload[..], COMMAND.as_bytes());
+    // Acknowledged now: not sent a third time.
+    lock.disconnect().await;
+    let mut lock = Device::connect_with(scene.addr, "lock-9", |o| {
+        o.set_clean_session(false);
+    })
+    .await;
+    assert!(tokio::time::timeout(Duration::from_secs(2), lock.inbox.recv()).await.is_err(), "an acknowledged command is not sent again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,15 +122,16 @@ async fn a_lock_offline_with_a_persistent_session_gets_its_command_when_it_comes
     lock.disconnect().await;
 
     produce(&kafka.bootstrap(), "device_commands", Some("lock-7"), COMMAND);
-    assert!(wait_for(Duration::from_secs(15), || scene.counter("downlink_messages") == 1).await, "published into the lock's session");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(committed(&kafka.bootstrap(), "device_commands"), None, "not committed while the lock is away");
+    assert!(wait_for(Duration::from_secs(15), || scene.counter("downlink_messages") == 1).await, "posted to the lock's session");
+    let bootstrap = kafka.bootstrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || committed(&bootstrap, "device_commands") == Some(1)).await,
+        "committed once durably in the away session's mailbox"
+    );
 
     let mut lock = Device::connect_with(scene.addr, "lock-7", persistent).await;
     let command = tokio::time::timeout(Duration::from_secs(10), lock.inbox.recv()).await.expect("command on return").unwrap();
     assert_eq!(&command.payload[..], COMMAND.as_bytes());
-    let bootstrap = kafka.bootstrap();
-    assert!(wait_for(Duration::from_secs(10), || committed(&bootstrap, "device_commands") == Some(1)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

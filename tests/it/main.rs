@@ -6,6 +6,7 @@ mod abi_v2;
 mod access;
 mod admin;
 mod cli;
+mod cluster;
 mod conformance;
 mod connack;
 mod dashboard;

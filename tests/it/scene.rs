@@ -10,7 +10,7 @@ use hookline::config::SinkKind;
 use hookline::{Config, Gateway};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::{ClientConfig, Message, TopicPartitionList};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
@@ -125,6 +125,9 @@ impl MockKafka {
         for topic in topics {
             cluster.create_topic(topic, 1, 1).expect("create topic");
         }
+        // The gateways' cluster topics (the mock cluster cannot be asked to create them).
+        cluster.create_topic("hookline.sessions", 1, 1).expect("create topic");
+        cluster.create_topic("hookline.mailbox", 4, 1).expect("create topic");
         MockKafka { cluster }
     }
 
@@ -144,6 +147,17 @@ impl KafkaRecord {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.value).expect("record value is JSON")
     }
+}
+
+/// Produces one record and waits until Kafka has it.
+pub fn produce(bootstrap: &str, topic: &str, key: Option<&str>, value: &str) {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("producer");
+    let mut record = BaseRecord::to(topic).payload(value);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    producer.send(record).map_err(|(e, _)| e).expect("produce");
+    producer.flush(Duration::from_secs(10)).expect("flush");
 }
 
 /// Reads every record of `topic` from the beginning until `n` arrived

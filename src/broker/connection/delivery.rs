@@ -6,14 +6,15 @@
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use rumqttd::protocol::{Packet, PubAck, PubAckReason, PubRel, PubRelReason, Publish, PublishProperties};
+use bytes::Bytes;
+use rumqttd::protocol::{Packet, PubAck, PubAckReason, PubRel, PubRelReason, PublishProperties};
 use rumqttd::{Forward, Notification};
 
-use super::{qos_pkid, End, State};
+use super::{End, State};
 use crate::access::Action;
 use crate::broker::origin;
 use crate::broker::subscription::Subscription;
+use crate::broker::wire::{publish_with, qos_pkid};
 use crate::hooks::Hook;
 use crate::metrics::Metrics;
 
@@ -25,21 +26,23 @@ pub(super) struct Slot {
 }
 
 /// What `message.delivered` and `message.acked` tell of a delivery.
-struct Message {
-    qos: u8,
-    topic: Bytes,
-    payload: Bytes,
-    from: Option<Arc<str>>,
+pub(super) struct Message {
+    pub qos: u8,
+    pub topic: Bytes,
+    pub payload: Bytes,
+    pub from: Option<Arc<str>>,
     /// A downlink message's acknowledgement id.
-    ack: Option<u64>,
+    pub ack: Option<u64>,
+    /// A mailbox message's offset (`mail`); `None` for the router's deliveries.
+    pub mail: Option<i64>,
 }
 
 /// A message on its way to the client.
 pub(super) struct Delivery {
-    pkid: u16,
-    retain: bool,
-    props: Option<PublishProperties>,
-    message: Message,
+    pub pkid: u16,
+    pub retain: bool,
+    pub props: Option<PublishProperties>,
+    pub message: Message,
 }
 
 /// A delivery written to the client at QoS 1/2 and not yet acknowledged.
@@ -114,7 +117,7 @@ impl State {
                 props.subscription_identifiers = client_sub_id.into_iter().collect();
             }
             let (from, ack) = origin.map_or((None, None), |o| (Some(o.from), o.ack));
-            let message = Message { qos, topic: publish.topic, payload: publish.payload, from, ack };
+            let message = Message { qos, topic: publish.topic, payload: publish.payload, from, ack, mail: None };
             let delivery = Delivery { pkid, retain, props: properties, message };
             match self.held.is_empty() && (qos == 0 || self.inflight.len() < self.receive_max as usize) {
                 true => self.deliver(delivery),
@@ -126,7 +129,7 @@ impl State {
 
     /// Writes a delivery to the client, unless it is over the client's Maximum Packet
     /// Size (MQTT 5: then it is dropped, as if delivered).
-    fn deliver(&mut self, delivery: Delivery) {
+    pub(super) fn deliver(&mut self, delivery: Delivery) {
         let Delivery { pkid, retain, props, message } = delivery;
         let start = self.out.len();
         let publish = publish_with(message.qos, pkid, retain, message.topic.clone(), message.payload.clone());
@@ -136,7 +139,7 @@ impl State {
             self.out.truncate(start);
             Metrics::add(&self.edge.metrics.mqtt_deliveries_too_large, 1);
             if message.qos > 0 {
-                self.slot_done(pkid);
+                self.finished(pkid, message.mail);
             }
             return;
         }
@@ -166,7 +169,7 @@ impl State {
             self.stage_message(Hook::MessageAcked, &unacked.message);
             self.edge.acks.resolve(unacked.message.ack);
         }
-        self.slot_done(pkid);
+        self.finished(pkid, unacked.message.mail);
     }
 
     /// Takes the delivery in flight under `pkid` if it is the one an acknowledgement is
@@ -183,7 +186,7 @@ impl State {
     pub(super) fn client_received(&mut self, pkid: u16, ok: bool) {
         let Some(unacked) = self.take_unacked(pkid, |u| u.message.qos == 2) else { return };
         if !ok {
-            self.slot_done(pkid);
+            self.finished(pkid, unacked.message.mail);
             return;
         }
         if !unacked.released {
@@ -196,8 +199,16 @@ impl State {
 
     /// PUBCOMP: a QoS 2 delivery is complete.
     pub(super) fn client_completed(&mut self, pkid: u16) {
-        if self.take_unacked(pkid, |u| u.released).is_some() {
-            self.slot_done(pkid);
+        if let Some(unacked) = self.take_unacked(pkid, |u| u.released) {
+            self.finished(pkid, unacked.message.mail);
+        }
+    }
+
+    /// A QoS 1/2 delivery is over: acknowledged, refused, or not writable.
+    fn finished(&mut self, pkid: u16, mail: Option<i64>) {
+        match mail {
+            Some(offset) => self.mail_done(offset),
+            None => self.slot_done(pkid),
         }
     }
 
@@ -213,6 +224,7 @@ impl State {
             let next = self.held.pop_front().expect("front exists");
             self.deliver(next);
         }
+        self.take_mail();
     }
 
     /// Acknowledges to the router every finished delivery at the head of its order.
@@ -222,19 +234,4 @@ impl State {
             self.router_out.push(Packet::PubAck(PubAck { pkid: slot.pkid, reason: PubAckReason::Success }, None));
         }
     }
-}
-
-/// A publish with the given QoS and packet id, which rumqttd builds only from its own
-/// serialisation (QoS 0 needs neither).
-pub(super) fn publish_with(qos: u8, pkid: u16, retain: bool, topic: Bytes, payload: Bytes) -> Publish {
-    if qos == 0 {
-        return Publish::new(topic, payload, retain);
-    }
-    let mut frame = BytesMut::with_capacity(5 + topic.len() + payload.len());
-    frame.put_u8(0x30 | (qos << 1) | retain as u8);
-    frame.put_u16(pkid);
-    frame.put_u16(topic.len() as u16);
-    frame.put_slice(&topic);
-    frame.put_slice(&payload);
-    Publish::deserialize(frame.freeze())
 }

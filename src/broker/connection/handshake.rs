@@ -8,12 +8,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use rumqttd::protocol::{self, ConnAck, ConnAckProperties, Connect, ConnectReturnCode, LastWill, LastWillProperties, Login, Packet};
+use rumqttd::protocol::{
+    self, ConnAck, ConnAckProperties, Connect, ConnectReturnCode, LastWill, LastWillProperties, Login, Packet, Subscribe,
+    SubscribeProperties,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::mail::{self, claim_in_cluster, ClusterSession};
 use super::{log_protocol_error, Client, Session, State, Version, GOODBYE_WAIT, MAX_CLIENT_ID, READ_MIN, TOPIC_ALIAS_MAX};
 use crate::access::{Action, LoginRefused};
+use crate::broker::registry::Claim;
+use crate::broker::subscription::Subscription;
 use crate::broker::{wire, Edge};
+use crate::cluster::SessionRecord;
 use crate::hooks::{now_ms, Hook, Reason};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
@@ -177,11 +184,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         if edge.registry.connected() >= edge.limits.max_connections && !edge.registry.is_connected(&client_id) {
             return self.refuse(version, Refusal::ServerBusy, &client_id).await;
         }
+        let claim = edge.registry.claim(&client_id).await;
+        let clean = connect.clean_session;
+        let requested_expiry = props.as_ref().and_then(|p| p.session_expiry_interval);
+        // A node not caught up with the cluster (Kafka away) serves the client alone.
+        let stored = match edge.cluster.as_ref().filter(|c| c.is_ready()) {
+            None => None,
+            Some(cluster) => {
+                let expiry = Session::of(version, clean, requested_expiry, true).expiry;
+                match claim_in_cluster(cluster, &edge, &client_id, claim.serial, clean, expiry).await {
+                    Ok(stored) => Some(stored),
+                    Err(error) => {
+                        Metrics::add(&edge.metrics.cluster_errors, 1);
+                        tracing::warn!(client = %client_id, %error, "cannot claim the session in the cluster: this node serves the client alone");
+                        None
+                    }
+                }
+            }
+        };
+        let session = Session::of(version, clean, requested_expiry, stored.is_some());
         // A session that may resume goes on numbering its events (a later resume that
         // does not happen only leaves a gap).
-        let next_seq = match connect.clean_session {
-            false => edge.registry.parked_next_seq(&client_id).unwrap_or(1),
-            true => 1,
+        let next_seq = match (&stored, clean) {
+            (Some(stored), _) => stored.record.next_seq.max(1),
+            (None, false) => edge.registry.parked_next_seq(&client_id).unwrap_or(1),
+            (None, true) => 1,
         };
         let client = Client {
             shard: edge.spool.shard_for(&client_id),
@@ -190,15 +217,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             peer: self.peer.to_string().into(),
             next_seq: AtomicU64::new(next_seq),
         };
+        let give_up = |edge: &Arc<Edge>, client: &Client, claim: Claim| {
+            if let Some(stored) = &stored {
+                // Claimed and never served: the session stays, away from now on.
+                let record = SessionRecord { claim: false, fresh: false, connected: false, since_ms: now_ms(), ..stored.record.clone() };
+                stored.cluster.update(&client.id, &record);
+            }
+            edge.registry.release(&client.id, claim.serial);
+            let _ = claim.ended.send(true);
+        };
 
         let mut batch = SpoolBatch::default();
         if let Some(topic) = will.as_ref().map(|w| w.topic.clone()) {
             if let Some(why) = wire::invalid_topic_name(&topic).or(topic.is_empty().then_some("empty will topic")) {
                 self.protocol_error(why, None);
+                give_up(&edge, &client, claim);
                 return None;
             }
             if !edge.allows(&client, Action::Publish, &topic) {
-                edge.spool.stage(&mut batch, client.shard, &edge.denied(&client, Reason::Will, topic)).ok()?;
+                let denied = edge.denied(&client, Reason::Will, topic);
+                if edge.spool.stage(&mut batch, client.shard, &denied).is_err() {
+                    give_up(&edge, &client, claim);
+                    return self.refuse(version, Refusal::Unavailable, &client.id).await;
+                }
                 will = None;
             }
         }
@@ -208,27 +249,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         let connected = client.event(Hook::ClientConnected);
         let written = edge.spool.stage(&mut batch, client.shard, &connected).and_then(|_| edge.spool.flush(&mut batch));
         if written.is_err() {
+            give_up(&edge, &client, claim);
             return self.refuse(version, Refusal::Unavailable, &client.id).await;
         }
 
-        let claim = edge.registry.claim(&client.id).await;
-        let session = Session::of(version, connect.clean_session, props.as_ref().and_then(|p| p.session_expiry_interval));
-        if connect.clean_session && !session.router_clean && edge.registry.is_parked(&client.id) {
+        if clean && !session.router_clean && edge.registry.is_parked(&client.id) {
             // Clean Start with a session to keep afterwards: the old one ends first.
             edge.forget_router_session(&client.id).await;
         }
-        let (links, id, clean) = (edge.clone(), client.id.clone(), session.router_clean);
-        let Ok(Ok((link_tx, link_rx, notification))) = tokio::task::spawn_blocking(move || links.link(&id, clean)).await else {
-            edge.registry.release(&client.id, claim.serial);
-            let _ = claim.ended.send(true);
+        let (links, id, router_clean) = (edge.clone(), client.id.clone(), session.router_clean);
+        let Ok(Ok((link_tx, link_rx, notification))) = tokio::task::spawn_blocking(move || links.link(&id, router_clean)).await else {
+            give_up(&edge, &client, claim);
             return self.refuse(version, Refusal::ServerBusy, &client.id).await;
         };
-        let session_present = matches!(Option::<Packet>::from(notification), Some(Packet::ConnAck(ack, _)) if ack.session_present);
-        let subscriptions = match (session_present, edge.registry.unpark(&client.id)) {
-            (true, Some(parked)) => parked.subscriptions,
-            (_, parked) => {
-                edge.forget_filters(parked.iter().flat_map(|p| &p.subscriptions));
-                Vec::new()
+        let (session_present, subscriptions, cluster) = match stored {
+            Some(stored) => {
+                let subscriptions: Vec<Subscription> =
+                    (stored.record.subscriptions.iter().flatten().enumerate()).filter_map(|(i, s)| mail::restore(s, i + 1)).collect();
+                let cursor = stored.record.cursor.unwrap_or(0);
+                (stored.present, subscriptions, Some(ClusterSession::new(stored.cluster, stored.record.generation, cursor)))
+            }
+            None => {
+                let present = matches!(Option::<Packet>::from(notification), Some(Packet::ConnAck(ack, _)) if ack.session_present);
+                let subscriptions = match (present, edge.registry.unpark(&client.id)) {
+                    (true, Some(parked)) => parked.subscriptions,
+                    (_, parked) => {
+                        edge.forget_filters(parked.iter().flat_map(|p| &p.subscriptions));
+                        Vec::new()
+                    }
+                };
+                (present, subscriptions, None)
             }
         };
 
@@ -272,7 +322,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             qos2_received: HashSet::new(),
             will: will.map(|will| (will, will_props, will_delay)),
             connected_ms: now_ms(),
+            cluster,
         };
+        if let Some(session) = &state.cluster {
+            // The router keeps no session in a cluster: a resumed one's subscriptions are
+            // made again, and its mailbox is read from its cursor.
+            for subscription in &state.subscriptions {
+                state.edge.remember_filter(&subscription.matcher);
+                let props = SubscribeProperties { id: Some(subscription.router_id), user_properties: Vec::new() };
+                state.router_out.push(Packet::Subscribe(Subscribe { pkid: 1, filters: vec![subscription.router_filter()] }, Some(props)));
+            }
+            session.cluster.mailboxes().attach(&state.client.id, session.wake.clone());
+        }
         state.write(Packet::ConnAck(ConnAck { session_present, code: ConnectReturnCode::Success }, ack_props));
         Some(state)
     }

@@ -1,0 +1,242 @@
+//! A connection's session in the cluster: its mailbox messages taken in order, within
+//! the client's Receive Maximum, delivered like the router's (capped at the
+//! subscription's QoS, its options and the ACL honoured), and the session's state
+//! (subscriptions, mailbox cursor, event number) written back to the cluster as it
+//! changes.
+//!
+//! Mailbox deliveries use packet ids above the router's (rumqttd numbers its deliveries
+//! 1 to 100), so the two never collide in one connection's flight window.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::delivery::{Delivery, Message};
+use super::State;
+use crate::access::Action;
+use crate::broker::mail;
+use crate::broker::subscription::Subscription;
+use crate::broker::Edge;
+use crate::cluster::{ClaimError, Cluster, SessionRecord, StoredSubscription};
+use crate::hooks::now_ms;
+use crate::metrics::Metrics;
+
+/// The first packet id of mailbox deliveries.
+const FIRST_MAIL_PKID: u16 = 101;
+
+pub(super) struct ClusterSession {
+    pub cluster: Arc<Cluster>,
+    /// This connection's claim.
+    pub generation: String,
+    /// Notified when the mailbox has new messages.
+    pub wake: Arc<Notify>,
+    /// Offset of the next mailbox message to take.
+    pub next: i64,
+    /// Offsets of mailbox messages written at QoS 1/2 and not yet acknowledged.
+    pub unacked: BTreeSet<i64>,
+    /// The session changed since it was last written to the cluster.
+    pub dirty: bool,
+    pub next_pkid: u16,
+}
+
+impl ClusterSession {
+    pub fn new(cluster: Arc<Cluster>, generation: String, cursor: i64) -> ClusterSession {
+        ClusterSession {
+            cluster,
+            generation,
+            wake: Arc::new(Notify::new()),
+            next: cursor,
+            unacked: BTreeSet::new(),
+            dirty: true,
+            next_pkid: FIRST_MAIL_PKID,
+        }
+    }
+
+    /// The offset of the first message not acknowledged.
+    fn cursor(&self) -> i64 {
+        self.unacked.first().copied().unwrap_or(self.next)
+    }
+}
+
+/// A session claimed in the cluster, as the claim left it.
+pub(super) struct Stored {
+    pub cluster: Arc<Cluster>,
+    pub record: SessionRecord,
+    /// The client resumes a session (CONNACK session present).
+    pub present: bool,
+}
+
+/// Claims `client`'s session in the cluster for connection `serial` of this node, and
+/// returns the session it resumes or starts.
+pub(super) async fn claim_in_cluster(
+    cluster: &Arc<Cluster>,
+    edge: &Edge,
+    client: &Arc<str>,
+    serial: u64,
+    clean: bool,
+    expiry: u32,
+) -> Result<Stored, ClaimError> {
+    let generation = cluster.generation();
+    edge.registry.set_generation(client, serial, &generation);
+    let record = SessionRecord {
+        node: cluster.node().to_string(),
+        generation: generation.clone(),
+        claim: true,
+        fresh: clean,
+        ended: false,
+        connected: true,
+        expiry,
+        since_ms: 0,
+        subscriptions: clean.then(Vec::new),
+        cursor: Some(cluster.mailboxes().end(client)),
+        next_seq: 1,
+    };
+    let prior = cluster.claim(client, &record).await?;
+    let present = !clean && prior.is_some_and(|p| p.resumable(now_ms()));
+    // What reading the claim made of it: the stored session carried over, or a fresh one.
+    let record = cluster.session(client).filter(|s| s.generation == generation).unwrap_or(record);
+    Ok(Stored { cluster: cluster.clone(), record, present })
+}
+
+/// A stored subscription as the connection uses it again; `router_id` is its new
+/// identifier with the router.
+pub(super) fn restore(stored: &StoredSubscription, router_id: usize) -> Option<Subscription> {
+    Some(Subscription {
+        filter: stored.filter.clone(),
+        matcher: Subscription::matcher_of(&stored.filter)?,
+        router_id,
+        granted: stored.qos,
+        no_local: stored.no_local,
+        retain_as_published: stored.retain_as_published,
+        // MQTT sends retained messages on SUBSCRIBE, not when a session resumes.
+        send_retained: false,
+        client_sub_id: stored.id,
+    })
+}
+
+impl State {
+    /// Takes the mailbox's next messages, as many as the client's Receive Maximum lets
+    /// through, and delivers them.
+    pub(super) fn take_mail(&mut self) {
+        let Some(session) = &self.cluster else { return };
+        let room = (self.receive_max as usize).saturating_sub(self.inflight.len());
+        if !self.held.is_empty() || room == 0 {
+            return;
+        }
+        let mail = session.cluster.mailboxes().take(&self.client.id, session.next, room);
+        for (offset, bytes) in mail {
+            let delivery = mail::decode(&bytes).and_then(|mail| self.mail_delivery(mail));
+            let Some(session) = self.cluster.as_mut() else { return };
+            session.next = offset + 1;
+            session.dirty = true;
+            let Some(mut delivery) = delivery else { continue };
+            Metrics::add(&self.edge.metrics.cluster_mail_delivered, 1);
+            delivery.message.mail = Some(offset);
+            if delivery.message.qos > 0 {
+                session.unacked.insert(offset);
+                delivery.pkid = next_pkid(session, |pkid| self.inflight.contains_key(&pkid));
+            }
+            self.deliver(delivery);
+        }
+    }
+
+    /// What a mailbox message becomes for this client: `None` when it is expired, no
+    /// subscription wants it any more, or the ACL hides its topic.
+    fn mail_delivery(&self, mail: mail::Mail) -> Option<Delivery> {
+        let mail::Mail { topic, payload, mut props, origin } = mail;
+        if let Some(interval) = props.as_ref().and_then(|p| p.message_expiry_interval) {
+            let age_s = now_ms().saturating_sub(origin.published_ms) / 1000;
+            if age_s >= interval as u64 {
+                Metrics::add(&self.edge.metrics.cluster_mail_expired, 1);
+                return None;
+            }
+            // MQTT 5: the receiver hears the interval that is left.
+            props.as_mut().expect("has an interval").message_expiry_interval = Some(interval - age_s as u32);
+        }
+        let subscription = self.subscriptions.iter().filter(|s| s.matcher.matches(&topic)).max_by_key(|s| s.granted)?;
+        if subscription.no_local && origin.from == self.client.id {
+            return None;
+        }
+        if !self.edge.allows(&self.client, Action::Subscribe, &topic) {
+            Metrics::add(&self.edge.metrics.mqtt_deliveries_denied, 1);
+            return None;
+        }
+        let qos = origin.qos.min(subscription.granted);
+        let retain = subscription.retain_as_published && origin.retain;
+        if let Some(props) = props.as_mut() {
+            props.subscription_identifiers = subscription.client_sub_id.into_iter().collect();
+        }
+        let message = Message { qos, topic, payload, from: Some(origin.from), ack: None, mail: None };
+        Some(Delivery { pkid: 0, retain, props, message })
+    }
+
+    /// The session's subscriptions changed: the cluster hears of it at the next flush.
+    pub(super) fn session_changed(&mut self) {
+        if let Some(session) = self.cluster.as_mut() {
+            session.dirty = true;
+        }
+    }
+
+    /// The client acknowledged mailbox message `offset` (or it could not be written).
+    pub(super) fn mail_done(&mut self, offset: i64) {
+        if let Some(session) = self.cluster.as_mut() {
+            session.unacked.remove(&offset);
+            session.dirty = true;
+        }
+        self.take_mail();
+    }
+
+    /// The session as the cluster keeps it, now.
+    pub(super) fn session_record(&self, connected: bool) -> Option<SessionRecord> {
+        let session = self.cluster.as_ref()?;
+        let subscriptions = self
+            .subscriptions
+            .iter()
+            .map(|s| StoredSubscription {
+                filter: s.filter.clone(),
+                qos: s.granted,
+                no_local: s.no_local,
+                retain_as_published: s.retain_as_published,
+                id: s.client_sub_id,
+            })
+            .collect();
+        Some(SessionRecord {
+            node: session.cluster.node().to_string(),
+            generation: session.generation.clone(),
+            claim: false,
+            fresh: false,
+            ended: false,
+            connected,
+            expiry: self.session.expiry,
+            since_ms: if connected { 0 } else { now_ms() },
+            subscriptions: Some(subscriptions),
+            cursor: Some(session.cursor()),
+            next_seq: self.client.next_seq.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Writes the session to the cluster if it changed.
+    pub(super) fn write_session(&mut self) {
+        let Some(session) = self.cluster.as_ref().filter(|s| s.dirty) else { return };
+        let cluster = session.cluster.clone();
+        if let Some(record) = self.session_record(true) {
+            cluster.update(&self.client.id, &record);
+        }
+        if let Some(session) = self.cluster.as_mut() {
+            session.dirty = false;
+        }
+    }
+}
+
+/// The next packet id for a mailbox delivery that `in_use` says is free.
+fn next_pkid(session: &mut ClusterSession, in_use: impl Fn(u16) -> bool) -> u16 {
+    loop {
+        let pkid = session.next_pkid;
+        session.next_pkid = if pkid == u16::MAX { FIRST_MAIL_PKID } else { pkid + 1 };
+        if !in_use(pkid) {
+            return pkid;
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! The cluster: every gateway node pointed at the same Kafka with the same
+//! `cluster.name` is one broker, with Kafka the only thing the nodes share. There is no
+//! node list and no other coordination: a node joins by reading the cluster's topics.
+//!
+//! Two topics carry it:
+//! - `<name>.sessions`, compacted, keyed by client id: each MQTT session (owner node,
+//!   subscriptions, expiry, mailbox cursor). Every node reads it from the start into the
+//!   same table (`session::Table`); a connection's claim record decides who owns a
+//!   client id, and the node it supersedes closes its connection (`superseded`).
+//! - `<name>.mailbox`, keyed by client id: messages for a session that are not
+//!   delivered by the local router: every downlink message, and MQTT publishes for
+//!   sessions connected to another node or away. Every node reads it too
+//!   (`mailbox::Mailboxes`), so whichever node a client lands on has its messages.
+//!
+//! A downlink record is committed once its messages are in the mailbox topic (Kafka
+//! acknowledged them: acks=all); from there they are delivered when the session's
+//! client is connected, on any node, until the session expires.
+
+mod mailbox;
+mod session;
+mod tail;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use tokio::sync::{oneshot, Notify};
+
+use self::mailbox::Mailboxes;
+use self::session::Table;
+pub use self::session::{SessionRecord, StoredSubscription};
+use crate::config::{ClusterConfig, KafkaConfig};
+use crate::hooks::now_ms;
+use crate::log_limit::LogLimit;
+use crate::metrics::Metrics;
+
+/// How long a connection waits to read its own claim back before it is refused.
+const CLAIM_WAIT: Duration = Duration::from_secs(3);
+/// How long a node waits, at start, to read the cluster's topics up to their end before
+/// it serves clients anyway.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
+/// How long Kafka may take to create a cluster topic.
+const CREATE_WAIT: Duration = Duration::from_secs(10);
+
+static UPDATE_LOG: LogLimit = LogLimit::new();
+
+/// Called when a claim supersedes another: (client id, the superseded generation).
+type Superseded = Box<dyn Fn(&str, &str) + Send + Sync>;
+
+/// What the node's tail thread and its connections share.
+struct Shared {
+    table: Mutex<Table>,
+    mailboxes: Mailboxes,
+    /// Claims of this node waiting to be read back, by generation.
+    waiters: Mutex<HashMap<String, oneshot::Sender<Option<SessionRecord>>>>,
+    superseded: OnceLock<Superseded>,
+    /// The reader has caught up with the topics.
+    ready: AtomicBool,
+    ready_notify: Notify,
+    metrics: Arc<Metrics>,
+}
+
+/// The cluster's topics, and how the gateway creates them.
+struct Topics {
+    sessions: String,
+    mailbox: String,
+    mailbox_partitions: i32,
+    replication_factor: i32,
+}
+
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// This node's membership in the cluster.
+pub struct Cluster {
+    node: Arc<str>,
+    /// When this process started (Unix ms): tells this run's claims from an earlier run's.
+    boot: u64,
+    sessions_topic: String,
+    mailbox_topic: String,
+    producer: FutureProducer,
+    shared: Arc<Shared>,
+    tail: Mutex<Option<tail::Tail>>,
+    next_serial: AtomicU64,
+}
+
+/// Why a connection could not claim its session.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("Kafka did not take the claim: {0}")]
+    Produce(String),
+    #[error("the claim was not read back from Kafka within {0:?}")]
+    NotReadBack(Duration),
+}
+
+impl Cluster {
+    /// Joins the cluster: starts reading its topics (creating them if missing) and
+    /// waits, briefly, until this node knows every session. A Kafka that does not answer
+    /// by then does not stop the node: it serves its clients alone (see `is_ready`) until
+    /// the reader catches up.
+    pub async fn join(kafka: &KafkaConfig, config: &ClusterConfig, node: &str, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Cluster>> {
+        let topics = Topics {
+            sessions: format!("{}.sessions", config.name),
+            mailbox: format!("{}.mailbox", config.name),
+            mailbox_partitions: config.mailbox_partitions,
+            replication_factor: config.replication_factor,
+        };
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &kafka.bootstrap_servers);
+        for (key, value) in &kafka.properties {
+            client.set(key, value);
+        }
+        let producer: FutureProducer = client
+            .clone()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            // Claims and mailbox messages wait on it: batch for a millisecond, no more.
+            .set("linger.ms", "1")
+            .create()
+            .context("cannot create the cluster's Kafka producer (check [kafka])")?;
+        let shared = Arc::new(Shared {
+            table: Mutex::default(),
+            mailboxes: Mailboxes::default(),
+            waiters: Mutex::default(),
+            superseded: OnceLock::new(),
+            ready: AtomicBool::new(false),
+            ready_notify: Notify::new(),
+            metrics,
+        });
+        let (sessions_topic, mailbox_topic) = (topics.sessions.clone(), topics.mailbox.clone());
+        // Created before the reader starts, so its notification cannot be missed.
+        let watch = shared.clone();
+        let ready = watch.ready_notify.notified();
+        let tail = tail::Tail::start(&client, node, topics, shared.clone())?;
+        let cluster = Arc::new(Cluster {
+            node: node.into(),
+            boot: now_ms(),
+            sessions_topic,
+            mailbox_topic,
+            producer,
+            shared,
+            tail: Mutex::new(Some(tail)),
+            next_serial: AtomicU64::new(1),
+        });
+        if !cluster.is_ready() && tokio::time::timeout(JOIN_WAIT, ready).await.is_err() {
+            tracing::warn!(
+                cluster = %config.name,
+                kafka = %kafka.bootstrap_servers,
+                "not caught up with the cluster's topics yet: clients connecting meanwhile are served by this node alone (no takeover across nodes, no session kept in Kafka)"
+            );
+        }
+        Ok(cluster)
+    }
+
+    /// Whether this node has read the cluster's topics up to where they ended when it
+    /// began: only then may it claim sessions.
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Sets what happens when another connection's claim supersedes one of this node's.
+    pub fn on_superseded(&self, superseded: impl Fn(&str, &str) + Send + Sync + 'static) {
+        let _ = self.shared.superseded.set(Box::new(superseded));
+    }
+
+    /// A new generation name for a claim of this node.
+    pub fn generation(&self) -> String {
+        format!("{}/{}/{}", self.node, self.boot, self.next_serial.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Whether `generation` is a claim of this run of this node.
+    pub fn is_own(&self, generation: &str) -> bool {
+        generation
+            .strip_prefix(&*self.node)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|rest| rest.split_once('/').is_some_and(|(boot, _)| boot.parse() == Ok(self.boot)))
+    }
+
+    /// Claims a client id for a connection of this node: writes the claim and waits until
+    /// it is read back, so everything written before it about this client is known.
+    /// Returns the session as it was before the claim.
+    pub async fn claim(&self, client: &str, record: &SessionRecord) -> Result<Option<SessionRecord>, ClaimError> {
+        let (tx, rx) = oneshot::channel();
+        self.shared.waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(record.generation.clone(), tx);
+        let value = serde_json::to_vec(record).expect("a session record serialises");
+        let sent = self.producer.send(FutureRecord::to(&self.sessions_topic).key(client).payload(&value), Timeout::After(CLAIM_WAIT)).await;
+        let forget = || self.shared.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&record.generation);
+        if let Err((error, _)) = sent {
+            forget();
+            return Err(ClaimError::Produce(error.to_string()));
+        }
+        match tokio::time::timeout(CLAIM_WAIT, rx).await {
+            Ok(Ok(prior)) => Ok(prior),
+            _ => {
+                forget();
+                Err(ClaimError::NotReadBack(CLAIM_WAIT))
+            }
+        }
+    }
+
+    /// Writes a session's new state; it goes out in order behind the client's earlier
+    /// records, without waiting.
+    pub fn update(&self, client: &str, record: &SessionRecord) {
+        let value = serde_json::to_vec(record).expect("a session record serialises");
+        let queued = self.producer.send_result(FutureRecord::to(&self.sessions_topic).key(client).payload(&value));
+        if let Err((error, _)) = queued {
+            Metrics::add(&self.shared.metrics.cluster_errors, 1);
+            if let Some(skipped) = UPDATE_LOG.allow() {
+                tracing::error!(client, %error, skipped, "cannot queue a session update for Kafka; the cluster keeps the session's previous state");
+            }
+        }
+    }
+
+    /// Puts a message in `client`'s mailbox without waiting for Kafka.
+    pub fn post(&self, client: &str, message: &[u8]) {
+        let queued = self.producer.send_result(FutureRecord::to(&self.mailbox_topic).key(client).payload(message));
+        match queued {
+            Ok(_) => Metrics::add(&self.shared.metrics.cluster_mail_posted, 1),
+            Err((error, _)) => {
+                Metrics::add(&self.shared.metrics.cluster_errors, 1);
+                if let Some(skipped) = UPDATE_LOG.allow() {
+                    tracing::error!(client, %error, skipped, "cannot queue a message for another node's session; it is lost for that session");
+                }
+            }
+        }
+    }
+
+    /// Puts a message in `client`'s mailbox; resolves once Kafka has it (acks=all), or
+    /// with Kafka's error.
+    pub fn post_durably(&self, client: &str, message: &[u8]) -> impl std::future::Future<Output = Result<(), String>> + use<> {
+        let queued = self.producer.send_result(FutureRecord::to(&self.mailbox_topic).key(client).payload(message));
+        let queued = queued.map_err(|(error, _)| error.to_string());
+        let metrics = self.shared.metrics.clone();
+        async move {
+            let delivery = queued?;
+            match delivery.await {
+                Ok(Ok(_)) => {
+                    Metrics::add(&metrics.cluster_mail_posted, 1);
+                    Ok(())
+                }
+                Ok(Err((error, _))) => Err(error.to_string()),
+                Err(_) => Err("the producer was dropped".to_string()),
+            }
+        }
+    }
+
+    /// The session stored for `client`, as this node has read it.
+    pub fn session(&self, client: &str) -> Option<SessionRecord> {
+        self.shared.table().get(client).cloned()
+    }
+
+    /// Sessions of this node's earlier runs (it stopped or died since): this node looks
+    /// after them (expiry) until their clients come back.
+    pub fn left_by_earlier_runs(&self) -> Vec<(Arc<str>, SessionRecord)> {
+        let table = self.shared.table();
+        table
+            .iter()
+            .filter(|(_, s)| s.node == *self.node && !self.is_own(&s.generation))
+            .map(|(client, s)| (client.clone(), s.clone()))
+            .collect()
+    }
+
+    /// Clients whose sessions have a subscription matching `topic` and can take a
+    /// message now, and whether each is connected (to any node).
+    pub fn subscribers(&self, topic: &[u8]) -> Vec<(Arc<str>, bool)> {
+        self.shared.table().subscribers(topic, now_ms())
+    }
+
+    /// Sessions the cluster holds, and how many of them are connected.
+    pub fn session_counts(&self) -> (usize, usize) {
+        let table = self.shared.table();
+        (table.count(), table.iter().filter(|(_, s)| s.connected).count())
+    }
+
+    pub fn mailboxes(&self) -> &Mailboxes {
+        &self.shared.mailboxes
+    }
+
+    /// Waits for the records queued so far to reach Kafka (at most `wait`).
+    pub fn flush(&self, wait: Duration) {
+        use rdkafka::producer::Producer;
+        if let Err(error) = self.producer.flush(Timeout::After(wait)) {
+            tracing::warn!(%error, "session updates not all written to Kafka at shutdown; the cluster may see stale sessions of this node");
+        }
+    }
+
+    /// Stops reading the cluster's topics.
+    pub fn leave(&self) {
+        if let Some(tail) = self.tail.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            tail.stop();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+/// Creates a cluster topic. Failing (a Kafka without CreateTopics, no rights, another
+/// node creating it at the same moment) is only logged: reading the topic says whether
+/// it is there.
+async fn create_topic(admin: &AdminClient<DefaultClientContext>, topic: &str, partitions: i32, replication: i32, compact: bool) {
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    if compact {
+        new = new.set("cleanup.policy", "compact");
+    }
+    let options = AdminOptions::new().operation_timeout(Some(CREATE_WAIT)).request_timeout(Some(CREATE_WAIT));
+    match admin.create_topics([&new], &options).await.map(|mut results| results.pop()) {
+        Ok(Some(Ok(_))) => tracing::info!(topic, partitions, compact, "created a cluster topic"),
+        Ok(Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists)))) => {}
+        Ok(Some(Err((_, code)))) => tracing::warn!(topic, %code, "cannot create a cluster topic (check cluster.replication_factor)"),
+        Ok(None) => {}
+        Err(error) => tracing::warn!(topic, %error, "cannot create a cluster topic"),
+    }
+}

@@ -1,0 +1,282 @@
+//! Sessions as the cluster keeps them: one record per client id in the compacted
+//! sessions topic, and the table every node builds by reading that topic from the start.
+//!
+//! The topic's order decides ownership. A connection claims its client id with a record
+//! whose `claim` is set; the claim read last wins, on every node alike, and supersedes
+//! the connection of the claim before it (that node closes it: session taken over).
+//! Records without `claim` update the claim they name (`generation`) and are ignored
+//! once another claim has superseded it, so a slow node cannot overwrite its
+//! successor's session.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::topic::TopicFilter;
+
+/// A subscription of a stored session, with the options MQTT keeps across a resume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSubscription {
+    pub filter: String,
+    pub qos: u8,
+    #[serde(default)]
+    pub no_local: bool,
+    #[serde(default)]
+    pub retain_as_published: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<usize>,
+}
+
+/// One client id's session, as one record of the sessions topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The node holding (or that last held) the session's connection.
+    pub node: String,
+    /// Names the claim: `<node>/<boot>/<serial>`, unique in the cluster's history.
+    pub generation: String,
+    /// A new connection claims the session; otherwise an update of claim `generation`.
+    #[serde(default)]
+    pub claim: bool,
+    /// With `claim`: the session starts empty (Clean Start), whatever was stored before.
+    #[serde(default)]
+    pub fresh: bool,
+    /// The session is over (expired, or its connection ended with expiry 0).
+    #[serde(default)]
+    pub ended: bool,
+    pub connected: bool,
+    /// Session Expiry Interval, seconds; `u32::MAX`: never.
+    pub expiry: u32,
+    /// When the connection ended (Unix ms), while not connected.
+    #[serde(default)]
+    pub since_ms: u64,
+    /// `None` in a claim that resumes: the stored ones carry over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<Vec<StoredSubscription>>,
+    /// Mailbox offset of the first message not yet acknowledged by the client. A claim
+    /// gives where a fresh session starts; a resumed session keeps its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<i64>,
+    /// The number the session's next event takes (`hookline-seq`).
+    #[serde(default)]
+    pub next_seq: u64,
+}
+
+impl SessionRecord {
+    /// Whether a client connecting at `now_ms` without Clean Start finds this session.
+    pub fn resumable(&self, now_ms: u64) -> bool {
+        !self.ended && (self.connected || self.expiry == u32::MAX || now_ms < self.since_ms + self.expiry as u64 * 1000)
+    }
+
+    /// When a session not connected expires (Unix ms); `None`: never.
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        (self.expiry != u32::MAX).then(|| self.since_ms + self.expiry as u64 * 1000)
+    }
+}
+
+/// What reading one record changed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// A claim: the session before it, if any (as stored, resumable or not).
+    Claimed {
+        prior: Option<SessionRecord>,
+    },
+    /// An update of the current claim, or the session's end.
+    Updated,
+    Ended,
+    /// An update of a claim that another has superseded: ignored.
+    Stale,
+}
+
+/// Every session of the cluster, and an index of their subscriptions for fan-out.
+#[derive(Default)]
+pub struct Table {
+    sessions: HashMap<Arc<str>, SessionRecord>,
+    /// Filters without wildcards, to the clients subscribed to them.
+    exact: HashMap<String, HashSet<Arc<str>>>,
+    /// Filters with wildcards.
+    wild: HashMap<String, (TopicFilter, HashSet<Arc<str>>)>,
+}
+
+impl Table {
+    pub fn get(&self, client: &str) -> Option<&SessionRecord> {
+        self.sessions.get(client)
+    }
+
+    pub fn count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &SessionRecord)> {
+        self.sessions.iter()
+    }
+
+    /// Reads one record of the sessions topic (`None`: a tombstone) for `client`.
+    pub fn apply(&mut self, client: &Arc<str>, record: Option<SessionRecord>, now_ms: u64) -> Applied {
+        let Some(mut record) = record else {
+            self.remove(client);
+            return Applied::Ended;
+        };
+        let current = self.sessions.get(client);
+        if !record.claim && current.is_none_or(|c| c.generation != record.generation) {
+            return Applied::Stale;
+        }
+        if record.ended {
+            self.remove(client);
+            return Applied::Ended;
+        }
+        let prior = match record.claim {
+            true => self.remove(client),
+            false => self.sessions.get(client).cloned(),
+        };
+        let carried = prior.as_ref().filter(|p| !record.fresh && (!record.claim || p.resumable(now_ms)));
+        if record.subscriptions.is_none() {
+            record.subscriptions = Some(carried.and_then(|p| p.subscriptions.clone()).unwrap_or_default());
+        }
+        if let Some(carried) = carried.filter(|_| record.claim) {
+            // A claim names where a fresh session's mailbox starts; a resumed one goes on
+            // from its own cursor and event number.
+            record.cursor = carried.cursor.or(record.cursor);
+            record.next_seq = record.next_seq.max(carried.next_seq);
+        }
+        let claimed = record.claim;
+        self.unindex(client);
+        self.index(client, &record);
+        self.sessions.insert(client.clone(), record);
+        match claimed {
+            true => Applied::Claimed { prior },
+            false => Applied::Updated,
+        }
+    }
+
+    fn remove(&mut self, client: &Arc<str>) -> Option<SessionRecord> {
+        self.unindex(client);
+        self.sessions.remove(client)
+    }
+
+    fn index(&mut self, client: &Arc<str>, record: &SessionRecord) {
+        for subscription in record.subscriptions.iter().flatten() {
+            // Shared subscriptions are each node's own: a group shares a node's messages.
+            if subscription.filter.starts_with("$share/") {
+                continue;
+            }
+            let Some(filter) = TopicFilter::parse(&subscription.filter) else { continue };
+            match subscription.filter.contains(['+', '#']) {
+                false => self.exact.entry(subscription.filter.clone()).or_default().insert(client.clone()),
+                true => self.wild.entry(subscription.filter.clone()).or_insert_with(|| (filter, HashSet::new())).1.insert(client.clone()),
+            };
+        }
+    }
+
+    fn unindex(&mut self, client: &Arc<str>) {
+        let Some(record) = self.sessions.get(client) else { return };
+        for subscription in record.subscriptions.iter().flatten() {
+            if let Some(clients) = self.exact.get_mut(&subscription.filter) {
+                clients.remove(client);
+                if clients.is_empty() {
+                    self.exact.remove(&subscription.filter);
+                }
+            }
+            if let Some((_, clients)) = self.wild.get_mut(&subscription.filter) {
+                clients.remove(client);
+                if clients.is_empty() {
+                    self.wild.remove(&subscription.filter);
+                }
+            }
+        }
+    }
+
+    /// The sessions with a subscription matching `topic` that can take a message now
+    /// (connected, or away within their expiry), each once, and whether each is
+    /// connected.
+    pub fn subscribers(&self, topic: &[u8], now_ms: u64) -> Vec<(Arc<str>, bool)> {
+        let mut found: HashSet<&Arc<str>> = HashSet::new();
+        if let Some(clients) = std::str::from_utf8(topic).ok().and_then(|t| self.exact.get(t)) {
+            found.extend(clients);
+        }
+        for (filter, clients) in self.wild.values() {
+            if filter.matches(topic) {
+                found.extend(clients);
+            }
+        }
+        found.into_iter().filter_map(|c| self.sessions.get(c).filter(|s| s.resumable(now_ms)).map(|s| (c.clone(), s.connected))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(node: &str, generation: &str, fresh: bool) -> SessionRecord {
+        SessionRecord {
+            node: node.into(),
+            generation: generation.into(),
+            claim: true,
+            fresh,
+            ended: false,
+            connected: true,
+            expiry: 60,
+            since_ms: 0,
+            subscriptions: None,
+            cursor: None,
+            next_seq: 1,
+        }
+    }
+
+    fn update(of: &SessionRecord, filters: &[&str], cursor: i64) -> SessionRecord {
+        let subscriptions = filters
+            .iter()
+            .map(|f| StoredSubscription { filter: f.to_string(), qos: 1, no_local: false, retain_as_published: false, id: None })
+            .collect();
+        SessionRecord { claim: false, fresh: false, subscriptions: Some(subscriptions), cursor: Some(cursor), next_seq: 9, ..of.clone() }
+    }
+
+    #[test]
+    fn a_resuming_claim_carries_the_session_over_and_a_fresh_one_does_not() {
+        let mut table = Table::default();
+        let id: Arc<str> = "lock-1".into();
+        let first = claim("a", "a/1/1", true);
+        assert_eq!(table.apply(&id, Some(first.clone()), 0), Applied::Claimed { prior: None });
+        let state = update(&first, &["devices/lock-1/command"], 7);
+        assert_eq!(table.apply(&id, Some(state.clone()), 0), Applied::Updated);
+        assert_eq!(table.subscribers(b"devices/lock-1/command", 0), vec![(id.clone(), true)]);
+
+        assert_eq!(table.apply(&id, Some(claim("b", "b/1/1", false)), 0), Applied::Claimed { prior: Some(state.clone()) });
+        let resumed = table.get("lock-1").unwrap();
+        assert_eq!((resumed.cursor, resumed.next_seq, resumed.subscriptions.as_ref().unwrap().len()), (Some(7), 9, 1));
+
+        // The superseded claim's late update changes nothing.
+        assert_eq!(table.apply(&id, Some(update(&first, &[], 99)), 0), Applied::Stale);
+        assert_eq!(table.get("lock-1").unwrap().cursor, Some(7));
+
+        table.apply(&id, Some(claim("c", "c/1/1", true)), 0);
+        assert!(table.get("lock-1").unwrap().subscriptions.as_ref().unwrap().is_empty());
+        assert!(table.subscribers(b"devices/lock-1/command", 0).is_empty());
+    }
+
+    #[test]
+    fn an_expired_session_is_not_carried_over_nor_a_subscriber() {
+        let mut table = Table::default();
+        let id: Arc<str> = "lock-1".into();
+        let first = claim("a", "a/1/1", true);
+        table.apply(&id, Some(first.clone()), 0);
+        let away = SessionRecord { connected: false, since_ms: 1_000, ..update(&first, &["devices/+/command"], 3) };
+        table.apply(&id, Some(away), 0);
+        assert_eq!(table.subscribers(b"devices/lock-1/command", 60_999).len(), 1);
+        assert!(table.subscribers(b"devices/lock-1/command", 61_000).is_empty());
+        table.apply(&id, Some(claim("b", "b/1/1", false)), 61_000);
+        assert!(table.get("lock-1").unwrap().subscriptions.as_ref().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_end_applies_only_to_its_own_claim() {
+        let mut table = Table::default();
+        let id: Arc<str> = "lock-1".into();
+        let first = claim("a", "a/1/1", true);
+        table.apply(&id, Some(first.clone()), 0);
+        table.apply(&id, Some(claim("b", "b/1/1", false)), 0);
+        let late_end = SessionRecord { claim: false, ended: true, ..first };
+        assert_eq!(table.apply(&id, Some(late_end), 0), Applied::Stale);
+        assert!(table.get("lock-1").is_some());
+    }
+}

@@ -1,0 +1,245 @@
+//! The node's reader of the cluster's topics: one thread, reading every partition of
+//! the sessions and mailbox topics from the start, applying each record as it comes
+//! (the session table, claims waiting to be read back, takeovers, mailboxes).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+
+use super::session::{Applied, SessionRecord};
+use super::{create_topic, Shared, Topics};
+use crate::hooks::now_ms;
+use crate::log_limit::LogLimit;
+use crate::metrics::Metrics;
+
+const POLL: Duration = Duration::from_millis(100);
+/// How long one request to Kafka may take while the reader begins.
+const KAFKA_WAIT: Duration = Duration::from_secs(5);
+/// How soon the reader tries again to begin while Kafka is away.
+const RETRY: Duration = Duration::from_secs(2);
+
+pub struct Tail {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Reader {
+    consumer: BaseConsumer,
+    sessions_topic: String,
+    shared: Arc<Shared>,
+    /// Each partition's end when reading began, until the reader gets there.
+    catching_up: HashMap<(String, i32), i64>,
+    log: LogLimit,
+}
+
+impl Tail {
+    /// Starts reading, in a thread that first creates the topics if missing and finds
+    /// their partitions, retrying while Kafka is away. `shared.ready` is set once both
+    /// topics are read up to where they ended when reading began.
+    pub fn start(client: &ClientConfig, node: &str, topics: Topics, shared: Arc<Shared>) -> anyhow::Result<Tail> {
+        let consumer: BaseConsumer = client
+            .clone()
+            // Partitions are assigned, never balanced: the group only names the reader.
+            .set("group.id", format!("{}.reader.{node}", topics.sessions))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "10")
+            .create()
+            .context("cannot create the cluster's Kafka reader (check [kafka])")?;
+        let admin: AdminClient<DefaultClientContext> = client.create().context("cannot create a Kafka admin client (check [kafka])")?;
+        let mut reader =
+            Reader { consumer, sessions_topic: topics.sessions.clone(), shared, catching_up: HashMap::new(), log: LogLimit::new() };
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let thread = std::thread::Builder::new()
+            .name("hookline-cluster".into())
+            .spawn(move || {
+                if reader.begin(&admin, &topics, &runtime, &stopping) {
+                    reader.run(&stopping);
+                }
+            })
+            .context("cannot start the cluster reader thread")?;
+        Ok(Tail { stop, thread: Some(thread) })
+    }
+
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// How many partitions `topic` has (0: none, or not there).
+fn partitions_of(consumer: &BaseConsumer, topic: &str) -> KafkaResult<i32> {
+    let metadata = consumer.fetch_metadata(Some(topic), KAFKA_WAIT)?;
+    Ok(metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len() as i32))
+}
+
+impl Reader {
+    /// Creates the topics if missing and assigns every partition from the start,
+    /// retrying while Kafka is away; false when stopped first.
+    fn begin(&mut self, admin: &AdminClient<DefaultClientContext>, topics: &Topics, runtime: &Handle, stop: &AtomicBool) -> bool {
+        let mut waiting_logged = false;
+        while !stop.load(Ordering::Relaxed) {
+            match self.assign(admin, topics, runtime) {
+                Ok(()) => return true,
+                Err(error) => {
+                    Metrics::add(&self.shared.metrics.cluster_errors, 1);
+                    if !waiting_logged {
+                        tracing::warn!(%error, "cannot read the cluster's topics yet; this node serves its clients alone until it can");
+                        waiting_logged = true;
+                    }
+                    std::thread::sleep(RETRY);
+                }
+            }
+        }
+        false
+    }
+
+    fn assign(&mut self, admin: &AdminClient<DefaultClientContext>, topics: &Topics, runtime: &Handle) -> anyhow::Result<()> {
+        let mut assignment = TopicPartitionList::new();
+        self.catching_up.clear();
+        for (topic, partitions, compact) in [(&topics.sessions, 1, true), (&topics.mailbox, topics.mailbox_partitions, false)] {
+            let mut count = partitions_of(&self.consumer, topic).with_context(|| format!("cannot read the metadata of {topic}"))?;
+            if count == 0 {
+                runtime.block_on(create_topic(admin, topic, partitions, topics.replication_factor, compact));
+                count = partitions_of(&self.consumer, topic)?;
+            }
+            anyhow::ensure!(count > 0, "the cluster topic {topic} does not exist, and could not be created");
+            for partition in 0..count {
+                assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(topic, partition, KAFKA_WAIT)
+                    .with_context(|| format!("cannot read where the cluster topic {topic} ends"))?;
+                if high > 0 {
+                    self.catching_up.insert((topic.to_string(), partition), high);
+                }
+            }
+        }
+        self.consumer.assign(&assignment).context("cannot read the cluster's topics")?;
+        Ok(())
+    }
+
+    fn run(&mut self, stop: &AtomicBool) {
+        self.check_caught_up();
+        while !stop.load(Ordering::Relaxed) {
+            match self.consumer.poll(POLL) {
+                Some(Ok(message)) => self.read(&message),
+                Some(Err(error)) => {
+                    Metrics::add(&self.shared.metrics.cluster_errors, 1);
+                    if let Some(skipped) = self.log.allow() {
+                        tracing::warn!(%error, skipped, "cannot read the cluster's topics (retrying)");
+                    }
+                }
+                None => {}
+            }
+            if !self.shared.ready.load(Ordering::Relaxed) {
+                self.check_caught_up();
+            }
+        }
+    }
+
+    fn read(&self, message: &BorrowedMessage<'_>) {
+        let Some(client) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else { return };
+        if message.topic() == self.sessions_topic {
+            self.session(client, message.payload());
+        } else {
+            let payload = Bytes::copy_from_slice(message.payload().unwrap_or_default());
+            self.shared.mailboxes.add(client, message.offset(), payload);
+        }
+    }
+
+    fn session(&self, client: &str, payload: Option<&[u8]>) {
+        let record = match payload.map(serde_json::from_slice::<SessionRecord>) {
+            None => None,
+            Some(Ok(record)) => Some(record),
+            Some(Err(error)) => {
+                if let Some(skipped) = self.log.allow() {
+                    tracing::warn!(client, %error, skipped, "skipping an unreadable record of the cluster's sessions topic");
+                }
+                return;
+            }
+        };
+        let client: Arc<str> = client.into();
+        let generation = record.as_ref().map(|r| r.generation.clone());
+        let mut table = self.shared.table();
+        let applied = table.apply(&client, record, now_ms());
+        let cursor = table.get(&client).and_then(|s| s.cursor);
+        drop(table);
+        match applied {
+            Applied::Claimed { prior } => {
+                if let Some(cursor) = cursor {
+                    self.shared.mailboxes.acknowledged(&client, cursor);
+                }
+                let superseded = prior.as_ref().map(|p| p.generation.clone());
+                let waiter = generation.and_then(|g| self.shared.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&g));
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(prior);
+                }
+                if let (Some(superseded), Some(callback)) = (superseded, self.shared.superseded.get()) {
+                    callback(&client, &superseded);
+                }
+            }
+            Applied::Updated => {
+                if let Some(cursor) = cursor {
+                    self.shared.mailboxes.acknowledged(&client, cursor);
+                }
+            }
+            Applied::Ended => {
+                self.shared.mailboxes.close(&client);
+            }
+            Applied::Stale => {}
+        }
+    }
+
+    /// Once every partition is read up to where it ended at the start, the node knows
+    /// the cluster: mailboxes of sessions that no longer exist are dropped.
+    fn check_caught_up(&mut self) {
+        if let Ok(position) = self.consumer.position() {
+            for element in position.elements() {
+                if let Offset::Offset(next) = element.offset() {
+                    let key = (element.topic().to_string(), element.partition());
+                    if self.catching_up.get(&key).is_some_and(|end| next >= *end) {
+                        self.catching_up.remove(&key);
+                    }
+                }
+            }
+        }
+        if !self.catching_up.is_empty() {
+            return;
+        }
+        let table = self.shared.table();
+        self.shared.mailboxes.retain(|client| table.get(client).is_some());
+        let sessions = table.count();
+        drop(table);
+        self.shared.ready.store(true, Ordering::SeqCst);
+        self.shared.ready_notify.notify_waiters();
+        tracing::info!(sessions, mailbox = self.shared.mailboxes.pending(), "caught up with the cluster");
+    }
+}

@@ -1,0 +1,109 @@
+//! Gateways sharing one Kafka are one broker: a session moves between nodes with its
+//! subscriptions and its undelivered messages, the node it leaves closes its old
+//! connection (MQTT 5 DISCONNECT 0x8E), commands from Kafka reach a device on whichever
+//! node it is, and an MQTT publish on one node reaches a subscriber on another once.
+//! Two gateways in this process on librdkafka's mock cluster; `tests/cluster.sh`-style
+//! runs with separate processes and tansu are in the platform tests.
+
+use std::time::{Duration, Instant};
+
+use crate::fixtures::downlink_rule;
+use crate::raw_mqtt::{ack, connect_with, parse_publish, prop_u32, subscribe, RawClient, Received};
+use crate::scene::{produce, wait_for, Device, MockKafka, Scene};
+
+async fn node(kafka: &MockKafka, name: &str) -> Scene {
+    let rule = downlink_rule("device_commands");
+    let name = name.to_string();
+    Scene::start_with(&[("downlink.wat", rule.as_bytes())], Some(kafka.bootstrap()), move |config| config.node = name).await
+}
+
+/// An MQTT 5 lock with a 300 s session: connected, and whether the session was present.
+async fn lock(scene: &Scene, client_id: &str, clean_start: bool) -> (RawClient, bool) {
+    let mut client = RawClient::open(scene.addr).await;
+    client.send(&connect_with(5, client_id, clean_start, &prop_u32(0x11, 300), None)).await;
+    let (first, body) = client.receive().await.expect("CONNACK");
+    assert_eq!((first, body.get(1)), (0x20, Some(&0)), "{client_id}: CONNACK accepting");
+    (client, body[0] & 1 == 1)
+}
+
+/// The next PUBLISH to `client`, acknowledged (QoS 1).
+async fn command(client: &mut RawClient) -> Received {
+    loop {
+        let packet = client.receive().await.expect("a PUBLISH within 5 s");
+        if let Some(publish) = parse_publish(5, &packet) {
+            if publish.qos == 1 {
+                client.send(&ack(0x40, publish.pkid)).await;
+            }
+            return publish;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_moves_to_another_node_with_its_subscription_and_the_old_connection_is_closed() {
+    let kafka = MockKafka::new(&["device_commands"]);
+    let (a, b) = (node(&kafka, "node-a").await, node(&kafka, "node-b").await);
+
+    let (mut on_a, present) = lock(&a, "lock-1", true).await;
+    assert!(!present);
+    on_a.send(&subscribe(5, 1, "devices/lock-1/command", 1)).await;
+    assert_eq!(on_a.receive().await.map(|(first, _)| first), Some(0x90));
+    produce(&kafka.bootstrap(), "device_commands", Some("lock-1"), "one");
+    assert_eq!(command(&mut on_a).await.payload, b"one");
+
+    // The lock lands on node B: its session is there, and node A lets go of it.
+    let started = Instant::now();
+    let (mut on_b, present) = lock(&b, "lock-1", false).await;
+    let connack_at = started.elapsed();
+    assert!(present, "the session stored in the cluster resumes on another node");
+    let goodbye = on_a.receive().await.expect("node A says goodbye");
+    let overlap = started.elapsed().saturating_sub(connack_at);
+    assert_eq!((goodbye.0, goodbye.1.first()), (0xe0, Some(&0x8e)), "DISCONNECT 0x8E Session taken over");
+    eprintln!("takeover: CONNACK on B after {connack_at:?}; the old connection closed {overlap:?} after it");
+    assert!(wait_for(Duration::from_secs(5), || a.counter("cluster_takeovers") == 1).await);
+
+    // Commands from Kafka follow the lock; so does an MQTT publish made on node A.
+    produce(&kafka.bootstrap(), "device_commands", Some("lock-1"), "two");
+    assert_eq!(command(&mut on_b).await.payload, b"two");
+    let app = Device::connect(a.addr, "business-app").await;
+    app.publish("devices/lock-1/command", "three", rumqttc::QoS::AtLeastOnce).await;
+    let three = command(&mut on_b).await;
+    assert_eq!((three.topic.as_str(), &three.payload[..]), ("devices/lock-1/command", &b"three"[..]));
+    assert!(on_b.receive().await.and_then(|p| parse_publish(5, &p)).is_none(), "delivered once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_away_gets_its_commands_in_order_on_another_node_and_a_clean_start_drops_them() {
+    let kafka = MockKafka::new(&["device_commands"]);
+    let (a, b) = (node(&kafka, "node-a").await, node(&kafka, "node-b").await);
+
+    let (mut on_a, _) = lock(&a, "lock-2", true).await;
+    on_a.send(&subscribe(5, 1, "devices/lock-2/command", 1)).await;
+    assert_eq!(on_a.receive().await.map(|(first, _)| first), Some(0x90));
+    on_a.send(&[0xe0, 0]).await;
+    drop(on_a);
+    assert!(wait_for(Duration::from_secs(5), || a.counter("connections") == 0).await);
+
+    for n in 1..=5 {
+        produce(&kafka.bootstrap(), "device_commands", Some("lock-2"), &format!("command {n}"));
+    }
+    let done = || a.counter("downlink_done") + b.counter("downlink_done") == 5;
+    assert!(wait_for(Duration::from_secs(20), done).await, "every record done: in the away session's mailbox");
+
+    let (mut on_b, present) = lock(&b, "lock-2", false).await;
+    assert!(present);
+    for n in 1..=5 {
+        assert_eq!(String::from_utf8(command(&mut on_b).await.payload).unwrap(), format!("command {n}"));
+    }
+    on_b.send(&[0xe0, 0]).await;
+    drop(on_b);
+
+    // Clean Start on node A: the session starts empty, so a command finds nobody.
+    produce(&kafka.bootstrap(), "device_commands", Some("lock-2"), "for the old session");
+    let done = || a.counter("downlink_done") + b.counter("downlink_done") == 6;
+    assert!(wait_for(Duration::from_secs(20), done).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut fresh, present) = lock(&a, "lock-2", true).await;
+    assert!(!present);
+    assert!(fresh.receive().await.is_none(), "nothing of the old session is delivered");
+}
