@@ -4,6 +4,7 @@
 //! file and a local webhook server.
 
 mod auditor;
+mod cluster;
 mod monitor;
 mod notifier;
 mod restart;

@@ -1,0 +1,362 @@
+//! The cluster test: three gateway processes on tansu share 50 locks (real MQTT clients,
+//! QoS 1 subscriptions, persistent sessions). A producer writes numbered commands to
+//! `device_commands` while locks move between nodes, some go offline for a few seconds,
+//! one node gets SIGTERM and another kill -9 and comes back. Every lock also reports its
+//! state (QoS 1) all along. Nothing acknowledged may be lost: every command reaches its
+//! lock (at least once, first deliveries in order), every acknowledged command is on
+//! `message_command`, every acknowledged state report on `message_state`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::scene::{free_port, repo_rules, wait_for, Tansu};
+
+const LOCKS: usize = 50;
+const COMMANDS_PER_LOCK: usize = 10;
+const NODES: usize = 3;
+
+/// The gateway binary beside the platform's (same target dir), built if missing.
+fn gateway_bin() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_simulator")).parent().unwrap().to_path_buf();
+    if !dir.join("hookline").exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "hookline", "--bin", "hookline"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build the hookline binary");
+    }
+    dir.join("hookline")
+}
+
+/// One gateway node: its process, ports and data directory (kept across restarts).
+struct Node {
+    name: String,
+    mqtt: u16,
+    admin: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn start(&mut self, bootstrap: &str) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        // tansu forms a consumer group within its 20 s only with a short rebalance timeout.
+        let config = self.dir.join("hookline.toml");
+        let toml = "[kafka.properties]\n\"max.poll.interval.ms\" = \"10000\"\n\"session.timeout.ms\" = \"6000\"\n";
+        std::fs::write(&config, toml).unwrap();
+        let log = std::fs::File::options().create(true).append(true).open(self.dir.join("hookline.log")).unwrap();
+        let child = Command::new(gateway_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .args(["--kafka", bootstrap, "--node", &self.name, "--allow-anonymous"])
+            .args(["--listen", &format!("127.0.0.1:{}", self.mqtt), "--admin", &format!("127.0.0.1:{}", self.admin)])
+            .arg("--data")
+            .arg(self.dir.join("data"))
+            .arg("--rules")
+            .arg(repo_rules())
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stderr(log)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start a gateway node");
+        self.child = Some(child);
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        let exit = child.wait().unwrap();
+        if signal == "-TERM" {
+            assert!(exit.success(), "{} exited with {exit} after SIGTERM; log:\n{}", self.name, self.log());
+        }
+    }
+
+    fn ready(&self) -> bool {
+        http_get(self.admin, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200"))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("hookline.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// What the test tells a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// Stay connected to this node (or come back to it).
+    On(usize),
+    /// Drop the connection and stay away.
+    Offline,
+    Stop,
+}
+
+/// What a lock saw.
+#[derive(Default)]
+struct Seen {
+    /// Command numbers in the order they arrived.
+    commands: Vec<usize>,
+    /// State reports the gateway acknowledged.
+    reports_acked: Vec<usize>,
+    connects: usize,
+}
+
+/// One lock: connects to the node it is told, with a persistent session (clean session
+/// 0), receives commands (rumqttc acknowledges each), and reports its state at QoS 1,
+/// one report at a time. A node that goes away makes it try the next live one.
+async fn lock(id: String, ports: Vec<u16>, alive: Arc<Mutex<Vec<bool>>>, mut orders: watch::Receiver<Order>, seen: Arc<Mutex<Seen>>) {
+    let mut report = 0;
+    loop {
+        let order = *orders.borrow_and_update();
+        let node = match order {
+            Order::Stop => return,
+            Order::Offline => {
+                let _ = orders.changed().await;
+                continue;
+            }
+            Order::On(node) => {
+                let alive = alive.lock().unwrap();
+                (0..NODES).map(|i| (node + i) % NODES).find(|n| alive[*n]).unwrap_or(node)
+            }
+        };
+        let mut options = MqttOptions::new(&id, "127.0.0.1", ports[node]);
+        options.set_clean_session(false);
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut events) = AsyncClient::new(options, 100);
+        let mut subscribed = false;
+        let mut waiting_ack: Option<usize> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(300));
+        loop {
+            tokio::select! {
+                event = events.poll() => match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        seen.lock().unwrap().connects += 1;
+                        if !subscribed {
+                            let _ = client.try_subscribe(format!("devices/{id}/command"), QoS::AtLeastOnce);
+                            subscribed = true;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        let command: Value = serde_json::from_slice(&publish.payload).unwrap();
+                        seen.lock().unwrap().commands.push(command["n"].as_u64().unwrap() as usize);
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        if let Some(n) = waiting_ack.take() {
+                            seen.lock().unwrap().reports_acked.push(n);
+                        }
+                    }
+                    Ok(_) => {}
+                    // The node went away (or refused): try again, on the next live one.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        break;
+                    }
+                },
+                _ = tick.tick(), if subscribed && waiting_ack.is_none() => {
+                    report += 1;
+                    let payload = json!({"process_id": format!("{id}-r{report}"), "action": "status", "battery": 0.9,
+                        "lock_state": "locked", "version": 1.1, "client_id": id, "n": report});
+                    if client.try_publish(format!("devices/{id}/state"), QoS::AtLeastOnce, false, payload.to_string()).is_ok() {
+                        waiting_ack = Some(report);
+                    }
+                }
+                changed = orders.changed() => {
+                    if changed.is_err() || *orders.borrow() != order {
+                        // Moving or going offline: the connection just drops (no DISCONNECT).
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_lose_no_command_and_no_report_while_locks_move_and_nodes_stop_and_die() {
+    let tansu = Tansu::start().await;
+    let bootstrap = tansu.bootstrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<Node> = (1..=NODES)
+        .map(|i| Node {
+            name: format!("node-{i}"),
+            mqtt: free_port(),
+            admin: free_port(),
+            dir: work.path().join(format!("node-{i}")),
+            child: None,
+        })
+        .collect();
+    for node in &mut nodes {
+        node.start(&bootstrap);
+    }
+    for node in &nodes {
+        assert!(wait_for(Duration::from_secs(60), || node.ready()).await, "{} not ready; log:\n{}", node.name, node.log());
+    }
+    let ports: Vec<u16> = nodes.iter().map(|n| n.mqtt).collect();
+    let alive = Arc::new(Mutex::new(vec![true; NODES]));
+
+    // 50 locks, spread over the nodes.
+    let mut locks = Vec::new();
+    for i in 0..LOCKS {
+        let id = format!("L{i}");
+        let (order, orders) = watch::channel(Order::On(i % NODES));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        tokio::spawn(lock(id.clone(), ports.clone(), alive.clone(), orders, seen.clone()));
+        locks.push((id, order, seen));
+    }
+    let all_subscribed = || locks.iter().all(|(_, _, seen)| seen.lock().unwrap().connects >= 1);
+    assert!(wait_for(Duration::from_secs(30), all_subscribed).await, "not every lock connected");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The producer: numbered commands, round robin over the locks, about 20 s.
+    let producer_bootstrap = bootstrap.clone();
+    let producer = tokio::task::spawn_blocking(move || {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let producer: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &producer_bootstrap).create().unwrap();
+        for n in 1..=COMMANDS_PER_LOCK {
+            for i in 0..LOCKS {
+                let id = format!("L{i}");
+                let value = json!({"action": "unlock", "client_id": id, "process_id": format!("{id}-c{n}"), "n": n}).to_string();
+                while producer.send(BaseRecord::to("device_commands").key(&id).payload(&value)).is_err() {
+                    producer.poll(Duration::from_millis(10));
+                }
+                producer.poll(Duration::ZERO);
+            }
+            producer.flush(Duration::from_secs(30)).expect("commands produced");
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    });
+
+    let started = Instant::now();
+    let at = |secs: u64| tokio::time::sleep_until((started + Duration::from_secs(secs)).into());
+    let (moved, offline): (Vec<usize>, Vec<usize>) = ((0..10).collect(), (10..15).collect());
+    // Locks move between nodes.
+    at(3).await;
+    for &i in &moved {
+        locks[i].1.send_replace(Order::On((i + 1) % NODES));
+    }
+    // Some go offline for a few seconds, and come back on another node.
+    at(5).await;
+    for &i in &offline {
+        locks[i].1.send_replace(Order::Offline);
+    }
+    at(9).await;
+    for &i in &offline {
+        locks[i].1.send_replace(Order::On((i + 2) % NODES));
+    }
+    // Node 2 is stopped (SIGTERM); its locks find another node.
+    at(11).await;
+    alive.lock().unwrap()[1] = false;
+    nodes[1].signal("-TERM");
+    // Node 3 dies (kill -9) and comes back with its spool.
+    at(14).await;
+    alive.lock().unwrap()[2] = false;
+    nodes[2].signal("-KILL");
+    at(20).await;
+    nodes[2].start(&bootstrap);
+    assert!(wait_for(Duration::from_secs(60), || nodes[2].ready()).await, "node-3 not back; log:\n{}", nodes[2].log());
+    alive.lock().unwrap()[2] = true;
+    for &i in &moved {
+        locks[i].1.send_replace(Order::On(2));
+    }
+    producer.await.unwrap();
+
+    // Every lock gets every command.
+    let complete = |seen: &Seen| seen.commands.iter().collect::<BTreeSet<_>>().len() == COMMANDS_PER_LOCK;
+    let all = wait_for(Duration::from_secs(120), || locks.iter().all(|(_, _, seen)| complete(&seen.lock().unwrap()))).await;
+    for (_, order, _) in &locks {
+        order.send_replace(Order::Stop);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // What reached Kafka: acknowledged commands and state reports, by lock.
+    let acked_commands: usize = LOCKS * COMMANDS_PER_LOCK;
+    let reports_acked: usize = locks.iter().map(|(_, _, s)| s.lock().unwrap().reports_acked.len()).sum();
+    let command_records = tansu.read("message_command", acked_commands, Duration::from_secs(3));
+    let state_records = tansu.read("message_state", reports_acked, Duration::from_secs(3));
+    let by_lock = |records: &[Value], key: &str| {
+        let mut map: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+        for record in records {
+            let payload = base64::engine::general_purpose::STANDARD.decode(record["payload"].as_str().unwrap()).unwrap();
+            let payload: Value = serde_json::from_slice(&payload).unwrap();
+            map.entry(record["client_id"].as_str().unwrap().to_string()).or_default().insert(payload[key].as_u64().unwrap() as usize);
+        }
+        map
+    };
+    let (commands_in_kafka, states_in_kafka) = (by_lock(&command_records, "n"), by_lock(&state_records, "n"));
+
+    let mut report = String::from(
+        "lock  connects produced delivered duplicated lost in-order on-message_command | reports-acked on-message_state lost\n",
+    );
+    let mut failures = Vec::new();
+    let (mut duplicates, mut report_totals) = (0, (0, 0));
+    for (id, _, seen) in &locks {
+        let seen = seen.lock().unwrap();
+        let unique: BTreeSet<usize> = seen.commands.iter().copied().collect();
+        let lost = (1..=COMMANDS_PER_LOCK).filter(|n| !unique.contains(n)).count();
+        let duplicated = seen.commands.len() - unique.len();
+        duplicates += duplicated;
+        let mut first = Vec::new();
+        for n in &seen.commands {
+            if !first.contains(n) {
+                first.push(*n);
+            }
+        }
+        let in_order = first.windows(2).all(|w| w[0] < w[1]);
+        let on_command = commands_in_kafka.get(id).map_or(0, |s| s.len());
+        let states = states_in_kafka.get(id).cloned().unwrap_or_default();
+        let reports_lost = seen.reports_acked.iter().filter(|n| !states.contains(n)).count();
+        report_totals.0 += seen.reports_acked.len();
+        report_totals.1 += reports_lost;
+        report += &format!(
+            "{id:<5} {:>8} {COMMANDS_PER_LOCK:>8} {:>9} {duplicated:>10} {lost:>4} {in_order:>8} {on_command:>18} | {:>13} {:>15} {reports_lost:>4}\n",
+            seen.connects,
+            unique.len(),
+            seen.reports_acked.len(),
+            states.len()
+        );
+        if lost > 0 || !in_order || on_command < COMMANDS_PER_LOCK || reports_lost > 0 {
+            failures.push(id.clone());
+        }
+    }
+    report += &format!(
+        "total: {} commands produced, {duplicates} duplicate deliveries; {} state reports acknowledged, {} lost\n",
+        LOCKS * COMMANDS_PER_LOCK,
+        report_totals.0,
+        report_totals.1
+    );
+    eprintln!("{report}");
+    // The moves, absences and node losses happened: those locks connected again.
+    let reconnected = |i: usize| locks[i].2.lock().unwrap().connects >= 2;
+    assert!(moved.iter().chain(&offline).all(|&i| reconnected(i)), "moved and offline locks reconnected\n{report}");
+    assert!((0..LOCKS).filter(|i| i % NODES == 1).all(reconnected), "the stopped node's locks reconnected elsewhere\n{report}");
+    let logs: String =
+        nodes.iter().map(|n| format!("--- {} ---\n{}\n", n.name, n.log().lines().rev().take(30).collect::<Vec<_>>().join("\n"))).collect();
+    assert!(all && failures.is_empty(), "locks with losses or disorder: {failures:?}\n{report}\n{logs}");
+}
