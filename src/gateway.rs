@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -74,11 +74,14 @@ impl Gateway {
         let rules_ready = readiness.flag(format!("rules: the first load of {} has not finished", config.rules.dir.display()));
         let listeners_ready = readiness.flag("MQTT listeners: not bound yet");
 
+        // The admin endpoint starts first; it shows the cluster once the node joins.
+        let joined: Arc<OnceLock<Arc<Cluster>>> = Arc::default();
         let mut tasks = JoinSet::new();
         let stop_admin = Arc::new(Notify::new());
         let admin = match config.admin.enabled {
             true => {
-                let sources = AdminSources { metrics: metrics.clone(), rules: rules.clone(), readiness, tail: tail.clone() };
+                let sources =
+                    AdminSources { metrics: metrics.clone(), rules: rules.clone(), readiness, tail: tail.clone(), cluster: joined.clone() };
                 Some(crate::admin::start(config.admin.listen, sources, stop_admin.clone(), &mut tasks).await?)
             }
             false => None,
@@ -139,6 +142,9 @@ impl Gateway {
             SinkKind::Kafka => Some(Cluster::join(&config.kafka, &config.cluster, &config.node, metrics.clone()).await?),
             SinkKind::File => None,
         };
+        if let Some(cluster) = &cluster {
+            let _ = joined.set(cluster.clone());
+        }
         let broker = Broker::start(&config.broker, spool.clone(), metrics.clone(), access, cluster.clone(), listeners_ready).await?;
         let listen = broker.local_addrs()[0];
         let downlink = match config.kafka.bootstrap_servers.is_empty() {

@@ -177,6 +177,9 @@ counters! {
     /// Connections of this node closed because a connection on another node took their
     /// session over.
     cluster_takeovers,
+    /// Sessions this node adopted because their node was gone (died, stopped, or an
+    /// earlier run of this node).
+    cluster_adopted,
     /// Errors reading or writing the cluster's Kafka topics.
     cluster_errors,
     /// Live-tail items a viewer missed because it read slower than records were routed.

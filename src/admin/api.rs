@@ -70,6 +70,7 @@ struct Stats {
     /// Rates over the last interval; 0 in the first event.
     messages_in_per_s: f64,
     records_routed_per_s: f64,
+    records_delivered_per_s: f64,
 }
 
 /// How often `/api/stats` sends an event.
@@ -77,35 +78,57 @@ const STATS_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn stats(State(sources): State<AdminSources>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let ticks = tokio::time::interval(STATS_EVERY);
-    let events = stream::unfold((ticks, None), move |(mut ticks, previous): (_, Option<(Instant, u64, u64)>)| {
+    let events = stream::unfold((ticks, None), move |(mut ticks, previous): (_, Option<(Instant, u64, u64, u64)>)| {
         let metrics = sources.metrics.clone();
         async move {
             ticks.tick().await;
             let now = Instant::now();
             let messages_in = Metrics::get(&metrics.hook_events[Hook::MessagePublish.code() as usize]);
             let records_routed = Metrics::get(&metrics.rule_routes);
-            let rate = |total: u64, before: u64, since: Instant| (total - before) as f64 / now.duration_since(since).as_secs_f64();
-            let (messages_in_per_s, records_routed_per_s) = match previous {
-                Some((since, messages_before, routed_before)) => {
-                    (rate(messages_in, messages_before, since), rate(records_routed, routed_before, since))
-                }
-                None => (0.0, 0.0),
+            let records_delivered = metrics.records.total(Outcome::Delivered);
+            let rate =
+                |total: u64, before: u64, since: Instant| total.saturating_sub(before) as f64 / now.duration_since(since).as_secs_f64();
+            let (messages_in_per_s, records_routed_per_s, records_delivered_per_s) = match previous {
+                Some((since, messages_before, routed_before, delivered_before)) => (
+                    rate(messages_in, messages_before, since),
+                    rate(records_routed, routed_before, since),
+                    rate(records_delivered, delivered_before, since),
+                ),
+                None => (0.0, 0.0, 0.0),
             };
             let stats = Stats {
                 messages_in,
                 records_routed,
-                records_delivered: metrics.records.total(Outcome::Delivered),
+                records_delivered,
                 records_failed: metrics.records.total(Outcome::Failed),
                 delivery_latency_p50_ms: metrics.delivery_latency.quantile_ms(0.5),
                 delivery_latency_p99_ms: metrics.delivery_latency.quantile_ms(0.99),
                 connections: metrics.connections.load(Ordering::Relaxed),
                 messages_in_per_s,
                 records_routed_per_s,
+                records_delivered_per_s,
             };
-            Some((Ok(json_event("stats", &stats)), (ticks, Some((now, messages_in, records_routed)))))
+            Some((Ok(json_event("stats", &stats)), (ticks, Some((now, messages_in, records_routed, records_delivered)))))
         }
     });
     Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// The cluster as this node sees it: its nodes (from their heartbeats), with the
+/// sessions each holds; `enabled` is false for a gateway without Kafka.
+pub async fn cluster(State(sources): State<AdminSources>) -> Json<Value> {
+    let Some(cluster) = sources.cluster.get() else { return Json(json!({ "enabled": false })) };
+    let (sessions, connected) = cluster.session_counts();
+    Json(json!({
+        "enabled": true,
+        "name": cluster.name(),
+        "node": cluster.node(),
+        "ready": cluster.is_ready(),
+        "nodes": cluster.nodes(),
+        "sessions": sessions,
+        "connected": connected,
+        "mail_pending": cluster.mailboxes().pending(),
+    }))
 }
 
 /// The tail's query parameters; empty or absent means any.

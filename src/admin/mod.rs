@@ -1,16 +1,17 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text, `prometheus`), `/healthz`, `/readyz`, the
-//! JSON and Server-Sent-Events API of the dashboard (`api`), and the dashboard page at
+//! JSON and Server-Sent-Events API of the dashboard (`api`: rules, stats, tail, cluster), and the dashboard page at
 //! `/` (one self-contained HTML file, `dashboard.html`, built into the binary).
 //!
 //! Binds to loopback by default (`admin.listen`): counters, rules and the live tail show
 //! device traffic, which is nobody else's business. Read-only: it touches nothing but
-//! the counters, the rule set in force, the readiness flags and the tail.
+//! the counters, the rule set in force, the readiness flags, the tail and the cluster's
+//! view of its nodes.
 
 mod api;
 pub mod prometheus;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use axum::extract::State;
@@ -21,6 +22,7 @@ use axum::Router;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use crate::cluster::Cluster;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::rules::SharedRuleSet;
@@ -33,6 +35,8 @@ pub struct AdminSources {
     pub rules: SharedRuleSet,
     pub readiness: Arc<Readiness>,
     pub tail: Arc<Tail>,
+    /// This node's cluster, once it has joined one (with Kafka).
+    pub cluster: Arc<OnceLock<Arc<Cluster>>>,
 }
 
 /// Binds `listen` and serves, as a task of `tasks`, until `stop` is notified (then
@@ -50,13 +54,14 @@ pub async fn start(listen: SocketAddr, sources: AdminSources, stop: Arc<Notify>,
         .route("/api/rules", get(api::rules))
         .route("/api/stats", get(api::stats))
         .route("/api/tail", get(api::tail))
+        .route("/api/cluster", get(api::cluster))
         .with_state(sources);
     tasks.spawn(async move {
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await }).await {
             tracing::error!(error = %e, "admin endpoint stopped");
         }
     });
-    tracing::info!(%bound, "admin endpoint up: dashboard at /, /metrics, /healthz, /readyz, /api/{{rules,stats,tail}}");
+    tracing::info!(%bound, "admin endpoint up: dashboard at /, /metrics, /healthz, /readyz, /api/{{rules,stats,tail,cluster}}");
     Ok(bound)
 }
 

@@ -198,11 +198,7 @@ impl Edge {
 
     /// Publishes a will: at once, or after its delay unless the client came back.
     async fn publish_will(self: &Arc<Self>, client: &Client, will: LastWill, props: Option<LastWillProperties>, delay: u32) {
-        let mut event = client.event(Hook::MessagePublish);
-        event.topic = will.topic.clone();
-        event.payload = will.message.clone();
-        event.qos = will.qos as u8;
-        let (edge, shard) = (self.clone(), client.shard);
+        let event = client.event(Hook::MessagePublish);
         let props = props.map(|p| PublishProperties {
             payload_format_indicator: p.payload_format_indicator,
             message_expiry_interval: p.message_expiry_interval,
@@ -212,13 +208,8 @@ impl Edge {
             content_type: p.content_type,
             ..PublishProperties::default()
         });
-        let fire = async move {
-            event.ts_ms = now_ms();
-            edge.spool.push(shard, &event);
-            let origin =
-                Origin { qos: event.qos, retain: will.retain, published_ms: event.ts_ms, from: event.client_id.clone(), ack: None };
-            edge.publish(Publish::new(will.topic, will.message, will.retain), props, &origin).await;
-        };
+        let (edge, shard) = (self.clone(), client.shard);
+        let fire = async move { edge.fire_will(event, shard, will, props).await };
         if delay == 0 {
             return fire.await;
         }
@@ -230,6 +221,18 @@ impl Edge {
                 fire.await;
             }
         });
+    }
+
+    /// Publishes a will now, as its client's `message.publish` event (`event`, of the
+    /// client's spool shard) and as a message to every subscriber, on every node.
+    async fn fire_will(self: &Arc<Self>, mut event: HookEvent, shard: usize, will: LastWill, props: Option<PublishProperties>) {
+        event.topic = will.topic.clone();
+        event.payload = will.message.clone();
+        event.qos = will.qos as u8;
+        event.ts_ms = now_ms();
+        self.spool.push(shard, &event);
+        let origin = Origin { qos: event.qos, retain: will.retain, published_ms: event.ts_ms, from: event.client_id.clone(), ack: None };
+        self.publish(Publish::new(will.topic, will.message, will.retain), props, &origin).await;
     }
 
     /// Publishes into the router from inside the gateway, through its own link. A
@@ -413,7 +416,8 @@ impl Broker {
         });
         if let Some(cluster) = &edge.cluster {
             cluster.on_superseded(sessions::close_superseded(Arc::downgrade(&edge)));
-            edge.adopt_left_sessions(cluster);
+            let adopter = edge.clone().adopt_orphans();
+            edge.session_timers.lock().unwrap_or_else(|p| p.into_inner()).spawn(adopter);
         }
         let mut listeners = JoinSet::new();
         let mut addrs = Vec::new();

@@ -5,17 +5,21 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use base64::Engine;
 use bytes::Bytes;
-use rumqttd::protocol::PublishProperties;
+use rumqttd::protocol::{LastWill, PublishProperties, QoS};
 use tokio::sync::Notify;
 
 use super::mail;
 use super::origin::Origin;
 use super::registry::CloseReason;
 use super::Edge;
-use crate::cluster::{Cluster, SessionRecord};
-use crate::hooks::now_ms;
+use crate::cluster::{Cluster, SessionRecord, StoredWill};
+use crate::hooks::{now_ms, Hook, HookEvent};
 use crate::metrics::Metrics;
+
+/// How often a node looks for sessions whose node is gone.
+const ADOPT_EVERY: Duration = Duration::from_secs(1);
 
 impl Edge {
     /// Posts a message to the mailboxes of the cluster's sessions that match its topic
@@ -79,7 +83,7 @@ impl Edge {
         }
         let given_up = cluster.mailboxes().pending_for(client);
         let from_kafka = given_up.iter().filter_map(mail::decode).filter(|m| m.origin.from.starts_with("kafka:")).count();
-        cluster.update(client, &SessionRecord { ended: true, claim: false, fresh: false, ..session });
+        cluster.update(client, &SessionRecord { ended: true, ..session.as_update() });
         Metrics::add(&self.metrics.sessions_expired, 1);
         Metrics::add(&self.metrics.downlink_expired, from_kafka as u64);
         if !given_up.is_empty() {
@@ -92,27 +96,89 @@ impl Edge {
         }
     }
 
-    /// Looks after the sessions an earlier run of this node left (it stopped, or died):
-    /// those it left connected are away from now on, and each expires in time.
-    pub(super) fn adopt_left_sessions(self: &Arc<Self>, cluster: &Cluster) {
-        let left = cluster.left_by_earlier_runs();
-        let adopted = left.len();
-        for (client, mut record) in left {
-            if record.connected {
-                record = SessionRecord { connected: false, since_ms: now_ms(), claim: false, fresh: false, ..record };
-                match record.expiry {
-                    0 => {
-                        cluster.update(&client, &SessionRecord { ended: true, ..record });
-                        continue;
-                    }
-                    _ => cluster.update(&client, &record),
+    /// Adopts, as they appear, the sessions whose node is gone (see
+    /// `Cluster::orphans`): a conditional claim makes exactly one node their keeper.
+    /// The keeper fires the will of a client that was connected when its node died
+    /// (after its delay, unless the client is back by then) and ends the session at its
+    /// expiry. Runs until the broker stops.
+    pub(super) async fn adopt_orphans(self: Arc<Self>) {
+        let Some(cluster) = self.cluster.clone() else { return };
+        let mut tick = tokio::time::interval(ADOPT_EVERY);
+        loop {
+            tick.tick().await;
+            if !cluster.is_ready() {
+                continue;
+            }
+            for (client, orphan) in cluster.orphans() {
+                self.adopt(&cluster, client, orphan).await;
+            }
+        }
+    }
+
+    async fn adopt(self: &Arc<Self>, cluster: &Arc<Cluster>, client: Arc<str>, orphan: SessionRecord) {
+        let generation = cluster.generation();
+        let died_connected = orphan.connected;
+        let claim = SessionRecord {
+            node: cluster.node().to_string(),
+            generation: generation.clone(),
+            claim: true,
+            expects: Some(orphan.generation.clone()),
+            connected: false,
+            since_ms: if died_connected { now_ms() } else { orphan.since_ms },
+            subscriptions: None,
+            cursor: None,
+            // A will fires once: for a client that was connected when its node died.
+            will: orphan.will.clone().filter(|_| died_connected),
+            ..orphan.clone()
+        };
+        if died_connected && orphan.expiry == 0 && claim.will.is_none() {
+            // Nothing outlives the connection: the session just ends.
+            cluster.update(&client, &SessionRecord { ended: true, connected: false, ..orphan.as_update() });
+            return;
+        }
+        if cluster.claim(&client, &claim).await.is_err() {
+            return;
+        }
+        let Some(adopted) = cluster.session(&client).filter(|s| s.generation == generation) else { return };
+        tracing::info!(client = %client, from = %orphan.node, "adopted a session whose node is gone");
+        Metrics::add(&self.metrics.cluster_adopted, 1);
+        cluster.update(&client, &SessionRecord { will: None, ..adopted.clone().as_update() });
+        if let Some(will) = adopted.will.clone() {
+            self.fire_adopted_will(client.clone(), generation, will);
+        }
+        match adopted.expiry {
+            0 => {}
+            _ => self.expire_cluster_session_later(client, &adopted),
+        }
+    }
+
+    /// Fires an adopted session's will after its delay, unless its client is back (the
+    /// session claimed again) by then.
+    fn fire_adopted_will(self: &Arc<Self>, client: Arc<str>, generation: String, will: StoredWill) {
+        let edge = self.clone();
+        let mut timers = self.session_timers.lock().unwrap_or_else(|p| p.into_inner());
+        timers.spawn(async move {
+            tokio::time::sleep(Duration::from_secs(will.delay as u64)).await;
+            let Some(cluster) = &edge.cluster else { return };
+            if cluster.session(&client).is_some_and(|s| s.generation != generation) {
+                return;
+            }
+            let Ok(message) = base64::engine::general_purpose::STANDARD.decode(&will.payload) else { return };
+            let qos = match will.qos {
+                0 => QoS::AtMostOnce,
+                1 => QoS::AtLeastOnce,
+                _ => QoS::ExactlyOnce,
+            };
+            let last_will = LastWill { topic: Bytes::from(will.topic), message: Bytes::from(message), qos, retain: will.retain };
+            let event = HookEvent::new(Hook::MessagePublish, client.clone(), "".into());
+            let shard = edge.spool.shard_for(&client);
+            edge.fire_will(event, shard, last_will, None).await;
+            if cluster.session(&client).is_some_and(|s| s.expiry == 0 && s.generation == generation) {
+                if let Some(session) = cluster.session(&client) {
+                    cluster.update(&client, &SessionRecord { ended: true, ..session.as_update() });
                 }
             }
-            self.expire_cluster_session_later(client, &record);
-        }
-        if adopted > 0 {
-            tracing::info!(sessions = adopted, "looking after the sessions this node's earlier run left");
-        }
+        });
     }
 }
 

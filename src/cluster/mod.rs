@@ -23,7 +23,7 @@ mod tail;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -32,11 +32,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Notify};
 
 use self::mailbox::Mailboxes;
 use self::session::Table;
-pub use self::session::{SessionRecord, StoredSubscription};
+pub use self::session::{SessionRecord, StoredSubscription, StoredWill};
 use crate::config::{ClusterConfig, KafkaConfig};
 use crate::hooks::now_ms;
 use crate::log_limit::LogLimit;
@@ -49,6 +50,11 @@ const CLAIM_WAIT: Duration = Duration::from_secs(3);
 const JOIN_WAIT: Duration = Duration::from_secs(10);
 /// How long Kafka may take to create a cluster topic.
 const CREATE_WAIT: Duration = Duration::from_secs(10);
+/// How often a node says it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A node not heard of for this long is gone: a live node adopts its sessions (their
+/// wills fire, they expire in time).
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
 static UPDATE_LOG: LogLimit = LogLimit::new();
 
@@ -62,6 +68,8 @@ struct Shared {
     /// Claims of this node waiting to be read back, by generation.
     waiters: Mutex<HashMap<String, oneshot::Sender<Option<SessionRecord>>>>,
     superseded: OnceLock<Superseded>,
+    /// The last heartbeat of each node, as read.
+    nodes: Mutex<HashMap<String, Beat>>,
     /// The reader has caught up with the topics.
     ready: AtomicBool,
     ready_notify: Notify,
@@ -72,6 +80,7 @@ struct Shared {
 struct Topics {
     sessions: String,
     mailbox: String,
+    nodes: String,
     mailbox_partitions: i32,
     replication_factor: i32,
 }
@@ -84,15 +93,50 @@ impl Shared {
 
 /// This node's membership in the cluster.
 pub struct Cluster {
+    name: String,
     node: Arc<str>,
     /// When this process started (Unix ms): tells this run's claims from an earlier run's.
     boot: u64,
     sessions_topic: String,
     mailbox_topic: String,
+    nodes_topic: String,
     producer: FutureProducer,
     shared: Arc<Shared>,
     tail: Mutex<Option<tail::Tail>>,
     next_serial: AtomicU64,
+    heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// A node's heartbeat, as written to the nodes topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub node: String,
+    pub boot: u64,
+    pub at_ms: u64,
+    /// MQTT clients connected to it.
+    pub connections: i64,
+    /// It stopped (its last heartbeat).
+    #[serde(default)]
+    pub left: bool,
+}
+
+/// A heartbeat as this node read it, and when.
+struct Beat {
+    heartbeat: Heartbeat,
+    read_at: Instant,
+}
+
+/// A node of the cluster as this node sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    pub node: String,
+    pub alive: bool,
+    pub connections: i64,
+    /// Sessions it holds, and how many of them are connected.
+    pub sessions: usize,
+    pub connected: usize,
+    /// Milliseconds since its last heartbeat was read.
+    pub last_heard_ms: u64,
 }
 
 /// Why a connection could not claim its session.
@@ -113,6 +157,7 @@ impl Cluster {
         let topics = Topics {
             sessions: format!("{}.sessions", config.name),
             mailbox: format!("{}.mailbox", config.name),
+            nodes: format!("{}.nodes", config.name),
             mailbox_partitions: config.mailbox_partitions,
             replication_factor: config.replication_factor,
         };
@@ -134,25 +179,38 @@ impl Cluster {
             mailboxes: Mailboxes::default(),
             waiters: Mutex::default(),
             superseded: OnceLock::new(),
+            nodes: Mutex::default(),
             ready: AtomicBool::new(false),
             ready_notify: Notify::new(),
             metrics,
         });
-        let (sessions_topic, mailbox_topic) = (topics.sessions.clone(), topics.mailbox.clone());
+        let (sessions_topic, mailbox_topic, nodes_topic) = (topics.sessions.clone(), topics.mailbox.clone(), topics.nodes.clone());
         // Created before the reader starts, so its notification cannot be missed.
         let watch = shared.clone();
         let ready = watch.ready_notify.notified();
         let tail = tail::Tail::start(&client, node, topics, shared.clone())?;
         let cluster = Arc::new(Cluster {
+            name: config.name.clone(),
             node: node.into(),
             boot: now_ms(),
             sessions_topic,
             mailbox_topic,
+            nodes_topic,
             producer,
             shared,
             tail: Mutex::new(Some(tail)),
             next_serial: AtomicU64::new(1),
+            heartbeat: Mutex::new(None),
         });
+        let beating = cluster.clone();
+        let heartbeat = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT);
+            loop {
+                tick.tick().await;
+                beating.beat(false);
+            }
+        });
+        *cluster.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = Some(heartbeat);
         if !cluster.is_ready() && tokio::time::timeout(JOIN_WAIT, ready).await.is_err() {
             tracing::warn!(
                 cluster = %config.name,
@@ -171,6 +229,11 @@ impl Cluster {
 
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// The cluster's name (`cluster.name`).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Sets what happens when another connection's claim supersedes one of this node's.
@@ -264,17 +327,6 @@ impl Cluster {
         self.shared.table().get(client).cloned()
     }
 
-    /// Sessions of this node's earlier runs (it stopped or died since): this node looks
-    /// after them (expiry) until their clients come back.
-    pub fn left_by_earlier_runs(&self) -> Vec<(Arc<str>, SessionRecord)> {
-        let table = self.shared.table();
-        table
-            .iter()
-            .filter(|(_, s)| s.node == *self.node && !self.is_own(&s.generation))
-            .map(|(client, s)| (client.clone(), s.clone()))
-            .collect()
-    }
-
     /// Clients whose sessions have a subscription matching `topic` and can take a
     /// message now, and whether each is connected (to any node).
     pub fn subscribers(&self, topic: &[u8]) -> Vec<(Arc<str>, bool)> {
@@ -299,8 +351,87 @@ impl Cluster {
         }
     }
 
+    /// Writes this node's heartbeat; `left`: its last one, as it stops.
+    fn beat(&self, left: bool) {
+        let heartbeat = Heartbeat {
+            node: self.node.to_string(),
+            boot: self.boot,
+            at_ms: now_ms(),
+            connections: self.shared.metrics.connections.load(Ordering::Relaxed),
+            left,
+        };
+        let value = serde_json::to_vec(&heartbeat).expect("a heartbeat serialises");
+        if let Err((error, _)) = self.producer.send_result(FutureRecord::to(&self.nodes_topic).key(&*self.node).payload(&value)) {
+            if let Some(skipped) = UPDATE_LOG.allow() {
+                tracing::warn!(%error, skipped, "cannot queue this node's heartbeat");
+            }
+        }
+    }
+
+    /// Whether the node of claim `generation` is alive: this run of this node, or a
+    /// node whose heartbeat of that run was read within `NODE_TIMEOUT`.
+    pub fn is_alive(&self, generation: &str) -> bool {
+        if self.is_own(generation) {
+            return true;
+        }
+        let mut parts = generation.rsplitn(3, '/');
+        let (_, boot, node) = (parts.next(), parts.next(), parts.next());
+        let (Some(node), Some(boot)) = (node, boot.and_then(|b| b.parse::<u64>().ok())) else { return false };
+        let nodes = self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        nodes.get(node).is_some_and(|b| b.heartbeat.boot == boot && !b.heartbeat.left && b.read_at.elapsed() < NODE_TIMEOUT)
+    }
+
+    /// Sessions whose claim's node is gone (died, stopped, or an earlier run of this
+    /// node), for a live node to adopt: those of this node's earlier runs are this
+    /// node's; the others are the live node with the first name's.
+    pub fn orphans(&self) -> Vec<(Arc<str>, SessionRecord)> {
+        let first_alive = {
+            let nodes = self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            let alive =
+                nodes.values().filter(|b| !b.heartbeat.left && b.read_at.elapsed() < NODE_TIMEOUT).map(|b| b.heartbeat.node.clone());
+            alive.chain([self.node.to_string()]).min()
+        };
+        let adopts_others = first_alive.as_deref() == Some(&*self.node);
+        let candidates: Vec<_> = {
+            let table = self.shared.table();
+            table.iter().filter(|(_, s)| adopts_others || s.node == *self.node).map(|(c, s)| (c.clone(), s.clone())).collect()
+        };
+        candidates.into_iter().filter(|(_, s)| !self.is_alive(&s.generation)).collect()
+    }
+
+    /// The nodes this node has heard of, with their sessions.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        let mut views: std::collections::BTreeMap<String, NodeView> = std::collections::BTreeMap::new();
+        for beat in self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            let alive = !beat.heartbeat.left && beat.read_at.elapsed() < NODE_TIMEOUT;
+            views.insert(
+                beat.heartbeat.node.clone(),
+                NodeView {
+                    node: beat.heartbeat.node.clone(),
+                    alive,
+                    connections: beat.heartbeat.connections,
+                    sessions: 0,
+                    connected: 0,
+                    last_heard_ms: beat.read_at.elapsed().as_millis() as u64,
+                },
+            );
+        }
+        for (_, session) in self.shared.table().iter() {
+            if let Some(view) = views.get_mut(&session.node) {
+                view.sessions += 1;
+                view.connected += session.connected as usize;
+            }
+        }
+        views.into_values().collect()
+    }
+
     /// Stops reading the cluster's topics.
     pub fn leave(&self) {
+        if let Some(heartbeat) = self.heartbeat.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            heartbeat.abort();
+            self.beat(true);
+            self.flush(Duration::from_secs(2));
+        }
         if let Some(tail) = self.tail.lock().unwrap_or_else(|p| p.into_inner()).take() {
             tail.stop();
         }

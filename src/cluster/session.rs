@@ -41,6 +41,10 @@ pub struct SessionRecord {
     /// With `claim`: the session starts empty (Clean Start), whatever was stored before.
     #[serde(default)]
     pub fresh: bool,
+    /// With `claim`: taken only if the session's claim is still this one (a node
+    /// adopting the session of a node that died); otherwise ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expects: Option<String>,
     /// The session is over (expired, or its connection ended with expiry 0).
     #[serde(default)]
     pub ended: bool,
@@ -60,12 +64,32 @@ pub struct SessionRecord {
     /// The number the session's next event takes (`hookline-seq`).
     #[serde(default)]
     pub next_seq: u64,
+    /// The connection's will, for the node that adopts the session if this one dies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub will: Option<StoredWill>,
+}
+
+/// A will as the cluster keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredWill {
+    pub topic: String,
+    /// The message, base64.
+    pub payload: String,
+    pub qos: u8,
+    pub retain: bool,
+    /// Will Delay Interval, seconds.
+    pub delay: u32,
 }
 
 impl SessionRecord {
     /// Whether a client connecting at `now_ms` without Clean Start finds this session.
     pub fn resumable(&self, now_ms: u64) -> bool {
         !self.ended && (self.connected || self.expiry == u32::MAX || now_ms < self.since_ms + self.expiry as u64 * 1000)
+    }
+
+    /// This session's state as an update of its claim (not a claim itself).
+    pub fn as_update(self) -> SessionRecord {
+        SessionRecord { claim: false, fresh: false, expects: None, ..self }
     }
 
     /// When a session not connected expires (Unix ms); `None`: never.
@@ -119,6 +143,9 @@ impl Table {
         };
         let current = self.sessions.get(client);
         if !record.claim && current.is_none_or(|c| c.generation != record.generation) {
+            return Applied::Stale;
+        }
+        if record.expects.as_ref().is_some_and(|expected| current.is_none_or(|c| c.generation != *expected)) {
             return Applied::Stale;
         }
         if record.ended {
@@ -220,6 +247,8 @@ mod tests {
             subscriptions: None,
             cursor: None,
             next_seq: 1,
+            expects: None,
+            will: None,
         }
     }
 
@@ -278,5 +307,20 @@ mod tests {
         let late_end = SessionRecord { claim: false, ended: true, ..first };
         assert_eq!(table.apply(&id, Some(late_end), 0), Applied::Stale);
         assert!(table.get("lock-1").is_some());
+    }
+
+    #[test]
+    fn of_two_adoptions_of_one_session_only_the_first_is_taken() {
+        let mut table = Table::default();
+        let id: Arc<str> = "lock-1".into();
+        table.apply(&id, Some(claim("dead", "dead/1/1", true)), 0);
+        let adopt = |node: &str, generation: &str| SessionRecord {
+            expects: Some("dead/1/1".into()),
+            connected: false,
+            ..claim(node, generation, false)
+        };
+        assert!(matches!(table.apply(&id, Some(adopt("b", "b/1/1")), 0), Applied::Claimed { .. }));
+        assert_eq!(table.apply(&id, Some(adopt("c", "c/1/1")), 0), Applied::Stale);
+        assert_eq!(table.get("lock-1").unwrap().node, "b");
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
 use super::session::{Applied, SessionRecord};
-use super::{create_topic, Shared, Topics};
+use super::{create_topic, Beat, Heartbeat, Shared, Topics};
 use crate::hooks::now_ms;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
@@ -39,6 +39,7 @@ pub struct Tail {
 struct Reader {
     consumer: BaseConsumer,
     sessions_topic: String,
+    nodes_topic: String,
     shared: Arc<Shared>,
     /// Each partition's end when reading began, until the reader gets there.
     catching_up: HashMap<(String, i32), i64>,
@@ -60,8 +61,14 @@ impl Tail {
             .create()
             .context("cannot create the cluster's Kafka reader (check [kafka])")?;
         let admin: AdminClient<DefaultClientContext> = client.create().context("cannot create a Kafka admin client (check [kafka])")?;
-        let mut reader =
-            Reader { consumer, sessions_topic: topics.sessions.clone(), shared, catching_up: HashMap::new(), log: LogLimit::new() };
+        let mut reader = Reader {
+            consumer,
+            sessions_topic: topics.sessions.clone(),
+            nodes_topic: topics.nodes.clone(),
+            shared,
+            catching_up: HashMap::new(),
+            log: LogLimit::new(),
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let runtime = tokio::runtime::Handle::current();
@@ -124,7 +131,8 @@ impl Reader {
     fn assign(&mut self, admin: &AdminClient<DefaultClientContext>, topics: &Topics, runtime: &Handle) -> anyhow::Result<()> {
         let mut assignment = TopicPartitionList::new();
         self.catching_up.clear();
-        for (topic, partitions, compact) in [(&topics.sessions, 1, true), (&topics.mailbox, topics.mailbox_partitions, false)] {
+        let all = [(&topics.sessions, 1, true), (&topics.mailbox, topics.mailbox_partitions, false), (&topics.nodes, 1, true)];
+        for (topic, partitions, compact) in all {
             let mut count = partitions_of(&self.consumer, topic).with_context(|| format!("cannot read the metadata of {topic}"))?;
             if count == 0 {
                 runtime.block_on(create_topic(admin, topic, partitions, topics.replication_factor, compact));
@@ -169,6 +177,11 @@ impl Reader {
         let Some(client) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else { return };
         if message.topic() == self.sessions_topic {
             self.session(client, message.payload());
+        } else if message.topic() == self.nodes_topic {
+            if let Some(heartbeat) = message.payload().and_then(|p| serde_json::from_slice::<Heartbeat>(p).ok()) {
+                let beat = Beat { heartbeat, read_at: Instant::now() };
+                self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner()).insert(client.to_string(), beat);
+            }
         } else {
             let payload = Bytes::copy_from_slice(message.payload().unwrap_or_default());
             self.shared.mailboxes.add(client, message.offset(), payload);

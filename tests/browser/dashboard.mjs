@@ -89,6 +89,23 @@ try {
   });
   await waitIn("throughput shows the delivery latency p50 / p99 in ms", () =>
     /^[\d.,]+ ms \/ [\d.,]+ ms$/.test(document.getElementById("latency").textContent));
+  await waitIn("charts draw messages in, records delivered and latency over time", () =>
+    ["chart-messages", "chart-records", "chart-latency"].every(id => {
+      const canvas = document.getElementById(id);
+      if (Number(canvas.dataset.points) < 3 || !(Number(canvas.dataset.max) > 0)) return false;
+      // Pixels of the drawn lines (not the light grid): the chart is drawn, not blank.
+      const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+      let inked = 0;
+      for (let i = 0; i < data.length; i += 4) if (data[i + 3] > 0 && data[i] < 200) inked++;
+      return inked > 50;
+    }));
+  await waitIn("cluster view lists this node, alive, with its sessions and connections", () => {
+    const row = document.querySelector('#cluster tr[data-node="dashboard-node"]');
+    if (!row) return false;
+    const cells = [...row.cells].map(c => c.textContent);
+    return cells[0].includes("this node") && cells[1] === "alive" && Number(cells[2]) === 3 && Number(cells[3]) === 3
+      && /cluster hookline, seen from dashboard-node: 1 nodes alive, 3 sessions \(3 connected\)/.test(document.getElementById("cluster-summary").textContent);
+  });
   await shot("1-unfiltered");
 
   await page.fill("#filter-topic", "message_state");

@@ -1,6 +1,7 @@
 //! The dashboard in a real headless browser: Debian's chromium, driven by playwright-core
 //! through `tests/browser/dashboard.mjs`, while real MQTT clients publish. The script
-//! checks the rules table, the live throughput, the live tail and its filters, and takes
+//! checks the rules table, the live throughput, the charts of the last minutes (drawn
+//! pixels, not only numbers), the cluster view, the live tail and its filters, and takes
 //! screenshots (paths printed; the directory is kept for a person to look at).
 
 use std::path::Path;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use rumqttc::QoS;
 
 use crate::fixtures::route_rule;
-use crate::scene::{repo_rules, Device, Scene};
+use crate::scene::{repo_rules, Device, MockKafka, Scene};
 
 /// Publishing stops after this many rounds even if the browser script hangs.
 const MAX_ROUNDS: u32 = 2400;
@@ -32,7 +33,10 @@ async fn dashboard_shows_rules_throughput_and_a_filterable_live_tail() {
 
     let state_rule = std::fs::read(repo_rules().join("message_state.wasm")).unwrap();
     let sensor_rule = route_rule("message.publish", "sensors/+", "sensor_data");
-    let scene = Scene::start(&[("message_state.wasm", &state_rule), ("sensor.wat", sensor_rule.as_bytes())], None).await;
+    // On Kafka (the mock cluster), so the page shows a cluster (of one node).
+    let kafka = MockKafka::new(&["message_state", "sensor_data"]);
+    let rules: [(&str, &[u8]); 2] = [("message_state.wasm", &state_rule), ("sensor.wat", sensor_rule.as_bytes())];
+    let scene = Scene::start_with(&rules, Some(kafka.bootstrap()), |config| config.node = "dashboard-node".into()).await;
     let devices = [
         (Device::connect(scene.addr, "lock-a").await, "devices/lock-a/state"),
         (Device::connect(scene.addr, "lock-b").await, "devices/lock-b/state"),

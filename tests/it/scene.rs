@@ -128,6 +128,7 @@ impl MockKafka {
         // The gateways' cluster topics (the mock cluster cannot be asked to create them).
         cluster.create_topic("hookline.sessions", 1, 1).expect("create topic");
         cluster.create_topic("hookline.mailbox", 4, 1).expect("create topic");
+        cluster.create_topic("hookline.nodes", 1, 1).expect("create topic");
         MockKafka { cluster }
     }
 

@@ -220,7 +220,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         let give_up = |edge: &Arc<Edge>, client: &Client, claim: Claim| {
             if let Some(stored) = &stored {
                 // Claimed and never served: the session stays, away from now on.
-                let record = SessionRecord { claim: false, fresh: false, connected: false, since_ms: now_ms(), ..stored.record.clone() };
+                let record = SessionRecord { connected: false, since_ms: now_ms(), ..stored.record.clone().as_update() };
                 stored.cluster.update(&client.id, &record);
             }
             edge.registry.release(&client.id, claim.serial);

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use base64::Engine;
 use tokio::sync::Notify;
 
 use super::delivery::{Delivery, Message};
@@ -19,7 +20,7 @@ use crate::access::Action;
 use crate::broker::mail;
 use crate::broker::subscription::Subscription;
 use crate::broker::Edge;
-use crate::cluster::{ClaimError, Cluster, SessionRecord, StoredSubscription};
+use crate::cluster::{ClaimError, Cluster, SessionRecord, StoredSubscription, StoredWill};
 use crate::hooks::now_ms;
 use crate::metrics::Metrics;
 
@@ -92,6 +93,9 @@ pub(super) async fn claim_in_cluster(
         subscriptions: clean.then(Vec::new),
         cursor: Some(cluster.mailboxes().end(client)),
         next_seq: 1,
+        expects: None,
+        // The first state written after the CONNACK carries it.
+        will: None,
     };
     let prior = cluster.claim(client, &record).await?;
     let present = !clean && prior.is_some_and(|p| p.resumable(now_ms()));
@@ -214,6 +218,14 @@ impl State {
             subscriptions: Some(subscriptions),
             cursor: Some(session.cursor()),
             next_seq: self.client.next_seq.load(Ordering::Relaxed),
+            expects: None,
+            will: self.will.as_ref().map(|(will, _, delay)| StoredWill {
+                topic: String::from_utf8_lossy(&will.topic).into_owned(),
+                payload: base64::engine::general_purpose::STANDARD.encode(&will.message),
+                qos: will.qos as u8,
+                retain: will.retain,
+                delay: *delay,
+            }),
         })
     }
 

@@ -4,7 +4,8 @@
 //! one node gets SIGTERM and another kill -9 and comes back. Every lock also reports its
 //! state (QoS 1) all along. Nothing acknowledged may be lost: every command reaches its
 //! lock (at least once, first deliveries in order), every acknowledged command is on
-//! `message_command`, every acknowledged state report on `message_state`.
+//! `message_command`, every acknowledged state report on `message_state`; the will of a
+//! device on the node killed fires once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -230,6 +231,28 @@ async fn three_nodes_lose_no_command_and_no_report_while_locks_move_and_nodes_st
         tokio::spawn(lock(id.clone(), ports.clone(), alive.clone(), orders, seen.clone()));
         locks.push((id, order, seen));
     }
+    // A device with a will on the node that will die, and a watcher of it on node 1.
+    let (watcher, mut watcher_events) = {
+        let mut options = MqttOptions::new("will-watcher", "127.0.0.1", ports[0]);
+        options.set_clean_session(false);
+        AsyncClient::new(options, 10)
+    };
+    watcher.subscribe("devices/W/status", QoS::AtLeastOnce).await.unwrap();
+    let wills = Arc::new(Mutex::new(Vec::new()));
+    let heard = wills.clone();
+    tokio::spawn(async move {
+        while let Ok(event) = watcher_events.poll().await {
+            if let Event::Incoming(Packet::Publish(publish)) = event {
+                heard.lock().unwrap().push(String::from_utf8_lossy(&publish.payload).into_owned());
+            }
+        }
+    });
+    let mut options = MqttOptions::new("W", "127.0.0.1", ports[2]);
+    options.set_clean_session(false);
+    options.set_last_will(rumqttc::LastWill::new("devices/W/status", "offline", QoS::AtLeastOnce, false));
+    let (_device, mut device_events) = AsyncClient::new(options, 10);
+    tokio::spawn(async move { while device_events.poll().await.is_ok() {} });
+
     let all_subscribed = || locks.iter().all(|(_, _, seen)| seen.lock().unwrap().connects >= 1);
     assert!(wait_for(Duration::from_secs(30), all_subscribed).await, "not every lock connected");
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -351,7 +374,10 @@ async fn three_nodes_lose_no_command_and_no_report_while_locks_move_and_nodes_st
         report_totals.0,
         report_totals.1
     );
+    let wills = wills.lock().unwrap().clone();
+    report += &format!("will of the device on the node killed: {wills:?}\n");
     eprintln!("{report}");
+    assert_eq!(wills, ["offline"], "the will fires once for the cluster when its node dies\n{report}");
     // The moves, absences and node losses happened: those locks connected again.
     let reconnected = |i: usize| locks[i].2.lock().unwrap().connects >= 2;
     assert!(moved.iter().chain(&offline).all(|&i| reconnected(i)), "moved and offline locks reconnected\n{report}");
