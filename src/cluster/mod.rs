@@ -368,17 +368,29 @@ impl Cluster {
         }
     }
 
-    /// Whether the node of claim `generation` is alive: this run of this node, or a
-    /// node whose heartbeat of that run was read within `NODE_TIMEOUT`.
-    pub fn is_alive(&self, generation: &str) -> bool {
+    /// Whether the node of claim `generation` (read at `claim_read`) may still be
+    /// alive: this run of this node; a node whose heartbeat of that run was read within
+    /// `NODE_TIMEOUT`; or one whose heartbeats of that run this node has not read yet,
+    /// until the claim has been known for `NODE_TIMEOUT` (the claim and the heartbeats
+    /// travel in different topics, read in no particular order).
+    fn is_alive(&self, generation: &str, claim_read: Instant) -> bool {
         if self.is_own(generation) {
             return true;
         }
         let mut parts = generation.rsplitn(3, '/');
         let (_, boot, node) = (parts.next(), parts.next(), parts.next());
         let (Some(node), Some(boot)) = (node, boot.and_then(|b| b.parse::<u64>().ok())) else { return false };
+        if node == &*self.node {
+            // An earlier run of this node.
+            return false;
+        }
         let nodes = self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        nodes.get(node).is_some_and(|b| b.heartbeat.boot == boot && !b.heartbeat.left && b.read_at.elapsed() < NODE_TIMEOUT)
+        match nodes.get(node) {
+            Some(b) if b.heartbeat.boot == boot => !b.heartbeat.left && b.read_at.elapsed() < NODE_TIMEOUT,
+            // A later run of that node beats: this claim is of an earlier run.
+            Some(b) if b.heartbeat.boot > boot => false,
+            _ => claim_read.elapsed() < NODE_TIMEOUT,
+        }
     }
 
     /// Sessions whose claim's node is gone (died, stopped, or an earlier run of this
@@ -394,9 +406,13 @@ impl Cluster {
         let adopts_others = first_alive.as_deref() == Some(&*self.node);
         let candidates: Vec<_> = {
             let table = self.shared.table();
-            table.iter().filter(|(_, s)| adopts_others || s.node == *self.node).map(|(c, s)| (c.clone(), s.clone())).collect()
+            table
+                .iter()
+                .filter(|(_, s)| adopts_others || s.node == *self.node)
+                .map(|(c, s)| (c.clone(), s.clone(), table.claim_read_at(c)))
+                .collect()
         };
-        candidates.into_iter().filter(|(_, s)| !self.is_alive(&s.generation)).collect()
+        candidates.into_iter().filter(|(_, s, read)| !self.is_alive(&s.generation, *read)).map(|(c, s, _)| (c, s)).collect()
     }
 
     /// The nodes this node has heard of, with their sessions.

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -116,6 +117,8 @@ pub enum Applied {
 #[derive(Default)]
 pub struct Table {
     sessions: HashMap<Arc<str>, SessionRecord>,
+    /// When this node read each session's claim.
+    claims_read: HashMap<Arc<str>, Instant>,
     /// Filters without wildcards, to the clients subscribed to them.
     exact: HashMap<String, HashSet<Arc<str>>>,
     /// Filters with wildcards.
@@ -125,6 +128,11 @@ pub struct Table {
 impl Table {
     pub fn get(&self, client: &str) -> Option<&SessionRecord> {
         self.sessions.get(client)
+    }
+
+    /// When this node read `client`'s current claim (now, if it never did).
+    pub fn claim_read_at(&self, client: &str) -> Instant {
+        self.claims_read.get(client).copied().unwrap_or_else(Instant::now)
     }
 
     pub fn count(&self) -> usize {
@@ -167,6 +175,9 @@ impl Table {
             record.next_seq = record.next_seq.max(carried.next_seq);
         }
         let claimed = record.claim;
+        if claimed {
+            self.claims_read.insert(client.clone(), Instant::now());
+        }
         self.unindex(client);
         self.index(client, &record);
         self.sessions.insert(client.clone(), record);
@@ -178,6 +189,7 @@ impl Table {
 
     fn remove(&mut self, client: &Arc<str>) -> Option<SessionRecord> {
         self.unindex(client);
+        self.claims_read.remove(client);
         self.sessions.remove(client)
     }
 

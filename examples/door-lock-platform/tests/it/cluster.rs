@@ -386,3 +386,89 @@ async fn three_nodes_lose_no_command_and_no_report_while_locks_move_and_nodes_st
         nodes.iter().map(|n| format!("--- {} ---\n{}\n", n.name, n.log().lines().rev().take(30).collect::<Vec<_>>().join("\n"))).collect();
     assert!(all && failures.is_empty(), "locks with losses or disorder: {failures:?}\n{report}\n{logs}");
 }
+
+/// A node killed for good: another node adopts its sessions once it is not heard of for
+/// 10 s, fires the will of its connected device once, and the device resumes its session
+/// there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_dies_for_good_has_its_sessions_adopted_and_its_devices_wills_fired_once() {
+    let tansu = Tansu::start().await;
+    let bootstrap = tansu.bootstrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<Node> = (1..=2)
+        .map(|i| Node {
+            name: format!("node-{i}"),
+            mqtt: free_port(),
+            admin: free_port(),
+            dir: work.path().join(format!("node-{i}")),
+            child: None,
+        })
+        .collect();
+    for node in &mut nodes {
+        node.start(&bootstrap);
+    }
+    for node in &nodes {
+        assert!(wait_for(Duration::from_secs(60), || node.ready()).await, "{} not ready; log:\n{}", node.name, node.log());
+    }
+
+    let (watcher, mut watcher_events) = AsyncClient::new(MqttOptions::new("watcher", "127.0.0.1", nodes[0].mqtt), 10);
+    watcher.subscribe("devices/W/status", QoS::AtLeastOnce).await.unwrap();
+    let wills = Arc::new(Mutex::new(Vec::new()));
+    let heard = wills.clone();
+    tokio::spawn(async move {
+        while let Ok(event) = watcher_events.poll().await {
+            if let Event::Incoming(Packet::Publish(publish)) = event {
+                heard.lock().unwrap().push(String::from_utf8_lossy(&publish.payload).into_owned());
+            }
+        }
+    });
+    let mut options = MqttOptions::new("W", "127.0.0.1", nodes[1].mqtt);
+    options.set_clean_session(false);
+    options.set_last_will(rumqttc::LastWill::new("devices/W/status", "offline", QoS::AtLeastOnce, false));
+    let (device, mut device_events) = AsyncClient::new(options, 10);
+    device.subscribe("devices/W/command", QoS::AtLeastOnce).await.unwrap();
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut subscribed_tx = Some(subscribed_tx);
+        loop {
+            match device_events.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(tx) = subscribed_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    eprintln!("device W: {error}");
+                    break;
+                }
+            }
+        }
+    });
+    let suback = tokio::time::timeout(Duration::from_secs(10), subscribed).await;
+    assert!(suback.is_ok_and(|r| r.is_ok()), "no SUBACK; node-2 log:\n{}", nodes[1].log());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let killed = Instant::now();
+    nodes[1].signal("-KILL");
+    let fired = wait_for(Duration::from_secs(30), || !wills.lock().unwrap().is_empty()).await;
+    let after = killed.elapsed();
+    assert!(fired, "no will within 30 s; node-1 log:\n{}", nodes[0].log());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(*wills.lock().unwrap(), ["offline"], "fired once");
+    eprintln!("will fired {after:?} after the kill");
+    let metrics = http_get(nodes[0].admin, "/metrics").unwrap_or_default();
+    assert!(metrics.lines().any(|l| l == "hookline_cluster_adopted_total 1"), "node-1 adopted the session:\n{metrics}");
+
+    // The device comes back on node 1: its session (and subscription) is there.
+    let mut options = MqttOptions::new("W", "127.0.0.1", nodes[0].mqtt);
+    options.set_clean_session(false);
+    let (_device, mut device_events) = AsyncClient::new(options, 10);
+    let present = loop {
+        match tokio::time::timeout(Duration::from_secs(10), device_events.poll()).await.expect("CONNACK").expect("connects") {
+            Event::Incoming(Packet::ConnAck(ack)) => break ack.session_present,
+            _ => continue,
+        }
+    };
+    assert!(present, "the adopted session resumes");
+}
