@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Many idle door locks on one server: how many connect, and what they cost in RSS, for
-# each of TARGETS side by side in one run (bare rumqttd, Mosquitto, hookline).
+# each of TARGETS side by side in one run (bare rumqttd, Mosquitto, hookline, and
+# hookline-cluster: a cluster node on tansu, $TANSU_BIN).
 #
 # Starts each server in turn (hookline: release binary, file sink, max_connections raised
-# to fit; bare rumqttd: examples/bare_rumqttd; Mosquitto: Debian's, no persistence) and
+# to fit; hookline-cluster: the same with --kafka, sessions kept in Kafka; bare rumqttd:
+# examples/bare_rumqttd; Mosquitto: Debian's, no persistence) and
 # examples/loadgen in idle-fleet mode: CONNECTIONS locks connect at CONNECT_RATE per
 # second from SOURCE_ADDRS source addresses (127.0.0.2 upwards: one address has only the
 # ephemeral port range, about 28,000 ports, towards the gateway's port), each subscribes
@@ -14,6 +16,8 @@
 #
 #   bash bench/idle_connections.sh                        # 100,000 locks, about 2 minutes
 #   CONNECTIONS=10000 bash bench/idle_connections.sh      # quick check
+#   PARK=1 HOLD=2 CONNECTIONS=20000 TARGETS="rumqttd mosquitto hookline hookline-cluster" \
+#       bash bench/idle_connections.sh                    # parked persistent sessions
 #
 # Needs: root or a hard open-files limit above 2 x CONNECTIONS (the gateway and the load
 # generator each hold one socket per lock), cargo, python3.
@@ -56,6 +60,18 @@ start_target() { # start_target NAME PORT: sets server
                 --rules rules --data "$TMP/data" --node gateway@127.0.0.1 --allow-anonymous \
                 --admin "127.0.0.1:$(free_port)" 2>"$OUT/hookline.log" &
             ;;
+        hookline-cluster)
+            # A cluster node: sessions kept in Kafka (tansu here), read by every node.
+            kafka_port=$(free_port)
+            "${TANSU_BIN:-tansu}" broker --silent --listener-url "tcp://127.0.0.1:$kafka_port" \
+                --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/ >/dev/null 2>&1 &
+            PIDS+=("$!")
+            wait_listening "$kafka_port"
+            printf '[broker]\nmax_connections = %s\n' "$MAX_CONNECTIONS" >"$TMP/hookline.toml"
+            RUST_LOG=warn "$BIN/hookline" run --config "$TMP/hookline.toml" --listen "127.0.0.1:$2" \
+                --rules rules --data "$TMP/data-cluster" --node gateway@127.0.0.1 --allow-anonymous \
+                --kafka "127.0.0.1:$kafka_port" --admin "127.0.0.1:$(free_port)" 2>"$OUT/hookline-cluster.log" &
+            ;;
         rumqttd)
             "$BIN/examples/bare_rumqttd" --listen "127.0.0.1:$2" --max-connections "$MAX_CONNECTIONS" 2>"$OUT/rumqttd.log" &
             ;;
@@ -63,7 +79,7 @@ start_target() { # start_target NAME PORT: sets server
             printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\nmax_connections -1\n' "$2" >"$TMP/mosquitto.conf"
             mosquitto -c "$TMP/mosquitto.conf" 2>"$OUT/mosquitto.log" &
             ;;
-        *) log "unknown target $1 (hookline, rumqttd, mosquitto)"; exit 2 ;;
+        *) log "unknown target $1 (hookline, hookline-cluster, rumqttd, mosquitto)"; exit 2 ;;
     esac
     server=$!
     PIDS+=("$server")
@@ -71,6 +87,9 @@ start_target() { # start_target NAME PORT: sets server
 
 EXTRA=()
 (( SUBSCRIBE )) || EXTRA=(--no-subscribe)
+# PARK=1: each lock subscribes and leaves at once (clean session 0): the cost of a parked
+# persistent session instead of a connection.
+(( ${PARK:-0} )) && EXTRA+=(--park)
 status=0
 for target in $TARGETS; do
     port=$(free_port)

@@ -1,12 +1,13 @@
 //! Downlink benchmark: commands produced to Kafka (librdkafka's mock cluster, in
-//! process) and delivered by an in-process gateway to MQTT locks (rumqttc clients,
-//! QoS 1 subscriptions, acknowledging each command). Reports commands per second
+//! process) and delivered by in-process gateway nodes (one cluster, `--nodes`) to MQTT
+//! locks (rumqttc clients spread over the nodes, QoS 1 subscriptions, acknowledging each
+//! command). Reports commands per second
 //! received and acknowledged (offsets committable), and the latency from produce to
 //! the lock's receipt, beside the reference measured in the same run: a plain Kafka
 //! consumer of the same records (produce to consume, the floor any Kafka-to-device path
 //! pays).
 //!
-//!   cargo run --release --example downlink_bench -- --locks 50 --commands 20000
+//!   cargo run --release --example downlink_bench -- --locks 50 --commands 20000 --nodes 3
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +36,9 @@ struct Args {
     /// Commands produced per second; 0: as fast as the producer takes them.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Gateway nodes of the cluster; lock i connects to node i mod nodes.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
 }
 
 fn now_us() -> u64 {
@@ -58,6 +62,10 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let cluster = MockCluster::new(1)?;
     cluster.create_topic("device_commands", args.partitions, 1)?;
+    // The gateways' cluster topics (the mock cluster cannot be asked to create them).
+    cluster.create_topic("hookline.sessions", 1, 1)?;
+    cluster.create_topic("hookline.mailbox", 8, 1)?;
+    cluster.create_topic("hookline.nodes", 1, 1)?;
     let bootstrap = cluster.bootstrap_servers();
     let dir = tempfile::tempdir()?;
     // The shipped downlink rule: device_commands -> devices/{key}/command, QoS 1.
@@ -66,20 +74,24 @@ fn main() -> anyhow::Result<()> {
     std::fs::copy(&shipped, dir.path().join("rules/device_commands.wasm"))?;
 
     runtime.block_on(async {
-        let mut config = hookline::Config { node: "gateway@127.0.0.1".into(), data: dir.path().join("data"), ..Default::default() };
-        config.broker.listen = "127.0.0.1:0".parse()?;
-        config.rules.dir = dir.path().join("rules");
-        config.kafka.bootstrap_servers = bootstrap.clone();
-        config.sink.kind = Some(hookline::config::SinkKind::File);
-        config.admin.enabled = false;
-        config.auth.anonymous = true;
-        let gateway = hookline::Gateway::start(config.validate()?).await?;
-        let addr = gateway.mqtt_addr();
+        let mut gateways = Vec::new();
+        for n in 0..args.nodes {
+            let data = dir.path().join(format!("data-{n}"));
+            let mut config = hookline::Config { node: format!("node-{n}"), data, ..Default::default() };
+            config.broker.listen = "127.0.0.1:0".parse()?;
+            config.rules.dir = dir.path().join("rules");
+            config.kafka.bootstrap_servers = bootstrap.clone();
+            config.sink.kind = Some(hookline::config::SinkKind::File);
+            config.admin.enabled = false;
+            config.auth.anonymous = true;
+            gateways.push(hookline::Gateway::start(config.validate()?).await?);
+        }
 
         let received = Arc::new(Mutex::new(Received { latency: Histogram::new(3)?, seen: HashMap::new(), last_at: None }));
         let mut clients = Vec::new();
         for i in 0..args.locks {
             let id = format!("lock-{i}");
+            let addr = gateways[i % args.nodes].mqtt_addr();
             let mut options = MqttOptions::new(&id, addr.ip().to_string(), addr.port());
             options.set_keep_alive(Duration::from_secs(60));
             options.set_inflight(1000);
@@ -171,9 +183,14 @@ fn main() -> anyhow::Result<()> {
         while received.lock().unwrap().seen.len() < args.commands && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let metrics = gateway.metrics().clone();
-        while hookline::metrics::Metrics::get(&metrics.downlink_done) < args.commands as u64 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let total = |counter: fn(&hookline::metrics::Metrics) -> &std::sync::atomic::AtomicU64| {
+            gateways.iter().map(|g| hookline::metrics::Metrics::get(counter(g.metrics()))).sum::<u64>()
+        };
+        let done = || total(|m| &m.downlink_done);
+        // The locks' PUBACKs, as the gateways raise them (`message.acked`).
+        let acked = || total(|m| &m.hook_events[hookline::hooks::Hook::MessageAcked.code() as usize]);
+        while (done() < args.commands as u64 || acked() < args.commands as u64) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let acked_in = started.elapsed();
         floor_done.store(true, Ordering::Relaxed);
@@ -187,21 +204,24 @@ fn main() -> anyhow::Result<()> {
         let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         let rate = if args.rate > 0 { format!("{}/s", args.rate) } else { "as fast as possible".into() };
         println!(
-            "downlink: {} commands to {} locks over {} partitions, produced {rate} (in {:.2} s)",
+            "downlink: {} commands to {} locks on {} node(s) over {} partitions, produced {rate} (in {:.2} s)",
             args.commands,
             args.locks,
+            args.nodes,
             args.partitions,
             produced_in.as_secs_f64()
         );
         println!(
-            "  hookline  received by the locks: {:.0} commands/s; acknowledged and committable: {:.0} commands/s; missing {missing}, duplicates {duplicates}",
+            "  hookline  received by the locks: {:.0} commands/s; acknowledged by the locks (PUBACK) and committed: {:.0} commands/s; missing {missing}, duplicates {duplicates}",
             args.commands as f64 / received_in.as_secs_f64(),
-            hookline::metrics::Metrics::get(&metrics.downlink_done) as f64 / acked_in.as_secs_f64(),
+            acked().min(done()) as f64 / acked_in.as_secs_f64(),
         );
         println!("  latency produce -> lock receipt: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", ms(&received.latency, 0.5), ms(&received.latency, 0.99), ms(&received.latency, 1.0));
         println!("  reference (plain Kafka consumer, same records): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", ms(&floor, 0.5), ms(&floor, 0.99), ms(&floor, 1.0));
         drop(clients);
-        gateway.shutdown().await?;
+        for gateway in gateways {
+            gateway.shutdown().await?;
+        }
         anyhow::Ok(())
     })
 }

@@ -296,7 +296,7 @@ pub struct DownlinkConfig {
 
 /// Gateway nodes pointed at the same Kafka with the same cluster name are one MQTT
 /// broker: sessions, takeovers and messages span the nodes (see README, "Cluster").
-/// In force whenever the Kafka sink is.
+/// In force whenever Kafka is configured (`kafka.bootstrap_servers`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {

@@ -136,11 +136,11 @@ impl Gateway {
 
         let access = Access::load(&config.auth)?;
         let access_watch = access.watch(&config.auth)?;
-        // With Kafka, the node joins its cluster before it takes a client: it must know
+        // With Kafka, the node joins its cluster before it takes a client: it should know
         // every session to answer a CONNECT.
-        let cluster = match config.sink() {
-            SinkKind::Kafka => Some(Cluster::join(&config.kafka, &config.cluster, &config.node, metrics.clone()).await?),
-            SinkKind::File => None,
+        let cluster = match config.kafka.bootstrap_servers.is_empty() {
+            false => Some(Cluster::join(&config.kafka, &config.cluster, &config.node, metrics.clone()).await?),
+            true => None,
         };
         if let Some(cluster) = &cluster {
             let _ = joined.set(cluster.clone());

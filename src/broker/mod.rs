@@ -279,7 +279,8 @@ impl Downlink {
         if payload.len() + message.topic.len() + 64 > edge.limits.max_packet_size {
             return Downlinked::TooLarge;
         }
-        if edge.cluster.is_none() && !message.retain && !edge.any_subscriber(message.topic.as_bytes()) {
+        let clustered = edge.cluster.as_ref().is_some_and(|c| c.is_ready());
+        if !clustered && !message.retain && !edge.any_subscriber(message.topic.as_bytes()) {
             return Downlinked::NoSubscriber;
         }
         let publish = Publish::new(Bytes::copy_from_slice(message.topic.as_bytes()), payload, message.retain);
@@ -293,7 +294,9 @@ impl Downlink {
             content_type: set.content_type.clone(),
             ..PublishProperties::default()
         };
-        if let Some(cluster) = &edge.cluster {
+        // Until this node has caught up with the cluster, its clients are served alone,
+        // through its router.
+        if let Some(cluster) = edge.cluster.as_ref().filter(|c| c.is_ready()) {
             let origin = Origin { qos: message.qos, retain: message.retain, published_ms: now_ms(), from: from.clone(), ack: None };
             return self.post(cluster, publish, props, &origin, record);
         }
