@@ -2,14 +2,15 @@
 //! MQTT 5 (and, where it applies, 3.1.1) packets: delivered QoS, topic aliases,
 //! subscription options, the client's Receive Maximum and Maximum Packet Size, the
 //! CONNACK's properties, keep-alive, a second CONNECT, takeover, will delay, `$`
-//! filters, and the DISCONNECTs a server sends.
+//! filters, and the DISCONNECTs a server sends. The session and delivery promises are
+//! checked twice: on a gateway alone, and on a cluster node (sessions kept in Kafka).
 
 use std::time::Duration;
 
 use crate::raw_mqtt::{
     ack, connect, connect_with, parse_publish, prop_u16, prop_u32, publish, subscribe, unsubscribe, RawClient, Received,
 };
-use crate::scene::{wait_for, Scene};
+use crate::scene::{wait_for, MockKafka, Scene};
 
 /// A connected client of MQTT `level` whose SUBSCRIBE of `filter` (options byte) is
 /// granted.
@@ -46,9 +47,8 @@ async fn publish_acked(client: &mut RawClient, level: u8, topic: &str, qos: u8, 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription() {
-    let scene = Scene::start(&[], None).await;
+async fn a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription_on(kafka: Option<String>) {
+    let scene = Scene::start(&[], kafka).await;
     for level in [4, 5] {
         let mut qos2_sub = subscriber(&scene, level, &format!("q2-{level}"), "q/#", 2).await;
         let mut qos1_sub = subscriber(&scene, level, &format!("q1-{level}"), "q/#", 1).await;
@@ -94,9 +94,8 @@ async fn deliveries_carry_their_own_topic_and_client_topic_aliases_are_resolved(
     assert_eq!((first, body[0]), (0xe0, 0x94), "DISCONNECT Topic Alias invalid");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_local_and_retain_as_published_and_retain_handling_are_honoured() {
-    let scene = Scene::start(&[], None).await;
+async fn no_local_and_retain_as_published_and_retain_handling_are_honoured_on(kafka: Option<String>) {
+    let scene = Scene::start(&[], kafka).await;
     let mut publisher = RawClient::connected(scene.addr, 5, "opt-pub").await;
     publish_acked(&mut publisher, 5, "r/old", 1, true, b"retained").await;
 
@@ -129,9 +128,8 @@ async fn no_local_and_retain_as_published_and_retain_handling_are_honoured() {
     assert_eq!(next_publish(&mut own, 5).await.expect("delivery").payload, b"theirs");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_clients_receive_maximum_and_maximum_packet_size_are_respected() {
-    let scene = Scene::start(&[], None).await;
+async fn the_clients_receive_maximum_and_maximum_packet_size_are_respected_on(kafka: Option<String>) {
+    let scene = Scene::start(&[], kafka).await;
     let mut props = prop_u16(0x21, 2);
     props.extend(prop_u32(0x27, 200));
     let mut client = RawClient::open(scene.addr).await;
@@ -225,9 +223,8 @@ fn connect_with_will(id: &str, topic: &str, delay: u32) -> Vec<u8> {
     crate::raw_mqtt::frame(0x10, &body)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_takeover_tells_the_old_connection_and_fires_only_its_will() {
-    let scene = Scene::start(&[], None).await;
+async fn a_takeover_tells_the_old_connection_and_fires_only_its_will_on(kafka: Option<String>) {
+    let scene = Scene::start(&[], kafka).await;
     let mut watcher = subscriber(&scene, 5, "watcher", "will/#", 0).await;
     let mut old = RawClient::open(scene.addr).await;
     old.send(&connect_with_will("lock", "will/old", 0)).await;
@@ -243,9 +240,8 @@ async fn a_takeover_tells_the_old_connection_and_fires_only_its_will() {
     assert_eq!(new.receive().await.expect("PINGRESP").0, 0xd0, "the new connection serves");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_will_delay_is_cancelled_when_the_client_comes_back_in_time() {
-    let scene = Scene::start(&[], None).await;
+async fn a_will_delay_is_cancelled_when_the_client_comes_back_in_time_on(kafka: Option<String>) {
+    let scene = Scene::start(&[], kafka).await;
     let mut watcher = subscriber(&scene, 5, "watcher", "will/#", 0).await;
     let mut first = RawClient::open(scene.addr).await;
     first.send(&connect_with_will("phone", "will/phone", 2)).await;
@@ -296,9 +292,9 @@ async fn a_publish_nobody_can_receive_skips_the_router_and_a_subscribed_one_does
     assert!(wait_for(Duration::from_secs(2), || scene.counter("router_skipped") == 2).await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones() {
-    let scene = Scene::start(&[], None).await;
+async fn an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones_on(kafka: Option<String>) {
+    let clustered = kafka.is_some();
+    let scene = Scene::start(&[], kafka).await;
     for level in [4, 5] {
         let id = format!("away-{level}");
         // MQTT 5 keeps a session after its connection only with a Session Expiry.
@@ -327,6 +323,8 @@ async fn an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones() {
         back.send(&ack(0x40, got.pkid)).await;
         assert!(silent(&mut back).await, "MQTT level {level}: the QoS 0 message was not kept");
     }
+    // On a cluster node the away session's messages went through its mailbox.
+    assert_eq!(scene.counter("cluster_mail_posted") > 0, clustered);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -351,9 +349,9 @@ async fn an_acknowledgement_of_the_wrong_kind_leaves_a_delivery_in_flight() {
 /// MQTT 5 Message Expiry (rumqttd's router keeps the publish time and does it): a
 /// message whose interval passed while its subscriber was away is not delivered; one
 /// still alive arrives with the interval lowered by the time it waited.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others() {
-    let scene = Scene::start(&[], None).await;
+async fn message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others_on(kafka: Option<String>) {
+    let clustered = kafka.is_some();
+    let scene = Scene::start(&[], kafka).await;
     let session = prop_u32(0x11, 3600);
     let mut away = RawClient::open(scene.addr).await;
     away.send(&connect_with(5, "sub-exp", false, &session, None)).await;
@@ -380,6 +378,8 @@ async fn message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_ot
     assert!(interval.is_some_and(|i| (97..=98).contains(&i)), "interval lowered by the ~2 s waited: {interval:?} in {:?}", long.props);
     back.send(&ack(0x40, long.pkid)).await;
     assert!(silent(&mut back).await, "exp/short expired");
+    // On a cluster node the away session's messages went through its mailbox.
+    assert_eq!(scene.counter("cluster_mail_posted") > 0, clustered);
 }
 
 /// CONNECTs an MQTT 5 client with Clean Start `clean` and Session Expiry `expiry`
@@ -414,9 +414,8 @@ async fn publish_one(scene: &Scene, topic: &str) {
 /// connection even with Clean Start 0; Clean Start 1 with an expiry keeps the session
 /// afterwards; a session is kept for its expiry and then ends; `session present` is
 /// true exactly when one was resumed; a DISCONNECT may shorten the expiry.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_expiry_and_clean_start_decide_what_outlives_a_connection() {
-    let scene = Scene::start(&[], None).await;
+async fn session_expiry_and_clean_start_decide_what_outlives_a_connection_on(kafka: Option<String>) {
+    let scene = Scene::start(&[], kafka).await;
 
     // Clean Start 0, no expiry: nothing outlives the connection.
     let (client, present) = connect_v5(&scene, "s-none", false, None).await;
@@ -457,4 +456,108 @@ async fn session_expiry_and_clean_start_decide_what_outlives_a_connection() {
     subscribe_and_leave(client, "s/shortened", &prop_u32(0x11, 0)).await;
     let (_back, present) = connect_v5(&scene, "s-shortened", false, Some(60)).await;
     assert!(!present, "the DISCONNECT's expiry 0 ended it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_tells_the_old_connection_and_fires_only_its_will() {
+    a_takeover_tells_the_old_connection_and_fires_only_its_will_on(None).await;
+}
+
+/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
+/// away sessions' messages in their mailboxes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_tells_the_old_connection_and_fires_only_its_will_in_a_cluster() {
+    let kafka = MockKafka::new(&[]);
+    a_takeover_tells_the_old_connection_and_fires_only_its_will_on(Some(kafka.bootstrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_will_delay_is_cancelled_when_the_client_comes_back_in_time() {
+    a_will_delay_is_cancelled_when_the_client_comes_back_in_time_on(None).await;
+}
+
+/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
+/// away sessions' messages in their mailboxes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_will_delay_is_cancelled_when_the_client_comes_back_in_time_in_a_cluster() {
+    let kafka = MockKafka::new(&[]);
+    a_will_delay_is_cancelled_when_the_client_comes_back_in_time_on(Some(kafka.bootstrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones() {
+    an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones_on(None).await;
+}
+
+/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
+/// away sessions' messages in their mailboxes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones_in_a_cluster() {
+    let kafka = MockKafka::new(&[]);
+    an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones_on(Some(kafka.bootstrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others() {
+    message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others_on(None).await;
+}
+
+/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
+/// away sessions' messages in their mailboxes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others_in_a_cluster() {
+    let kafka = MockKafka::new(&[]);
+    message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others_on(Some(kafka.bootstrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_expiry_and_clean_start_decide_what_outlives_a_connection() {
+    session_expiry_and_clean_start_decide_what_outlives_a_connection_on(None).await;
+}
+
+/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
+/// away sessions' messages in their mailboxes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_expiry_and_clean_start_decide_what_outlives_a_connection_in_a_cluster() {
+    let kafka = MockKafka::new(&[]);
+    session_expiry_and_clean_start_decide_what_outlives_a_connection_on(Some(kafka.bootstrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_local_and_retain_as_published_and_retain_handling_are_honoured() {
+    no_local_and_retain_as_published_and_retain_handling_are_honoured_on(None).await;
+}
+
+/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
+/// away sessions' messages in their mailboxes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_local_and_retain_as_published_and_retain_handling_are_honoured_in_a_cluster() {
+    let kafka = MockKafka::new(&[]);
+    no_local_and_retain_as_published_and_retain_handling_are_honoured_on(Some(kafka.bootstrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_receive_maximum_and_maximum_packet_size_are_respected() {
+    the_clients_receive_maximum_and_maximum_packet_size_are_respected_on(None).await;
+}
+
+/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
+/// away sessions' messages in their mailboxes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_receive_maximum_and_maximum_packet_size_are_respected_in_a_cluster() {
+    let kafka = MockKafka::new(&[]);
+    the_clients_receive_maximum_and_maximum_packet_size_are_respected_on(Some(kafka.bootstrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription() {
+    a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription_on(None).await;
+}
+
+/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
+/// away sessions' messages in their mailboxes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription_in_a_cluster() {
+    let kafka = MockKafka::new(&[]);
+    a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription_on(Some(kafka.bootstrap())).await;
 }
