@@ -63,9 +63,9 @@ fn main() -> anyhow::Result<()> {
     let cluster = MockCluster::new(1)?;
     cluster.create_topic("device_commands", args.partitions, 1)?;
     // The gateways' cluster topics (the mock cluster cannot be asked to create them).
-    cluster.create_topic("hookline.sessions", 1, 1)?;
-    cluster.create_topic("hookline.mailbox", 8, 1)?;
-    cluster.create_topic("hookline.nodes", 1, 1)?;
+    for (topic, partitions) in hookline::cluster::topics(&Default::default()) {
+        cluster.create_topic(&topic, partitions, 1)?;
+    }
     let bootstrap = cluster.bootstrap_servers();
     let dir = tempfile::tempdir()?;
     // The shipped downlink rule: device_commands -> devices/{key}/command, QoS 1.

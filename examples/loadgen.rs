@@ -1399,6 +1399,10 @@ async fn main() -> anyhow::Result<()> {
         let cluster = rdkafka::mocking::MockCluster::new(1)?;
         cluster.create_topic(STATE_TOPIC, partitions, 1)?;
         cluster.create_topic(COMMAND_TOPIC, partitions, 1)?;
+        // The gateway's cluster topics (the mock cluster cannot be asked to create them).
+        for (topic, partitions) in hookline::cluster::topics(&Default::default()) {
+            cluster.create_topic(&topic, partitions, 1)?;
+        }
         args.kafka = Some(cluster.bootstrap_servers());
         Some(cluster)
     } else {

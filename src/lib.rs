@@ -25,6 +25,7 @@ pub mod rules;
 pub mod sink;
 pub mod spool;
 pub mod tail;
+pub mod thread;
 pub mod topic;
 pub mod watch;
 pub mod worker;

@@ -90,6 +90,10 @@ fn twenty_gateways_started_and_stopped_leave_no_thread_behind() {
         .build()
         .unwrap();
     let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    // The gateways' cluster topics (the mock cluster cannot be asked to create them).
+    for (topic, partitions) in hookline::cluster::topics(&Default::default()) {
+        cluster.create_topic(&topic, partitions, 1).unwrap();
+    }
     let before = threads();
     runtime.block_on(async {
         // The first life creates the process-wide pools (wasmtime's compiler threads,

@@ -154,10 +154,11 @@ impl Cluster {
     /// by then does not stop the node: it serves its clients alone (see `is_ready`) until
     /// the reader catches up.
     pub async fn join(kafka: &KafkaConfig, config: &ClusterConfig, node: &str, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Cluster>> {
+        let [(sessions, _), (mailbox, _), (nodes, _)] = topics(config);
         let topics = Topics {
-            sessions: format!("{}.sessions", config.name),
-            mailbox: format!("{}.mailbox", config.name),
-            nodes: format!("{}.nodes", config.name),
+            sessions,
+            mailbox,
+            nodes,
             mailbox_partitions: config.mailbox_partitions,
             replication_factor: config.replication_factor,
         };
@@ -458,6 +459,17 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.leave();
     }
+}
+
+/// The cluster's topics and their partitions, as a node creates them: sessions (one
+/// partition, compacted), mailbox, nodes (one partition, compacted). For those who create
+/// them beforehand (a Kafka without CreateTopics, librdkafka's mock cluster).
+pub fn topics(config: &ClusterConfig) -> [(String, i32); 3] {
+    [
+        (format!("{}.sessions", config.name), 1),
+        (format!("{}.mailbox", config.name), config.mailbox_partitions),
+        (format!("{}.nodes", config.name), 1),
+    ]
 }
 
 /// Creates a cluster topic. Failing (a Kafka without CreateTopics, no rights, another

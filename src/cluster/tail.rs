@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -24,6 +23,7 @@ use super::{create_topic, Beat, Heartbeat, Shared, Topics};
 use crate::hooks::now_ms;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
+use crate::thread::StoppableThread;
 
 const POLL: Duration = Duration::from_millis(100);
 /// How long one request to Kafka may take while the reader begins.
@@ -31,10 +31,8 @@ const KAFKA_WAIT: Duration = Duration::from_secs(5);
 /// How soon the reader tries again to begin while Kafka is away.
 const RETRY: Duration = Duration::from_secs(2);
 
-pub struct Tail {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+/// The reader's thread; dropping it stops and joins it.
+pub struct Tail(StoppableThread);
 
 struct Reader {
     consumer: BaseConsumer,
@@ -69,35 +67,18 @@ impl Tail {
             catching_up: HashMap::new(),
             log: LogLimit::new(),
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
         let runtime = tokio::runtime::Handle::current();
-        let thread = std::thread::Builder::new()
-            .name("hookline-cluster".into())
-            .spawn(move || {
-                if reader.begin(&admin, &topics, &runtime, &stopping) {
-                    reader.run(&stopping);
-                }
-            })
-            .context("cannot start the cluster reader thread")?;
-        Ok(Tail { stop, thread: Some(thread) })
+        let thread = StoppableThread::spawn("hookline-cluster", move |stop| {
+            if reader.begin(&admin, &topics, &runtime, stop) {
+                reader.run(stop);
+            }
+        })
+        .context("cannot start the cluster reader thread")?;
+        Ok(Tail(thread))
     }
 
-    pub fn stop(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for Tail {
-    fn drop(&mut self) {
-        self.stop_and_join();
+    pub fn stop(self) {
+        self.0.stop();
     }
 }
 

@@ -16,7 +16,6 @@ mod progress;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -32,6 +31,7 @@ use crate::hooks::{ConsumedRecord, Hook, HookEvent};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::rules::{Dispatcher, Output, RuleSet, SharedRuleSet};
+use crate::thread::StoppableThread;
 use progress::Progress;
 
 /// Longest wait for a record before looking at the rest (stop, rules, commits).
@@ -40,10 +40,7 @@ const POLL: Duration = Duration::from_millis(100);
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
 
 /// The running downlink; `stop` commits what is done and waits for its thread.
-pub struct DownlinkSource {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct DownlinkSource(StoppableThread);
 
 struct Consuming {
     consumer: BaseConsumer,
@@ -88,7 +85,6 @@ impl DownlinkSource {
         }
         let consumer: BaseConsumer =
             client.create().context("cannot create the downlink's Kafka consumer (check [kafka] and [downlink])")?;
-        let stop = Arc::new(AtomicBool::new(false));
         let mut consuming = Consuming {
             consumer,
             dispatcher,
@@ -104,30 +100,14 @@ impl DownlinkSource {
             error_log: LogLimit::new(),
             publish_log: LogLimit::new(),
         };
-        let stopping = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("hookline-downlink".into())
-            .spawn(move || consuming.run(&stopping))
-            .context("cannot start the downlink thread")?;
-        Ok(DownlinkSource { stop, thread: Some(thread) })
+        let thread =
+            StoppableThread::spawn("hookline-downlink", move |stop| consuming.run(stop)).context("cannot start the downlink thread")?;
+        Ok(DownlinkSource(thread))
     }
 
     /// Stops consuming, commits what is done, and waits for the thread.
-    pub fn stop(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for DownlinkSource {
-    fn drop(&mut self) {
-        self.stop_and_join();
+    pub fn stop(self) {
+        self.0.stop();
     }
 }
 

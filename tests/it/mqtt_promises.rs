@@ -458,106 +458,30 @@ async fn session_expiry_and_clean_start_decide_what_outlives_a_connection_on(kaf
     assert!(!present, "the DISCONNECT's expiry 0 ended it");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_takeover_tells_the_old_connection_and_fires_only_its_will() {
-    a_takeover_tells_the_old_connection_and_fires_only_its_will_on(None).await;
+/// Runs each case on a gateway alone and on a cluster node (Kafka: the mock cluster),
+/// where sessions are kept in the cluster and an away session's messages in its mailbox.
+macro_rules! alone_and_in_a_cluster {
+    ($($case:ident => $alone:ident, $clustered:ident;)*) => { $(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $alone() {
+            $case(None).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $clustered() {
+            let kafka = MockKafka::new(&[]);
+            $case(Some(kafka.bootstrap())).await;
+        }
+    )* };
 }
 
-/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
-/// away sessions' messages in their mailboxes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_takeover_tells_the_old_connection_and_fires_only_its_will_in_a_cluster() {
-    let kafka = MockKafka::new(&[]);
-    a_takeover_tells_the_old_connection_and_fires_only_its_will_on(Some(kafka.bootstrap())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_will_delay_is_cancelled_when_the_client_comes_back_in_time() {
-    a_will_delay_is_cancelled_when_the_client_comes_back_in_time_on(None).await;
-}
-
-/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
-/// away sessions' messages in their mailboxes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_will_delay_is_cancelled_when_the_client_comes_back_in_time_in_a_cluster() {
-    let kafka = MockKafka::new(&[]);
-    a_will_delay_is_cancelled_when_the_client_comes_back_in_time_on(Some(kafka.bootstrap())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones() {
-    an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones_on(None).await;
-}
-
-/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
-/// away sessions' messages in their mailboxes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones_in_a_cluster() {
-    let kafka = MockKafka::new(&[]);
-    an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones_on(Some(kafka.bootstrap())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others() {
-    message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others_on(None).await;
-}
-
-/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
-/// away sessions' messages in their mailboxes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others_in_a_cluster() {
-    let kafka = MockKafka::new(&[]);
-    message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others_on(Some(kafka.bootstrap())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_expiry_and_clean_start_decide_what_outlives_a_connection() {
-    session_expiry_and_clean_start_decide_what_outlives_a_connection_on(None).await;
-}
-
-/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
-/// away sessions' messages in their mailboxes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_expiry_and_clean_start_decide_what_outlives_a_connection_in_a_cluster() {
-    let kafka = MockKafka::new(&[]);
-    session_expiry_and_clean_start_decide_what_outlives_a_connection_on(Some(kafka.bootstrap())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_local_and_retain_as_published_and_retain_handling_are_honoured() {
-    no_local_and_retain_as_published_and_retain_handling_are_honoured_on(None).await;
-}
-
-/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
-/// away sessions' messages in their mailboxes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_local_and_retain_as_published_and_retain_handling_are_honoured_in_a_cluster() {
-    let kafka = MockKafka::new(&[]);
-    no_local_and_retain_as_published_and_retain_handling_are_honoured_on(Some(kafka.bootstrap())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_clients_receive_maximum_and_maximum_packet_size_are_respected() {
-    the_clients_receive_maximum_and_maximum_packet_size_are_respected_on(None).await;
-}
-
-/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
-/// away sessions' messages in their mailboxes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_clients_receive_maximum_and_maximum_packet_size_are_respected_in_a_cluster() {
-    let kafka = MockKafka::new(&[]);
-    the_clients_receive_maximum_and_maximum_packet_size_are_respected_on(Some(kafka.bootstrap())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription() {
-    a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription_on(None).await;
-}
-
-/// The same on a cluster node (Kafka: the mock cluster): sessions kept in the cluster,
-/// away sessions' messages in their mailboxes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription_in_a_cluster() {
-    let kafka = MockKafka::new(&[]);
-    a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription_on(Some(kafka.bootstrap())).await;
+alone_and_in_a_cluster! {
+    a_takeover_tells_the_old_connection_and_fires_only_its_will_on => a_takeover_tells_the_old_connection_and_fires_only_its_will, a_takeover_tells_the_old_connection_and_fires_only_its_will_in_a_cluster;
+    a_will_delay_is_cancelled_when_the_client_comes_back_in_time_on => a_will_delay_is_cancelled_when_the_client_comes_back_in_time, a_will_delay_is_cancelled_when_the_client_comes_back_in_time_in_a_cluster;
+    an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones_on => an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones, an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones_in_a_cluster;
+    message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others_on => message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others, message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_others_in_a_cluster;
+    session_expiry_and_clean_start_decide_what_outlives_a_connection_on => session_expiry_and_clean_start_decide_what_outlives_a_connection, session_expiry_and_clean_start_decide_what_outlives_a_connection_in_a_cluster;
+    no_local_and_retain_as_published_and_retain_handling_are_honoured_on => no_local_and_retain_as_published_and_retain_handling_are_honoured, no_local_and_retain_as_published_and_retain_handling_are_honoured_in_a_cluster;
+    the_clients_receive_maximum_and_maximum_packet_size_are_respected_on => the_clients_receive_maximum_and_maximum_packet_size_are_respected, the_clients_receive_maximum_and_maximum_packet_size_are_respected_in_a_cluster;
+    a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription_on => a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription, a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription_in_a_cluster;
 }

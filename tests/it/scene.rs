@@ -125,15 +125,19 @@ impl MockKafka {
         for topic in topics {
             cluster.create_topic(topic, 1, 1).expect("create topic");
         }
-        // The gateways' cluster topics (the mock cluster cannot be asked to create them).
-        cluster.create_topic("hookline.sessions", 1, 1).expect("create topic");
-        cluster.create_topic("hookline.mailbox", 4, 1).expect("create topic");
-        cluster.create_topic("hookline.nodes", 1, 1).expect("create topic");
+        create_cluster_topics(&cluster);
         MockKafka { cluster }
     }
 
     pub fn bootstrap(&self) -> String {
         self.cluster.bootstrap_servers()
+    }
+}
+
+/// The gateways' cluster topics, which the mock cluster cannot be asked to create.
+pub fn create_cluster_topics<C: rdkafka::ClientContext>(cluster: &MockCluster<'_, C>) {
+    for (topic, partitions) in hookline::cluster::topics(&Default::default()) {
+        cluster.create_topic(&topic, partitions, 1).expect("create a cluster topic");
     }
 }
 

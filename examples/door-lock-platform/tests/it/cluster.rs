@@ -18,25 +18,11 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::scene::{free_port, repo_rules, wait_for, Tansu};
+use crate::scene::{free_port, hookline_bin, repo_rules, wait_for, Tansu};
 
 const LOCKS: usize = 50;
 const COMMANDS_PER_LOCK: usize = 10;
 const NODES: usize = 3;
-
-/// The gateway binary beside the platform's (same target dir), built if missing.
-fn gateway_bin() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_simulator")).parent().unwrap().to_path_buf();
-    if !dir.join("hookline").exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "hookline", "--bin", "hookline"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build the hookline binary");
-    }
-    dir.join("hookline")
-}
 
 /// One gateway node: its process, ports and data directory (kept across restarts).
 struct Node {
@@ -55,7 +41,7 @@ impl Node {
         let toml = "[kafka.properties]\n\"max.poll.interval.ms\" = \"10000\"\n\"session.timeout.ms\" = \"6000\"\n";
         std::fs::write(&config, toml).unwrap();
         let log = std::fs::File::options().create(true).append(true).open(self.dir.join("hookline.log")).unwrap();
-        let child = Command::new(gateway_bin())
+        let child = Command::new(hookline_bin())
             .arg("run")
             .arg("--config")
             .arg(&config)
@@ -98,6 +84,46 @@ impl Drop for Node {
             let _ = child.wait();
         }
     }
+}
+
+/// Starts `count` gateway nodes on one Kafka, each with its directory under `work`, and
+/// waits until each is ready.
+async fn start_nodes(count: usize, work: &Path, bootstrap: &str) -> Vec<Node> {
+    let mut nodes: Vec<Node> = (1..=count)
+        .map(|i| Node {
+            name: format!("node-{i}"),
+            mqtt: free_port(),
+            admin: free_port(),
+            dir: work.join(format!("node-{i}")),
+            child: None,
+        })
+        .collect();
+    for node in &mut nodes {
+        node.start(bootstrap);
+    }
+    for node in &nodes {
+        assert!(wait_for(Duration::from_secs(60), || node.ready()).await, "{} not ready; log:\n{}", node.name, node.log());
+    }
+    nodes
+}
+
+/// The messages on `devices/W/status` (device W's will), as a client on `port` hears them.
+async fn watch_wills(port: u16) -> Arc<Mutex<Vec<String>>> {
+    let mut options = MqttOptions::new("will-watcher", "127.0.0.1", port);
+    options.set_clean_session(false);
+    let (watcher, mut events) = AsyncClient::new(options, 10);
+    watcher.subscribe("devices/W/status", QoS::AtLeastOnce).await.unwrap();
+    let wills = Arc::new(Mutex::new(Vec::new()));
+    let heard = wills.clone();
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        while let Ok(event) = events.poll().await {
+            if let Event::Incoming(Packet::Publish(publish)) = event {
+                heard.lock().unwrap().push(String::from_utf8_lossy(&publish.payload).into_owned());
+            }
+        }
+    });
+    wills
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {
@@ -204,21 +230,7 @@ async fn three_nodes_lose_no_command_and_no_report_while_locks_move_and_nodes_st
     let tansu = Tansu::start().await;
     let bootstrap = tansu.bootstrap();
     let work = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<Node> = (1..=NODES)
-        .map(|i| Node {
-            name: format!("node-{i}"),
-            mqtt: free_port(),
-            admin: free_port(),
-            dir: work.path().join(format!("node-{i}")),
-            child: None,
-        })
-        .collect();
-    for node in &mut nodes {
-        node.start(&bootstrap);
-    }
-    for node in &nodes {
-        assert!(wait_for(Duration::from_secs(60), || node.ready()).await, "{} not ready; log:\n{}", node.name, node.log());
-    }
+    let mut nodes = start_nodes(NODES, work.path(), &bootstrap).await;
     let ports: Vec<u16> = nodes.iter().map(|n| n.mqtt).collect();
     let alive = Arc::new(Mutex::new(vec![true; NODES]));
 
@@ -232,21 +244,7 @@ async fn three_nodes_lose_no_command_and_no_report_while_locks_move_and_nodes_st
         locks.push((id, order, seen));
     }
     // A device with a will on the node that will die, and a watcher of it on node 1.
-    let (watcher, mut watcher_events) = {
-        let mut options = MqttOptions::new("will-watcher", "127.0.0.1", ports[0]);
-        options.set_clean_session(false);
-        AsyncClient::new(options, 10)
-    };
-    watcher.subscribe("devices/W/status", QoS::AtLeastOnce).await.unwrap();
-    let wills = Arc::new(Mutex::new(Vec::new()));
-    let heard = wills.clone();
-    tokio::spawn(async move {
-        while let Ok(event) = watcher_events.poll().await {
-            if let Event::Incoming(Packet::Publish(publish)) = event {
-                heard.lock().unwrap().push(String::from_utf8_lossy(&publish.payload).into_owned());
-            }
-        }
-    });
+    let wills = watch_wills(ports[0]).await;
     let mut options = MqttOptions::new("W", "127.0.0.1", ports[2]);
     options.set_clean_session(false);
     options.set_last_will(rumqttc::LastWill::new("devices/W/status", "offline", QoS::AtLeastOnce, false));
@@ -395,33 +393,9 @@ async fn a_node_that_dies_for_good_has_its_sessions_adopted_and_its_devices_will
     let tansu = Tansu::start().await;
     let bootstrap = tansu.bootstrap();
     let work = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<Node> = (1..=2)
-        .map(|i| Node {
-            name: format!("node-{i}"),
-            mqtt: free_port(),
-            admin: free_port(),
-            dir: work.path().join(format!("node-{i}")),
-            child: None,
-        })
-        .collect();
-    for node in &mut nodes {
-        node.start(&bootstrap);
-    }
-    for node in &nodes {
-        assert!(wait_for(Duration::from_secs(60), || node.ready()).await, "{} not ready; log:\n{}", node.name, node.log());
-    }
+    let mut nodes = start_nodes(2, work.path(), &bootstrap).await;
 
-    let (watcher, mut watcher_events) = AsyncClient::new(MqttOptions::new("watcher", "127.0.0.1", nodes[0].mqtt), 10);
-    watcher.subscribe("devices/W/status", QoS::AtLeastOnce).await.unwrap();
-    let wills = Arc::new(Mutex::new(Vec::new()));
-    let heard = wills.clone();
-    tokio::spawn(async move {
-        while let Ok(event) = watcher_events.poll().await {
-            if let Event::Incoming(Packet::Publish(publish)) = event {
-                heard.lock().unwrap().push(String::from_utf8_lossy(&publish.payload).into_owned());
-            }
-        }
-    });
+    let wills = watch_wills(nodes[0].mqtt).await;
     let mut options = MqttOptions::new("W", "127.0.0.1", nodes[1].mqtt);
     options.set_clean_session(false);
     options.set_last_will(rumqttc::LastWill::new("devices/W/status", "offline", QoS::AtLeastOnce, false));

@@ -3,25 +3,11 @@
 //! dropped into the rules directory takes effect.
 
 use std::io::{Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::scene::{free_port, wait_for};
-
-/// The gateway binary beside the platform's (same target dir), built if missing.
-fn bin_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_simulator")).parent().unwrap().to_path_buf();
-    if !dir.join("hookline").exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "hookline", "--bin", "hookline"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build the hookline binary");
-    }
-    dir
-}
+use crate::scene::{free_port, hookline_bin, wait_for};
 
 fn metrics(admin: &str) -> String {
     let Ok(mut stream) = std::net::TcpStream::connect(admin) else {
@@ -48,7 +34,7 @@ fn audit_findings(work: &Path) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_local_stack_shows_alarms_audit_findings_and_a_dropped_in_rule() {
-    let bins = bin_dir();
+    let bins = hookline_bin().parent().unwrap().to_path_buf();
     let work = tempfile::tempdir().unwrap();
     let rules = work.path().join("rules");
     std::fs::create_dir(&rules).unwrap();

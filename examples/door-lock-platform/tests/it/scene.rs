@@ -236,6 +236,20 @@ pub fn command_record(lock: &str, from: &str, command: &hookline_platform::envel
     (lock.to_string(), value)
 }
 
+/// The gateway binary beside the platform's (same target dir), built if missing.
+pub fn hookline_bin() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_simulator")).parent().unwrap().to_path_buf();
+    if !dir.join("hookline").exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "hookline", "--bin", "hookline"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build the hookline binary");
+    }
+    dir.join("hookline")
+}
+
 /// Polls `check` every 50 ms until it holds or `timeout` passes.
 pub async fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
