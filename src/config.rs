@@ -300,8 +300,8 @@ pub struct DownlinkConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
-    /// Cluster name; its Kafka topics are `<name>.sessions` (compacted) and
-    /// `<name>.mailbox`.
+    /// Cluster name; its Kafka topics are `<name>.sessions`, `<name>.mailbox`,
+    /// `<name>.nodes` and `<name>.retained`.
     pub name: String,
     /// Partitions of the mailbox topic when the gateway creates it. Never add partitions
     /// to it later: a client's messages must stay in one partition.
@@ -536,7 +536,7 @@ impl Config {
             return invalid("downlink.max_outstanding", "must be at least 1");
         }
         if let Err(why) = crate::sink::check_kafka_topic(&format!("{}.sessions", self.cluster.name)) {
-            return invalid("cluster.name", &format!("names Kafka topics `<name>.sessions` and `<name>.mailbox`: {why}"));
+            return invalid("cluster.name", &format!("names Kafka topics `<name>.sessions`, `<name>.mailbox`, ...: {why}"));
         }
         if self.cluster.mailbox_partitions < 1 {
             return invalid("cluster.mailbox_partitions", "must be at least 1");

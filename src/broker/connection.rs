@@ -666,19 +666,26 @@ impl State {
         let retain = publish.retain;
         let origin = Origin { qos, retain, published_ms, from: self.client.id.clone(), ack: None };
         self.edge.post_elsewhere(&publish.topic, &publish.payload, &props, &origin);
-        if !retain && !self.edge.any_subscriber(&publish.topic) {
+        let router_retains = retain && !self.edge.retain_in_cluster(&publish.topic, &publish.payload, &props, &origin);
+        if !router_retains && !self.edge.any_subscriber(&publish.topic) {
             Metrics::add(&self.edge.metrics.router_skipped, 1);
             return;
         }
         origin::attach(&mut props, &origin);
-        self.router_out.push(Packet::Publish(Publish::new(publish.topic, publish.payload, retain), props));
+        self.router_out.push(Packet::Publish(Publish::new(publish.topic, publish.payload, router_retains), props));
     }
 
     fn subscribe(&mut self, subscribe: Subscribe, props: Option<SubscribeProperties>) {
         let client_sub_id = props.and_then(|p| p.id);
+        // In a cluster the retained messages are the cluster's: sent after the SUBACK.
+        let filters: Vec<String> = match self.cluster {
+            Some(_) => subscribe.filters.iter().map(|f| f.path.clone()).collect(),
+            None => Vec::new(),
+        };
         let codes = subscribe.filters.into_iter().map(|filter| self.subscribe_one(subscribe.pkid, filter, client_sub_id)).collect();
         self.session_changed();
         self.write(Packet::SubAck(SubAck { pkid: subscribe.pkid, return_codes: codes }, None));
+        self.send_cluster_retained(&filters);
     }
 
     fn subscribe_one(&mut self, pkid: u16, requested: protocol::Filter, client_sub_id: Option<usize>) -> SubscribeReasonCode {

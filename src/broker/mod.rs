@@ -237,8 +237,9 @@ impl Edge {
 
     /// Publishes into the router from inside the gateway, through its own link. A
     /// message nothing on this node can receive is not sent: false then.
-    async fn publish(&self, publish: Publish, mut props: Option<PublishProperties>, origin: &Origin) -> bool {
+    async fn publish(&self, mut publish: Publish, mut props: Option<PublishProperties>, origin: &Origin) -> bool {
         self.post_elsewhere(&publish.topic, &publish.payload, &props, origin);
+        publish.retain = publish.retain && !self.retain_in_cluster(&publish.topic, &publish.payload, &props, origin);
         if !publish.retain && !self.any_subscriber(&publish.topic) {
             return false;
         }
@@ -314,12 +315,14 @@ impl Downlink {
     /// matches it (QoS 0: those connected); each post counts toward `record` until Kafka
     /// has it. Posts are queued in order, so a device's messages keep their order.
     fn post(&self, cluster: &Cluster, publish: Publish, props: PublishProperties, origin: &Origin, record: &Arc<RecordAcks>) -> Downlinked {
+        let props = Some(props);
+        let retained = origin.retain && self.0.retain_in_cluster(&publish.topic, &publish.payload, &props, origin);
         let targets: Vec<_> =
             cluster.subscribers(&publish.topic).into_iter().filter(|(_, connected)| origin.qos > 0 || *connected).collect();
         if targets.is_empty() {
-            return Downlinked::NoSubscriber;
+            return if retained { Downlinked::Published } else { Downlinked::NoSubscriber };
         }
-        let message = mail::encode(publish.topic.clone(), publish.payload, Some(props), origin);
+        let message = mail::encode(publish.topic.clone(), publish.payload, props, origin);
         for (client, _) in targets {
             let ack = self.0.acks.expect(record, publish.topic.clone());
             let posted = cluster.post_durably(&client, &message);

@@ -11,6 +11,8 @@
 //!   delivered by the local router: every downlink message, and MQTT publishes for
 //!   sessions connected to another node or away. Every node reads it too
 //!   (`mailbox::Mailboxes`), so whichever node a client lands on has its messages.
+//! - `<name>.nodes`, compacted, keyed by node name: heartbeats, so nodes know who is gone.
+//! - `<name>.retained`, compacted, keyed by MQTT topic: the retained messages.
 //!
 //! A downlink record is committed once its messages are in the mailbox topic (Kafka
 //! acknowledged them: acks=all); from there they are delivered when the session's
@@ -20,12 +22,13 @@ mod mailbox;
 mod session;
 mod tail;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bytes::Bytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -70,6 +73,8 @@ struct Shared {
     superseded: OnceLock<Superseded>,
     /// The last heartbeat of each node, as read.
     nodes: Mutex<HashMap<String, Beat>>,
+    /// The cluster's retained messages, by MQTT topic (encoded as mailbox messages).
+    retained: Mutex<BTreeMap<String, Bytes>>,
     /// The reader has caught up with the topics.
     ready: AtomicBool,
     ready_notify: Notify,
@@ -81,6 +86,7 @@ struct Topics {
     sessions: String,
     mailbox: String,
     nodes: String,
+    retained: String,
     mailbox_partitions: i32,
     replication_factor: i32,
 }
@@ -100,6 +106,7 @@ pub struct Cluster {
     sessions_topic: String,
     mailbox_topic: String,
     nodes_topic: String,
+    retained_topic: String,
     producer: FutureProducer,
     shared: Arc<Shared>,
     tail: Mutex<Option<tail::Tail>>,
@@ -154,11 +161,12 @@ impl Cluster {
     /// by then does not stop the node: it serves its clients alone (see `is_ready`) until
     /// the reader catches up.
     pub async fn join(kafka: &KafkaConfig, config: &ClusterConfig, node: &str, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Cluster>> {
-        let [(sessions, _), (mailbox, _), (nodes, _)] = topics(config);
+        let [(sessions, _), (mailbox, _), (nodes, _), (retained, _)] = topics(config);
         let topics = Topics {
             sessions,
             mailbox,
             nodes,
+            retained,
             mailbox_partitions: config.mailbox_partitions,
             replication_factor: config.replication_factor,
         };
@@ -181,11 +189,13 @@ impl Cluster {
             waiters: Mutex::default(),
             superseded: OnceLock::new(),
             nodes: Mutex::default(),
+            retained: Mutex::default(),
             ready: AtomicBool::new(false),
             ready_notify: Notify::new(),
             metrics,
         });
-        let (sessions_topic, mailbox_topic, nodes_topic) = (topics.sessions.clone(), topics.mailbox.clone(), topics.nodes.clone());
+        let (sessions_topic, mailbox_topic, nodes_topic, retained_topic) =
+            (topics.sessions.clone(), topics.mailbox.clone(), topics.nodes.clone(), topics.retained.clone());
         // Created before the reader starts, so its notification cannot be missed.
         let watch = shared.clone();
         let ready = watch.ready_notify.notified();
@@ -197,6 +207,7 @@ impl Cluster {
             sessions_topic,
             mailbox_topic,
             nodes_topic,
+            retained_topic,
             producer,
             shared,
             tail: Mutex::new(Some(tail)),
@@ -321,6 +332,34 @@ impl Cluster {
                 Err(_) => Err("the producer was dropped".to_string()),
             }
         }
+    }
+
+    /// Keeps `message` (encoded as for a mailbox) as the cluster's retained message of
+    /// `topic`; `None` removes it (MQTT: a retained publish with an empty payload).
+    pub fn retain(&self, topic: &str, message: Option<&[u8]>) {
+        // This node's subscribers see it at once; the topic's order settles the rest.
+        let mut retained = self.shared.retained.lock().unwrap_or_else(|p| p.into_inner());
+        match message {
+            Some(message) => retained.insert(topic.to_string(), Bytes::copy_from_slice(message)),
+            None => retained.remove(topic),
+        };
+        drop(retained);
+        let mut record = FutureRecord::<str, [u8]>::to(&self.retained_topic).key(topic);
+        if let Some(message) = message {
+            record = record.payload(message);
+        }
+        if let Err((error, _)) = self.producer.send_result(record) {
+            Metrics::add(&self.shared.metrics.cluster_errors, 1);
+            if let Some(skipped) = UPDATE_LOG.allow() {
+                tracing::error!(topic, %error, skipped, "cannot queue a retained message for the cluster; other nodes keep the previous one");
+            }
+        }
+    }
+
+    /// The cluster's retained messages whose topic `matches` (encoded as for a mailbox).
+    pub fn retained(&self, matches: impl Fn(&[u8]) -> bool) -> Vec<Bytes> {
+        let retained = self.shared.retained.lock().unwrap_or_else(|p| p.into_inner());
+        retained.iter().filter(|(topic, _)| matches(topic.as_bytes())).map(|(_, message)| message.clone()).collect()
     }
 
     /// The session stored for `client`, as this node has read it.
@@ -462,13 +501,15 @@ impl Drop for Cluster {
 }
 
 /// The cluster's topics and their partitions, as a node creates them: sessions (one
-/// partition, compacted), mailbox, nodes (one partition, compacted). For those who create
-/// them beforehand (a Kafka without CreateTopics, librdkafka's mock cluster).
-pub fn topics(config: &ClusterConfig) -> [(String, i32); 3] {
+/// partition, compacted), mailbox, nodes and retained (one partition each, compacted).
+/// For those who create them beforehand (a Kafka without CreateTopics, librdkafka's mock
+/// cluster).
+pub fn topics(config: &ClusterConfig) -> [(String, i32); 4] {
     [
         (format!("{}.sessions", config.name), 1),
         (format!("{}.mailbox", config.name), config.mailbox_partitions),
         (format!("{}.nodes", config.name), 1),
+        (format!("{}.retained", config.name), 1),
     ]
 }
 

@@ -38,6 +38,7 @@ struct Reader {
     consumer: BaseConsumer,
     sessions_topic: String,
     nodes_topic: String,
+    retained_topic: String,
     shared: Arc<Shared>,
     /// Each partition's end when reading began, until the reader gets there.
     catching_up: HashMap<(String, i32), i64>,
@@ -63,6 +64,7 @@ impl Tail {
             consumer,
             sessions_topic: topics.sessions.clone(),
             nodes_topic: topics.nodes.clone(),
+            retained_topic: topics.retained.clone(),
             shared,
             catching_up: HashMap::new(),
             log: LogLimit::new(),
@@ -112,7 +114,12 @@ impl Reader {
     fn assign(&mut self, admin: &AdminClient<DefaultClientContext>, topics: &Topics, runtime: &Handle) -> anyhow::Result<()> {
         let mut assignment = TopicPartitionList::new();
         self.catching_up.clear();
-        let all = [(&topics.sessions, 1, true), (&topics.mailbox, topics.mailbox_partitions, false), (&topics.nodes, 1, true)];
+        let all = [
+            (&topics.sessions, 1, true),
+            (&topics.mailbox, topics.mailbox_partitions, false),
+            (&topics.nodes, 1, true),
+            (&topics.retained, 1, true),
+        ];
         for (topic, partitions, compact) in all {
             let mut count = partitions_of(&self.consumer, topic).with_context(|| format!("cannot read the metadata of {topic}"))?;
             if count == 0 {
@@ -158,6 +165,12 @@ impl Reader {
         let Some(client) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else { return };
         if message.topic() == self.sessions_topic {
             self.session(client, message.payload());
+        } else if message.topic() == self.retained_topic {
+            let mut retained = self.shared.retained.lock().unwrap_or_else(|p| p.into_inner());
+            match message.payload().filter(|p| !p.is_empty()) {
+                Some(payload) => retained.insert(client.to_string(), Bytes::copy_from_slice(payload)),
+                None => retained.remove(client),
+            };
         } else if message.topic() == self.nodes_topic {
             if let Some(heartbeat) = message.payload().and_then(|p| serde_json::from_slice::<Heartbeat>(p).ok()) {
                 let beat = Beat { heartbeat, read_at: Instant::now() };

@@ -1,7 +1,8 @@
 //! Gateways sharing one Kafka are one broker: a session moves between nodes with its
 //! subscriptions and its undelivered messages, the node it leaves closes its old
 //! connection (MQTT 5 DISCONNECT 0x8E), commands from Kafka reach a device on whichever
-//! node it is, and an MQTT publish on one node reaches a subscriber on another once.
+//! node it is, an MQTT publish on one node reaches a subscriber on another once, and a
+//! retained message published on one node is sent to a new subscriber on another.
 //! Two gateways in this process on librdkafka's mock cluster; `tests/cluster.sh`-style
 //! runs with separate processes and tansu are in the platform tests.
 
@@ -106,4 +107,40 @@ async fn a_lock_away_gets_its_commands_in_order_on_another_node_and_a_clean_star
     let (mut fresh, present) = lock(&a, "lock-2", true).await;
     assert!(!present);
     assert!(fresh.receive().await.is_none(), "nothing of the old session is delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_message_published_on_one_node_is_sent_to_a_subscriber_on_another() {
+    let kafka = MockKafka::new(&[]);
+    let (a, b) = (node(&kafka, "node-a").await, node(&kafka, "node-b").await);
+    let publisher = Device::connect(a.addr, "door-panel").await;
+    publisher.client.publish("doors/front/state", rumqttc::QoS::AtLeastOnce, true, "locked").await.unwrap();
+
+    // A subscriber on node B gets it, retained, once the cluster has it.
+    let mut got = None;
+    for _ in 0..50 {
+        let (mut viewer, _) = lock(&b, "viewer", true).await;
+        viewer.send(&subscribe(5, 1, "doors/+/state", 1)).await;
+        assert_eq!(viewer.receive().await.map(|(first, _)| first), Some(0x90));
+        if let Some(publish) = viewer.receive().await.and_then(|p| parse_publish(5, &p)) {
+            got = Some(publish);
+            break;
+        }
+    }
+    let retained = got.expect("the retained message on node B");
+    assert_eq!((retained.topic.as_str(), &retained.payload[..], retained.retain), ("doors/front/state", &b"locked"[..], true));
+
+    // An empty retained publish removes it, for every node.
+    publisher.client.publish("doors/front/state", rumqttc::QoS::AtLeastOnce, true, "").await.unwrap();
+    let mut removed = false;
+    for _ in 0..50 {
+        let (mut viewer, _) = lock(&b, "viewer-2", true).await;
+        viewer.send(&subscribe(5, 1, "doors/+/state", 1)).await;
+        assert_eq!(viewer.receive().await.map(|(first, _)| first), Some(0x90));
+        if tokio::time::timeout(Duration::from_millis(300), viewer.receive()).await.is_err() {
+            removed = true;
+            break;
+        }
+    }
+    assert!(removed, "the retained message was removed");
 }

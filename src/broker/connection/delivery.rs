@@ -118,13 +118,18 @@ impl State {
             }
             let (from, ack) = origin.map_or((None, None), |o| (Some(o.from), o.ack));
             let message = Message { qos, topic: publish.topic, payload: publish.payload, from, ack, mail: None };
-            let delivery = Delivery { pkid, retain, props: properties, message };
-            match self.held.is_empty() && (qos == 0 || self.inflight.len() < self.receive_max as usize) {
-                true => self.deliver(delivery),
-                false => self.held.push_back(delivery),
-            }
+            self.deliver_or_hold(Delivery { pkid, retain, props: properties, message });
         }
         self.ack_router();
+    }
+
+    /// Delivers now, or holds the delivery (in order) while the client's Receive Maximum
+    /// is reached.
+    pub(super) fn deliver_or_hold(&mut self, delivery: Delivery) {
+        match self.held.is_empty() && (delivery.message.qos == 0 || self.inflight.len() < self.receive_max as usize) {
+            true => self.deliver(delivery),
+            false => self.held.push_back(delivery),
+        }
     }
 
     /// Writes a delivery to the client, unless it is over the client's Maximum Packet

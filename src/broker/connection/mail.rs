@@ -149,6 +149,15 @@ impl State {
     /// What a mailbox message becomes for this client: `None` when it is expired, no
     /// subscription wants it any more, or the ACL hides its topic.
     fn mail_delivery(&self, mail: mail::Mail) -> Option<Delivery> {
+        let index = (0..self.subscriptions.len())
+            .filter(|&i| self.subscriptions[i].matcher.matches(&mail.topic))
+            .max_by_key(|&i| self.subscriptions[i].granted)?;
+        self.delivery_for(index, mail, false)
+    }
+
+    /// A message for subscription `index`: a live one, or a retained one because of a
+    /// SUBSCRIBE (`on_subscribe`: sent with the retain flag, as MQTT says).
+    fn delivery_for(&self, index: usize, mail: mail::Mail, on_subscribe: bool) -> Option<Delivery> {
         let mail::Mail { topic, payload, mut props, origin } = mail;
         if let Some(interval) = props.as_ref().and_then(|p| p.message_expiry_interval) {
             let age_s = now_ms().saturating_sub(origin.published_ms) / 1000;
@@ -159,8 +168,8 @@ impl State {
             // MQTT 5: the receiver hears the interval that is left.
             props.as_mut().expect("has an interval").message_expiry_interval = Some(interval - age_s as u32);
         }
-        let subscription = self.subscriptions.iter().filter(|s| s.matcher.matches(&topic)).max_by_key(|s| s.granted)?;
-        if subscription.no_local && origin.from == self.client.id {
+        let subscription = &self.subscriptions[index];
+        if subscription.no_local && origin.from == self.client.id && !on_subscribe {
             return None;
         }
         if !self.edge.allows(&self.client, Action::Subscribe, &topic) {
@@ -168,12 +177,31 @@ impl State {
             return None;
         }
         let qos = origin.qos.min(subscription.granted);
-        let retain = subscription.retain_as_published && origin.retain;
+        let retain = on_subscribe || (subscription.retain_as_published && origin.retain);
         if let Some(props) = props.as_mut() {
             props.subscription_identifiers = subscription.client_sub_id.into_iter().collect();
         }
         let message = Message { qos, topic, payload, from: Some(origin.from), ack: None, mail: None };
         Some(Delivery { pkid: 0, retain, props, message })
+    }
+
+    /// After a SUBACK, in a cluster: the cluster's retained messages matching each of
+    /// `filters` whose subscription wants them (Retain Handling; none for shared
+    /// subscriptions), as MQTT sends them on SUBSCRIBE.
+    pub(super) fn send_cluster_retained(&mut self, filters: &[String]) {
+        let Some(cluster) = self.cluster.as_ref().map(|s| s.cluster.clone()) else { return };
+        for filter in filters.iter().filter(|f| !f.starts_with("$share/")) {
+            let Some(index) = self.subscriptions.iter().position(|s| s.filter == *filter && s.send_retained) else { continue };
+            let matcher = self.subscriptions[index].matcher.clone();
+            for message in cluster.retained(|topic| matcher.matches(topic)) {
+                let Some(mut delivery) = mail::decode(&message).and_then(|m| self.delivery_for(index, m, true)) else { continue };
+                if delivery.message.qos > 0 {
+                    let session = self.cluster.as_mut().expect("in a cluster");
+                    delivery.pkid = next_pkid(session, |pkid| self.inflight.contains_key(&pkid));
+                }
+                self.deliver_or_hold(delivery);
+            }
+        }
     }
 
     /// The session's subscriptions changed: the cluster hears of it at the next flush.
