@@ -51,6 +51,7 @@ use super::subscription::Subscription;
 use super::wire::{self, qos_pkid};
 use super::Edge;
 use crate::access::Action;
+use crate::cluster::SessionRecord;
 use crate::hooks::{Hook, HookEvent, Reason};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
@@ -411,10 +412,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         let mut event = state.client.event(Hook::ClientDisconnected);
         event.reason = Some(end.hook_reason());
         edge.spool.push(state.client.shard, &event);
+        // In a cluster a delayed will of a session that outlives the connection is kept
+        // in the session, pending: whichever node looks after the session fires it.
+        let mut pending_will = None;
         if let (true, Some((will, props, delay))) = (end.fires_will(), state.will.take()) {
-            edge.publish_will(&state.client, will, props, delay).await;
+            match state.cluster.is_some() && delay > 0 && state.session.expiry > 0 {
+                true => pending_will = Some(mail::stored_will(&will, delay)),
+                false => edge.publish_will(&state.client, will, props, delay).await,
+            }
         }
-        let record = state.session_record(false);
+        let record = state.session_record(false).map(|record| SessionRecord { will: pending_will, ..record });
         let subscriptions = std::mem::take(&mut state.subscriptions);
         if let (Some(session), Some(record)) = (state.cluster.take(), record) {
             edge.forget_filters(subscriptions.iter());

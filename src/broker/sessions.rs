@@ -69,6 +69,10 @@ impl Edge {
             return;
         }
         cluster.update(client, &record);
+        if let Some(will) = record.will.clone() {
+            let fire_at = record.since_ms + will.delay as u64 * 1000;
+            self.fire_will_later(client.clone(), record.generation.clone(), will, fire_at);
+        }
         self.expire_cluster_session_later(client.clone(), &record);
     }
 
@@ -139,8 +143,8 @@ impl Edge {
             since_ms: if died_connected { now_ms() } else { orphan.since_ms },
             subscriptions: None,
             cursor: None,
-            // A will fires once: for a client that was connected when its node died.
-            will: orphan.will.clone().filter(|_| died_connected),
+            // The will of a client connected when its node died, or one still pending.
+            will: orphan.will.clone(),
             ..orphan.clone()
         };
         if died_connected && orphan.expiry == 0 && claim.will.is_none() {
@@ -154,9 +158,11 @@ impl Edge {
         let Some(adopted) = cluster.session(&client).filter(|s| s.generation == generation) else { return };
         tracing::info!(client = %client, from = %orphan.node, "adopted a session whose node is gone");
         Metrics::add(&self.metrics.cluster_adopted, 1);
-        cluster.update(&client, &SessionRecord { will: None, ..adopted.clone().as_update() });
+        cluster.update(&client, &adopted.clone().as_update());
         if let Some(will) = adopted.will.clone() {
-            self.fire_adopted_will(client.clone(), generation, will);
+            // From when the client left: its node's death, or its disconnect.
+            let fire_at = adopted.since_ms + will.delay as u64 * 1000;
+            self.fire_will_later(client.clone(), generation, will, fire_at);
         }
         match adopted.expiry {
             0 => {}
@@ -164,16 +170,21 @@ impl Edge {
         }
     }
 
-    /// Fires an adopted session's will after its delay, unless its client is back (the
-    /// session claimed again) by then.
-    fn fire_adopted_will(self: &Arc<Self>, client: Arc<str>, generation: String, will: StoredWill) {
+    /// Fires a session's pending will at `fire_at_ms` (Unix ms), unless its client is
+    /// back (the session claimed again, on any node) by then; the session then says the
+    /// will is fired, so no node fires it again.
+    fn fire_will_later(self: &Arc<Self>, client: Arc<str>, generation: String, will: StoredWill, fire_at_ms: u64) {
         let edge = self.clone();
         let mut timers = self.session_timers.lock().unwrap_or_else(|p| p.into_inner());
         timers.spawn(async move {
-            tokio::time::sleep(Duration::from_secs(will.delay as u64)).await;
+            tokio::time::sleep(Duration::from_millis(fire_at_ms.saturating_sub(now_ms()))).await;
             let Some(cluster) = &edge.cluster else { return };
-            if cluster.session(&client).is_some_and(|s| s.generation != generation) {
+            let session = cluster.session(&client);
+            if session.as_ref().is_some_and(|s| s.generation != generation || s.will.is_none()) {
                 return;
+            }
+            if let Some(session) = session {
+                cluster.update(&client, &SessionRecord { will: None, ..session.as_update() });
             }
             let Ok(message) = base64::engine::general_purpose::STANDARD.decode(&will.payload) else { return };
             let qos = match will.qos {

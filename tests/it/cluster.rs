@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use crate::fixtures::downlink_rule;
-use crate::raw_mqtt::{ack, connect_with, parse_publish, prop_u32, subscribe, RawClient, Received};
+use crate::raw_mqtt::{ack, connect_with, connect_with_will, parse_publish, prop_u32, subscribe, RawClient, Received};
 use crate::scene::{produce, wait_for, Device, MockKafka, Scene};
 
 async fn node(kafka: &MockKafka, name: &str) -> Scene {
@@ -143,4 +143,46 @@ async fn a_retained_message_published_on_one_node_is_sent_to_a_subscriber_on_ano
         }
     }
     assert!(removed, "the retained message was removed");
+}
+
+/// A delayed will of a client whose session outlives its connection is the session's:
+/// fired after the delay by the node that keeps the session, and by the node that adopts
+/// the session when that node stops first; once either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_will_fires_once_after_its_delay_even_when_its_node_stops_first() {
+    let kafka = MockKafka::new(&[]);
+    let (mut a, b) = (node(&kafka, "node-a").await, node(&kafka, "node-b").await);
+    let (mut watcher, _) = lock(&b, "watcher", true).await;
+    watcher.send(&subscribe(5, 1, "will/#", 1)).await;
+    assert_eq!(watcher.receive().await.map(|(first, _)| first), Some(0x90));
+
+    // Gone from node A, which keeps running: node A fires the will after 1 s.
+    let mut phone = RawClient::open(a.addr).await;
+    phone.send(&connect_with_will("phone", true, 300, "will/phone", 1)).await;
+    assert_eq!(phone.receive().await.expect("CONNACK").1[1], 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(phone);
+    let will = watcher.receive().await.and_then(|p| parse_publish(5, &p)).expect("the will, on node B");
+    assert_eq!(will.topic, "will/phone");
+
+    // Gone from node A, which stops before the 3 s delay: node B adopts and fires it.
+    let mut laptop = RawClient::open(a.addr).await;
+    laptop.send(&connect_with_will("laptop", true, 300, "will/laptop", 3)).await;
+    assert_eq!(laptop.receive().await.expect("CONNACK").1[1], 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(laptop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.shutdown().await;
+    let will = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Some(publish) = watcher.receive().await.and_then(|p| parse_publish(5, &p)) {
+                return publish;
+            }
+        }
+    })
+    .await
+    .expect("the will, fired by node B");
+    assert_eq!(will.topic, "will/laptop");
+    assert_eq!(b.counter("cluster_adopted"), 2, "both of node A's sessions");
+    assert!(tokio::time::timeout(Duration::from_secs(4), watcher.receive()).await.is_err(), "each will fired once");
 }

@@ -205,22 +205,10 @@ async fn a_second_connect_and_a_dollar_filter_are_answered_as_mqtt_says() {
     }
 }
 
-/// A v5 CONNECT with a will on `topic` (QoS 0) after `delay` seconds.
+/// A v5 CONNECT (Clean Start 0, Session Expiry 0) with a will on `topic` (QoS 0) after
+/// `delay` seconds.
 fn connect_with_will(id: &str, topic: &str, delay: u32) -> Vec<u8> {
-    let mut body = Vec::new();
-    let string = |out: &mut Vec<u8>, s: &[u8]| {
-        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-        out.extend_from_slice(s);
-    };
-    string(&mut body, b"MQTT");
-    body.extend_from_slice(&[5, 0x04, 0, 30, 0]);
-    string(&mut body, id.as_bytes());
-    let will_props = prop_u32(0x18, delay);
-    body.push(will_props.len() as u8);
-    body.extend_from_slice(&will_props);
-    string(&mut body, topic.as_bytes());
-    string(&mut body, b"gone");
-    crate::raw_mqtt::frame(0x10, &body)
+    crate::raw_mqtt::connect_with_will(id, false, 0, topic, delay)
 }
 
 async fn a_takeover_tells_the_old_connection_and_fires_only_its_will_on(kafka: Option<String>) {

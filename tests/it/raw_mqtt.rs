@@ -61,6 +61,24 @@ pub fn connect_with(level: u8, client_id: &str, clean: bool, props: &[u8], login
 }
 
 /// An MQTT 5 property with a two-byte value (Receive Maximum is 0x21, Topic Alias 0x23).
+/// A v5 CONNECT with Clean Start `clean`, Session Expiry `expiry` (seconds), and a will
+/// on `topic` (QoS 0, payload `gone`) after `delay` seconds.
+pub fn connect_with_will(id: &str, clean: bool, expiry: u32, topic: &str, delay: u32) -> Vec<u8> {
+    let mut body = Vec::new();
+    string(&mut body, b"MQTT");
+    body.extend_from_slice(&[5, 0x04 | if clean { 0x02 } else { 0 }, 0, 30]);
+    let props = prop_u32(0x11, expiry);
+    body.push(props.len() as u8);
+    body.extend_from_slice(&props);
+    string(&mut body, id.as_bytes());
+    let will_props = prop_u32(0x18, delay);
+    body.push(will_props.len() as u8);
+    body.extend_from_slice(&will_props);
+    string(&mut body, topic.as_bytes());
+    string(&mut body, b"gone");
+    frame(0x10, &body)
+}
+
 pub fn prop_u16(id: u8, value: u16) -> Vec<u8> {
     let mut out = vec![id];
     out.extend_from_slice(&value.to_be_bytes());

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use base64::Engine;
+use rumqttd::protocol::LastWill;
 use tokio::sync::Notify;
 
 use super::delivery::{Delivery, Message};
@@ -247,13 +248,7 @@ impl State {
             cursor: Some(session.cursor()),
             next_seq: self.client.next_seq.load(Ordering::Relaxed),
             expects: None,
-            will: self.will.as_ref().map(|(will, _, delay)| StoredWill {
-                topic: String::from_utf8_lossy(&will.topic).into_owned(),
-                payload: base64::engine::general_purpose::STANDARD.encode(&will.message),
-                qos: will.qos as u8,
-                retain: will.retain,
-                delay: *delay,
-            }),
+            will: self.will.as_ref().map(|(will, _, delay)| stored_will(will, *delay)),
         })
     }
 
@@ -267,6 +262,17 @@ impl State {
         if let Some(session) = self.cluster.as_mut() {
             session.dirty = false;
         }
+    }
+}
+
+/// A will as the cluster keeps it.
+pub(super) fn stored_will(will: &LastWill, delay: u32) -> StoredWill {
+    StoredWill {
+        topic: String::from_utf8_lossy(&will.topic).into_owned(),
+        payload: base64::engine::general_purpose::STANDARD.encode(&will.message),
+        qos: will.qos as u8,
+        retain: will.retain,
+        delay,
     }
 }
 
