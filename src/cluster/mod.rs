@@ -214,12 +214,16 @@ impl Cluster {
             next_serial: AtomicU64::new(1),
             heartbeat: Mutex::new(None),
         });
-        let beating = cluster.clone();
+        // Weak: the heartbeat must not keep the cluster (and its reader thread) alive.
+        let beating = Arc::downgrade(&cluster);
         let heartbeat = tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT);
             loop {
                 tick.tick().await;
-                beating.beat(false);
+                match beating.upgrade() {
+                    Some(cluster) => cluster.beat(false),
+                    None => return,
+                }
             }
         });
         *cluster.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = Some(heartbeat);

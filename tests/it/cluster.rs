@@ -27,15 +27,21 @@ async fn lock(scene: &Scene, client_id: &str, clean_start: bool) -> (RawClient, 
     (client, body[0] & 1 == 1)
 }
 
-/// The next PUBLISH to `client`, acknowledged (QoS 1).
+/// The next PUBLISH to `client`, acknowledged (QoS 1). Waits up to 30 s: the first
+/// command waits for the downlink's consumer group to form.
 async fn command(client: &mut RawClient) -> Received {
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let packet = client.receive().await.expect("a PUBLISH within 5 s");
-        if let Some(publish) = parse_publish(5, &packet) {
-            if publish.qos == 1 {
-                client.send(&ack(0x40, publish.pkid)).await;
+        match client.receive().await {
+            Some(packet) => {
+                if let Some(publish) = parse_publish(5, &packet) {
+                    if publish.qos == 1 {
+                        client.send(&ack(0x40, publish.pkid)).await;
+                    }
+                    return publish;
+                }
             }
-            return publish;
+            None => assert!(Instant::now() < deadline, "no PUBLISH within 30 s"),
         }
     }
 }
@@ -89,7 +95,8 @@ async fn a_lock_away_gets_its_commands_in_order_on_another_node_and_a_clean_star
         produce(&kafka.bootstrap(), "device_commands", Some("lock-2"), &format!("command {n}"));
     }
     let done = || a.counter("downlink_done") + b.counter("downlink_done") == 5;
-    assert!(wait_for(Duration::from_secs(20), done).await, "every record done: in the away session's mailbox");
+    // The first records wait for the downlink's consumer group to form.
+    assert!(wait_for(Duration::from_secs(60), done).await, "every record done: in the away session's mailbox");
 
     let (mut on_b, present) = lock(&b, "lock-2", false).await;
     assert!(present);
@@ -102,7 +109,7 @@ async fn a_lock_away_gets_its_commands_in_order_on_another_node_and_a_clean_star
     // Clean Start on node A: the session starts empty, so a command finds nobody.
     produce(&kafka.bootstrap(), "device_commands", Some("lock-2"), "for the old session");
     let done = || a.counter("downlink_done") + b.counter("downlink_done") == 6;
-    assert!(wait_for(Duration::from_secs(20), done).await);
+    assert!(wait_for(Duration::from_secs(60), done).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (mut fresh, present) = lock(&a, "lock-2", true).await;
     assert!(!present);
