@@ -254,13 +254,13 @@ struct Session {
 impl Session {
     /// From the CONNECT: MQTT 5's Clean Start and Session Expiry Interval (absent: 0),
     /// or MQTT 3.1.1's clean session (0 keeps the session for good).
-    fn of(version: Version, clean_start: bool, expiry: Option<u32>, clustered: bool) -> Session {
+    fn of(version: Version, clean_start: bool, expiry: Option<u32>) -> Session {
         let expiry = match version {
             Version::V5 => expiry.unwrap_or(0),
             _ if clean_start => 0,
             _ => u32::MAX,
         };
-        Session { router_clean: clustered || (clean_start && expiry == 0), expiry }
+        Session { router_clean: clean_start && expiry == 0, expiry }
     }
 }
 

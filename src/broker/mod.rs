@@ -131,12 +131,19 @@ impl Edge {
             return;
         }
         let edge = self.clone();
-        let mut timers = self.session_timers.lock().unwrap_or_else(|p| p.into_inner());
-        while timers.try_join_next().is_some() {}
-        timers.spawn(async move {
+        self.session_timer(async move {
             tokio::time::sleep(Duration::from_secs(expiry as u64)).await;
             edge.expire_session(client_id, serial).await;
         });
+    }
+
+    /// Runs a task about sessions (a timer, the adopter) until it ends or the broker
+    /// stops.
+    fn session_timer(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut timers = self.session_timers.lock().unwrap_or_else(|p| p.into_inner());
+        // Tasks that ended are let go of here.
+        while timers.try_join_next().is_some() {}
+        timers.spawn(task);
     }
 
     /// A session's expiry passed: unless its client came back (or is connecting), its
@@ -422,8 +429,7 @@ impl Broker {
         });
         if let Some(cluster) = &edge.cluster {
             cluster.on_superseded(sessions::close_superseded(Arc::downgrade(&edge)));
-            let adopter = edge.clone().adopt_orphans();
-            edge.session_timers.lock().unwrap_or_else(|p| p.into_inner()).spawn(adopter);
+            edge.session_timer(edge.clone().adopt_orphans());
         }
         let mut listeners = JoinSet::new();
         let mut addrs = Vec::new();

@@ -81,9 +81,7 @@ impl Edge {
         let Some(at) = record.expires_at_ms() else { return };
         let wait = Duration::from_millis(at.saturating_sub(now_ms()));
         let (edge, generation) = (self.clone(), record.generation.clone());
-        let mut timers = self.session_timers.lock().unwrap_or_else(|p| p.into_inner());
-        while timers.try_join_next().is_some() {}
-        timers.spawn(async move {
+        self.session_timer(async move {
             tokio::time::sleep(wait).await;
             edge.expire_cluster_session(&client, &generation);
         });
@@ -175,8 +173,7 @@ impl Edge {
     /// will is fired, so no node fires it again.
     fn fire_will_later(self: &Arc<Self>, client: Arc<str>, generation: String, will: StoredWill, fire_at_ms: u64) {
         let edge = self.clone();
-        let mut timers = self.session_timers.lock().unwrap_or_else(|p| p.into_inner());
-        timers.spawn(async move {
+        self.session_timer(async move {
             tokio::time::sleep(Duration::from_millis(fire_at_ms.saturating_sub(now_ms()))).await;
             let Some(cluster) = &edge.cluster else { return };
             let session = cluster.session(&client);

@@ -296,27 +296,29 @@ impl Cluster {
     /// records, without waiting.
     pub fn update(&self, client: &str, record: &SessionRecord) {
         let value = serde_json::to_vec(record).expect("a session record serialises");
-        let queued = self.producer.send_result(FutureRecord::to(&self.sessions_topic).key(client).payload(&value));
-        if let Err((error, _)) = queued {
-            Metrics::add(&self.shared.metrics.cluster_errors, 1);
-            if let Some(skipped) = UPDATE_LOG.allow() {
-                tracing::error!(client, %error, skipped, "cannot queue a session update for Kafka; the cluster keeps the session's previous state");
-            }
-        }
+        let record = FutureRecord::to(&self.sessions_topic).key(client).payload(&value[..]);
+        self.queue(record, "cannot queue a session update for Kafka; the cluster keeps the session's previous state");
     }
 
     /// Puts a message in `client`'s mailbox without waiting for Kafka.
     pub fn post(&self, client: &str, message: &[u8]) {
-        let queued = self.producer.send_result(FutureRecord::to(&self.mailbox_topic).key(client).payload(message));
-        match queued {
-            Ok(_) => Metrics::add(&self.shared.metrics.cluster_mail_posted, 1),
-            Err((error, _)) => {
-                Metrics::add(&self.shared.metrics.cluster_errors, 1);
-                if let Some(skipped) = UPDATE_LOG.allow() {
-                    tracing::error!(client, %error, skipped, "cannot queue a message for another node's session; it is lost for that session");
-                }
-            }
+        let record = FutureRecord::to(&self.mailbox_topic).key(client).payload(message);
+        if self.queue(record, "cannot queue a message for another node's session; it is lost for that session") {
+            Metrics::add(&self.shared.metrics.cluster_mail_posted, 1);
         }
+    }
+
+    /// Queues a record for Kafka without waiting for it; a record the producer will not
+    /// take is counted in `cluster_errors` and logged with `lost`, which says what that
+    /// costs. False then.
+    fn queue(&self, record: FutureRecord<'_, str, [u8]>, lost: &str) -> bool {
+        let (topic, key) = (record.topic, record.key.unwrap_or_default());
+        let Err((error, _)) = self.producer.send_result(record) else { return true };
+        Metrics::add(&self.shared.metrics.cluster_errors, 1);
+        if let Some(skipped) = UPDATE_LOG.allow() {
+            tracing::error!(topic, key, %error, skipped, "{lost}");
+        }
+        false
     }
 
     /// Puts a message in `client`'s mailbox; resolves once Kafka has it (acks=all), or
@@ -352,12 +354,7 @@ impl Cluster {
         if let Some(message) = message {
             record = record.payload(message);
         }
-        if let Err((error, _)) = self.producer.send_result(record) {
-            Metrics::add(&self.shared.metrics.cluster_errors, 1);
-            if let Some(skipped) = UPDATE_LOG.allow() {
-                tracing::error!(topic, %error, skipped, "cannot queue a retained message for the cluster; other nodes keep the previous one");
-            }
-        }
+        self.queue(record, "cannot queue a retained message for the cluster; other nodes keep the previous one");
     }
 
     /// The cluster's retained messages whose topic `matches` (encoded as for a mailbox).

@@ -71,7 +71,10 @@ impl Tail {
         };
         let runtime = tokio::runtime::Handle::current();
         let thread = StoppableThread::spawn("hookline-cluster", move |stop| {
-            if reader.begin(&admin, &topics, &runtime, stop) {
+            let begun = reader.begin(&admin, &topics, &runtime, stop);
+            // Only needed to create the topics: its librdkafka threads go now.
+            drop(admin);
+            if begun {
                 reader.run(stop);
             }
         })

@@ -186,23 +186,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         }
         let claim = edge.registry.claim(&client_id).await;
         let clean = connect.clean_session;
-        let requested_expiry = props.as_ref().and_then(|p| p.session_expiry_interval);
+        let mut session = Session::of(version, clean, props.as_ref().and_then(|p| p.session_expiry_interval));
         // A node not caught up with the cluster (Kafka away) serves the client alone.
         let stored = match edge.cluster.as_ref().filter(|c| c.is_ready()) {
             None => None,
-            Some(cluster) => {
-                let expiry = Session::of(version, clean, requested_expiry, true).expiry;
-                match claim_in_cluster(cluster, &edge, &client_id, claim.serial, clean, expiry).await {
-                    Ok(stored) => Some(stored),
-                    Err(error) => {
-                        Metrics::add(&edge.metrics.cluster_errors, 1);
-                        tracing::warn!(client = %client_id, %error, "cannot claim the session in the cluster: this node serves the client alone");
-                        None
-                    }
+            Some(cluster) => match claim_in_cluster(cluster, &edge, &client_id, claim.serial, clean, session.expiry).await {
+                Ok(stored) => Some(stored),
+                Err(error) => {
+                    Metrics::add(&edge.metrics.cluster_errors, 1);
+                    tracing::warn!(client = %client_id, %error, "cannot claim the session in the cluster: this node serves the client alone");
+                    None
                 }
-            }
+            },
         };
-        let session = Session::of(version, clean, requested_expiry, stored.is_some());
+        // The cluster keeps a claimed session; the router only routes.
+        session.router_clean |= stored.is_some();
         // A session that may resume goes on numbering its events (a later resume that
         // does not happen only leaves a gap).
         let next_seq = match (&stored, clean) {
