@@ -156,7 +156,6 @@ impl Edge {
         let Some(adopted) = cluster.session(&client).filter(|s| s.generation == generation) else { return };
         tracing::info!(client = %client, from = %orphan.node, "adopted a session whose node is gone");
         Metrics::add(&self.metrics.cluster_adopted, 1);
-        cluster.update(&client, &adopted.clone().as_update());
         if let Some(will) = adopted.will.clone() {
             // From when the client left: its node's death, or its disconnect.
             let fire_at = adopted.since_ms + will.delay as u64 * 1000;

@@ -6,7 +6,8 @@
 //! the connection of the claim before it (that node closes it: session taken over).
 //! Records without `claim` update the claim they name (`generation`) and are ignored
 //! once another claim has superseded it, so a slow node cannot overwrite its
-//! successor's session.
+//! successor's session. A compacted topic keeps only each client's last record, often
+//! an update: read with no claim before it, it stands for the session.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -149,11 +150,13 @@ impl Table {
             self.remove(client);
             return Applied::Ended;
         };
+        // Stale: written for a claim other than the one in force. With none in force the
+        // record is taken: compaction may have removed every record before it.
         let current = self.sessions.get(client);
-        if !record.claim && current.is_none_or(|c| c.generation != record.generation) {
+        if !record.claim && current.is_some_and(|c| c.generation != record.generation) {
             return Applied::Stale;
         }
-        if record.expects.as_ref().is_some_and(|expected| current.is_none_or(|c| c.generation != *expected)) {
+        if record.expects.as_ref().is_some_and(|expected| current.is_some_and(|c| c.generation != *expected)) {
             return Applied::Stale;
         }
         if record.ended {
@@ -319,6 +322,19 @@ mod tests {
         let late_end = SessionRecord { claim: false, ended: true, ..first };
         assert_eq!(table.apply(&id, Some(late_end), 0), Applied::Stale);
         assert!(table.get("lock-1").is_some());
+    }
+
+    #[test]
+    fn a_session_whose_claim_compaction_removed_is_read_from_its_last_record() {
+        let mut table = Table::default();
+        let id: Arc<str> = "lock-1".into();
+        let away =
+            SessionRecord { connected: false, since_ms: 1_000, ..update(&claim("a", "a/1/1", true), &["devices/lock-1/command"], 4) };
+        assert_eq!(table.apply(&id, Some(away), 0), Applied::Updated);
+        assert_eq!(table.subscribers(b"devices/lock-1/command", 2_000), vec![(id.clone(), false)]);
+        let adopted = SessionRecord { expects: Some("dead/1/1".into()), ..claim("b", "b/1/1", false) };
+        let other: Arc<str> = "lock-2".into();
+        assert!(matches!(table.apply(&other, Some(adopted), 0), Applied::Claimed { prior: None }), "the dead claim compacted away");
     }
 
     #[test]
