@@ -15,7 +15,15 @@ use crate::scene::{produce, wait_for, Device, MockKafka, Scene};
 async fn node(kafka: &MockKafka, name: &str) -> Scene {
     let rule = downlink_rule("device_commands");
     let name = name.to_string();
-    Scene::start_with(&[("downlink.wat", rule.as_bytes())], Some(kafka.bootstrap()), move |config| config.node = name).await
+    Scene::start_with(&[("downlink.wat", rule.as_bytes())], Some(kafka.bootstrap()), move |config| {
+        config.node = name;
+        // A node that joins the downlink group after the other formed it starts a
+        // rebalance, which the mock cluster lets run for the session timeout less 1 s
+        // (44 s by default) unless every member rejoins first; seen in CI on a loaded
+        // machine. 6 s bounds that wait.
+        config.kafka.properties.insert("session.timeout.ms".into(), "6000".into());
+    })
+    .await
 }
 
 /// An MQTT 5 lock with a 300 s session: connected, and whether the session was present.
