@@ -20,7 +20,7 @@ pub enum ConfigError {
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid { key: String, message: String },
 }
 
 /// Root of the configuration tree: the raw input, as read from the file and the flags.
@@ -237,17 +237,22 @@ pub struct RulesConfig {
     pub public_key: Option<PathBuf>,
 }
 
-/// Where routed records go. One sink per gateway; each kind has its folder under
-/// `src/sink/` and its arm in `Gateway::start`.
+/// Where routed records go: the destinations rules route to, each a sink with its
+/// folder under `src/sink/` and its arm in `Gateway::start`. `kind` names the first
+/// destination; each `[sink.<name>]` table adds a RabbitMQ destination called `<name>`,
+/// in the order written. A rule's `route` goes to the first destination, `route_to`
+/// names one.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct SinkConfig {
     /// `file` (the embedded file sink: `records.jsonl` under `data`) or `kafka` (a Kafka
     /// producer set up by `[kafka]`, which then needs `bootstrap_servers`); `--kafka`
-    /// selects `kafka`.
-    /// Default: `file`
+    /// selects `kafka`. The destination's name is its kind.
+    /// Default: `file`, unless `[sink.<name>]` tables are configured
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<SinkKind>,
+    #[serde(flatten)]
+    pub rabbitmq: indexmap::IndexMap<String, RabbitMqConfig>,
 }
 
 /// See `SinkConfig::kind`.
@@ -256,6 +261,76 @@ pub struct SinkConfig {
 pub enum SinkKind {
     File,
     Kafka,
+}
+
+/// A RabbitMQ destination, `[sink.<name>]`: records routed to `<name>` are published
+/// over AMQP 0-9-1 as persistent messages with publisher confirms (see README,
+/// "RabbitMQ").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RabbitMqConfig {
+    /// The RabbitMQ destination `<name>`: its connection URI,
+    /// `amqp://user:password@host:port/vhost`, or `amqps://` for TLS; the
+    /// vhost URL-encoded (`%2f` is `/`). Its query may tune the connection: `heartbeat`,
+    /// `connection_timeout` (ms), `channel_max`, `frame_max`.
+    /// Default: `amqp://guest:guest@127.0.0.1:5672/%2f`
+    pub uri: String,
+    /// PEM file of the certificate authorities that sign the broker's certificate, for
+    /// `amqps://` with a private CA; unset: the system's roots.
+    /// Default: unset
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Declare each exchange a rule routes to before the first publish to it, with
+    /// `exchange_type` and `exchange_durable`; off, the exchange must exist and a record
+    /// routed to a missing one fails (`records_failed`).
+    /// Default: `false`
+    pub declare_exchanges: bool,
+    /// Type of the exchanges declared: `direct`, `fanout`, `topic` or `headers`.
+    /// Default: `topic`
+    pub exchange_type: ExchangeType,
+    /// Declared exchanges survive a broker restart.
+    /// Default: `true`
+    pub exchange_durable: bool,
+    /// How long a message may wait for the broker's confirm before the connection is
+    /// taken as broken and the message sent again, in milliseconds; time the broker
+    /// says it blocks the connection (memory or disk alarm, `connection.blocked`) does not
+    /// count.
+    /// Default: `30000`
+    pub confirm_timeout_ms: u64,
+    /// Messages published and not yet confirmed, at most; beyond it the rule workers
+    /// wait (the spool holds what comes meanwhile).
+    /// Default: `1000`
+    pub max_in_flight: usize,
+    /// AMQP client properties sent when connecting, as strings (e.g. `connection_name`,
+    /// which `rabbitmqctl list_connections client_properties` and the management UI
+    /// show); the URI carries the connection's tuning.
+    /// Default: empty
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// See `RabbitMqConfig::exchange_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExchangeType {
+    Direct,
+    Fanout,
+    Topic,
+    Headers,
+}
+
+impl Default for RabbitMqConfig {
+    fn default() -> Self {
+        RabbitMqConfig {
+            uri: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            ca_file: None,
+            declare_exchanges: false,
+            exchange_type: ExchangeType::Topic,
+            exchange_durable: true,
+            confirm_timeout_ms: 30_000,
+            max_in_flight: 1000,
+            properties: Default::default(),
+        }
+    }
 }
 
 /// Kafka client settings. The Kafka sink's producer uses them.
@@ -447,13 +522,33 @@ fn default_node() -> String {
 #[derive(Debug, Clone)]
 pub struct ValidConfig {
     config: Config,
-    sink: SinkKind,
+    destinations: Vec<Destination>,
+}
+
+/// A destination rules may route to (see `SinkConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    File,
+    Kafka,
+    /// The name of its `[sink.<name>]` table.
+    RabbitMq(String),
+}
+
+impl Destination {
+    /// The name rules give it (`route_to`).
+    pub fn name(&self) -> &str {
+        match self {
+            Destination::File => "file",
+            Destination::Kafka => "kafka",
+            Destination::RabbitMq(name) => name,
+        }
+    }
 }
 
 impl ValidConfig {
-    /// The sink records go to: `sink.kind`, `file` when absent.
-    pub fn sink(&self) -> SinkKind {
-        self.sink
+    /// Where records go, in order: the first is where a rule's `route` goes. Never empty.
+    pub fn destinations(&self) -> &[Destination] {
+        &self.destinations
     }
 }
 
@@ -487,7 +582,7 @@ impl Config {
     /// Checks values that parse but cannot work, once: the result is what the gateway
     /// runs on. Each error names its key and what to do.
     pub fn validate(self) -> Result<ValidConfig, ConfigError> {
-        let invalid = |key, message: &str| Err(ConfigError::Invalid { key, message: message.to_string() });
+        let invalid = |key: &str, message: &str| Err(ConfigError::Invalid { key: key.to_string(), message: message.to_string() });
         if self.node.is_empty() {
             return invalid("node", "must not be empty");
         }
@@ -565,7 +660,7 @@ impl Config {
         if self.rules.max_memory_bytes < 64 * 1024 {
             return invalid("rules.max_memory_bytes", "must be at least 65536 (one WebAssembly page)");
         }
-        let sink = match (self.sink.kind, self.kafka.bootstrap_servers.trim().is_empty()) {
+        let first = match (self.sink.kind, self.kafka.bootstrap_servers.trim().is_empty()) {
             (Some(SinkKind::Kafka), true) => {
                 return invalid(
                     "kafka.bootstrap_servers",
@@ -573,15 +668,45 @@ impl Config {
                      (or pass --kafka SERVERS, HOOKLINE_KAFKA)",
                 )
             }
-            (None, false) => {
+            (None, false) if self.sink.rabbitmq.is_empty() => {
                 return invalid(
                     "sink.kind",
                     "is not set, but kafka.bootstrap_servers is: to send records to Kafka add `[sink] kind = \"kafka\"`; \
                      to keep them in the file sink say `[sink] kind = \"file\"`",
                 )
             }
-            (kind, _) => kind.unwrap_or(SinkKind::File),
+            (None, _) if !self.sink.rabbitmq.is_empty() => None,
+            (kind, _) => Some(match kind.unwrap_or(SinkKind::File) {
+                SinkKind::File => Destination::File,
+                SinkKind::Kafka => Destination::Kafka,
+            }),
         };
+        for (name, rabbit) in &self.sink.rabbitmq {
+            let key = |field: &str| format!("sink.{name}.{field}");
+            if matches!(name.as_str(), "file" | "kafka") {
+                return invalid(
+                    &format!("sink.{name}"),
+                    "names a RabbitMQ destination `file` or `kafka`, which are the names of those sinks: choose another name",
+                );
+            }
+            if let Err(error) = rabbit.uri.parse::<lapin::uri::AMQPUri>() {
+                return invalid(
+                    &key("uri"),
+                    &format!("is not an AMQP URI ({error}): write `amqp://user:password@host:port/vhost` or `amqps://...`"),
+                );
+            }
+            if let Some(ca) = rabbit.ca_file.as_ref().filter(|ca| !ca.is_file()) {
+                return invalid(&key("ca_file"), &format!("{:?} is not a file", ca));
+            }
+            if rabbit.confirm_timeout_ms == 0 {
+                return invalid(&key("confirm_timeout_ms"), "must be at least 1");
+            }
+            if rabbit.max_in_flight == 0 {
+                return invalid(&key("max_in_flight"), "must be at least 1");
+            }
+        }
+        let rabbits = self.sink.rabbitmq.keys().map(|name| Destination::RabbitMq(name.clone()));
+        let destinations = first.into_iter().chain(rabbits).collect();
         if !self.auth.anonymous && self.auth.credentials.is_none() && !certificates {
             return invalid(
                 "auth.credentials",
@@ -590,7 +715,7 @@ impl Config {
                  or name clients by their TLS certificates with broker.tls_identity)",
             );
         }
-        Ok(ValidConfig { config: self, sink })
+        Ok(ValidConfig { config: self, destinations })
     }
 
     /// Rule worker count with `0` resolved to the number of CPU cores.
@@ -612,7 +737,7 @@ mod tests {
         let config = Config::from_toml(text).expect("example config parses").validate().expect("example config is valid");
         assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:9092");
         assert_eq!(config.broker.listen.port(), 1883);
-        assert_eq!(config.sink(), SinkKind::Kafka);
+        assert_eq!(config.destinations(), [Destination::Kafka]);
     }
 
     /// Every key, dotted (`broker.listen`), from the defaults.
@@ -666,8 +791,43 @@ mod tests {
     }
 
     #[test]
+    fn rabbitmq_destinations_follow_the_first_in_the_order_written() {
+        let text = "[sink]\nkind = \"kafka\"\n\n[sink.zeta]\nuri = \"amqp://h:5672/%2f\"\n\n[sink.alpha]\nuri = \"amqps://u:p@h:5671/v\"\nconfirm_timeout_ms = 10\n\n[sink.alpha.properties]\nconnection_name = \"gw-1\"\n\n[kafka]\nbootstrap_servers = \"k:9092\"\n";
+        let mut config = Config::from_toml(text).unwrap();
+        config.auth.anonymous = true;
+        let config = config.validate().unwrap();
+        let expected = [Destination::Kafka, Destination::RabbitMq("zeta".into()), Destination::RabbitMq("alpha".into())];
+        assert_eq!(config.destinations(), expected);
+        assert_eq!(config.sink.rabbitmq["alpha"].confirm_timeout_ms, 10);
+        assert_eq!(config.sink.rabbitmq["alpha"].properties["connection_name"], "gw-1");
+    }
+
+    #[test]
+    fn rabbitmq_alone_may_share_kafka_with_the_cluster() {
+        let text = "[sink.rabbit]\nuri = \"amqp://h:5672/%2f\"\n\n[kafka]\nbootstrap_servers = \"k:9092\"\n";
+        let mut config = Config::from_toml(text).unwrap();
+        config.auth.anonymous = true;
+        assert_eq!(config.validate().unwrap().destinations(), [Destination::RabbitMq("rabbit".into())]);
+    }
+
+    #[test]
+    fn bad_rabbitmq_settings_name_their_key() {
+        let mut config = anonymous();
+        config.sink.rabbitmq.insert("rabbit".into(), RabbitMqConfig { uri: "http://h".into(), ..RabbitMqConfig::default() });
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("`sink.rabbit.uri`") && err.contains("amqp://"), "{err}");
+
+        let mut config = anonymous();
+        config.sink.rabbitmq.insert("kafka".into(), RabbitMqConfig::default());
+        assert!(config.validate().unwrap_err().to_string().contains("`sink.kafka`"));
+
+        let err = Config::from_toml("[sink.rabbit]\nurl = \"amqp://h\"\n").unwrap_err();
+        assert!(err.contains("sink") && err.contains("url"), "{err}");
+    }
+
+    #[test]
     fn without_a_sink_section_records_go_to_the_file_sink() {
-        assert_eq!(anonymous().validate().unwrap().sink(), SinkKind::File);
+        assert_eq!(anonymous().validate().unwrap().destinations(), [Destination::File]);
     }
 
     #[test]
@@ -697,7 +857,7 @@ mod tests {
     fn a_file_sink_may_keep_kafka_settings_for_others() {
         let mut config = Config::from_toml("[sink]\nkind = \"file\"\n\n[kafka]\nbootstrap_servers = \"kafka:9092\"\n").unwrap();
         config.auth.anonymous = true;
-        assert_eq!(config.validate().unwrap().sink(), SinkKind::File);
+        assert_eq!(config.validate().unwrap().destinations(), [Destination::File]);
     }
 
     #[test]

@@ -20,12 +20,12 @@ use crate::access::Access;
 use crate::admin::AdminSources;
 use crate::broker::Broker;
 use crate::cluster::Cluster;
-use crate::config::{SinkKind, ValidConfig};
+use crate::config::{Destination, ValidConfig};
 use crate::downlink::DownlinkSource;
 use crate::metrics::{Metrics, Outcome};
 use crate::readiness::Readiness;
 use crate::rules::{Dispatcher, RuleEngine, RuleSet, RuleWatcher, SharedRuleSet};
-use crate::sink::{Boundary, FileSink, KafkaSink, Sink};
+use crate::sink::{Boundary, FileSink, KafkaSink, RabbitMqSink, Sink, Sinks};
 use crate::spool::Spool;
 use crate::tail::Tail;
 use crate::watch::FileWatch;
@@ -57,7 +57,7 @@ pub struct Gateway {
     tasks: JoinSet<()>,
     stop_admin: Arc<Notify>,
     rules: SharedRuleSet,
-    sink: Arc<dyn Sink>,
+    sinks: Arc<Sinks>,
     metrics: Arc<Metrics>,
     spool: Arc<Spool>,
     listen: SocketAddr,
@@ -87,16 +87,22 @@ impl Gateway {
             false => None,
         };
 
-        let sink: Arc<dyn Sink> = match config.sink() {
-            SinkKind::File => Arc::new(FileSink::open(&config.data).with_context(|| {
-                format!("cannot open the file sink's {} under {} (data)", crate::sink::RECORDS_FILE, config.data.display())
-            })?),
-            SinkKind::Kafka => {
-                Arc::new(KafkaSink::new(&config.kafka).context("cannot create the Kafka producer (check the [kafka] settings)")?)
-            }
-        };
+        let mut built = Vec::with_capacity(config.destinations().len());
+        for destination in config.destinations() {
+            let sink: Arc<dyn Sink> = match destination {
+                Destination::File => Arc::new(FileSink::open(&config.data).with_context(|| {
+                    format!("cannot open the file sink's {} under {} (data)", crate::sink::RECORDS_FILE, config.data.display())
+                })?),
+                Destination::Kafka => {
+                    Arc::new(KafkaSink::new(&config.kafka).context("cannot create the Kafka producer (check the [kafka] settings)")?)
+                }
+                Destination::RabbitMq(name) => Arc::new(RabbitMqSink::start(name, &config.sink.rabbitmq[name])?),
+            };
+            built.push((destination.name().to_string(), sink));
+        }
+        let sinks = Arc::new(Sinks::new(built));
 
-        let engine = RuleEngine::new(&config.rules, sink.destination_check()).context("cannot start the WebAssembly engine")?;
+        let engine = RuleEngine::new(&config.rules, sinks.names()).context("cannot start the WebAssembly engine")?;
         let public_key = match &config.rules.public_key {
             None => None,
             Some(path) => Some(crate::rules::signature::read_public_key(path).map_err(anyhow::Error::msg)?),
@@ -114,13 +120,13 @@ impl Gateway {
         let (spool, readers) = Spool::open(&config.buffer, &config.data, config.rule_workers(), metrics.clone())?;
         let boundary = Boundary::new(metrics.clone());
         let node: Arc<str> = config.node.as_str().into();
-        let mut workers = Workers { sink: sink.clone(), running: Vec::with_capacity(readers.len()) };
+        let mut workers = Workers { sinks: sinks.clone(), running: Vec::with_capacity(readers.len()) };
         for (i, reader) in readers.into_iter().enumerate() {
             let state = Arc::new(WorkerState::default());
             let worker = Worker {
                 reader,
                 dispatcher: Dispatcher::new(engine.clone(), rules.clone(), metrics.clone()),
-                sink: sink.clone(),
+                sinks: sinks.clone(),
                 boundary: boundary.clone(),
                 node: node.clone(),
                 metrics: metrics.clone(),
@@ -160,7 +166,7 @@ impl Gateway {
         };
         tasks.spawn(log_stats(metrics.clone(), spool.clone(), cluster.clone()));
         tracing::info!(
-            sink = %sink.describe(),
+            destinations = %sinks.describe(),
             rules_dir = %config.rules.dir.display(),
             workers = workers.running.len(),
             node = %config.node,
@@ -176,7 +182,7 @@ impl Gateway {
             tasks,
             stop_admin,
             rules,
-            sink,
+            sinks,
             metrics,
             spool,
             listen,
@@ -230,7 +236,7 @@ impl Gateway {
         let mut joined = tokio::task::spawn_blocking(move || Workers::join(workers));
         if tokio::time::timeout_at(deadline.into(), &mut joined).await.is_err() {
             // A worker waits for room in a sink that does not drain (Kafka away).
-            self.sink.close();
+            self.sinks.close();
             joined.await?;
         }
         self.broker.stop().await;
@@ -257,8 +263,8 @@ impl Gateway {
             tracing::warn!(backlog_bytes = backlog, "records left undelivered stay in the spool; the next start delivers them");
         }
         // Threads of the watches and the sink's (librdkafka's) end as they are dropped.
-        let Gateway { rule_watch, access_watch, sink, .. } = self;
-        tokio::task::spawn_blocking(move || drop((rule_watch, access_watch, sink))).await?;
+        let Gateway { rule_watch, access_watch, sinks, .. } = self;
+        tokio::task::spawn_blocking(move || drop((rule_watch, access_watch, sinks))).await?;
         Ok(())
     }
 
@@ -271,7 +277,7 @@ impl Gateway {
 /// The rule worker threads. Dropped without `Gateway::shutdown` (a start that failed
 /// half-way, an embedder that drops the gateway), it stops them at once and waits.
 struct Workers {
-    sink: Arc<dyn Sink>,
+    sinks: Arc<Sinks>,
     running: Vec<(Arc<WorkerState>, Option<JoinHandle<()>>)>,
 }
 
@@ -295,7 +301,7 @@ impl Drop for Workers {
         for (state, _) in &self.running {
             let _ = state.stop_by.set(Instant::now());
         }
-        self.sink.close();
+        self.sinks.close();
         Workers::join(std::mem::take(&mut self.running));
     }
 }

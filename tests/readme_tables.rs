@@ -77,6 +77,11 @@ fn config_rows() -> Vec<[String; 3]> {
     fn walk(structs: &BTreeMap<String, Vec<Field>>, name: &str, prefix: &str, defaults: &toml::Value, rows: &mut Vec<[String; 3]>) {
         for field in &structs[name] {
             let key = format!("{prefix}{}", field.name);
+            // A flattened map of named tables (`[sink.<name>]`): its keys sit under `<name>`.
+            if let Some(table) = field.ty.strip_prefix("indexmap::IndexMap<String, ").and_then(|t| t.strip_suffix('>')) {
+                walk(structs, table, &format!("{prefix}<name>."), defaults, rows);
+                continue;
+            }
             match structs.contains_key(&field.ty) {
                 true => walk(structs, &field.ty, &format!("{key}."), defaults, rows),
                 false => {

@@ -164,6 +164,7 @@ fn init_logging(json: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Destination;
 
     fn resolve(args: &[&str]) -> anyhow::Result<ValidConfig> {
         let cli = Cli::try_parse_from(["hookline", "run"].iter().chain(args)).expect("flags parse");
@@ -174,13 +175,13 @@ mod tests {
     #[test]
     fn the_kafka_flag_sets_the_servers_and_selects_the_kafka_sink() {
         let config = resolve(&["--allow-anonymous", "--kafka", "kafka:9092"]).unwrap();
-        assert_eq!(config.sink(), SinkKind::Kafka);
+        assert_eq!(config.destinations(), [Destination::Kafka]);
         assert_eq!(config.kafka.bootstrap_servers, "kafka:9092");
     }
 
     #[test]
     fn without_the_kafka_flag_records_go_to_the_file_sink() {
-        assert_eq!(resolve(&["--allow-anonymous"]).unwrap().sink(), SinkKind::File);
+        assert_eq!(resolve(&["--allow-anonymous"]).unwrap().destinations(), [Destination::File]);
     }
 
     #[test]
@@ -192,6 +193,9 @@ mod tests {
         let err = resolve(&["--allow-anonymous", "--config", file]).unwrap_err().to_string();
         assert!(err.contains("`sink.kind`") && err.contains("[sink] kind = \"kafka\""), "{err}");
         let config = resolve(&["--allow-anonymous", "--config", file, "--kafka", "b:9092"]).unwrap();
-        assert_eq!((config.sink(), config.kafka.bootstrap_servers.as_str(), config.kafka.linger_ms), (SinkKind::Kafka, "b:9092", 20));
+        assert_eq!(
+            (config.destinations(), config.kafka.bootstrap_servers.as_str(), config.kafka.linger_ms),
+            (&[Destination::Kafka][..], "b:9092", 20)
+        );
     }
 }

@@ -74,7 +74,7 @@ pub enum RuleCommand {
 
 pub fn run(command: RuleCommand) -> anyhow::Result<()> {
     // Rules are checked against Kafka's topic names, which every sink takes.
-    let engine = RuleEngine::new(&RulesConfig::default(), crate::sink::check_kafka_topic)?;
+    let engine = RuleEngine::new(&RulesConfig::default(), crate::sink::DestinationNames::kafka())?;
     match command {
         RuleCommand::New { lang, name, dir } => {
             let root = super::scaffold::create(lang, &name, &dir)?;

@@ -16,7 +16,7 @@ use wasmtime::{Caller, Linker, Memory, StoreLimits};
 
 use super::settings::RuleSettings;
 use crate::hooks::{Hook, HookEvent};
-use crate::sink::DestinationCheck;
+use crate::sink::DestinationNames;
 use crate::topic::TopicFilter;
 
 /// The version markers a module exports, one of them: the ABI version it speaks.
@@ -184,9 +184,11 @@ pub enum Phase {
     Idle,
 }
 
-/// One Kafka destination chosen by a rule for the current event.
+/// One record a rule sends for the current event: where, with what key, headers, value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    /// Which destination, as `DestinationNames` numbers them (0: the first, `route`'s).
+    pub destination: usize,
     /// Shared with the instance's recent topics, so a rule routing to the same topic
     /// again and again allocates it once.
     pub topic: Arc<str>,
@@ -253,10 +255,11 @@ pub struct HostState {
     pub invalid: Option<&'static str>,
     /// The guest's exported memory, looked up once after instantiation.
     pub memory: Option<Memory>,
-    /// Which destination names the sink takes.
-    destinations: DestinationCheck,
-    /// Destinations this instance routed to lately, validated (see `Route::topic`).
-    recent_topics: Vec<Arc<str>>,
+    /// The destinations rules may name, and what topics each takes.
+    destinations: DestinationNames,
+    /// Topics this instance routed to lately, validated for their destination (see
+    /// `Route::topic`).
+    recent_topics: Vec<(usize, Arc<str>)>,
     log_window: (std::time::Instant, u32),
 }
 
@@ -265,7 +268,7 @@ impl HostState {
         rule: std::sync::Arc<str>,
         settings: std::sync::Arc<RuleSettings>,
         limits: StoreLimits,
-        destinations: DestinationCheck,
+        destinations: DestinationNames,
     ) -> HostState {
         HostState {
             limits,
@@ -310,18 +313,19 @@ impl HostState {
 const RECENT_TOPICS: usize = 8;
 
 impl HostState {
-    /// A validated, shared copy of `topic`, reusing a recent one when it matches.
-    fn route_topic(&mut self, topic: &[u8]) -> Result<Arc<str>, &'static str> {
-        if let Some(known) = self.recent_topics.iter().find(|t| t.as_bytes() == topic) {
+    /// A shared copy of `topic`, validated for `destination`, reusing a recent one when
+    /// it matches.
+    fn route_topic(&mut self, destination: usize, topic: &[u8]) -> Result<Arc<str>, &'static str> {
+        if let Some((_, known)) = self.recent_topics.iter().find(|(d, t)| *d == destination && t.as_bytes() == topic) {
             return Ok(known.clone());
         }
         let topic = std::str::from_utf8(topic).map_err(|_| "destination name is not UTF-8")?;
-        (self.destinations)(topic)?;
+        self.destinations.check(destination, topic)?;
         let topic: Arc<str> = topic.into();
         if self.recent_topics.len() == RECENT_TOPICS {
             self.recent_topics.remove(0);
         }
-        self.recent_topics.push(topic.clone());
+        self.recent_topics.push((destination, topic.clone()));
         Ok(topic)
     }
 }
@@ -351,6 +355,25 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         caller.data().event.as_ref().map_or(0, |e| e.qos as i32)
     })?;
     linker.func_wrap(IMPORT_MODULE, "route", route)?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "route_to",
+        |mut caller: Caller<'_, HostState>,
+         dest_ptr: i32,
+         dest_len: i32,
+         topic_ptr: i32,
+         topic_len: i32,
+         key_ptr: i32,
+         key_len: i32|
+         -> i32 {
+            let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+            let Some(range) = guest_range(memory, dest_ptr, dest_len) else { return ERR_MEMORY };
+            let Some(destination) = state.destinations.index_of(&memory[range]) else {
+                return state.invalidate("route_to names no configured destination", ERR_UNKNOWN);
+            };
+            add_route(memory, state, destination, (topic_ptr, topic_len), (key_ptr, key_len))
+        },
+    )?;
     linker.func_wrap(IMPORT_MODULE, "route_header", route_header)?;
     linker.func_wrap(IMPORT_MODULE, "log", log)?;
     linker.func_wrap(IMPORT_MODULE, "config_get", config_get)?;
@@ -398,7 +421,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 
 /// Names and signatures (parameters, results) of the imports, for checking a module
 /// before linking it.
-pub const IMPORTS: [(&str, usize, usize); 12] = [
+pub const IMPORTS: [(&str, usize, usize); 13] = [
     ("subscribe", 4, 1),
     ("event_read", 3, 1),
     ("event_qos", 0, 1),
@@ -407,6 +430,7 @@ pub const IMPORTS: [(&str, usize, usize); 12] = [
     ("log", 3, 0),
     ("config_get", 4, 1),
     ("route_value", 3, 1),
+    ("route_to", 6, 1),
     ("event_header", 4, 1),
     ("publish", 6, 1),
     ("publish_property", 3, 1),
@@ -486,11 +510,18 @@ fn read_event(memory: &mut [u8], state: &HostState, field: i32, dst_ptr: i32, ds
 
 fn route(mut caller: Caller<'_, HostState>, topic_ptr: i32, topic_len: i32, key_ptr: i32, key_len: i32) -> i32 {
     let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
-    add_route(memory, state, topic_ptr, topic_len, key_ptr, key_len)
+    add_route(memory, state, 0, (topic_ptr, topic_len), (key_ptr, key_len))
 }
 
-/// `route` on the guest's memory: validates what the guest passed and records the route.
-fn add_route(memory: &[u8], state: &mut HostState, topic_ptr: i32, topic_len: i32, key_ptr: i32, key_len: i32) -> i32 {
+/// `route` and `route_to` on the guest's memory: validates what the guest passed and
+/// records the route to `destination`.
+fn add_route(
+    memory: &[u8],
+    state: &mut HostState,
+    destination: usize,
+    (topic_ptr, topic_len): (i32, i32),
+    (key_ptr, key_len): (i32, i32),
+) -> i32 {
     if state.phase != Phase::Event || state.hook() == Some(Hook::KafkaRecord) {
         return ERR_WRONG_TIME;
     }
@@ -499,7 +530,7 @@ fn add_route(memory: &[u8], state: &mut HostState, topic_ptr: i32, topic_len: i3
         return ERR_LIMIT;
     }
     let Some(range) = guest_range(memory, topic_ptr, topic_len) else { return ERR_MEMORY };
-    let topic = match state.route_topic(&memory[range]) {
+    let topic = match state.route_topic(destination, &memory[range]) {
         Ok(topic) => topic,
         Err(why) => {
             state.invalid = Some(why);
@@ -516,7 +547,7 @@ fn add_route(memory: &[u8], state: &mut HostState, topic_ptr: i32, topic_len: i3
         }
         Some(memory[range].to_vec())
     };
-    state.routes.push(Route { topic, key, headers: Vec::new(), value: RouteValue::Envelope });
+    state.routes.push(Route { destination, topic, key, headers: Vec::new(), value: RouteValue::Envelope });
     state.routes.len() as i32 - 1
 }
 
@@ -738,8 +769,12 @@ mod tests {
     }
 
     fn event_state() -> HostState {
-        let mut state =
-            HostState::new("hostile.wat".into(), Default::default(), wasmtime::StoreLimitsBuilder::new().build(), check_kafka_topic);
+        let mut state = HostState::new(
+            "hostile.wat".into(),
+            Default::default(),
+            wasmtime::StoreLimitsBuilder::new().build(),
+            DestinationNames::kafka(),
+        );
         state.phase = Phase::Event;
         let mut event = HookEvent::new(Hook::MessagePublish, "lock-1".into(), "".into());
         event.topic = bytes::Bytes::from_static(b"devices/lock-1/state");
@@ -760,7 +795,7 @@ mod tests {
             for call in calls {
                 let routes_before = state.routes.clone();
                 let result = match call {
-                    Call::Route { topic, key } => add_route(&memory, &mut state, topic.0, topic.1, key.0, key.1),
+                    Call::Route { topic, key } => add_route(&memory, &mut state, 0, topic, key),
                     Call::Header { name, value } => add_header(&memory, &mut state, name.0, name.1, value.0, value.1),
                     Call::Log { level, text } => {
                         write_log(&memory, &mut state, level, text.0, text.1);

@@ -16,7 +16,7 @@ use wasmtime::{Config, Engine, Instance, InstancePre, Linker, Store, StoreLimits
 use super::abi::{self, HostState, Phase};
 use super::settings::RuleSettings;
 use crate::config::RulesConfig;
-use crate::sink::DestinationCheck;
+use crate::sink::DestinationNames;
 
 #[derive(Clone)]
 pub struct RuleEngine {
@@ -28,13 +28,12 @@ struct Inner {
     linker: Linker<HostState>,
     fuel_per_call: u64,
     max_memory_bytes: usize,
-    destinations: DestinationCheck,
+    destinations: DestinationNames,
 }
 
 impl RuleEngine {
-    /// The engine for rules routing to a sink whose destination names pass
-    /// `destinations`.
-    pub fn new(config: &RulesConfig, destinations: DestinationCheck) -> anyhow::Result<RuleEngine> {
+    /// The engine for rules routing to `destinations`.
+    pub fn new(config: &RulesConfig, destinations: DestinationNames) -> anyhow::Result<RuleEngine> {
         let mut wasm_config = Config::new();
         wasm_config.consume_fuel(true);
         // Keep a deep recursion in a guest a trap, well before the host's own stack.
@@ -90,7 +89,7 @@ impl RuleEngine {
         name: Arc<str>,
         settings: Arc<RuleSettings>,
     ) -> wasmtime::Result<(Store<HostState>, Instance, i32)> {
-        let mut store = Store::new(self.engine(), HostState::new(name, settings, self.store_limits(), self.inner.destinations));
+        let mut store = Store::new(self.engine(), HostState::new(name, settings, self.store_limits(), self.inner.destinations.clone()));
         store.limiter(|state| &mut state.limits);
         store.set_fuel(self.fuel_per_call())?;
         let instance = pre.instantiate(&mut store)?;

@@ -1,5 +1,6 @@
-//! Where routed records go. One folder or file per destination, each a `Sink`, and one
-//! `SinkConfig` variant choosing it (see README, "Adding a sink").
+//! Where routed records go. One folder or file per kind of destination, each a `Sink`;
+//! a gateway has one or more destinations, named, in the order `SinkConfig` gives
+//! (see README, "Adding a sink").
 //!
 //! The contract, the same for every sink:
 //! - `send` takes a record and its `Delivery`. The sink resolves the delivery exactly
@@ -18,18 +19,22 @@
 mod delivery;
 mod file;
 mod kafka;
+mod rabbitmq;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use delivery::{Boundary, Delivery, Ticket};
 pub use file::{FileSink, RECORDS_FILE};
 pub use kafka::{check_topic as check_kafka_topic, KafkaSink};
+pub use rabbitmq::{check_exchange as check_rabbitmq_exchange, RabbitMqSink};
 
 /// One record, borrowed from the worker's buffers.
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
-    /// The destination: a Kafka topic, a file sink's topic field.
+    /// The destination: a Kafka topic, a RabbitMQ exchange, a file sink's topic field.
     pub topic: &'a str,
+    /// Kafka's record key; RabbitMQ's routing key.
     pub key: &'a [u8],
     pub value: &'a [u8],
     pub headers: &'a [(&'a str, &'a [u8])],
@@ -84,4 +89,62 @@ pub trait Sink: Send + Sync {
     fn destination_check(&self) -> DestinationCheck;
     /// Human-readable destination, for logs.
     fn describe(&self) -> String;
+}
+
+/// The names rules route to, in order (`route` goes to the first, `route_to` names
+/// one), each with the check of the topics its sink takes.
+#[derive(Clone)]
+pub struct DestinationNames(Arc<[(String, DestinationCheck)]>);
+
+impl DestinationNames {
+    pub fn new(names: impl IntoIterator<Item = (String, DestinationCheck)>) -> DestinationNames {
+        DestinationNames(names.into_iter().collect())
+    }
+
+    /// Kafka alone, named `kafka`: what rule tools check against outside a gateway.
+    pub fn kafka() -> DestinationNames {
+        DestinationNames::new([("kafka".to_string(), check_kafka_topic as DestinationCheck)])
+    }
+
+    pub fn index_of(&self, name: &[u8]) -> Option<usize> {
+        self.0.iter().position(|(known, _)| known.as_bytes() == name)
+    }
+
+    /// Whether destination `index` takes `topic`.
+    pub fn check(&self, index: usize, topic: &str) -> Result<(), &'static str> {
+        (self.0[index].1)(topic)
+    }
+}
+
+/// The gateway's sinks, one per destination, in the destinations' order.
+pub struct Sinks(Vec<(String, Arc<dyn Sink>)>);
+
+impl Sinks {
+    pub fn new(sinks: Vec<(String, Arc<dyn Sink>)>) -> Sinks {
+        assert!(!sinks.is_empty(), "a gateway has at least one destination");
+        Sinks(sinks)
+    }
+
+    pub fn names(&self) -> DestinationNames {
+        DestinationNames::new(self.0.iter().map(|(name, sink)| (name.clone(), sink.destination_check())))
+    }
+
+    /// The sink of destination `index` (as `DestinationNames` numbers them).
+    pub fn get(&self, index: usize) -> &dyn Sink {
+        &*self.0[index].1
+    }
+
+    pub fn end_batch(&self) {
+        self.0.iter().for_each(|(_, sink)| sink.end_batch());
+    }
+
+    /// See `Sink::close`.
+    pub fn close(&self) {
+        self.0.iter().for_each(|(_, sink)| sink.close());
+    }
+
+    /// Each destination, as the logs name it.
+    pub fn describe(&self) -> String {
+        self.0.iter().map(|(name, sink)| format!("{name}: {}", sink.describe())).collect::<Vec<_>>().join(", ")
+    }
 }

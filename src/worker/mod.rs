@@ -18,7 +18,7 @@ use crate::hooks::HookEvent;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::rules::{Dispatcher, Output, RouteValue};
-use crate::sink::{Boundary, Record, Sink, Ticket};
+use crate::sink::{Boundary, Record, Sinks, Ticket};
 use crate::spool::{ReadBatch, ShardReader};
 use crate::tail::Tail;
 use progress::{Look, Progress};
@@ -46,7 +46,7 @@ pub struct WorkerState {
 pub struct Worker {
     pub reader: ShardReader,
     pub dispatcher: Dispatcher,
-    pub sink: Arc<dyn Sink>,
+    pub sinks: Arc<Sinks>,
     pub boundary: Arc<Boundary>,
     pub node: Arc<str>,
     pub metrics: Arc<Metrics>,
@@ -80,7 +80,7 @@ impl Worker {
                 progress.track(ticket, after);
             }
             if read_some {
-                self.sink.end_batch();
+                self.sinks.end_batch();
             }
             let delivered = match progress.look(self.reader.position()) {
                 Look::DeliveredUpTo(delivered) => delivered,
@@ -121,7 +121,7 @@ impl Worker {
     fn process(&mut self, event: &HookEvent, ticket: &Arc<Ticket>, envelope: &mut Vec<u8>) {
         let mut encoded = false;
         let mut seq = itoa::Buffer::new();
-        let (sink, boundary, tail) = (&self.sink, &self.boundary, &self.tail);
+        let (sinks, boundary, tail) = (&self.sinks, &self.boundary, &self.tail);
         let node = &*self.node;
         self.dispatcher.dispatch(event, |output| {
             // Only `kafka.record` decisions publish, and those never reach a worker.
@@ -165,7 +165,7 @@ impl Worker {
             if tail.watched() {
                 tail.publish(event.hook, &event.client_id, &record);
             }
-            sink.send(record, boundary.begin(ticket, &route.topic, event.ts_ms));
+            sinks.get(route.destination).send(record, boundary.begin(ticket, &route.topic, event.ts_ms));
         });
     }
 }

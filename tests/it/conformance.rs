@@ -379,7 +379,7 @@ impl Report {
 #[test]
 fn example_rules_in_every_language_decide_the_corpus_alike() {
     let corpus = load_corpus();
-    let engine = RuleEngine::new(&RulesConfig::default(), hookline::sink::check_kafka_topic).unwrap();
+    let engine = RuleEngine::new(&RulesConfig::default(), hookline::sink::DestinationNames::kafka()).unwrap();
     let mut reports: BTreeMap<&str, Report> = LANGUAGES.iter().map(|l| (*l, Report::default())).collect();
     let allowed = allowed_skips();
 

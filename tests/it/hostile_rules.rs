@@ -94,7 +94,8 @@ async fn modules_that_break_the_abi_are_refused_at_load_with_a_reason() {
     let no_subscription = r#"(module (memory (export "memory") 1) (func (export "hookline_abi_v1"))
         (func (export "hookline_init") (result i32) (i32.const 0))
         (func (export "hookline_on_event") (param i32 i32) (result i32) (i32.const 0)))"#;
-    let engine = hookline::rules::RuleEngine::new(&hookline::config::RulesConfig::default(), hookline::sink::check_kafka_topic).unwrap();
+    let engine =
+        hookline::rules::RuleEngine::new(&hookline::config::RulesConfig::default(), hookline::sink::DestinationNames::kafka()).unwrap();
     let load = |bytes: &[u8]| hookline::rules::RuleModule::load(&engine, "t.wat", bytes).unwrap_err().to_string();
     assert!(load(wasi.as_bytes()).contains("wasi_snapshot_preview1.fd_write"));
     assert!(load(no_marker.as_bytes()).contains("hookline_abi_v1"));
@@ -116,7 +117,8 @@ async fn deep_recursion_hits_the_stack_limit_as_a_trap_not_a_crash() {
     assert_eq!(scene.counter("rule_out_of_fuel"), 0, "stopped by the stack limit, not the budget");
 
     // The trap says what happened.
-    let engine = hookline::rules::RuleEngine::new(&hookline::config::RulesConfig::default(), hookline::sink::check_kafka_topic).unwrap();
+    let engine =
+        hookline::rules::RuleEngine::new(&hookline::config::RulesConfig::default(), hookline::sink::DestinationNames::kafka()).unwrap();
     let module = std::sync::Arc::new(hookline::rules::RuleModule::load(&engine, "recursion.wat", recursion.as_bytes()).unwrap());
     let mut instance = hookline::rules::RuleInstance::new(&engine, module).unwrap();
     let mut event = hookline::hooks::HookEvent::new(hookline::hooks::Hook::MessagePublish, "lock-h".into(), "".into());
@@ -213,7 +215,8 @@ fn broken_modules() -> Vec<(&'static str, Vec<u8>, &'static str)> {
 
 #[test]
 fn each_broken_module_is_refused_at_load_with_its_reason() {
-    let engine = hookline::rules::RuleEngine::new(&hookline::config::RulesConfig::default(), hookline::sink::check_kafka_topic).unwrap();
+    let engine =
+        hookline::rules::RuleEngine::new(&hookline::config::RulesConfig::default(), hookline::sink::DestinationNames::kafka()).unwrap();
     let mut wrong = Vec::new();
     for (name, bytes, reason) in broken_modules() {
         match hookline::rules::RuleModule::load(&engine, name, &bytes) {

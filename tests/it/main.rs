@@ -21,6 +21,8 @@ mod hot_reload;
 mod mqtt_promises;
 mod ordering;
 mod properties;
+mod rabbit;
+mod rabbitmq;
 mod raw_mqtt;
 mod scene;
 mod sdk_tables;

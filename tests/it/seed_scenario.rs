@@ -9,10 +9,10 @@ use rumqttc::QoS;
 
 use crate::scene::{consume, repo_rules, Device, MockKafka, Scene, Tansu};
 
-const LOCK: &str = "10083618796833171";
-const STATE: &str =
+pub const LOCK: &str = "10083618796833171";
+pub const STATE: &str =
     r#"{"process_id":"7802441525528958","action":"unlock","battery":83.4,"lock_state":1,"version":1.1,"client_id":"10083618796833171"}"#;
-const COMMAND: &str =
+pub const COMMAND: &str =
     r#"{"process_id":"7802441525528958","action":"unlock","nonce_str":"u7u4p0n8","ts":1574744434,"sign":"e9f5af7deaa28563"}"#;
 
 /// The shipped rules (`rules/*.wasm`, `rules/*.wat`), as files for a test gateway.

@@ -91,12 +91,12 @@ enum {
 /* Errors returned by host calls (negative), plus one of this SDK. */
 enum {
     HL_OK = 0,
-    HL_ERR_UNKNOWN = -1,      /* unknown hook name / field code */
+    HL_ERR_UNKNOWN = -1,      /* unknown hook name / field code / route_to destination */
     HL_ERR_FILTER = -2,       /* invalid MQTT topic filter */
     HL_ERR_WRONG_TIME = -3,   /* subscribe outside init, route outside on_event, ... */
     HL_ERR_MEMORY = -4,       /* range outside memory, or not UTF-8 */
     HL_ERR_LIMIT = -5,        /* too many subscriptions/routes/headers: voids the decision */
-    HL_ERR_TOPIC = -6,        /* invalid Kafka topic name: voids the decision */
+    HL_ERR_TOPIC = -6,        /* invalid Kafka topic, or a topic route_to's destination refuses: voids it */
     HL_ERR_TOO_LONG = -7,     /* key/header/property too long: voids the decision */
     HL_ERR_PUBLISH = -8,      /* v2: invalid MQTT publish (topic, QoS, property): voids it */
     HL_ERR_BUFFER_TOO_SMALL = -100 /* SDK: hl_read_all's buffer cannot hold the field */
@@ -117,7 +117,7 @@ enum {
 /* Log levels. */
 enum { HL_LOG_ERROR = 0, HL_LOG_WARN = 1, HL_LOG_INFO = 2, HL_LOG_DEBUG = 3 };
 
-/* key_len value of route() meaning "the default key" (the event's client id). */
+/* key_len value of route() and route_to() meaning "the default key" (the client id). */
 #define HL_DEFAULT_KEY (-1)
 /* payload_len value of publish() meaning "the consumed record's value" (v2). */
 #define HL_RECORD_VALUE (-1)
@@ -143,6 +143,8 @@ hl_i32 hookline_config_get(const char *key, hl_i32 key_len, void *dst, hl_i32 ds
 /* v2 imports: a module importing them needs a gateway that speaks ABI v2. */
 HL_IMPORT("route_value")
 hl_i32 hookline_route_value(hl_i32 kind, const void *ptr, hl_i32 len);
+HL_IMPORT("route_to")
+hl_i32 hookline_route_to(const char *dest, hl_i32 dest_len, const char *topic, hl_i32 topic_len, const void *key, hl_i32 key_len);
 HL_IMPORT("event_header")
 hl_i32 hookline_event_header(const char *name, hl_i32 name_len, void *dst, hl_i32 dst_len);
 HL_IMPORT("publish")
@@ -176,6 +178,21 @@ static inline hl_i32 hl_route(const char *topic) {
 /* Route with an explicit record key of `key_len` bytes (0 is an empty key). */
 static inline hl_i32 hl_route_key(const char *topic, const void *key, hl_i32 key_len) {
     return hookline_route(topic, hl_strlen(topic), key, key_len);
+}
+
+/* v2: route the current event, with the default key, to the destination named `dest`
+ * ("kafka" or "file" for the [sink] kind, "<name>" for a RabbitMQ [sink.<name>];
+ * hl_route uses the first configured one). `topic` is the Kafka topic, the RabbitMQ
+ * exchange ("" = the default exchange; the key is the routing key) or the file sink's
+ * topic field. Returns the route index, HL_ERR_UNKNOWN for no such destination, or
+ * another negative HL_ERR_*. */
+static inline hl_i32 hl_route_to(const char *dest, const char *topic) {
+    return hookline_route_to(dest, hl_strlen(dest), topic, hl_strlen(topic), (const void *)0, HL_DEFAULT_KEY);
+}
+
+/* v2: hl_route_to with an explicit record (routing) key of `key_len` bytes. */
+static inline hl_i32 hl_route_to_key(const char *dest, const char *topic, const void *key, hl_i32 key_len) {
+    return hookline_route_to(dest, hl_strlen(dest), topic, hl_strlen(topic), key, key_len);
 }
 
 /* Add a header to the most recent successful route. Returns 0 or a negative HL_ERR_*. */

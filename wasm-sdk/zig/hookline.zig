@@ -42,6 +42,7 @@ pub const raw = struct {
     pub extern "hookline" fn config_get(key_ptr: [*]const u8, key_len: i32, dst_ptr: [*]u8, dst_len: i32) i32;
     // ABI v2:
     pub extern "hookline" fn route_value(kind: i32, ptr: [*]const u8, len: i32) i32;
+    pub extern "hookline" fn route_to(dest_ptr: [*]const u8, dest_len: i32, topic_ptr: [*]const u8, topic_len: i32, key_ptr: [*]const u8, key_len: i32) i32;
     pub extern "hookline" fn event_header(name_ptr: [*]const u8, name_len: i32, dst_ptr: [*]u8, dst_len: i32) i32;
     pub extern "hookline" fn publish(topic_ptr: [*]const u8, topic_len: i32, qos: i32, retain: i32, payload_ptr: [*]const u8, payload_len: i32) i32;
     pub extern "hookline" fn publish_property(id: i32, ptr: [*]const u8, len: i32) i32;
@@ -96,12 +97,12 @@ pub const Level = enum(i32) { err = 0, warn = 1, info = 2, debug = 3 };
 
 /// The host's error codes (-1 .. -8), other negative codes (`Host`), and the SDK's own.
 pub const Error = error{
-    UnknownName, // -1
+    UnknownName, // -1 (from routeTo: no destination has that name)
     InvalidFilter, // -2
     WrongTime, // -3
     OutOfBounds, // -4
     LimitReached, // -5: voids the event's decision when from route/route_header
-    InvalidTopic, // -6: idem
+    InvalidTopic, // -6 (routeTo: a topic its destination does not take): idem
     TooLong, // -7: idem
     InvalidPublish, // -8: invalid MQTT publish (topic, QoS, property); idem
     Host, // another negative code (a newer host)
@@ -221,6 +222,20 @@ pub fn route(topic: []const u8) Error!u32 {
 /// Routes the current event to `topic` with record key `key` (empty = empty key).
 pub fn routeWithKey(topic: []const u8, key: []const u8) Error!u32 {
     return check(raw.route(topic.ptr, try len32(topic.len), key.ptr, try len32(key.len)));
+}
+
+/// v2: routes the current event, with the default key, to the destination named `dest`
+/// ("kafka" or "file" for the `[sink] kind`, "<name>" for a RabbitMQ `[sink.<name>]`;
+/// `route` uses the first configured one). `topic` is the Kafka topic, the RabbitMQ
+/// exchange ("" = the default exchange; the key is the routing key) or the file sink's
+/// topic field. Returns the route's index; `error.UnknownName` for no such destination.
+pub fn routeTo(dest: []const u8, topic: []const u8) Error!u32 {
+    return check(raw.route_to(dest.ptr, try len32(dest.len), topic.ptr, try len32(topic.len), topic.ptr, -1));
+}
+
+/// v2: `routeTo` with record (routing) key `key` (empty = empty key).
+pub fn routeToWithKey(dest: []const u8, topic: []const u8, key: []const u8) Error!u32 {
+    return check(raw.route_to(dest.ptr, try len32(dest.len), topic.ptr, try len32(topic.len), key.ptr, try len32(key.len)));
 }
 
 /// Adds a header to the most recent successful route.

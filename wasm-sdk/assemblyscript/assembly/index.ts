@@ -51,6 +51,9 @@ export declare function hookline_config_get(keyPtr: usize, keyLen: i32, dstPtr: 
 @external("hookline", "route_value")
 export declare function hookline_route_value(kind: i32, ptr: usize, len: i32): i32;
 // @ts-ignore: decorator
+@external("hookline", "route_to")
+export declare function hookline_route_to(destPtr: usize, destLen: i32, topicPtr: usize, topicLen: i32, keyPtr: usize, keyLen: i32): i32;
+// @ts-ignore: decorator
 @external("hookline", "event_header")
 export declare function hookline_event_header(namePtr: usize, nameLen: i32, dstPtr: usize, dstLen: i32): i32;
 // @ts-ignore: decorator
@@ -128,7 +131,7 @@ export const ERR_WRONG_TIME: i32 = -3;
 export const ERR_MEMORY: i32 = -4;
 /** Too many subscriptions/routes/headers; from route/route_header it voids the decision. */
 export const ERR_LIMIT: i32 = -5;
-/** Invalid Kafka topic name; voids the decision. */
+/** Invalid Kafka topic name (routeTo: a topic its destination does not take); voids the decision. */
 export const ERR_TOPIC: i32 = -6;
 /** Key or header too long (voids the decision); also: text argument longer than SCRATCH_BYTES. */
 export const ERR_TOO_LONG: i32 = -7;
@@ -136,7 +139,7 @@ export const ERR_TOO_LONG: i32 = -7;
 export const ERR_PUBLISH: i32 = -8;
 /** `readAll`: the field is longer than the buffer. */
 export const ERR_BUFFER_TOO_SMALL: i32 = -100;
-/** `route`'s key length meaning "the default key" (the event's client id). */
+/** `route`'s and `routeTo`'s key length meaning "the default key" (the event's client id). */
 export const DEFAULT_KEY: i32 = -1;
 /** `publish`'s payload length meaning "the consumed record's value" (v2). */
 export const RECORD_VALUE: i32 = -1;
@@ -242,6 +245,30 @@ export function routeWithTextKey(topic: string, key: string): i32 {
   const k = encodeUtf8(key, scratchB, SCRATCH_BYTES);
   if (k < 0) return k;
   return hookline_route(scratchA, t, scratchB, k);
+}
+
+/** v2: routes the current event, with the default key, to the destination named `dest`
+ *  ("kafka" or "file" for the [sink] kind, "<name>" for a RabbitMQ [sink.<name>]; `route`
+ *  uses the first configured one). `topic` is the Kafka topic, the RabbitMQ exchange
+ *  ("" = the default exchange; the key is the routing key) or the file sink's topic
+ *  field. Returns the route index, ERR_UNKNOWN for no such destination, or another
+ *  negative error. */
+export function routeTo(dest: string, topic: string): i32 {
+  const d = encodeUtf8(dest, scratchA, SCRATCH_BYTES);
+  if (d < 0) return d;
+  const t = encodeUtf8(topic, scratchB, SCRATCH_BYTES);
+  if (t < 0) return t;
+  return hookline_route_to(scratchA, d, scratchB, t, 0, DEFAULT_KEY);
+}
+
+/** v2: `routeTo` with an explicit record (routing) key: `keyLen` bytes at `keyPtr`. (For
+ *  a text key, `encodeUtf8` it into your own memory first.) */
+export function routeToWithKey(dest: string, topic: string, keyPtr: usize, keyLen: i32): i32 {
+  const d = encodeUtf8(dest, scratchA, SCRATCH_BYTES);
+  if (d < 0) return d;
+  const t = encodeUtf8(topic, scratchB, SCRATCH_BYTES);
+  if (t < 0) return t;
+  return hookline_route_to(scratchA, d, scratchB, t, keyPtr, keyLen);
 }
 
 /** Adds header `name` with `valueLen` bytes at `valuePtr` to the most recent route. */

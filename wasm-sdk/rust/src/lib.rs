@@ -67,6 +67,14 @@ mod sys {
         pub fn log(level: i32, ptr: *const u8, len: i32);
         pub fn config_get(key_ptr: *const u8, key_len: i32, dst_ptr: *mut u8, dst_len: i32) -> i32;
         pub fn route_value(kind: i32, ptr: *const u8, len: i32) -> i32;
+        pub fn route_to(
+            dest_ptr: *const u8,
+            dest_len: i32,
+            topic_ptr: *const u8,
+            topic_len: i32,
+            key_ptr: *const u8,
+            key_len: i32,
+        ) -> i32;
         pub fn event_header(
             name_ptr: *const u8,
             name_len: i32,
@@ -117,6 +125,16 @@ mod sys {
         pub unsafe fn route_value(_: i32, _: *const u8, _: i32) -> i32 {
             WRONG_TIME
         }
+        pub unsafe fn route_to(
+            _: *const u8,
+            _: i32,
+            _: *const u8,
+            _: i32,
+            _: *const u8,
+            _: i32,
+        ) -> i32 {
+            WRONG_TIME
+        }
         pub unsafe fn event_header(_: *const u8, _: i32, _: *mut u8, _: i32) -> i32 {
             -1
         }
@@ -163,12 +181,13 @@ fn check(rc: i32) -> Result<u32, Error> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Error {
-    /// `-1`: unknown hook name (`subscribe`) or unknown field code (`event_read`).
+    /// `-1`: unknown hook name (`subscribe`), unknown field code (`event_read`) or
+    /// unknown destination (`route_to`).
     UnknownName,
     /// `-2`: invalid MQTT topic filter.
     InvalidFilter,
-    /// `-3`: called at the wrong time (`subscribe` outside init, `route` outside
-    /// on_event or during `kafka.record`, a header or value before any route, `publish`
+    /// `-3`: called at the wrong time (`subscribe` outside init, `route` or `route_to`
+    /// outside on_event or during `kafka.record`, a header or value before any route, `publish`
     /// outside `kafka.record`, a property before any publish); also every host call off
     /// wasm32.
     WrongTime,
@@ -177,7 +196,8 @@ pub enum Error {
     /// `-5`: limit reached (subscriptions, routes or headers). Invalidates the event's
     /// whole decision when returned by a route call.
     LimitReached,
-    /// `-6`: invalid Kafka topic name. Invalidates the event's whole decision.
+    /// `-6`: invalid Kafka topic name, or (`route_to`) a topic its destination does not
+    /// take. Invalidates the event's whole decision.
     InvalidTopic,
     /// `-7`: value too long (key, header, publish property). Invalidates the event's
     /// whole decision.
@@ -279,12 +299,12 @@ impl Error {
     /// A short, static description of the error.
     pub const fn message(&self) -> &'static str {
         match *self {
-            Error::UnknownName => "unknown hook name or field code",
+            Error::UnknownName => "unknown hook name, field code or destination",
             Error::InvalidFilter => "invalid MQTT topic filter",
             Error::WrongTime => "host call made at the wrong time",
             Error::OutOfBounds => "pointer/length outside guest memory, or not UTF-8",
             Error::LimitReached => "limit reached",
-            Error::InvalidTopic => "invalid Kafka topic name",
+            Error::InvalidTopic => "invalid topic name",
             Error::TooLong => "value too long",
             Error::InvalidPublish => "invalid MQTT publish",
             Error::Host(_) => "unknown host error",
@@ -617,8 +637,8 @@ fn next_route_serial() -> u32 {
     ROUTE_SERIAL.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
 }
 
-/// A Kafka record the host will produce for the current event; returned by [`route`]
-/// and [`route_with_key`]. Use it to add headers.
+/// A record the host will produce for the current event; returned by [`route`],
+/// [`route_with_key`], [`route_to`] and [`route_to_with_key`]. Use it to add headers.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Route {
     index: u32,
@@ -706,6 +726,45 @@ pub fn route(topic: &str) -> Result<Route, Error> {
 pub fn route_with_key(topic: &str, key: &[u8]) -> Result<Route, Error> {
     let key_len = abi_len(key.len())?;
     route_raw(topic, key.as_ptr(), key_len)
+}
+
+fn route_to_raw(dest: &str, topic: &str, key_ptr: *const u8, key_len: i32) -> Result<Route, Error> {
+    let dest_len = abi_len(dest.len())?;
+    let topic_len = abi_len(topic.len())?;
+    // SAFETY: as in `route_raw`; `dest` is a live slice too.
+    let rc = unsafe {
+        sys::route_to(
+            dest.as_ptr(),
+            dest_len,
+            topic.as_ptr(),
+            topic_len,
+            key_ptr,
+            key_len,
+        )
+    };
+    let serial = next_route_serial();
+    check(rc).map(|index| Route { index, serial })
+}
+
+/// ABI v2: sends the current event, with the default key (the event's client id), to
+/// the destination named `dest` in the gateway's config (`"kafka"` or `"file"` for the
+/// `[sink] kind`, `"<name>"` for a RabbitMQ destination `[sink.<name>]`); [`route`] uses
+/// the first configured one. `topic` is the Kafka topic, the RabbitMQ exchange (`""`:
+/// the default exchange; the key is the routing key) or the file sink's topic field.
+/// Only valid inside `on_event`.
+///
+/// [`Error::UnknownName`] when no destination has that name; [`Error::InvalidTopic`]
+/// (a topic that destination does not take), [`Error::LimitReached`] and
+/// [`Error::TooLong`] invalidate the whole decision for this event.
+pub fn route_to(dest: &str, topic: &str) -> Result<Route, Error> {
+    route_to_raw(dest, topic, b"".as_ptr(), -1)
+}
+
+/// ABI v2: [`route_to`] with record key (RabbitMQ: routing key) `key` (at most 4096
+/// bytes; an empty slice is an empty key, not the default one).
+pub fn route_to_with_key(dest: &str, topic: &str, key: &[u8]) -> Result<Route, Error> {
+    let key_len = abi_len(key.len())?;
+    route_to_raw(dest, topic, key.as_ptr(), key_len)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1246,6 +1305,8 @@ mod tests {
         assert_eq!(event::qos(), Ok(0));
         assert_eq!(route("t"), Err(Error::WrongTime));
         assert_eq!(route_with_key("t", b"k"), Err(Error::WrongTime));
+        assert_eq!(route_to("kafka", "t"), Err(Error::WrongTime));
+        assert_eq!(route_to_with_key("orders", "", b"k"), Err(Error::WrongTime));
         assert_eq!(
             publish("devices/1/command", QoS::AtLeastOnce, false),
             Err(Error::WrongTime)
@@ -1270,6 +1331,22 @@ mod tests {
         let _ = route("other");
         assert_eq!(first.header("a", "b").err(), Some(Error::StaleRoute));
         assert_eq!(first.value(Value::Payload).err(), Some(Error::StaleRoute));
+    }
+
+    #[test]
+    fn route_to_ends_the_previous_routes_header_window() {
+        let first = Route {
+            index: 0,
+            serial: next_route_serial(),
+        };
+        let _ = route_to("kafka", "other");
+        assert_eq!(first.header("a", "b").err(), Some(Error::StaleRoute));
+        let second = Route {
+            index: 1,
+            serial: next_route_serial(),
+        };
+        let _ = route_to_with_key("orders", "amq.topic", b"k");
+        assert_eq!(second.value(Value::Payload).err(), Some(Error::StaleRoute));
     }
 
     #[test]

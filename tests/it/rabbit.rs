@@ -1,0 +1,222 @@
+//! RabbitMQ as a separate process: Debian's `rabbitmq-server` (installed by `.ci/run`),
+//! one broker per test on its own ports, node name and data directory, which can be
+//! stopped and started again on the same data (durable queues and persistent messages
+//! survive), and alarmed (memory alarm: publishing connections blocked). AMQP helpers
+//! to declare the topology and read queues back.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
+
+use crate::scene::free_port;
+
+/// Where Debian puts the server and its control tool; `RABBITMQ_BIN_DIR` overrides.
+fn bin(tool: &str) -> String {
+    let dir = std::env::var("RABBITMQ_BIN_DIR").unwrap_or_else(|_| "/usr/lib/rabbitmq/bin".to_string());
+    format!("{dir}/{tool}")
+}
+
+pub struct Rabbit {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    dist_port: u16,
+    node: String,
+    child: Option<Child>,
+}
+
+impl Rabbit {
+    pub fn start() -> Rabbit {
+        let port = free_port();
+        let mut rabbit = Rabbit {
+            dir: tempfile::tempdir().unwrap(),
+            port,
+            dist_port: free_port(),
+            node: format!("hookline-test-{port}@localhost"),
+            child: None,
+        };
+        std::fs::write(rabbit.dir.path().join("enabled_plugins"), "[].\n").unwrap();
+        // Below the default free-disk limit some CI disks sit at; alarms are what
+        // `alarm` sets, not the machine's state.
+        std::fs::write(rabbit.dir.path().join("rabbitmq.conf"), "disk_free_limit.absolute = 1MB\nloopback_users = none\n").unwrap();
+        rabbit.run();
+        rabbit
+    }
+
+    pub fn uri(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Starts the server on this broker's data and waits until AMQP clients can connect.
+    pub fn run(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let dir = self.dir.path();
+        let server = bin("rabbitmq-server");
+        let child = Command::new(&server)
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
+            .env("RABBITMQ_PID_FILE", dir.join("pid"))
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group: the script starts the Erlang VM as a child.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {server}: {e}; install Debian's rabbitmq-server (.ci/run does)"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.accepts_amqp() {
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            assert!(exited.is_none(), "rabbitmq-server exited at start: see {}", dir.join("log").display());
+            assert!(Instant::now() < deadline, "rabbitmq-server not accepting AMQP after 60 s: see {}", dir.join("log").display());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Whether an AMQP client can open a connection (on a thread of its own, so any
+    /// caller may ask).
+    fn accepts_amqp(&self) -> bool {
+        let uri = self.uri();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    runtime.block_on(async {
+                        let connecting = Connection::connect(&uri, ConnectionProperties::default());
+                        match tokio::time::timeout(Duration::from_secs(2), connecting).await {
+                            Ok(Ok(connection)) => connection.close(200, "up".into()).await.is_ok(),
+                            _ => false,
+                        }
+                    })
+                })
+                .join()
+                .unwrap()
+        })
+    }
+
+    /// Stops the server as `rabbitmqctl stop` or a service manager would (SIGTERM), and
+    /// waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", child.id())]).status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while self.beam_running() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+            let _ = child.wait();
+        }
+    }
+
+    fn beam_running(&self) -> bool {
+        std::net::TcpStream::connect(("127.0.0.1", self.dist_port)).is_ok()
+            || std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+    }
+
+    /// `rabbitmqctl` on this broker; panics with its output when it fails.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let output = Command::new(bin("rabbitmqctl")).arg("-n").arg(&self.node).args(args).output().expect("run rabbitmqctl");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "rabbitmqctl {args:?}: {text}");
+        text
+    }
+
+    /// Raises (or clears) the memory alarm: RabbitMQ then blocks every publishing
+    /// connection until it clears.
+    pub fn memory_alarm(&self, on: bool) {
+        self.ctl(&["set_vm_memory_high_watermark", if on { "0.000001" } else { "0.4" }]);
+    }
+
+    pub async fn connect(&self) -> Connection {
+        Connection::connect(&self.uri(), ConnectionProperties::default()).await.expect("AMQP connection to the test broker")
+    }
+
+    /// A durable `topic` exchange and a durable queue bound to it with `binding`.
+    pub async fn exchange_to_queue(&self, exchange: &str, queue: &str, binding: &str) {
+        let connection = self.connect().await;
+        let channel = connection.create_channel().await.unwrap();
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        channel.exchange_declare(exchange.into(), ExchangeKind::Topic, durable, FieldTable::default()).await.unwrap();
+        let queue_options = QueueDeclareOptions { durable: true, ..Default::default() };
+        channel.queue_declare(queue.into(), queue_options, FieldTable::default()).await.unwrap();
+        channel
+            .queue_bind(queue.into(), exchange.into(), binding.into(), QueueBindOptions::default(), FieldTable::default())
+            .await
+            .unwrap();
+        connection.close(200, "declared".into()).await.unwrap();
+    }
+
+    /// Takes every message in `queue` (acknowledged, so they leave it), in order.
+    pub async fn drain(&self, queue: &str) -> Vec<Message> {
+        let connection = self.connect().await;
+        let channel = connection.create_channel().await.unwrap();
+        let mut messages = Vec::new();
+        while let Some(got) = channel.basic_get(queue.into(), BasicGetOptions { no_ack: true }).await.unwrap() {
+            let delivery = got.delivery;
+            let properties = &delivery.properties;
+            let headers = properties
+                .headers()
+                .as_ref()
+                .map(|table| {
+                    table
+                        .inner()
+                        .iter()
+                        .map(|(name, value)| {
+                            let bytes = match value {
+                                AMQPValue::LongString(s) => s.as_bytes().to_vec(),
+                                other => format!("{other:?}").into_bytes(),
+                            };
+                            (name.to_string(), bytes)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            messages.push(Message {
+                routing_key: delivery.routing_key.to_string(),
+                body: delivery.data,
+                persistent: *properties.delivery_mode() == Some(2),
+                content_type: properties.content_type().as_ref().map(|c| c.to_string()),
+                headers,
+            });
+        }
+        connection.close(200, "drained".into()).await.unwrap();
+        messages
+    }
+}
+
+impl Drop for Rabbit {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A message read back from a queue.
+#[derive(Debug)]
+pub struct Message {
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub persistent: bool,
+    pub content_type: Option<String>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Message {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("the body is JSON")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+}

@@ -1,0 +1,267 @@
+//! RabbitMQ as a destination, against a real `rabbitmq-server` process: the door-lock
+//! scenario on exchanges bound to queues, a rule feeding Kafka and RabbitMQ at once, and
+//! the broker away at start, restarted under load, blocking the connection (memory
+//! alarm) and closing the channel: nothing acknowledged is lost, and each device's
+//! messages arrive in order.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use base64::Engine as _;
+use hookline::config::{Config, RabbitMqConfig};
+use rumqttc::QoS;
+
+use crate::rabbit::{Message, Rabbit};
+use crate::scene::{consume, wait_for, Device, MockKafka, Scene};
+use crate::seed_scenario::{shipped_rules, COMMAND, LOCK, STATE};
+
+/// A RabbitMQ destination named `rabbit` on `rabbit`, confirms timing out after `confirm_timeout_ms`.
+fn rabbit_sink(config: &mut Config, rabbit: &Rabbit) {
+    let sink = RabbitMqConfig { uri: rabbit.uri(), confirm_timeout_ms: 5000, ..RabbitMqConfig::default() };
+    config.sink.rabbitmq.insert("rabbit".into(), sink);
+}
+
+/// A gateway with the shipped rules whose only destination is `rabbit`: the rules'
+/// `route("message_state")` publishes to the exchange `message_state`.
+async fn gateway(rabbit: &Rabbit) -> Scene {
+    let rules = shipped_rules();
+    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
+    Scene::start_with(&rules, None, |config| rabbit_sink(config, rabbit)).await
+}
+
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn door_lock_scenario_the_state_report_and_the_acked_command_land_on_their_exchanges() {
+    let rabbit = Rabbit::start();
+    rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
+    rabbit.exchange_to_queue("message_command", "lock-commands", "#").await;
+    let mut scene = gateway(&rabbit).await;
+
+    let mut lock = Device::connect(scene.addr, LOCK).await;
+    lock.subscribe(&format!("devices/{LOCK}/command")).await;
+    lock.publish(&format!("devices/{LOCK}/state"), STATE, QoS::AtLeastOnce).await;
+    lock.wait_pubacks(1).await;
+    let mut app = Device::connect(scene.addr, "business-app-1").await;
+    app.publish(&format!("devices/{LOCK}/command"), COMMAND, QoS::AtLeastOnce).await;
+    app.wait_pubacks(1).await;
+    let received = tokio::time::timeout(Duration::from_secs(5), lock.inbox.recv()).await.unwrap().unwrap();
+    assert_eq!(&received.payload[..], COMMAND.as_bytes());
+    assert!(wait_for(Duration::from_secs(10), || scene.counter("records_delivered") == 2).await, "both confirmed");
+    scene.shutdown().await;
+
+    let states = rabbit.drain("lock-states").await;
+    assert_eq!(states.len(), 1, "{states:#?}");
+    let state = &states[0];
+    assert_eq!(state.routing_key, LOCK, "the route's key (the lock id) is the routing key");
+    assert!(state.persistent, "delivery mode 2");
+    assert_eq!(state.content_type.as_deref(), Some("application/json"));
+    assert_eq!(state.header("hookline-node"), Some(&b"gateway@127.0.0.1"[..]));
+    let ts = state.json()["ts"].as_u64().unwrap();
+    assert_eq!(
+        String::from_utf8(state.body.clone()).unwrap(),
+        format!(
+            r#"{{"client_id":"{LOCK}","username":"","topic":"devices/{LOCK}/state","payload":"{}","qos":1,"node":"gateway@127.0.0.1","ts":{ts}}}"#,
+            b64(STATE)
+        ),
+        "the same envelope as on Kafka"
+    );
+    let commands = rabbit.drain("lock-commands").await;
+    assert_eq!(commands.len(), 1, "{commands:#?}");
+    assert_eq!(commands[0].routing_key, LOCK);
+    assert_eq!(commands[0].json()["from"], "business-app-1");
+    assert_eq!(commands[0].json()["payload"], b64(COMMAND));
+}
+
+/// Routes each state report to Kafka (`route`, the envelope) and to RabbitMQ
+/// (`route_to "rabbit"`, the raw payload, routing key `state.<lock>`, one header).
+const BOTH_RULE: &str = include_str!("../../examples/rules/state_to_kafka_and_rabbitmq.wat");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_sends_the_same_event_to_kafka_and_to_rabbitmq() {
+    let rabbit = Rabbit::start();
+    rabbit.exchange_to_queue("lock-events", "lock-states", "state.*").await;
+    let kafka = MockKafka::new(&["message_state"]);
+    let mut scene = Scene::start_with(&[("both.wat", BOTH_RULE.as_bytes())], Some(kafka.bootstrap()), |config| {
+        rabbit_sink(config, &rabbit);
+    })
+    .await;
+    let lock = Device::connect(scene.addr, LOCK).await;
+    lock.publish(&format!("devices/{LOCK}/state"), STATE, QoS::AtLeastOnce).await;
+    assert!(wait_for(Duration::from_secs(10), || scene.counter("records_delivered") == 2).await, "confirmed by both");
+    scene.shutdown().await;
+
+    let bootstrap = kafka.bootstrap();
+    let records =
+        tokio::task::spawn_blocking(move || consume(&bootstrap, "message_state", 1, Duration::from_secs(20), Duration::from_millis(300)))
+            .await
+            .unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!((records[0].key.as_str(), &records[0].json()["payload"]), (LOCK, &serde_json::Value::from(b64(STATE))));
+    let messages = rabbit.drain("lock-states").await;
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let message = &messages[0];
+    assert_eq!(message.routing_key, format!("state.{LOCK}"));
+    assert_eq!(message.body, STATE.as_bytes(), "the raw payload, as the route asked");
+    assert_eq!(message.content_type, None, "not the JSON envelope");
+    assert_eq!(message.header("schema"), Some(&b"door-lock/1"[..]), "the rule's header");
+    assert!(message.header("hookline-node").is_some() && message.header("hookline-seq").is_some(), "{message:?}");
+}
+
+/// Numbered state reports `<lock> <n>` from 10 locks at QoS 1, `per_lock` each, one
+/// every `pace`; returns how many were acknowledged (PUBACK) per lock.
+async fn publish_numbered(scene: &Scene, per_lock: usize, pace: Duration) -> BTreeMap<String, usize> {
+    let mut tasks = Vec::new();
+    for l in 0..10 {
+        let addr = scene.addr;
+        tasks.push(tokio::spawn(async move {
+            let id = format!("lock-{l}");
+            let mut lock = Device::connect(addr, &id).await;
+            for n in 0..per_lock {
+                lock.publish(&format!("devices/{id}/state"), format!("{id} {n}"), QoS::AtLeastOnce).await;
+                tokio::time::sleep(pace).await;
+            }
+            lock.wait_pubacks(per_lock).await;
+            lock.disconnect().await;
+            (id, per_lock)
+        }));
+    }
+    let mut acked = BTreeMap::new();
+    for task in tasks {
+        let (id, n) = task.await.unwrap();
+        acked.insert(id, n);
+    }
+    acked
+}
+
+/// Per lock, from the messages of the numbered reports: delivered (distinct), duplicated,
+/// lost (acknowledged, never delivered); panics if first deliveries are out of order.
+fn tally(messages: &[Message], acked: &BTreeMap<String, usize>) -> (usize, usize, usize) {
+    let mut seen: BTreeMap<String, (HashSet<usize>, Option<usize>)> = BTreeMap::new();
+    let mut duplicated = 0;
+    for message in messages {
+        let payload = message.json()["payload"].as_str().unwrap().to_string();
+        let text = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(payload).unwrap()).unwrap();
+        let (id, n) = text.split_once(' ').unwrap();
+        let n: usize = n.parse().unwrap();
+        let (distinct, last_first) = seen.entry(id.to_string()).or_default();
+        if !distinct.insert(n) {
+            duplicated += 1;
+            continue;
+        }
+        assert!(last_first.is_none_or(|last| n > last), "{id}: {n} delivered first after {last_first:?}");
+        *last_first = Some(n);
+    }
+    let delivered = seen.values().map(|(distinct, _)| distinct.len()).sum();
+    let lost = acked.iter().map(|(id, n)| (0..*n).filter(|i| !seen.get(id).is_some_and(|(d, _)| d.contains(i))).count()).sum();
+    (delivered, duplicated, lost)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_under_load_loses_nothing_acknowledged_and_keeps_each_locks_order() {
+    let mut rabbit = Rabbit::start();
+    rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
+    rabbit.exchange_to_queue("message_command", "lock-commands", "#").await;
+    let mut scene = gateway(&rabbit).await;
+
+    let load = publish_numbered(&scene, 300, Duration::from_millis(15));
+    let restart = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::task::block_in_place(|| {
+            rabbit.stop();
+            std::thread::sleep(Duration::from_secs(1));
+            rabbit.run();
+        });
+    };
+    let (acked, ()) = tokio::join!(load, restart);
+    let total: usize = acked.values().sum();
+    assert_eq!(total, 3000);
+    assert!(
+        wait_for(Duration::from_secs(60), || scene.counter("records_delivered") >= total as i64 && scene.gateway().drained()).await,
+        "every acknowledged report confirmed: {} of {total}",
+        scene.counter("records_delivered")
+    );
+    scene.shutdown().await;
+    let messages = rabbit.drain("lock-states").await;
+    let (delivered, duplicated, lost) = tally(&messages, &acked);
+    eprintln!("broker restart under load: {total} acknowledged, {delivered} delivered, {duplicated} duplicated, {lost} lost");
+    assert_eq!((delivered, lost), (total, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_away_at_start_gets_everything_once_it_is_up() {
+    let mut rabbit = Rabbit::start();
+    rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
+    rabbit.stop();
+    let mut scene = gateway(&rabbit).await;
+    let acked = publish_numbered(&scene, 20, Duration::ZERO).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(scene.counter("records_delivered"), 0, "nothing can be delivered yet");
+
+    tokio::task::block_in_place(|| rabbit.run());
+    assert!(wait_for(Duration::from_secs(60), || scene.counter("records_delivered") >= 200).await, "delivered once the broker is up");
+    scene.shutdown().await;
+    let (delivered, duplicated, lost) = tally(&rabbit.drain("lock-states").await, &acked);
+    assert_eq!((delivered, duplicated, lost), (200, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_connection_holds_records_until_the_memory_alarm_clears() {
+    let rabbit = Rabbit::start();
+    rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
+    let mut scene = gateway(&rabbit).await;
+    let first = publish_numbered(&scene, 1, Duration::ZERO).await;
+    assert!(wait_for(Duration::from_secs(10), || scene.counter("records_delivered") == 10).await, "connected and flowing");
+
+    tokio::task::block_in_place(|| rabbit.memory_alarm(true));
+    let mut acked = publish_numbered(&scene, 30, Duration::ZERO).await;
+    // Longer than the 5 s confirm timeout: the connection stays blocked, whichever
+    // connection the gateway holds by then.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(scene.counter("records_delivered"), 10, "nothing confirmed while blocked");
+    tokio::task::block_in_place(|| rabbit.memory_alarm(false));
+    assert!(wait_for(Duration::from_secs(30), || scene.counter("records_delivered") >= 310).await, "delivered once the alarm clears");
+    scene.shutdown().await;
+
+    // The first round's reports are numbered 0 too: count the second round's alone.
+    let messages = rabbit.drain("lock-states").await;
+    assert_eq!(tally(&messages[..10], &first), (10, 0, 0));
+    acked.values_mut().for_each(|n| *n = 30);
+    let (delivered, duplicated, lost) = tally(&messages[10..], &acked);
+    eprintln!("memory alarm: 300 acknowledged while blocked, {delivered} delivered, {duplicated} duplicated, {lost} lost");
+    assert_eq!((delivered, lost), (300, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_the_broker_closes_is_reopened_and_loses_nothing() {
+    let rabbit = Rabbit::start();
+    rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
+    rabbit.exchange_to_queue("message_command", "lock-commands", "#").await;
+    let mut scene = gateway(&rabbit).await;
+    let app = Device::connect(scene.addr, "business-app").await;
+    let mut subscriber = Device::connect(scene.addr, "lock-x").await;
+    subscriber.subscribe("devices/lock-x/command").await;
+    app.publish("devices/lock-x/command", "before", QoS::AtLeastOnce).await;
+    assert!(wait_for(Duration::from_secs(10), || scene.counter("records_delivered") == 1).await, "the command exchange is known");
+
+    // The command exchange goes; the next acknowledged command is published to it (the
+    // gateway checked it exists already), and RabbitMQ closes the channel (404), with
+    // state reports in flight on it.
+    let connection = rabbit.connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    channel.exchange_delete("message_command".into(), Default::default()).await.unwrap();
+    let load = publish_numbered(&scene, 100, Duration::from_millis(5));
+    let command = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.publish("devices/lock-x/command", "after", QoS::AtLeastOnce).await;
+    };
+    let (acked, ()) = tokio::join!(load, command);
+    assert!(wait_for(Duration::from_secs(30), || scene.counter("records_delivered") >= 1001).await);
+    assert!(wait_for(Duration::from_secs(10), || scene.counter("records_failed") == 1).await, "the command to the missing exchange");
+    scene.shutdown().await;
+    let (delivered, _, lost) = tally(&rabbit.drain("lock-states").await, &acked);
+    assert_eq!((delivered, lost), (1000, 0));
+    drop(subscriber);
+}
