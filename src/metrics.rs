@@ -3,7 +3,7 @@
 //! Plain atomics, bumped with relaxed ordering: they are statistics, never used for
 //! synchronisation. `snapshot` gives a stable, named view for logs and tests; the admin
 //! endpoint renders them for Prometheus (`admin::prometheus`).
-//! Records delivered and failed are counted by Kafka topic (`by_topic`, a bounded set
+//! Records delivered and failed are counted by topic (Kafka topic, RabbitMQ exchange) (`by_topic`, a bounded set
 //! of series), and their delivery latency in a histogram (`latency`).
 
 mod by_topic;
@@ -37,7 +37,7 @@ macro_rules! counters {
             pub cluster_sessions_connected: AtomicI64,
             /// Gauge: mailbox messages waiting for their sessions (all nodes).
             pub cluster_mail_pending: AtomicI64,
-            /// Records delivered and failed, by Kafka topic.
+            /// Records delivered and failed, by topic (Kafka topic, RabbitMQ exchange).
             pub records: RecordsByTopic,
             /// Time from each delivered record's hook event to the sink's confirmation.
             pub delivery_latency: LatencyHistogram,

@@ -1,4 +1,4 @@
-//! Records delivered and failed, counted by Kafka topic, with a bounded label set.
+//! Records delivered and failed, counted by topic (Kafka topic, RabbitMQ exchange), with a bounded label set.
 //!
 //! Rules choose the topics, so their number is unbounded in principle, and every topic
 //! would become Prometheus series kept for the life of the process. The first
@@ -31,7 +31,7 @@ impl TopicSeries {
 /// What became of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The sink confirmed it (Kafka delivery report, or file flush).
+    /// The destination confirmed it (Kafka delivery report, RabbitMQ confirm, or file flush).
     Delivered,
     /// The sink reported it failed for good.
     Failed,
@@ -50,8 +50,8 @@ impl Outcome {
 
     pub fn help(self) -> &'static str {
         match self {
-            Outcome::Delivered => "Records the sink confirmed (Kafka delivery report, or file flush), by Kafka topic.",
-            Outcome::Failed => "Records the destination refused for good (too large, not allowed), by Kafka topic.",
+            Outcome::Delivered => "Records the destination confirmed (Kafka delivery report, RabbitMQ confirm, or file flush), by topic (Kafka topic, RabbitMQ exchange).",
+            Outcome::Failed => "Records the destination refused for good (too large, not allowed, no such exchange), by topic (Kafka topic, RabbitMQ exchange).",
         }
     }
 }

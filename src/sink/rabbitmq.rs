@@ -126,7 +126,8 @@ impl RabbitMqSink {
     /// (the broker may be away at start: records wait in the spool meanwhile).
     pub fn start(name: &str, config: &RabbitMqConfig) -> anyhow::Result<RabbitMqSink> {
         let uri: lapin::uri::AMQPUri = config.uri.parse().map_err(|e| anyhow::anyhow!("sink.{name}.uri is not an AMQP URI: {e}"))?;
-        let shown = format!("{}://{}:{}/{}", uri.scheme, uri.authority.host, uri.authority.port, uri.vhost);
+        let vhost = uri.vhost.replace('/', "%2f");
+        let shown = format!("{}://{}:{}/{vhost}", uri.scheme, uri.authority.host, uri.authority.port);
         let cert_chain = match &config.ca_file {
             None => None,
             Some(path) => Some(
@@ -382,7 +383,9 @@ impl Publishing<'_> {
                 return Ok(());
             }
             Ok(Err(Refusal::Broken(why))) => return Err((why, message)),
-            Err(_) => return Err((format!("no answer to checking exchange {:?} within {confirm_timeout:?}", message.exchange), message)),
+            Err(_) => {
+                return Err((format!("no answer to checking exchange {:?} within {confirm_timeout:?}", message.exchange.as_str()), message))
+            }
         }
         let publishing = self.channel.basic_publish(
             message.exchange.clone(),
@@ -422,7 +425,10 @@ impl Publishing<'_> {
             match why {
                 Some(Err(returned)) => message.delivery.failed(&SinkError::final_(format!(
                     "RabbitMQ exchange {:?} routes routing key {:?} to no queue ({} {}): bind a queue for it",
-                    message.exchange, message.routing_key, returned.reply_code, returned.reply_text
+                    message.exchange.as_str(),
+                    message.routing_key.as_str(),
+                    returned.reply_code,
+                    returned.reply_text
                 ))),
                 _ => message.delivery.delivered(),
             }
@@ -489,11 +495,14 @@ impl Exchanges {
                 Ok(())
             }
             Err(error) if config.declare_exchanges => Err(Refusal::Final(SinkError::final_(format!(
-                "RabbitMQ refused to declare exchange {exchange:?} as {:?}, durable {}: {error}",
-                config.exchange_type, config.exchange_durable
+                "RabbitMQ refused to declare exchange {:?} as {:?}, durable {}: {error}",
+                exchange.as_str(),
+                config.exchange_type,
+                config.exchange_durable
             )))),
             Err(error) => Err(Refusal::Final(SinkError::final_(format!(
-                "RabbitMQ exchange {exchange:?} does not exist ({error}): declare it, or set sink.{}.declare_exchanges = true",
+                "RabbitMQ exchange {:?} does not exist ({error}): declare it, or set sink.{}.declare_exchanges = true",
+                exchange.as_str(),
                 link.name
             )))),
         }

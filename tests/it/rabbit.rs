@@ -30,6 +30,11 @@ pub struct Rabbit {
 
 impl Rabbit {
     pub fn start() -> Rabbit {
+        Rabbit::start_with("")
+    }
+
+    /// A broker with `conf` added to its `rabbitmq.conf` (e.g. a TLS listener).
+    pub fn start_with(conf: &str) -> Rabbit {
         let port = free_port();
         let mut rabbit = Rabbit {
             dir: tempfile::tempdir().unwrap(),
@@ -41,7 +46,8 @@ impl Rabbit {
         std::fs::write(rabbit.dir.path().join("enabled_plugins"), "[].\n").unwrap();
         // Below the default free-disk limit some CI disks sit at; alarms are what
         // `alarm` sets, not the machine's state.
-        std::fs::write(rabbit.dir.path().join("rabbitmq.conf"), "disk_free_limit.absolute = 1MB\nloopback_users = none\n").unwrap();
+        let conf = format!("disk_free_limit.absolute = 1MB\nloopback_users = none\n{conf}");
+        std::fs::write(rabbit.dir.path().join("rabbitmq.conf"), conf).unwrap();
         rabbit.run();
         rabbit
     }

@@ -13,12 +13,22 @@ use rumqttc::QoS;
 
 use crate::rabbit::{Message, Rabbit};
 use crate::scene::{consume, wait_for, Device, MockKafka, Scene};
-use crate::seed_scenario::{shipped_rules, COMMAND, LOCK, STATE};
+use crate::seed_scenario::{play, shipped_rules, COMMAND, LOCK, STATE};
 
 /// A RabbitMQ destination named `rabbit` on `rabbit`, confirms timing out after `confirm_timeout_ms`.
 fn rabbit_sink(config: &mut Config, rabbit: &Rabbit) {
     let sink = RabbitMqConfig { uri: rabbit.uri(), confirm_timeout_ms: 5000, ..RabbitMqConfig::default() };
     config.sink.rabbitmq.insert("rabbit".into(), sink);
+}
+
+/// A broker with the scenario's exchanges, each bound to a queue (`lock-states`,
+/// `lock-commands`), and a gateway with the shipped rules publishing to them.
+async fn broker_and_gateway() -> (Rabbit, Scene) {
+    let rabbit = Rabbit::start();
+    rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
+    rabbit.exchange_to_queue("message_command", "lock-commands", "#").await;
+    let scene = gateway(&rabbit).await;
+    (rabbit, scene)
 }
 
 /// A gateway with the shipped rules whose only destination is `rabbit`: the rules'
@@ -35,20 +45,9 @@ fn b64(text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn door_lock_scenario_the_state_report_and_the_acked_command_land_on_their_exchanges() {
-    let rabbit = Rabbit::start();
-    rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
-    rabbit.exchange_to_queue("message_command", "lock-commands", "#").await;
-    let mut scene = gateway(&rabbit).await;
+    let (rabbit, mut scene) = broker_and_gateway().await;
 
-    let mut lock = Device::connect(scene.addr, LOCK).await;
-    lock.subscribe(&format!("devices/{LOCK}/command")).await;
-    lock.publish(&format!("devices/{LOCK}/state"), STATE, QoS::AtLeastOnce).await;
-    lock.wait_pubacks(1).await;
-    let mut app = Device::connect(scene.addr, "business-app-1").await;
-    app.publish(&format!("devices/{LOCK}/command"), COMMAND, QoS::AtLeastOnce).await;
-    app.wait_pubacks(1).await;
-    let received = tokio::time::timeout(Duration::from_secs(5), lock.inbox.recv()).await.unwrap().unwrap();
-    assert_eq!(&received.payload[..], COMMAND.as_bytes());
+    play(&scene).await;
     assert!(wait_for(Duration::from_secs(10), || scene.counter("records_delivered") == 2).await, "both confirmed");
     scene.shutdown().await;
 
@@ -161,10 +160,7 @@ fn tally(messages: &[Message], acked: &BTreeMap<String, usize>) -> (usize, usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_under_load_loses_nothing_acknowledged_and_keeps_each_locks_order() {
-    let mut rabbit = Rabbit::start();
-    rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
-    rabbit.exchange_to_queue("message_command", "lock-commands", "#").await;
-    let mut scene = gateway(&rabbit).await;
+    let (mut rabbit, mut scene) = broker_and_gateway().await;
 
     let load = publish_numbered(&scene, 300, Duration::from_millis(15));
     let restart = async {
@@ -236,10 +232,7 @@ async fn a_blocked_connection_holds_records_until_the_memory_alarm_clears() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_the_broker_closes_is_reopened_and_loses_nothing() {
-    let rabbit = Rabbit::start();
-    rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
-    rabbit.exchange_to_queue("message_command", "lock-commands", "#").await;
-    let mut scene = gateway(&rabbit).await;
+    let (rabbit, mut scene) = broker_and_gateway().await;
     let app = Device::connect(scene.addr, "business-app").await;
     let mut subscriber = Device::connect(scene.addr, "lock-x").await;
     subscriber.subscribe("devices/lock-x/command").await;
@@ -264,4 +257,57 @@ async fn a_channel_the_broker_closes_is_reopened_and_loses_nothing() {
     let (delivered, _, lost) = tally(&rabbit.drain("lock-states").await, &acked);
     assert_eq!((delivered, lost), (1000, 0));
     drop(subscriber);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqps_verifies_the_broker_with_the_configured_ca_and_delivers() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&server_key, &ca).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: String| {
+        std::fs::write(files.path().join(name), text).unwrap();
+        files.path().join(name)
+    };
+    let (ca_pem, server_pem, key_pem) =
+        (write("ca.pem", ca.pem()), write("server.pem", server.pem()), write("server.key", server_key.serialize_pem()));
+    let tls_port = crate::scene::free_port();
+    let rabbit = Rabbit::start_with(&format!(
+        "listeners.ssl.default = {tls_port}\nssl_options.cacertfile = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\nssl_options.verify = verify_none\n",
+        ca_pem.display(),
+        server_pem.display(),
+        key_pem.display()
+    ));
+    rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
+    let rules = shipped_rules();
+    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
+    let amqps = |ca_file: Option<std::path::PathBuf>| {
+        move |config: &mut Config| {
+            let uri = format!("amqps://guest:guest@localhost:{tls_port}/%2f");
+            let sink = RabbitMqConfig { uri, ca_file, confirm_timeout_ms: 5000, ..RabbitMqConfig::default() };
+            config.sink.rabbitmq.insert("rabbit".into(), sink);
+        }
+    };
+
+    // Without the CA the broker's certificate is not trusted: nothing goes out.
+    let mut untrusted = Scene::start_with(&rules, None, amqps(None)).await;
+    let lock = Device::connect(untrusted.addr, LOCK).await;
+    lock.publish(&format!("devices/{LOCK}/state"), STATE, QoS::AtLeastOnce).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(untrusted.counter("records_delivered"), 0, "an untrusted broker gets nothing");
+    lock.disconnect().await;
+    untrusted.shutdown().await;
+    assert!(rabbit.drain("lock-states").await.is_empty());
+
+    let mut scene = Scene::start_with(&rules, None, amqps(Some(ca_pem.clone()))).await;
+    let lock = Device::connect(scene.addr, LOCK).await;
+    lock.publish(&format!("devices/{LOCK}/state"), STATE, QoS::AtLeastOnce).await;
+    assert!(wait_for(Duration::from_secs(10), || scene.counter("records_delivered") == 1).await, "confirmed over TLS");
+    scene.shutdown().await;
+    let messages = rabbit.drain("lock-states").await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].json()["payload"], b64(STATE));
 }

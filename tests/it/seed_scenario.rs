@@ -29,12 +29,9 @@ pub fn shipped_rules() -> Vec<(String, Vec<u8>)> {
     rules
 }
 
-async fn run_scenario(bootstrap: String) {
-    let rules = shipped_rules();
-    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
-    let mut scene = Scene::start(&rules, Some(bootstrap.clone())).await;
-    let started = hookline::hooks::now_ms();
-
+/// The scenario's traffic: the lock reports its state, the business app sends an unlock
+/// command, the lock receives (and acknowledges) it.
+pub async fn play(scene: &Scene) {
     let mut lock = Device::connect(scene.addr, LOCK).await;
     lock.subscribe(&format!("devices/{LOCK}/command")).await;
     lock.publish(&format!("devices/{LOCK}/state"), STATE, QoS::AtLeastOnce).await;
@@ -44,6 +41,15 @@ async fn run_scenario(bootstrap: String) {
     app.wait_pubacks(1).await;
     let received = tokio::time::timeout(Duration::from_secs(5), lock.inbox.recv()).await.unwrap().unwrap();
     assert_eq!(&received.payload[..], COMMAND.as_bytes());
+}
+
+async fn run_scenario(bootstrap: String) {
+    let rules = shipped_rules();
+    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
+    let mut scene = Scene::start(&rules, Some(bootstrap.clone())).await;
+    let started = hookline::hooks::now_ms();
+
+    play(&scene).await;
     scene.shutdown().await;
 
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
