@@ -1,6 +1,6 @@
 //! ABI v2 on the uplink, through a running gateway and the file sink: a positive return
-//! accepts (v1 would reject), a negative one rejects, and `route_value` sends the MQTT
-//! payload as it is instead of the envelope.
+//! accepts (v1 would reject), a negative one rejects, `route_value` sends the MQTT
+//! payload as it is instead of the envelope, and `route_to` names a destination.
 
 use std::time::Duration;
 
@@ -49,4 +49,54 @@ async fn v2_accepts_non_negative_results_and_routes_the_raw_payload() {
     assert_eq!(raw.len(), 1, "the accepting rule's route only: {records:#?}");
     assert_eq!(raw[0]["value_text"], report, "the payload as the lock sent it");
     assert!(raw[0].get("value").is_none());
+}
+
+/// Routes every state report with `route_to(destination, topic)`, accepting the event
+/// whatever the host answers (a refused route voids the decision all the same).
+fn route_to_rule(destination: &str, topic: &str) -> String {
+    format!(
+        r#"(module
+  (import "hookline" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
+  (import "hookline" "route_to" (func $route_to (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "message.publish")
+  (data (i32.const 16) "devices/+/state")
+  (data (i32.const 32) "{destination}")
+  (data (i32.const 64) "{topic}")
+  (func (export "hookline_abi_v2"))
+  (func (export "hookline_init") (result i32)
+    (call $subscribe (i32.const 0) (i32.const 15) (i32.const 16) (i32.const 15)))
+  (func (export "hookline_on_event") (param i32 i32) (result i32)
+    (drop (call $route_to (i32.const 32) (i32.const {}) (i32.const 64) (i32.const {}) (i32.const 0) (i32.const -1)))
+    (i32.const 0)))"#,
+        destination.len(),
+        topic.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_to_names_a_configured_destination_and_its_topic_rules() {
+    let rules = [
+        ("to_file.wat", route_to_rule("file", "via-file")),
+        ("to_nowhere.wat", route_to_rule("nowhere", "via-file")),
+        ("bad_exchange.wat", route_to_rule("rabbit", "bad/exchange")),
+    ];
+    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(name, wat)| (*name, wat.as_bytes())).collect();
+    // A RabbitMQ destination nobody listens for: the gateway starts all the same.
+    let unreachable = format!("amqp://guest:guest@127.0.0.1:{}/%2f", crate::scene::free_port());
+    let mut scene = Scene::start_with(&rules, None, |config| {
+        config.sink.kind = Some(hookline::config::SinkKind::File);
+        let rabbit = hookline::config::RabbitMqConfig { uri: unreachable, ..Default::default() };
+        config.sink.rabbitmq.insert("rabbit".into(), rabbit);
+    })
+    .await;
+    let lock = Device::connect(scene.addr, "lock-1").await;
+    lock.publish("devices/lock-1/state", "{}", QoS::AtLeastOnce).await;
+
+    assert!(wait_for(Duration::from_secs(10), || scene.counter("rule_calls") == 3).await);
+    assert_eq!(scene.counter("rule_invalid_output"), 2, "an unknown destination (-1) and an exchange name with `/` (-6)");
+    let records = scene.file_records(1).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["topic"], "via-file");
+    scene.shutdown().await;
 }

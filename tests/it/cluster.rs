@@ -65,7 +65,6 @@ async fn a_session_moves_to_another_node_with_its_subscription_and_the_old_conne
     assert_eq!(on_a.receive().await.map(|(first, _)| first), Some(0x90));
     produce(&kafka.bootstrap(), "device_commands", Some("lock-1"), "one");
     assert_eq!(command(&mut on_a).await.payload, b"one");
-
     // The lock lands on node B: its session is there, and node A lets go of it.
     let started = Instant::now();
     let (mut on_b, present) = lock(&b, "lock-1", false).await;
@@ -79,12 +78,31 @@ async fn a_session_moves_to_another_node_with_its_subscription_and_the_old_conne
 
     // Commands from Kafka follow the lock; so does an MQTT publish made on node A.
     produce(&kafka.bootstrap(), "device_commands", Some("lock-1"), "two");
-    assert_eq!(command(&mut on_b).await.payload, b"two");
+    // At least once: "one" may come again, if its record was consumed again after the
+    // downlink group's rebalance (node B joining: the records node A had done but not yet
+    // committed) and so posted twice, or if its acknowledgement raced the takeover
+    // (README, "Claims and takeover").
+    let two = loop {
+        let command = command(&mut on_b).await;
+        if command.payload != b"one" {
+            break command;
+        }
+    };
+    assert_eq!(two.payload, b"two");
     let app = Device::connect(a.addr, "business-app").await;
     app.publish("devices/lock-1/command", "three", rumqttc::QoS::AtLeastOnce).await;
-    let three = command(&mut on_b).await;
+    let three = loop {
+        let command = command(&mut on_b).await;
+        if command.payload != b"one" && command.payload != b"two" {
+            break command;
+        }
+    };
     assert_eq!((three.topic.as_str(), &three.payload[..]), ("devices/lock-1/command", &b"three"[..]));
-    assert!(on_b.receive().await.and_then(|p| parse_publish(5, &p)).is_none(), "delivered once");
+    // Each session is served by one path (the router here, the mailbox for the others):
+    // the MQTT publish arrives once. Downlink commands consumed again may still come.
+    while let Some(again) = on_b.receive().await.and_then(|p| parse_publish(5, &p)) {
+        assert_ne!(again.payload, b"three", "delivered once");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

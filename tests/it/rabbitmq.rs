@@ -34,9 +34,12 @@ async fn broker_and_gateway() -> (Rabbit, Scene) {
 /// A gateway with the shipped rules whose only destination is `rabbit`: the rules'
 /// `route("message_state")` publishes to the exchange `message_state`.
 async fn gateway(rabbit: &Rabbit) -> Scene {
-    let rules = shipped_rules();
-    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
-    Scene::start_with(&rules, None, |config| rabbit_sink(config, rabbit)).await
+    Scene::start_with(&refs(&shipped_rules()), None, |config| rabbit_sink(config, rabbit)).await
+}
+
+/// Rule files as `Scene` takes them.
+fn refs(rules: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    rules.iter().map(|(name, content)| (name.as_str(), content.as_slice())).collect()
 }
 
 fn b64(text: &str) -> String {
@@ -283,7 +286,7 @@ async fn amqps_verifies_the_broker_with_the_configured_ca_and_delivers() {
     ));
     rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
     let rules = shipped_rules();
-    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
+    let rules = refs(&rules);
     let amqps = |ca_file: Option<std::path::PathBuf>| {
         move |config: &mut Config| {
             let uri = format!("amqps://guest:guest@localhost:{tls_port}/%2f");
@@ -310,4 +313,28 @@ async fn amqps_verifies_the_broker_with_the_configured_ca_and_delivers() {
     let messages = rabbit.drain("lock-states").await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].json()["payload"], b64(STATE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_exchanges_are_made_and_a_message_no_queue_takes_fails_for_good() {
+    let rabbit = Rabbit::start();
+    let mut scene = Scene::start_with(&refs(&shipped_rules()), None, |config| {
+        let sink = RabbitMqConfig { uri: rabbit.uri(), declare_exchanges: true, ..RabbitMqConfig::default() };
+        config.sink.rabbitmq.insert("rabbit".into(), sink);
+    })
+    .await;
+    let lock = Device::connect(scene.addr, LOCK).await;
+    lock.publish(&format!("devices/{LOCK}/state"), STATE, QoS::AtLeastOnce).await;
+    // Declared by the gateway, but no queue is bound: RabbitMQ returns the message.
+    assert!(wait_for(Duration::from_secs(10), || scene.counter("records_failed") == 1).await, "unroutable: failed for good");
+    assert_eq!(scene.counter("records_delivered"), 0);
+    scene.shutdown().await;
+
+    let connection = rabbit.connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    let passive = lapin::options::ExchangeDeclareOptions { passive: true, ..Default::default() };
+    let declared = channel.exchange_declare("message_state".into(), lapin::ExchangeKind::Topic, passive, Default::default()).await;
+    assert!(declared.is_ok(), "the gateway declared the exchange: {declared:?}");
+    let listed = tokio::task::block_in_place(|| rabbit.ctl(&["list_exchanges", "-q", "name", "type", "durable"]));
+    assert!(listed.lines().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["message_state", "topic", "true"]), "{listed}");
 }
