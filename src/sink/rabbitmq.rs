@@ -179,7 +179,7 @@ impl Sink for RabbitMqSink {
             ));
             return delivery.failed(&error);
         }
-        self.unresolved.fetch_add(1, Ordering::Acquire);
+        self.unresolved.fetch_add(1, Ordering::AcqRel);
         let message = Message {
             exchange: record.topic.into(),
             routing_key: String::from_utf8_lossy(record.key).into_owned().into(),
@@ -193,12 +193,20 @@ impl Sink for RabbitMqSink {
             // The task is gone (the runtime stops): the delivery drops unresolved.
             Err(mpsc::error::TrySendError::Closed(_)) => return,
         };
-        // Waits for room; `close` gives up, leaving the delivery unresolved.
+        // Waits for room; `close`, before or meanwhile, gives up, leaving the delivery
+        // unresolved.
         let (closed, woken) = &*self.closed;
         self.runtime.block_on(async {
+            let notified = woken.notified();
+            tokio::pin!(notified);
+            // Registered before the flag is read, so a `close` in between still wakes it.
+            notified.as_mut().enable();
+            if closed.load(Ordering::Acquire) {
+                return;
+            }
             tokio::select! {
                 _ = self.queue.send(message) => {}
-                _ = woken.notified(), if !closed.load(Ordering::Acquire) => {}
+                _ = notified => {}
             }
         });
     }

@@ -338,3 +338,31 @@ async fn declared_exchanges_are_made_and_a_message_no_queue_takes_fails_for_good
     let listed = tokio::task::block_in_place(|| rabbit.ctl(&["list_exchanges", "-q", "name", "type", "durable"]));
     assert!(listed.lines().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["message_state", "topic", "true"]), "{listed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_while_the_broker_is_away_keeps_the_records_for_the_next_start() {
+    let mut rabbit = Rabbit::start();
+    rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
+    rabbit.stop();
+    // A window of 5: the workers soon wait for room in the sink, and shutdown must end
+    // that wait when its grace runs out.
+    let small_window = |config: &mut Config| {
+        rabbit_sink(config, &rabbit);
+        config.sink.rabbitmq["rabbit"].max_in_flight = 5;
+    };
+    let mut first = Scene::start_with(&refs(&shipped_rules()), None, small_window).await;
+    let acked = publish_numbered(&first, 30, Duration::ZERO).await;
+    let stopping = tokio::time::timeout(Duration::from_secs(30), first.shutdown()).await;
+    assert!(stopping.is_ok(), "shutdown ends though RabbitMQ is away and the sink is full");
+
+    tokio::task::block_in_place(|| rabbit.run());
+    let data = first.data_dir();
+    let mut second = Scene::start_with(&refs(&shipped_rules()), None, |config| {
+        rabbit_sink(config, &rabbit);
+        config.data = data;
+    })
+    .await;
+    assert!(wait_for(Duration::from_secs(30), || second.counter("records_delivered") >= 300).await, "delivered by the next start");
+    second.shutdown().await;
+    assert_eq!(tally(&rabbit.drain("lock-states").await, &acked), (300, 0, 0));
+}
