@@ -675,11 +675,11 @@ impl Config {
                      to keep them in the file sink say `[sink] kind = \"file\"`",
                 )
             }
-            (None, _) if !self.sink.rabbitmq.is_empty() => None,
-            (kind, _) => Some(match kind.unwrap_or(SinkKind::File) {
-                SinkKind::File => Destination::File,
-                SinkKind::Kafka => Destination::Kafka,
-            }),
+            (Some(SinkKind::Kafka), _) => Some(Destination::Kafka),
+            (Some(SinkKind::File), _) => Some(Destination::File),
+            (None, _) if self.sink.rabbitmq.is_empty() => Some(Destination::File),
+            // The first RabbitMQ destination comes first.
+            (None, _) => None,
         };
         for (name, rabbit) in &self.sink.rabbitmq {
             let key = |field: &str| format!("sink.{name}.{field}");

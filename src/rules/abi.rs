@@ -367,11 +367,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          key_len: i32|
          -> i32 {
             let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
-            let Some(range) = guest_range(memory, dest_ptr, dest_len) else { return ERR_MEMORY };
-            let Some(destination) = state.destinations.index_of(&memory[range]) else {
-                return state.invalidate("route_to names no configured destination", ERR_UNKNOWN);
-            };
-            add_route(memory, state, destination, (topic_ptr, topic_len), (key_ptr, key_len))
+            add_route(memory, state, Some((dest_ptr, dest_len)), (topic_ptr, topic_len), (key_ptr, key_len))
         },
     )?;
     linker.func_wrap(IMPORT_MODULE, "route_header", route_header)?;
@@ -510,15 +506,16 @@ fn read_event(memory: &mut [u8], state: &HostState, field: i32, dst_ptr: i32, ds
 
 fn route(mut caller: Caller<'_, HostState>, topic_ptr: i32, topic_len: i32, key_ptr: i32, key_len: i32) -> i32 {
     let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
-    add_route(memory, state, 0, (topic_ptr, topic_len), (key_ptr, key_len))
+    add_route(memory, state, None, (topic_ptr, topic_len), (key_ptr, key_len))
 }
 
 /// `route` and `route_to` on the guest's memory: validates what the guest passed and
-/// records the route to `destination`.
+/// records the route to the destination named at `(dest_ptr, dest_len)`, or to the
+/// first one (`route`).
 fn add_route(
     memory: &[u8],
     state: &mut HostState,
-    destination: usize,
+    dest: Option<(i32, i32)>,
     (topic_ptr, topic_len): (i32, i32),
     (key_ptr, key_len): (i32, i32),
 ) -> i32 {
@@ -529,6 +526,16 @@ fn add_route(
         state.invalid = Some("more routes than allowed for one event");
         return ERR_LIMIT;
     }
+    let destination = match dest {
+        None => 0,
+        Some((dest_ptr, dest_len)) => {
+            let Some(range) = guest_range(memory, dest_ptr, dest_len) else { return ERR_MEMORY };
+            match state.destinations.index_of(&memory[range]) {
+                Some(destination) => destination,
+                None => return state.invalidate("route_to names no configured destination", ERR_UNKNOWN),
+            }
+        }
+    };
     let Some(range) = guest_range(memory, topic_ptr, topic_len) else { return ERR_MEMORY };
     let topic = match state.route_topic(destination, &memory[range]) {
         Ok(topic) => topic,
@@ -783,6 +790,19 @@ mod tests {
         state
     }
 
+    #[test]
+    fn route_to_answers_wrong_time_before_it_looks_the_destination_up() {
+        let memory = b"nowhere".to_vec();
+        let mut state = event_state();
+        state.phase = Phase::Init;
+        assert_eq!(add_route(&memory, &mut state, Some((0, 7)), (0, 7), (0, -1)), ERR_WRONG_TIME);
+        assert!(state.invalid.is_none());
+        state.phase = Phase::Event;
+        assert_eq!(add_route(&memory, &mut state, Some((0, 7)), (0, 7), (0, -1)), ERR_UNKNOWN, "no destination `nowhere`");
+        assert!(state.invalid.is_some(), "an unknown destination voids the decision");
+        assert_eq!(add_route(&memory, &mut state, Some((0, 99)), (0, 7), (0, -1)), ERR_MEMORY);
+    }
+
     proptest::proptest! {
         /// Whatever a guest passes to `route`, `route_header`, `log` and `event_read`, the
         /// host answers with a route index, 0 or one of the ABI's error codes, never
@@ -795,7 +815,7 @@ mod tests {
             for call in calls {
                 let routes_before = state.routes.clone();
                 let result = match call {
-                    Call::Route { topic, key } => add_route(&memory, &mut state, 0, topic, key),
+                    Call::Route { topic, key } => add_route(&memory, &mut state, None, topic, key),
                     Call::Header { name, value } => add_header(&memory, &mut state, name.0, name.1, value.0, value.1),
                     Call::Log { level, text } => {
                         write_log(&memory, &mut state, level, text.0, text.1);

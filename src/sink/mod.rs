@@ -27,7 +27,7 @@ use std::time::Duration;
 pub use delivery::{Boundary, Delivery, Ticket};
 pub use file::{FileSink, RECORDS_FILE};
 pub use kafka::{check_topic as check_kafka_topic, KafkaSink};
-pub use rabbitmq::{check_exchange as check_rabbitmq_exchange, RabbitMqSink};
+pub use rabbitmq::RabbitMqSink;
 
 /// One record, borrowed from the worker's buffers.
 #[derive(Debug, Clone, Copy)]

@@ -106,13 +106,14 @@ enum Ended {
     /// The connection or its channel broke; what was unconfirmed waits to be published
     /// again.
     Broken(String),
-    /// The sink was dropped: the queue is closed and everything in flight resolved.
+    /// The sink was dropped: the queue is closed, and what was in flight had its
+    /// confirm time.
     Closed,
 }
 
 /// RabbitMQ's rule for exchange names (AMQP 0-9-1's `exchange-name`): at most 127 bytes of
 /// `a-z A-Z 0-9 - _ . :`; empty names the default exchange (routing key = queue name).
-pub fn check_exchange(exchange: &str) -> Result<(), &'static str> {
+fn check_exchange(exchange: &str) -> Result<(), &'static str> {
     let legal = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':');
     match exchange {
         e if e.len() > 127 => Err("RabbitMQ exchange name over 127 bytes"),
@@ -316,8 +317,7 @@ async fn publish(
         Publishing { connection, channel, link, confirm_timeout, in_flight: VecDeque::new(), exchanges: Exchanges::default() };
     while let Some(message) = unconfirmed.pop_front() {
         if let Err((why, message)) = publishing.publish(message).await {
-            unconfirmed.push_front(message);
-            return publishing.broken(why, unconfirmed);
+            return publishing.broken(why, Some(message), unconfirmed);
         }
     }
     let mut blocked_logged = false;
@@ -328,7 +328,7 @@ async fn publish(
             confirmed = async { (&mut publishing.in_flight.front_mut().expect("guarded").confirm).await }, if !publishing.in_flight.is_empty() => {
                 blocked_logged = false;
                 if let Err(why) = publishing.confirmed(confirmed) {
-                    return publishing.broken(why, unconfirmed);
+                    return publishing.broken(why, None, unconfirmed);
                 }
             }
             _ = tokio::time::sleep_until(oldest_due.unwrap_or_else(Instant::now)), if oldest_due.is_some() => {
@@ -341,7 +341,7 @@ async fn publish(
                     publishing.in_flight.iter_mut().for_each(|waiting| waiting.since = now);
                     continue;
                 }
-                return publishing.broken(format!("no confirm within {confirm_timeout:?}"), unconfirmed);
+                return publishing.broken(format!("no confirm within {confirm_timeout:?}"), None, unconfirmed);
             }
             message = queue.recv(), if publishing.in_flight.len() < max_in_flight => {
                 let Some(mut message) = message else {
@@ -351,8 +351,7 @@ async fn publish(
                 // Publish what is already queued before looking at confirms again.
                 loop {
                     if let Err((why, message)) = publishing.publish(message).await {
-                        unconfirmed.push_front(message);
-                        return publishing.broken(why, unconfirmed);
+                        return publishing.broken(why, Some(message), unconfirmed);
                     }
                     if publishing.in_flight.len() >= max_in_flight {
                         break;
@@ -419,26 +418,22 @@ impl Publishing<'_> {
         let mut confirmed = Some(confirmed);
         while let Some(oldest) = self.in_flight.front_mut() {
             let Some(confirmation) = confirmed.take().or_else(|| (&mut oldest.confirm).now_or_never()) else { break };
-            let why = match confirmation {
-                Ok(Confirmation::Ack(None)) => None,
-                Ok(Confirmation::Ack(Some(returned))) => Some(Err(returned)),
-                Ok(Confirmation::Nack(_)) => Some(Ok("RabbitMQ could not take a message (nack)".to_string())),
-                Ok(Confirmation::NotRequested) => Some(Ok("the channel is not in confirm mode".to_string())),
-                Err(error) => Some(Ok(format!("the channel closed: {error}"))),
+            let returned = match confirmation {
+                Ok(Confirmation::Ack(returned)) => returned,
+                Ok(Confirmation::Nack(_)) => return Err("RabbitMQ could not take a message (nack)".to_string()),
+                Ok(Confirmation::NotRequested) => return Err("the channel is not in confirm mode".to_string()),
+                Err(error) => return Err(format!("the channel closed: {error}")),
             };
-            if let Some(Ok(why)) = why {
-                return Err(why);
-            }
             let InFlight { message, .. } = self.in_flight.pop_front().expect("just seen");
-            match why {
-                Some(Err(returned)) => message.delivery.failed(&SinkError::final_(format!(
+            match returned {
+                None => message.delivery.delivered(),
+                Some(returned) => message.delivery.failed(&SinkError::final_(format!(
                     "RabbitMQ exchange {:?} routes routing key {:?} to no queue ({} {}): bind a queue for it",
                     message.exchange.as_str(),
                     message.routing_key.as_str(),
                     returned.reply_code,
                     returned.reply_text
                 ))),
-                _ => message.delivery.delivered(),
             }
         }
         Ok(())
@@ -457,9 +452,13 @@ impl Publishing<'_> {
         .await;
     }
 
-    /// The connection or its channel broke: what is unconfirmed goes first in line for
-    /// the next connection, in order.
-    fn broken(self, why: String, unconfirmed: &mut VecDeque<Message>) -> Ended {
+    /// The connection or its channel broke: what is unconfirmed (those in flight, then
+    /// `failed`, the message whose publish broke) goes first in line for the next
+    /// connection, in order.
+    fn broken(self, why: String, failed: Option<Message>, unconfirmed: &mut VecDeque<Message>) -> Ended {
+        if let Some(message) = failed {
+            unconfirmed.push_front(message);
+        }
         for waiting in self.in_flight.into_iter().rev() {
             unconfirmed.push_front(waiting.message);
         }
