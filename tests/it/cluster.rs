@@ -54,6 +54,17 @@ async fn command(client: &mut RawClient) -> Received {
     }
 }
 
+/// The next PUBLISH to `client` (acknowledged) that is not one of `seen`, which the
+/// downlink may deliver again (at least once).
+async fn command_after(client: &mut RawClient, seen: &[&[u8]]) -> Received {
+    loop {
+        let command = command(client).await;
+        if !seen.contains(&&command.payload[..]) {
+            return command;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_moves_to_another_node_with_its_subscription_and_the_old_connection_is_closed() {
     let kafka = MockKafka::new(&["device_commands"]);
@@ -65,6 +76,7 @@ async fn a_session_moves_to_another_node_with_its_subscription_and_the_old_conne
     assert_eq!(on_a.receive().await.map(|(first, _)| first), Some(0x90));
     produce(&kafka.bootstrap(), "device_commands", Some("lock-1"), "one");
     assert_eq!(command(&mut on_a).await.payload, b"one");
+
     // The lock lands on node B: its session is there, and node A lets go of it.
     let started = Instant::now();
     let (mut on_b, present) = lock(&b, "lock-1", false).await;
@@ -82,21 +94,10 @@ async fn a_session_moves_to_another_node_with_its_subscription_and_the_old_conne
     // downlink group's rebalance (node B joining: the records node A had done but not yet
     // committed) and so posted twice, or if its acknowledgement raced the takeover
     // (README, "Claims and takeover").
-    let two = loop {
-        let command = command(&mut on_b).await;
-        if command.payload != b"one" {
-            break command;
-        }
-    };
-    assert_eq!(two.payload, b"two");
+    assert_eq!(command_after(&mut on_b, &[b"one"]).await.payload, b"two");
     let app = Device::connect(a.addr, "business-app").await;
     app.publish("devices/lock-1/command", "three", rumqttc::QoS::AtLeastOnce).await;
-    let three = loop {
-        let command = command(&mut on_b).await;
-        if command.payload != b"one" && command.payload != b"two" {
-            break command;
-        }
-    };
+    let three = command_after(&mut on_b, &[b"one", b"two"]).await;
     assert_eq!((three.topic.as_str(), &three.payload[..]), ("devices/lock-1/command", &b"three"[..]));
     // Each session is served by one path (the router here, the mailbox for the others):
     // the MQTT publish arrives once. Downlink commands consumed again may still come.
@@ -142,6 +143,14 @@ async fn a_lock_away_gets_its_commands_in_order_on_another_node_and_a_clean_star
     assert!(fresh.receive().await.is_none(), "nothing of the old session is delivered");
 }
 
+/// A new client on `node` subscribed to `doors/+/state`, its SUBACK read.
+async fn door_viewer(node: &Scene, client_id: &str) -> RawClient {
+    let (mut viewer, _) = lock(node, client_id, true).await;
+    viewer.send(&subscribe(5, 1, "doors/+/state", 1)).await;
+    assert_eq!(viewer.receive().await.map(|(first, _)| first), Some(0x90));
+    viewer
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retained_message_published_on_one_node_is_sent_to_a_subscriber_on_another() {
     let kafka = MockKafka::new(&[]);
@@ -152,9 +161,7 @@ async fn a_retained_message_published_on_one_node_is_sent_to_a_subscriber_on_ano
     // A subscriber on node B gets it, retained, once the cluster has it.
     let mut got = None;
     for _ in 0..50 {
-        let (mut viewer, _) = lock(&b, "viewer", true).await;
-        viewer.send(&subscribe(5, 1, "doors/+/state", 1)).await;
-        assert_eq!(viewer.receive().await.map(|(first, _)| first), Some(0x90));
+        let mut viewer = door_viewer(&b, "viewer").await;
         if let Some(publish) = viewer.receive().await.and_then(|p| parse_publish(5, &p)) {
             got = Some(publish);
             break;
@@ -167,9 +174,7 @@ async fn a_retained_message_published_on_one_node_is_sent_to_a_subscriber_on_ano
     publisher.client.publish("doors/front/state", rumqttc::QoS::AtLeastOnce, true, "").await.unwrap();
     let mut removed = false;
     for _ in 0..50 {
-        let (mut viewer, _) = lock(&b, "viewer-2", true).await;
-        viewer.send(&subscribe(5, 1, "doors/+/state", 1)).await;
-        assert_eq!(viewer.receive().await.map(|(first, _)| first), Some(0x90));
+        let mut viewer = door_viewer(&b, "viewer-2").await;
         if tokio::time::timeout(Duration::from_millis(300), viewer.receive()).await.is_err() {
             removed = true;
             break;

@@ -1,5 +1,5 @@
 //! Inline WAT rule modules for tests: ordinary routing rules built from parameters, and
-//! hostile ones.
+//! hostile ones; and a private certificate authority for TLS tests.
 
 /// A rule that routes every event of `hook` matching `filter` to Kafka `topic`, with the
 /// default key; `on_event_extra` is WAT inserted before the route (e.g. a loop).
@@ -143,4 +143,44 @@ pub fn downlink_rule(kafka_topic: &str) -> String {
     (i32.const 0)))"#,
         len = kafka_topic.len()
     )
+}
+
+/// A private certificate authority and a server certificate it signed, with their PEM
+/// files (`ca.pem`, `server.pem`, `server.key`) in a directory of their own.
+pub struct Pki {
+    pub ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    pub ca_pem: std::path::PathBuf,
+    pub server_pem: std::path::PathBuf,
+    pub server_key_pem: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// A CA named `ca_name` (empty: none) and a server certificate for `server_names`.
+    pub fn new(ca_name: &str, server_names: &[&str]) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        if !ca_name.is_empty() {
+            ca_params.distinguished_name.push(DnType::CommonName, ca_name);
+        }
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let server_key = KeyPair::generate().unwrap();
+        let names = server_names.iter().map(|name| name.to_string()).collect::<Vec<_>>();
+        let server = CertificateParams::new(names).unwrap().signed_by(&server_key, &ca).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| {
+            std::fs::write(dir.path().join(name), text).unwrap();
+            dir.path().join(name)
+        };
+        let (ca_pem, server_pem, server_key_pem) =
+            (write("ca.pem", ca.pem()), write("server.pem", server.pem()), write("server.key", server_key.serialize_pem()));
+        Pki { ca, ca_pem, server_pem, server_key_pem, dir }
+    }
+
+    /// Writes `text` to a file `name` beside the certificates.
+    pub fn write(&self, name: &str, text: &str) -> std::path::PathBuf {
+        std::fs::write(self.dir.path().join(name), text).unwrap();
+        self.dir.path().join(name)
+    }
 }

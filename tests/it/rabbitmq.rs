@@ -11,6 +11,7 @@ use base64::Engine as _;
 use hookline::config::{Config, RabbitMqConfig};
 use rumqttc::QoS;
 
+use crate::fixtures::Pki;
 use crate::rabbit::{Message, Rabbit};
 use crate::scene::{consume, wait_for, Device, MockKafka, Scene};
 use crate::seed_scenario::{play, shipped_rules, COMMAND, LOCK, STATE};
@@ -264,19 +265,8 @@ async fn a_channel_the_broker_closes_is_reopened_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqps_verifies_the_broker_with_the_configured_ca_and_delivers() {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&server_key, &ca).unwrap();
-    let files = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: String| {
-        std::fs::write(files.path().join(name), text).unwrap();
-        files.path().join(name)
-    };
-    let (ca_pem, server_pem, key_pem) =
-        (write("ca.pem", ca.pem()), write("server.pem", server.pem()), write("server.key", server_key.serialize_pem()));
+    let pki = Pki::new("", &["localhost"]);
+    let (ca_pem, server_pem, key_pem) = (&pki.ca_pem, &pki.server_pem, &pki.server_key_pem);
     let tls_port = crate::scene::free_port();
     let rabbit = Rabbit::start_with(&format!(
         "listeners.ssl.default = {tls_port}\nssl_options.cacertfile = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\nssl_options.verify = verify_none\n",

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use rumqttc::{MqttOptions, QoS, TlsConfiguration, Transport};
 
-use crate::fixtures::route_rule;
+use crate::fixtures::{route_rule, Pki};
 use crate::scene::{free_port, Device, Scene};
 
 fn addr() -> SocketAddr {
@@ -59,26 +59,16 @@ async fn a_tls_listener_without_a_certificate_is_a_config_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_certificate_names_the_client_and_binds_its_id() {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "door-lock fleet CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&server_key, &ca).unwrap();
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let pki = Pki::new("door-lock fleet CA", &["127.0.0.1"]);
+    let ca = &pki.ca;
     let lock_key = KeyPair::generate().unwrap();
     let mut lock_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     lock_params.distinguished_name.push(DnType::CommonName, "lock-1");
-    let lock = lock_params.signed_by(&lock_key, &ca).unwrap();
+    let lock = lock_params.signed_by(&lock_key, ca).unwrap();
 
-    let files = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: String| {
-        std::fs::write(files.path().join(name), text).unwrap();
-        files.path().join(name)
-    };
-    let (ca_pem, server_pem, server_key_pem) =
-        (write("ca.pem", ca.pem()), write("server.pem", server.pem()), write("server.key", server_key.serialize_pem()));
-    let acl = write("locks.acl", "allow all publish devices/%u/state\ndeny all all #\n".to_string());
+    let (ca_pem, server_pem, server_key_pem) = (pki.ca_pem.clone(), pki.server_pem.clone(), pki.server_key_pem.clone());
+    let acl = pki.write("locks.acl", "allow all publish devices/%u/state\ndeny all all #\n");
     let tls = addr();
     let rule = route_rule("message.publish", "devices/+/state", "message_state");
     let scene = Scene::start_with(&[("state.wat", rule.as_bytes())], None, |config| {
