@@ -53,9 +53,10 @@ impl Scene {
         for (name, content) in rules {
             std::fs::write(rules_dir.join(name), content).unwrap();
         }
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut config = Config { node: "gateway@127.0.0.1".into(), data: dir.path().join("data"), ..Config::default() };
-        config.broker.listen = addr;
+        // Port 0: the kernel picks a free one as the listener binds; a port picked
+        // beforehand (free_port) can be taken meanwhile by another test's process.
+        config.broker.listen = "127.0.0.1:0".parse().unwrap();
         config.rules.dir = rules_dir;
         config.rules.reload_debounce_ms = 50;
         if let Some(kafka) = kafka {
@@ -67,6 +68,7 @@ impl Scene {
         config.auth.anonymous = true;
         tweak(&mut config);
         let gateway = Gateway::start(config.validate().expect("valid config")).await.expect("gateway starts");
+        let addr = gateway.mqtt_addr();
         Scene { gateway: Some(gateway), dir, addr }
     }
 
