@@ -384,11 +384,18 @@ pub struct ClusterConfig {
     /// Replication factor of the cluster's topics when the gateway creates them; -1:
     /// the Kafka broker's default.
     pub replication_factor: i32,
+    /// The most a CONNECT waits on Kafka, in milliseconds: for its claim on the client id
+    /// to be read back (a few milliseconds on a healthy Kafka), or for a starting node to
+    /// catch up with the cluster. Past it, and at once while the node knows Kafka is away,
+    /// the node serves the client from what it knows of the session and the claim takes
+    /// effect when Kafka has it (see README, "When Kafka is away"). Less than
+    /// `broker.connect_timeout_ms`.
+    pub claim_wait_ms: u64,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { name: "hookline".into(), mailbox_partitions: 8, replication_factor: -1 }
+        ClusterConfig { name: "hookline".into(), mailbox_partitions: 8, replication_factor: -1, claim_wait_ms: 1000 }
     }
 }
 
@@ -638,6 +645,23 @@ impl Config {
         }
         if self.cluster.replication_factor == 0 || self.cluster.replication_factor < -1 {
             return invalid("cluster.replication_factor", "must be -1 (the broker's default) or at least 1");
+        }
+        if self.cluster.claim_wait_ms == 0 || self.cluster.claim_wait_ms >= self.broker.connect_timeout_ms as u64 {
+            return invalid(
+                "cluster.claim_wait_ms",
+                "must be at least 1 and less than broker.connect_timeout_ms (a CONNECT that waits longer is dropped unanswered)",
+            );
+        }
+        if !self.kafka.bootstrap_servers.trim().is_empty() {
+            if let Err(why) = crate::kafka::check_bootstrap_servers(&self.kafka.bootstrap_servers) {
+                return invalid(
+                    "kafka.bootstrap_servers",
+                    &format!(
+                        "{why}: write `host:port[,host:port...]`, e.g. `127.0.0.1:9092` or `kafka-1:9092,kafka-2:9092` \
+                         (the value of --kafka and HOOKLINE_KAFKA too)"
+                    ),
+                );
+            }
         }
         if self.downlink.group.is_empty() {
             return invalid("downlink.group", "must not be empty (a Kafka consumer group id)");

@@ -31,14 +31,15 @@ use crate::tail::Tail;
 use crate::watch::FileWatch;
 use crate::worker::{Worker, WorkerState};
 
-/// How long shutdown waits for undelivered records; what is left stays in the spool
-/// for the next start.
+/// How long a shutdown takes at most, whatever Kafka or RabbitMQ do; what is left
+/// undelivered stays in the spool for the next start.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// The end of it, kept for closing the connections, the cluster's last writes and the
+/// threads: the workers deliver until the rest has begun.
+const CLOSING_TIME: Duration = Duration::from_secs(2);
 /// How long the admin endpoint's open requests (a dashboard's live tail) may take to
 /// end at shutdown before they are cut.
-const ADMIN_GRACE: Duration = Duration::from_secs(1);
-/// How long shutdown waits for the last session states to reach Kafka.
-const CLUSTER_FLUSH: Duration = Duration::from_secs(5);
+const ADMIN_GRACE: Duration = Duration::from_millis(500);
 
 /// A running gateway. It owns every thread and task it starts: `shutdown` stops and
 /// waits for all of them (see README, "Embedding"), except rumqttd's router thread,
@@ -142,10 +143,10 @@ impl Gateway {
 
         let access = Access::load(&config.auth)?;
         let access_watch = access.watch(&config.auth)?;
-        // With Kafka, the node joins its cluster before it takes a client: it should know
-        // every session to answer a CONNECT.
+        // With Kafka, the node joins its cluster before it takes a client, without
+        // waiting for Kafka: a CONNECT waits for the cluster within `cluster.claim_wait_ms`.
         let cluster = match config.kafka.bootstrap_servers.is_empty() {
-            false => Some(Cluster::join(&config.kafka, &config.cluster, &config.node, metrics.clone()).await?),
+            false => Some(Cluster::join(&config.kafka, &config.cluster, &config.node, metrics.clone())?),
             true => None,
         };
         if let Some(cluster) = &cluster {
@@ -204,6 +205,12 @@ impl Gateway {
         self.listen
     }
 
+    /// Where every MQTT listener is bound, in the order TCP, TLS, WebSocket, WSS (those
+    /// configured).
+    pub fn listener_addrs(&self) -> &[SocketAddr] {
+        self.broker.local_addrs()
+    }
+
     /// Closes a client's connection (MQTT 5 clients hear DISCONNECT 0x98); false when
     /// that client is not connected here.
     pub fn disconnect_client(&self, client_id: &str) -> bool {
@@ -229,24 +236,24 @@ impl Gateway {
             tokio::task::spawn_blocking(move || downlink.stop()).await?;
         }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let deliver_by = deadline - CLOSING_TIME;
         let workers = std::mem::take(&mut self.workers.running);
         for (state, _) in &workers {
-            let _ = state.stop_by.set(deadline);
+            let _ = state.stop_by.set(deliver_by);
         }
         let mut joined = tokio::task::spawn_blocking(move || Workers::join(workers));
-        if tokio::time::timeout_at(deadline.into(), &mut joined).await.is_err() {
+        if tokio::time::timeout_at(deliver_by.into(), &mut joined).await.is_err() {
             // A worker waits for room in a sink that does not drain (Kafka away).
             self.sinks.close();
             joined.await?;
         }
-        self.broker.stop().await;
+        let left = |share: u32| deadline.saturating_duration_since(Instant::now()) / share;
+        self.broker.stop(left(2)).await;
         if let Some(cluster) = self.cluster.take() {
-            // The sessions' last states (away since now) reach Kafka before the node leaves.
-            tokio::task::spawn_blocking(move || {
-                cluster.flush(CLUSTER_FLUSH);
-                cluster.leave();
-            })
-            .await?;
+            // The sessions' last states (away since now) reach Kafka before the node leaves;
+            // the sinks' producers, dropped last, take up to half a second more.
+            let wait = left(1).saturating_sub(Duration::from_millis(600));
+            tokio::task::spawn_blocking(move || cluster.leave(wait)).await?;
         }
         self.spool.close();
         self.spool.update_gauges();

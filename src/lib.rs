@@ -18,6 +18,7 @@ pub mod downlink;
 pub mod envelope;
 pub mod gateway;
 pub mod hooks;
+pub mod kafka;
 pub mod log_limit;
 pub mod metrics;
 pub mod readiness;

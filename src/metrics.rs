@@ -182,6 +182,13 @@ counters! {
     cluster_adopted,
     /// Errors reading or writing the cluster's Kafka topics.
     cluster_errors,
+    /// CONNECTs served before their claim on the client id was read back from Kafka:
+    /// not within `cluster.claim_wait_ms`, or not waited for while Kafka was away. The
+    /// claim takes effect when Kafka has it.
+    cluster_claims_deferred,
+    /// CONNECTs served by this node alone, without a claim in the cluster, because it had
+    /// not caught up with the cluster's topics (Kafka away since it started).
+    cluster_served_alone,
     /// Live-tail items a viewer missed because it read slower than records were routed.
     tail_dropped,
 }

@@ -19,6 +19,11 @@ impl StoppableThread {
         Ok(StoppableThread { stop, thread: Some(thread) })
     }
 
+    /// Asks the thread to stop, without waiting for it.
+    pub fn stop_soon(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
     /// Asks the thread to stop and waits for it.
     pub fn stop(mut self) {
         self.stop_and_join();

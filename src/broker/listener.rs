@@ -11,6 +11,7 @@ use anyhow::Context;
 use async_tungstenite::tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::http::HeaderValue;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig};
@@ -172,7 +173,12 @@ fn tls_acceptor(config: &BrokerConfig) -> anyhow::Result<TlsAcceptor> {
     let certs = read_pem(cert_file, "broker.tls_cert", |r| rustls_pemfile::certs(r).collect::<Result<Vec<_>, _>>())?;
     let key = read_pem(key_file, "broker.tls_key", |r| rustls_pemfile::private_key(r))?
         .with_context(|| format!("broker.tls_key: no private key in {}", key_file.display()))?;
-    let builder = ServerConfig::builder();
+    // The provider named, not the process default, which another TLS user in the same
+    // process could have set otherwise (or left unset: rustls would then panic).
+    let provider = Arc::new(ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("the TLS listener's protocol versions")?;
     let builder = match &config.tls_client_ca {
         None => builder.with_no_client_auth(),
         Some(ca_file) => {
@@ -183,7 +189,7 @@ fn tls_acceptor(config: &BrokerConfig) -> anyhow::Result<TlsAcceptor> {
                     .add(ca)
                     .with_context(|| format!("broker.tls_client_ca: a certificate in {} is not a usable CA", ca_file.display()))?;
             }
-            let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .with_context(|| format!("broker.tls_client_ca: {} holds no usable CA", ca_file.display()))?;
             builder.with_client_cert_verifier(verifier)

@@ -52,8 +52,6 @@ use crate::topic::{FilterSet, TopicFilter};
 /// far a slow subscriber may lag before the router drops its oldest messages.
 const SEGMENT_SIZE: usize = 1024 * 1024;
 const SEGMENT_COUNT: usize = 8;
-/// How long `stop` lets connections say goodbye.
-const STOP_WAIT: Duration = Duration::from_secs(2);
 
 static DENIED_LOG: LogLimit = LogLimit::new();
 
@@ -458,16 +456,16 @@ impl Broker {
         self.edge.closing.store(true, Ordering::SeqCst);
     }
 
-    /// Closes every connection (MQTT 5 clients hear DISCONNECT 0x8B) and waits, briefly,
-    /// for their tasks to end.
-    pub async fn stop(mut self) {
+    /// Closes every connection (MQTT 5 clients hear DISCONNECT 0x8B) and waits, at most
+    /// `wait`, for their tasks to end.
+    pub async fn stop(mut self, wait: Duration) {
         self.stop_accepting();
         self.edge.session_timers.lock().unwrap_or_else(|p| p.into_inner()).abort_all();
         while self.listeners.join_next().await.is_some() {}
         let none_live = self.edge.none_live.notified();
         self.edge.registry.close_all();
         if self.edge.live.load(Ordering::Relaxed) > 0 {
-            let _ = tokio::time::timeout(STOP_WAIT, none_live).await;
+            let _ = tokio::time::timeout(wait, none_live).await;
         }
     }
 

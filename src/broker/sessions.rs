@@ -150,6 +150,8 @@ impl Edge {
             cluster.update(&client, &SessionRecord { ended: true, connected: false, ..orphan.as_update() });
             return;
         }
+        // A deferred claim is queued all the same: the timers below act only if the
+        // session is still this claim's when they fire.
         if cluster.claim(&client, &claim).await.is_err() {
             return;
         }

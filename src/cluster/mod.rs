@@ -18,6 +18,7 @@
 //! acknowledged them: acks=all); from there they are delivered when the session's
 //! client is connected, on any node, until the session expires.
 
+mod contact;
 mod mailbox;
 mod session;
 mod tail;
@@ -30,34 +31,31 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Notify};
 
+use self::contact::Contact;
 use self::mailbox::Mailboxes;
 use self::session::Table;
 pub use self::session::{SessionRecord, StoredSubscription, StoredWill};
 use crate::config::{ClusterConfig, KafkaConfig};
 use crate::hooks::now_ms;
+use crate::kafka::KafkaContext;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 
-/// How long a connection waits to read its own claim back before it is refused.
-const CLAIM_WAIT: Duration = Duration::from_secs(3);
-/// How long a node waits, at start, to read the cluster's topics up to their end before
-/// it serves clients anyway.
-const JOIN_WAIT: Duration = Duration::from_secs(10);
 /// How long Kafka may take to create a cluster topic.
 const CREATE_WAIT: Duration = Duration::from_secs(10);
 /// How often a node says it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(1);
-/// A node not heard of for this long is gone: a live node adopts its sessions (their
-/// wills fire, they expire in time).
+/// A node not heard of for this long, on this node's clock of heartbeats (`contact`),
+/// is gone: a live node adopts its sessions (their wills fire, they expire in time).
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(10);
+
+static CLAIM_LOG: LogLimit = LogLimit::new();
 
 static UPDATE_LOG: LogLimit = LogLimit::new();
 
@@ -78,6 +76,7 @@ struct Shared {
     /// The reader has caught up with the topics.
     ready: AtomicBool,
     ready_notify: Notify,
+    contact: Contact,
     metrics: Arc<Metrics>,
 }
 
@@ -107,11 +106,15 @@ pub struct Cluster {
     mailbox_topic: String,
     nodes_topic: String,
     retained_topic: String,
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaContext>,
     shared: Arc<Shared>,
     tail: Mutex<Option<tail::Tail>>,
     next_serial: AtomicU64,
     heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// A heartbeat is on its way to Kafka: the next waits (see `beat`).
+    beat_in_flight: Arc<AtomicBool>,
+    /// `cluster.claim_wait_ms`.
+    claim_wait: Duration,
 }
 
 /// A node's heartbeat, as written to the nodes topic.
@@ -127,10 +130,37 @@ pub struct Heartbeat {
     pub left: bool,
 }
 
-/// A heartbeat as this node read it, and when.
+/// A heartbeat as this node read it, and when: on the wall clock, and on this node's
+/// clock of heartbeats (`contact`).
 struct Beat {
     heartbeat: Heartbeat,
     read_at: Instant,
+    read_at_clock: u64,
+}
+
+impl Beat {
+    /// Whether its node is alive as far as this node can tell (`clock_ms`: now, on its
+    /// clock of heartbeats).
+    fn alive(&self, clock_ms: u64) -> bool {
+        !self.heartbeat.left && !gone_by(self.read_at_clock, clock_ms)
+    }
+}
+
+/// Whether something last heard of at `heard_ms` is gone at `clock_ms` (both on a
+/// node's clock of heartbeats).
+fn gone_by(heard_ms: u64, clock_ms: u64) -> bool {
+    clock_ms.saturating_sub(heard_ms) >= NODE_TIMEOUT.as_millis() as u64
+}
+
+/// What became of a claim (see `Cluster::claim`).
+#[derive(Debug)]
+pub enum Claimed {
+    /// Read back within `cluster.claim_wait_ms`: the session as it was before the claim.
+    ReadBack(Option<SessionRecord>),
+    /// Not read back in time, or not waited for while Kafka is away: the claim stays
+    /// queued and takes effect when Kafka has it. `prior` is the session as this node
+    /// knew it when it claimed.
+    Deferred { prior: Option<SessionRecord> },
 }
 
 /// A node of the cluster as this node sees it.
@@ -149,18 +179,16 @@ pub struct NodeView {
 /// Why a connection could not claim its session.
 #[derive(Debug, thiserror::Error)]
 pub enum ClaimError {
-    #[error("Kafka did not take the claim: {0}")]
+    #[error("the cluster's Kafka producer did not take the claim: {0}")]
     Produce(String),
-    #[error("the claim was not read back from Kafka within {0:?}")]
-    NotReadBack(Duration),
 }
 
 impl Cluster {
     /// Joins the cluster: starts reading its topics (creating them if missing) and
-    /// waits, briefly, until this node knows every session. A Kafka that does not answer
-    /// by then does not stop the node: it serves its clients alone (see `is_ready`) until
-    /// the reader catches up.
-    pub async fn join(kafka: &KafkaConfig, config: &ClusterConfig, node: &str, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Cluster>> {
+    /// writing heartbeats, without waiting for Kafka. Until the reader catches up (see
+    /// `is_ready`) a CONNECT waits up to `cluster.claim_wait_ms` for it, then the node
+    /// serves that client alone.
+    pub fn join(kafka: &KafkaConfig, config: &ClusterConfig, node: &str, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Cluster>> {
         let [(sessions, _), (mailbox, _), (nodes, _), (retained, _)] = topics(config);
         let topics = Topics {
             sessions,
@@ -170,18 +198,22 @@ impl Cluster {
             mailbox_partitions: config.mailbox_partitions,
             replication_factor: config.replication_factor,
         };
-        let mut client = ClientConfig::new();
-        client.set("bootstrap.servers", &kafka.bootstrap_servers);
-        for (key, value) in &kafka.properties {
-            client.set(key, value);
-        }
-        let producer: FutureProducer = client
+        let client = crate::kafka::client_config(kafka);
+        // Not idempotent: an idempotent producer fails for good when Kafka forgets its
+        // id (a broker replaced or restored), and the claims and session updates it held
+        // would be lost. One request in flight keeps them in order through retries; no
+        // timeout keeps them queued through an outage of any length; a record written
+        // twice by a retry is harmless (a claim read twice is ignored, see
+        // `session::Table::apply`).
+        let producer: FutureProducer<KafkaContext> = client
             .clone()
-            .set("enable.idempotence", "true")
+            .set("enable.idempotence", "false")
+            .set("max.in.flight.requests.per.connection", "1")
             .set("acks", "all")
+            .set("message.timeout.ms", "0")
             // Claims and mailbox messages wait on it: batch for a millisecond, no more.
             .set("linger.ms", "1")
-            .create()
+            .create_with_context(KafkaContext::new("cluster"))
             .context("cannot create the cluster's Kafka producer (check [kafka])")?;
         let shared = Arc::new(Shared {
             table: Mutex::default(),
@@ -192,18 +224,17 @@ impl Cluster {
             retained: Mutex::default(),
             ready: AtomicBool::new(false),
             ready_notify: Notify::new(),
+            contact: Contact::default(),
             metrics,
         });
         let (sessions_topic, mailbox_topic, nodes_topic, retained_topic) =
             (topics.sessions.clone(), topics.mailbox.clone(), topics.nodes.clone(), topics.retained.clone());
-        // Created before the reader starts, so its notification cannot be missed.
-        let watch = shared.clone();
-        let ready = watch.ready_notify.notified();
-        let tail = tail::Tail::start(&client, node, topics, shared.clone())?;
+        let boot = now_ms();
+        let tail = tail::Tail::start(&client, node, boot, topics, shared.clone())?;
         let cluster = Arc::new(Cluster {
             name: config.name.clone(),
             node: node.into(),
-            boot: now_ms(),
+            boot,
             sessions_topic,
             mailbox_topic,
             nodes_topic,
@@ -213,6 +244,8 @@ impl Cluster {
             tail: Mutex::new(Some(tail)),
             next_serial: AtomicU64::new(1),
             heartbeat: Mutex::new(None),
+            beat_in_flight: Arc::default(),
+            claim_wait: Duration::from_millis(config.claim_wait_ms),
         });
         // Weak: the heartbeat must not keep the cluster (and its reader thread) alive.
         let beating = Arc::downgrade(&cluster);
@@ -227,14 +260,30 @@ impl Cluster {
             }
         });
         *cluster.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = Some(heartbeat);
-        if !cluster.is_ready() && tokio::time::timeout(JOIN_WAIT, ready).await.is_err() {
-            tracing::warn!(
-                cluster = %config.name,
-                kafka = %kafka.bootstrap_servers,
-                "not caught up with the cluster's topics yet: clients connecting meanwhile are served by this node alone (no takeover across nodes, no session kept in Kafka)"
-            );
-        }
         Ok(cluster)
+    }
+
+    /// Waits, at most `wait`, for this node to catch up with the cluster's topics (see
+    /// `is_ready`); whether it has.
+    pub async fn ready_within(&self, wait: Duration) -> bool {
+        let notified = self.shared.ready_notify.notified();
+        if self.is_ready() {
+            return true;
+        }
+        let _ = tokio::time::timeout(wait, notified).await;
+        self.is_ready()
+    }
+
+    /// Whether this node takes Kafka to be away now (see `contact`): a CONNECT does not
+    /// wait for its claim meanwhile.
+    pub fn kafka_away(&self) -> bool {
+        self.shared.contact.kafka_away()
+    }
+
+    /// `cluster.claim_wait_ms`: how long a CONNECT waits for its claim, or for this node
+    /// to catch up with the cluster.
+    pub fn claim_wait(&self) -> Duration {
+        self.claim_wait
     }
 
     /// Whether this node has read the cluster's topics up to where they ended when it
@@ -270,25 +319,57 @@ impl Cluster {
             .is_some_and(|rest| rest.split_once('/').is_some_and(|(boot, _)| boot.parse() == Ok(self.boot)))
     }
 
-    /// Claims a client id for a connection of this node: writes the claim and waits until
-    /// it is read back, so everything written before it about this client is known.
-    /// Returns the session as it was before the claim.
-    pub async fn claim(&self, client: &str, record: &SessionRecord) -> Result<Option<SessionRecord>, ClaimError> {
+    /// Claims a client id for a connection of this node: queues the claim and waits
+    /// until it is read back, so everything written before it about this client is
+    /// known, at most `cluster.claim_wait_ms`, and not at all while Kafka is away (see
+    /// `Claimed`).
+    pub async fn claim(&self, client: &str, record: &SessionRecord) -> Result<Claimed, ClaimError> {
+        let prior = self.session(client);
+        if self.kafka_away() {
+            self.write_claim(client, record, prior.as_ref())?;
+            self.deferred(client, "Kafka is away");
+            return Ok(Claimed::Deferred { prior });
+        }
         let (tx, rx) = oneshot::channel();
         self.shared.waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(record.generation.clone(), tx);
-        let value = serde_json::to_vec(record).expect("a session record serialises");
-        let sent = self.producer.send(FutureRecord::to(&self.sessions_topic).key(client).payload(&value), Timeout::After(CLAIM_WAIT)).await;
         let forget = || self.shared.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&record.generation);
-        if let Err((error, _)) = sent {
+        if let Err(error) = self.write_claim(client, record, prior.as_ref()) {
             forget();
-            return Err(ClaimError::Produce(error.to_string()));
+            return Err(error);
         }
-        match tokio::time::timeout(CLAIM_WAIT, rx).await {
-            Ok(Ok(prior)) => Ok(prior),
+        match tokio::time::timeout(self.claim_wait, rx).await {
+            Ok(Ok(read_back)) => Ok(Claimed::ReadBack(read_back)),
             _ => {
                 forget();
-                Err(ClaimError::NotReadBack(CLAIM_WAIT))
+                self.shared.contact.claim_timed_out();
+                self.deferred(client, "the claim was not read back in time (cluster.claim_wait_ms)");
+                Ok(Claimed::Deferred { prior })
             }
+        }
+    }
+
+    /// Queues a claim; this node takes the session to be what it makes of `prior` until
+    /// the claim is read back.
+    fn write_claim(&self, client: &str, record: &SessionRecord, prior: Option<&SessionRecord>) -> Result<(), ClaimError> {
+        let value = serde_json::to_vec(record).expect("a session record serialises");
+        let sent = self.producer.send_result(FutureRecord::to(&self.sessions_topic).key(client).payload(&value));
+        if let Err((error, _)) = sent {
+            Metrics::add(&self.shared.metrics.cluster_errors, 1);
+            return Err(ClaimError::Produce(error.to_string()));
+        }
+        let view = record.clone().claimed_over(prior, now_ms());
+        self.shared.contact.wrote(client, value, Some(view));
+        Ok(())
+    }
+
+    fn deferred(&self, client: &str, why: &str) {
+        Metrics::add(&self.shared.metrics.cluster_claims_deferred, 1);
+        if let Some(skipped) = CLAIM_LOG.allow() {
+            tracing::warn!(
+                client,
+                skipped,
+                "{why}: serving the client from what this node knows of its session; the claim takes effect when Kafka has it"
+            );
         }
     }
 
@@ -296,8 +377,10 @@ impl Cluster {
     /// records, without waiting.
     pub fn update(&self, client: &str, record: &SessionRecord) {
         let value = serde_json::to_vec(record).expect("a session record serialises");
-        let record = FutureRecord::to(&self.sessions_topic).key(client).payload(&value[..]);
-        self.queue(record, "cannot queue a session update for Kafka; the cluster keeps the session's previous state");
+        let sent = FutureRecord::to(&self.sessions_topic).key(client).payload(&value[..]);
+        if self.queue(sent, "cannot queue a session update for Kafka; the cluster keeps the session's previous state") {
+            self.shared.contact.wrote(client, value, (!record.ended).then(|| record.clone()));
+        }
     }
 
     /// Puts a message in `client`'s mailbox without waiting for Kafka.
@@ -363,9 +446,13 @@ impl Cluster {
         retained.iter().filter(|(topic, _)| matches(topic.as_bytes())).map(|(_, message)| message.clone()).collect()
     }
 
-    /// The session stored for `client`, as this node has read it.
+    /// The session of `client` as this node knows it: what it wrote last and has not
+    /// read back yet, or else what it read.
     pub fn session(&self, client: &str) -> Option<SessionRecord> {
-        self.shared.table().get(client).cloned()
+        match self.shared.contact.unread_view(client) {
+            Some(view) => view,
+            None => self.shared.table().get(client).cloned(),
+        }
     }
 
     /// Clients whose sessions have a subscription matching `topic` and can take a
@@ -384,16 +471,14 @@ impl Cluster {
         &self.shared.mailboxes
     }
 
-    /// Waits for the records queued so far to reach Kafka (at most `wait`).
-    pub fn flush(&self, wait: Duration) {
-        use rdkafka::producer::Producer;
-        if let Err(error) = self.producer.flush(Timeout::After(wait)) {
-            tracing::warn!(%error, "session updates not all written to Kafka at shutdown; the cluster may see stale sessions of this node");
-        }
-    }
-
-    /// Writes this node's heartbeat; `left`: its last one, as it stops.
+    /// Writes this node's heartbeat; `left`: its last one, as it stops. While one is on
+    /// its way no other is queued: after an outage the nodes topic holds one stale
+    /// heartbeat per node, not a backlog that would move this node's clock past the
+    /// others' (`contact`) before their own heartbeats are read.
     fn beat(&self, left: bool) {
+        if !left && self.beat_in_flight.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let heartbeat = Heartbeat {
             node: self.node.to_string(),
             boot: self.boot,
@@ -402,19 +487,30 @@ impl Cluster {
             left,
         };
         let value = serde_json::to_vec(&heartbeat).expect("a heartbeat serialises");
-        if let Err((error, _)) = self.producer.send_result(FutureRecord::to(&self.nodes_topic).key(&*self.node).payload(&value)) {
-            if let Some(skipped) = UPDATE_LOG.allow() {
-                tracing::warn!(%error, skipped, "cannot queue this node's heartbeat");
+        match self.producer.send_result(FutureRecord::to(&self.nodes_topic).key(&*self.node).payload(&value)) {
+            Ok(delivery) => {
+                let in_flight = self.beat_in_flight.clone();
+                tokio::spawn(async move {
+                    let _ = delivery.await;
+                    in_flight.store(false, Ordering::SeqCst);
+                });
+            }
+            Err((error, _)) => {
+                self.beat_in_flight.store(false, Ordering::SeqCst);
+                if let Some(skipped) = UPDATE_LOG.allow() {
+                    tracing::warn!(%error, skipped, "cannot queue this node's heartbeat");
+                }
             }
         }
     }
 
-    /// Whether the node of claim `generation` (read at `claim_read`) may still be
-    /// alive: this run of this node; a node whose heartbeat of that run was read within
-    /// `NODE_TIMEOUT`; or one whose heartbeats of that run this node has not read yet,
-    /// until the claim has been known for `NODE_TIMEOUT` (the claim and the heartbeats
-    /// travel in different topics, read in no particular order).
-    fn is_alive(&self, generation: &str, claim_read: Instant) -> bool {
+    /// Whether the node of claim `generation` (read at `claim_read`, on this node's
+    /// clock of heartbeats) may still be alive: this run of this node; a node whose
+    /// heartbeat of that run this node read within `NODE_TIMEOUT`; or one whose
+    /// heartbeats of that run this node has not read, until the claim has been known for
+    /// `NODE_TIMEOUT` (the claim and the heartbeats travel in different topics, read in
+    /// no particular order).
+    fn is_alive(&self, generation: &str, claim_read: Option<u64>, clock_ms: u64) -> bool {
         if self.is_own(generation) {
             return true;
         }
@@ -427,21 +523,25 @@ impl Cluster {
         }
         let nodes = self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner());
         match nodes.get(node) {
-            Some(b) if b.heartbeat.boot == boot => !b.heartbeat.left && b.read_at.elapsed() < NODE_TIMEOUT,
+            Some(b) if b.heartbeat.boot == boot => b.alive(clock_ms),
             // A later run of that node beats: this claim is of an earlier run.
             Some(b) if b.heartbeat.boot > boot => false,
-            _ => claim_read.elapsed() < NODE_TIMEOUT,
+            _ => !gone_by(claim_read.unwrap_or(clock_ms), clock_ms),
         }
     }
 
     /// Sessions whose claim's node is gone (died, stopped, or an earlier run of this
     /// node), for a live node to adopt: those of this node's earlier runs are this
-    /// node's; the others are the live node with the first name's.
+    /// node's; the others are the live node with the first name's. None while Kafka is
+    /// away: what this node has read then says nothing of the others.
     pub fn orphans(&self) -> Vec<(Arc<str>, SessionRecord)> {
+        if self.kafka_away() {
+            return Vec::new();
+        }
+        let clock_ms = self.shared.contact.clock_ms();
         let first_alive = {
             let nodes = self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner());
-            let alive =
-                nodes.values().filter(|b| !b.heartbeat.left && b.read_at.elapsed() < NODE_TIMEOUT).map(|b| b.heartbeat.node.clone());
+            let alive = nodes.values().filter(|b| b.alive(clock_ms)).map(|b| b.heartbeat.node.clone());
             alive.chain([self.node.to_string()]).min()
         };
         let adopts_others = first_alive.as_deref() == Some(&*self.node);
@@ -453,19 +553,19 @@ impl Cluster {
                 .map(|(c, s)| (c.clone(), s.clone(), table.claim_read_at(c)))
                 .collect()
         };
-        candidates.into_iter().filter(|(_, s, read)| !self.is_alive(&s.generation, *read)).map(|(c, s, _)| (c, s)).collect()
+        candidates.into_iter().filter(|(_, s, read)| !self.is_alive(&s.generation, *read, clock_ms)).map(|(c, s, _)| (c, s)).collect()
     }
 
     /// The nodes this node has heard of, with their sessions.
     pub fn nodes(&self) -> Vec<NodeView> {
+        let clock_ms = self.shared.contact.clock_ms();
         let mut views: std::collections::BTreeMap<String, NodeView> = std::collections::BTreeMap::new();
         for beat in self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner()).values() {
-            let alive = !beat.heartbeat.left && beat.read_at.elapsed() < NODE_TIMEOUT;
             views.insert(
                 beat.heartbeat.node.clone(),
                 NodeView {
                     node: beat.heartbeat.node.clone(),
-                    alive,
+                    alive: beat.alive(clock_ms),
                     connections: beat.heartbeat.connections,
                     sessions: 0,
                     connected: 0,
@@ -482,14 +582,23 @@ impl Cluster {
         views.into_values().collect()
     }
 
-    /// Stops reading the cluster's topics.
-    pub fn leave(&self) {
+    /// Leaves the cluster: stops the heartbeats, writes the last one, waits at most
+    /// `wait` for what is queued to reach Kafka, and stops reading the cluster's topics.
+    pub fn leave(&self, wait: Duration) {
+        use rdkafka::producer::Producer;
+        let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(tail) = &tail {
+            // It ends while the last records go out.
+            tail.stop_soon();
+        }
         if let Some(heartbeat) = self.heartbeat.lock().unwrap_or_else(|p| p.into_inner()).take() {
             heartbeat.abort();
             self.beat(true);
-            self.flush(Duration::from_secs(2));
+            if let Err(error) = self.producer.flush(Timeout::After(wait)) {
+                tracing::warn!(%error, "session updates not all written to Kafka at shutdown; the cluster may see stale sessions of this node");
+            }
         }
-        if let Some(tail) = self.tail.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(tail) = tail {
             tail.stop();
         }
     }
@@ -497,7 +606,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.leave();
+        self.leave(Duration::from_secs(1));
     }
 }
 
@@ -517,7 +626,7 @@ pub fn topics(config: &ClusterConfig) -> [(String, i32); 4] {
 /// Creates a cluster topic. Failing (a Kafka without CreateTopics, no rights, another
 /// node creating it at the same moment) is only logged: reading the topic says whether
 /// it is there.
-async fn create_topic(admin: &AdminClient<DefaultClientContext>, topic: &str, partitions: i32, replication: i32, compact: bool) {
+async fn create_topic(admin: &AdminClient<KafkaContext>, topic: &str, partitions: i32, replication: i32, compact: bool) {
     let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     if compact {
         new = new.set("cleanup.policy", "compact");

@@ -11,7 +11,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +97,23 @@ impl SessionRecord {
     pub fn expires_at_ms(&self) -> Option<u64> {
         (self.expiry != u32::MAX).then(|| self.since_ms + self.expiry as u64 * 1000)
     }
+
+    /// The session this claim makes of `prior` (the session before it, if any) when read
+    /// at `now_ms`: without Clean Start a resumable prior carries over its
+    /// subscriptions, mailbox cursor and event number.
+    pub fn claimed_over(mut self, prior: Option<&SessionRecord>, now_ms: u64) -> SessionRecord {
+        let carried = prior.filter(|p| !self.fresh && p.resumable(now_ms));
+        if self.subscriptions.is_none() {
+            self.subscriptions = Some(carried.and_then(|p| p.subscriptions.clone()).unwrap_or_default());
+        }
+        if let Some(carried) = carried {
+            // A claim names where a fresh session's mailbox starts; a resumed one goes on
+            // from its own cursor and event number.
+            self.cursor = carried.cursor.or(self.cursor);
+            self.next_seq = self.next_seq.max(carried.next_seq);
+        }
+        self
+    }
 }
 
 /// What reading one record changed.
@@ -118,8 +134,12 @@ pub enum Applied {
 #[derive(Default)]
 pub struct Table {
     sessions: HashMap<Arc<str>, SessionRecord>,
-    /// When this node read each session's claim.
-    claims_read: HashMap<Arc<str>, Instant>,
+    /// When this node read each session's claim, on its clock of heartbeats.
+    claims_read: HashMap<Arc<str>, u64>,
+    /// The claim each session's claim superseded: the producer may write a claim twice
+    /// (a retry after its first write's answer was lost), and a copy read after the
+    /// claim that superseded it must not take the session back.
+    superseded: HashMap<Arc<str>, String>,
     /// Filters without wildcards, to the clients subscribed to them.
     exact: HashMap<String, HashSet<Arc<str>>>,
     /// Filters with wildcards.
@@ -131,9 +151,10 @@ impl Table {
         self.sessions.get(client)
     }
 
-    /// When this node read `client`'s current claim (now, if it never did).
-    pub fn claim_read_at(&self, client: &str) -> Instant {
-        self.claims_read.get(client).copied().unwrap_or_else(Instant::now)
+    /// When this node read `client`'s current claim, on its clock of heartbeats; `None`
+    /// when it read none (compaction removed it).
+    pub fn claim_read_at(&self, client: &str) -> Option<u64> {
+        self.claims_read.get(client).copied()
     }
 
     pub fn count(&self) -> usize {
@@ -144,16 +165,25 @@ impl Table {
         self.sessions.iter()
     }
 
-    /// Reads one record of the sessions topic (`None`: a tombstone) for `client`.
-    pub fn apply(&mut self, client: &Arc<str>, record: Option<SessionRecord>, now_ms: u64) -> Applied {
-        let Some(mut record) = record else {
+    /// Reads one record of the sessions topic (`None`: a tombstone) for `client`;
+    /// `read_at` is when, on the reading node's clock of heartbeats (see `Clock`).
+    pub fn apply(&mut self, client: &Arc<str>, record: Option<SessionRecord>, now_ms: u64, read_at: u64) -> Applied {
+        let Some(record) = record else {
             self.remove(client);
             return Applied::Ended;
         };
         // Stale: written for a claim other than the one in force. With none in force the
-        // record is taken: compaction may have removed every record before it.
+        // record is taken: compaction may have removed every record before it. A claim
+        // read a second time (the producer wrote it again after a timeout) is stale too.
         let current = self.sessions.get(client);
-        if !record.claim && current.is_some_and(|c| c.generation != record.generation) {
+        let stale = match (record.claim, current) {
+            (false, Some(current)) => current.generation != record.generation,
+            (true, Some(current)) => {
+                current.generation == record.generation || self.superseded.get(client).is_some_and(|g| *g == record.generation)
+            }
+            (_, None) => false,
+        };
+        if stale {
             return Applied::Stale;
         }
         if record.expects.as_ref().is_some_and(|expected| current.is_some_and(|c| c.generation != *expected)) {
@@ -163,24 +193,26 @@ impl Table {
             self.remove(client);
             return Applied::Ended;
         }
-        let prior = match record.claim {
-            true => self.remove(client),
-            false => self.sessions.get(client).cloned(),
-        };
-        let carried = prior.as_ref().filter(|p| !record.fresh && (!record.claim || p.resumable(now_ms)));
-        if record.subscriptions.is_none() {
-            record.subscriptions = Some(carried.and_then(|p| p.subscriptions.clone()).unwrap_or_default());
-        }
-        if let Some(carried) = carried.filter(|_| record.claim) {
-            // A claim names where a fresh session's mailbox starts; a resumed one goes on
-            // from its own cursor and event number.
-            record.cursor = carried.cursor.or(record.cursor);
-            record.next_seq = record.next_seq.max(carried.next_seq);
-        }
         let claimed = record.claim;
-        if claimed {
-            self.claims_read.insert(client.clone(), Instant::now());
-        }
+        let (prior, record) = match claimed {
+            true => {
+                let prior = self.remove(client);
+                let record = record.claimed_over(prior.as_ref(), now_ms);
+                self.claims_read.insert(client.clone(), read_at);
+                if let Some(prior) = &prior {
+                    self.superseded.insert(client.clone(), prior.generation.clone());
+                }
+                (prior, record)
+            }
+            false => {
+                self.claims_read.entry(client.clone()).or_insert(read_at);
+                let mut record = record;
+                if record.subscriptions.is_none() {
+                    record.subscriptions = Some(current.and_then(|p| p.subscriptions.clone()).unwrap_or_default());
+                }
+                (None, record)
+            }
+        };
         self.unindex(client);
         self.index(client, &record);
         self.sessions.insert(client.clone(), record);
@@ -193,6 +225,7 @@ impl Table {
     fn remove(&mut self, client: &Arc<str>) -> Option<SessionRecord> {
         self.unindex(client);
         self.claims_read.remove(client);
+        self.superseded.remove(client);
         self.sessions.remove(client)
     }
 
@@ -280,22 +313,39 @@ mod tests {
         let mut table = Table::default();
         let id: Arc<str> = "lock-1".into();
         let first = claim("a", "a/1/1", true);
-        assert_eq!(table.apply(&id, Some(first.clone()), 0), Applied::Claimed { prior: None });
+        assert_eq!(table.apply(&id, Some(first.clone()), 0, 0), Applied::Claimed { prior: None });
         let state = update(&first, &["devices/lock-1/command"], 7);
-        assert_eq!(table.apply(&id, Some(state.clone()), 0), Applied::Updated);
+        assert_eq!(table.apply(&id, Some(state.clone()), 0, 0), Applied::Updated);
         assert_eq!(table.subscribers(b"devices/lock-1/command", 0), vec![(id.clone(), true)]);
 
-        assert_eq!(table.apply(&id, Some(claim("b", "b/1/1", false)), 0), Applied::Claimed { prior: Some(state.clone()) });
+        assert_eq!(table.apply(&id, Some(claim("b", "b/1/1", false)), 0, 0), Applied::Claimed { prior: Some(state.clone()) });
         let resumed = table.get("lock-1").unwrap();
         assert_eq!((resumed.cursor, resumed.next_seq, resumed.subscriptions.as_ref().unwrap().len()), (Some(7), 9, 1));
 
         // The superseded claim's late update changes nothing.
-        assert_eq!(table.apply(&id, Some(update(&first, &[], 99)), 0), Applied::Stale);
+        assert_eq!(table.apply(&id, Some(update(&first, &[], 99)), 0, 0), Applied::Stale);
         assert_eq!(table.get("lock-1").unwrap().cursor, Some(7));
 
-        table.apply(&id, Some(claim("c", "c/1/1", true)), 0);
+        table.apply(&id, Some(claim("c", "c/1/1", true)), 0, 0);
         assert!(table.get("lock-1").unwrap().subscriptions.as_ref().unwrap().is_empty());
         assert!(table.subscribers(b"devices/lock-1/command", 0).is_empty());
+    }
+
+    #[test]
+    fn a_claim_read_twice_changes_nothing_the_second_time() {
+        let mut table = Table::default();
+        let id: Arc<str> = "lock-1".into();
+        let first = claim("a", "a/1/1", true);
+        table.apply(&id, Some(first.clone()), 0, 0);
+        let state = update(&first, &["devices/lock-1/command"], 7);
+        table.apply(&id, Some(state.clone()), 0, 0);
+        assert_eq!(table.apply(&id, Some(first.clone()), 0, 0), Applied::Stale, "read again after its update");
+        assert_eq!(table.get("lock-1"), Some(&state), "the session keeps its subscriptions");
+
+        let second = claim("b", "b/1/1", false);
+        assert!(matches!(table.apply(&id, Some(second.clone()), 0, 0), Applied::Claimed { .. }));
+        assert_eq!(table.apply(&id, Some(first), 0, 0), Applied::Stale, "read again after the claim that superseded it");
+        assert_eq!(table.get("lock-1").unwrap().generation, "b/1/1");
     }
 
     #[test]
@@ -303,12 +353,12 @@ mod tests {
         let mut table = Table::default();
         let id: Arc<str> = "lock-1".into();
         let first = claim("a", "a/1/1", true);
-        table.apply(&id, Some(first.clone()), 0);
+        table.apply(&id, Some(first.clone()), 0, 0);
         let away = SessionRecord { connected: false, since_ms: 1_000, ..update(&first, &["devices/+/command"], 3) };
-        table.apply(&id, Some(away), 0);
+        table.apply(&id, Some(away), 0, 0);
         assert_eq!(table.subscribers(b"devices/lock-1/command", 60_999).len(), 1);
         assert!(table.subscribers(b"devices/lock-1/command", 61_000).is_empty());
-        table.apply(&id, Some(claim("b", "b/1/1", false)), 61_000);
+        table.apply(&id, Some(claim("b", "b/1/1", false)), 61_000, 0);
         assert!(table.get("lock-1").unwrap().subscriptions.as_ref().unwrap().is_empty());
     }
 
@@ -317,10 +367,10 @@ mod tests {
         let mut table = Table::default();
         let id: Arc<str> = "lock-1".into();
         let first = claim("a", "a/1/1", true);
-        table.apply(&id, Some(first.clone()), 0);
-        table.apply(&id, Some(claim("b", "b/1/1", false)), 0);
+        table.apply(&id, Some(first.clone()), 0, 0);
+        table.apply(&id, Some(claim("b", "b/1/1", false)), 0, 0);
         let late_end = SessionRecord { claim: false, ended: true, ..first };
-        assert_eq!(table.apply(&id, Some(late_end), 0), Applied::Stale);
+        assert_eq!(table.apply(&id, Some(late_end), 0, 0), Applied::Stale);
         assert!(table.get("lock-1").is_some());
     }
 
@@ -330,25 +380,25 @@ mod tests {
         let id: Arc<str> = "lock-1".into();
         let away =
             SessionRecord { connected: false, since_ms: 1_000, ..update(&claim("a", "a/1/1", true), &["devices/lock-1/command"], 4) };
-        assert_eq!(table.apply(&id, Some(away), 0), Applied::Updated);
+        assert_eq!(table.apply(&id, Some(away), 0, 0), Applied::Updated);
         assert_eq!(table.subscribers(b"devices/lock-1/command", 2_000), vec![(id.clone(), false)]);
         let adopted = SessionRecord { expects: Some("dead/1/1".into()), ..claim("b", "b/1/1", false) };
         let other: Arc<str> = "lock-2".into();
-        assert!(matches!(table.apply(&other, Some(adopted), 0), Applied::Claimed { prior: None }), "the dead claim compacted away");
+        assert!(matches!(table.apply(&other, Some(adopted), 0, 0), Applied::Claimed { prior: None }), "the dead claim compacted away");
     }
 
     #[test]
     fn of_two_adoptions_of_one_session_only_the_first_is_taken() {
         let mut table = Table::default();
         let id: Arc<str> = "lock-1".into();
-        table.apply(&id, Some(claim("dead", "dead/1/1", true)), 0);
+        table.apply(&id, Some(claim("dead", "dead/1/1", true)), 0, 0);
         let adopt = |node: &str, generation: &str| SessionRecord {
             expects: Some("dead/1/1".into()),
             connected: false,
             ..claim(node, generation, false)
         };
-        assert!(matches!(table.apply(&id, Some(adopt("b", "b/1/1")), 0), Applied::Claimed { .. }));
-        assert_eq!(table.apply(&id, Some(adopt("c", "c/1/1")), 0), Applied::Stale);
+        assert!(matches!(table.apply(&id, Some(adopt("b", "b/1/1")), 0, 0), Applied::Claimed { .. }));
+        assert_eq!(table.apply(&id, Some(adopt("c", "c/1/1")), 0, 0), Applied::Stale);
         assert_eq!(table.get("lock-1").unwrap().node, "b");
     }
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaResult;
@@ -21,13 +20,15 @@ use tokio::runtime::Handle;
 use super::session::{Applied, SessionRecord};
 use super::{create_topic, Beat, Heartbeat, Shared, Topics};
 use crate::hooks::now_ms;
+use crate::kafka::KafkaContext;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::thread::StoppableThread;
 
 const POLL: Duration = Duration::from_millis(100);
-/// How long one request to Kafka may take while the reader begins.
-const KAFKA_WAIT: Duration = Duration::from_secs(5);
+/// How long one request to Kafka may take while the reader begins; it is tried again
+/// until it succeeds, and a stop waits for it.
+const KAFKA_WAIT: Duration = Duration::from_secs(1);
 /// How soon the reader tries again to begin while Kafka is away.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -35,10 +36,13 @@ const RETRY: Duration = Duration::from_secs(2);
 pub struct Tail(StoppableThread);
 
 struct Reader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<KafkaContext>,
     sessions_topic: String,
     nodes_topic: String,
     retained_topic: String,
+    /// This node and its run, to know its own heartbeats.
+    node: String,
+    boot: u64,
     shared: Arc<Shared>,
     /// Each partition's end when reading began, until the reader gets there.
     catching_up: HashMap<(String, i32), i64>,
@@ -49,22 +53,25 @@ impl Tail {
     /// Starts reading, in a thread that first creates the topics if missing and finds
     /// their partitions, retrying while Kafka is away. `shared.ready` is set once both
     /// topics are read up to where they ended when reading began.
-    pub fn start(client: &ClientConfig, node: &str, topics: Topics, shared: Arc<Shared>) -> anyhow::Result<Tail> {
-        let consumer: BaseConsumer = client
+    pub fn start(client: &ClientConfig, node: &str, boot: u64, topics: Topics, shared: Arc<Shared>) -> anyhow::Result<Tail> {
+        let consumer: BaseConsumer<KafkaContext> = client
             .clone()
             // Partitions are assigned, never balanced: the group only names the reader.
             .set("group.id", format!("{}.reader.{node}", topics.sessions))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "10")
-            .create()
+            .create_with_context(KafkaContext::new("cluster reader"))
             .context("cannot create the cluster's Kafka reader (check [kafka])")?;
-        let admin: AdminClient<DefaultClientContext> = client.create().context("cannot create a Kafka admin client (check [kafka])")?;
+        let admin: AdminClient<KafkaContext> =
+            client.create_with_context(KafkaContext::new("cluster admin")).context("cannot create a Kafka admin client (check [kafka])")?;
         let mut reader = Reader {
             consumer,
             sessions_topic: topics.sessions.clone(),
             nodes_topic: topics.nodes.clone(),
             retained_topic: topics.retained.clone(),
+            node: node.to_string(),
+            boot,
             shared,
             catching_up: HashMap::new(),
             log: LogLimit::new(),
@@ -82,13 +89,17 @@ impl Tail {
         Ok(Tail(thread))
     }
 
+    pub fn stop_soon(&self) {
+        self.0.stop_soon();
+    }
+
     pub fn stop(self) {
         self.0.stop();
     }
 }
 
 /// How many partitions `topic` has (0: none, or not there).
-fn partitions_of(consumer: &BaseConsumer, topic: &str) -> KafkaResult<i32> {
+fn partitions_of(consumer: &BaseConsumer<KafkaContext>, topic: &str) -> KafkaResult<i32> {
     let metadata = consumer.fetch_metadata(Some(topic), KAFKA_WAIT)?;
     Ok(metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len() as i32))
 }
@@ -96,7 +107,7 @@ fn partitions_of(consumer: &BaseConsumer, topic: &str) -> KafkaResult<i32> {
 impl Reader {
     /// Creates the topics if missing and assigns every partition from the start,
     /// retrying while Kafka is away; false when stopped first.
-    fn begin(&mut self, admin: &AdminClient<DefaultClientContext>, topics: &Topics, runtime: &Handle, stop: &AtomicBool) -> bool {
+    fn begin(&mut self, admin: &AdminClient<KafkaContext>, topics: &Topics, runtime: &Handle, stop: &AtomicBool) -> bool {
         let mut waiting_logged = false;
         while !stop.load(Ordering::Relaxed) {
             match self.assign(admin, topics, runtime) {
@@ -107,14 +118,17 @@ impl Reader {
                         tracing::warn!(%error, "cannot read the cluster's topics yet; this node serves its clients alone until it can");
                         waiting_logged = true;
                     }
-                    std::thread::sleep(RETRY);
+                    let again = Instant::now() + RETRY;
+                    while Instant::now() < again && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(POLL);
+                    }
                 }
             }
         }
         false
     }
 
-    fn assign(&mut self, admin: &AdminClient<DefaultClientContext>, topics: &Topics, runtime: &Handle) -> anyhow::Result<()> {
+    fn assign(&mut self, admin: &AdminClient<KafkaContext>, topics: &Topics, runtime: &Handle) -> anyhow::Result<()> {
         let mut assignment = TopicPartitionList::new();
         self.catching_up.clear();
         let all = [
@@ -152,9 +166,7 @@ impl Reader {
                 Some(Ok(message)) => self.read(&message),
                 Some(Err(error)) => {
                     Metrics::add(&self.shared.metrics.cluster_errors, 1);
-                    if let Some(skipped) = self.log.allow() {
-                        tracing::warn!(%error, skipped, "cannot read the cluster's topics (retrying)");
-                    }
+                    crate::kafka::warn_error("cluster reader", &error, "cannot read the cluster's topics (retrying)");
                 }
                 None => {}
             }
@@ -176,7 +188,11 @@ impl Reader {
             };
         } else if message.topic() == self.nodes_topic {
             if let Some(heartbeat) = message.payload().and_then(|p| serde_json::from_slice::<Heartbeat>(p).ok()) {
-                let beat = Beat { heartbeat, read_at: Instant::now() };
+                let contact = &self.shared.contact;
+                if heartbeat.node == self.node && heartbeat.boot == self.boot {
+                    contact.own_heartbeat_read(heartbeat.at_ms);
+                }
+                let beat = Beat { heartbeat, read_at: Instant::now(), read_at_clock: contact.clock_ms() };
                 self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner()).insert(client.to_string(), beat);
             }
         } else {
@@ -199,9 +215,13 @@ impl Reader {
         let client: Arc<str> = client.into();
         let generation = record.as_ref().map(|r| r.generation.clone());
         let mut table = self.shared.table();
-        let applied = table.apply(&client, record, now_ms());
+        let applied = table.apply(&client, record, now_ms(), self.shared.contact.clock_ms());
         let cursor = table.get(&client).and_then(|s| s.cursor);
         drop(table);
+        // After the table has it: a session of this node is then what the table says.
+        if let Some(payload) = payload {
+            self.shared.contact.read(&client, payload);
+        }
         match applied {
             Applied::Claimed { prior } => {
                 if let Some(cursor) = cursor {

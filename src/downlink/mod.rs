@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
@@ -28,6 +27,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::broker::{Downlink, Downlinked, RecordAcks};
 use crate::config::{DownlinkConfig, KafkaConfig};
 use crate::hooks::{ConsumedRecord, Hook, HookEvent};
+use crate::kafka::KafkaContext;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::rules::{Dispatcher, Output, RuleSet, SharedRuleSet};
@@ -43,7 +43,7 @@ const COMMIT_EVERY: Duration = Duration::from_millis(200);
 pub struct DownlinkSource(StoppableThread);
 
 struct Consuming {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<KafkaContext>,
     dispatcher: Dispatcher,
     rules: SharedRuleSet,
     broker: Downlink,
@@ -70,9 +70,8 @@ impl DownlinkSource {
         broker: Downlink,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<DownlinkSource> {
-        let mut client = ClientConfig::new();
+        let mut client = crate::kafka::client_config(kafka);
         client
-            .set("bootstrap.servers", &kafka.bootstrap_servers)
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", config.start_from.as_str())
@@ -80,11 +79,13 @@ impl DownlinkSource {
             // A command waits for its fetch: librdkafka's default lets a broker hold an
             // empty fetch 500 ms, which would be most of a command's latency.
             .set("fetch.wait.max.ms", "10");
+        // The user's properties win over the settings above.
         for (key, value) in &kafka.properties {
             client.set(key, value);
         }
-        let consumer: BaseConsumer =
-            client.create().context("cannot create the downlink's Kafka consumer (check [kafka] and [downlink])")?;
+        let consumer: BaseConsumer<KafkaContext> = client
+            .create_with_context(KafkaContext::new("downlink"))
+            .context("cannot create the downlink's Kafka consumer (check [kafka] and [downlink])")?;
         let mut consuming = Consuming {
             consumer,
             dispatcher,
@@ -122,9 +123,7 @@ impl Consuming {
                 Some(Ok(message)) => self.consume(&message.detach()),
                 Some(Err(error)) => {
                     Metrics::add(&self.metrics.downlink_errors, 1);
-                    if let Some(skipped) = self.error_log.allow() {
-                        tracing::warn!(%error, skipped, "downlink consumer error (it keeps retrying)");
-                    }
+                    crate::kafka::warn_error("downlink", &error, "downlink consumer error (it keeps retrying)");
                 }
                 None => {}
             }
@@ -250,9 +249,11 @@ impl Consuming {
         }
         if let Err(error) = self.consumer.commit(&offsets, mode) {
             Metrics::add(&self.metrics.downlink_errors, 1);
-            if let Some(skipped) = self.error_log.allow() {
-                tracing::warn!(%error, skipped, "downlink cannot commit offsets; the records after the last commit are consumed again after a restart");
-            }
+            crate::kafka::warn_error(
+                "downlink",
+                &error,
+                "downlink cannot commit offsets; the records after the last commit are consumed again after a restart",
+            );
         }
     }
 }

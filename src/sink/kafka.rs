@@ -7,11 +7,18 @@
 //! delivery report, which resolves it.
 //! When the producer's queue is full, `send` waits for room: the worker stops reading
 //! the spool, which keeps growing on disk, and memory stays bounded.
+//!
+//! An idempotent producer fails for good when Kafka no longer knows its producer id (a
+//! broker replaced by an empty one, or a producer state Kafka expired): its records
+//! fail retriably, so the workers send them again, and the next `send` builds a new
+//! producer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
+use arc_swap::ArcSwap;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -19,24 +26,29 @@ use rdkafka::{ClientContext, Message};
 
 use super::{Delivery, DestinationCheck, Record, Sink, SinkError};
 use crate::config::KafkaConfig;
-use crate::log_limit::LogLimit;
+use crate::kafka::KafkaContext;
 
 pub struct KafkaSink {
-    producer: ThreadedProducer<Reports>,
+    producer: ArcSwap<ThreadedProducer<Reports>>,
+    /// Held while a producer that failed for good is replaced.
+    renewing: Mutex<()>,
+    client: ClientConfig,
     bootstrap_servers: String,
     closed: AtomicBool,
 }
 
 /// Receives delivery reports and client errors on librdkafka's polling thread.
 struct Reports {
-    error_log: LogLimit,
+    log: KafkaContext,
 }
 
 impl ClientContext for Reports {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, line: &str) {
+        self.log.log(level, facility, line);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        if let Some(skipped) = self.error_log.allow() {
-            tracing::warn!(%error, reason, skipped, "Kafka client error (the producer keeps retrying; records stay queued)");
-        }
+        self.log.error(error, reason);
     }
 }
 
@@ -57,10 +69,16 @@ fn sink_error(error: &KafkaError, topic: &str) -> SinkError {
     use RDKafkaErrorCode::*;
     let message = format!("Kafka topic {topic}: {error}");
     match error.rdkafka_error_code() {
-        // Purged when the producer is dropped at shutdown, or queued too long under a
-        // configured `kafka.message_timeout_ms`: Kafka may take it on the next try.
+        // Purged when the producer is dropped at shutdown or replaced, queued too long
+        // under a configured `kafka.message_timeout_ms`, or failed with the producer's
+        // idempotence state (the producer is replaced): Kafka may take it on the next try.
         Some(
-            PurgeQueue
+            Fatal
+            | UnknownProducerId
+            | OutOfOrderSequenceNumber
+            | InvalidProducerEpoch
+            | InvalidProducerIdMapping
+            | PurgeQueue
             | PurgeInflight
             | MessageTimedOut
             | QueueFull
@@ -91,9 +109,8 @@ pub fn check_topic(topic: &str) -> Result<(), &'static str> {
 
 impl KafkaSink {
     pub fn new(config: &KafkaConfig) -> Result<KafkaSink, KafkaError> {
-        let mut client = ClientConfig::new();
+        let mut client = crate::kafka::client_config(config);
         client
-            .set("bootstrap.servers", &config.bootstrap_servers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", config.compression.as_str())
@@ -102,12 +119,48 @@ impl KafkaSink {
             .set("queue.buffering.max.messages", "200000")
             // Bounds memory whatever Kafka does: beyond this, records wait in the spool on disk.
             .set("queue.buffering.max.kbytes", "65536");
+        // The user's properties win over the settings above.
         for (key, value) in &config.properties {
             client.set(key, value);
         }
-        let producer = client.create_with_context(Reports { error_log: LogLimit::new() })?;
-        Ok(KafkaSink { producer, bootstrap_servers: config.bootstrap_servers.clone(), closed: AtomicBool::new(false) })
+        let producer = ArcSwap::from_pointee(producer(&client)?);
+        Ok(KafkaSink {
+            producer,
+            renewing: Mutex::new(()),
+            client,
+            bootstrap_servers: config.bootstrap_servers.clone(),
+            closed: AtomicBool::new(false),
+        })
     }
+
+    /// The producer to send with: the current one, or a new one if it failed for good.
+    fn producer(&self) -> Arc<ThreadedProducer<Reports>> {
+        let current = self.producer.load_full();
+        let Some((code, reason)) = current.client().fatal_error() else { return current };
+        let _renewing = self.renewing.lock().unwrap_or_else(|p| p.into_inner());
+        let latest = self.producer.load_full();
+        if !Arc::ptr_eq(&latest, &current) {
+            return latest;
+        }
+        match producer(&self.client) {
+            Ok(renewed) => {
+                tracing::warn!(%code, reason, "the Kafka producer failed for good; a new one takes over and its records are sent again");
+                let renewed = Arc::new(renewed);
+                self.producer.store(renewed.clone());
+                renewed
+            }
+            // The same settings made a producer before; its records keep failing
+            // retriably until a new one can be made.
+            Err(error) => {
+                tracing::error!(%error, "cannot replace the Kafka producer that failed for good");
+                current
+            }
+        }
+    }
+}
+
+fn producer(client: &ClientConfig) -> Result<ThreadedProducer<Reports>, KafkaError> {
+    client.create_with_context(Reports { log: KafkaContext::new("sink") })
 }
 
 impl Sink for KafkaSink {
@@ -120,8 +173,9 @@ impl Sink for KafkaSink {
             });
             base = base.headers(headers);
         }
+        let producer = self.producer();
         loop {
-            match self.producer.send(base) {
+            match producer.send(base) {
                 Ok(()) => return,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if self.closed.load(Ordering::Relaxed) => return,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
@@ -136,11 +190,9 @@ impl Sink for KafkaSink {
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
-        self.producer.flush(timeout).map_err(|_| {
-            SinkError::retriable(format!(
-                "{} Kafka records still undelivered after waiting {timeout:?}",
-                self.producer.in_flight_count().max(0)
-            ))
+        let producer = self.producer.load();
+        producer.flush(timeout).map_err(|_| {
+            SinkError::retriable(format!("{} Kafka records still undelivered after waiting {timeout:?}", producer.in_flight_count().max(0)))
         })
     }
 

@@ -18,6 +18,7 @@ mod hooks;
 mod hostile_input;
 mod hostile_rules;
 mod hot_reload;
+mod kafka_away;
 mod mqtt_promises;
 mod ordering;
 mod properties;

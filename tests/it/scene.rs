@@ -358,6 +358,20 @@ impl Tansu {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Stops the broker process where it is (SIGSTOP): connections stay open, nothing
+    /// is answered. (Killing it would not do for an outage: its topics are in memory,
+    /// and librdkafka 2.12 crashes reading tansu's metadata of topics it no longer has.)
+    pub fn freeze(&self) {
+        let status = std::process::Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -STOP tansu");
+    }
+
+    /// Lets a frozen broker go on (SIGCONT).
+    pub fn thaw(&self) {
+        let status = std::process::Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -CONT tansu");
+    }
+
     /// Creates single-partition topics, so order across keys is observable (unless a
     /// client's metadata request auto-created the topic first).
     pub async fn create_topics(&self, topics: &[&str]) {

@@ -27,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::spool::SpoolBatch;
 
 static REFUSED_LOG: LogLimit = LogLimit::new();
+static ALONE_LOG: LogLimit = LogLimit::new();
 
 /// Why a CONNECT is refused; each has its CONNACK code in both MQTT versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,8 +188,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         let claim = edge.registry.claim(&client_id).await;
         let clean = connect.clean_session;
         let mut session = Session::of(version, clean, props.as_ref().and_then(|p| p.session_expiry_interval));
-        // A node not caught up with the cluster (Kafka away) serves the client alone.
-        let stored = match edge.cluster.as_ref().filter(|c| c.is_ready()) {
+        // A node that has not caught up with the cluster within the claim's bound (Kafka
+        // away since it started) does not know the sessions: it serves the client alone.
+        let cluster = match edge.cluster.as_ref() {
+            Some(cluster) if cluster.is_ready() || (!cluster.kafka_away() && cluster.ready_within(cluster.claim_wait()).await) => {
+                Some(cluster)
+            }
+            Some(_) => {
+                Metrics::add(&edge.metrics.cluster_served_alone, 1);
+                if let Some(skipped) = ALONE_LOG.allow() {
+                    tracing::warn!(client = %client_id, skipped, "not caught up with the cluster's topics (Kafka away since this node started): serving the client alone, its session kept by this node only");
+                }
+                None
+            }
+            None => None,
+        };
+        let stored = match cluster {
             None => None,
             Some(cluster) => match claim_in_cluster(cluster, &edge, &client_id, claim.serial, clean, session.expiry).await {
                 Ok(stored) => Some(stored),

@@ -21,7 +21,7 @@ use crate::access::Action;
 use crate::broker::mail;
 use crate::broker::subscription::Subscription;
 use crate::broker::Edge;
-use crate::cluster::{ClaimError, Cluster, SessionRecord, StoredSubscription, StoredWill};
+use crate::cluster::{ClaimError, Claimed, Cluster, SessionRecord, StoredSubscription, StoredWill};
 use crate::hooks::now_ms;
 use crate::metrics::Metrics;
 
@@ -71,7 +71,8 @@ pub(super) struct Stored {
 }
 
 /// Claims `client`'s session in the cluster for connection `serial` of this node, and
-/// returns the session it resumes or starts.
+/// returns the session it resumes or starts: as read back from Kafka, or, when the claim
+/// is deferred (Kafka away or slow), as this node knows it.
 pub(super) async fn claim_in_cluster(
     cluster: &Arc<Cluster>,
     edge: &Edge,
@@ -98,10 +99,16 @@ pub(super) async fn claim_in_cluster(
         // The first state written after the CONNACK carries it.
         will: None,
     };
-    let prior = cluster.claim(client, &record).await?;
+    let (prior, record) = match cluster.claim(client, &record).await? {
+        // What reading the claim made of it: the stored session carried over, or a fresh one.
+        Claimed::ReadBack(prior) => (prior, cluster.session(client).filter(|s| s.generation == generation).unwrap_or(record)),
+        // What the claim makes of the session as this node knows it.
+        Claimed::Deferred { prior } => {
+            let record = record.claimed_over(prior.as_ref(), now_ms());
+            (prior, record)
+        }
+    };
     let present = !clean && prior.is_some_and(|p| p.resumable(now_ms()));
-    // What reading the claim made of it: the stored session carried over, or a fresh one.
-    let record = cluster.session(client).filter(|s| s.generation == generation).unwrap_or(record);
     Ok(Stored { cluster: cluster.clone(), record, present })
 }
 
