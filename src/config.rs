@@ -60,12 +60,13 @@ pub struct Config {
 }
 
 /// Client authentication and topic access control.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Let clients connect without a username (warned about at start).
     pub anonymous: bool,
-    /// TOML file of users and argon2 password hashes, written by `hookline user add`.
+    /// TOML file of users and their password hashes (argon2id, or Mosquitto's `$7$`
+    /// PBKDF2), written by `hookline user add` and `hookline user import`.
     /// Default: absent: no users
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials: Option<PathBuf>,
@@ -73,6 +74,82 @@ pub struct AuthConfig {
     /// Default: absent: no ACL, every client may use every topic
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acl: Option<PathBuf>,
+    /// Threads that check passwords and tokens, apart from the MQTT connections; 0: one
+    /// per CPU core. An argon2id check holds 19 MiB while it runs.
+    pub check_threads: usize,
+    /// Logins waiting for a checking thread, at most; a CONNECT beyond them, or one that
+    /// would wait longer than half of `broker.connect_timeout_ms`, is refused with CONNACK
+    /// "server busy" (counted in `mqtt_refused_login_busy`).
+    pub check_queue: usize,
+    /// Seconds a verified login is remembered (a keyed digest, in memory), so a client
+    /// logging in again costs no hash; a changed password or a removed user stops
+    /// matching at once. 0: every login is checked.
+    pub cache_ttl_s: u64,
+    /// JSON Web Tokens as logins, sent as the MQTT password (see README, "Access
+    /// control").
+    pub jwt: JwtConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            anonymous: false,
+            credentials: None,
+            acl: None,
+            check_threads: 0,
+            check_queue: 256,
+            cache_ttl_s: 3600,
+            jwt: JwtConfig::default(),
+        }
+    }
+}
+
+/// JSON Web Tokens as logins: on when one of `public_key`, `secret_file` and `jwks` is
+/// set. A token must verify, be within its `exp` and `nbf`, and name the client id in
+/// `client_id_claim`; the client then logs in as that name.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// PEM file of the public key tokens are signed with: RSA (RS256/384/512,
+    /// PS256/384/512), EC P-256 or P-384 (ES256, ES384) or Ed25519 (EdDSA).
+    /// Default: absent
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<PathBuf>,
+    /// File holding the HMAC secret of HS256/384/512 tokens, its bytes as they are (one
+    /// final newline dropped).
+    /// Default: absent
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// JWKS file, `{"keys": [...]}`; a token's `kid` picks its key.
+    /// Default: absent
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<PathBuf>,
+    /// The claim that must equal the client id.
+    pub client_id_claim: String,
+    /// When set, the `iss` claim must equal it.
+    /// Default: absent: not checked
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// When set, the `aud` claim must hold it.
+    /// Default: absent: not checked
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Seconds of clock difference allowed when checking `exp` and `nbf`.
+    pub leeway_s: u64,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            public_key: None,
+            secret_file: None,
+            jwks: None,
+            client_id_claim: "sub".into(),
+            issuer: None,
+            audience: None,
+            leeway_s: 0,
+        }
+    }
 }
 
 /// The admin HTTP endpoint.
@@ -133,8 +210,13 @@ pub struct BrokerConfig {
     /// Largest accepted MQTT packet in bytes (after the fixed header); a larger one
     /// closes the connection, is logged and counted in `mqtt_oversized_packets`.
     pub max_packet_size: usize,
-    /// Most simultaneous clients.
+    /// Most simultaneous clients; fewer when the open-file limit (raised at start to its
+    /// hard limit) less `reserved_files` does not fit them (warned about at start).
     pub max_connections: usize,
+    /// Open files kept for the gateway's own use (spool segments, rules, Kafka and
+    /// RabbitMQ connections, the admin endpoint): client sockets use the rest of the
+    /// open-file limit, and a client beyond it is refused with CONNACK "server busy".
+    pub reserved_files: usize,
     /// Time a new TCP connection has to send CONNECT, in milliseconds.
     pub connect_timeout_ms: u16,
     /// Unacknowledged QoS 1/2 messages in flight to one subscriber; a smaller MQTT 5
@@ -481,6 +563,7 @@ impl Default for BrokerConfig {
             tls_identity_is_client_id: false,
             max_packet_size: 1024 * 1024,
             max_connections: 10_000,
+            reserved_files: 256,
             connect_timeout_ms: 5_000,
             max_inflight: 100,
             listen_backlog: 1024,
@@ -601,6 +684,9 @@ impl Config {
             ("rules.public_key", &self.rules.public_key),
             ("auth.credentials", &self.auth.credentials),
             ("auth.acl", &self.auth.acl),
+            ("auth.jwt.public_key", &self.auth.jwt.public_key),
+            ("auth.jwt.secret_file", &self.auth.jwt.secret_file),
+            ("auth.jwt.jwks", &self.auth.jwt.jwks),
         ];
         for (key, path) in paths {
             if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
@@ -731,12 +817,23 @@ impl Config {
         }
         let rabbits = self.sink.rabbitmq.keys().map(|name| Destination::RabbitMq(name.clone()));
         let destinations = first.into_iter().chain(rabbits).collect();
-        if !self.auth.anonymous && self.auth.credentials.is_none() && !certificates {
+        let jwt = &self.auth.jwt;
+        let jwt_keys = [&jwt.public_key, &jwt.secret_file, &jwt.jwks].into_iter().flatten().count();
+        if jwt_keys > 1 {
+            return invalid("auth.jwt", "set one of public_key, secret_file and jwks: a token is checked against one kind of key");
+        }
+        if jwt.client_id_claim.is_empty() {
+            return invalid("auth.jwt.client_id_claim", "must name a claim, e.g. `sub`");
+        }
+        if self.auth.check_queue == 0 {
+            return invalid("auth.check_queue", "must be at least 1");
+        }
+        if !self.auth.anonymous && self.auth.credentials.is_none() && !certificates && jwt_keys == 0 {
             return invalid(
                 "auth.credentials",
                 "no client could connect: auth.anonymous is false and no credentials file is set \
                  (create one with `hookline user add`, allow anonymous clients with --allow-anonymous, \
-                 or name clients by their TLS certificates with broker.tls_identity)",
+                 name clients by their TLS certificates with broker.tls_identity, or accept tokens with auth.jwt)",
             );
         }
         Ok(ValidConfig { config: self, destinations })

@@ -101,13 +101,22 @@ counters! {
     mqtt_refused_not_authorized,
     /// CONNECTs refused for their client id (CONNACK 0x02 / 0x85).
     mqtt_refused_client_id,
-    /// CONNECTs refused at `broker.max_connections` (CONNACK 0x03 / 0x89).
+    /// CONNECTs refused at `broker.max_connections`, or at the open-file limit less
+    /// `broker.reserved_files` (CONNACK 0x03 / 0x89).
     mqtt_refused_server_busy,
+    /// CONNECTs refused because their login could not be checked in time: the login
+    /// checks' queue (`auth.check_queue`) was full (CONNACK 0x03 / 0x89).
+    mqtt_refused_login_busy,
     /// CONNECTs refused because the spool could not take their events (CONNACK 0x03 /
     /// 0x88).
     mqtt_refused_unavailable,
     /// CONNECTs refused for their protocol version (CONNACK 0x01 / 0x84).
     mqtt_refused_protocol_version,
+    /// Logins checked on the login threads: a password against its hash, or a token's
+    /// signature (those refused as busy included).
+    logins_checked,
+    /// Logins answered from the cache of logins verified lately (`auth.cache_ttl_s`).
+    logins_cached,
     /// Connections that failed their TLS or WebSocket handshake.
     mqtt_handshake_failures,
     /// Publishes kept from the router because no subscription on this node matched.

@@ -1,28 +1,27 @@
-//! Who may connect: usernames with salted argon2 password hashes, from a TOML file, and
+//! Who may connect: usernames with salted password hashes (`hash`), from a TOML file, and
 //! which client ids each user may connect as.
 //!
 //! ```toml
 //! [users]
 //! business-app = "$argon2id$v=19$m=19456,t=2,p=1$..."          # any client id
-//! 10083618796833171 = { hash = "$argon2id$...", client_ids = ["%u"] }  # only its own
+//! 10083618796833171 = { hash = "$7$101$...", client_ids = ["%u"] }  # only its own
 //! ```
 //!
 //! A `client_ids` entry is an exact id, `%u` (the username itself) or a prefix ending in
-//! `*`. `hookline user add|remove|hash` writes the file; the gateway re-reads it when it
-//! changes.
+//! `*`. `hookline user add|remove|hash|import` writes the file; the gateway re-reads it
+//! when it changes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use serde::{Deserialize, Serialize};
+
+use super::hash;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
-    /// Username -> its argon2 hash, and the client ids it may use.
+    /// Username -> its password hash, and the client ids it may use.
     #[serde(default)]
     pub users: BTreeMap<String, User>,
 }
@@ -38,7 +37,7 @@ pub enum User {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoundUser {
-    /// argon2 hash in PHC string format.
+    /// Password hash (`hash`): argon2 PHC string, or Mosquitto's `$7$` or `$6$`.
     pub hash: String,
     /// Client ids this user may connect as: exact, `%u` for the username, or `prefix*`.
     pub client_ids: Vec<String>,
@@ -76,11 +75,14 @@ impl User {
 /// Why a login was refused, as the CONNACK tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginRefused {
-    /// Unknown user, or wrong password (MQTT 3.1.1 code 4, MQTT 5 0x86).
+    /// Unknown user, wrong password, or a token that does not verify (MQTT 3.1.1 code 4,
+    /// MQTT 5 0x86).
     BadCredentials,
     /// The login is valid but may not be used here: no username where one is needed,
-    /// or a client id the user is not bound to (code 5, 0x87).
+    /// or a client id the user or token is not bound to (code 5, 0x87).
     NotAuthorized,
+    /// The login could not be checked now: the checks' queue is full (code 3, 0x89).
+    Busy,
 }
 
 impl Credentials {
@@ -89,8 +91,11 @@ impl Credentials {
         let credentials: Credentials =
             toml::from_str(&text).map_err(|e| format!("credentials file {}: {}", path.display(), e.message()))?;
         for (user, entry) in &credentials.users {
-            PasswordHash::new(entry.hash()).map_err(|e| {
-                format!("credentials file {}: user {user:?}: not an argon2 hash ({e}); create it with `hookline user add`", path.display())
+            hash::check(entry.hash()).map_err(|e| {
+                format!(
+                    "credentials file {}: user {user:?}: {e}; create it with `hookline user add` or `hookline user import`",
+                    path.display()
+                )
             })?;
         }
         Ok(credentials)
@@ -105,25 +110,14 @@ impl Credentials {
         Ok(())
     }
 
-    /// A salted argon2id hash of `password` (PHC string).
-    pub fn hash(password: &str) -> String {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 with default parameters hashes any password").to_string()
-    }
-
-    /// Whether `password` is `username`'s. Slow on purpose (argon2); call it off the
-    /// async threads.
-    pub fn verify(&self, username: &str, password: &str) -> bool {
-        let Some(user) = self.users.get(username) else { return false };
-        PasswordHash::new(user.hash()).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
-    }
-
-    /// Checks a login: the password, then whether the user may use `client_id`.
+    /// Checks a login: the password, then whether the user may use `client_id`. As slow
+    /// as the user's hash (argon2: on purpose); call it off the async threads.
     pub fn login(&self, username: &str, password: &str, client_id: &str) -> Result<(), LoginRefused> {
-        if !self.verify(username, password) {
+        let Some(user) = self.users.get(username) else { return Err(LoginRefused::BadCredentials) };
+        if !hash::verify(user.hash(), password) {
             return Err(LoginRefused::BadCredentials);
         }
-        match self.users.get(username).is_some_and(|user| user.may_use(username, client_id)) {
+        match user.may_use(username, client_id) {
             true => Ok(()),
             false => Err(LoginRefused::NotAuthorized),
         }
@@ -134,21 +128,23 @@ impl Credentials {
 mod tests {
     use super::*;
 
+    use crate::access::hash::HashKind;
+
     #[test]
     fn a_hashed_password_verifies_and_a_wrong_one_does_not() {
         let mut credentials = Credentials::default();
-        credentials.users.insert("app".into(), User::Any(Credentials::hash("s3cret")));
-        assert!(credentials.verify("app", "s3cret"));
-        assert!(!credentials.verify("app", "s3cre"));
-        assert!(!credentials.verify("nobody", "s3cret"));
+        credentials.users.insert("app".into(), User::Any(hash::hash(HashKind::Pbkdf2, "s3cret")));
+        assert_eq!(credentials.login("app", "s3cret", "any"), Ok(()));
+        assert_eq!(credentials.login("app", "s3cre", "any"), Err(LoginRefused::BadCredentials));
+        assert_eq!(credentials.login("nobody", "s3cret", "any"), Err(LoginRefused::BadCredentials));
     }
 
     #[test]
     fn a_bound_user_may_connect_only_as_its_client_ids() {
         let text = format!(
             "[users]\nlock-1 = {{ hash = \"{}\", client_ids = [\"%u\"] }}\napp = {{ hash = \"{}\", client_ids = [\"app-*\", \"console\"] }}\n",
-            Credentials::hash("p1"),
-            Credentials::hash("p2")
+            hash::hash(HashKind::Argon2id, "p1"),
+            hash::hash(HashKind::Pbkdf2, "p2")
         );
         let credentials: Credentials = toml::from_str(&text).unwrap();
         assert_eq!(credentials.login("lock-1", "p1", "lock-1"), Ok(()));

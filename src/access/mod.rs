@@ -1,12 +1,20 @@
-//! Who may connect (`credentials`) and which topics each client may touch (`acl`).
+//! Who may connect (`credentials`: users and password hashes; `jwt`: signed tokens) and
+//! which topics each client may touch (`acl`).
 //!
-//! Both files are optional and re-read when they change (`watch`), like rules; a file
+//! The files are optional and re-read when they change (`watch`), like rules; a file
 //! that stops parsing is reported and the previous version stays in force.
 //! Without an ACL every authenticated client may use every topic except the gateway's
 //! reserved ones (`RESERVED_PREFIXES`).
+//!
+//! Checks that cost run on their own bounded pool (`checks`); a login verified lately
+//! is remembered (`cache`), so a fleet reconnecting costs one hash per device.
 
 pub mod acl;
+mod cache;
+mod checks;
 pub mod credentials;
+pub mod hash;
+mod jwt;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +25,11 @@ use arc_swap::ArcSwapOption;
 pub use acl::{Acl, Action};
 pub use credentials::{Credentials, LoginRefused, User};
 
+use self::cache::LoginCache;
+use self::checks::Checks;
+use self::jwt::Jwt;
 use crate::config::AuthConfig;
+use crate::metrics::Metrics;
 use crate::watch::{dir_of, FileWatch, WatchSettings};
 
 /// Topic prefixes the gateway uses for itself; clients may neither publish nor
@@ -41,33 +53,76 @@ pub struct Access {
     anonymous: bool,
     credentials: ArcSwapOption<Credentials>,
     acl: ArcSwapOption<Acl>,
+    jwt: ArcSwapOption<Jwt>,
+    cache: Arc<LoginCache>,
+    checks: Arc<Checks>,
+    metrics: Arc<Metrics>,
 }
 
 impl Access {
-    /// Reads the configured files; errors name the file and the line.
-    pub fn load(config: &AuthConfig) -> anyhow::Result<Arc<Access>> {
+    /// Reads the configured files (errors name the file and the line) and starts the
+    /// login checks; a check that cannot start within `max_wait` is refused as busy.
+    pub fn load(config: &AuthConfig, max_wait: Duration, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Access>> {
         let credentials =
             config.credentials.as_deref().map(|p| Credentials::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
         let acl = config.acl.as_deref().map(|p| Acl::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
+        let jwt = Jwt::load(&config.jwt).map_err(anyhow::Error::msg)?.map(Arc::new);
         if config.anonymous {
             tracing::warn!("ANONYMOUS ACCESS ENABLED: any client may connect without a username (auth.anonymous)");
         }
         if acl.is_none() {
             tracing::warn!("no ACL configured (auth.acl): every client may publish and subscribe to every topic");
         }
-        Ok(Arc::new(Access { anonymous: config.anonymous, credentials: ArcSwapOption::new(credentials), acl: ArcSwapOption::new(acl) }))
+        let checks = Checks::start(config.check_threads, config.check_queue, max_wait)
+            .map_err(|e| anyhow::anyhow!("cannot start the login check threads: {e}"))?;
+        Ok(Arc::new(Access {
+            anonymous: config.anonymous,
+            credentials: ArcSwapOption::new(credentials),
+            acl: ArcSwapOption::new(acl),
+            jwt: ArcSwapOption::new(jwt),
+            cache: Arc::new(LoginCache::new(Duration::from_secs(config.cache_ttl_s))),
+            checks,
+            metrics,
+        }))
     }
 
-    /// Whether a CONNECT with this username and password may use `client_id`. A client
-    /// that sent no username arrives here with both empty. Without a credentials file,
-    /// `auth.anonymous` admits any username. Slow (argon2): run it off the async threads.
-    pub fn login(&self, username: &str, password: &str, client_id: &str) -> Result<(), LoginRefused> {
-        let credentials = self.credentials.load();
-        match (username.is_empty() && password.is_empty(), credentials.as_ref()) {
-            (true, _) | (false, None) if self.anonymous => Ok(()),
-            (true, _) | (false, None) => Err(LoginRefused::NotAuthorized),
-            (false, Some(credentials)) => credentials.login(username, password, client_id),
+    /// Whether a CONNECT with this username and password may use `client_id`, and the
+    /// username it logs in as. A client that sent no username arrives here with both
+    /// empty. A password shaped as a token is checked as one when `auth.jwt` is set.
+    /// Without a credentials file, `auth.anonymous` admits any username.
+    pub async fn login(&self, username: &str, password: &str, client_id: &str) -> Result<String, LoginRefused> {
+        if let Some(jwt) = self.jwt.load_full().filter(|_| Jwt::looks_like(password)) {
+            let (token, client_id) = (password.to_string(), client_id.to_string());
+            Metrics::add(&self.metrics.logins_checked, 1);
+            return self.checks.run(move || jwt.verify(&token, &client_id)).await.unwrap_or(Err(LoginRefused::Busy));
         }
+        let credentials = self.credentials.load_full();
+        let credentials = match (username.is_empty() && password.is_empty(), credentials) {
+            (true, _) | (false, None) if self.anonymous => return Ok(username.to_string()),
+            (true, _) | (false, None) => return Err(LoginRefused::NotAuthorized),
+            (false, Some(credentials)) => credentials,
+        };
+        let Some(user) = credentials.users.get(username) else { return Err(LoginRefused::BadCredentials) };
+        if self.cache.holds(username, user.hash(), password) {
+            Metrics::add(&self.metrics.logins_cached, 1);
+            return match user.may_use(username, client_id) {
+                true => Ok(username.to_string()),
+                false => Err(LoginRefused::NotAuthorized),
+            };
+        }
+        let cache = self.cache.clone();
+        let (username, password, client_id) = (username.to_string(), password.to_string(), client_id.to_string());
+        let check = move || {
+            let verdict = credentials.login(&username, &password, &client_id);
+            if verdict != Err(LoginRefused::BadCredentials) {
+                if let Some(user) = credentials.users.get(&username) {
+                    cache.insert(&username, user.hash(), &password);
+                }
+            }
+            verdict.map(|()| username)
+        };
+        Metrics::add(&self.metrics.logins_checked, 1);
+        self.checks.run(check).await.unwrap_or(Err(LoginRefused::Busy))
     }
 
     pub fn allows(&self, action: Action, client_id: &str, username: &str, topic: &str) -> bool {
@@ -83,21 +138,34 @@ impl Access {
         let access = self.clone();
         let credentials = config.credentials.clone();
         let acl = config.acl.clone();
-        let mut dirs: Vec<PathBuf> = credentials.iter().chain(&acl).map(|file| dir_of(file)).collect();
+        let jwt = config.jwt.clone();
+        let jwt_files: Vec<PathBuf> = [&jwt.public_key, &jwt.secret_file, &jwt.jwks].into_iter().flatten().cloned().collect();
+        let mut dirs: Vec<PathBuf> = credentials.iter().chain(&acl).chain(&jwt_files).map(|file| dir_of(file)).collect();
+        dirs.sort();
         dirs.dedup();
         if dirs.is_empty() {
             return Ok(None);
         }
-        let mut stamps = (modified(credentials.as_deref()), modified(acl.as_deref()));
+        let jwt_stamp = move || jwt_files.iter().map(|f| modified(Some(f))).collect::<Vec<_>>();
+        let mut stamps = (modified(credentials.as_deref()), modified(acl.as_deref()), jwt_stamp());
         let settings =
             WatchSettings { name: "hookline-access", debounce: Duration::from_millis(100), rescan_every: Duration::from_secs(1) };
         let watch = FileWatch::start(&dirs, settings, move || {
-            let now = (modified(credentials.as_deref()), modified(acl.as_deref()));
+            let now = (modified(credentials.as_deref()), modified(acl.as_deref()), jwt_stamp());
             if now.0 != stamps.0 {
                 reload(credentials.as_deref(), Credentials::from_file, &access.credentials);
             }
             if now.1 != stamps.1 {
                 reload(acl.as_deref(), Acl::from_file, &access.acl);
+            }
+            if now.2 != stamps.2 {
+                match Jwt::load(&jwt) {
+                    Ok(keys) => {
+                        access.jwt.store(keys.map(Arc::new));
+                        tracing::info!("JWT keys reloaded (auth.jwt)");
+                    }
+                    Err(e) => tracing::error!(error = %e, "JWT keys not reloaded; the previous ones stay in force"),
+                }
             }
             stamps = now;
         })?;

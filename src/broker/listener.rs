@@ -76,9 +76,12 @@ fn bind(listen: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
-/// Accepts clients until the task is aborted, one task per connection.
+/// Accepts clients until the task is aborted, one task per connection, while their
+/// sockets fit the open-file limit (see `capacity`); beyond it they wait in the listen
+/// queue until a socket closes.
 pub async fn accept(edge: Arc<Edge>, listener: TcpListener, transport: Transport) {
     loop {
+        let Ok(permit) = edge.sockets.clone().acquire_owned().await else { return };
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -93,6 +96,8 @@ pub async fn accept(edge: Arc<Edge>, listener: TcpListener, transport: Transport
         let _ = socket.set_nodelay(true);
         let (edge, transport) = (edge.clone(), transport.clone());
         tokio::spawn(async move {
+            // Held until the socket closes, with this task.
+            let _permit = permit;
             let timeout = edge.limits.connect_timeout;
             let outcome = match transport {
                 Transport::Tcp => return connection::serve(edge, socket, peer, None).await,

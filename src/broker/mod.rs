@@ -9,6 +9,7 @@
 //! `Broker::stop`.
 
 mod acks;
+mod capacity;
 mod connection;
 mod listener;
 mod mail;
@@ -27,7 +28,7 @@ use bytes::Bytes;
 use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
 use rumqttd::protocol::{Disconnect, DisconnectReasonCode, LastWill, LastWillProperties, Packet, Publish, PublishProperties};
 use rumqttd::{Notification, Router, RouterConfig};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 pub use acks::RecordAcks;
@@ -95,6 +96,9 @@ pub struct Edge {
     session_timers: std::sync::Mutex<JoinSet<()>>,
     live: AtomicUsize,
     none_live: Notify,
+    /// Sockets that may be open at once (`capacity`): a listener accepts one only with
+    /// a permit, which the socket holds until it closes.
+    sockets: Arc<Semaphore>,
     /// The cluster this node is part of: sessions and mailboxes in Kafka.
     cluster: Option<Arc<Cluster>>,
 }
@@ -383,9 +387,10 @@ impl Broker {
         ready: Arc<ReadyFlag>,
     ) -> anyhow::Result<Broker> {
         let bound = listener::bind_all(config)?;
+        let capacity = capacity::Capacity::plan(config);
         let router_config = RouterConfig {
             // Room for the gateway's own link and for connections being taken over.
-            max_connections: config.max_connections * 2 + 16,
+            max_connections: capacity.connections * 2 + 16,
             max_outgoing_packet_count: 200,
             max_segment_size: SEGMENT_SIZE,
             max_segment_count: SEGMENT_COUNT,
@@ -412,7 +417,7 @@ impl Broker {
             links,
             limits: Limits {
                 max_packet_size: config.max_packet_size,
-                max_connections: config.max_connections,
+                max_connections: capacity.connections,
                 connect_timeout: Duration::from_millis(config.connect_timeout_ms as u64),
                 max_inflight: config.max_inflight.min(u16::MAX as usize) as u16,
                 identity_is_client_id: config.tls_identity_is_client_id,
@@ -423,6 +428,7 @@ impl Broker {
             session_timers: Default::default(),
             live: AtomicUsize::new(0),
             none_live: Notify::new(),
+            sockets: Arc::new(Semaphore::new(capacity.sockets)),
             cluster,
         });
         if let Some(cluster) = &edge.cluster {

@@ -73,6 +73,9 @@ struct Shared {
     nodes: Mutex<HashMap<String, Beat>>,
     /// The cluster's retained messages, by MQTT topic (encoded as mailbox messages).
     retained: Mutex<BTreeMap<String, Bytes>>,
+    /// The reader found (or made) the cluster's topics: writing to them cannot make Kafka
+    /// create one with its default partitions.
+    topics_found: AtomicBool,
     /// The reader has caught up with the topics.
     ready: AtomicBool,
     ready_notify: Notify,
@@ -222,6 +225,7 @@ impl Cluster {
             superseded: OnceLock::new(),
             nodes: Mutex::default(),
             retained: Mutex::default(),
+            topics_found: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             ready_notify: Notify::new(),
             contact: Contact::default(),
@@ -474,9 +478,11 @@ impl Cluster {
     /// Writes this node's heartbeat; `left`: its last one, as it stops. While one is on
     /// its way no other is queued: after an outage the nodes topic holds one stale
     /// heartbeat per node, not a backlog that would move this node's clock past the
-    /// others' (`contact`) before their own heartbeats are read.
+    /// others' (`contact`) before their own heartbeats are read. None before the reader
+    /// found the topics: a write to a missing topic has Kafka create it with its default
+    /// partitions.
     fn beat(&self, left: bool) {
-        if !left && self.beat_in_flight.swap(true, Ordering::SeqCst) {
+        if !self.shared.topics_found.load(Ordering::SeqCst) || (!left && self.beat_in_flight.swap(true, Ordering::SeqCst)) {
             return;
         }
         let heartbeat = Heartbeat {

@@ -111,7 +111,10 @@ impl Reader {
         let mut waiting_logged = false;
         while !stop.load(Ordering::Relaxed) {
             match self.assign(admin, topics, runtime) {
-                Ok(()) => return true,
+                Ok(()) => {
+                    self.shared.topics_found.store(true, Ordering::SeqCst);
+                    return true;
+                }
                 Err(error) => {
                     Metrics::add(&self.shared.metrics.cluster_errors, 1);
                     if !waiting_logged {

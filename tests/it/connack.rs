@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use hookline::access::hash::{hash, HashKind};
 use hookline::access::{Credentials, User};
 
 use crate::raw_mqtt::{connect_with, RawClient};
@@ -12,9 +13,9 @@ use crate::scene::Scene;
 /// Users: `lock-1` may connect only as itself, `app` as any client id.
 fn write_users(path: &Path) {
     let mut credentials = Credentials::default();
-    credentials.users.insert("lock-1".into(), User::new(Credentials::hash("p1"), vec!["%u".into()]));
-    credentials.users.insert("lock-2".into(), User::new(Credentials::hash("p2"), vec!["%u".into()]));
-    credentials.users.insert("app".into(), User::Any(Credentials::hash("pa")));
+    credentials.users.insert("lock-1".into(), User::new(hash(HashKind::Argon2id, "p1"), vec!["%u".into()]));
+    credentials.users.insert("lock-2".into(), User::new(hash(HashKind::Argon2id, "p2"), vec!["%u".into()]));
+    credentials.users.insert("app".into(), User::Any(hash(HashKind::Argon2id, "pa")));
     credentials.save(path).unwrap();
 }
 

@@ -323,6 +323,62 @@ async fn drive(
     }
 }
 
+/// The hookline binary in a process of its own, listening on a port it chose (port 0),
+/// read back from its log; `stderr` of the process goes to `log`.
+pub struct GatewayBinary {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl GatewayBinary {
+    /// Runs `hookline run --listen 127.0.0.1:0 --admin 127.0.0.1:0 <args>` in `dir`, under
+    /// the open-file limits `(soft, hard)` when given, and waits until it listens.
+    pub async fn start(dir: &Path, args: &[&str], open_files: Option<(u64, u64)>) -> GatewayBinary {
+        use std::os::unix::process::CommandExt;
+        let log = dir.join("gateway.log");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookline"));
+        command
+            .current_dir(dir)
+            .args(["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some((soft, hard)) = open_files {
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child yet.
+            unsafe {
+                command.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, soft, hard));
+            }
+        }
+        let child = command.spawn().expect("run the hookline binary");
+        let mut addr = None;
+        let listening = wait_for(Duration::from_secs(30), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            addr = text
+                .lines()
+                .filter(|l| l.contains("MQTT listener up"))
+                .find_map(|l| l.split("listen=").nth(1))
+                .and_then(|a| a.split_whitespace().next()?.parse().ok());
+            addr.is_some()
+        })
+        .await;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(listening, "the gateway did not say where it listens:\n{text}");
+        GatewayBinary { child, addr: addr.expect("parsed"), log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for GatewayBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// tansu, an independent Kafka-compatible broker, as a separate process with in-memory
 /// storage. `.ci/install-kafka-tools.sh` installs it; `TANSU_BIN` overrides the path.
 pub struct Tansu {

@@ -36,6 +36,8 @@ pub enum Refusal {
     NotAuthorized,
     ClientIdRejected,
     ServerBusy,
+    /// The login checks' queue is full.
+    LoginBusy,
     /// The spool cannot take the client's events (disk full or failing).
     Unavailable,
     ProtocolVersion,
@@ -47,8 +49,8 @@ impl Refusal {
             (Refusal::BadCredentials, _) => ConnectReturnCode::BadUserNamePassword,
             (Refusal::NotAuthorized, _) => ConnectReturnCode::NotAuthorized,
             (Refusal::ClientIdRejected, _) => ConnectReturnCode::ClientIdentifierNotValid,
-            (Refusal::ServerBusy, Version::V4) => ConnectReturnCode::ServiceUnavailable,
-            (Refusal::ServerBusy, Version::V5) => ConnectReturnCode::ServerBusy,
+            (Refusal::ServerBusy | Refusal::LoginBusy, Version::V4) => ConnectReturnCode::ServiceUnavailable,
+            (Refusal::ServerBusy | Refusal::LoginBusy, Version::V5) => ConnectReturnCode::ServerBusy,
             (Refusal::Unavailable, Version::V4) => ConnectReturnCode::ServiceUnavailable,
             (Refusal::Unavailable, Version::V5) => ConnectReturnCode::ServerUnavailable,
             (Refusal::ProtocolVersion, Version::V4) => ConnectReturnCode::RefusedProtocolVersion,
@@ -61,7 +63,8 @@ impl Refusal {
             Refusal::BadCredentials => "bad user name or password",
             Refusal::NotAuthorized => "not authorized",
             Refusal::ClientIdRejected => "client id rejected",
-            Refusal::ServerBusy => "server busy (broker.max_connections)",
+            Refusal::ServerBusy => "server busy (broker.max_connections, or the open-file limit)",
+            Refusal::LoginBusy => "server busy (the login checks' queue is full, auth.check_queue)",
             Refusal::Unavailable => "server unavailable (the spool cannot be written)",
             Refusal::ProtocolVersion => "unsupported protocol version",
         }
@@ -73,6 +76,7 @@ impl Refusal {
             Refusal::NotAuthorized => &metrics.mqtt_refused_not_authorized,
             Refusal::ClientIdRejected => &metrics.mqtt_refused_client_id,
             Refusal::ServerBusy => &metrics.mqtt_refused_server_busy,
+            Refusal::LoginBusy => &metrics.mqtt_refused_login_busy,
             Refusal::Unavailable => &metrics.mqtt_refused_unavailable,
             Refusal::ProtocolVersion => &metrics.mqtt_refused_protocol_version,
         };
@@ -172,15 +176,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
                     false => Ok(()),
                 }
             }
-            None => {
-                let (access, user, id) = (edge.access.clone(), username.clone(), client_id.clone());
-                tokio::task::spawn_blocking(move || access.login(&user, &password, &id)).await.unwrap_or(Err(LoginRefused::NotAuthorized))
-            }
+            None => edge.access.login(&username, &password, &client_id).await.map(|name| username = name),
         };
         match verdict {
             Ok(()) => {}
             Err(LoginRefused::BadCredentials) => return self.refuse(version, Refusal::BadCredentials, &client_id).await,
             Err(LoginRefused::NotAuthorized) => return self.refuse(version, Refusal::NotAuthorized, &client_id).await,
+            Err(LoginRefused::Busy) => return self.refuse(version, Refusal::LoginBusy, &client_id).await,
         }
         if edge.registry.connected() >= edge.limits.max_connections && !edge.registry.is_connected(&client_id) {
             return self.refuse(version, Refusal::ServerBusy, &client_id).await;
