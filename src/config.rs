@@ -97,7 +97,7 @@ impl Default for AuthConfig {
             credentials: None,
             acl: None,
             check_threads: 0,
-            check_queue: 256,
+            check_queue: 1024,
             cache_ttl_s: 3600,
             jwt: JwtConfig::default(),
         }

@@ -1,17 +1,16 @@
 //! Rate-limited logging for things any client can make happen as often as it likes
-//! (refused logins, malformed packets, dropped deliveries): at most one line a second
-//! per kind, saying how many were left out since the last one. What is left out is never
-//! lost from view: every occurrence is counted in a metric by the caller.
+//! (refused logins, malformed packets, dropped deliveries): at most one line per kind in
+//! each second of the clock the log is stamped with, saying how many were left out since
+//! the last one. What is left out is never lost from view: every occurrence is counted
+//! in a metric by the caller.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One kind of log line: a `static`, or a field of what it is about.
 #[derive(Debug)]
 pub struct LogLimit {
-    /// Second (since the process's first use of any `LogLimit`) of the last line logged,
-    /// plus one; 0 before the first.
+    /// Unix second of the last line logged; 0 before the first.
     last: AtomicU64,
     skipped: AtomicU64,
 }
@@ -23,8 +22,8 @@ impl LogLimit {
 
     /// `Some(lines left out since the last one)` when a line may be written now.
     pub fn allow(&self) -> Option<u64> {
-        static START: OnceLock<Instant> = OnceLock::new();
-        self.allow_at(START.get_or_init(Instant::now).elapsed().as_secs() + 1)
+        // A clock set back only lets lines through early: the next second differs.
+        self.allow_at(SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs()))
     }
 
     fn allow_at(&self, now: u64) -> Option<u64> {
