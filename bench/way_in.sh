@@ -5,8 +5,9 @@
 #           each connecting and reporting once at QoS 1; then Kafka back, and every
 #           acknowledged report read back from it;
 #   logins  LOGINS locks, each with its own login, IN_FLIGHT connecting at once, twice
-#           (cold, then the same fleet again): PBKDF2 ($7$) and argon2id hashes in
-#           hookline, Mosquitto's password file ($7$) beside them; RSS growth;
+#           (cold, then the same fleet again; a lock told "server busy" tries again a
+#           second later): PBKDF2 ($7$) and argon2id hashes in hookline, Mosquitto's
+#           password file ($7$) beside them; RSS growth;
 #   jwt     JWT_LOGINS locks logging in with RS256 tokens PyJWT signed, JWT_IN_FLIGHT at
 #           once, beside Mosquitto taking as many anonymous clients;
 #   import  IMPORT_USERS users into a credentials file (`hookline user import`, a CSV
@@ -144,14 +145,17 @@ for case in $CASES; do
             "$BIN/hookline" user import --file "$TMP/users-$hash.toml" --from "$TMP/fleet.csv" --hash "$hash" --client-id %u >&2
             printf '[auth]\ncredentials = "%s"\n' "$TMP/users-$hash.toml" >"$TMP/logins-$hash.toml"
             start_hookline "hookline-$hash" "$TMP/logins-$hash.toml"
-            storm "hookline-$hash" --mqtt "127.0.0.1:$PORT" --logins "$TMP/logins.csv" --in-flight "$IN_FLIGHT" --waves 2 --pid "$SERVER"
+            # A lock told "server busy" tries again a second later, as device stacks do.
+            storm "hookline-$hash" --mqtt "127.0.0.1:$PORT" --logins "$TMP/logins.csv" --in-flight "$IN_FLIGHT" --waves 2 --pid "$SERVER" \
+                --retry-busy-ms 1000
             stop "$SERVER"
         done
         cp "$TMP/mosquitto.txt" "$TMP/mosquitto.passwd"
         mosquitto_passwd -U "$TMP/mosquitto.passwd"
         start_mosquitto mosquitto-logins "allow_anonymous false
 password_file $TMP/mosquitto.passwd"
-        storm mosquitto-logins --mqtt "127.0.0.1:$PORT" --logins "$TMP/logins.csv" --in-flight "$IN_FLIGHT" --waves 2 --pid "$SERVER"
+        storm mosquitto-logins --mqtt "127.0.0.1:$PORT" --logins "$TMP/logins.csv" --in-flight "$IN_FLIGHT" --waves 2 --pid "$SERVER" \
+            --retry-busy-ms 1000
         stop "$SERVER"
         ;;
     jwt)

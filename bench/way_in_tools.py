@@ -137,6 +137,8 @@ def summary(out):
         if not w:
             return "-"
         parts = [f"{n} refused {code}" for code, n in w["refused"].items()]
+        if w.get("busy_retries"):
+            parts.append(f"told server busy {w['busy_retries']} times, tried again a second later")
         if w["closed_unanswered"] or w["timed_out"]:
             parts.append(f"{w['closed_unanswered'] + w['timed_out']} unanswered")
         return ", ".join(parts) or "none refused"

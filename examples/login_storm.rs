@@ -17,7 +17,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use clap::Parser;
+use hookline::broker::wire;
+use rumqttd::protocol::{v4::V4, Connect, Packet, Protocol};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -50,6 +53,10 @@ struct Args {
     /// How long a client waits for an answer, in seconds.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
+    /// Told "server busy", a client tries again after this many milliseconds (0: it
+    /// gives up).
+    #[arg(long, default_value_t = 0)]
+    retry_busy_ms: u64,
     /// The broker's process, for its memory.
     #[arg(long)]
     pid: Option<u32>,
@@ -74,60 +81,56 @@ enum Outcome {
     TimedOut,
 }
 
-fn string(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s);
+/// A CONNECT (MQTT 3.1.1, clean session), in rumqttd's encoding.
+fn connect(login: &Login) -> Vec<u8> {
+    let connect = Connect { keep_alive: 60, client_id: login.client_id.clone(), clean_session: true };
+    let login = (!login.username.is_empty() || !login.password.is_empty())
+        .then(|| rumqttd::protocol::Login { username: login.username.clone(), password: login.password.clone() });
+    encode(Packet::Connect(connect, None, None, None, login))
 }
 
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
+/// A state report, QoS 1.
+fn report(client_id: &str) -> Vec<u8> {
+    let topic = Bytes::from(format!("devices/{client_id}/state"));
+    let payload = Bytes::from(format!(r#"{{"client_id":"{client_id}","battery":83.4}}"#));
+    encode(Packet::Publish(wire::publish_with(1, 1, false, topic, payload), None))
+}
+
+fn encode(packet: Packet) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    V4.write(packet, &mut out).expect("rumqttd encodes a CONNECT or PUBLISH it can carry");
+    out.to_vec()
+}
+
+/// What one client did: its outcome, the time to its (last) CONNACK, whether its
+/// report was acknowledged, how often it was told "server busy" and tried again, and the
+/// socket to hold.
+struct Client {
+    outcome: Outcome,
+    took: Duration,
+    acknowledged: bool,
+    busy_retries: usize,
+    socket: Option<TcpStream>,
+}
+
+/// Connects one client, trying again after `retry_busy` when told "server busy" (CONNACK
+/// 0x03), as device stacks do, until `timeout`.
+async fn one(addr: &str, login: &Login, with_report: bool, timeout: Duration, retry_busy: Option<Duration>) -> Client {
+    let deadline = Instant::now() + timeout;
+    let mut busy_retries = 0;
     loop {
-        let byte = (len % 128) as u8;
-        len /= 128;
-        out.push(if len > 0 { byte | 0x80 } else { byte });
-        if len == 0 {
-            break;
+        let (outcome, took, acknowledged, socket) = attempt(addr, login, with_report, deadline.saturating_duration_since(Instant::now())).await;
+        match (outcome, retry_busy) {
+            (Outcome::Connack(3), Some(wait)) if Instant::now() + wait < deadline => {
+                busy_retries += 1;
+                tokio::time::sleep(wait).await;
+            }
+            _ => return Client { outcome, took, acknowledged, busy_retries, socket },
         }
     }
-    out.extend_from_slice(body);
-    out
 }
 
-fn connect(login: &Login) -> Vec<u8> {
-    let mut body = Vec::new();
-    string(&mut body, b"MQTT");
-    body.push(4);
-    let mut flags = 0x02;
-    if !login.username.is_empty() {
-        flags |= 0x80;
-    }
-    if !login.password.is_empty() {
-        flags |= 0x40;
-    }
-    body.push(flags);
-    body.extend_from_slice(&60u16.to_be_bytes());
-    string(&mut body, login.client_id.as_bytes());
-    if !login.username.is_empty() {
-        string(&mut body, login.username.as_bytes());
-    }
-    if !login.password.is_empty() {
-        string(&mut body, login.password.as_bytes());
-    }
-    frame(0x10, &body)
-}
-
-fn report(client_id: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    string(&mut body, format!("devices/{client_id}/state").as_bytes());
-    body.extend_from_slice(&1u16.to_be_bytes());
-    body.extend_from_slice(format!(r#"{{"client_id":"{client_id}","battery":83.4}}"#).as_bytes());
-    frame(0x32, &body)
-}
-
-/// Connects one client; the outcome, the time to its CONNACK, whether its report was
-/// acknowledged, and the socket to hold.
-async fn one(addr: &str, login: &Login, with_report: bool, timeout: Duration) -> (Outcome, Duration, bool, Option<TcpStream>) {
+async fn attempt(addr: &str, login: &Login, with_report: bool, timeout: Duration) -> (Outcome, Duration, bool, Option<TcpStream>) {
     let started = Instant::now();
     let attempt = async {
         let mut socket = TcpStream::connect(addr).await.ok()?;
@@ -201,18 +204,21 @@ async fn main() -> anyhow::Result<()> {
             let (permits, logins, addr) = (permits.clone(), logins.clone(), args.mqtt.clone());
             let permit = permits.acquire_owned().await?;
             let with_report = args.report;
+            let retry_busy = (args.retry_busy_ms > 0).then(|| Duration::from_millis(args.retry_busy_ms));
             tasks.push(tokio::spawn(async move {
-                let result = one(&addr, &logins[i], with_report, timeout).await;
+                let result = one(&addr, &logins[i], with_report, timeout, retry_busy).await;
                 drop(permit);
                 result
             }));
         }
         let mut outcomes = Vec::with_capacity(tasks.len());
         let mut held = Vec::new();
+        let mut busy_retries = 0;
         for task in tasks {
-            let (outcome, took, acknowledged, socket) = task.await?;
-            outcomes.push((outcome, took, acknowledged));
-            held.extend(socket);
+            let client = task.await?;
+            busy_retries += client.busy_retries;
+            outcomes.push((client.outcome, client.took, client.acknowledged));
+            held.extend(client.socket);
         }
         let elapsed = started.elapsed().as_secs_f64();
         let count = |o: Outcome| outcomes.iter().filter(|(x, _, _)| *x == o).count();
@@ -235,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
             "clients": logins.len(),
             "accepted": accepted,
             "refused": refused,
+            "busy_retries": busy_retries,
             "closed_unanswered": count(Outcome::Closed),
             "timed_out": count(Outcome::TimedOut),
             "seconds": elapsed,
