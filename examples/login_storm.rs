@@ -119,7 +119,8 @@ async fn one(addr: &str, login: &Login, with_report: bool, timeout: Duration, re
     let deadline = Instant::now() + timeout;
     let mut busy_retries = 0;
     loop {
-        let (outcome, took, acknowledged, socket) = attempt(addr, login, with_report, deadline.saturating_duration_since(Instant::now())).await;
+        let (outcome, took, acknowledged, socket) =
+            attempt(addr, login, with_report, deadline.saturating_duration_since(Instant::now())).await;
         match (outcome, retry_busy) {
             (Outcome::Connack(3), Some(wait)) if Instant::now() + wait < deadline => {
                 busy_retries += 1;

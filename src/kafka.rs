@@ -1,7 +1,6 @@
 //! What every Kafka client of the gateway shares (the Kafka sink's producer, the
 //! cluster's producer and reader, the downlink's consumer): the settings of `[kafka]`,
-//! the check of `bootstrap_servers`, and the context that writes librdkafka's log lines
-//! and errors through one rate limit.
+//! and the context that writes librdkafka's log lines and errors through one rate limit.
 //!
 //! While Kafka is away librdkafka reports the same failure many times a second, from
 //! every client. Here each kind of line (a log facility, an error code) is written at
@@ -27,43 +26,6 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
         client.set(key, value);
     }
     client
-}
-
-/// Checks a bootstrap server list: `host:port[,host:port...]`, each optionally behind
-/// the security protocol as librdkafka allows it (`SSL://host:port`). The error says
-/// which entry is wrong and why.
-pub fn check_bootstrap_servers(servers: &str) -> Result<(), String> {
-    const PROTOCOLS: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
-    for entry in servers.split(',').map(str::trim) {
-        let address = match entry.split_once("://") {
-            Some((scheme, rest)) if PROTOCOLS.contains(&scheme.to_ascii_lowercase().as_str()) => rest,
-            Some((scheme, _)) => {
-                return Err(format!(
-                    "`{entry}`: `{scheme}://` is not a Kafka protocol (the protocol goes in kafka.properties.\"security.protocol\")"
-                ))
-            }
-            None => entry,
-        };
-        if address.is_empty() {
-            return Err("an empty entry (a comma too many?)".to_string());
-        }
-        let Some((host, port)) = address.rsplit_once(':') else {
-            return Err(format!("`{entry}` has no port"));
-        };
-        let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            Some(ipv6) if ipv6.parse::<std::net::Ipv6Addr>().is_ok() => ipv6,
-            Some(_) => return Err(format!("`{entry}`: not an IPv6 address in brackets")),
-            None if host.contains(':') => return Err(format!("`{entry}`: write an IPv6 address in brackets, `[::1]:9092`")),
-            None => host,
-        };
-        if host.is_empty() || host.contains(['/', ' ', '@', '[', ']']) {
-            return Err(format!("`{entry}` has no usable host name"));
-        }
-        if !port.parse::<u16>().is_ok_and(|p| p > 0) {
-            return Err(format!("`{entry}`: `{port}` is not a port number"));
-        }
-    }
-    Ok(())
 }
 
 /// The context of every Kafka client: librdkafka's log lines and errors, rate-limited
@@ -129,29 +91,3 @@ impl ClientContext for KafkaContext {
 }
 
 impl ConsumerContext for KafkaContext {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bootstrap_servers_are_host_port_lists() {
-        for good in ["127.0.0.1:9092", "kafka-1:9092, kafka-2:9093", "[::1]:9092", "SSL://kafka:9093", "sasl_ssl://k.example:9094"] {
-            assert_eq!(check_bootstrap_servers(good), Ok(()), "{good}");
-        }
-        for (bad, why) in [
-            ("9092", "has no port"),
-            ("http://localhost:9092", "not a Kafka protocol"),
-            ("kafka", "has no port"),
-            (":9092", "no usable host"),
-            ("kafka:0", "not a port number"),
-            ("kafka:99999", "not a port number"),
-            ("kafka:9092,", "empty entry"),
-            ("::1:9092", "in brackets"),
-            ("[zz]:9092", "in brackets"),
-        ] {
-            let error = check_bootstrap_servers(bad).expect_err(bad);
-            assert!(error.contains(why), "{bad}: {error}");
-        }
-    }
-}
