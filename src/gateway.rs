@@ -143,7 +143,7 @@ impl Gateway {
 
         // A login answered after the client's handshake timed out would be lost: checks
         // that cannot start within half of it are refused as busy.
-        let access = Access::load(&config.auth, Duration::from_millis(config.broker.connect_timeout_ms as u64) / 2, metrics.clone())?;
+        let access = Access::load(&config.auth, Duration::from_millis(config.broker.connect_timeout_ms as u64) / 2)?;
         let access_watch = access.watch(&config.auth)?;
         // With Kafka, the node joins its cluster before it takes a client, without
         // waiting for Kafka: a CONNECT waits for the cluster within `cluster.claim_wait_ms`.

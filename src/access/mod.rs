@@ -29,7 +29,6 @@ use self::cache::LoginCache;
 use self::checks::Checks;
 use self::jwt::Jwt;
 use crate::config::AuthConfig;
-use crate::metrics::Metrics;
 use crate::watch::{dir_of, FileWatch, WatchSettings};
 
 /// Topic prefixes the gateway uses for itself; clients may neither publish nor
@@ -56,13 +55,23 @@ pub struct Access {
     jwt: ArcSwapOption<Jwt>,
     cache: Arc<LoginCache>,
     checks: Arc<Checks>,
-    metrics: Arc<Metrics>,
+}
+
+/// What deciding a login took, for the caller to count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginCost {
+    /// No check: anonymous, an unknown user, no login needed.
+    Free,
+    /// From the cache of logins verified lately.
+    Cached,
+    /// On the login threads: a password hash or a token (or refused there as busy).
+    Checked,
 }
 
 impl Access {
     /// Reads the configured files (errors name the file and the line) and starts the
     /// login checks; a check that cannot start within `max_wait` is refused as busy.
-    pub fn load(config: &AuthConfig, max_wait: Duration, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Access>> {
+    pub fn load(config: &AuthConfig, max_wait: Duration) -> anyhow::Result<Arc<Access>> {
         let credentials =
             config.credentials.as_deref().map(|p| Credentials::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
         let acl = config.acl.as_deref().map(|p| Acl::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
@@ -82,7 +91,6 @@ impl Access {
             jwt: ArcSwapOption::new(jwt),
             cache: Arc::new(LoginCache::new(Duration::from_secs(config.cache_ttl_s))),
             checks,
-            metrics,
         }))
     }
 
@@ -90,25 +98,25 @@ impl Access {
     /// username it logs in as. A client that sent no username arrives here with both
     /// empty. A password shaped as a token is checked as one when `auth.jwt` is set.
     /// Without a credentials file, `auth.anonymous` admits any username.
-    pub async fn login(&self, username: &str, password: &str, client_id: &str) -> Result<String, LoginRefused> {
+    pub async fn login(&self, username: &str, password: &str, client_id: &str) -> (Result<String, LoginRefused>, LoginCost) {
         if let Some(jwt) = self.jwt.load_full().filter(|_| Jwt::looks_like(password)) {
             let (token, client_id) = (password.to_string(), client_id.to_string());
-            Metrics::add(&self.metrics.logins_checked, 1);
-            return self.checks.run(move || jwt.verify(&token, &client_id)).await.unwrap_or(Err(LoginRefused::Busy));
+            let verdict = self.checks.run(move || jwt.verify(&token, &client_id)).await.unwrap_or(Err(LoginRefused::Busy));
+            return (verdict, LoginCost::Checked);
         }
         let credentials = self.credentials.load_full();
         let credentials = match (username.is_empty() && password.is_empty(), credentials) {
-            (true, _) | (false, None) if self.anonymous => return Ok(username.to_string()),
-            (true, _) | (false, None) => return Err(LoginRefused::NotAuthorized),
+            (true, _) | (false, None) if self.anonymous => return (Ok(username.to_string()), LoginCost::Free),
+            (true, _) | (false, None) => return (Err(LoginRefused::NotAuthorized), LoginCost::Free),
             (false, Some(credentials)) => credentials,
         };
-        let Some(user) = credentials.users.get(username) else { return Err(LoginRefused::BadCredentials) };
+        let Some(user) = credentials.users.get(username) else { return (Err(LoginRefused::BadCredentials), LoginCost::Free) };
         if self.cache.holds(username, user.hash(), password) {
-            Metrics::add(&self.metrics.logins_cached, 1);
-            return match user.may_use(username, client_id) {
+            let verdict = match user.may_use(username, client_id) {
                 true => Ok(username.to_string()),
                 false => Err(LoginRefused::NotAuthorized),
             };
+            return (verdict, LoginCost::Cached);
         }
         let cache = self.cache.clone();
         let (username, password, client_id) = (username.to_string(), password.to_string(), client_id.to_string());
@@ -121,8 +129,7 @@ impl Access {
             }
             verdict.map(|()| username)
         };
-        Metrics::add(&self.metrics.logins_checked, 1);
-        self.checks.run(check).await.unwrap_or(Err(LoginRefused::Busy))
+        (self.checks.run(check).await.unwrap_or(Err(LoginRefused::Busy)), LoginCost::Checked)
     }
 
     pub fn allows(&self, action: Action, client_id: &str, username: &str, topic: &str) -> bool {

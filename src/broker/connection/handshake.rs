@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::mail::{self, claim_in_cluster, ClusterSession};
 use super::{log_protocol_error, Client, Session, State, Version, GOODBYE_WAIT, MAX_CLIENT_ID, READ_MIN, TOPIC_ALIAS_MAX};
-use crate::access::{Action, LoginRefused};
+use crate::access::{Action, LoginCost, LoginRefused};
 use crate::broker::registry::Claim;
 use crate::broker::subscription::Subscription;
 use crate::broker::{wire, Edge};
@@ -176,7 +176,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
                     false => Ok(()),
                 }
             }
-            None => edge.access.login(&username, &password, &client_id).await.map(|name| username = name),
+            None => {
+                let (verdict, cost) = edge.access.login(&username, &password, &client_id).await;
+                match cost {
+                    LoginCost::Checked => Metrics::add(&edge.metrics.logins_checked, 1),
+                    LoginCost::Cached => Metrics::add(&edge.metrics.logins_cached, 1),
+                    LoginCost::Free => {}
+                }
+                verdict.map(|name| username = name)
+            }
         };
         match verdict {
             Ok(()) => {}
