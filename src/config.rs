@@ -441,7 +441,8 @@ pub struct KafkaConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DownlinkConfig {
-    /// Kafka consumer group of the downlink; gateways sharing it share the records.
+    /// Kafka consumer group the downlink commits its offsets under. The nodes of a
+    /// cluster share the partitions by their heartbeats, not by joining the group.
     pub group: String,
     /// Where a group with no committed offset starts reading: `earliest` (nothing
     /// produced before the first start is missed) or `latest`.

@@ -156,11 +156,12 @@ impl Gateway {
         }
         let broker = Broker::start(&config.broker, spool.clone(), metrics.clone(), access, cluster.clone(), listeners_ready).await?;
         let listen = broker.local_addrs()[0];
-        let downlink = match config.kafka.bootstrap_servers.is_empty() {
-            true => None,
-            false => Some(DownlinkSource::start(
+        let downlink = match &cluster {
+            None => None,
+            Some(cluster) => Some(DownlinkSource::start(
                 &config.kafka,
                 &config.downlink,
+                cluster.clone(),
                 Dispatcher::new(engine.clone(), rules.clone(), metrics.clone()),
                 rules.clone(),
                 broker.downlink(),

@@ -171,6 +171,10 @@ counters! {
     downlink_done,
     /// Errors of the downlink's Kafka consumer (it keeps retrying).
     downlink_errors,
+    /// Batches of downlink records routed before this node had read the sessions topic
+    /// up to its end (not within `cluster.claim_wait_ms`): routed by the sessions as far
+    /// as read.
+    downlink_sessions_behind,
     /// Downlink messages given up because the sessions that could receive them expired.
     downlink_expired,
     /// Persistent sessions ended by their Session Expiry Interval.
@@ -180,6 +184,9 @@ counters! {
     cluster_mail_posted,
     /// Mailbox messages this node delivered to its clients.
     cluster_mail_delivered,
+    /// Messages routed to a client of this node and not acknowledged when its connection
+    /// ended: put in its session's mailbox, to be sent again when it comes back.
+    cluster_mail_reposted,
     /// Mailbox messages past their Message Expiry Interval when their client could take
     /// them: dropped.
     cluster_mail_expired,
@@ -195,6 +202,9 @@ counters! {
     /// not within `cluster.claim_wait_ms`, or not waited for while Kafka was away. The
     /// claim takes effect when Kafka has it.
     cluster_claims_deferred,
+    /// SUBACKs and UNSUBACKs sent before Kafka had the session's new subscriptions: not
+    /// within `cluster.claim_wait_ms`, or not waited for while Kafka was away.
+    cluster_subacks_unwritten,
     /// CONNECTs served by this node alone, without a claim in the cluster, because it had
     /// not caught up with the cluster's topics (Kafka away since it started).
     cluster_served_alone,

@@ -358,6 +358,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         }
         // After the spool has the batch's `message.acked` events.
         state.write_session();
+        state.session_written().await;
         state.send_router().await?;
         if !state.out.is_empty() {
             let written = async {
@@ -424,14 +425,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         let record = state.session_record(false).map(|record| SessionRecord { will: pending_will, ..record });
         let subscriptions = std::mem::take(&mut state.subscriptions);
         if let (Some(session), Some(record)) = (state.cluster.take(), record) {
+            let taken_over = end == End::Closing(CloseReason::TakenOver);
+            // A session taken over with Clean Start does not get them: it starts empty.
+            let resumed = !taken_over || session.cluster.session(&state.client.id).is_some_and(|s| !s.fresh);
+            if record.expiry > 0 && resumed {
+                state.repost_unacked(&session.cluster);
+            }
             edge.forget_filters(subscriptions.iter());
-            edge.leave_cluster_session(
-                &state.client.id,
-                &session.cluster,
-                &session.wake,
-                record,
-                end == End::Closing(CloseReason::TakenOver),
-            );
+            edge.leave_cluster_session(&state.client.id, &session.cluster, &session.wake, record, taken_over);
         } else {
             match state.session.expiry {
                 0 => {

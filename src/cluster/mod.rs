@@ -23,8 +23,8 @@ mod mailbox;
 mod session;
 mod tail;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Notify};
@@ -78,6 +78,8 @@ struct Shared {
     topics_found: AtomicBool,
     /// The reader has caught up with the topics.
     ready: AtomicBool,
+    /// The offset after the last sessions record read.
+    sessions_read: AtomicI64,
     ready_notify: Notify,
     contact: Contact,
     metrics: Arc<Metrics>,
@@ -118,6 +120,10 @@ pub struct Cluster {
     beat_in_flight: Arc<AtomicBool>,
     /// `cluster.claim_wait_ms`.
     claim_wait: Duration,
+    /// The downlink partitions this node consumes, told in its heartbeats.
+    downlink_held: Mutex<Vec<(String, i32)>>,
+    /// Has the next heartbeat written now rather than at its time.
+    beat_now: Arc<Notify>,
 }
 
 /// A node's heartbeat, as written to the nodes topic.
@@ -131,6 +137,10 @@ pub struct Heartbeat {
     /// It stopped (its last heartbeat).
     #[serde(default)]
     pub left: bool,
+    /// The downlink partitions it consumes: another node takes one only once no live
+    /// node says it holds it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downlink: Vec<(String, i32)>,
 }
 
 /// A heartbeat as this node read it, and when: on the wall clock, and on this node's
@@ -177,6 +187,15 @@ pub struct NodeView {
     pub connected: usize,
     /// Milliseconds since its last heartbeat was read.
     pub last_heard_ms: u64,
+}
+
+/// What the downlink needs to know to share its partitions (see `downlink::share`).
+pub struct DownlinkView {
+    /// The nodes alive, this one among them.
+    pub members: BTreeSet<String>,
+    /// The downlink partitions the other live nodes said, in their last heartbeats, they
+    /// consume.
+    pub held_elsewhere: HashSet<(String, i32)>,
 }
 
 /// Why a connection could not claim its session.
@@ -227,6 +246,7 @@ impl Cluster {
             retained: Mutex::default(),
             topics_found: AtomicBool::new(false),
             ready: AtomicBool::new(false),
+            sessions_read: AtomicI64::new(0),
             ready_notify: Notify::new(),
             contact: Contact::default(),
             metrics,
@@ -250,13 +270,25 @@ impl Cluster {
             heartbeat: Mutex::new(None),
             beat_in_flight: Arc::default(),
             claim_wait: Duration::from_millis(config.claim_wait_ms),
+            downlink_held: Mutex::default(),
+            beat_now: Arc::new(Notify::new()),
         });
         // Weak: the heartbeat must not keep the cluster (and its reader thread) alive.
         let beating = Arc::downgrade(&cluster);
+        let (beat_now, in_flight) = (cluster.beat_now.clone(), cluster.beat_in_flight.clone());
         let heartbeat = tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = beat_now.notified() => {
+                        // Not dropped behind the heartbeat on its way: it says what changed.
+                        let until = Instant::now() + HEARTBEAT;
+                        while in_flight.load(Ordering::SeqCst) && Instant::now() < until {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                    }
+                }
                 match beating.upgrade() {
                     Some(cluster) => cluster.beat(false),
                     None => return,
@@ -378,34 +410,46 @@ impl Cluster {
     }
 
     /// Writes a session's new state; it goes out in order behind the client's earlier
-    /// records, without waiting.
-    pub fn update(&self, client: &str, record: &SessionRecord) {
+    /// records, without waiting. What it returns says when Kafka has it (see `written`).
+    pub fn update(&self, client: &str, record: &SessionRecord) -> Option<DeliveryFuture> {
         let value = serde_json::to_vec(record).expect("a session record serialises");
         let sent = FutureRecord::to(&self.sessions_topic).key(client).payload(&value[..]);
-        if self.queue(sent, "cannot queue a session update for Kafka; the cluster keeps the session's previous state") {
-            self.shared.contact.wrote(client, value, (!record.ended).then(|| record.clone()));
+        let delivery = self.queue(sent, "cannot queue a session update for Kafka; the cluster keeps the session's previous state")?;
+        self.shared.contact.wrote(client, value, (!record.ended).then(|| record.clone()));
+        Some(delivery)
+    }
+
+    /// Waits until Kafka has a record queued by `update` (acks=all), at most
+    /// `cluster.claim_wait_ms` and not at all while Kafka is away: whether it has.
+    pub async fn written(&self, delivery: DeliveryFuture) -> bool {
+        if self.kafka_away() {
+            return false;
         }
+        matches!(tokio::time::timeout(self.claim_wait, delivery).await, Ok(Ok(Ok(_))))
     }
 
     /// Puts a message in `client`'s mailbox without waiting for Kafka.
     pub fn post(&self, client: &str, message: &[u8]) {
         let record = FutureRecord::to(&self.mailbox_topic).key(client).payload(message);
-        if self.queue(record, "cannot queue a message for another node's session; it is lost for that session") {
+        if self.queue(record, "cannot queue a message for another node's session; it is lost for that session").is_some() {
             Metrics::add(&self.shared.metrics.cluster_mail_posted, 1);
         }
     }
 
     /// Queues a record for Kafka without waiting for it; a record the producer will not
     /// take is counted in `cluster_errors` and logged with `lost`, which says what that
-    /// costs. False then.
-    fn queue(&self, record: FutureRecord<'_, str, [u8]>, lost: &str) -> bool {
+    /// costs. `None` then.
+    fn queue(&self, record: FutureRecord<'_, str, [u8]>, lost: &str) -> Option<DeliveryFuture> {
         let (topic, key) = (record.topic, record.key.unwrap_or_default());
-        let Err((error, _)) = self.producer.send_result(record) else { return true };
+        let error = match self.producer.send_result(record) {
+            Ok(delivery) => return Some(delivery),
+            Err((error, _)) => error,
+        };
         Metrics::add(&self.shared.metrics.cluster_errors, 1);
         if let Some(skipped) = UPDATE_LOG.allow() {
             tracing::error!(topic, key, %error, skipped, "{lost}");
         }
-        false
+        None
     }
 
     /// Puts a message in `client`'s mailbox; resolves once Kafka has it (acks=all), or
@@ -491,6 +535,7 @@ impl Cluster {
             at_ms: now_ms(),
             connections: self.shared.metrics.connections.load(Ordering::Relaxed),
             left,
+            downlink: self.downlink_held.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         };
         let value = serde_json::to_vec(&heartbeat).expect("a heartbeat serialises");
         match self.producer.send_result(FutureRecord::to(&self.nodes_topic).key(&*self.node).payload(&value)) {
@@ -560,6 +605,51 @@ impl Cluster {
                 .collect()
         };
         candidates.into_iter().filter(|(_, s, read)| !self.is_alive(&s.generation, *read, clock_ms)).map(|(c, s, _)| (c, s)).collect()
+    }
+
+    /// Who consumes the downlink, as this node sees it; `None` until it has caught up
+    /// with the cluster.
+    pub fn downlink_view(&self) -> Option<DownlinkView> {
+        if !self.is_ready() {
+            return None;
+        }
+        let clock_ms = self.shared.contact.clock_ms();
+        let nodes = self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        // This node's own heartbeats, of this run or an earlier one, speak for this node.
+        let others = nodes.values().filter(|b| b.heartbeat.node != *self.node && b.alive(clock_ms));
+        let mut view = DownlinkView { members: BTreeSet::from([self.node.to_string()]), held_elsewhere: HashSet::new() };
+        for beat in others {
+            view.members.insert(beat.heartbeat.node.clone());
+            view.held_elsewhere.extend(beat.heartbeat.downlink.iter().cloned());
+        }
+        Some(view)
+    }
+
+    /// The downlink partitions this node consumes now; the other nodes hear of them in
+    /// its next heartbeat, written at once.
+    pub fn hold_downlink(&self, held: Vec<(String, i32)>) {
+        *self.downlink_held.lock().unwrap_or_else(|p| p.into_inner()) = held;
+        self.beat_now.notify_one();
+    }
+
+    /// The sessions topic, whose end the downlink reads before it routes a record.
+    pub fn sessions_topic(&self) -> &str {
+        &self.sessions_topic
+    }
+
+    /// Waits, blocking the thread, until this node has read the sessions topic up to
+    /// offset `end`, at most `cluster.claim_wait_ms`: whether it has.
+    pub fn read_sessions_to(&self, end: i64) -> bool {
+        let until = Instant::now() + self.claim_wait;
+        loop {
+            if self.shared.sessions_read.load(Ordering::SeqCst) >= end {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// The nodes this node has heard of, with their sessions.

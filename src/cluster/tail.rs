@@ -180,6 +180,13 @@ impl Reader {
     }
 
     fn read(&self, message: &BorrowedMessage<'_>) {
+        self.apply(message);
+        if message.topic() == self.sessions_topic {
+            self.shared.sessions_read.store(message.offset() + 1, Ordering::SeqCst);
+        }
+    }
+
+    fn apply(&self, message: &BorrowedMessage<'_>) {
         let Some(client) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else { return };
         if message.topic() == self.sessions_topic {
             self.session(client, message.payload());

@@ -6,12 +6,26 @@
 //! A record's offset is committed only once it is done: every message of it delivered
 //! to a subscriber (PUBACK, PUBREC, or written at QoS 0), or found to have no
 //! subscriber on this node (counted in `downlink_undeliverable`), or refused by the
-//! rules. Until then a restart, or a rebalance, consumes it again: at least once. When
+//! rules. Until then a restart, or its partition moving to another node, consumes it
+//! again: at least once. When
 //! `downlink.max_outstanding` messages wait for delivery, consuming pauses.
+//!
+//! The nodes of a cluster share the partitions of the downlink's topics among the nodes
+//! alive, as their heartbeats tell (`share`), not through a Kafka consumer group: a
+//! node stopped gives its partitions up at once, one restarted takes its own back at
+//! once, and one that died loses them after `cluster::NODE_TIMEOUT`, with no group to
+//! form or rebalance. A node gives a partition up only after committing what it has
+//! done of it, and takes one only once no live node says it holds it. Offsets are
+//! committed under `downlink.group`.
+//!
+//! A record is routed by the sessions as they stand when it is read: before routing a
+//! batch the node reads the sessions topic up to its end at that moment, so a
+//! subscription acknowledged on any node before a command was produced is known.
 //!
 //! One thread: rules are CPU-bound and records of a partition are published in order.
 
 mod progress;
+mod share;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +39,7 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::broker::{Downlink, Downlinked, RecordAcks};
+use crate::cluster::Cluster;
 use crate::config::{DownlinkConfig, KafkaConfig};
 use crate::hooks::{ConsumedRecord, Hook, HookEvent};
 use crate::kafka::KafkaContext;
@@ -33,11 +48,23 @@ use crate::metrics::Metrics;
 use crate::rules::{Dispatcher, Output, RuleSet, SharedRuleSet};
 use crate::thread::StoppableThread;
 use progress::Progress;
+use share::Partition;
 
 /// Longest wait for a record before looking at the rest (stop, rules, commits).
 const POLL: Duration = Duration::from_millis(100);
 /// How often done offsets are committed.
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
+/// How often the node looks at its share of the partitions.
+const SHARE_EVERY: Duration = Duration::from_millis(100);
+/// How often the topics' partitions are read again (a topic created or grown).
+const PARTITIONS_EVERY: Duration = Duration::from_secs(10);
+/// The longest one request to Kafka for metadata or a topic's end may take.
+const KAFKA_WAIT: Duration = Duration::from_secs(1);
+/// How long a partition given up waits for its records consumed to be done, so the
+/// node that takes it does not read them again.
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
+/// Records read at once, then routed after one look at the sessions topic.
+const BATCH: usize = 500;
 
 /// The running downlink; `stop` commits what is done and waits for its thread.
 pub struct DownlinkSource(StoppableThread);
@@ -55,16 +82,25 @@ struct Consuming {
     topics: BTreeSet<String>,
     paused: bool,
     progress: Progress,
+    cluster: Arc<Cluster>,
+    /// The partitions of `topics`, as last read, and when.
+    partitions: BTreeSet<Partition>,
+    partitions_read: Option<Instant>,
+    /// The partitions this node consumes.
+    held: BTreeSet<Partition>,
+    shared_at: Instant,
     error_log: LogLimit,
     publish_log: LogLimit,
+    share_log: LogLimit,
 }
 
 impl DownlinkSource {
-    /// Creates the consumer and starts consuming the topics the rules subscribe to (and
-    /// follows them as rules change).
+    /// Creates the consumer and starts consuming this node's share of the topics the
+    /// rules subscribe to (and follows them as rules and nodes change).
     pub fn start(
         kafka: &KafkaConfig,
         config: &DownlinkConfig,
+        cluster: Arc<Cluster>,
         dispatcher: Dispatcher,
         rules: SharedRuleSet,
         broker: Downlink,
@@ -98,8 +134,14 @@ impl DownlinkSource {
             topics: BTreeSet::new(),
             paused: false,
             progress: Progress::default(),
+            cluster,
+            partitions: BTreeSet::new(),
+            partitions_read: None,
+            held: BTreeSet::new(),
+            shared_at: Instant::now(),
             error_log: LogLimit::new(),
             publish_log: LogLimit::new(),
+            share_log: LogLimit::new(),
         };
         let thread =
             StoppableThread::spawn("hookline-downlink", move |stop| consuming.run(stop)).context("cannot start the downlink thread")?;
@@ -117,15 +159,17 @@ impl Consuming {
         let mut last_commit = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             self.follow_rules();
+            self.share();
             self.pace();
-            match self.consumer.poll(POLL) {
-                // Detached (copied) so the consumer is free while rules and the broker run.
-                Some(Ok(message)) => self.consume(&message.detach()),
-                Some(Err(error)) => {
-                    Metrics::add(&self.metrics.downlink_errors, 1);
-                    crate::kafka::warn_error("downlink", &error, "downlink consumer error (it keeps retrying)");
+            if let Some(first) = self.poll(POLL) {
+                let mut batch = vec![first];
+                while let Some(next) = (batch.len() < BATCH).then(|| self.poll(Duration::ZERO)).flatten() {
+                    batch.push(next);
                 }
-                None => {}
+                self.read_sessions();
+                for message in &batch {
+                    self.consume(message);
+                }
             }
             if last_commit.elapsed() >= COMMIT_EVERY {
                 self.commit(CommitMode::Async);
@@ -135,8 +179,7 @@ impl Consuming {
         self.commit(CommitMode::Sync);
     }
 
-    /// Subscribes to the Kafka topics of the rules' `kafka.record` subscriptions when
-    /// they change.
+    /// Follows the Kafka topics of the rules' `kafka.record` subscriptions as they change.
     fn follow_rules(&mut self) {
         let rules = self.rules.load_full();
         if self.rules_seen.as_ref().is_some_and(|seen| Arc::ptr_eq(seen, &rules)) {
@@ -149,27 +192,122 @@ impl Consuming {
             .filter(|(hook, _)| *hook == Hook::KafkaRecord)
             .map(|(_, filter)| filter.as_str().to_string())
             .collect();
-        if topics == self.topics {
-            self.rules_seen = Some(rules);
+        self.rules_seen = Some(rules);
+        if topics != self.topics {
+            tracing::info!(?topics, "downlink consuming");
+            self.topics = topics;
+            // Read now: the share follows the new topics at once.
+            self.partitions_read = None;
+        }
+    }
+
+    /// One record, or an error logged and counted; `None` when nothing came in `wait`.
+    /// Detached (copied) so the consumer is free while rules and the broker run.
+    fn poll(&mut self, wait: Duration) -> Option<OwnedMessage> {
+        match self.consumer.poll(wait)? {
+            Ok(message) => Some(message.detach()),
+            Err(error) => {
+                Metrics::add(&self.metrics.downlink_errors, 1);
+                crate::kafka::warn_error("downlink", &error, "downlink consumer error (it keeps retrying)");
+                None
+            }
+        }
+    }
+
+    /// Reads the sessions topic up to its end now, at most `cluster.claim_wait_ms`, so the
+    /// records just read are routed to every session subscribed before they were produced.
+    fn read_sessions(&mut self) {
+        let topic = self.cluster.sessions_topic();
+        let caught_up = self.consumer.fetch_watermarks(topic, 0, KAFKA_WAIT).is_ok_and(|(_, end)| self.cluster.read_sessions_to(end));
+        if !caught_up {
+            Metrics::add(&self.metrics.downlink_sessions_behind, 1);
+            if let Some(skipped) = self.error_log.allow() {
+                tracing::warn!(
+                    skipped,
+                    "downlink routing by the sessions as far as read: the sessions topic's end was not reached in time"
+                );
+            }
+        }
+    }
+
+    /// Takes and gives up partitions so this node consumes its share (see `share`).
+    fn share(&mut self) {
+        if self.shared_at.elapsed() < SHARE_EVERY {
             return;
         }
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let subscribed = match names.is_empty() {
-            true => {
-                self.consumer.unsubscribe();
-                Ok(())
+        self.shared_at = Instant::now();
+        let Some(view) = self.cluster.downlink_view() else { return };
+        self.read_partitions();
+        let wanted = share::share_of(&self.partitions, &view.members, self.cluster.node());
+        let release: BTreeSet<Partition> = self.held.difference(&wanted).cloned().collect();
+        let take: BTreeSet<Partition> = wanted.difference(&self.held).filter(|p| !view.held_elsewhere.contains(*p)).cloned().collect();
+        if release.is_empty() && take.is_empty() {
+            return;
+        }
+        self.release(&release);
+        self.take(&take);
+        self.cluster.hold_downlink(self.held.iter().cloned().collect());
+        tracing::info!(nodes = ?view.members, held = ?self.held, released = ?release, taken = ?take, "downlink partitions shared");
+    }
+
+    /// Reads which partitions the topics have, when due.
+    fn read_partitions(&mut self) {
+        if self.partitions_read.is_some_and(|at| at.elapsed() < PARTITIONS_EVERY) {
+            return;
+        }
+        let mut partitions = BTreeSet::new();
+        for topic in &self.topics {
+            match self.consumer.fetch_metadata(Some(topic), KAFKA_WAIT) {
+                Ok(metadata) => {
+                    let found = metadata.topics().iter().filter(|t| t.name() == topic);
+                    partitions.extend(found.flat_map(|t| t.partitions().iter().map(|p| (topic.clone(), p.id()))));
+                }
+                Err(error) => {
+                    if let Some(skipped) = self.share_log.allow() {
+                        tracing::warn!(topic, %error, skipped, "downlink cannot read a topic's partitions; keeping those known");
+                    }
+                    return;
+                }
             }
-            false => self.consumer.subscribe(&names),
-        };
-        match subscribed {
+        }
+        self.partitions = partitions;
+        self.partitions_read = Some(Instant::now());
+    }
+
+    /// Gives partitions up: waits, at most `RELEASE_WAIT`, for their records consumed to
+    /// be done, commits, and stops reading them.
+    fn release(&mut self, partitions: &BTreeSet<Partition>) {
+        if partitions.is_empty() {
+            return;
+        }
+        let until = Instant::now() + RELEASE_WAIT;
+        while self.progress.pending_in(partitions) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.commit(CommitMode::Sync);
+        self.progress.forget(partitions);
+        if let Err(error) = self.consumer.incremental_unassign(&list(partitions)) {
+            tracing::error!(%error, ?partitions, "downlink cannot stop reading partitions it gave up");
+        }
+        self.held.retain(|p| !partitions.contains(p));
+    }
+
+    /// Starts reading partitions from their last commit (`downlink.start_from` when none).
+    fn take(&mut self, partitions: &BTreeSet<Partition>) {
+        if partitions.is_empty() {
+            return;
+        }
+        let list = list(partitions);
+        match self.consumer.incremental_assign(&list) {
             Ok(()) => {
-                tracing::info!(topics = ?names, "downlink consuming");
-                self.topics = topics;
-                self.rules_seen = Some(rules);
+                if self.paused {
+                    let _ = self.consumer.pause(&list);
+                }
+                self.held.extend(partitions.iter().cloned());
             }
             Err(error) => {
-                if let Some(skipped) = self.error_log.allow() {
-                    tracing::error!(%error, topics = ?names, skipped, "downlink cannot subscribe; retrying");
+                if let Some(skipped) = self.share_log.allow() {
+                    tracing::error!(%error, ?partitions, skipped, "downlink cannot start reading partitions; retrying");
                 }
             }
         }
@@ -256,4 +394,13 @@ impl Consuming {
             );
         }
     }
+}
+
+/// Partitions as librdkafka lists them, each read from its committed offset.
+fn list(partitions: &BTreeSet<Partition>) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        let _ = list.add_partition_offset(topic, *partition, Offset::Stored);
+    }
+    list
 }

@@ -1,13 +1,11 @@
 //! Which consumed records are done, per partition, so the downlink commits only offsets
 //! whose records, and every record before them, are done.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::share::Partition;
 use crate::broker::RecordAcks;
-
-/// A Kafka topic and partition.
-type Partition = (String, i32);
 
 /// Records of one partition consumed and not yet committed, in offset order.
 type Pending = VecDeque<(i64, Arc<RecordAcks>)>;
@@ -28,6 +26,16 @@ impl Progress {
             queue.clear();
         }
         queue.push_back((offset, acks));
+    }
+
+    /// Whether records of `partitions` are consumed and not yet done.
+    pub fn pending_in(&self, partitions: &BTreeSet<Partition>) -> bool {
+        self.partitions.iter().any(|(partition, queue)| !queue.is_empty() && partitions.contains(partition))
+    }
+
+    /// Stops tracking `partitions`: another node reads them from their last commit on.
+    pub fn forget(&mut self, partitions: &BTreeSet<Partition>) {
+        self.partitions.retain(|partition, _| !partitions.contains(partition));
     }
 
     /// The offsets to commit (the next offset to read, Kafka's convention), per

@@ -2,7 +2,8 @@
 //! subscriptions and its undelivered messages, the node it leaves closes its old
 //! connection (MQTT 5 DISCONNECT 0x8E), commands from Kafka reach a device on whichever
 //! node it is, an MQTT publish on one node reaches a subscriber on another once, and a
-//! retained message published on one node is sent to a new subscriber on another.
+//! retained message published on one node is sent to a new subscriber on another, and a
+//! command produced the moment a SUBACK arrives from another node reaches its lock.
 //! Two gateways in this process on librdkafka's mock cluster; `tests/cluster.sh`-style
 //! runs with separate processes and tansu are in the platform tests.
 
@@ -15,15 +16,7 @@ use crate::scene::{produce, wait_for, Device, MockKafka, Scene};
 async fn node(kafka: &MockKafka, name: &str) -> Scene {
     let rule = downlink_rule("device_commands");
     let name = name.to_string();
-    Scene::start_with(&[("downlink.wat", rule.as_bytes())], Some(kafka.bootstrap()), move |config| {
-        config.node = name;
-        // A node that joins the downlink group after the other formed it starts a
-        // rebalance, which the mock cluster lets run for the session timeout less 1 s
-        // (44 s by default) unless every member rejoins first; seen in CI on a loaded
-        // machine. 6 s bounds that wait.
-        config.kafka.properties.insert("session.timeout.ms".into(), "6000".into());
-    })
-    .await
+    Scene::start_with(&[("downlink.wat", rule.as_bytes())], Some(kafka.bootstrap()), move |config| config.node = name).await
 }
 
 /// An MQTT 5 lock with a 300 s session: connected, and whether the session was present.
@@ -35,8 +28,8 @@ async fn lock(scene: &Scene, client_id: &str, clean_start: bool) -> (RawClient, 
     (client, body[0] & 1 == 1)
 }
 
-/// The next PUBLISH to `client`, acknowledged (QoS 1). Waits up to 30 s: the first
-/// command waits for the downlink's consumer group to form.
+/// The next PUBLISH to `client`, acknowledged (QoS 1). Waits up to 30 s: a command
+/// waits for a node to take its partition (see `downlink::share`).
 async fn command(client: &mut RawClient) -> Received {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -223,4 +216,40 @@ async fn a_delayed_will_fires_once_after_its_delay_even_when_its_node_stops_firs
     assert_eq!(will.topic, "will/laptop");
     assert_eq!(b.counter("cluster_adopted"), 2, "both of node A's sessions");
     assert!(tokio::time::timeout(Duration::from_secs(4), watcher.receive()).await.is_err(), "each will fired once");
+}
+
+/// A command produced the moment its lock has the SUBACK reaches the lock, whichever node
+/// consumes the command's partition: the SUBACK waits until Kafka has the subscription,
+/// and the consuming node reads the sessions topic up to its end before it routes.
+/// Half the locks are on the node that does not consume the partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_produced_just_after_a_suback_on_either_node_reaches_its_lock() {
+    const LOCKS: usize = 40;
+    let kafka = MockKafka::new(&["device_commands"]);
+    let nodes = [node(&kafka, "node-a").await, node(&kafka, "node-b").await];
+    let producer: rdkafka::producer::FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", kafka.bootstrap()).set("linger.ms", "0").create().unwrap();
+    let mut delivered = 0;
+    for i in 0..LOCKS {
+        let id = format!("race-{i}");
+        let (mut client, _) = lock(&nodes[i % 2], &id, true).await;
+        client.send(&subscribe(5, 1, &format!("devices/{id}/command"), 1)).await;
+        let (first, _) = client.receive().await.expect("SUBACK");
+        assert_eq!(first, 0x90, "{id}: SUBACK");
+        let payload = format!("unlock {i}");
+        let record = rdkafka::producer::FutureRecord::to("device_commands").key(&id).payload(&payload);
+        producer.send(record, Duration::from_secs(5)).await.expect("produced");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match client.receive().await.and_then(|packet| parse_publish(5, &packet)) {
+                Some(command) if command.payload == payload.as_bytes() => {
+                    delivered += 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    println!("commands produced just after a SUBACK: {delivered} of {LOCKS} delivered");
+    assert_eq!(delivered, LOCKS);
 }

@@ -23,8 +23,6 @@ async fn node(kafka: String, name: &str) -> Scene {
     Scene::start_with(&rules, Some(kafka), move |config| {
         config.node = name;
         config.cluster.claim_wait_ms = CLAIM_WAIT_MS;
-        // See cluster.rs: bounds the downlink group's rebalance on the mock cluster.
-        config.kafka.properties.insert("session.timeout.ms".into(), "6000".into());
     })
     .await
 }

@@ -27,6 +27,7 @@ mod properties;
 mod rabbit;
 mod rabbitmq;
 mod raw_mqtt;
+mod recovery;
 mod scene;
 mod sdk_tables;
 mod seed_scenario;

@@ -12,9 +12,12 @@ use rumqttd::{Forward, Notification};
 
 use super::{End, State};
 use crate::access::Action;
-use crate::broker::origin;
+use crate::broker::mail;
+use crate::broker::origin::{self, Origin};
 use crate::broker::subscription::Subscription;
 use crate::broker::wire::{publish_with, qos_pkid};
+use crate::cluster::Cluster;
+use crate::hooks::now_ms;
 use crate::hooks::Hook;
 use crate::metrics::Metrics;
 
@@ -48,6 +51,9 @@ pub(super) struct Delivery {
 /// A delivery written to the client at QoS 1/2 and not yet acknowledged.
 pub(super) struct Unacked {
     message: Message,
+    /// A router's delivery in a cluster: its properties, to send it again from the
+    /// session's mailbox (see `repost_unacked`).
+    props: Option<PublishProperties>,
     /// QoS 2: PUBREC came, PUBCOMP awaited.
     released: bool,
 }
@@ -138,6 +144,7 @@ impl State {
         let Delivery { pkid, retain, props, message } = delivery;
         let start = self.out.len();
         let publish = publish_with(message.qos, pkid, retain, message.topic.clone(), message.payload.clone());
+        let kept = (message.qos > 0 && message.mail.is_none() && self.cluster.is_some()).then(|| props.clone()).flatten();
         let props = if self.v5() { props } else { None };
         let written = self.version.write(Packet::Publish(publish, props), &mut self.out).is_ok();
         if !written || self.out.len() - start > self.max_packet {
@@ -152,7 +159,7 @@ impl State {
         match message.qos {
             0 => self.edge.acks.resolve(message.ack),
             _ => {
-                self.inflight.insert(pkid, Unacked { message, released: false });
+                self.inflight.insert(pkid, Unacked { message, props: kept, released: false });
             }
         }
     }
@@ -230,6 +237,28 @@ impl State {
             self.deliver(next);
         }
         self.take_mail();
+    }
+
+    /// The connection ends with deliveries of the router the client has not received
+    /// (written and not acknowledged, or held for its Receive Maximum), in the router's
+    /// order. MQTT sends them again when the session resumes; in a cluster the router
+    /// keeps no session, so they go to the session's mailbox, behind what waits there,
+    /// for whichever node the client comes back to.
+    pub(super) fn repost_unacked(&self, cluster: &Cluster) {
+        for slot in self.slots.iter().filter(|s| !s.done) {
+            let (message, props) = match self.inflight.get(&slot.pkid) {
+                Some(unacked) if unacked.released => continue,
+                Some(unacked) => (&unacked.message, &unacked.props),
+                None => match self.held.iter().find(|d| d.pkid == slot.pkid && d.message.mail.is_none()) {
+                    Some(held) => (&held.message, &held.props),
+                    None => continue,
+                },
+            };
+            let from = message.from.clone().unwrap_or_else(|| self.client.id.clone());
+            let origin = Origin { qos: message.qos, retain: false, published_ms: now_ms(), from, ack: None };
+            cluster.post(&self.client.id, &mail::encode(message.topic.clone(), message.payload.clone(), props.clone(), &origin));
+            Metrics::add(&self.edge.metrics.cluster_mail_reposted, 1);
+        }
     }
 
     /// Acknowledges to the router every finished delivery at the head of its order.

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use base64::Engine;
+use rdkafka::producer::DeliveryFuture;
 use rumqttd::protocol::LastWill;
 use tokio::sync::Notify;
 
@@ -40,6 +41,11 @@ pub(super) struct ClusterSession {
     pub unacked: BTreeSet<i64>,
     /// The session changed since it was last written to the cluster.
     pub dirty: bool,
+    /// Its subscriptions changed: what the client is told of it (SUBACK, UNSUBACK)
+    /// waits until Kafka has the session (see `written`).
+    pub subscriptions_changed: bool,
+    /// The session written with changed subscriptions, on its way to Kafka.
+    pub written: Option<DeliveryFuture>,
     pub next_pkid: u16,
 }
 
@@ -52,6 +58,8 @@ impl ClusterSession {
             next: cursor,
             unacked: BTreeSet::new(),
             dirty: true,
+            subscriptions_changed: false,
+            written: None,
             next_pkid: FIRST_MAIL_PKID,
         }
     }
@@ -212,10 +220,12 @@ impl State {
         }
     }
 
-    /// The session's subscriptions changed: the cluster hears of it at the next flush.
+    /// The session's subscriptions changed: the cluster hears of it at the next flush,
+    /// before the client does.
     pub(super) fn session_changed(&mut self) {
         if let Some(session) = self.cluster.as_mut() {
             session.dirty = true;
+            session.subscriptions_changed = true;
         }
     }
 
@@ -263,11 +273,24 @@ impl State {
     pub(super) fn write_session(&mut self) {
         let Some(session) = self.cluster.as_ref().filter(|s| s.dirty) else { return };
         let cluster = session.cluster.clone();
-        if let Some(record) = self.session_record(true) {
-            cluster.update(&self.client.id, &record);
-        }
+        let written = self.session_record(true).and_then(|record| cluster.update(&self.client.id, &record));
         if let Some(session) = self.cluster.as_mut() {
             session.dirty = false;
+            if std::mem::take(&mut session.subscriptions_changed) {
+                session.written = written;
+            }
+        }
+    }
+
+    /// Waits until Kafka has the session written with changed subscriptions, within
+    /// `cluster.claim_wait_ms` (not at all while Kafka is away): a command produced once
+    /// the client has its SUBACK finds the subscription on every node.
+    pub(super) async fn session_written(&mut self) {
+        let Some(session) = self.cluster.as_mut() else { return };
+        if let Some(written) = session.written.take() {
+            if !session.cluster.written(written).await {
+                Metrics::add(&self.edge.metrics.cluster_subacks_unwritten, 1);
+            }
         }
     }
 }
