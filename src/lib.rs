@@ -22,6 +22,7 @@ pub mod kafka;
 pub mod log_limit;
 pub mod metrics;
 pub mod readiness;
+pub mod retained;
 pub mod rules;
 pub mod sink;
 pub mod spool;

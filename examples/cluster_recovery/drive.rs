@@ -25,8 +25,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
 
@@ -151,13 +152,15 @@ impl Drop for Node {
     }
 }
 
-/// What the locks and the producer record.
+/// What the locks, the producer and the reference consumer record.
 #[derive(Default)]
 struct Ledger {
     /// seq -> (lock, produced at, µs).
     produced: BTreeMap<u64, (usize, u64)>,
     /// seq -> receipts, µs.
     received: HashMap<u64, Vec<u64>>,
+    /// seq -> when a plain Kafka consumer of `device_commands` read it, µs.
+    consumed: HashMap<u64, u64>,
 }
 
 type Shared = Arc<Mutex<Ledger>>;
@@ -213,6 +216,35 @@ fn spawn_lock(id: usize, addrs: Arc<Vec<SocketAddr>>, home: watch::Receiver<usiz
             };
         }
     });
+}
+
+/// The reference: a plain Kafka consumer of every partition of `device_commands`
+/// (produce to consume, the floor of any Kafka-to-device path), until `stop`.
+fn spawn_reference(plan: &Plan, ledger: Shared, stop: Arc<AtomicBool>) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &plan.bootstrap)
+        .set("group.id", "reference")
+        .set("enable.auto.commit", "false")
+        // As the gateway's downlink sets it.
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..plan.partitions {
+        partitions.add_partition_offset("device_commands", partition, Offset::Beginning)?;
+    }
+    consumer.assign(&partitions)?;
+    Ok(std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                let at = now_us();
+                let seq =
+                    message.payload().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok()).and_then(|v| v["seq"].as_u64());
+                if let Some(seq) = seq {
+                    ledger.lock().expect("ledger").consumed.entry(seq).or_insert(at);
+                }
+            }
+        }
+    }))
 }
 
 /// Produces a command a tick to the locks in turn until `stop`.
@@ -315,6 +347,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     windows.push(Window { event, from_us: first_us, to_us: now_us(), locks: None });
     // Commands numbered from 0 from here on, at the steady rate.
     let stop = Arc::new(AtomicBool::new(false));
+    let reference = spawn_reference(plan, ledger.clone(), stop.clone())?;
     let producer = spawn_producer(plan, ledger.clone(), stop.clone())?;
 
     let pause = |d: Duration| tokio::time::sleep(d);
@@ -378,6 +411,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
 
     stop.store(true, Ordering::SeqCst);
     producer.join().map_err(|_| anyhow::anyhow!("the producer panicked"))?;
+    reference.join().map_err(|_| anyhow::anyhow!("the reference consumer panicked"))?;
     // Every command has a minute to arrive.
     let deadline = Instant::now() + Duration::from_secs(60);
     while missing(&ledger.lock().expect("ledger")) > 0 && Instant::now() < deadline {
@@ -412,7 +446,7 @@ fn report(ledger: &Ledger, windows: &[Window]) -> Report {
             }
         }
         latencies.sort_by(f64::total_cmp);
-        let at = |q: f64| latencies.get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN);
+        let at = |q| quantile(&latencies, q);
         let row = Row { event: window.event.clone(), commands, lost, duplicated, p50_ms: at(0.5), p99_ms: at(0.99), max_ms: at(1.0) };
         // Lock moves are reported together: the slowest of them.
         match rows.iter_mut().find(|r: &&mut Row| r.event == row.event) {
@@ -427,8 +461,25 @@ fn report(ledger: &Ledger, windows: &[Window]) -> Report {
             None => rows.push(row),
         }
     }
+    if let Some(steady) = windows.iter().find(|w| w.event == "steady state") {
+        let mut latencies: Vec<f64> = ledger
+            .produced
+            .iter()
+            .filter(|(_, (_, sent))| (steady.from_us..steady.to_us).contains(sent))
+            .filter_map(|(seq, (_, sent))| Some(ledger.consumed.get(seq)?.saturating_sub(*sent) as f64 / 1000.0))
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        let (p50_ms, p99_ms, max_ms) = (quantile(&latencies, 0.5), quantile(&latencies, 0.99), quantile(&latencies, 1.0));
+        let event = "reference, steady state: a plain Kafka consumer (produce to consume)".to_string();
+        rows.push(Row { event, commands: latencies.len(), lost: 0, duplicated: 0, p50_ms, p99_ms, max_ms });
+    }
     let produced = ledger.produced.len();
     let lost = missing(ledger);
     let duplicated = ledger.received.values().map(|r| r.len() - 1).sum();
     Report { rows, produced, lost, duplicated }
+}
+
+/// The `q` quantile of sorted `values` (NaN when there are none).
+fn quantile(values: &[f64], q: f64) -> f64 {
+    values.get(((values.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN)
 }

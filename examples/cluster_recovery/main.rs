@@ -58,5 +58,28 @@ async fn main() -> anyhow::Result<()> {
         args.nodes, args.locks, args.partitions, args.rate
     );
     print!("{}", report.table());
+    let joined = group_join(&plan.bootstrap)?;
+    println!(
+        "\nFor comparison, a plain consumer joining a new consumer group (subscribe) on this Kafka had its first record after {joined:?}."
+    );
     Ok(())
+}
+
+/// How long a new consumer group takes to form and hand a record over: what a
+/// downlink shared through a consumer group would wait for on a fresh start.
+fn group_join(bootstrap: &str) -> anyhow::Result<Duration> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "join-probe")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    let started = std::time::Instant::now();
+    consumer.subscribe(&["device_commands"])?;
+    while started.elapsed() < Duration::from_secs(120) {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            return Ok(started.elapsed());
+        }
+    }
+    anyhow::bail!("no record within 120 s")
 }

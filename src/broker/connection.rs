@@ -6,11 +6,12 @@
 //! each hook event where the thing happens, and writes the events of one socket read to
 //! the spool before anything read is acknowledged.
 //!
-//! The router is used for what it is good at (matching, fan-out, retained messages,
-//! shared subscriptions, persistent sessions) and nothing else:
+//! The router is used for what it is good at (matching, fan-out, shared subscriptions,
+//! persistent sessions) and nothing else:
 //! - it receives client publishes at QoS 0, with their origin attached (`origin`); the
 //!   edge itself acknowledges them once the spool has them. A publish no subscription
-//!   on this node can match, and without the retain flag, never reaches it.
+//!   on this node can match never reaches it, and none reaches it retained: the edge
+//!   keeps retained messages (`crate::retained`) and sends them after a SUBACK.
 //! - it delivers to the edge at QoS 0 or 1; the edge caps each delivery at
 //!   min(published QoS, granted QoS), speaks QoS 2 with the client itself, holds
 //!   deliveries beyond the client's Receive Maximum, and acknowledges the router in the
@@ -222,6 +223,8 @@ struct State {
     out: BytesMut,
     subscriptions: Vec<Subscription>,
     next_router_id: usize,
+    /// The next packet id of a delivery the edge makes itself (see `own_pkid`).
+    next_own_pkid: u16,
     /// MQTT 5 topic aliases the client set.
     aliases: HashMap<u16, Bytes>,
     /// The client's Receive Maximum: QoS 1/2 deliveries unacknowledged at once.
@@ -349,17 +352,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     }
 
     /// Ends a batch: the spool gets its events before anything read is acknowledged,
-    /// then the router its packets, then the client its bytes.
+    /// then the router its packets, then (a changed session in Kafka, in a cluster) the
+    /// client its bytes.
     async fn flush(&mut self) -> Result<(), End> {
         let state = &mut self.state;
+        // Subscriptions ahead of the batch's other router packets go before the spool
+        // write: a publish another client sends once this client's SUBSCRIBE is out then
+        // finds the subscription, as on a broker handling packets in arrival order. Those
+        // behind a publish keep their place: a client's own packets stay in order.
+        let early = state.router_out.iter().take_while(|p| matches!(p, Packet::Subscribe(..) | Packet::Unsubscribe(..))).count();
+        if early > 0 {
+            let rest = state.router_out.split_off(early);
+            state.send_router().await?;
+            state.router_out = rest;
+        }
         if state.spool_failed || state.edge.spool.flush(&mut state.batch).is_err() {
             // The spool logs and counts the failure; nothing of this batch is acknowledged.
             return Err(End::SpoolRefused);
         }
         // After the spool has the batch's `message.acked` events.
         state.write_session();
-        state.session_written().await;
         state.send_router().await?;
+        state.session_written().await;
         if !state.out.is_empty() {
             let written = async {
                 self.stream.write_all(&state.out).await?;
@@ -674,26 +688,26 @@ impl State {
         let retain = publish.retain;
         let origin = Origin { qos, retain, published_ms, from: self.client.id.clone(), ack: None };
         self.edge.post_elsewhere(&publish.topic, &publish.payload, &props, &origin);
-        let router_retains = retain && !self.edge.retain_in_cluster(&publish.topic, &publish.payload, &props, &origin);
-        if !router_retains && !self.edge.any_subscriber(&publish.topic) {
+        if retain {
+            self.edge.retain(&publish.topic, &publish.payload, &props, &origin);
+        }
+        if !self.edge.any_subscriber(&publish.topic) {
             Metrics::add(&self.edge.metrics.router_skipped, 1);
             return;
         }
         origin::attach(&mut props, &origin);
-        self.router_out.push(Packet::Publish(Publish::new(publish.topic, publish.payload, router_retains), props));
+        // The router never keeps retained messages: the edge does (`crate::retained`).
+        self.router_out.push(Packet::Publish(Publish::new(publish.topic, publish.payload, false), props));
     }
 
     fn subscribe(&mut self, subscribe: Subscribe, props: Option<SubscribeProperties>) {
         let client_sub_id = props.and_then(|p| p.id);
-        // In a cluster the retained messages are the cluster's: sent after the SUBACK.
-        let filters: Vec<String> = match self.cluster {
-            Some(_) => subscribe.filters.iter().map(|f| f.path.clone()).collect(),
-            None => Vec::new(),
-        };
+        // Retained messages are sent after the SUBACK.
+        let filters: Vec<String> = subscribe.filters.iter().map(|f| f.path.clone()).collect();
         let codes = subscribe.filters.into_iter().map(|filter| self.subscribe_one(subscribe.pkid, filter, client_sub_id)).collect();
         self.session_changed();
         self.write(Packet::SubAck(SubAck { pkid: subscribe.pkid, return_codes: codes }, None));
-        self.send_cluster_retained(&filters);
+        self.send_retained(&filters);
     }
 
     fn subscribe_one(&mut self, pkid: u16, requested: protocol::Filter, client_sub_id: Option<usize>) -> SubscribeReasonCode {

@@ -1,7 +1,7 @@
 //! The MQTT edge over rumqttd's router: hookline's own listeners and one task per
 //! client connection (`connection`), registered with the router through its local
-//! link API. The router routes (subscriptions, fan-out, retained messages, shared
-//! subscriptions, persistent sessions); everything that happens on a connection is
+//! link API. The router routes (subscriptions, fan-out, shared subscriptions,
+//! persistent sessions); retained messages are the edge's (`crate::retained`); everything that happens on a connection is
 //! the edge's, and raises its hook events where it happens.
 //!
 //! rumqttd's router runs on its own thread, as rumqttd designs it, and cannot be
@@ -45,6 +45,7 @@ use crate::hooks::{now_ms, Hook, HookEvent, Reason};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::readiness::ReadyFlag;
+use crate::retained::Retained;
 use crate::rules::MqttMessage;
 use crate::spool::Spool;
 use crate::topic::{FilterSet, TopicFilter};
@@ -101,6 +102,8 @@ pub struct Edge {
     sockets: Arc<Semaphore>,
     /// The cluster this node is part of: sessions and mailboxes in Kafka.
     cluster: Option<Arc<Cluster>>,
+    /// The retained messages, without a cluster (a cluster keeps its own).
+    retained: Retained,
 }
 
 impl Edge {
@@ -184,6 +187,25 @@ impl Edge {
         event
     }
 
+    /// Keeps a retained publish as its topic's retained message (an empty payload
+    /// removes it): the cluster's when there is one, else this node's.
+    fn retain(&self, topic: &Bytes, payload: &Bytes, props: &Option<PublishProperties>, origin: &Origin) {
+        let Ok(name) = std::str::from_utf8(topic) else { return };
+        let message = (!payload.is_empty()).then(|| mail::encode(topic.clone(), payload.clone(), props.clone(), origin));
+        match &self.cluster {
+            Some(cluster) => cluster.retain(name, message.as_deref()),
+            None => self.retained.set(name, message),
+        }
+    }
+
+    /// The retained messages whose topic `matches` (encoded as mailbox messages).
+    fn retained_matching(&self, matches: impl Fn(&[u8]) -> bool) -> Vec<Bytes> {
+        match &self.cluster {
+            Some(cluster) => cluster.retained(matches),
+            None => self.retained.matching(matches),
+        }
+    }
+
     fn any_subscriber(&self, topic: &[u8]) -> bool {
         self.filters.read().unwrap_or_else(|p| p.into_inner()).matches(topic)
     }
@@ -244,12 +266,15 @@ impl Edge {
         self.publish(Publish::new(will.topic, will.message, will.retain), props, &origin).await;
     }
 
-    /// Publishes into the router from inside the gateway, through its own link. A
-    /// message nothing on this node can receive is not sent: false then.
+    /// Publishes into the router from inside the gateway, through its own link (a
+    /// retained message is kept first). A message nothing on this node can receive is
+    /// not sent: false then.
     async fn publish(&self, mut publish: Publish, mut props: Option<PublishProperties>, origin: &Origin) -> bool {
         self.post_elsewhere(&publish.topic, &publish.payload, &props, origin);
-        publish.retain = publish.retain && !self.retain_in_cluster(&publish.topic, &publish.payload, &props, origin);
-        if !publish.retain && !self.any_subscriber(&publish.topic) {
+        if std::mem::take(&mut publish.retain) {
+            self.retain(&publish.topic, &publish.payload, &props, origin);
+        }
+        if !self.any_subscriber(&publish.topic) {
             return false;
         }
         origin::attach(&mut props, origin);
@@ -315,7 +340,7 @@ impl Downlink {
         let origin = Origin { qos: message.qos, retain: message.retain, published_ms: now_ms(), from: from.clone(), ack: Some(ack) };
         if !edge.publish(publish, Some(props), &origin).await {
             edge.acks.resolve(Some(ack));
-            return Downlinked::NoSubscriber;
+            return if message.retain { Downlinked::Published } else { Downlinked::NoSubscriber };
         }
         Downlinked::Published
     }
@@ -325,7 +350,10 @@ impl Downlink {
     /// has it. Posts are queued in order, so a device's messages keep their order.
     fn post(&self, cluster: &Cluster, publish: Publish, props: PublishProperties, origin: &Origin, record: &Arc<RecordAcks>) -> Downlinked {
         let props = Some(props);
-        let retained = origin.retain && self.0.retain_in_cluster(&publish.topic, &publish.payload, &props, origin);
+        let retained = origin.retain;
+        if retained {
+            self.0.retain(&publish.topic, &publish.payload, &props, origin);
+        }
         let targets: Vec<_> =
             cluster.subscribers(&publish.topic).into_iter().filter(|(_, connected)| origin.qos > 0 || *connected).collect();
         if targets.is_empty() {
@@ -430,6 +458,7 @@ impl Broker {
             none_live: Notify::new(),
             sockets: Arc::new(Semaphore::new(capacity.sockets)),
             cluster,
+            retained: Retained::default(),
         });
         if let Some(cluster) = &edge.cluster {
             cluster.on_superseded(sessions::close_superseded(Arc::downgrade(&edge)));

@@ -37,18 +37,6 @@ impl Edge {
         }
     }
 
-    /// In a cluster, retained messages are the cluster's (its retained topic, read by
-    /// every node), not the router's: a retained publish goes there, and true says the
-    /// router must not keep it too.
-    pub(super) fn retain_in_cluster(&self, topic: &Bytes, payload: &Bytes, props: &Option<PublishProperties>, origin: &Origin) -> bool {
-        let Some(cluster) = self.cluster.as_ref().filter(|c| c.is_ready()) else { return false };
-        let Ok(name) = std::str::from_utf8(topic) else { return false };
-        // An empty payload removes the topic's retained message.
-        let message = (!payload.is_empty()).then(|| mail::encode(topic.clone(), payload.clone(), props.clone(), origin));
-        cluster.retain(name, message.as_deref());
-        true
-    }
-
     /// A connection of a cluster session ended here: the session is kept for its
     /// expiry (and ends then unless its client is back, on any node), or ends now.
     /// A connection taken over leaves the session to the claim that took it.

@@ -50,15 +50,17 @@ impl Subscription {
         self.client_sub_id = client_sub_id;
     }
 
-    /// The subscription the edge asks the router for: the router only ever delivers to
-    /// the edge at QoS 0 or 1, and the edge speaks QoS 2 with the client itself.
+    /// The subscription the edge asks the router for: always QoS 1, since the router
+    /// keeps a filter's first QoS through a SUBSCRIBE that changes it; the edge caps each
+    /// delivery at the granted QoS and speaks QoS 2 with the client itself. No retained
+    /// messages: the edge sends them (`crate::retained`).
     pub fn router_filter(&self) -> Filter {
         Filter {
             path: self.filter.clone(),
-            qos: if self.granted == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce },
+            qos: QoS::AtLeastOnce,
             nolocal: false,
             preserve_retain: false,
-            retain_forward_rule: RetainForwardRule::OnEverySubscribe,
+            retain_forward_rule: RetainForwardRule::Never,
         }
     }
 }

@@ -23,7 +23,7 @@ mod mailbox;
 mod session;
 mod tail;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -46,6 +46,7 @@ use crate::hooks::now_ms;
 use crate::kafka::KafkaContext;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
+use crate::retained::Retained;
 
 /// How long Kafka may take to create a cluster topic.
 const CREATE_WAIT: Duration = Duration::from_secs(10);
@@ -71,8 +72,8 @@ struct Shared {
     superseded: OnceLock<Superseded>,
     /// The last heartbeat of each node, as read.
     nodes: Mutex<HashMap<String, Beat>>,
-    /// The cluster's retained messages, by MQTT topic (encoded as mailbox messages).
-    retained: Mutex<BTreeMap<String, Bytes>>,
+    /// The cluster's retained messages.
+    retained: Retained,
     /// The reader found (or made) the cluster's topics: writing to them cannot make Kafka
     /// create one with its default partitions.
     topics_found: AtomicBool,
@@ -243,7 +244,7 @@ impl Cluster {
             waiters: Mutex::default(),
             superseded: OnceLock::new(),
             nodes: Mutex::default(),
-            retained: Mutex::default(),
+            retained: Retained::default(),
             topics_found: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             sessions_read: AtomicI64::new(0),
@@ -475,12 +476,7 @@ impl Cluster {
     /// `topic`; `None` removes it (MQTT: a retained publish with an empty payload).
     pub fn retain(&self, topic: &str, message: Option<&[u8]>) {
         // This node's subscribers see it at once; the topic's order settles the rest.
-        let mut retained = self.shared.retained.lock().unwrap_or_else(|p| p.into_inner());
-        match message {
-            Some(message) => retained.insert(topic.to_string(), Bytes::copy_from_slice(message)),
-            None => retained.remove(topic),
-        };
-        drop(retained);
+        self.shared.retained.set(topic, message.map(Bytes::copy_from_slice));
         let mut record = FutureRecord::<str, [u8]>::to(&self.retained_topic).key(topic);
         if let Some(message) = message {
             record = record.payload(message);
@@ -490,8 +486,7 @@ impl Cluster {
 
     /// The cluster's retained messages whose topic `matches` (encoded as for a mailbox).
     pub fn retained(&self, matches: impl Fn(&[u8]) -> bool) -> Vec<Bytes> {
-        let retained = self.shared.retained.lock().unwrap_or_else(|p| p.into_inner());
-        retained.iter().filter(|(topic, _)| matches(topic.as_bytes())).map(|(_, message)| message.clone()).collect()
+        self.shared.retained.matching(matches)
     }
 
     /// The session of `client` as this node knows it: what it wrote last and has not

@@ -191,11 +191,8 @@ impl Reader {
         if message.topic() == self.sessions_topic {
             self.session(client, message.payload());
         } else if message.topic() == self.retained_topic {
-            let mut retained = self.shared.retained.lock().unwrap_or_else(|p| p.into_inner());
-            match message.payload().filter(|p| !p.is_empty()) {
-                Some(payload) => retained.insert(client.to_string(), Bytes::copy_from_slice(payload)),
-                None => retained.remove(client),
-            };
+            let message = message.payload().filter(|p| !p.is_empty()).map(Bytes::copy_from_slice);
+            self.shared.retained.set(client, message);
         } else if message.topic() == self.nodes_topic {
             if let Some(heartbeat) = message.payload().and_then(|p| serde_json::from_slice::<Heartbeat>(p).ok()) {
                 let contact = &self.shared.contact;

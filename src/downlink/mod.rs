@@ -7,8 +7,8 @@
 //! to a subscriber (PUBACK, PUBREC, or written at QoS 0), or found to have no
 //! subscriber on this node (counted in `downlink_undeliverable`), or refused by the
 //! rules. Until then a restart, or its partition moving to another node, consumes it
-//! again: at least once. When
-//! `downlink.max_outstanding` messages wait for delivery, consuming pauses.
+//! again: at least once. When `downlink.max_outstanding` messages wait for delivery,
+//! consuming pauses.
 //!
 //! The nodes of a cluster share the partitions of the downlink's topics among the nodes
 //! alive, as their heartbeats tell (`share`), not through a Kafka consumer group: a

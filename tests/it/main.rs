@@ -23,6 +23,7 @@ mod logins;
 mod mqtt_promises;
 mod open_files;
 mod ordering;
+mod paho;
 mod properties;
 mod rabbit;
 mod rabbitmq;

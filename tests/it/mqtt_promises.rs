@@ -272,12 +272,16 @@ async fn a_publish_nobody_can_receive_skips_the_router_and_a_subscribed_one_does
     publish_acked(&mut publisher, 4, "devices/l1/state", 1, false, b"{}").await;
     assert!(next_publish(&mut sub, 4).await.is_some());
     assert_eq!(scene.counter("router_skipped"), 1);
-    // Unsubscribed again: skipped again; a retained publish always reaches the router.
+    // Unsubscribed again: skipped again, retained or not; the edge keeps a retained one
+    // (the router keeps none) and sends it to the next subscriber.
     sub.send(&unsubscribe(4, 9, "devices/+/state")).await;
     assert_eq!(sub.receive().await.expect("UNSUBACK").0, 0xb0);
     publish_acked(&mut publisher, 4, "devices/l1/state", 1, false, b"{}").await;
-    publish_acked(&mut publisher, 4, "devices/l1/state", 1, true, b"{}").await;
-    assert!(wait_for(Duration::from_secs(2), || scene.counter("router_skipped") == 2).await);
+    publish_acked(&mut publisher, 4, "devices/l1/state", 1, true, b"{\"retained\":1}").await;
+    assert!(wait_for(Duration::from_secs(2), || scene.counter("router_skipped") == 3).await);
+    let mut late = subscriber(&scene, 4, "late", "devices/+/state", 0).await;
+    let retained = next_publish(&mut late, 4).await.expect("the retained message");
+    assert_eq!((retained.retain, &retained.payload[..]), (true, &b"{\"retained\":1}"[..]));
 }
 
 async fn an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones_on(kafka: Option<String>) {

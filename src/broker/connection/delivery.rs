@@ -21,6 +21,11 @@ use crate::hooks::now_ms;
 use crate::hooks::Hook;
 use crate::metrics::Metrics;
 
+/// The first packet id of the deliveries the edge makes itself (mailbox messages,
+/// retained messages): rumqttd numbers its deliveries 1 to 100, so the two never collide
+/// in one connection's flight window.
+pub(super) const FIRST_OWN_PKID: u16 = 101;
+
 /// A QoS 1/2 delivery the router made, in the router's order: it takes their
 /// acknowledgements in that order only.
 pub(super) struct Slot {
@@ -86,24 +91,19 @@ impl State {
         let Forward { publish, mut properties, .. } = forward;
         let (router_qos, pkid) = qos_pkid(&publish);
         let origin = origin::take(&mut properties);
-
-        // The router clears the retain flag of live deliveries: a set one is a retained
-        // message sent because of a SUBSCRIBE.
-        let on_subscribe = publish.retain;
         let published_qos = origin.as_ref().map_or(router_qos, |o| o.qos);
         let delivery = self.subscription_for(&properties, &publish.topic).and_then(|sub| {
             let from_self = origin.as_ref().is_some_and(|o| o.from == self.client.id);
             // MQTT 5 lets a server drop QoS 0 messages for a client that was away; they
             // were published before this connection and are not retained.
-            let stale = published_qos == 0 && !on_subscribe && origin.as_ref().is_some_and(|o| o.published_ms < self.connected_ms);
-            let retained_unwanted = on_subscribe && !sub.send_retained;
+            let stale = published_qos == 0 && origin.as_ref().is_some_and(|o| o.published_ms < self.connected_ms);
             let own_unwanted = sub.no_local && from_self;
-            let wanted = !(retained_unwanted || own_unwanted || stale);
+            let wanted = !(own_unwanted || stale);
             let qos = match router_qos {
                 0 => 0,
                 _ => published_qos.min(sub.granted),
             };
-            let retain = on_subscribe || (sub.retain_as_published && origin.as_ref().is_some_and(|o| o.retain));
+            let retain = sub.retain_as_published && origin.as_ref().is_some_and(|o| o.retain);
             let client_sub_id = sub.client_sub_id;
             wanted.then_some((qos, retain, client_sub_id))
         });
@@ -127,6 +127,34 @@ impl State {
             self.deliver_or_hold(Delivery { pkid, retain, props: properties, message });
         }
         self.ack_router();
+    }
+
+    /// After a SUBACK: the retained messages matching each of `filters` whose
+    /// subscription wants them (Retain Handling; none for shared subscriptions), as MQTT
+    /// sends them on SUBSCRIBE (see `crate::retained`).
+    pub(super) fn send_retained(&mut self, filters: &[String]) {
+        for filter in filters.iter().filter(|f| !f.starts_with("$share/")) {
+            let Some(index) = self.subscriptions.iter().position(|s| s.filter == *filter && s.send_retained) else { continue };
+            let matcher = self.subscriptions[index].matcher.clone();
+            for message in self.edge.retained_matching(|topic| matcher.matches(topic)) {
+                let Some(mut delivery) = mail::decode(&message).and_then(|m| self.delivery_for(index, m, true)) else { continue };
+                if delivery.message.qos > 0 {
+                    delivery.pkid = self.own_pkid();
+                }
+                self.deliver_or_hold(delivery);
+            }
+        }
+    }
+
+    /// A packet id for a delivery the edge makes itself, not in flight now.
+    pub(super) fn own_pkid(&mut self) -> u16 {
+        loop {
+            let pkid = self.next_own_pkid;
+            self.next_own_pkid = if pkid == u16::MAX { FIRST_OWN_PKID } else { pkid + 1 };
+            if !self.inflight.contains_key(&pkid) {
+                return pkid;
+            }
+        }
     }
 
     /// Delivers now, or holds the delivery (in order) while the client's Receive Maximum

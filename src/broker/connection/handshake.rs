@@ -336,6 +336,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             out: BytesMut::new(),
             subscriptions,
             next_router_id,
+            next_own_pkid: super::delivery::FIRST_OWN_PKID,
             aliases: HashMap::new(),
             receive_max,
             max_packet,

@@ -4,8 +4,6 @@
 //! (subscriptions, mailbox cursor, event number) written back to the cluster as it
 //! changes.
 //!
-//! Mailbox deliveries use packet ids above the router's (rumqttd numbers its deliveries
-//! 1 to 100), so the two never collide in one connection's flight window.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -26,9 +24,6 @@ use crate::cluster::{ClaimError, Claimed, Cluster, SessionRecord, StoredSubscrip
 use crate::hooks::now_ms;
 use crate::metrics::Metrics;
 
-/// The first packet id of mailbox deliveries.
-const FIRST_MAIL_PKID: u16 = 101;
-
 pub(super) struct ClusterSession {
     pub cluster: Arc<Cluster>,
     /// This connection's claim.
@@ -46,7 +41,6 @@ pub(super) struct ClusterSession {
     pub subscriptions_changed: bool,
     /// The session written with changed subscriptions, on its way to Kafka.
     pub written: Option<DeliveryFuture>,
-    pub next_pkid: u16,
 }
 
 impl ClusterSession {
@@ -60,7 +54,6 @@ impl ClusterSession {
             dirty: true,
             subscriptions_changed: false,
             written: None,
-            next_pkid: FIRST_MAIL_PKID,
         }
     }
 
@@ -156,7 +149,7 @@ impl State {
             delivery.message.mail = Some(offset);
             if delivery.message.qos > 0 {
                 session.unacked.insert(offset);
-                delivery.pkid = next_pkid(session, |pkid| self.inflight.contains_key(&pkid));
+                delivery.pkid = self.own_pkid();
             }
             self.deliver(delivery);
         }
@@ -173,7 +166,7 @@ impl State {
 
     /// A message for subscription `index`: a live one, or a retained one because of a
     /// SUBSCRIBE (`on_subscribe`: sent with the retain flag, as MQTT says).
-    fn delivery_for(&self, index: usize, mail: mail::Mail, on_subscribe: bool) -> Option<Delivery> {
+    pub(super) fn delivery_for(&self, index: usize, mail: mail::Mail, on_subscribe: bool) -> Option<Delivery> {
         let mail::Mail { topic, payload, mut props, origin } = mail;
         if let Some(interval) = props.as_ref().and_then(|p| p.message_expiry_interval) {
             let age_s = now_ms().saturating_sub(origin.published_ms) / 1000;
@@ -199,25 +192,6 @@ impl State {
         }
         let message = Message { qos, topic, payload, from: Some(origin.from), ack: None, mail: None };
         Some(Delivery { pkid: 0, retain, props, message })
-    }
-
-    /// After a SUBACK, in a cluster: the cluster's retained messages matching each of
-    /// `filters` whose subscription wants them (Retain Handling; none for shared
-    /// subscriptions), as MQTT sends them on SUBSCRIBE.
-    pub(super) fn send_cluster_retained(&mut self, filters: &[String]) {
-        let Some(cluster) = self.cluster.as_ref().map(|s| s.cluster.clone()) else { return };
-        for filter in filters.iter().filter(|f| !f.starts_with("$share/")) {
-            let Some(index) = self.subscriptions.iter().position(|s| s.filter == *filter && s.send_retained) else { continue };
-            let matcher = self.subscriptions[index].matcher.clone();
-            for message in cluster.retained(|topic| matcher.matches(topic)) {
-                let Some(mut delivery) = mail::decode(&message).and_then(|m| self.delivery_for(index, m, true)) else { continue };
-                if delivery.message.qos > 0 {
-                    let session = self.cluster.as_mut().expect("in a cluster");
-                    delivery.pkid = next_pkid(session, |pkid| self.inflight.contains_key(&pkid));
-                }
-                self.deliver_or_hold(delivery);
-            }
-        }
     }
 
     /// The session's subscriptions changed: the cluster hears of it at the next flush,
@@ -303,16 +277,5 @@ pub(super) fn stored_will(will: &LastWill, delay: u32) -> StoredWill {
         qos: will.qos as u8,
         retain: will.retain,
         delay,
-    }
-}
-
-/// The next packet id for a mailbox delivery that `in_use` says is free.
-fn next_pkid(session: &mut ClusterSession, in_use: impl Fn(u16) -> bool) -> u16 {
-    loop {
-        let pkid = session.next_pkid;
-        session.next_pkid = if pkid == u16::MAX { FIRST_MAIL_PKID } else { pkid + 1 };
-        if !in_use(pkid) {
-            return pkid;
-        }
     }
 }
