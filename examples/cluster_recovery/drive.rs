@@ -49,6 +49,9 @@ pub struct Plan {
     pub steady: Duration,
     /// The window after an event whose commands count for it.
     pub window: Duration,
+    /// The pause after each window, before the next event: a command produced at the end
+    /// of one window is not held up by the next event.
+    pub settle: Duration,
 }
 
 /// One line of the report.
@@ -370,6 +373,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         homes[lock].send_replace((lock + 1) % plan.nodes);
         pause(plan.window).await;
         windows.push(moving);
+        pause(plan.settle).await;
     }
     let last = plan.nodes - 1;
     let on_last: Vec<usize> = (0..plan.locks).filter(|l| l % plan.nodes == last).collect();
@@ -385,12 +389,14 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     nodes[last].signal("-TERM");
     pause(plan.window).await;
     windows.push(stopped);
+    pause(plan.settle).await;
     let joins = event("node started again (joins)", None, window);
     nodes[last].start(plan, &rules)?;
     anyhow::ensure!(nodes[last].listening().await, "{} does not listen again", nodes[last].name);
     go_home(&homes);
     pause(plan.window).await;
     windows.push(joins);
+    pause(plan.settle).await;
 
     // Killed, started again 2 s later.
     let killed = event("node killed, restarted after 2 s", None, window + 2_000_000);
@@ -401,6 +407,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     go_home(&homes);
     pause(plan.window).await;
     windows.push(killed);
+    pause(plan.settle).await;
 
     // Killed for good: its partitions move once its heartbeats are missed.
     let gone = event("node killed for good", None, window + 10_000_000);
@@ -419,6 +426,16 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     }
     drop(homes);
     let ledger = ledger.lock().expect("ledger");
+    // Every command's fate, for a closer look: seq, lock, produced and received (µs).
+    let mut csv = String::from("seq,lock,produced_us,received_us\n");
+    for (seq, (lock, sent)) in &ledger.produced {
+        let received = ledger.received.get(seq).map(|r| r[0].to_string()).unwrap_or_default();
+        csv.push_str(&format!("{seq},{lock},{sent},{received}\n"));
+    }
+    std::fs::write(plan.dir.join("commands.csv"), csv)?;
+    for window in &windows {
+        eprintln!("window: {} from {} to {} (µs)", window.event, window.from_us, window.to_us);
+    }
     Ok(report(&ledger, &windows))
 }
 

@@ -35,22 +35,26 @@ struct Args {
     /// Seconds after an event whose commands count for it.
     #[arg(long, default_value_t = 10)]
     window: u64,
+    /// Where the nodes' logs and data go (kept); a temporary directory otherwise.
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let dir = tempfile::tempdir()?;
+    let scratch = tempfile::tempdir()?;
     let plan = drive::Plan {
         binary: args.binary,
         bootstrap: args.kafka,
-        dir: dir.path().to_path_buf(),
+        dir: args.dir.unwrap_or_else(|| scratch.path().to_path_buf()),
         nodes: args.nodes,
         locks: args.locks,
         partitions: args.partitions,
         rate: args.rate,
         steady: Duration::from_secs(args.steady),
         window: Duration::from_secs(args.window),
+        settle: Duration::from_secs(3),
     };
     let report = drive::run(&plan).await?;
     println!(

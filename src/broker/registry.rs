@@ -126,6 +126,12 @@ impl Registry {
         self.holders().get(client_id).is_some_and(|holder| holder.close.try_send(reason).is_ok())
     }
 
+    /// Asks every connection without a cluster claim to close; how many were asked.
+    pub fn close_unclaimed(&self, reason: CloseReason) -> usize {
+        let holders = self.holders();
+        holders.values().filter(|h| h.generation.is_none()).filter(|h| h.close.try_send(reason).is_ok()).count()
+    }
+
     /// Names the cluster claim of connection `serial` of `client_id`.
     pub fn set_generation(&self, client_id: &str, serial: u64, generation: &str) {
         if let Some(holder) = self.holders().get_mut(client_id).filter(|h| h.serial == serial) {

@@ -142,6 +142,10 @@ pub struct Heartbeat {
     /// node says it holds it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub downlink: Vec<(String, i32)>,
+    /// It has not caught up with the cluster's topics since it started: it takes no
+    /// share of the downlink yet, so the others keep consuming its partitions meanwhile.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub catching_up: bool,
 }
 
 /// A heartbeat as this node read it, and when: on the wall clock, and on this node's
@@ -192,7 +196,7 @@ pub struct NodeView {
 
 /// What the downlink needs to know to share its partitions (see `downlink::share`).
 pub struct DownlinkView {
-    /// The nodes alive, this one among them.
+    /// The nodes alive and caught up with the cluster, this one among them.
     pub members: BTreeSet<String>,
     /// The downlink partitions the other live nodes said, in their last heartbeats, they
     /// consume.
@@ -531,6 +535,7 @@ impl Cluster {
             connections: self.shared.metrics.connections.load(Ordering::Relaxed),
             left,
             downlink: self.downlink_held.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            catching_up: !self.is_ready(),
         };
         let value = serde_json::to_vec(&heartbeat).expect("a heartbeat serialises");
         match self.producer.send_result(FutureRecord::to(&self.nodes_topic).key(&*self.node).payload(&value)) {
@@ -614,7 +619,9 @@ impl Cluster {
         let others = nodes.values().filter(|b| b.heartbeat.node != *self.node && b.alive(clock_ms));
         let mut view = DownlinkView { members: BTreeSet::from([self.node.to_string()]), held_elsewhere: HashSet::new() };
         for beat in others {
-            view.members.insert(beat.heartbeat.node.clone());
+            if !beat.heartbeat.catching_up {
+                view.members.insert(beat.heartbeat.node.clone());
+            }
             view.held_elsewhere.extend(beat.heartbeat.downlink.iter().cloned());
         }
         Some(view)

@@ -18,9 +18,11 @@
 //! done of it, and takes one only once no live node says it holds it. Offsets are
 //! committed under `downlink.group`.
 //!
-//! A record is routed by the sessions as they stand when it is read: before routing a
-//! batch the node reads the sessions topic up to its end at that moment, so a
-//! subscription acknowledged on any node before a command was produced is known.
+//! A record is routed by the sessions as they stand when it is read: when a message of
+//! a batch finds no subscriber in this node's copy of the sessions, the node first reads
+//! the sessions topic up to its end at that moment (a round trip to Kafka, paid only
+//! then), so a subscription acknowledged on any node before a command was produced is
+//! known.
 //!
 //! One thread: rules are CPU-bound and records of a partition are published in order.
 
@@ -45,7 +47,7 @@ use crate::hooks::{ConsumedRecord, Hook, HookEvent};
 use crate::kafka::KafkaContext;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
-use crate::rules::{Dispatcher, Output, RuleSet, SharedRuleSet};
+use crate::rules::{Dispatcher, MqttMessage, Output, RuleSet, SharedRuleSet};
 use crate::thread::StoppableThread;
 use progress::Progress;
 use share::Partition;
@@ -65,6 +67,15 @@ const KAFKA_WAIT: Duration = Duration::from_secs(1);
 const RELEASE_WAIT: Duration = Duration::from_secs(1);
 /// Records read at once, then routed after one look at the sessions topic.
 const BATCH: usize = 500;
+
+/// A consumed record and the MQTT messages the rules made of it, to publish.
+struct Decided {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    value: Bytes,
+    publishes: Vec<MqttMessage>,
+}
 
 /// The running downlink; `stop` commits what is done and waits for its thread.
 pub struct DownlinkSource(StoppableThread);
@@ -166,9 +177,14 @@ impl Consuming {
                 while let Some(next) = (batch.len() < BATCH).then(|| self.poll(Duration::ZERO)).flatten() {
                     batch.push(next);
                 }
-                self.read_sessions();
-                for message in &batch {
-                    self.consume(message);
+                let decided: Vec<Decided> = batch.iter().map(|message| self.decide(message)).collect();
+                let unmatched =
+                    decided.iter().flat_map(|d| &d.publishes).any(|p| !p.retain && self.cluster.subscribers(p.topic.as_bytes()).is_empty());
+                if unmatched {
+                    self.read_sessions();
+                }
+                for decided in decided {
+                    self.publish(decided);
                 }
             }
             if last_commit.elapsed() >= COMMIT_EVERY {
@@ -215,7 +231,7 @@ impl Consuming {
     }
 
     /// Reads the sessions topic up to its end now, at most `cluster.claim_wait_ms`, so the
-    /// records just read are routed to every session subscribed before they were produced.
+    /// records just read find every session subscribed before they were produced.
     fn read_sessions(&mut self) {
         let topic = self.cluster.sessions_topic();
         let caught_up = self.consumer.fetch_watermarks(topic, 0, KAFKA_WAIT).is_ok_and(|(_, end)| self.cluster.read_sessions_to(end));
@@ -332,7 +348,8 @@ impl Consuming {
         }
     }
 
-    fn consume(&mut self, message: &OwnedMessage) {
+    /// Runs a record through the rules: the MQTT messages they make of it.
+    fn decide(&mut self, message: &OwnedMessage) -> Decided {
         Metrics::add(&self.metrics.downlink_records, 1);
         let topic = message.topic();
         let headers = message
@@ -343,24 +360,35 @@ impl Consuming {
             ConsumedRecord { partition: message.partition(), offset: message.offset(), key: message.key().map(<[u8]>::to_vec), headers };
         let value = Bytes::copy_from_slice(message.payload().unwrap_or_default());
         let event = HookEvent::kafka_record(topic, value.clone(), record);
+        let mut publishes = Vec::new();
+        self.dispatcher.dispatch(&event, |output| {
+            if let Output::Publish(publish) = output {
+                publishes.push(publish.clone());
+            }
+        });
+        Decided { topic: topic.to_string(), partition: message.partition(), offset: message.offset(), value, publishes }
+    }
+
+    /// Publishes a record's messages into the broker; the record is done once they are
+    /// delivered (see `Progress`).
+    fn publish(&mut self, decided: Decided) {
+        let Decided { topic, partition, offset, value, publishes } = decided;
         let acks = Arc::new(RecordAcks::default());
         let from: Arc<str> = format!("kafka:{topic}").into();
-        let (runtime, broker, metrics, publish_log) = (&self.runtime, &self.broker, &self.metrics, &self.publish_log);
-        self.dispatcher.dispatch(&event, |output| {
-            let Output::Publish(publish) = output else { return };
-            let outcome = runtime.block_on(broker.publish(publish, &value, &from, &acks));
+        for publish in &publishes {
+            let outcome = self.runtime.block_on(self.broker.publish(publish, &value, &from, &acks));
             let counter = match outcome {
-                Downlinked::Published => &metrics.downlink_messages,
-                Downlinked::NoSubscriber => &metrics.downlink_undeliverable,
-                Downlinked::TooLarge => &metrics.downlink_too_large,
+                Downlinked::Published => &self.metrics.downlink_messages,
+                Downlinked::NoSubscriber => &self.metrics.downlink_undeliverable,
+                Downlinked::TooLarge => &self.metrics.downlink_too_large,
             };
             Metrics::add(counter, 1);
             if outcome != Downlinked::Published {
-                if let Some(skipped) = publish_log.allow() {
+                if let Some(skipped) = self.publish_log.allow() {
                     tracing::warn!(
                         kafka_topic = topic,
-                        partition = message.partition(),
-                        offset = message.offset(),
+                        partition,
+                        offset,
                         mqtt_topic = %publish.topic,
                         ?outcome,
                         skipped,
@@ -368,8 +396,8 @@ impl Consuming {
                     );
                 }
             }
-        });
-        self.progress.track(topic, message.partition(), message.offset(), acks);
+        }
+        self.progress.track(&topic, partition, offset, acks);
     }
 
     /// Commits the offsets of the records done since the last commit.

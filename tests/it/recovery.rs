@@ -26,6 +26,7 @@ async fn commands_reach_their_locks_through_every_event_a_cluster_lives_through(
         rate: 30,
         steady: Duration::from_secs(3),
         window: Duration::from_secs(3),
+        settle: Duration::from_secs(1),
     };
     let report = drive::run(&plan).await.expect("the run completes");
     let table = report.table();
