@@ -104,7 +104,7 @@ impl Edge {
     pub(super) async fn rejoin_served_alone(self: Arc<Self>) {
         let Some(cluster) = self.cluster.clone() else { return };
         while !cluster.ready_within(Duration::from_secs(60)).await {}
-        let closed = self.registry.close_unclaimed(CloseReason::Administrative);
+        let closed = self.registry.close_alone(CloseReason::Administrative);
         if closed > 0 {
             tracing::info!(
                 connections = closed,

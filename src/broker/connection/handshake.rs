@@ -207,6 +207,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             }
             Some(_) => {
                 Metrics::add(&edge.metrics.cluster_served_alone, 1);
+                edge.registry.serve_alone(&client_id, claim.serial);
                 if let Some(skipped) = ALONE_LOG.allow() {
                     tracing::warn!(client = %client_id, skipped, "not caught up with the cluster's topics within cluster.claim_wait_ms (just started, or Kafka away since): serving the client alone until it has, its session kept by this node only");
                 }
