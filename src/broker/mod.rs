@@ -463,7 +463,6 @@ impl Broker {
         if let Some(cluster) = &edge.cluster {
             cluster.on_superseded(sessions::close_superseded(Arc::downgrade(&edge)));
             edge.session_timer(edge.clone().adopt_orphans());
-            edge.session_timer(edge.clone().rejoin_served_alone());
         }
         let mut listeners = JoinSet::new();
         let mut addrs = Vec::new();

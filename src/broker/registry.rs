@@ -34,8 +34,6 @@ struct Holder {
     serial: u64,
     /// The cluster's name for this connection's claim, once made.
     generation: Option<Arc<str>>,
-    /// Served by this node alone, without a claim (not caught up with the cluster).
-    alone: bool,
     close: mpsc::Sender<CloseReason>,
     ended: watch::Receiver<bool>,
 }
@@ -81,7 +79,7 @@ impl Registry {
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
         let (close_tx, close_rx) = mpsc::channel(1);
         let (ended_tx, ended_rx) = watch::channel(false);
-        let holder = Holder { serial, generation: None, alone: false, close: close_tx, ended: ended_rx };
+        let holder = Holder { serial, generation: None, close: close_tx, ended: ended_rx };
         let previous = self.holders().insert(client_id.clone(), holder);
         if let Some(mut previous) = previous {
             let _ = previous.close.try_send(CloseReason::TakenOver);
@@ -101,7 +99,7 @@ impl Registry {
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
         let (close_tx, close_rx) = mpsc::channel(1);
         let (ended_tx, ended_rx) = watch::channel(false);
-        holders.insert(client_id.clone(), Holder { serial, generation: None, alone: false, close: close_tx, ended: ended_rx });
+        holders.insert(client_id.clone(), Holder { serial, generation: None, close: close_tx, ended: ended_rx });
         Some(Claim { serial, close: close_rx, ended: ended_tx })
     }
 
@@ -126,20 +124,6 @@ impl Registry {
     /// Asks the connection holding `client_id` to close; false when none does.
     pub fn close(&self, client_id: &str, reason: CloseReason) -> bool {
         self.holders().get(client_id).is_some_and(|holder| holder.close.try_send(reason).is_ok())
-    }
-
-    /// Connection `serial` of `client_id` is served by this node alone (see
-    /// `close_alone`).
-    pub fn serve_alone(&self, client_id: &str, serial: u64) {
-        if let Some(holder) = self.holders().get_mut(client_id).filter(|h| h.serial == serial) {
-            holder.alone = true;
-        }
-    }
-
-    /// Asks every connection served alone to close; how many were asked.
-    pub fn close_alone(&self, reason: CloseReason) -> usize {
-        let holders = self.holders();
-        holders.values().filter(|h| h.alone).filter(|h| h.close.try_send(reason).is_ok()).count()
     }
 
     /// Names the cluster claim of connection `serial` of `client_id`.

@@ -98,21 +98,6 @@ impl Edge {
         }
     }
 
-    /// Once this node has caught up with the cluster, closes the connections it served
-    /// alone until then (MQTT 5: DISCONNECT 0x98): their clients connect again and claim
-    /// their sessions in the cluster, with the subscriptions and mailboxes kept there.
-    pub(super) async fn rejoin_served_alone(self: Arc<Self>) {
-        let Some(cluster) = self.cluster.clone() else { return };
-        while !cluster.ready_within(Duration::from_secs(60)).await {}
-        let closed = self.registry.close_alone(CloseReason::Administrative);
-        if closed > 0 {
-            tracing::info!(
-                connections = closed,
-                "caught up with the cluster: the connections served alone meanwhile are closed, to claim their sessions"
-            );
-        }
-    }
-
     /// Adopts, as they appear, the sessions whose node is gone (see
     /// `Cluster::orphans`): a conditional claim makes exactly one node their keeper.
     /// The keeper fires the will of a client that was connected when its node died

@@ -200,16 +200,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         let mut session = Session::of(version, clean, props.as_ref().and_then(|p| p.session_expiry_interval));
         // A node that has not caught up with the cluster within the claim's bound (just
         // started, or Kafka away since) does not know the sessions: it serves the client
-        // alone, and closes the connection once it has caught up (`rejoin_served_alone`).
+        // alone, for as long as this connection lasts.
         let cluster = match edge.cluster.as_ref() {
             Some(cluster) if cluster.is_ready() || (!cluster.kafka_away() && cluster.ready_within(cluster.claim_wait()).await) => {
                 Some(cluster)
             }
             Some(_) => {
                 Metrics::add(&edge.metrics.cluster_served_alone, 1);
-                edge.registry.serve_alone(&client_id, claim.serial);
                 if let Some(skipped) = ALONE_LOG.allow() {
-                    tracing::warn!(client = %client_id, skipped, "not caught up with the cluster's topics within cluster.claim_wait_ms (just started, or Kafka away since): serving the client alone until it has, its session kept by this node only");
+                    tracing::warn!(client = %client_id, skipped, "not caught up with the cluster's topics within cluster.claim_wait_ms (just started, or Kafka away since): serving the client alone, its session kept by this node only");
                 }
                 None
             }
