@@ -284,6 +284,17 @@ fn produce(producer: &BaseProducer, ledger: &Shared, seq: u64, lock: usize) {
     }
 }
 
+/// Starts `node` again and sends every lock back to its own node (told even when
+/// unchanged: a lock that failed over goes back).
+async fn restart(node: &mut Node, plan: &Plan, rules: &Path, homes: &[watch::Sender<usize>]) -> anyhow::Result<()> {
+    node.start(plan, rules)?;
+    anyhow::ensure!(node.listening().await, "{} does not listen again", node.name);
+    for (lock, home) in homes.iter().enumerate() {
+        home.send_modify(|node| *node = lock % plan.nodes);
+    }
+    Ok(())
+}
+
 /// The events' windows: name, from, to (µs), and the locks it concerns (`None`: all).
 struct Window {
     event: String,
@@ -377,12 +388,6 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     }
     let last = plan.nodes - 1;
     let on_last: Vec<usize> = (0..plan.locks).filter(|l| l % plan.nodes == last).collect();
-    let go_home = |homes: &[watch::Sender<usize>]| {
-        for (lock, home) in homes.iter().enumerate() {
-            // Told even when unchanged: a lock that failed over goes back.
-            home.send_modify(|node| *node = lock % plan.nodes);
-        }
-    };
 
     // Stopped, then started again.
     let stopped = event("node stopped (SIGTERM)", None, window);
@@ -391,9 +396,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     windows.push(stopped);
     pause(plan.settle).await;
     let joins = event("node started again (joins)", None, window);
-    nodes[last].start(plan, &rules)?;
-    anyhow::ensure!(nodes[last].listening().await, "{} does not listen again", nodes[last].name);
-    go_home(&homes);
+    restart(&mut nodes[last], plan, &rules, &homes).await?;
     pause(plan.window).await;
     windows.push(joins);
     pause(plan.settle).await;
@@ -402,9 +405,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     let killed = event("node killed, restarted after 2 s", None, window + 2_000_000);
     nodes[last].signal("-KILL");
     pause(Duration::from_secs(2)).await;
-    nodes[last].start(plan, &rules)?;
-    anyhow::ensure!(nodes[last].listening().await, "{} does not listen again", nodes[last].name);
-    go_home(&homes);
+    restart(&mut nodes[last], plan, &rules, &homes).await?;
     pause(plan.window).await;
     windows.push(killed);
     pause(plan.settle).await;

@@ -1,8 +1,9 @@
 //! The MQTT edge over rumqttd's router: hookline's own listeners and one task per
 //! client connection (`connection`), registered with the router through its local
 //! link API. The router routes (subscriptions, fan-out, shared subscriptions,
-//! persistent sessions); retained messages are the edge's (`crate::retained`); everything that happens on a connection is
-//! the edge's, and raises its hook events where it happens.
+//! persistent sessions); retained messages, and everything that happens on a
+//! connection, are the edge's (`crate::retained`), which raises its hook events where
+//! they happen.
 //!
 //! rumqttd's router runs on its own thread, as rumqttd designs it, and cannot be
 //! stopped; the listeners and connections run on our tokio runtime and stop with
@@ -193,7 +194,7 @@ impl Edge {
         let Ok(name) = std::str::from_utf8(topic) else { return };
         let message = (!payload.is_empty()).then(|| mail::encode(topic.clone(), payload.clone(), props.clone(), origin));
         match &self.cluster {
-            Some(cluster) => cluster.retain(name, message.as_deref()),
+            Some(cluster) => cluster.retain(name, message),
             None => self.retained.set(name, message),
         }
     }

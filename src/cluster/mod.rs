@@ -478,14 +478,14 @@ impl Cluster {
 
     /// Keeps `message` (encoded as for a mailbox) as the cluster's retained message of
     /// `topic`; `None` removes it (MQTT: a retained publish with an empty payload).
-    pub fn retain(&self, topic: &str, message: Option<&[u8]>) {
-        // This node's subscribers see it at once; the topic's order settles the rest.
-        self.shared.retained.set(topic, message.map(Bytes::copy_from_slice));
+    pub fn retain(&self, topic: &str, message: Option<Bytes>) {
         let mut record = FutureRecord::<str, [u8]>::to(&self.retained_topic).key(topic);
-        if let Some(message) = message {
+        if let Some(message) = &message {
             record = record.payload(message);
         }
         self.queue(record, "cannot queue a retained message for the cluster; other nodes keep the previous one");
+        // This node's subscribers see it at once; the topic's order settles the rest.
+        self.shared.retained.set(topic, message);
     }
 
     /// The cluster's retained messages whose topic `matches` (encoded as for a mailbox).
@@ -634,7 +634,8 @@ impl Cluster {
         self.beat_now.notify_one();
     }
 
-    /// The sessions topic, whose end the downlink reads before it routes a record.
+    /// The sessions topic, whose end the downlink reads before it routes a record that
+    /// finds no subscriber.
     pub fn sessions_topic(&self) -> &str {
         &self.sessions_topic
     }

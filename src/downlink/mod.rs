@@ -65,7 +65,8 @@ const KAFKA_WAIT: Duration = Duration::from_secs(1);
 /// How long a partition given up waits for its records consumed to be done, so the
 /// node that takes it does not read them again.
 const RELEASE_WAIT: Duration = Duration::from_secs(1);
-/// Records read at once, then routed after one look at the sessions topic.
+/// Records read at once, then routed together (after one look at the sessions topic
+/// when a message of them finds no subscriber).
 const BATCH: usize = 500;
 
 /// A consumed record and the MQTT messages the rules made of it, to publish.
