@@ -206,8 +206,11 @@ counters! {
     /// within `cluster.claim_wait_ms`, or not waited for while Kafka was away.
     cluster_subacks_unwritten,
     /// CONNECTs served by this node alone, without a claim in the cluster, because it had
-    /// not caught up with the cluster's topics (Kafka away since it started).
+    /// not caught up with the cluster's topics (just started, or Kafka away since).
     cluster_served_alone,
+    /// Connections served alone that claimed their session once this node caught up with
+    /// the cluster, going on in the cluster without a reconnect.
+    cluster_alone_joined,
     /// Live-tail items a viewer missed because it read slower than records were routed.
     tail_dropped,
 }

@@ -241,6 +241,10 @@ struct State {
     connected_ms: u64,
     /// The session in the cluster, when the gateway is one.
     cluster: Option<ClusterSession>,
+    /// Served alone because this node had not caught up with the cluster when the client
+    /// connected: once it has, the connection claims its session (this is the CONNECT's
+    /// Clean Start) and goes on in the cluster.
+    claim_when_caught_up: Option<bool>,
 }
 
 /// What becomes of a client's session: whether the router's copy ends with the link
@@ -277,6 +281,7 @@ enum Wake {
     RouterGone,
     KeepAlive,
     Mail,
+    CaughtUp,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
@@ -298,12 +303,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     None => std::future::pending().await,
                 }
             };
+            let cluster = self.state.edge.cluster.clone().filter(|_| self.state.claim_when_caught_up.is_some());
+            let caught_up = async {
+                match cluster {
+                    Some(cluster) => cluster.caught_up().await,
+                    None => std::future::pending().await,
+                }
+            };
             let wake = tokio::select! {
                 reason = self.state.claim.close.recv() => Wake::Close(reason),
                 read = self.stream.read_buf(&mut self.read) => Wake::Read(read),
                 note = self.state.link_rx.next() => note.map_or(Wake::RouterGone, Wake::Router),
                 _ = tokio::time::sleep_until(deadline), if keep_alive > 0 => Wake::KeepAlive,
                 _ = mail => Wake::Mail,
+                _ = caught_up => Wake::CaughtUp,
             };
             let step = match wake {
                 Wake::Close(reason) => Err(End::Closing(reason.unwrap_or(CloseReason::Administrative))),
@@ -318,6 +331,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 Wake::KeepAlive => Err(End::KeepAlive),
                 Wake::Mail => {
                     self.state.take_mail();
+                    Ok(())
+                }
+                Wake::CaughtUp => {
+                    self.state.join_cluster().await;
                     Ok(())
                 }
             };
@@ -447,6 +464,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             }
             edge.forget_filters(subscriptions.iter());
             edge.leave_cluster_session(&state.client.id, &session.cluster, &session.wake, record, taken_over);
+            if !state.session.router_clean && !matches!(end, End::Router(_)) {
+                // Linked as a session of its own before it joined the cluster.
+                edge.forget_router_session(&state.client.id).await;
+            }
         } else {
             match state.session.expiry {
                 0 => {

@@ -238,6 +238,9 @@ impl Cluster {
             .set("max.in.flight.requests.per.connection", "1")
             .set("acks", "all")
             .set("message.timeout.ms", "0")
+            // The default, named: a node reads each mailbox partition from the cursors of
+            // the sessions it holds (`tail::mailbox_partition`).
+            .set("partitioner", "consistent_random")
             // Claims and mailbox messages wait on it: batch for a millisecond, no more.
             .set("linger.ms", "1")
             .create_with_context(KafkaContext::new("cluster"))
@@ -307,12 +310,18 @@ impl Cluster {
     /// Waits, at most `wait`, for this node to catch up with the cluster's topics (see
     /// `is_ready`); whether it has.
     pub async fn ready_within(&self, wait: Duration) -> bool {
-        let notified = self.shared.ready_notify.notified();
-        if self.is_ready() {
-            return true;
+        tokio::time::timeout(wait, self.caught_up()).await.is_ok()
+    }
+
+    /// Resolves once this node has caught up with the cluster's topics (see `is_ready`).
+    pub async fn caught_up(&self) {
+        loop {
+            let notified = self.shared.ready_notify.notified();
+            if self.is_ready() {
+                return;
+            }
+            notified.await;
         }
-        let _ = tokio::time::timeout(wait, notified).await;
-        self.is_ready()
     }
 
     /// Whether this node takes Kafka to be away now (see `contact`): a CONNECT does not

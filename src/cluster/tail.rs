@@ -1,6 +1,15 @@
-//! The node's reader of the cluster's topics: one thread, reading every partition of
-//! the sessions and mailbox topics from the start, applying each record as it comes
-//! (the session table, claims waiting to be read back, takeovers, mailboxes).
+//! The node's reader of the cluster's topics: one thread, reading the sessions, nodes
+//! and retained topics from the start, and the mailbox topic from the sessions'
+//! cursors, applying each record as it comes (the session table, claims waiting to be
+//! read back, takeovers, heartbeats, retained messages, mailboxes).
+//!
+//! The mailbox is read from where the sessions need it, not from its start: its
+//! retention holds days of messages every session has acknowledged, and a node reading
+//! them all at start would serve its clients alone for as long. So the reader first
+//! notes where each mailbox partition ends, then reads the sessions topic to its end,
+//! then reads each mailbox partition from the lowest cursor of the sessions it holds
+//! (or its noted end). A message below that is for no session: each session's claim is
+//! in the sessions topic before any message for it is posted.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +47,10 @@ pub struct Tail(StoppableThread);
 struct Reader {
     consumer: BaseConsumer<KafkaContext>,
     sessions_topic: String,
+    mailbox_topic: String,
+    /// Each mailbox partition's end, noted before the sessions topic's: read from the
+    /// sessions' cursors once the other topics are read (see the module doc).
+    mailbox_ends: Option<Vec<i64>>,
     nodes_topic: String,
     retained_topic: String,
     /// This node and its run, to know its own heartbeats.
@@ -46,6 +59,10 @@ struct Reader {
     shared: Arc<Shared>,
     /// Each partition's end when reading began, until the reader gets there.
     catching_up: HashMap<(String, i32), i64>,
+    /// When reading began, and the records read until caught up: the log says what
+    /// catching up cost.
+    begun: Instant,
+    records: u64,
     log: LogLimit,
 }
 
@@ -68,12 +85,16 @@ impl Tail {
         let mut reader = Reader {
             consumer,
             sessions_topic: topics.sessions.clone(),
+            mailbox_topic: topics.mailbox.clone(),
+            mailbox_ends: None,
             nodes_topic: topics.nodes.clone(),
             retained_topic: topics.retained.clone(),
             node: node.to_string(),
             boot,
             shared,
             catching_up: HashMap::new(),
+            begun: Instant::now(),
+            records: 0,
             log: LogLimit::new(),
         };
         let runtime = tokio::runtime::Handle::current();
@@ -98,6 +119,12 @@ impl Tail {
     }
 }
 
+/// The mailbox partition of `client`'s messages, of `partitions`: what librdkafka's
+/// default partitioner (`consistent_random`) picks for a key, CRC-32 modulo the count.
+pub fn mailbox_partition(client: &str, partitions: usize) -> usize {
+    crc32fast::hash(client.as_bytes()) as usize % partitions
+}
+
 /// How many partitions `topic` has (0: none, or not there).
 fn partitions_of(consumer: &BaseConsumer<KafkaContext>, topic: &str) -> KafkaResult<i32> {
     let metadata = consumer.fetch_metadata(Some(topic), KAFKA_WAIT)?;
@@ -112,6 +139,7 @@ impl Reader {
         while !stop.load(Ordering::Relaxed) {
             match self.assign(admin, topics, runtime) {
                 Ok(()) => {
+                    self.begun = Instant::now();
                     self.shared.topics_found.store(true, Ordering::SeqCst);
                     return true;
                 }
@@ -134,12 +162,14 @@ impl Reader {
     fn assign(&mut self, admin: &AdminClient<KafkaContext>, topics: &Topics, runtime: &Handle) -> anyhow::Result<()> {
         let mut assignment = TopicPartitionList::new();
         self.catching_up.clear();
+        // The mailbox first: its ends are noted before the sessions topic's.
         let all = [
-            (&topics.sessions, 1, true),
             (&topics.mailbox, topics.mailbox_partitions, false),
+            (&topics.sessions, 1, true),
             (&topics.nodes, 1, true),
             (&topics.retained, 1, true),
         ];
+        let mut mailbox_ends = Vec::new();
         for (topic, partitions, compact) in all {
             let mut count = partitions_of(&self.consumer, topic).with_context(|| format!("cannot read the metadata of {topic}"))?;
             if count == 0 {
@@ -148,17 +178,46 @@ impl Reader {
             }
             anyhow::ensure!(count > 0, "the cluster topic {topic} does not exist, and could not be created");
             for partition in 0..count {
-                assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
                 let (_, high) = self
                     .consumer
                     .fetch_watermarks(topic, partition, KAFKA_WAIT)
                     .with_context(|| format!("cannot read where the cluster topic {topic} ends"))?;
+                if *topic == topics.mailbox {
+                    mailbox_ends.push(high);
+                    continue;
+                }
+                assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
                 if high > 0 {
                     self.catching_up.insert((topic.to_string(), partition), high);
                 }
             }
         }
         self.consumer.assign(&assignment).context("cannot read the cluster's topics")?;
+        self.mailbox_ends = Some(mailbox_ends);
+        Ok(())
+    }
+
+    /// Once the other topics are read to their ends: reads each mailbox partition from
+    /// the lowest cursor of the sessions whose messages it holds, or from its end noted
+    /// at the start when none needs more. Messages are keyed by client id and the
+    /// cluster's producer partitions keys as librdkafka's default partitioner does
+    /// (CRC-32 of the key), so the session table tells each partition's cursors.
+    fn assign_mailbox(&mut self) -> anyhow::Result<()> {
+        let Some(ends) = self.mailbox_ends.take() else { return Ok(()) };
+        let mut starts = ends.clone();
+        for (client, session) in self.shared.table().iter() {
+            let start = &mut starts[mailbox_partition(client, ends.len())];
+            *start = (*start).min(session.cursor.unwrap_or(0));
+        }
+        let mut assignment = TopicPartitionList::new();
+        for (partition, (start, end)) in starts.iter().zip(&ends).enumerate() {
+            let partition = partition as i32;
+            assignment.add_partition_offset(&self.mailbox_topic, partition, Offset::Offset(*start))?;
+            if start < end {
+                self.catching_up.insert((self.mailbox_topic.clone(), partition), *end);
+            }
+        }
+        self.consumer.incremental_assign(&assignment).context("cannot read the cluster's mailbox topic")?;
         Ok(())
     }
 
@@ -166,7 +225,10 @@ impl Reader {
         self.check_caught_up();
         while !stop.load(Ordering::Relaxed) {
             match self.consumer.poll(POLL) {
-                Some(Ok(message)) => self.read(&message),
+                Some(Ok(message)) => {
+                    self.records += 1;
+                    self.read(&message);
+                }
                 Some(Err(error)) => {
                     Metrics::add(&self.shared.metrics.cluster_errors, 1);
                     crate::kafka::warn_error("cluster reader", &error, "cannot read the cluster's topics (retrying)");
@@ -268,6 +330,13 @@ impl Reader {
                 }
             }
         }
+        if self.mailbox_ends.is_some() && self.catching_up.is_empty() {
+            if let Err(error) = self.assign_mailbox() {
+                // Kafka refused an assignment of partitions it just named: nothing to wait for.
+                Metrics::add(&self.shared.metrics.cluster_errors, 1);
+                tracing::error!(error = format!("{error:#}"), "cannot read the cluster's mailbox; sessions get no mail on this node");
+            }
+        }
         if !self.catching_up.is_empty() {
             return;
         }
@@ -277,6 +346,33 @@ impl Reader {
         drop(table);
         self.shared.ready.store(true, Ordering::SeqCst);
         self.shared.ready_notify.notify_waiters();
-        tracing::info!(sessions, mailbox = self.shared.mailboxes.pending(), "caught up with the cluster");
+        let (records, took_ms) = (self.records, self.begun.elapsed().as_millis() as u64);
+        tracing::info!(sessions, mailbox = self.shared.mailboxes.pending(), records, took_ms, "caught up with the cluster");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::util::Timeout;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_mailbox_partition_of_a_client_is_the_one_librdkafka_writes_its_messages_to() {
+        let kafka = MockCluster::new(1).expect("a mock cluster");
+        let partitions = 7;
+        kafka.create_topic("mailbox", partitions, 1).expect("a topic");
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", kafka.bootstrap_servers())
+            .set("partitioner", "consistent_random")
+            .create()
+            .expect("a producer");
+        for client in (0..100).map(|i| format!("lock-{i}")).chain(["ü-ñ", "a/b c"].map(String::from)) {
+            let record = FutureRecord::to("mailbox").key(&client).payload("m");
+            let delivery = producer.send(record, Timeout::Never).await.expect("delivered");
+            assert_eq!(delivery.partition as usize, mailbox_partition(&client, partitions as usize), "client {client:?}");
+        }
     }
 }

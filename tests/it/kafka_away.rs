@@ -2,7 +2,9 @@
 //! every CONNECT within `cluster.claim_wait_ms` (its claim deferred), acknowledges every
 //! report, and once Kafka is back every acknowledged report is in Kafka and every claim
 //! has taken effect. Two nodes that both served one client id during the outage settle
-//! it with one DISCONNECT 0x8E. Shutdown keeps its bound with Kafka away.
+//! it with one DISCONNECT 0x8E. Shutdown keeps its bound with Kafka away. A node that
+//! served a client alone while it could not catch up has the connection claim its
+//! session once it can.
 
 use std::time::{Duration, Instant};
 
@@ -186,4 +188,36 @@ async fn a_node_started_without_kafka_listens_at_once_and_serves_its_clients_alo
     let took = started.elapsed();
     eprintln!("shutdown without Kafka took {took:?}");
     assert!(took < Duration::from_secs(12), "shutdown keeps its 10 s bound without Kafka: {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_served_alone_by_a_node_catching_up_joins_its_session_and_gets_the_command_sent_meanwhile() {
+    let kafka = MockKafka::new(&["message_state", "message_command"]);
+    let a = node(kafka.bootstrap(), "node-a").await;
+    let _warm = lock_v5(&a, "warm-a").await;
+    assert!(wait_for(Duration::from_secs(20), || a.counter("cluster_sessions_connected") == 1).await);
+    // The lock's session in the cluster: subscribed on node a, then away.
+    let persistent = |options: &mut rumqttc::MqttOptions| {
+        options.set_clean_session(false);
+    };
+    let mut lock = Device::connect_with(a.addr, "lock-1", persistent).await;
+    lock.subscribe("devices/lock-1/command").await;
+    lock.disconnect().await;
+    assert!(wait_for(Duration::from_secs(20), || a.counter("cluster_sessions") == 2 && a.counter("cluster_sessions_connected") == 1).await);
+
+    // Node b starts while Kafka is down: it cannot catch up, so it serves the lock alone.
+    kafka.cluster.broker_down(1).unwrap();
+    let b = node(kafka.bootstrap(), "node-b").await;
+    let mut lock = Device::connect_with(b.addr, "lock-1", persistent).await;
+    assert_eq!(b.counter("cluster_served_alone"), 1);
+    // A command for the lock, sent meanwhile over MQTT on node a: for the lock's session.
+    let mut app = Device::connect(a.addr, "app").await;
+    app.publish("devices/lock-1/command", r#"{"action":"unlock"}"#, QoS::AtLeastOnce).await;
+    app.wait_pubacks(1).await;
+
+    kafka.cluster.broker_up(1).unwrap();
+    assert!(wait_for(Duration::from_secs(30), || b.counter("cluster_alone_joined") == 1).await, "the connection claimed its session");
+    let command = tokio::time::timeout(Duration::from_secs(20), lock.inbox.recv()).await;
+    let command = command.expect("the command within 20 s of the claim").expect("the lock's inbox");
+    assert_eq!((command.topic.as_str(), &command.payload[..]), ("devices/lock-1/command", &br#"{"action":"unlock"}"#[..]));
 }

@@ -8,10 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use rumqttd::protocol::{
-    self, ConnAck, ConnAckProperties, Connect, ConnectReturnCode, LastWill, LastWillProperties, Login, Packet, Subscribe,
-    SubscribeProperties,
-};
+use rumqttd::protocol::{self, ConnAck, ConnAckProperties, Connect, ConnectReturnCode, LastWill, LastWillProperties, Login, Packet};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::mail::{self, claim_in_cluster, ClusterSession};
@@ -201,6 +198,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         // A node that has not caught up with the cluster within the claim's bound (just
         // started, or Kafka away since) does not know the sessions: it serves the client
         // alone, for as long as this connection lasts.
+        let mut claim_when_caught_up = None;
         let cluster = match edge.cluster.as_ref() {
             Some(cluster) if cluster.is_ready() || (!cluster.kafka_away() && cluster.ready_within(cluster.claim_wait()).await) => {
                 Some(cluster)
@@ -208,8 +206,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             Some(_) => {
                 Metrics::add(&edge.metrics.cluster_served_alone, 1);
                 if let Some(skipped) = ALONE_LOG.allow() {
-                    tracing::warn!(client = %client_id, skipped, "not caught up with the cluster's topics within cluster.claim_wait_ms (just started, or Kafka away since): serving the client alone, its session kept by this node only");
+                    tracing::warn!(client = %client_id, skipped, "not caught up with the cluster's topics within cluster.claim_wait_ms (just started, or Kafka away since): serving the client alone until this node has, its session kept by this node only meanwhile");
                 }
+                claim_when_caught_up = Some(clean);
                 None
             }
             None => None,
@@ -347,17 +346,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             qos2_received: HashSet::new(),
             will: will.map(|will| (will, will_props, will_delay)),
             connected_ms: now_ms(),
-            cluster,
+            cluster: None,
+            claim_when_caught_up,
         };
-        if let Some(session) = &state.cluster {
+        if let Some(session) = cluster {
             // The router keeps no session in a cluster: a resumed one's subscriptions are
-            // made again, and its mailbox is read from its cursor.
-            for subscription in &state.subscriptions {
-                state.edge.remember_filter(&subscription.matcher);
-                let props = SubscribeProperties { id: Some(subscription.router_id), user_properties: Vec::new() };
-                state.router_out.push(Packet::Subscribe(Subscribe { pkid: 1, filters: vec![subscription.router_filter()] }, Some(props)));
-            }
-            session.cluster.mailboxes().attach(&state.client.id, session.wake.clone());
+            // made again.
+            let restored = std::mem::take(&mut state.subscriptions);
+            state.enter_cluster(session, restored);
         }
         state.write(Packet::ConnAck(ConnAck { session_present, code: ConnectReturnCode::Success }, ack_props));
         Some(state)

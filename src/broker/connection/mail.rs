@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use rdkafka::producer::DeliveryFuture;
-use rumqttd::protocol::LastWill;
+use rumqttd::protocol::{LastWill, Packet, Subscribe, SubscribeProperties};
 use tokio::sync::Notify;
 
 use super::delivery::{Delivery, Message};
@@ -130,6 +130,52 @@ pub(super) fn restore(stored: &StoredSubscription, router_id: usize) -> Option<S
 }
 
 impl State {
+    /// Goes on in `session`, the client's session in the cluster: `subscriptions` (the
+    /// stored session's) are made in the router, but for filters the connection has
+    /// already, and the mailbox is read from the session's cursor.
+    pub(super) fn enter_cluster(&mut self, session: ClusterSession, subscriptions: Vec<Subscription>) {
+        for subscription in subscriptions {
+            if self.subscriptions.iter().any(|s| s.filter == subscription.filter) {
+                continue;
+            }
+            self.edge.remember_filter(&subscription.matcher);
+            let props = SubscribeProperties { id: Some(subscription.router_id), user_properties: Vec::new() };
+            self.router_out.push(Packet::Subscribe(Subscribe { pkid: 1, filters: vec![subscription.router_filter()] }, Some(props)));
+            self.subscriptions.push(subscription);
+        }
+        session.cluster.mailboxes().attach(&self.client.id, session.wake.clone());
+        self.cluster = Some(session);
+    }
+
+    /// This node caught up with the cluster after serving the client alone: the
+    /// connection claims the client's session now, as its CONNECT would have, without a
+    /// reconnect. A session the client resumes brings its subscriptions and the messages
+    /// its mailbox got meanwhile; a claim that fails leaves the client served alone.
+    pub(super) async fn join_cluster(&mut self) {
+        let (Some(clean), Some(cluster)) = (self.claim_when_caught_up.take(), self.edge.cluster.clone()) else { return };
+        let claimed = claim_in_cluster(&cluster, &self.edge, &self.client.id, self.claim.serial, clean, self.session.expiry).await;
+        let stored = match claimed {
+            Ok(stored) => stored,
+            Err(error) => {
+                Metrics::add(&self.edge.metrics.cluster_errors, 1);
+                tracing::warn!(client = %self.client.id, %error, "cannot claim the session in the cluster now that this node caught up: it goes on serving the client alone");
+                return;
+            }
+        };
+        Metrics::add(&self.edge.metrics.cluster_alone_joined, 1);
+        let mut subscriptions = Vec::new();
+        for stored in stored.record.subscriptions.iter().flatten() {
+            if let Some(subscription) = restore(stored, self.next_router_id) {
+                self.next_router_id += 1;
+                subscriptions.push(subscription);
+            }
+        }
+        // Events go on from the larger number: the session's, or this connection's.
+        self.client.next_seq.fetch_max(stored.record.next_seq, Ordering::Relaxed);
+        let session = ClusterSession::new(stored.cluster, stored.record.generation, stored.record.cursor.unwrap_or(0));
+        self.enter_cluster(session, subscriptions);
+    }
+
     /// Takes the mailbox's next messages, as many as the client's Receive Maximum lets
     /// through, and delivers them.
     pub(super) fn take_mail(&mut self) {
@@ -139,11 +185,13 @@ impl State {
             return;
         }
         let mail = session.cluster.mailboxes().take(&self.client.id, session.next, room);
+        // Written only if the cursor moves: a message delivered at QoS 1 or 2 holds it
+        // until acknowledged (a session record per command, not two).
+        let cursor = session.cursor();
         for (offset, bytes) in mail {
             let delivery = mail::decode(&bytes).and_then(|mail| self.mail_delivery(mail));
             let Some(session) = self.cluster.as_mut() else { return };
             session.next = offset + 1;
-            session.dirty = true;
             let Some(mut delivery) = delivery else { continue };
             Metrics::add(&self.edge.metrics.cluster_mail_delivered, 1);
             delivery.message.mail = Some(offset);
@@ -152,6 +200,9 @@ impl State {
                 delivery.pkid = self.own_pkid();
             }
             self.deliver(delivery);
+        }
+        if let Some(session) = self.cluster.as_mut() {
+            session.dirty |= session.cursor() != cursor;
         }
     }
 
@@ -206,8 +257,9 @@ impl State {
     /// The client acknowledged mailbox message `offset` (or it could not be written).
     pub(super) fn mail_done(&mut self, offset: i64) {
         if let Some(session) = self.cluster.as_mut() {
+            // The cursor moves only when the first unacknowledged one is done.
+            session.dirty |= session.unacked.first() == Some(&offset);
             session.unacked.remove(&offset);
-            session.dirty = true;
         }
         self.take_mail();
     }
