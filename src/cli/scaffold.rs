@@ -47,16 +47,56 @@ pub fn create(lang: Lang, name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
     }
     let readme = format!(
         "# {name}\n\nA hookline rule: `message.publish` on `devices/+/state` goes to the Kafka topic \
-         `{name}`, keyed by the client id.\n\nBuild:\n\n```sh\n{build}\n```\n\nTry it on the door-lock \
+         `{name}`, keyed by the client id.\n\nBuild (the script names a missing compiler or target, and how to install it):\n\n```sh\n./build.sh\n```\n\nTry it on the door-lock \
          scenario's events, then drop it into the gateway's rules directory:\n\n```sh\nhookline rule test {module}\n```\n\n\
          The guest ABI is described in hookline's `wasm-sdk/ABI.md`.\n"
     );
     std::fs::write(root.join("README.md"), readme)?;
+    let script = root.join("build.sh");
+    let check = toolchain_check(lang);
     std::fs::write(
-        root.join("build.sh"),
-        format!("#!/bin/sh\n# Builds {name}.wasm in this directory.\nset -e\ncd \"$(dirname \"$0\")\"\n{build}\n"),
+        &script,
+        format!("#!/bin/sh\n# Builds {name}.wasm in this directory.\nset -e\ncd \"$(dirname \"$0\")\"\n{check}{build}\n"),
     )?;
+    make_executable(&script)?;
     Ok(root)
+}
+
+#[cfg(unix)]
+fn make_executable(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot make {} executable", path.display()))
+}
+
+#[cfg(not(unix))]
+fn make_executable(_: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// The build script's first lines: a missing compiler or target is named, with the
+/// command that installs it, before the build fails on it.
+fn toolchain_check(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Rust => {
+            "command -v cargo >/dev/null || { echo \"build.sh: no cargo: install Rust with rustup, or Debian's cargo and libstd-rust-dev-wasm32\" >&2; exit 1; }\n\
+             if [ ! -d \"$(${RUSTC:-rustc} --print sysroot)/lib/rustlib/wasm32-unknown-unknown\" ]; then\n  \
+             echo \"build.sh: this Rust has no wasm32-unknown-unknown target: rustup target add wasm32-unknown-unknown (Debian's Rust: apt-get install libstd-rust-dev-wasm32)\" >&2\n  exit 1\nfi\n"
+        }
+        // Debian names its clang by version; any clang with the WebAssembly backend does.
+        Lang::C => {
+            "if [ -z \"${CC:-}\" ]; then\n  for cc in clang clang-19 clang-18 clang-17 clang-16 clang-15 clang-14; do\n    \
+             if command -v \"$cc\" >/dev/null; then CC=$cc; break; fi\n  done\nfi\n\
+             [ -n \"${CC:-}\" ] || { echo \"build.sh: no clang: apt-get install clang lld (or set CC)\" >&2; exit 1; }\n"
+        }
+        Lang::Assemblyscript => {
+            "command -v npm >/dev/null || { echo \"build.sh: no npm: apt-get install nodejs npm\" >&2; exit 1; }\n"
+        }
+        Lang::Zig => {
+            "python3 -m ziglang version >/dev/null 2>&1 || { echo \"build.sh: no Zig: pip install ziglang (PyPI's Zig, run as python3 -m ziglang)\" >&2; exit 1; }\n"
+        }
+        Lang::Wat => "",
+    }
 }
 
 /// The project's files and its build command.
@@ -75,7 +115,10 @@ fn files(lang: Lang, name: &str) -> (Vec<(String, String)>, String) {
                 ("src/lib.rs".into(), format!(
                     "//! hookline rule `{name}`.\n#![no_std]\n\nuse hookline_rule::{{route, subscribe, Error, Event, Hook}};\n\n\
                      fn init() -> Result<(), Error> {{\n    subscribe(Hook::MessagePublish, \"devices/+/state\")?;\n    Ok(())\n}}\n\n\
-                     fn on_event(_event: &Event) -> Result<(), Error> {{\n    route(\"{name}\")?;\n    Ok(())\n}}\n\n\
+                     fn on_event(_event: &Event) -> Result<(), Error> {{\n    \
+                     // A field of the JSON payload: hookline_rule::payload_f64(\"battery\")? (also payload_bool,\n    \
+                     // payload_str, payload_json; paths like \"lock.state\" or \"readings[0]\").\n    \
+                     route(\"{name}\")?;\n    Ok(())\n}}\n\n\
                      hookline_rule::rule! {{ init => init, on_event => on_event }}\n"
                 )),
             ],
@@ -88,10 +131,12 @@ fn files(lang: Lang, name: &str) -> (Vec<(String, String)>, String) {
                     "/* hookline rule {name}. */\n#include \"hookline.h\"\n\nstatic int32_t init(void) {{\n    \
                      return hl_subscribe(\"message.publish\", \"devices/+/state\");\n}}\n\n\
                      static int32_t on_event(int32_t hook, int32_t subscription) {{\n    (void)hook;\n    (void)subscription;\n    \
+                     /* A field of the JSON payload: double battery; hl_payload_f64(\"battery\", &battery) (0 or a\n     \
+                     * negative error; also hl_payload_bool, hl_payload_str, hl_payload_json). */\n    \
                      return hl_route(\"{name}\");\n}}\n\nHOOKLINE_RULE(init, on_event)\n"
                 )),
             ],
-            format!("clang-14 --target=wasm32 -O2 -nostdlib -mbulk-memory -fno-builtin -I. -Wl,--no-entry -Wl,--strip-all -o {name}.wasm {name}.c"),
+            format!("\"$CC\" --target=wasm32 -O2 -nostdlib -mbulk-memory -fno-builtin -I. -Wl,--no-entry -Wl,--strip-all -o {name}.wasm {name}.c"),
         ),
         Lang::Assemblyscript => (
             vec![

@@ -1,4 +1,4 @@
-//! The host side of the guest ABI v1 (`wasm-sdk/ABI.md`): the `hookline.*` imports, the
+//! The host side of the guest ABI, versions 1 and 2 (`wasm-sdk/ABI.md`): the `hookline.*` imports, the
 //! typed state each `Store` carries, and the validation of what a guest emits.
 //!
 //! Host functions never trap on bad guest input: they return the ABI's negative codes.
@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use wasmtime::{Caller, Linker, Memory, StoreLimits};
 
+use super::payload::{self, FieldError, ParsedPayload};
 use super::settings::RuleSettings;
 use crate::hooks::{Hook, HookEvent};
 use crate::sink::DestinationNames;
@@ -120,10 +121,14 @@ pub enum HostError {
     InvalidTopic = -6,
     TooLong = -7,
     InvalidPublish = -8,
+    NoSuchField = -9,
+    WrongType = -10,
+    NotJson = -11,
+    InvalidPath = -12,
 }
 
 impl HostError {
-    pub const ALL: [HostError; 8] = [
+    pub const ALL: [HostError; 12] = [
         HostError::UnknownName,
         HostError::InvalidFilter,
         HostError::WrongTime,
@@ -132,6 +137,10 @@ impl HostError {
         HostError::InvalidTopic,
         HostError::TooLong,
         HostError::InvalidPublish,
+        HostError::NoSuchField,
+        HostError::WrongType,
+        HostError::NotJson,
+        HostError::InvalidPath,
     ];
 
     pub const fn code(self) -> i32 {
@@ -149,6 +158,10 @@ impl HostError {
             HostError::InvalidTopic => "InvalidTopic",
             HostError::TooLong => "TooLong",
             HostError::InvalidPublish => "InvalidPublish",
+            HostError::NoSuchField => "NoSuchField",
+            HostError::WrongType => "WrongType",
+            HostError::NotJson => "NotJson",
+            HostError::InvalidPath => "InvalidPath",
         }
     }
 
@@ -163,7 +176,33 @@ impl HostError {
             HostError::InvalidTopic => "TOPIC",
             HostError::TooLong => "TOO_LONG",
             HostError::InvalidPublish => "PUBLISH",
+            HostError::NoSuchField => "NO_FIELD",
+            HostError::WrongType => "WRONG_TYPE",
+            HostError::NotJson => "NOT_JSON",
+            HostError::InvalidPath => "PATH",
         }
+    }
+
+    /// What the code means, as `rule test` and the gateway's log say it.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            HostError::UnknownName => "unknown hook, field or destination name",
+            HostError::InvalidFilter => "not a valid MQTT topic filter",
+            HostError::WrongTime => "called at the wrong time",
+            HostError::OutOfBounds => "pointer or length outside guest memory, or text not UTF-8",
+            HostError::LimitReached => "limit reached (subscriptions, routes, publishes or headers)",
+            HostError::InvalidTopic => "not a valid Kafka topic name (or not one its destination takes)",
+            HostError::TooLong => "key, header or property too long (or a header name empty)",
+            HostError::InvalidPublish => "not a valid MQTT publish (topic, QoS or property)",
+            HostError::NoSuchField => "no such field in the payload",
+            HostError::WrongType => "the payload field is not of the type asked for",
+            HostError::NotJson => "the payload is not JSON",
+            HostError::InvalidPath => "not a valid payload path",
+        }
+    }
+
+    pub fn from_code(code: i32) -> Option<HostError> {
+        HostError::ALL.into_iter().find(|error| error.code() == code)
     }
 }
 
@@ -175,6 +214,17 @@ const ERR_LIMIT: i32 = HostError::LimitReached.code();
 const ERR_TOPIC: i32 = HostError::InvalidTopic.code();
 const ERR_TOO_LONG: i32 = HostError::TooLong.code();
 const ERR_PUBLISH: i32 = HostError::InvalidPublish.code();
+
+impl From<FieldError> for HostError {
+    fn from(error: FieldError) -> HostError {
+        match error {
+            FieldError::BadPath => HostError::InvalidPath,
+            FieldError::NoSuchField => HostError::NoSuchField,
+            FieldError::WrongType => HostError::WrongType,
+            FieldError::NotJson => HostError::NotJson,
+        }
+    }
+}
 
 /// What the guest is allowed to do right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,8 +301,11 @@ pub struct HostState {
     pub event: Option<HookEvent>,
     pub routes: Vec<Route>,
     pub publishes: Vec<MqttMessage>,
-    /// Why the current decision is void, if a route broke a limit.
-    pub invalid: Option<&'static str>,
+    /// Why the current decision is void, and the code the host returned, if output
+    /// broke a rule of the ABI.
+    pub invalid: Option<(&'static str, i32)>,
+    /// The event's payload parsed for `payload_*` lookups, at the first of them.
+    pub parsed: Option<ParsedPayload>,
     /// The guest's exported memory, looked up once after instantiation.
     pub memory: Option<Memory>,
     /// The destinations rules may name, and what topics each takes.
@@ -280,6 +333,7 @@ impl HostState {
             routes: Vec::new(),
             publishes: Vec::new(),
             invalid: None,
+            parsed: None,
             memory: None,
             destinations,
             recent_topics: Vec::new(),
@@ -294,7 +348,7 @@ impl HostState {
 
     /// Voids the decision for `why`; returns `code` for the guest.
     fn invalidate(&mut self, why: &'static str, code: i32) -> i32 {
-        self.invalid = Some(why);
+        self.invalid = Some((why, code));
         code
     }
 
@@ -412,12 +466,64 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             add_user_property(memory, state, (name_ptr, name_len), (value_ptr, value_len))
         },
     )?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "payload_f64",
+        |mut caller: Caller<'_, HostState>, path_ptr: i32, path_len: i32, dst_ptr: i32| -> i32 {
+            let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+            let number = match payload_field(memory, state, path_ptr, path_len).and_then(|text| Ok(payload::number(text)?)) {
+                Ok(number) => number,
+                Err(error) => return error.code(),
+            };
+            let Some(dst) = guest_range(memory, dst_ptr, 8) else { return ERR_MEMORY };
+            memory[dst].copy_from_slice(&number.to_le_bytes());
+            0
+        },
+    )?;
+    linker.func_wrap(IMPORT_MODULE, "payload_bool", |mut caller: Caller<'_, HostState>, path_ptr: i32, path_len: i32| -> i32 {
+        let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+        match payload_field(memory, state, path_ptr, path_len).and_then(|text| Ok(payload::boolean(text)?)) {
+            Ok(value) => value as i32,
+            Err(error) => error.code(),
+        }
+    })?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "payload_str",
+        |mut caller: Caller<'_, HostState>, path_ptr: i32, path_len: i32, dst_ptr: i32, dst_len: i32| -> i32 {
+            let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+            match payload_field(memory, state, path_ptr, path_len).and_then(|text| Ok(payload::string(text)?)) {
+                Ok(value) => copy_out(memory, value.as_bytes(), dst_ptr, dst_len),
+                Err(error) => error.code(),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "payload_json",
+        |mut caller: Caller<'_, HostState>, path_ptr: i32, path_len: i32, dst_ptr: i32, dst_len: i32| -> i32 {
+            let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
+            match payload_field(memory, state, path_ptr, path_len).map(|text| text.as_bytes().to_vec()) {
+                Ok(text) => copy_out(memory, &text, dst_ptr, dst_len),
+                Err(error) => error.code(),
+            }
+        },
+    )?;
     Ok(())
+}
+
+/// The JSON text at the guest's `path` in the current event's payload (the MQTT payload,
+/// or the consumed record's value), parsed at the first lookup of the event.
+fn payload_field<'s>(memory: &[u8], state: &'s mut HostState, path_ptr: i32, path_len: i32) -> Result<&'s str, HostError> {
+    let Some(event) = state.event.as_ref().filter(|_| state.phase == Phase::Event) else { return Err(HostError::WrongTime) };
+    let path = guest_str(memory, path_ptr, path_len).ok_or(HostError::OutOfBounds)?;
+    let parsed = state.parsed.get_or_insert_with(|| ParsedPayload::parse(&event.payload));
+    Ok(parsed.lookup(&event.payload, path)?)
 }
 
 /// Names and signatures (parameters, results) of the imports, for checking a module
 /// before linking it.
-pub const IMPORTS: [(&str, usize, usize); 13] = [
+pub const IMPORTS: [(&str, usize, usize); 17] = [
     ("subscribe", 4, 1),
     ("event_read", 3, 1),
     ("event_qos", 0, 1),
@@ -431,6 +537,10 @@ pub const IMPORTS: [(&str, usize, usize); 13] = [
     ("publish", 6, 1),
     ("publish_property", 3, 1),
     ("publish_user_property", 4, 1),
+    ("payload_f64", 3, 1),
+    ("payload_bool", 2, 1),
+    ("payload_str", 4, 1),
+    ("payload_json", 4, 1),
 ];
 
 fn subscribe(mut caller: Caller<'_, HostState>, hook_ptr: i32, hook_len: i32, filter_ptr: i32, filter_len: i32) -> i32 {
@@ -523,8 +633,7 @@ fn add_route(
         return ERR_WRONG_TIME;
     }
     if state.routes.len() >= MAX_ROUTES {
-        state.invalid = Some("more routes than allowed for one event");
-        return ERR_LIMIT;
+        return state.invalidate("more routes than allowed for one event", ERR_LIMIT);
     }
     let destination = match dest {
         None => 0,
@@ -540,8 +649,7 @@ fn add_route(
     let topic = match state.route_topic(destination, &memory[range]) {
         Ok(topic) => topic,
         Err(why) => {
-            state.invalid = Some(why);
-            return ERR_TOPIC;
+            return state.invalidate(why, ERR_TOPIC);
         }
     };
     let key = if key_len == -1 {
@@ -549,8 +657,7 @@ fn add_route(
     } else {
         let Some(range) = guest_range(memory, key_ptr, key_len) else { return ERR_MEMORY };
         if range.len() > MAX_KEY_LEN {
-            state.invalid = Some("record key too long");
-            return ERR_TOO_LONG;
+            return state.invalidate("record key too long", ERR_TOO_LONG);
         }
         Some(memory[range].to_vec())
     };
@@ -689,12 +796,10 @@ fn add_header(memory: &[u8], state: &mut HostState, name_ptr: i32, name_len: i32
     let value = memory[value].to_vec();
     let route = state.routes.last_mut().expect("checked non-empty above");
     if route.headers.len() >= MAX_HEADERS {
-        state.invalid = Some("more headers than allowed for one route");
-        return ERR_LIMIT;
+        return state.invalidate("more headers than allowed for one route", ERR_LIMIT);
     }
     if name.is_empty() || name.len() > MAX_HEADER_NAME_LEN || value.len() > MAX_HEADER_VALUE_LEN {
-        state.invalid = Some("record header name or value too long");
-        return ERR_TOO_LONG;
+        return state.invalidate("record header name or value too long", ERR_TOO_LONG);
     }
     route.headers.push((name, value));
     0

@@ -111,7 +111,7 @@ fn record_failure(metrics: &Metrics, module: &RuleModule, event: &HookEvent, fai
         CallFailure::Rejected(_) => (&counters.errors, &metrics.rule_errors),
         CallFailure::Trap(_) => (&counters.traps, &metrics.rule_traps),
         CallFailure::OutOfFuel => (&counters.out_of_fuel, &metrics.rule_out_of_fuel),
-        CallFailure::InvalidOutput(_) => (&counters.invalid_output, &metrics.rule_invalid_output),
+        CallFailure::InvalidOutput(..) => (&counters.invalid_output, &metrics.rule_invalid_output),
     };
     rule_counter.fetch_add(1, Ordering::Relaxed);
     Metrics::add(global, 1);

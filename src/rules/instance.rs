@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use wasmtime::{Store, Trap, TypedFunc};
 
-use super::abi::{self, Decision, HostState, Phase};
+use super::abi::{self, Decision, HostError, HostState, Phase};
 use super::engine::{describe_trap, RuleEngine};
 use super::module::RuleModule;
 use crate::hooks::HookEvent;
@@ -22,17 +22,24 @@ pub enum CallFailure {
     Trap(String),
     /// The guest used up its instruction budget (`rules.call_fuel`).
     OutOfFuel,
-    /// A route broke a limit of the ABI.
-    InvalidOutput(&'static str),
+    /// Output the host refused (a route or publish breaking a rule of the ABI): why, and
+    /// the code the host returned for it.
+    InvalidOutput(&'static str, i32),
 }
 
 impl std::fmt::Display for CallFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallFailure::Rejected(code) => write!(f, "rule rejected the event (returned {code})"),
+            CallFailure::Rejected(code) => match HostError::from_code(*code) {
+                Some(error) => write!(f, "rule rejected the event (returned {code} = {})", error.meaning()),
+                None => write!(f, "rule rejected the event (returned {code})"),
+            },
             CallFailure::Trap(trap) => write!(f, "rule trapped: {trap}"),
             CallFailure::OutOfFuel => write!(f, "rule exceeded its instruction budget (rules.call_fuel)"),
-            CallFailure::InvalidOutput(why) => write!(f, "rule output discarded: {why}"),
+            CallFailure::InvalidOutput(why, code) => match HostError::from_code(*code) {
+                Some(error) => write!(f, "rule output discarded: {why} ({code} = {})", error.meaning()),
+                None => write!(f, "rule output discarded: {why} ({code})"),
+            },
         }
     }
 }
@@ -59,6 +66,7 @@ impl RuleInstance {
         let state = self.store.data_mut();
         state.phase = Phase::Event;
         state.event = Some(event.clone());
+        state.parsed = None;
         state.routes.clear();
         state.publishes.clear();
         state.invalid = None;
@@ -67,17 +75,18 @@ impl RuleInstance {
         let state = self.store.data_mut();
         state.phase = Phase::Idle;
         state.event = None;
-        match result {
-            Ok(code) if !self.module.version.accepts(code) => Err(CallFailure::Rejected(code)),
-            Ok(_) => match state.invalid {
-                Some(why) => Err(CallFailure::InvalidOutput(why)),
-                None => {
-                    let state = self.store.data();
-                    Ok(Decision { routes: &state.routes, publishes: &state.publishes })
-                }
-            },
-            Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) => Err(CallFailure::OutOfFuel),
-            Err(e) => Err(CallFailure::Trap(describe_trap(&e))),
+        state.parsed = None;
+        match (result, state.invalid) {
+            // Output the host refused voids the decision, whatever the guest returned
+            // after it (the host's own error code, passed on, included).
+            (Ok(_), Some((why, code))) => Err(CallFailure::InvalidOutput(why, code)),
+            (Ok(code), None) if !self.module.version.accepts(code) => Err(CallFailure::Rejected(code)),
+            (Ok(_), None) => {
+                let state = self.store.data();
+                Ok(Decision { routes: &state.routes, publishes: &state.publishes })
+            }
+            (Err(e), _) if e.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) => Err(CallFailure::OutOfFuel),
+            (Err(e), _) => Err(CallFailure::Trap(describe_trap(&e))),
         }
     }
 }

@@ -7,6 +7,7 @@
 //!   and `counters`;
 //! - `instance`: a worker's reusable instance of a module;
 //! - `abi`: the host functions and state of the guest ABI (v1 and v2);
+//! - `payload`: payload fields by path, for the `payload_*` host functions;
 //! - `set`: the rules in force; `dispatcher`: a worker's way through them;
 //! - `reload`: watches the directory and swaps in a new `RuleSet` atomically;
 //! - `signature`: signed rules.
@@ -17,6 +18,7 @@ mod dispatcher;
 mod engine;
 mod instance;
 mod module;
+mod payload;
 mod reload;
 mod set;
 mod settings;

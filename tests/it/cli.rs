@@ -141,6 +141,28 @@ fn rule_test_routes_the_scenario_and_fails_on_a_trap() {
 }
 
 #[test]
+fn rule_test_fails_a_rule_whose_route_the_host_refused_and_names_the_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let (returned, ignored) = (
+        crate::fixtures::route_rule_returning_code("battery low!"),
+        crate::fixtures::route_rule("message.publish", "devices/+/state", "battery low!"),
+    );
+    for rule in [returned, ignored] {
+        let path = dir.path().join("battery_low.wat");
+        std::fs::write(&path, rule).unwrap();
+        let output = hookline().args(["rule", "test"]).arg(&path).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!output.status.success(), "an invalid route fails the run, whether the rule returns its code or not: {stdout}");
+        assert!(stdout.contains("(-6 = not a valid Kafka topic name"), "{stdout}");
+        assert!(stdout.contains("2 failed"), "{stdout}");
+    }
+    let path = dir.path().join("battery_low.wat");
+    std::fs::write(&path, crate::fixtures::route_rule_returning_code("battery_low")).unwrap();
+    let output = hookline().args(["rule", "test"]).arg(&path).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+}
+
+#[test]
 fn rule_test_publishes_a_command_record_with_the_shipped_downlink_rule_and_counts_a_keyless_one() {
     let rule = crate::scene::repo_rules().join("device_commands.wasm");
     let output = hookline().args(["rule", "check"]).arg(&rule).output().unwrap();
@@ -179,7 +201,9 @@ fn scaffold_and_test(lang: &str, build: impl FnOnce(&std::path::Path) -> std::pa
     let output = hookline().args(["rule", "new", lang, "door_events", "--dir"]).arg(dir.path()).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let project = dir.path().join("door_events");
-    assert!(project.join("README.md").exists() && project.join("build.sh").exists());
+    assert!(project.join("README.md").exists());
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(project.join("build.sh")).unwrap().permissions());
+    assert_eq!(mode & 0o111, 0o111, "build.sh is executable");
     let module = build(&project);
     let output = hookline().args(["rule", "test"]).arg(&module).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -219,6 +243,35 @@ fn rule_new_rust_scaffolds_a_rule_that_builds_as_is() {
         assert!(status.success(), "the scaffolded Rust rule builds (needs the wasm32-unknown-unknown target)");
         project.join("door_events.wasm")
     });
+}
+
+#[test]
+fn rule_new_c_scaffolds_a_rule_that_builds_with_the_clang_it_finds() {
+    scaffold_and_test("c", |project| {
+        let status = Command::new(project.join("build.sh")).status().unwrap();
+        assert!(status.success(), "the scaffolded C rule builds (needs clang and lld)");
+        project.join("door_events.wasm")
+    });
+}
+
+#[test]
+fn a_scaffolds_build_script_names_a_missing_toolchain_and_how_to_install_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (lang, says) in [("rust", "install Rust with rustup"), ("c", "apt-get install clang lld"), ("zig", "pip install ziglang")] {
+        let output = hookline().args(["rule", "new", lang, "door_events", "--dir"]).arg(dir.path().join(lang)).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        // A PATH with a shell and nothing else.
+        let bare = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/bin/sh", bare.path().join("sh")).unwrap();
+        let output = Command::new("/bin/sh")
+            .arg(dir.path().join(lang).join("door_events/build.sh"))
+            .env("PATH", bare.path())
+            .env_remove("CC")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(says), "{lang}: {stderr}");
+    }
 }
 
 #[test]

@@ -4,6 +4,21 @@
 /// A rule that routes every event of `hook` matching `filter` to Kafka `topic`, with the
 /// default key; `on_event_extra` is WAT inserted before the route (e.g. a loop).
 pub fn route_rule_with(hook: &str, filter: &str, topic: &str, on_event_extra: &str) -> String {
+    route_module(hook, filter, topic, on_event_extra, false)
+}
+
+/// A rule (ABI v2) that routes every state report to Kafka `topic` and returns what the
+/// host answered: a refused route's error code is passed on.
+pub fn route_rule_returning_code(topic: &str) -> String {
+    route_module("message.publish", "devices/+/state", topic, "", true)
+}
+
+fn route_module(hook: &str, filter: &str, topic: &str, on_event_extra: &str, returns_code: bool) -> String {
+    let (abi, route) = match returns_code {
+        true => ("v2", "(call $route (i32.const 512) (i32.const {topic_len}) (i32.const 0) (i32.const -1))"),
+        false => ("v1", "(drop (call $route (i32.const 512) (i32.const {topic_len}) (i32.const 0) (i32.const -1)))\n    (i32.const 0)"),
+    };
+    let route = route.replace("{topic_len}", &topic.len().to_string());
     format!(
         r#"(module
   (import "hookline" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
@@ -12,17 +27,15 @@ pub fn route_rule_with(hook: &str, filter: &str, topic: &str, on_event_extra: &s
   (data (i32.const 0) "{hook}")
   (data (i32.const 256) "{filter}")
   (data (i32.const 512) "{topic}")
-  (func (export "hookline_abi_v1"))
+  (func (export "hookline_abi_{abi}"))
   (func (export "hookline_init") (result i32)
     (drop (call $subscribe (i32.const 0) (i32.const {hook_len}) (i32.const 256) (i32.const {filter_len})))
     (i32.const 0))
   (func (export "hookline_on_event") (param $hook i32) (param $sub i32) (result i32)
     {on_event_extra}
-    (drop (call $route (i32.const 512) (i32.const {topic_len}) (i32.const 0) (i32.const -1)))
-    (i32.const 0)))"#,
+    {route}))"#,
         hook_len = hook.len(),
         filter_len = filter.len(),
-        topic_len = topic.len(),
     )
 }
 

@@ -99,6 +99,10 @@ enum {
     HL_ERR_TOPIC = -6,        /* invalid Kafka topic, or a topic route_to's destination refuses: voids it */
     HL_ERR_TOO_LONG = -7,     /* key/header/property too long: voids the decision */
     HL_ERR_PUBLISH = -8,      /* v2: invalid MQTT publish (topic, QoS, property): voids it */
+    HL_ERR_NO_FIELD = -9,     /* v2.1: the payload has no member/element at that path */
+    HL_ERR_WRONG_TYPE = -10,  /* v2.1: the value at that path is not of the kind asked for */
+    HL_ERR_NOT_JSON = -11,    /* v2.1: the payload is not JSON */
+    HL_ERR_PATH = -12,        /* v2.1: not a valid payload path */
     HL_ERR_BUFFER_TOO_SMALL = -100 /* SDK: hl_read_all's buffer cannot hold the field */
 };
 
@@ -153,6 +157,15 @@ HL_IMPORT("publish_property")
 hl_i32 hookline_publish_property(hl_i32 id, const void *ptr, hl_i32 len);
 HL_IMPORT("publish_user_property")
 hl_i32 hookline_publish_user_property(const char *name, hl_i32 name_len, const char *value, hl_i32 value_len);
+/* v2.1 imports (payload fields): a module importing them needs a gateway of ABI 2.1. */
+HL_IMPORT("payload_f64")
+hl_i32 hookline_payload_f64(const char *path, hl_i32 path_len, double *dst);
+HL_IMPORT("payload_bool")
+hl_i32 hookline_payload_bool(const char *path, hl_i32 path_len);
+HL_IMPORT("payload_str")
+hl_i32 hookline_payload_str(const char *path, hl_i32 path_len, char *dst, hl_i32 dst_len);
+HL_IMPORT("payload_json")
+hl_i32 hookline_payload_json(const char *path, hl_i32 path_len, char *dst, hl_i32 dst_len);
 
 /* ---- Helpers ---------------------------------------------------------------------- */
 
@@ -267,6 +280,31 @@ static inline hl_i32 hl_publish_content_type(const char *content_type) {
  * publish. 0 or a negative HL_ERR_*. */
 static inline hl_i32 hl_publish_user_property(const char *name, const char *value) {
     return hookline_publish_user_property(name, hl_strlen(name), value, hl_strlen(value));
+}
+
+/* v2.1: payload fields by path ("battery", "lock.state", "readings[0]"; see ABI.md).
+ * A failed lookup returns HL_ERR_NO_FIELD, HL_ERR_WRONG_TYPE, HL_ERR_NOT_JSON or
+ * HL_ERR_PATH and does not void the event's decision. */
+
+/* The number at `path`, stored in *out. Returns 0 or a negative HL_ERR_*. */
+static inline hl_i32 hl_payload_f64(const char *path, double *out) {
+    return hookline_payload_f64(path, hl_strlen(path), out);
+}
+
+/* The bool at `path`: 1 (true), 0 (false) or a negative HL_ERR_*. */
+static inline hl_i32 hl_payload_bool(const char *path) {
+    return hookline_payload_bool(path, hl_strlen(path));
+}
+
+/* Copy up to `dst_len` bytes of the string at `path` (unescaped UTF-8, no quotes, no
+ * NUL added) into `dst`; returns its FULL length or a negative HL_ERR_*. */
+static inline hl_i32 hl_payload_str(const char *path, char *dst, hl_i32 dst_len) {
+    return hookline_payload_str(path, hl_strlen(path), dst, dst_len);
+}
+
+/* As hl_payload_str, for the JSON text of any value at `path` ("" = the whole payload). */
+static inline hl_i32 hl_payload_json(const char *path, char *dst, hl_i32 dst_len) {
+    return hookline_payload_json(path, hl_strlen(path), dst, dst_len);
 }
 
 /* Write a NUL-terminated line to the gateway's log (rate-limited by the host). */

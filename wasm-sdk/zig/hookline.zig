@@ -47,6 +47,11 @@ pub const raw = struct {
     pub extern "hookline" fn publish(topic_ptr: [*]const u8, topic_len: i32, qos: i32, retain: i32, payload_ptr: [*]const u8, payload_len: i32) i32;
     pub extern "hookline" fn publish_property(id: i32, ptr: [*]const u8, len: i32) i32;
     pub extern "hookline" fn publish_user_property(name_ptr: [*]const u8, name_len: i32, value_ptr: [*]const u8, value_len: i32) i32;
+    // ABI v2.1 (payload fields):
+    pub extern "hookline" fn payload_f64(path_ptr: [*]const u8, path_len: i32, dst_ptr: *f64) i32;
+    pub extern "hookline" fn payload_bool(path_ptr: [*]const u8, path_len: i32) i32;
+    pub extern "hookline" fn payload_str(path_ptr: [*]const u8, path_len: i32, dst_ptr: [*]u8, dst_len: i32) i32;
+    pub extern "hookline" fn payload_json(path_ptr: [*]const u8, path_len: i32, dst_ptr: [*]u8, dst_len: i32) i32;
 };
 
 /// The ABI version a module speaks (its marker export).
@@ -95,7 +100,7 @@ pub const Value = enum(i32) { envelope = 0, payload = 1, bytes = 2 };
 /// Log levels.
 pub const Level = enum(i32) { err = 0, warn = 1, info = 2, debug = 3 };
 
-/// The host's error codes (-1 .. -8), other negative codes (`Host`), and the SDK's own.
+/// The host's error codes (-1 .. -12), other negative codes (`Host`), and the SDK's own.
 pub const Error = error{
     UnknownName, // -1 (from routeTo: no destination has that name)
     InvalidFilter, // -2
@@ -105,6 +110,10 @@ pub const Error = error{
     InvalidTopic, // -6 (routeTo: a topic its destination does not take): idem
     TooLong, // -7: idem
     InvalidPublish, // -8: invalid MQTT publish (topic, QoS, property); idem
+    NoSuchField, // -9: v2.1 payload lookups: no member or element at that path
+    WrongType, // -10: v2.1: the value there is not of the kind asked for
+    NotJson, // -11: v2.1: the payload is not JSON
+    InvalidPath, // -12: v2.1: not a valid payload path
     Host, // another negative code (a newer host)
     BufferTooSmall, // -100: the field does not fit the buffer given
     UnknownHook, // -103: a hook code this SDK does not know
@@ -122,6 +131,10 @@ pub fn errorCode(e: Error) i32 {
         error.InvalidTopic => -6,
         error.TooLong => -7,
         error.InvalidPublish => -8,
+        error.NoSuchField => -9,
+        error.WrongType => -10,
+        error.NotJson => -11,
+        error.InvalidPath => -12,
         error.Host => -99,
         error.BufferTooSmall => -100,
         error.UnknownHook => -103,
@@ -147,6 +160,10 @@ fn check(rc: i32) Error!u32 {
         -6 => error.InvalidTopic,
         -7 => error.TooLong,
         -8 => error.InvalidPublish,
+        -9 => error.NoSuchField,
+        -10 => error.WrongType,
+        -11 => error.NotJson,
+        -12 => error.InvalidPath,
         else => error.Host,
     };
 }
@@ -275,6 +292,38 @@ pub fn publishExpiry(seconds: u32) Error!void {
 /// v2: adds an MQTT 5 user property to the most recent successful publish.
 pub fn publishUserProperty(name: []const u8, value: []const u8) Error!void {
     _ = try check(raw.publish_user_property(name.ptr, try len32(name.len), value.ptr, try len32(value.len)));
+}
+
+// v2.1 payload fields, by path into the event's JSON payload: "battery", "lock.state",
+// "readings[0]", "" for the whole payload (ABI.md, "Payload fields"). A failed lookup
+// is `error.NoSuchField`, `WrongType`, `NotJson` or `InvalidPath` and voids nothing.
+
+/// v2.1: the number at `path`.
+pub fn payloadF64(path: []const u8) Error!f64 {
+    var value: f64 = undefined;
+    _ = try check(raw.payload_f64(path.ptr, try len32(path.len), &value));
+    return value;
+}
+
+/// v2.1: the bool at `path`.
+pub fn payloadBool(path: []const u8) Error!bool {
+    return (try check(raw.payload_bool(path.ptr, try len32(path.len)))) != 0;
+}
+
+/// v2.1: the string at `path` (unescaped UTF-8, no quotes), copied into `buf`;
+/// `error.BufferTooSmall` if it does not fit.
+pub fn payloadStr(path: []const u8, buf: []u8) Error![]u8 {
+    const n = try check(raw.payload_str(path.ptr, try len32(path.len), buf.ptr, try len32(buf.len)));
+    if (n > buf.len) return error.BufferTooSmall;
+    return buf[0..n];
+}
+
+/// v2.1: the JSON text of the value at `path`, as written, copied into `buf`;
+/// `error.BufferTooSmall` if it does not fit.
+pub fn payloadJson(path: []const u8, buf: []u8) Error![]u8 {
+    const n = try check(raw.payload_json(path.ptr, try len32(path.len), buf.ptr, try len32(buf.len)));
+    if (n > buf.len) return error.BufferTooSmall;
+    return buf[0..n];
 }
 
 /// Writes a line to the gateway's log (rate-limited by the host).

@@ -65,6 +65,19 @@ export declare function hookline_publish_property(id: i32, ptr: usize, len: i32)
 // @ts-ignore: decorator
 @external("hookline", "publish_user_property")
 export declare function hookline_publish_user_property(namePtr: usize, nameLen: i32, valuePtr: usize, valueLen: i32): i32;
+// ABI v2.1 imports (payload fields; a module importing them needs a 2.1 gateway):
+// @ts-ignore: decorator
+@external("hookline", "payload_f64")
+export declare function hookline_payload_f64(pathPtr: usize, pathLen: i32, dstPtr: usize): i32;
+// @ts-ignore: decorator
+@external("hookline", "payload_bool")
+export declare function hookline_payload_bool(pathPtr: usize, pathLen: i32): i32;
+// @ts-ignore: decorator
+@external("hookline", "payload_str")
+export declare function hookline_payload_str(pathPtr: usize, pathLen: i32, dstPtr: usize, dstLen: i32): i32;
+// @ts-ignore: decorator
+@external("hookline", "payload_json")
+export declare function hookline_payload_json(pathPtr: usize, pathLen: i32, dstPtr: usize, dstLen: i32): i32;
 
 // ---- ABI constants --------------------------------------------------------------------
 
@@ -137,6 +150,14 @@ export const ERR_TOPIC: i32 = -6;
 export const ERR_TOO_LONG: i32 = -7;
 /** v2: invalid MQTT publish (topic, QoS or property value); voids the decision. */
 export const ERR_PUBLISH: i32 = -8;
+/** v2.1 payload lookups: the payload has no member or element at that path. */
+export const ERR_NO_FIELD: i32 = -9;
+/** v2.1: the value at that path is not of the kind asked for (a string for payloadF64, ...). */
+export const ERR_WRONG_TYPE: i32 = -10;
+/** v2.1: the payload is not JSON. */
+export const ERR_NOT_JSON: i32 = -11;
+/** v2.1: not a valid payload path. */
+export const ERR_PATH: i32 = -12;
 /** `readAll`: the field is longer than the buffer. */
 export const ERR_BUFFER_TOO_SMALL: i32 = -100;
 /** `route`'s and `routeTo`'s key length meaning "the default key" (the event's client id). */
@@ -369,6 +390,46 @@ export function publishUserProperty(name: string, value: string): i32 {
   const v = encodeUtf8(value, scratchB, SCRATCH_BYTES);
   if (v < 0) return v;
   return hookline_publish_user_property(scratchA, n, scratchB, v);
+}
+
+// v2.1 payload fields, by path into the event's JSON payload: "battery", "lock.state",
+// "readings[0]", "" for the whole payload (ABI.md, "Payload fields"). A failed lookup
+// returns ERR_NO_FIELD, ERR_WRONG_TYPE, ERR_NOT_JSON or ERR_PATH and voids nothing.
+
+/** v2.1: the number at `path`, or NaN when the lookup fails for any reason (a JSON
+ *  number is never NaN). `payloadF64Into` says why. */
+export function payloadF64(path: string): f64 {
+  return payloadF64Into(path, scratchB) < 0 ? NaN : load<f64>(scratchB);
+}
+
+/** v2.1: stores the number at `path` as an f64 (8 bytes) at `dst`; returns 0 or a
+ *  negative error. */
+export function payloadF64Into(path: string, dst: usize): i32 {
+  const p = encodeUtf8(path, scratchA, SCRATCH_BYTES);
+  if (p < 0) return p;
+  return hookline_payload_f64(scratchA, p, dst);
+}
+
+/** v2.1: the bool at `path`: 1 (true), 0 (false) or a negative error. */
+export function payloadBool(path: string): i32 {
+  const p = encodeUtf8(path, scratchA, SCRATCH_BYTES);
+  if (p < 0) return p;
+  return hookline_payload_bool(scratchA, p);
+}
+
+/** v2.1: copies up to `cap` bytes of the string at `path` (unescaped UTF-8, no quotes)
+ *  to `dst`; returns its FULL length or a negative error. */
+export function payloadStr(path: string, dst: usize, cap: i32): i32 {
+  const p = encodeUtf8(path, scratchA, SCRATCH_BYTES);
+  if (p < 0) return p;
+  return hookline_payload_str(scratchA, p, dst, cap);
+}
+
+/** v2.1: as `payloadStr`, for the JSON text of any value at `path`, as written. */
+export function payloadJson(path: string, dst: usize, cap: i32): i32 {
+  const p = encodeUtf8(path, scratchA, SCRATCH_BYTES);
+  if (p < 0) return p;
+  return hookline_payload_json(scratchA, p, dst, cap);
 }
 
 /** Writes a line to the gateway's log (rate-limited by the host; cut at 4096 bytes). */

@@ -96,6 +96,10 @@ mod sys {
             value_ptr: *const u8,
             value_len: i32,
         ) -> i32;
+        pub fn payload_f64(path_ptr: *const u8, path_len: i32, dst_ptr: *mut u8) -> i32;
+        pub fn payload_bool(path_ptr: *const u8, path_len: i32) -> i32;
+        pub fn payload_str(path_ptr: *const u8, path_len: i32, dst_ptr: *mut u8, dst_len: i32) -> i32;
+        pub fn payload_json(path_ptr: *const u8, path_len: i32, dst_ptr: *mut u8, dst_len: i32) -> i32;
     }
 
     // Native stand-ins so the crate (and rules built on it) compile and unit-test off
@@ -145,6 +149,18 @@ mod sys {
             WRONG_TIME
         }
         pub unsafe fn publish_user_property(_: *const u8, _: i32, _: *const u8, _: i32) -> i32 {
+            WRONG_TIME
+        }
+        pub unsafe fn payload_f64(_: *const u8, _: i32, _: *mut u8) -> i32 {
+            WRONG_TIME
+        }
+        pub unsafe fn payload_bool(_: *const u8, _: i32) -> i32 {
+            WRONG_TIME
+        }
+        pub unsafe fn payload_str(_: *const u8, _: i32, _: *mut u8, _: i32) -> i32 {
+            WRONG_TIME
+        }
+        pub unsafe fn payload_json(_: *const u8, _: i32, _: *mut u8, _: i32) -> i32 {
             WRONG_TIME
         }
     }
@@ -206,6 +222,15 @@ pub enum Error {
     /// the gateway's own, a QoS other than 0, 1, 2, or a bad property value. Invalidates
     /// the record's whole decision.
     InvalidPublish,
+    /// `-9` (v2.1): the payload has no field at that path ([`payload_f64`] and siblings).
+    NoSuchField,
+    /// `-10` (v2.1): the payload's field is not of the kind asked for (a string read
+    /// as a number, `null` as a bool, ...).
+    WrongType,
+    /// `-11` (v2.1): the payload is not JSON (or nests deeper than 128 levels).
+    NotJson,
+    /// `-12` (v2.1): not a valid payload path (`name`, `[index]`, chained: `a.b[0]`).
+    InvalidPath,
     /// A negative code this SDK version does not know (a newer host).
     Host(i32),
     /// The event field does not fit in the buffer given; `needed` is its full length in
@@ -242,7 +267,7 @@ pub enum Abi {
 }
 
 impl Error {
-    /// Maps a negative host return code to its [`Error`] (`-1` ..= `-8`, else
+    /// Maps a negative host return code to its [`Error`] (`-1` ..= `-12`, else
     /// [`Error::Host`]).
     pub const fn from_host(code: i32) -> Error {
         match code {
@@ -254,6 +279,10 @@ impl Error {
             -6 => Error::InvalidTopic,
             -7 => Error::TooLong,
             -8 => Error::InvalidPublish,
+            -9 => Error::NoSuchField,
+            -10 => Error::WrongType,
+            -11 => Error::NotJson,
+            -12 => Error::InvalidPath,
             other => Error::Host(other),
         }
     }
@@ -271,6 +300,10 @@ impl Error {
             Error::InvalidTopic => -6,
             Error::TooLong => -7,
             Error::InvalidPublish => -8,
+            Error::NoSuchField => -9,
+            Error::WrongType => -10,
+            Error::NotJson => -11,
+            Error::InvalidPath => -12,
             // Never let an error turn into the 0 that means success.
             Error::Host(0) => -99,
             Error::Host(code) => code,
@@ -307,6 +340,10 @@ impl Error {
             Error::InvalidTopic => "invalid topic name",
             Error::TooLong => "value too long",
             Error::InvalidPublish => "invalid MQTT publish",
+            Error::NoSuchField => "no such field in the payload",
+            Error::WrongType => "payload field of another type",
+            Error::NotJson => "payload is not JSON",
+            Error::InvalidPath => "invalid payload path",
             Error::Host(_) => "unknown host error",
             Error::BufferTooSmall { .. } => "buffer too small for event field",
             Error::InvalidUtf8 => "event field is not UTF-8",
@@ -953,6 +990,59 @@ pub fn setting<'a>(key: &str, buf: &'a mut [u8]) -> Result<Option<&'a str>, Erro
         return Err(Error::BufferTooSmall { needed: len });
     }
     Ok(Some(core::str::from_utf8(&buf[..len])?))
+}
+
+// ---------------------------------------------------------------------------------------
+// Payload fields (ABI v2.1)
+// ---------------------------------------------------------------------------------------
+
+/// The number at `path` in the event's JSON payload (the MQTT payload, or the consumed
+/// record's value): `battery`, `lock.state`, `readings[0]`. The host parses the payload
+/// once per event. [`Error::NoSuchField`], [`Error::WrongType`] (not a JSON number) and
+/// [`Error::NotJson`] say why there is none.
+///
+/// ```ignore
+/// if hookline_rule::payload_f64("battery")? < 20.0 {
+///     hookline_rule::route("battery_low")?;
+/// }
+/// ```
+pub fn payload_f64(path: &str) -> Result<f64, Error> {
+    let mut value = [0u8; 8];
+    // SAFETY: `path` and `value` are live slices of guest memory of the given lengths.
+    check(unsafe { sys::payload_f64(path.as_ptr(), abi_len(path.len())?, value.as_mut_ptr()) })?;
+    Ok(f64::from_le_bytes(value))
+}
+
+/// The bool at `path` in the event's JSON payload (see [`payload_f64`]).
+pub fn payload_bool(path: &str) -> Result<bool, Error> {
+    // SAFETY: `path` is a live slice of guest memory of the given length.
+    Ok(check(unsafe { sys::payload_bool(path.as_ptr(), abi_len(path.len())?) })? == 1)
+}
+
+/// The string at `path` in the event's JSON payload, unescaped, read into `buf` (see
+/// [`payload_f64`]); [`Error::BufferTooSmall`] says how much it needs.
+pub fn payload_str<'a>(path: &str, buf: &'a mut [u8]) -> Result<&'a str, Error> {
+    // SAFETY: `path` and `buf` are live slices of guest memory of the given lengths.
+    let rc = unsafe { sys::payload_str(path.as_ptr(), abi_len(path.len())?, buf.as_mut_ptr(), abi_len(buf.len())?) };
+    Ok(core::str::from_utf8(fitted(rc, buf)?)?)
+}
+
+/// The JSON text of the value at `path` in the event's payload, exactly as it is there
+/// (an object, an array, a number with every digit, a string with its quotes), read
+/// into `buf` (see [`payload_f64`]).
+pub fn payload_json<'a>(path: &str, buf: &'a mut [u8]) -> Result<&'a [u8], Error> {
+    // SAFETY: `path` and `buf` are live slices of guest memory of the given lengths.
+    let rc = unsafe { sys::payload_json(path.as_ptr(), abi_len(path.len())?, buf.as_mut_ptr(), abi_len(buf.len())?) };
+    fitted(rc, buf)
+}
+
+/// The bytes a copying host call (`rc`: the value's full length) put in `buf`.
+fn fitted(rc: i32, buf: &[u8]) -> Result<&[u8], Error> {
+    let len = check(rc)? as usize;
+    match len <= buf.len() {
+        true => Ok(&buf[..len]),
+        false => Err(Error::BufferTooSmall { needed: len }),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
