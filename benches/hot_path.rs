@@ -84,7 +84,7 @@ fn rule_path(file: &str) -> std::path::PathBuf {
 fn dispatcher_with(file: &str) -> (Dispatcher, Arc<Metrics>) {
     let engine = RuleEngine::new(&RulesConfig::default(), hookline::sink::DestinationNames::kafka()).expect("wasmtime engine");
     let module = RuleModule::load_file(&engine, &rule_path(file)).unwrap_or_else(|e| panic!("loading {file}: {e}"));
-    let rules: SharedRuleSet = Arc::new(ArcSwap::from_pointee(RuleSet { modules: vec![Arc::new(module)] }));
+    let rules: SharedRuleSet = Arc::new(ArcSwap::from_pointee(RuleSet { modules: vec![Arc::new(module)], failed: Vec::new() }));
     let metrics = Arc::new(Metrics::default());
     (Dispatcher::new(engine, rules, metrics.clone()), metrics)
 }

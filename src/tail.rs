@@ -3,7 +3,8 @@
 //!
 //! Nobody watching costs one relaxed atomic load per record: workers call `watched()`
 //! before building anything. While someone watches, each record accepted by the sink is
-//! copied (its envelope cut to `PREVIEW_BYTES`) into a tokio broadcast channel of
+//! copied (its envelope, and the MQTT payload as text when it is UTF-8, each cut to
+//! `PREVIEW_BYTES`) into a tokio broadcast channel of
 //! `CAPACITY` items. Sending never waits: a viewer that falls behind loses the oldest
 //! items, is told how many, and they are counted in `tail_dropped`. The workers and the
 //! sink never wait for a viewer.
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::hooks::Hook;
+use crate::hooks::HookEvent;
 use crate::sink::Record;
 
 /// Items buffered per viewer before the oldest are dropped. Small on purpose: a person
@@ -38,6 +39,21 @@ pub struct TailItem {
     pub envelope: String,
     /// Whether `envelope` was cut.
     pub truncated: bool,
+    /// The event's payload (the MQTT payload) as text, at most `PREVIEW_BYTES`; `None`
+    /// when it is not UTF-8.
+    pub payload: Option<String>,
+    /// The payload's length in bytes.
+    pub payload_bytes: usize,
+}
+
+/// The first `PREVIEW_BYTES` of `value`, cut on a UTF-8 character boundary; whether it
+/// was cut.
+fn preview(value: &[u8]) -> (&[u8], bool) {
+    let mut cut = value.len().min(PREVIEW_BYTES);
+    while cut < value.len() && cut > 0 && (value[cut] & 0b1100_0000) == 0b1000_0000 {
+        cut -= 1;
+    }
+    (&value[..cut], cut < value.len())
 }
 
 /// Shared by the workers (senders) and the admin endpoint (viewers).
@@ -60,21 +76,20 @@ impl Tail {
         self.watchers.load(Ordering::Relaxed) > 0
     }
 
-    /// Copies one routed record to the viewers; never blocks.
-    pub fn publish(&self, hook: Hook, client_id: &str, record: &Record<'_>) {
-        let value = record.value;
-        let mut cut = value.len().min(PREVIEW_BYTES);
-        // Cut on a UTF-8 character boundary (envelopes are JSON text).
-        while cut < value.len() && cut > 0 && (value[cut] & 0b1100_0000) == 0b1000_0000 {
-            cut -= 1;
-        }
+    /// Copies one record routed for `event` to the viewers; never blocks.
+    pub fn publish(&self, event: &HookEvent, record: &Record<'_>) {
+        // Envelopes are JSON text; a payload is shown as text only when it is.
+        let (envelope, truncated) = preview(record.value);
+        let (payload, _) = preview(&event.payload);
         let item = TailItem {
             topic: record.topic.to_string(),
             key: String::from_utf8_lossy(record.key).into_owned(),
-            client_id: client_id.to_string(),
-            hook: hook.name(),
-            envelope: String::from_utf8_lossy(&value[..cut]).into_owned(),
-            truncated: cut < value.len(),
+            client_id: event.client_id.to_string(),
+            hook: event.hook.name(),
+            envelope: String::from_utf8_lossy(envelope).into_owned(),
+            truncated,
+            payload: std::str::from_utf8(payload).ok().map(str::to_owned),
+            payload_bytes: event.payload.len(),
         };
         // An error only means the last viewer left since `watched()`: nothing to do.
         let _ = self.sender.send(Arc::new(item));
@@ -102,6 +117,13 @@ impl Drop for TailWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::Hook;
+
+    fn state_report(payload: &[u8]) -> HookEvent {
+        let mut event = HookEvent::new(Hook::MessagePublish, "lock-1".into(), "".into());
+        event.payload = bytes::Bytes::copy_from_slice(payload);
+        event
+    }
 
     fn record<'a>(value: &'a [u8]) -> Record<'a> {
         Record { topic: "message_state", key: b"lock-1", value, headers: &[], envelope: true }
@@ -123,7 +145,7 @@ mod tests {
         let mut watch = tail.watch();
         let mut value = vec![b'a'; PREVIEW_BYTES - 1];
         value.extend_from_slice("é and more".as_bytes());
-        tail.publish(Hook::MessagePublish, "lock-1", &record(&value));
+        tail.publish(&state_report(b"{}"), &record(&value));
         let item = watch.receiver.try_recv().unwrap();
         assert!(item.truncated);
         assert_eq!(item.envelope.len(), PREVIEW_BYTES - 1);
@@ -131,11 +153,23 @@ mod tests {
     }
 
     #[test]
+    fn a_payload_is_shown_as_text_only_when_it_is_utf8() {
+        let tail = Arc::new(Tail::default());
+        let mut watch = tail.watch();
+        tail.publish(&state_report(br#"{"battery":12.5}"#), &record(b"{}"));
+        tail.publish(&state_report(&[0xff, 0x00, 0x41]), &record(b"{}"));
+        let text = watch.receiver.try_recv().unwrap();
+        assert_eq!((text.payload.as_deref(), text.payload_bytes), (Some(r#"{"battery":12.5}"#), 16));
+        let binary = watch.receiver.try_recv().unwrap();
+        assert_eq!((binary.payload.as_deref(), binary.payload_bytes), (None, 3));
+    }
+
+    #[test]
     fn a_slow_viewer_is_told_how_many_it_missed() {
         let tail = Arc::new(Tail::default());
         let mut watch = tail.watch();
         for _ in 0..CAPACITY + 5 {
-            tail.publish(Hook::MessagePublish, "lock-1", &record(b"{}"));
+            tail.publish(&state_report(b"{}"), &record(b"{}"));
         }
         assert_eq!(watch.receiver.try_recv().unwrap_err(), broadcast::error::TryRecvError::Lagged(5));
         assert!(!watch.receiver.try_recv().unwrap().truncated);

@@ -1,10 +1,13 @@
 //! The dashboard's API, usable on its own (`curl`, scripts):
 //!
-//! - `GET /api/rules`: JSON array, one object per loaded rule: `file`, `hash` (content
-//!   hash, as logged at load), `loaded_at_ms` (unix ms), `subscriptions` (`hook`,
-//!   `filter`), `counters` (calls, routes, errors, ...).
-//! - `GET /api/stats`: Server-Sent Events, one `stats` event a second: totals and
-//!   per-second rates of messages in and records routed, computed per viewer.
+//! - `GET /api/rules`: JSON array, one object per rule file: `file`, and for a loaded
+//!   rule `hash` (content hash, as logged at load), `loaded_at_ms` (unix ms),
+//!   `subscriptions` (`hook`, `filter`), `counters` (calls, routes, errors, ...); for a
+//!   file whose current content failed to load, `failed`: `reason`, `at_ms` and
+//!   `previous_running` (an earlier version still routes, and is the rest of the object).
+//! - `GET /api/stats`: Server-Sent Events: first one `history` event, the last 5 minutes
+//!   of samples (an array), then one `stats` event a second: totals and per-second rates
+//!   of messages in and records routed (see `history`).
 //! - `GET /api/tail?topic=T&client=C`: Server-Sent Events, one `record` event per routed
 //!   record (see `tail`), only those whose Kafka topic is `T` and client id is `C` when
 //!   given (exact match; empty means any); a `lagged` event carries how many records this
@@ -12,7 +15,8 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -22,96 +26,59 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::history::StatsHistory;
 use super::AdminSources;
-use crate::hooks::Hook;
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::Metrics;
 use crate::rules::RuleCounters;
 use crate::tail::TailItem;
 
 pub async fn rules(State(sources): State<AdminSources>) -> Json<Vec<Value>> {
     let set = sources.rules.load();
-    let rules = set
-        .modules
-        .iter()
-        .map(|module| {
-            let loaded_at_ms = module.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-            let subscriptions: Vec<Value> =
-                module.subscriptions.iter().map(|(hook, filter)| json!({ "hook": hook.name(), "filter": filter.as_str() })).collect();
-            let counters: serde_json::Map<String, Value> = RuleCounters::FIELDS
-                .iter()
-                .map(|(name, _, counter)| (name.to_string(), json!(counter(&module.counters).load(Ordering::Relaxed))))
-                .collect();
-            json!({
-                "file": &*module.name,
-                "hash": format!("{:016x}", module.hash),
-                "loaded_at_ms": loaded_at_ms,
-                "subscriptions": subscriptions,
-                "counters": counters,
-            })
-        })
-        .collect();
+    let failure = |file: &str| {
+        set.failed
+            .iter()
+            .find(|f| f.file == file)
+            .map(|f| json!({ "reason": f.reason, "at_ms": unix_ms(f.at), "previous_running": f.previous_running }))
+    };
+    let loaded = set.modules.iter().map(|module| {
+        let subscriptions: Vec<Value> =
+            module.subscriptions.iter().map(|(hook, filter)| json!({ "hook": hook.name(), "filter": filter.as_str() })).collect();
+        let counters: serde_json::Map<String, Value> = RuleCounters::FIELDS
+            .iter()
+            .map(|(name, _, counter)| (name.to_string(), json!(counter(&module.counters).load(Ordering::Relaxed))))
+            .collect();
+        let mut rule = json!({
+            "file": &*module.name,
+            "hash": format!("{:016x}", module.hash),
+            "loaded_at_ms": unix_ms(module.loaded_at),
+            "subscriptions": subscriptions,
+            "counters": counters,
+        });
+        if let Some(failed) = failure(&module.name) {
+            rule["failed"] = failed;
+        }
+        rule
+    });
+    let not_loaded = set.failed.iter().filter(|f| !f.previous_running).map(|f| json!({ "file": f.file, "failed": failure(&f.file) }));
+    let mut rules: Vec<Value> = loaded.chain(not_loaded).collect();
+    rules.sort_by(|a, b| a["file"].as_str().cmp(&b["file"].as_str()));
     Json(rules)
 }
 
-/// One `stats` event.
-#[derive(Debug, Serialize)]
-struct Stats {
-    /// MQTT publishes read (`message.publish` hook events).
-    messages_in: u64,
-    /// Records the rules routed (one per route).
-    records_routed: u64,
-    records_delivered: u64,
-    records_failed: u64,
-    /// Estimated median and 99th percentile of the delivery latency since start, from
-    /// the histogram's buckets; `null` before the first delivery.
-    delivery_latency_p50_ms: Option<f64>,
-    delivery_latency_p99_ms: Option<f64>,
-    connections: i64,
-    /// Rates over the last interval; 0 in the first event.
-    messages_in_per_s: f64,
-    records_routed_per_s: f64,
-    records_delivered_per_s: f64,
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// How often `/api/stats` sends an event.
-const STATS_EVERY: Duration = Duration::from_secs(1);
-
-pub async fn stats(State(sources): State<AdminSources>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let ticks = tokio::time::interval(STATS_EVERY);
-    let events = stream::unfold((ticks, None), move |(mut ticks, previous): (_, Option<(Instant, u64, u64, u64)>)| {
-        let metrics = sources.metrics.clone();
-        async move {
-            ticks.tick().await;
-            let now = Instant::now();
-            let messages_in = Metrics::get(&metrics.hook_events[Hook::MessagePublish.code() as usize]);
-            let records_routed = Metrics::get(&metrics.rule_routes);
-            let records_delivered = metrics.records.total(Outcome::Delivered);
-            let rate =
-                |total: u64, before: u64, since: Instant| total.saturating_sub(before) as f64 / now.duration_since(since).as_secs_f64();
-            let (messages_in_per_s, records_routed_per_s, records_delivered_per_s) = match previous {
-                Some((since, messages_before, routed_before, delivered_before)) => (
-                    rate(messages_in, messages_before, since),
-                    rate(records_routed, routed_before, since),
-                    rate(records_delivered, delivered_before, since),
-                ),
-                None => (0.0, 0.0, 0.0),
-            };
-            let stats = Stats {
-                messages_in,
-                records_routed,
-                records_delivered,
-                records_failed: metrics.records.total(Outcome::Failed),
-                delivery_latency_p50_ms: metrics.delivery_latency.quantile_ms(0.5),
-                delivery_latency_p99_ms: metrics.delivery_latency.quantile_ms(0.99),
-                connections: metrics.connections.load(Ordering::Relaxed),
-                messages_in_per_s,
-                records_routed_per_s,
-                records_delivered_per_s,
-            };
-            Some((Ok(json_event("stats", &stats)), (ticks, Some((now, messages_in, records_routed, records_delivered)))))
-        }
+pub async fn stats(State(history): State<Arc<StatsHistory>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let samples = history.samples();
+    let past = json_event("history", &samples.iter().map(|s| &**s).collect::<Vec<_>>());
+    // Each new sample, as the sampler takes it; the stream ends with the sampler.
+    let live = stream::unfold(history.subscribe(), |mut latest| async move {
+        latest.changed().await.ok()?;
+        let sample = latest.borrow_and_update().clone()?;
+        Some((Ok(json_event("stats", &*sample)), latest))
     });
-    Sse::new(events).keep_alive(KeepAlive::default())
+    Sse::new(stream::once(async { Ok(past) }).chain(live)).keep_alive(KeepAlive::default())
 }
 
 /// The cluster as this node sees it: its nodes (from their heartbeats), with the

@@ -1,6 +1,7 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text, `prometheus`), `/healthz`, `/readyz`, the
-//! JSON and Server-Sent-Events API of the dashboard (`api`: rules, stats, tail, cluster), and the dashboard page at
-//! `/` (one self-contained HTML file, `dashboard.html`, built into the binary).
+//! JSON and Server-Sent-Events API of the dashboard (`api`: rules, stats, tail, cluster; `history`: the last minutes
+//! of throughput, kept here), and the dashboard page at `/` (one self-contained HTML file, `dashboard.html`, built
+//! into the binary).
 //!
 //! Binds to loopback by default (`admin.listen`): counters, rules and the live tail show
 //! device traffic, which is nobody else's business. Read-only: it touches nothing but
@@ -8,13 +9,14 @@
 //! view of its nodes.
 
 mod api;
+mod history;
 pub mod prometheus;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
@@ -22,6 +24,7 @@ use axum::Router;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use self::history::StatsHistory;
 use crate::cluster::Cluster;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -39,6 +42,25 @@ pub struct AdminSources {
     pub cluster: Arc<OnceLock<Arc<Cluster>>>,
 }
 
+/// What the handlers read: the gateway's sources, and the history this endpoint keeps.
+#[derive(Clone)]
+struct AdminState {
+    sources: AdminSources,
+    history: Arc<StatsHistory>,
+}
+
+impl FromRef<AdminState> for AdminSources {
+    fn from_ref(state: &AdminState) -> AdminSources {
+        state.sources.clone()
+    }
+}
+
+impl FromRef<AdminState> for Arc<StatsHistory> {
+    fn from_ref(state: &AdminState) -> Arc<StatsHistory> {
+        state.history.clone()
+    }
+}
+
 /// Binds `listen` and serves, as a task of `tasks`, until `stop` is notified (then
 /// open requests may finish). Returns the bound address.
 pub async fn start(listen: SocketAddr, sources: AdminSources, stop: Arc<Notify>, tasks: &mut JoinSet<()>) -> anyhow::Result<SocketAddr> {
@@ -46,6 +68,7 @@ pub async fn start(listen: SocketAddr, sources: AdminSources, stop: Arc<Notify>,
         .await
         .with_context(|| format!("cannot listen for the admin endpoint on {listen} (config key admin.listen)"))?;
     let bound = listener.local_addr()?;
+    let history = StatsHistory::new();
     let app = Router::new()
         .route("/", get(|| async { Html(include_str!("dashboard.html")) }))
         .route("/metrics", get(metrics_text))
@@ -55,10 +78,15 @@ pub async fn start(listen: SocketAddr, sources: AdminSources, stop: Arc<Notify>,
         .route("/api/stats", get(api::stats))
         .route("/api/tail", get(api::tail))
         .route("/api/cluster", get(api::cluster))
-        .with_state(sources);
+        .with_state(AdminState { sources: sources.clone(), history: history.clone() });
     tasks.spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await }).await {
-            tracing::error!(error = %e, "admin endpoint stopped");
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await });
+        // The history is sampled for as long as the endpoint serves.
+        tokio::select! {
+            served = served => if let Err(e) = served {
+                tracing::error!(error = %e, "admin endpoint stopped");
+            },
+            _ = history.sample(&sources.metrics) => {}
         }
     });
     tracing::info!(%bound, "admin endpoint up: dashboard at /, /metrics, /healthz, /readyz, /api/{{rules,stats,tail,cluster}}");

@@ -15,6 +15,8 @@ pub struct RuleCounters {
     pub out_of_fuel: AtomicU64,
     pub invalid_output: AtomicU64,
     pub nanos: AtomicU64,
+    /// Calls timed for `nanos`.
+    pub timed: AtomicU64,
     /// Failures of this rule are logged at most once a second.
     pub failure_log: LogLimit,
 }
@@ -24,7 +26,7 @@ pub type RuleCounterField = (&'static str, &'static str, fn(&RuleCounters) -> &A
 
 impl RuleCounters {
     /// Every counter shown per rule, in one place for `/metrics` and `/api/rules`.
-    pub const FIELDS: [RuleCounterField; 7] = [
+    pub const FIELDS: [RuleCounterField; 8] = [
         ("calls", "Guest calls, by rule.", |c| &c.calls),
         ("routes", "Routes emitted, by rule.", |c| &c.routes),
         ("errors", "Events a rule rejected in band, by rule.", |c| &c.errors),
@@ -32,5 +34,6 @@ impl RuleCounters {
         ("out_of_fuel", "Guest calls that used up their instruction budget, by rule.", |c| &c.out_of_fuel),
         ("invalid_output", "Decisions discarded for invalid output, by rule.", |c| &c.invalid_output),
         ("nanoseconds", "Time spent in guest calls, by rule (one call in 16 timed).", |c| &c.nanos),
+        ("timed", "Guest calls timed for the nanoseconds counter, by rule.", |c| &c.timed),
     ];
 }

@@ -72,6 +72,7 @@ impl Dispatcher {
             counters.calls.fetch_add(1, Ordering::Relaxed);
             if let Some(started) = started {
                 counters.nanos.fetch_add(started.elapsed().as_nanos() as u64 * TIME_SAMPLE, Ordering::Relaxed);
+                counters.timed.fetch_add(1, Ordering::Relaxed);
             }
             Metrics::add(&self.metrics.rule_calls, 1);
             match outcome {

@@ -31,5 +31,5 @@ pub use engine::RuleEngine;
 pub use instance::{CallFailure, RuleInstance};
 pub use module::{LoadError, RuleModule};
 pub use reload::RuleWatcher;
-pub use set::{RuleSet, SharedRuleSet};
+pub use set::{RuleFailure, RuleSet, SharedRuleSet};
 pub use settings::{RuleSettings, SettingsError};

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use super::engine::RuleEngine;
 use super::module::{hash_bytes, LoadError, RuleModule};
-use super::set::{RuleSet, SharedRuleSet};
+use super::set::{RuleFailure, RuleSet, SharedRuleSet};
 use super::settings::RuleSettings;
 use super::signature;
 use crate::metrics::Metrics;
@@ -54,6 +54,18 @@ struct FileState {
     hash: u64,
     /// `None` when the current content failed to load (and no older version exists).
     module: Option<Arc<RuleModule>>,
+    /// Why the current content failed to load, if it did.
+    failure: Option<RuleFailure>,
+}
+
+/// What loading a changed file did to the rule set.
+#[derive(Debug, PartialEq, Eq)]
+enum Change {
+    None,
+    /// A new version is in force.
+    Loaded,
+    /// The file failed to load (again, or differently): the set's failures changed.
+    Failed,
 }
 
 impl RuleWatcher {
@@ -116,46 +128,52 @@ impl Loaded {
             if self.files.get(&path).is_some_and(|s| s.stamp == stamp) {
                 continue;
             }
-            if self.load(&path, stamp, engine, metrics) {
-                loads += 1;
+            match self.load(&path, stamp, engine, metrics) {
+                Change::Loaded => loads += 1,
+                Change::Failed => changed = true,
+                Change::None => {}
             }
         }
 
         if changed || loads > 0 {
             let modules: Vec<Arc<RuleModule>> = self.files.values().filter_map(|s| s.module.clone()).collect();
+            let failed: Vec<RuleFailure> = self.files.values().filter_map(|s| s.failure.clone()).collect();
             let names: Vec<&str> = modules.iter().map(|m| &*m.name).collect();
-            tracing::info!(rules = ?names, "rule set updated");
-            rules.store(Arc::new(RuleSet { modules }));
+            tracing::info!(rules = ?names, failed = failed.len(), "rule set updated");
+            rules.store(Arc::new(RuleSet { modules, failed }));
             // Counted once the new set is in force, so "loaded" means "routing".
             Metrics::add(&metrics.rule_loads, loads);
         }
     }
 
-    /// Loads one changed file (module or settings). Returns whether the rule set changed.
-    fn load(&mut self, path: &Path, stamp: Stamp, engine: &RuleEngine, metrics: &Metrics) -> bool {
+    /// Loads one changed file (module or settings), and says what that changed.
+    fn load(&mut self, path: &Path, stamp: Stamp, engine: &RuleEngine, metrics: &Metrics) -> Change {
         let previous = self.files.get(path).and_then(|s| s.module.clone());
+        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let failure =
+            |reason: String| RuleFailure { file: name.clone(), reason, at: SystemTime::now(), previous_running: previous.is_some() };
         let read = std::fs::read(path).map_err(LoadError::from).and_then(|bytes| Ok((bytes, RuleSettings::read_for(path)?)));
         let (bytes, (settings, raw_settings)) = match read {
             Ok(read) => read,
             Err(e) => {
                 Metrics::add(&metrics.rule_load_failures, 1);
                 tracing::error!(rule = %path.display(), error = %e, "cannot read rule; will retry when it changes");
-                self.files.insert(path.to_path_buf(), FileState { stamp, hash: 0, module: previous });
-                return false;
+                let failure = Some(failure(e.to_string()));
+                self.files.insert(path.to_path_buf(), FileState { stamp, hash: 0, module: previous.clone(), failure });
+                return Change::Failed;
             }
         };
         if stamp_of(path) != Some(stamp) {
             // Still being written: the writer's next change notifies us again.
-            return false;
+            return Change::None;
         }
         // The signature counts too: signing a refused module must make it load.
         let signature = std::fs::read(signature::signature_path(path)).unwrap_or_default();
         let hash = hash_bytes(&[bytes.as_slice(), raw_settings.as_slice(), signature.as_slice()].concat());
         if self.files.get(path).is_some_and(|s| s.hash == hash) {
             self.files.get_mut(path).expect("checked above").stamp = stamp;
-            return false;
+            return Change::None;
         }
-        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let signed = match &self.public_key {
             Some(key) => signature::verify(key, path, &bytes, &raw_settings).map_err(LoadError::Signature),
             None => Ok(()),
@@ -175,15 +193,16 @@ impl Loaded {
                     load_ms = format_args!("{:.1}", load_started.elapsed().as_secs_f64() * 1000.0),
                     "rule loaded"
                 );
-                self.files.insert(path.to_path_buf(), FileState { stamp, hash, module: Some(Arc::new(module)) });
-                true
+                self.files.insert(path.to_path_buf(), FileState { stamp, hash, module: Some(Arc::new(module)), failure: None });
+                Change::Loaded
             }
             Err(e) => {
                 Metrics::add(&metrics.rule_load_failures, 1);
                 let keeping = if previous.is_some() { "the previous version keeps running" } else { "the rule is not loaded" };
                 tracing::error!(rule = %path.display(), error = %e, "cannot load rule: {keeping}; will retry when the file changes");
-                self.files.insert(path.to_path_buf(), FileState { stamp, hash, module: previous });
-                false
+                let failure = Some(failure(format!("{e:#}")));
+                self.files.insert(path.to_path_buf(), FileState { stamp, hash, module: previous.clone(), failure });
+                Change::Failed
             }
         }
     }

@@ -68,9 +68,16 @@ try {
     return text("message_state.wasm").includes("message.publish devices/+/state")
       && text("sensor.wat").includes("message.publish sensors/+");
   });
+  await waitIn("rule files that failed to load are listed with the reason and that nothing of them routes", () => {
+    const row = document.querySelector('#rules-failed tr[data-file="broken.wat"]');
+    return !document.getElementById("rules-failed-box").hidden && row
+      && row.cells[1].textContent.trim().length > 0 && row.cells[3].textContent === "not loaded: routes nothing";
+  });
   await waitIn("readiness shows ready", () => document.getElementById("readiness").textContent === "ready");
   await waitIn("rule call counters count the published messages", () =>
     Number(document.querySelector('#rules tr[data-file="message_state.wasm"] td:nth-child(5)').textContent) > 0);
+  await waitIn("guest time per call is a dash until a call was timed, then nanoseconds", () =>
+    [...document.querySelectorAll("#rules tbody tr")].every(r => /^(–|[\d,.]+ ns)$/.test(r.cells[7].textContent)));
 
   await waitIn("tail is watching, unfiltered", () =>
     document.getElementById("tail-status").textContent === "watching: topic any, client any");
@@ -83,6 +90,8 @@ try {
   const newest = await page.$eval("#tail tbody tr", r => r.textContent);
   await waitIn("tail keeps updating while the clients publish", previous =>
     document.querySelector("#tail tbody tr").textContent !== previous, newest);
+  await waitIn("tail shows a UTF-8 payload as text", () =>
+    [...document.querySelectorAll("#tail tbody tr pre.payload")].some(p => p.textContent.includes('"battery":83.4')));
   await waitIn("throughput shows messages in and records routed per second", () => {
     const number = id => Number(document.getElementById(id).textContent.replace(/\D/g, ""));
     return number("messages-rate") > 0 && number("routed-rate") > 0;
@@ -107,6 +116,15 @@ try {
       && /cluster hookline, seen from dashboard-node: 1 nodes alive, 3 sessions \(3 connected\)/.test(document.getElementById("cluster-summary").textContent);
   });
   await shot("1-unfiltered");
+
+  // The server keeps the charts' history: a page opened now draws at once at least the
+  // points the page before it had gathered (its first drawing has them all), not one.
+  const before = await page.$eval("#chart-messages", c => Number(c.dataset.points));
+  await page.reload();
+  await waitIn("after a reload the charts draw again", () => Number(document.getElementById("chart-messages").dataset.points) > 0);
+  const points = await page.$eval("#chart-messages", c => Number(c.dataset.points));
+  if (points < before) fail(`after a reload the chart drew ${points} points at first, the page before had ${before}: the server's history was not shown`);
+  console.log(`ok: after a reload the chart drew ${points} points of the server's history at once (the page before had ${before})`);
 
   await page.fill("#filter-topic", "message_state");
   await waitIn("tail is watching, filtered by topic", () =>

@@ -43,16 +43,38 @@ impl EventStream {
 
     /// Reads until `needle` has arrived (5 s at most); returns everything read so far.
     async fn read_until(&mut self, needle: &str) -> &str {
-        let mut buf = [0u8; 8192];
         while !self.text.contains(needle) {
-            let n = tokio::time::timeout(Duration::from_secs(5), self.socket.read(&mut buf))
-                .await
-                .unwrap_or_else(|_| panic!("{needle:?} not received within 5 s; got:\n{}", self.text))
-                .unwrap();
-            assert!(n > 0, "stream closed before {needle:?}; got:\n{}", self.text);
-            self.text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            self.read_more(needle).await;
         }
         &self.text
+    }
+
+    /// The data of the next whole event named `event` (5 s at most for each read), and
+    /// everything before it consumed.
+    async fn next_data(&mut self, event: &str) -> serde_json::Value {
+        let start = format!("event: {event}\n");
+        loop {
+            if let Some(at) = self.text.find(&start) {
+                if let Some(end) = self.text[at..].find("\n\n") {
+                    let whole = &self.text[at..at + end];
+                    let data = whole.lines().find_map(|l| l.strip_prefix("data: ")).expect("a data line");
+                    let value = serde_json::from_str(data).unwrap();
+                    self.text.drain(..at + end + 2);
+                    return value;
+                }
+            }
+            self.read_more(&start).await;
+        }
+    }
+
+    async fn read_more(&mut self, waiting_for: &str) {
+        let mut buf = [0u8; 8192];
+        let n = tokio::time::timeout(Duration::from_secs(5), self.socket.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{waiting_for:?} not received within 5 s; got:\n{}", self.text))
+            .unwrap();
+        assert!(n > 0, "stream closed before {waiting_for:?}; got:\n{}", self.text);
+        self.text.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
 }
 
@@ -228,14 +250,40 @@ async fn api_rules_lists_each_loaded_rule_with_hash_load_time_subscriptions_and_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_rules_lists_a_rule_file_that_failed_to_load_until_it_loads() {
+    let rule = std::fs::read(repo_rules().join("message_state.wasm")).unwrap();
+    let scene = Scene::start(&[("message_state.wasm", &rule), ("broken.wat", b"(module (func $unfinished")], None).await;
+    let admin = scene.gateway().admin_addr().unwrap();
+    let rules = || async move { serde_json::from_str::<Vec<serde_json::Value>>(body(&http_get(admin, "/api/rules").await)).unwrap() };
+    let listed = rules().await;
+    let files: Vec<&str> = listed.iter().map(|r| r["file"].as_str().unwrap()).collect();
+    assert_eq!(files, ["broken.wat", "message_state.wasm"], "{listed:#?}");
+    let failed = &listed[0]["failed"];
+    assert!(failed["reason"].as_str().is_some_and(|r| !r.is_empty()) && failed["at_ms"].as_u64() > Some(0), "{failed}");
+    assert_eq!(failed["previous_running"], false);
+    assert!(listed[0].get("counters").is_none() && listed[1].get("failed").is_none(), "{listed:#?}");
+
+    std::fs::write(scene.rules_dir().join("broken.wat"), route_rule("message.publish", "sensors/+", "sensor_data")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while rules().await.iter().any(|r| r.get("failed").is_some()) {
+        assert!(std::time::Instant::now() < deadline, "the fixed file loads and is no longer listed as failed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_stats_streams_message_and_record_totals() {
     let (scene, _lock) = scene_after_state_reports("lock-s", 4).await;
 
     let mut stats = EventStream::open(scene.gateway().admin_addr().unwrap(), "/api/stats").await;
-    let text = stats.read_until("\n\n").await;
-    assert!(text.contains("content-type: text/event-stream"), "{text}");
-    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).expect("a data line");
-    let event: serde_json::Value = serde_json::from_str(data).unwrap();
+    assert!(stats.read_until("\r\n\r\n").await.contains("content-type: text/event-stream"));
+    // First the samples the server kept since it started, oldest first.
+    let history = stats.next_data("history").await;
+    let history = history.as_array().expect("an array of samples");
+    assert!(!history.is_empty(), "a sample is taken when the endpoint starts");
+    assert!(history.windows(2).all(|w| w[0]["at_ms"].as_u64() < w[1]["at_ms"].as_u64()), "{history:?}");
+    // Then the newest sample, a second apart.
+    let event = stats.next_data("stats").await;
     assert_eq!(event["messages_in"], 4, "{event}");
     assert_eq!(event["records_routed"], 4, "{event}");
     assert_eq!(event["records_delivered"], 4, "{event}");
@@ -243,7 +291,6 @@ async fn api_stats_streams_message_and_record_totals() {
     let p50 = event["delivery_latency_p50_ms"].as_f64().expect("a median once records are delivered");
     let p99 = event["delivery_latency_p99_ms"].as_f64().expect("a 99th percentile");
     assert!(0.0 <= p50 && p50 <= p99 && p99 <= 60_000.0, "{event}");
-    assert!(text.contains("event: stats\n"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,9 @@
 //! The dashboard in a real headless browser: Debian's chromium, driven by playwright-core
 //! through `tests/browser/dashboard.mjs`, while real MQTT clients publish. The script
-//! checks the rules table, the live throughput, the charts of the last minutes (drawn
-//! pixels, not only numbers), the cluster view, the live tail and its filters, and takes
-//! screenshots (paths printed; the directory is kept for a person to look at).
+//! checks the rules table and the rule files that failed to load, the live throughput,
+//! the charts of the last minutes (drawn pixels, not only numbers; kept by the server
+//! across a page reload), the cluster view, the live tail (payloads as text) and its
+//! filters, and takes screenshots (paths printed; the directory is kept for a person to look at).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -35,7 +36,9 @@ async fn dashboard_shows_rules_throughput_and_a_filterable_live_tail() {
     let sensor_rule = route_rule("message.publish", "sensors/+", "sensor_data");
     // On Kafka (the mock cluster), so the page shows a cluster (of one node).
     let kafka = MockKafka::new(&["message_state", "sensor_data"]);
-    let rules: [(&str, &[u8]); 2] = [("message_state.wasm", &state_rule), ("sensor.wat", sensor_rule.as_bytes())];
+    // A rule file that does not compile: the page lists it with the reason.
+    let broken: &[u8] = b"(module (func $unfinished";
+    let rules: [(&str, &[u8]); 3] = [("message_state.wasm", &state_rule), ("sensor.wat", sensor_rule.as_bytes()), ("broken.wat", broken)];
     let scene = Scene::start_with(&rules, Some(kafka.bootstrap()), |config| config.node = "dashboard-node".into()).await;
     let devices = [
         (Device::connect(scene.addr, "lock-a").await, "devices/lock-a/state"),
