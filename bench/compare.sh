@@ -4,7 +4,7 @@
 #   (b) Mosquitto (Debian package), minimal config
 #   (c) hookline release binary, file sink
 #   (d) hookline release binary, Kafka = a tansu process (in-memory storage)
-#   (e) hookline in process in front of librdkafka's mock cluster (the README's setup)
+#   (e) hookline in process in front of librdkafka's mock cluster (the setup of docs/performance.md)
 # and a fleet-size run (SCALE_DEVICES locks, with and without their command
 # subscriptions) against (a) and (c).
 #

@@ -1,4 +1,4 @@
-//! Door-lock load generator (`../shared/SCENARIO.md`) for any MQTT 3.1.1 broker, and for
+//! Door-lock load generator (`docs/scenario.md`) for any MQTT 3.1.1 broker, and for
 //! hookline end to end into Kafka.
 //!
 //! `--devices` simulated locks connect (at `--connect-rate`), each subscribes QoS 1 to
@@ -42,7 +42,7 @@
 //! # gateway, broker or Kafka elsewhere
 //! cargo run --release --example loadgen -- --mqtt 127.0.0.1:1883 --devices 20 --messages 20000 \
 //!     --kafka 127.0.0.1:9092 --gateway-pid $(pgrep -x hookline) --json out.json
-//! # gateway in this process, in front of librdkafka's mock cluster (the README numbers)
+//! # gateway in this process, in front of librdkafka's mock cluster (the numbers of docs/performance.md)
 //! cargo run --release --example loadgen -- --in-process --mock-kafka --devices 20 --messages 20000
 //! # latency at a fixed rate, with unlock commands
 //! cargo run --release --example loadgen -- --in-process --mock-kafka --total-rate 20000 \

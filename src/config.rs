@@ -5,7 +5,7 @@
 //! keys are rejected so a typo fails at start-up instead of being silently ignored.
 //! `Config` is the raw input; `Config::validate` checks it once and gives a `ValidConfig`,
 //! the only thing `Gateway::start` takes, or an error that names the key and the fix.
-//! The field docs are also the README's config reference (see `crate::readme`).
+//! The field docs are also the config reference of `docs/configuration.md` (see `tests/readme_tables.rs`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ pub enum ConfigError {
 /// Root of the configuration tree: the raw input, as read from the file and the flags.
 /// `Config::validate` turns it into a `ValidConfig`, the only kind the gateway runs on.
 ///
-/// The `///` docs of the fields below are the README's config reference
+/// The `///` docs of the fields below are the config reference of `docs/configuration.md`
 /// (`tests/readme_tables.rs` renders it from them): write each as the table's "meaning" cell. A `Default:` line
 /// gives the default cell where the built-in value cannot show it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -85,8 +85,7 @@ pub struct AuthConfig {
     /// logging in again costs no hash; a changed password or a removed user stops
     /// matching at once. 0: every login is checked.
     pub cache_ttl_s: u64,
-    /// JSON Web Tokens as logins, sent as the MQTT password (see README, "Access
-    /// control").
+    /// JSON Web Tokens as logins, sent as the MQTT password (see `docs/access-control.md`).
     pub jwt: JwtConfig,
 }
 
@@ -237,7 +236,7 @@ pub enum TlsIdentity {
 }
 
 /// The spool: the on-disk buffer every hook event is written to before the broker
-/// acknowledges it, and that rule workers deliver from (see README, "Delivery guarantee").
+/// acknowledges it, and that rule workers deliver from (see `docs/delivery.md`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BufferConfig {
@@ -346,8 +345,8 @@ pub enum SinkKind {
 }
 
 /// A RabbitMQ destination, `[sink.<name>]`: records routed to `<name>` are published
-/// over AMQP 0-9-1 as persistent messages with publisher confirms (see README,
-/// "RabbitMQ").
+/// over AMQP 0-9-1 as persistent messages with publisher confirms (see
+/// `docs/rabbitmq.md`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RabbitMqConfig {
@@ -437,7 +436,7 @@ pub struct KafkaConfig {
 }
 
 /// The downlink: a Kafka consumer of the topics rules subscribe to with `kafka.record`
-/// (see README, "Downlink"). Runs when `kafka.bootstrap_servers` is set.
+/// (see `docs/downlink.md`). Runs when `kafka.bootstrap_servers` is set.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DownlinkConfig {
@@ -453,7 +452,7 @@ pub struct DownlinkConfig {
 }
 
 /// Gateway nodes pointed at the same Kafka with the same cluster name are one MQTT
-/// broker: sessions, takeovers and messages span the nodes (see README, "Cluster").
+/// broker: sessions, takeovers and messages span the nodes (see `docs/cluster.md`).
 /// In force whenever Kafka is configured (`kafka.bootstrap_servers`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -471,7 +470,7 @@ pub struct ClusterConfig {
     /// to be read back (a few milliseconds on a healthy Kafka), or for a starting node to
     /// catch up with the cluster. Past it, and at once while the node knows Kafka is away,
     /// the node serves the client from what it knows of the session and the claim takes
-    /// effect when Kafka has it (see README, "When Kafka is away"). Less than
+    /// effect when Kafka has it (see docs/cluster.md, "When Kafka is away"). Less than
     /// `broker.connect_timeout_ms`.
     pub claim_wait_ms: u64,
 }
@@ -939,10 +938,10 @@ mod tests {
     }
 
     #[test]
-    fn readme_documents_every_config_key() {
-        let readme = include_str!("../README.md");
+    fn docs_document_every_config_key() {
+        let doc = include_str!("../docs/configuration.md");
         for key in all_keys() {
-            assert!(readme.contains(&format!("| `{key}` |")), "README config reference lacks `{key}`");
+            assert!(doc.contains(&format!("| `{key}` |")), "docs/configuration.md's config reference lacks `{key}`");
         }
     }
 

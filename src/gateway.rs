@@ -42,7 +42,7 @@ const CLOSING_TIME: Duration = Duration::from_secs(2);
 const ADMIN_GRACE: Duration = Duration::from_millis(500);
 
 /// A running gateway. It owns every thread and task it starts: `shutdown` stops and
-/// waits for all of them (see README, "Embedding"), except rumqttd's router thread,
+/// waits for all of them (see `docs/configuration.md`, "Embedding"), except rumqttd's router thread,
 /// which rumqttd 0.20 gives no way to stop.
 pub struct Gateway {
     broker: Broker,

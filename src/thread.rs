@@ -1,5 +1,5 @@
 //! A named thread that runs until asked to stop, and is joined when stopped or dropped:
-//! the gateway owns every thread it starts (see README, "Embedding").
+//! the gateway owns every thread it starts (see `docs/configuration.md`, "Embedding").
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

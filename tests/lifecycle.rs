@@ -1,7 +1,7 @@
 //! A gateway stops everything it starts: 20 gateways started and shut down one after
 //! another in one process leave no thread behind but rumqttd's router threads (one
 //! per gateway: rumqttd 0.20's router keeps a sender to its own channel and has no
-//! stop, see README "Embedding"). Its own test binary, so no other test's threads are
+//! stop, see docs/configuration.md, "Embedding"). Its own test binary, so no other test's threads are
 //! counted.
 
 use std::collections::BTreeMap;

@@ -1,12 +1,12 @@
-//! The README's "Command line" and "Config reference" tables, rendered from
-//! the source they describe and compared with the README byte for byte.
+//! The "Command line" and "Config reference" tables of `docs/configuration.md`, rendered
+//! from the source they describe and compared with that file byte for byte.
 //!
 //! The config reference comes from the `///` docs of the structs in `config.rs` (read as
 //! text: key, then meaning), with defaults from `Config::default()` or, where that cannot
 //! show them, from a `Default:` line in the doc. The command-line table comes from
 //! clap's view of `hookline run` (long name, value name, variable, help). On a mismatch
 //! the test prints the expected table; `HOOKLINE_UPDATE_README=1 cargo test --test readme_tables`
-//! writes it into README.md in place.
+//! writes it into `docs/configuration.md` in place.
 
 use std::collections::BTreeMap;
 
@@ -55,12 +55,12 @@ fn structs(source: &str) -> BTreeMap<String, Vec<Field>> {
 fn cell(key: &str, doc: &[String]) -> (String, Option<String>) {
     let default = doc.iter().find_map(|line| line.strip_prefix("Default: ")).map(str::to_string);
     let text = doc.iter().filter(|line| !line.is_empty() && !line.starts_with("Default: ")).cloned().collect::<Vec<_>>().join(" ");
-    assert!(!text.is_empty(), "config key `{key}` has no `///` doc; write one, it is the README's meaning column");
-    assert!(!text.contains('|'), "the doc of `{key}` contains `|`, which would break the README table");
+    assert!(!text.is_empty(), "config key `{key}` has no `///` doc; write one, it is the config table's meaning column");
+    assert!(!text.contains('|'), "the doc of `{key}` contains `|`, which would break the config table");
     (text.strip_suffix('.').unwrap_or(&text).to_string(), default)
 }
 
-/// A built-in default as the README shows it.
+/// A built-in default as the config table shows it.
 fn shown(key: &str, defaults: &toml::Value) -> String {
     let value = key.split('.').try_fold(defaults, |value, part| value.get(part));
     match value {
@@ -123,7 +123,7 @@ fn command_line_table() -> String {
         };
         let variable = arg.get_env().map(|env| format!("`{}`", env.to_string_lossy())).unwrap_or_default();
         let help = arg.get_help().map(|help| help.to_string()).unwrap_or_else(|| panic!("--{long} has no help; give it a `///` doc"));
-        assert!(!help.contains('|'), "the help of --{long} contains `|`, which would break the README table");
+        assert!(!help.contains('|'), "the help of --{long} contains `|`, which would break the command-line table");
         let key = help.split_once("config key `").and_then(|(_, rest)| rest.split_once('`')).map(|(key, _)| key);
         let default = match key {
             Some(key) => defaults.get(key).unwrap_or_else(|| panic!("--{long} names config key `{key}`, which does not exist")).clone(),
@@ -135,25 +135,28 @@ fn command_line_table() -> String {
     table
 }
 
-/// Compares `table` with the first table after `heading` in README.md; rewrites it there
+/// The file the tables live in, relative to the repository's root.
+const DOC: &str = "docs/configuration.md";
+
+/// Compares `table` with the first table after `heading` in `DOC`; rewrites it there
 /// when `HOOKLINE_UPDATE_README` is set.
 fn check(heading: &str, table: &str) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-    let readme = std::fs::read_to_string(path).expect("README.md readable");
-    let after = readme.find(&format!("\n{heading}\n")).unwrap_or_else(|| panic!("README.md has no `{heading}` heading"));
-    let start = after + readme[after..].find("\n|").unwrap_or_else(|| panic!("README.md has no table after `{heading}`")) + 1;
-    let end = readme[start..].find("\n\n").map_or(readme.len(), |at| start + at + 1);
-    if readme[start..end] == *table {
+    let path = format!("{}/{DOC}", env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{DOC} readable: {e}"));
+    let after = doc.find(&format!("\n{heading}\n")).unwrap_or_else(|| panic!("{DOC} has no `{heading}` heading"));
+    let start = after + doc[after..].find("\n|").unwrap_or_else(|| panic!("{DOC} has no table after `{heading}`")) + 1;
+    let end = doc[start..].find("\n\n").map_or(doc.len(), |at| start + at + 1);
+    if doc[start..end] == *table {
         return;
     }
     if std::env::var_os(UPDATE_VAR).is_some() {
-        std::fs::write(path, format!("{}{table}{}", &readme[..start], &readme[end..])).expect("README.md writable");
+        std::fs::write(&path, format!("{}{table}{}", &doc[..start], &doc[end..])).unwrap_or_else(|e| panic!("{DOC} writable: {e}"));
         return;
     }
-    let got: Vec<&str> = readme[start..end].lines().collect();
+    let got: Vec<&str> = doc[start..end].lines().collect();
     let first_difference = table.lines().zip(&got).position(|(want, got)| want != *got).unwrap_or(got.len().min(table.lines().count()));
     panic!(
-        "README.md's table under `{heading}` differs from the source's docs (first at its row {}).\n\
+        "{DOC}'s table under `{heading}` differs from the source's docs (first at its row {}).\n\
          Expected:\n\n{table}\n\
          Rewrite it with `{UPDATE_VAR}=1 cargo test --test readme_tables`, or change the `///` docs.",
         first_difference + 1
@@ -161,11 +164,11 @@ fn check(heading: &str, table: &str) {
 }
 
 #[test]
-fn readme_config_reference_is_rendered_from_the_config_docs() {
+fn config_reference_is_rendered_from_the_config_docs() {
     check("### Config reference", &config_table());
 }
 
 #[test]
-fn readme_command_line_table_is_rendered_from_the_flags() {
+fn command_line_table_is_rendered_from_the_flags() {
     check("## Command line", &command_line_table());
 }

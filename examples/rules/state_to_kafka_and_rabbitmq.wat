@@ -4,7 +4,7 @@
 ;;     JSON envelope, keyed by the lock id;
 ;;   - to the RabbitMQ destination named `rabbit` (`route_to`): exchange `lock-events`,
 ;;     routing key `state.<lock id>`, the raw MQTT payload, header `schema: door-lock/1`.
-;; Config: `[sink] kind = "kafka"` and a `[sink.rabbit]` table (README, "RabbitMQ").
+;; Config: `[sink] kind = "kafka"` and a `[sink.rabbit]` table (docs/rabbitmq.md).
 (module
   (import "hookline" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
   (import "hookline" "route" (func $route (param i32 i32 i32 i32) (result i32)))

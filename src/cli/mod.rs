@@ -35,7 +35,7 @@ pub enum Command {
     User(user::UserCommand),
 }
 
-/// The flags of `hookline run`. Their `///` docs are the README's command-line table
+/// The flags of `hookline run`. Their `///` docs are the command-line table of `docs/configuration.md`
 /// (`tests/readme_tables.rs` renders it from them): write each as its "meaning" cell, and name the
 /// config key a flag sets as "config key `KEY`", which gives the table its default.
 #[derive(Debug, Args)]

@@ -1,6 +1,6 @@
 //! Where routed records go. One folder or file per kind of destination, each a `Sink`;
 //! a gateway has one or more destinations, named, in the order `SinkConfig` gives
-//! (see README, "Adding a sink").
+//! (see `docs/adding-a-sink.md`).
 //!
 //! The contract, the same for every sink:
 //! - `send` takes a record and its `Delivery`. The sink resolves the delivery exactly

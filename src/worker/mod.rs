@@ -23,7 +23,7 @@ use crate::spool::{ReadBatch, ShardReader};
 use crate::tail::Tail;
 use progress::{Look, Progress};
 
-/// Record headers every record carries (see README, "Kafka").
+/// Record headers every record carries (see `docs/kafka.md`).
 pub const NODE_HEADER: &str = "hookline-node";
 pub const SEQ_HEADER: &str = "hookline-seq";
 

@@ -86,7 +86,7 @@ async fn a_session_moves_to_another_node_with_its_subscription_and_the_old_conne
     // At least once: "one" may come again, if its record was consumed again after the
     // downlink group's rebalance (node B joining: the records node A had done but not yet
     // committed) and so posted twice, or if its acknowledgement raced the takeover
-    // (README, "Claims and takeover").
+    // (docs/cluster.md, "Claims and takeover").
     assert_eq!(command_after(&mut on_b, &[b"one"]).await.payload, b"two");
     let app = Device::connect(a.addr, "business-app").await;
     app.publish("devices/lock-1/command", "three", rumqttc::QoS::AtLeastOnce).await;

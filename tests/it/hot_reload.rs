@@ -126,7 +126,7 @@ async fn a_rule_reads_its_settings_file_and_reloads_when_it_changes() {
     lock.publish("devices/lock-s/state", "1", QoS::AtLeastOnce).await;
     assert_eq!(scene.file_records(1).await[0]["topic"], "first");
 
-    // Written aside and renamed, as the README advises, so no reader sees a partial file.
+    // Written aside and renamed, as docs/rules.md ("Hot reload") advises, so no reader sees a partial file.
     let replace_settings = |text: &str| {
         let tmp = scene.rules_dir().join(".routed.toml.tmp");
         std::fs::write(&tmp, text).unwrap();

@@ -1,4 +1,4 @@
-//! The door-lock scenario of SCENARIO.md, end to end with the shipped default rules:
+//! The door-lock scenario of `docs/scenario.md`, end to end with the shipped default rules:
 //! a state report lands on `message_state`, an acknowledged unlock command on
 //! `message_command`, byte for byte in the documented envelope, keyed by the lock id.
 

@@ -1,7 +1,7 @@
 //! `platform.toml`: the one config file of the notifier, the monitor, the auditor and
 //! the simulator. Every key is optional except the `[locks.<id>]` entries a deployment
 //! needs; `examples/door-lock-platform/platform.toml` lists every key (a test parses it,
-//! and another checks the README table names each one).
+//! and another checks that its README's table names each one).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -179,7 +179,7 @@ pub struct LockConfig {
     pub owner: String,
     /// Where the owner is reached (e-mail address or phone number), passed to the channel.
     pub contact: String,
-    /// Per-lock secret of the command signature (see the README's signing section).
+    /// Per-lock secret of the command signature (see its README, "Command signing").
     pub secret: String,
 }
 
@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn readme_documents_every_config_key() {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../README.md");
         // Only the platform's table: the gateway's has keys of the same names.
         let start = readme.find("### Platform config reference").expect("README has the platform config table");
         let table = &readme[start..start + readme[start..].find("\n### ").unwrap_or(readme.len() - start)];

@@ -1,4 +1,4 @@
-//! The door-lock business systems downstream of hookline (`../shared/SCENARIO.md`):
+//! The door-lock business systems downstream of hookline (`docs/scenario.md`):
 //! three independent Kafka consumers and a lock simulator.
 //!
 //! The binaries in `src/bin/` are thin: they read the config, connect, and feed records

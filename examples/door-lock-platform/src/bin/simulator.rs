@@ -1,5 +1,5 @@
 //! simulator: door locks and the business app commanding them, over MQTT, as in
-//! `../shared/SCENARIO.md`. Each lock (client id = lock id) subscribes QoS 1 to
+//! `docs/scenario.md`. Each lock (client id = lock id) subscribes QoS 1 to
 //! `devices/{id}/command`, reports its state to `devices/{id}/state` every reporting
 //! interval and on every change, obeys signed unlock commands (verifies the sign, the
 //! `ts` window and the nonce; then unlocks, reports, and locks again a few seconds
