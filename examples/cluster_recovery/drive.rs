@@ -427,11 +427,13 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     }
     drop(homes);
     let ledger = ledger.lock().expect("ledger");
-    // Every command's fate, for a closer look: seq, lock, produced and received (µs).
-    let mut csv = String::from("seq,lock,produced_us,received_us\n");
+    // Every command's fate, for a closer look: seq, lock, produced, received by the lock
+    // and read by the reference consumer (µs).
+    let mut csv = String::from("seq,lock,produced_us,received_us,consumed_us\n");
     for (seq, (lock, sent)) in &ledger.produced {
         let received = ledger.received.get(seq).map(|r| r[0].to_string()).unwrap_or_default();
-        csv.push_str(&format!("{seq},{lock},{sent},{received}\n"));
+        let consumed = ledger.consumed.get(seq).map(u64::to_string).unwrap_or_default();
+        csv.push_str(&format!("{seq},{lock},{sent},{received},{consumed}\n"));
     }
     std::fs::write(plan.dir.join("commands.csv"), csv)?;
     for window in &windows {
