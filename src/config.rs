@@ -723,7 +723,7 @@ impl Config {
         if self.downlink.max_outstanding == 0 {
             return invalid("downlink.max_outstanding", "must be at least 1");
         }
-        if let Err(why) = crate::sink::check_kafka_topic(&format!("{}.sessions", self.cluster.name)) {
+        if let Err(why) = crate::names::check_kafka_topic(&format!("{}.sessions", self.cluster.name)) {
             return invalid("cluster.name", &format!("names Kafka topics `<name>.sessions`, `<name>.mailbox`, ...: {why}"));
         }
         if self.cluster.mailbox_partitions < 1 {

@@ -1,12 +1,18 @@
 //! hookline: an MQTT broker-gateway that turns device traffic into Kafka records,
-//! routed by hot-reloaded WebAssembly rules.
+//! routed by hot-reloaded WebAssembly rules, and carries commands from Kafka back to
+//! devices.
 //!
 //! Data flow, one module per stage:
-//! `broker` (the MQTT edge over rumqttd's router, raising `hooks` events) -> `spool` (durable, sharded
-//! event log) -> `worker` (runs `rules`, encodes the `envelope`) -> `sink` (Kafka or
-//! file). `config` and `cli` set it
-//! up, `metrics` counts it, `tail` copies routed records to live viewers, `readiness`
-//! says whether it can serve (all served by `admin`), `gateway` assembles it.
+//! `broker` (the MQTT edge over rumqttd's router: logins and the ACL from `access`,
+//! raising `hooks` events) -> `spool` (durable, sharded event log) -> `worker` (runs
+//! `rules`, encodes the `envelope`) -> `sink` (Kafka, RabbitMQ or file). The way back:
+//! `downlink` (Kafka records through the rules to MQTT publishes). Several gateways on
+//! one Kafka are one broker through `cluster` (sessions, mailboxes, retained messages).
+//! `config` and `cli` set it up, `metrics` counts it, `tail` copies routed records to
+//! live viewers, `readiness` says whether it can serve (all served by `admin`),
+//! `gateway` assembles it. On the ground floor, shared by the stages: `names` (Kafka
+//! topic names, the gateway's own topics, a hash), `topic` (MQTT filters), `kafka`
+//! (client settings), `log_limit`, `watch`, `thread`.
 
 pub mod access;
 pub mod admin;
@@ -21,6 +27,7 @@ pub mod hooks;
 pub mod kafka;
 pub mod log_limit;
 pub mod metrics;
+pub mod names;
 pub mod readiness;
 pub mod retained;
 pub mod rules;
@@ -34,10 +41,3 @@ pub mod worker;
 
 pub use config::{Config, ValidConfig};
 pub use gateway::Gateway;
-
-/// FNV-1a: a few instructions per byte, stable across runs and builds, enough to spread
-/// client ids over spool shards and topic names over the metrics table (neither is
-/// chosen by anyone trying to make them collide).
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3))
-}

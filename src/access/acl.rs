@@ -21,6 +21,8 @@
 
 use std::path::Path;
 
+use crate::names::reserved;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Publish,
@@ -81,7 +83,7 @@ impl Acl {
     /// Whether `client_id` / `username` may `action` on `topic` (a topic for publish, a
     /// filter for subscribe). No matching rule: denied.
     pub fn allows(&self, action: Action, client_id: &str, username: &str, topic: &str) -> bool {
-        if super::reserved(topic) {
+        if reserved(topic) {
             return false;
         }
         self.rules

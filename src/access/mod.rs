@@ -4,7 +4,7 @@
 //! The files are optional and re-read when they change (`watch`), like rules; a file
 //! that stops parsing is reported and the previous version stays in force.
 //! Without an ACL every authenticated client may use every topic except the gateway's
-//! reserved ones (`RESERVED_PREFIXES`).
+//! reserved ones (`names::RESERVED_PREFIXES`).
 //!
 //! Checks that cost run on their own bounded pool (`checks`); a login verified lately
 //! is remembered (`cache`), so a fleet reconnecting costs one hash per device.
@@ -29,23 +29,8 @@ use self::cache::LoginCache;
 use self::checks::Checks;
 use self::jwt::Jwt;
 use crate::config::AuthConfig;
+use crate::names::reserved;
 use crate::watch::{dir_of, FileWatch, WatchSettings};
-
-/// Topic prefixes the gateway uses for itself; clients may neither publish nor
-/// subscribe there.
-pub const RESERVED_PREFIXES: [&str; 2] = ["$hookline/", "hookline/void/"];
-/// Where a denied publish is diverted, so the broker acknowledges it without anyone
-/// receiving it.
-pub const DENIED_TOPIC: &str = "$hookline/denied";
-/// What a denied subscription filter is replaced with: a topic nobody can publish to.
-/// (rumqttd disconnects a client subscribing to any `$` filter but `$share`, so this
-/// one cannot start with `$`.)
-pub const VOID_FILTER: &str = "hookline/void/refused";
-
-/// Whether `topic` is one of the gateway's own.
-pub fn reserved(topic: &str) -> bool {
-    RESERVED_PREFIXES.iter().any(|p| topic.starts_with(p))
-}
 
 /// The access policy in force.
 pub struct Access {

@@ -100,7 +100,7 @@ impl RecordsByTopic {
     /// The series counting `topic`: its own while fewer than `MAX_TOPICS` topics were
     /// seen before it, otherwise `(other)`.
     pub fn series(&self, topic: &str) -> TopicSeries {
-        let start = crate::fnv1a(topic.as_bytes()) as usize % SLOTS;
+        let start = crate::names::fnv1a(topic.as_bytes()) as usize % SLOTS;
         for probe in 0..SLOTS {
             let slot = &self.slots[(start + probe) % SLOTS];
             let entry = match slot.get() {

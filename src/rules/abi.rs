@@ -553,7 +553,7 @@ fn subscribe(mut caller: Caller<'_, HostState>, hook_ptr: i32, hook_len: i32, fi
     };
     let Some(hook) = Hook::from_name(hook) else { return ERR_UNKNOWN };
     // A `kafka.record` subscription names a Kafka topic, exactly.
-    if hook == Hook::KafkaRecord && crate::sink::check_kafka_topic(filter).is_err() {
+    if hook == Hook::KafkaRecord && crate::names::check_kafka_topic(filter).is_err() {
         return ERR_FILTER;
     }
     let Some(filter) = TopicFilter::parse(filter) else { return ERR_FILTER };
@@ -706,7 +706,7 @@ fn add_publish(memory: &[u8], state: &mut HostState, topic: (i32, i32), qos: i32
     let Ok(name) = std::str::from_utf8(&memory[range]) else {
         return state.invalidate("publish topic is not UTF-8", ERR_PUBLISH);
     };
-    if name.is_empty() || name.contains(['+', '#', '\0']) || crate::access::reserved(name) {
+    if name.is_empty() || name.contains(['+', '#', '\0']) || crate::names::reserved(name) {
         return state.invalidate("publish topic is empty, has a wildcard or is the gateway's own", ERR_PUBLISH);
     }
     if !(0..=2).contains(&qos) || !(0..=1).contains(&retain) {
@@ -829,7 +829,7 @@ fn write_log(memory: &[u8], state: &mut HostState, level: i32, ptr: i32, len: i3
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::check_kafka_topic;
+    use crate::names::check_kafka_topic;
 
     #[test]
     fn guest_ranges_are_bounds_checked() {

@@ -152,7 +152,7 @@ impl Sink for FileSink {
 
     /// The same names as Kafka, so a rule that works here works against Kafka.
     fn destination_check(&self) -> DestinationCheck {
-        super::check_kafka_topic
+        crate::names::check_kafka_topic
     }
 
     fn describe(&self) -> String {

@@ -24,9 +24,11 @@ mod rabbitmq;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::names::check_kafka_topic;
+
 pub use delivery::{Boundary, Delivery, Ticket};
 pub use file::{FileSink, RECORDS_FILE};
-pub use kafka::{check_topic as check_kafka_topic, KafkaSink};
+pub use kafka::KafkaSink;
 pub use rabbitmq::RabbitMqSink;
 
 /// One record, borrowed from the worker's buffers.

@@ -164,7 +164,7 @@ impl Spool {
     /// The shard that carries every event of `client_id`.
     pub fn shard_for(&self, client_id: &str) -> usize {
         // Computed once per connection.
-        (crate::fnv1a(client_id.as_bytes()) % self.shards.len() as u64) as usize
+        (crate::names::fnv1a(client_id.as_bytes()) % self.shards.len() as u64) as usize
     }
 
     /// Bytes of all segment files.
