@@ -22,12 +22,12 @@ use crate::broker::Broker;
 use crate::cluster::Cluster;
 use crate::config::{Destination, ValidConfig};
 use crate::downlink::DownlinkSource;
+use crate::live_tail::Tail;
 use crate::metrics::{Metrics, Outcome};
 use crate::readiness::Readiness;
 use crate::rules::{Dispatcher, RuleEngine, RuleSet, RuleWatcher, SharedRuleSet};
 use crate::sink::{Boundary, FileSink, KafkaSink, RabbitMqSink, Sink, Sinks};
 use crate::spool::Spool;
-use crate::tail::Tail;
 use crate::watch::FileWatch;
 use crate::worker::{Worker, WorkerState};
 

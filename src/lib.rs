@@ -8,7 +8,7 @@
 //! `rules`, encodes the `envelope`) -> `sink` (Kafka, RabbitMQ or file). The way back:
 //! `downlink` (Kafka records through the rules to MQTT publishes). Several gateways on
 //! one Kafka are one broker through `cluster` (sessions, mailboxes, retained messages).
-//! `config` and `cli` set it up, `metrics` counts it, `tail` copies routed records to
+//! `config` and `cli` set it up, `metrics` counts it, `live_tail` copies routed records to
 //! live viewers, `readiness` says whether it can serve (all served by `admin`),
 //! `gateway` assembles it. On the ground floor, shared by the stages: `names` (Kafka
 //! topic names, the gateway's own topics, a hash), `topic` (MQTT filters), `kafka`
@@ -25,6 +25,7 @@ pub mod envelope;
 pub mod gateway;
 pub mod hooks;
 pub mod kafka;
+pub mod live_tail;
 pub mod log_limit;
 pub mod metrics;
 pub mod names;
@@ -33,7 +34,6 @@ pub mod retained;
 pub mod rules;
 pub mod sink;
 pub mod spool;
-pub mod tail;
 pub mod thread;
 pub mod topic;
 pub mod watch;

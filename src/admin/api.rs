@@ -28,9 +28,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::history::StatsHistory;
 use super::AdminSources;
+use crate::live_tail::TailItem;
 use crate::metrics::Metrics;
 use crate::rules::RuleCounters;
-use crate::tail::TailItem;
 
 pub async fn rules(State(sources): State<AdminSources>) -> Json<Vec<Value>> {
     let set = sources.rules.load();

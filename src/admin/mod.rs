@@ -26,10 +26,10 @@ use tokio::task::JoinSet;
 
 use self::history::StatsHistory;
 use crate::cluster::Cluster;
+use crate::live_tail::Tail;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::rules::SharedRuleSet;
-use crate::tail::Tail;
 
 /// Everything the admin endpoint reads.
 #[derive(Clone)]

@@ -19,8 +19,9 @@
 //! - the edge answers SUBSCRIBE, UNSUBSCRIBE and PINGREQ itself, and tells the router
 //!   exactly once that the connection is gone.
 //!
-//! `handshake` is the CONNECT; `delivery` the way from the router to the client; this
-//! file the loop between them, what the client sends, and the end.
+//! `handshake` is the CONNECT; `outbound` the way from the router to the client;
+//! `cluster_session` the session in the cluster and its mailbox; this file the loop
+//! between them, what the client sends, and the end.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -39,13 +40,13 @@ use rumqttd::protocol::{
 use rumqttd::Notification;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-mod delivery;
+mod cluster_session;
 mod handshake;
-mod mail;
+mod outbound;
 
-use self::delivery::{Delivery, Slot, Unacked};
+use self::cluster_session::ClusterSession;
 use self::handshake::Handshake;
-use self::mail::ClusterSession;
+use self::outbound::{Delivery, Slot, Unacked};
 use super::origin::{self, Origin};
 use super::registry::{Claim, CloseReason, Parked};
 use super::subscription::Subscription;
@@ -449,7 +450,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         let mut pending_will = None;
         if let (true, Some((will, props, delay))) = (end.fires_will(), state.will.take()) {
             match state.cluster.is_some() && delay > 0 && state.session.expiry > 0 {
-                true => pending_will = Some(mail::stored_will(&will, delay)),
+                true => pending_will = Some(cluster_session::stored_will(&will, delay)),
                 false => edge.publish_will(&state.client, will, props, delay).await,
             }
         }

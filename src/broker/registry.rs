@@ -73,20 +73,28 @@ impl Registry {
         self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Claims `client_id`: a connection still holding it is asked to close (taken
-    /// over) and waited for, up to `TAKEOVER_WAIT`.
-    pub async fn claim(&self, client_id: &Arc<str>) -> Claim {
+    /// Claims `client_id` unless `limit` connections hold other client ids (`None`
+    /// then), counted and claimed under one lock so that CONNECTs racing on two threads
+    /// cannot both take the last place. A connection still holding `client_id` is asked
+    /// to close (taken over) and waited for, up to `TAKEOVER_WAIT`.
+    pub async fn claim(&self, client_id: &Arc<str>, limit: usize) -> Option<Claim> {
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
         let (close_tx, close_rx) = mpsc::channel(1);
         let (ended_tx, ended_rx) = watch::channel(false);
         let holder = Holder { serial, generation: None, close: close_tx, ended: ended_rx };
-        let previous = self.holders().insert(client_id.clone(), holder);
+        let previous = {
+            let mut holders = self.holders();
+            if holders.len() >= limit && !holders.contains_key(client_id) {
+                return None;
+            }
+            holders.insert(client_id.clone(), holder)
+        };
         if let Some(mut previous) = previous {
             let _ = previous.close.try_send(CloseReason::TakenOver);
             // An error means the old connection's task is gone, which is as good.
             let _ = tokio::time::timeout(TAKEOVER_WAIT, previous.ended.wait_for(|ended| *ended)).await;
         }
-        Claim { serial, close: close_rx, ended: ended_tx }
+        Some(Claim { serial, close: close_rx, ended: ended_tx })
     }
 
     /// Claims `client_id` only if no connection holds it (a session expiry must never
@@ -149,11 +157,6 @@ impl Registry {
         }
     }
 
-    /// How many client ids are connected now.
-    pub fn connected(&self) -> usize {
-        self.holders().len()
-    }
-
     /// Keeps a persistent session while its client is away; returns the parking's
     /// serial, for `unpark_expired`.
     pub fn park(&self, client_id: Arc<str>, session: Parked) -> u64 {
@@ -185,5 +188,21 @@ impl Registry {
             Some((_, parked_serial)) if *parked_serial == serial => parked.remove(client_id).map(|(session, _)| session),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_claim_past_the_limit_is_refused_but_a_takeover_at_the_limit_is_not() {
+        let registry = Registry::default();
+        let (a, b): (Arc<str>, Arc<str>) = ("lock-a".into(), "lock-b".into());
+        let first = registry.claim(&a, 1).await.expect("the first place");
+        assert!(registry.claim(&b, 1).await.is_none(), "no second place");
+        // The connection holding lock-a is asked to close; it ends at once here.
+        let _ = first.ended.send(true);
+        assert!(registry.claim(&a, 1).await.is_some(), "lock-a again takes its own place over");
     }
 }

@@ -2,15 +2,16 @@
 //! `cluster.name` is one broker, with Kafka the only thing the nodes share. There is no
 //! node list and no other coordination: a node joins by reading the cluster's topics.
 //!
-//! Two topics carry it:
+//! Four topics carry it (`topics`), read by one thread per node (`reader`):
 //! - `<name>.sessions`, compacted, keyed by client id: each MQTT session (owner node,
 //!   subscriptions, expiry, mailbox cursor). Every node reads it from the start into the
 //!   same table (`session::Table`); a connection's claim record decides who owns a
 //!   client id, and the node it supersedes closes its connection (`superseded`).
 //! - `<name>.mailbox`, keyed by client id: messages for a session that are not
 //!   delivered by the local router: every downlink message, and MQTT publishes for
-//!   sessions connected to another node or away. Every node reads it too
-//!   (`mailbox::Mailboxes`), so whichever node a client lands on has its messages.
+//!   sessions connected to another node or away. Every node reads it too, from the
+//!   sessions' cursors (`mailbox::Mailboxes`), so whichever node a client lands on has
+//!   its messages.
 //! - `<name>.nodes`, compacted, keyed by node name: heartbeats, so nodes know who is gone.
 //! - `<name>.retained`, compacted, keyed by MQTT topic: the retained messages.
 //!
@@ -20,8 +21,9 @@
 
 mod contact;
 mod mailbox;
+mod reader;
 mod session;
-mod tail;
+mod topics;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -30,8 +32,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,8 @@ use self::contact::Contact;
 use self::mailbox::Mailboxes;
 use self::session::Table;
 pub use self::session::{SessionRecord, StoredSubscription, StoredWill};
+pub use self::topics::topics;
+use self::topics::Topics;
 use crate::config::{ClusterConfig, KafkaConfig};
 use crate::hooks::now_ms;
 use crate::kafka::KafkaContext;
@@ -48,8 +50,6 @@ use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::retained::Retained;
 
-/// How long Kafka may take to create a cluster topic.
-const CREATE_WAIT: Duration = Duration::from_secs(10);
 /// How often a node says it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node not heard of for this long, on this node's clock of heartbeats (`contact`),
@@ -63,7 +63,7 @@ static UPDATE_LOG: LogLimit = LogLimit::new();
 /// Called when a claim supersedes another: (client id, the superseded generation).
 type Superseded = Box<dyn Fn(&str, &str) + Send + Sync>;
 
-/// What the node's tail thread and its connections share.
+/// What the node's reader thread and its connections share.
 struct Shared {
     table: Mutex<Table>,
     mailboxes: Mailboxes,
@@ -86,16 +86,6 @@ struct Shared {
     metrics: Arc<Metrics>,
 }
 
-/// The cluster's topics, and how the gateway creates them.
-struct Topics {
-    sessions: String,
-    mailbox: String,
-    nodes: String,
-    retained: String,
-    mailbox_partitions: i32,
-    replication_factor: i32,
-}
-
 impl Shared {
     fn table(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
@@ -114,7 +104,7 @@ pub struct Cluster {
     retained_topic: String,
     producer: FutureProducer<KafkaContext>,
     shared: Arc<Shared>,
-    tail: Mutex<Option<tail::Tail>>,
+    reader: Mutex<Option<reader::ReaderThread>>,
     next_serial: AtomicU64,
     heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// A heartbeat is on its way to Kafka: the next waits (see `beat`).
@@ -239,7 +229,7 @@ impl Cluster {
             .set("acks", "all")
             .set("message.timeout.ms", "0")
             // The default, named: a node reads each mailbox partition from the cursors of
-            // the sessions it holds (`tail::mailbox_partition`).
+            // the sessions it holds (`reader::mailbox_partition`).
             .set("partitioner", "consistent_random")
             // Claims and mailbox messages wait on it: batch for a millisecond, no more.
             .set("linger.ms", "1")
@@ -262,7 +252,7 @@ impl Cluster {
         let (sessions_topic, mailbox_topic, nodes_topic, retained_topic) =
             (topics.sessions.clone(), topics.mailbox.clone(), topics.nodes.clone(), topics.retained.clone());
         let boot = now_ms();
-        let tail = tail::Tail::start(&client, node, boot, topics, shared.clone())?;
+        let reader = reader::ReaderThread::start(&client, node, boot, topics, shared.clone())?;
         let cluster = Arc::new(Cluster {
             name: config.name.clone(),
             node: node.into(),
@@ -273,7 +263,7 @@ impl Cluster {
             retained_topic,
             producer,
             shared,
-            tail: Mutex::new(Some(tail)),
+            reader: Mutex::new(Some(reader)),
             next_serial: AtomicU64::new(1),
             heartbeat: Mutex::new(None),
             beat_in_flight: Arc::default(),
@@ -694,10 +684,10 @@ impl Cluster {
     /// `wait` for what is queued to reach Kafka, and stops reading the cluster's topics.
     pub fn leave(&self, wait: Duration) {
         use rdkafka::producer::Producer;
-        let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(tail) = &tail {
+        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(reader) = &reader {
             // It ends while the last records go out.
-            tail.stop_soon();
+            reader.stop_soon();
         }
         if let Some(heartbeat) = self.heartbeat.lock().unwrap_or_else(|p| p.into_inner()).take() {
             heartbeat.abort();
@@ -706,8 +696,8 @@ impl Cluster {
                 tracing::warn!(%error, "session updates not all written to Kafka at shutdown; the cluster may see stale sessions of this node");
             }
         }
-        if let Some(tail) = tail {
-            tail.stop();
+        if let Some(reader) = reader {
+            reader.stop();
         }
     }
 }
@@ -715,36 +705,5 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.leave(Duration::from_secs(1));
-    }
-}
-
-/// The cluster's topics and their partitions, as a node creates them: sessions (one
-/// partition, compacted), mailbox, nodes and retained (one partition each, compacted).
-/// For those who create them beforehand (a Kafka without CreateTopics, librdkafka's mock
-/// cluster).
-pub fn topics(config: &ClusterConfig) -> [(String, i32); 4] {
-    [
-        (format!("{}.sessions", config.name), 1),
-        (format!("{}.mailbox", config.name), config.mailbox_partitions),
-        (format!("{}.nodes", config.name), 1),
-        (format!("{}.retained", config.name), 1),
-    ]
-}
-
-/// Creates a cluster topic. Failing (a Kafka without CreateTopics, no rights, another
-/// node creating it at the same moment) is only logged: reading the topic says whether
-/// it is there.
-async fn create_topic(admin: &AdminClient<KafkaContext>, topic: &str, partitions: i32, replication: i32, compact: bool) {
-    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
-    if compact {
-        new = new.set("cleanup.policy", "compact");
-    }
-    let options = AdminOptions::new().operation_timeout(Some(CREATE_WAIT)).request_timeout(Some(CREATE_WAIT));
-    match admin.create_topics([&new], &options).await.map(|mut results| results.pop()) {
-        Ok(Some(Ok(_))) => tracing::info!(topic, partitions, compact, "created a cluster topic"),
-        Ok(Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists)))) => {}
-        Ok(Some(Err((_, code)))) => tracing::warn!(topic, %code, "cannot create a cluster topic (check cluster.replication_factor)"),
-        Ok(None) => {}
-        Err(error) => tracing::warn!(topic, %error, "cannot create a cluster topic"),
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::abi::{MqttMessage, Route};
+use super::decision::{MqttMessage, Route};
 use super::engine::RuleEngine;
 use super::instance::{CallFailure, RuleInstance};
 use super::module::RuleModule;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use wasmtime::{Store, Trap, TypedFunc};
 
-use super::abi::{self, Decision, HostError, HostState, Phase};
+use super::abi::{self, HostError, HostState, Phase};
+use super::decision::Decision;
 use super::engine::{describe_trap, RuleEngine};
 use super::module::RuleModule;
 use crate::hooks::HookEvent;

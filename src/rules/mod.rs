@@ -7,6 +7,7 @@
 //!   and `counters`;
 //! - `instance`: a worker's reusable instance of a module;
 //! - `abi`: the host functions and state of the guest ABI (v1 and v2);
+//! - `decision`: what a rule decides for an event (routes, MQTT messages);
 //! - `payload`: payload fields by path, for the `payload_*` host functions;
 //! - `set`: the rules in force; `dispatcher`: a worker's way through them;
 //! - `reload`: watches the directory and swaps in a new `RuleSet` atomically;
@@ -14,6 +15,7 @@
 
 mod abi;
 mod counters;
+mod decision;
 mod dispatcher;
 mod engine;
 mod instance;
@@ -24,8 +26,9 @@ mod set;
 mod settings;
 pub mod signature;
 
-pub use abi::{AbiVersion, EventField, HostError, MessageProperties, MqttMessage, Route, RouteValue, ABI_MARKERS, IMPORTS};
+pub use abi::{AbiVersion, EventField, HostError, ABI_MARKERS, IMPORTS};
 pub use counters::RuleCounters;
+pub use decision::{MessageProperties, MqttMessage, Route, RouteValue};
 pub use dispatcher::{Dispatcher, Output};
 pub use engine::RuleEngine;
 pub use instance::{CallFailure, RuleInstance};

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use crate::envelope;
 use crate::hooks::HookEvent;
+use crate::live_tail::Tail;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::rules::{Dispatcher, Output, RouteValue};
 use crate::sink::{Boundary, Record, Sinks, Ticket};
 use crate::spool::{ReadBatch, ShardReader};
-use crate::tail::Tail;
 use progress::{Look, Progress};
 
 /// Record headers every record carries (see `docs/kafka.md`).

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use rumqttd::protocol::{self, ConnAck, ConnAckProperties, Connect, ConnectReturnCode, LastWill, LastWillProperties, Login, Packet};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::mail::{self, claim_in_cluster, ClusterSession};
+use super::cluster_session::{self, claim_in_cluster, ClusterSession};
 use super::{log_protocol_error, Client, Session, State, Version, GOODBYE_WAIT, MAX_CLIENT_ID, READ_MIN, TOPIC_ALIAS_MAX};
 use crate::access::{Action, LoginCost, LoginRefused};
 use crate::broker::registry::Claim;
@@ -189,10 +189,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             Err(LoginRefused::NotAuthorized) => return self.refuse(version, Refusal::NotAuthorized, &client_id).await,
             Err(LoginRefused::Busy) => return self.refuse(version, Refusal::LoginBusy, &client_id).await,
         }
-        if edge.registry.connected() >= edge.limits.max_connections && !edge.registry.is_connected(&client_id) {
+        let Some(claim) = edge.registry.claim(&client_id, edge.limits.max_connections).await else {
             return self.refuse(version, Refusal::ServerBusy, &client_id).await;
-        }
-        let claim = edge.registry.claim(&client_id).await;
+        };
         let clean = connect.clean_session;
         let mut session = Session::of(version, clean, props.as_ref().and_then(|p| p.session_expiry_interval));
         // A node that has not caught up with the cluster within the claim's bound (just
@@ -287,8 +286,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         };
         let (session_present, subscriptions, cluster) = match stored {
             Some(stored) => {
-                let subscriptions: Vec<Subscription> =
-                    (stored.record.subscriptions.iter().flatten().enumerate()).filter_map(|(i, s)| mail::restore(s, i + 1)).collect();
+                let subscriptions: Vec<Subscription> = (stored.record.subscriptions.iter().flatten().enumerate())
+                    .filter_map(|(i, s)| cluster_session::restore(s, i + 1))
+                    .collect();
                 let cursor = stored.record.cursor.unwrap_or(0);
                 (stored.present, subscriptions, Some(ClusterSession::new(stored.cluster, stored.record.generation, cursor)))
             }
@@ -336,7 +336,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             out: BytesMut::new(),
             subscriptions,
             next_router_id,
-            next_own_pkid: super::delivery::FIRST_OWN_PKID,
+            next_own_pkid: super::outbound::FIRST_OWN_PKID,
             aliases: HashMap::new(),
             receive_max,
             max_packet,

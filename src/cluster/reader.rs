@@ -27,7 +27,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
 use super::session::{Applied, SessionRecord};
-use super::{create_topic, Beat, Heartbeat, Shared, Topics};
+use super::topics::{create_topic, Topics};
+use super::{Beat, Heartbeat, Shared};
 use crate::hooks::now_ms;
 use crate::kafka::KafkaContext;
 use crate::log_limit::LogLimit;
@@ -42,7 +43,7 @@ const KAFKA_WAIT: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_secs(2);
 
 /// The reader's thread; dropping it stops and joins it.
-pub struct Tail(StoppableThread);
+pub struct ReaderThread(StoppableThread);
 
 struct Reader {
     consumer: BaseConsumer<KafkaContext>,
@@ -66,11 +67,11 @@ struct Reader {
     log: LogLimit,
 }
 
-impl Tail {
+impl ReaderThread {
     /// Starts reading, in a thread that first creates the topics if missing and finds
     /// their partitions, retrying while Kafka is away. `shared.ready` is set once both
     /// topics are read up to where they ended when reading began.
-    pub fn start(client: &ClientConfig, node: &str, boot: u64, topics: Topics, shared: Arc<Shared>) -> anyhow::Result<Tail> {
+    pub fn start(client: &ClientConfig, node: &str, boot: u64, topics: Topics, shared: Arc<Shared>) -> anyhow::Result<ReaderThread> {
         let consumer: BaseConsumer<KafkaContext> = client
             .clone()
             // Partitions are assigned, never balanced: the group only names the reader.
@@ -107,7 +108,7 @@ impl Tail {
             }
         })
         .context("cannot start the cluster reader thread")?;
-        Ok(Tail(thread))
+        Ok(ReaderThread(thread))
     }
 
     pub fn stop_soon(&self) {

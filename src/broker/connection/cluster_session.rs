@@ -3,7 +3,6 @@
 //! subscription's QoS, its options and the ACL honoured), and the session's state
 //! (subscriptions, mailbox cursor, event number) written back to the cluster as it
 //! changes.
-//!
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -14,7 +13,7 @@ use rdkafka::producer::DeliveryFuture;
 use rumqttd::protocol::{LastWill, Packet, Subscribe, SubscribeProperties};
 use tokio::sync::Notify;
 
-use super::delivery::{Delivery, Message};
+use super::outbound::{Delivery, Message};
 use super::State;
 use crate::access::Action;
 use crate::broker::mail;
