@@ -1,5 +1,5 @@
 //! Retained messages (MQTT): the last retained message of each topic, encoded as a
-//! mailbox message (`broker::mail`), kept by the edge rather than rumqttd's router. The
+//! mailbox message (`broker::mail_message`), kept by the edge rather than rumqttd's router. The
 //! router sends retained messages only to a filter new to the connection and drops
 //! them on any empty publish, retained or not; MQTT wants them on every SUBSCRIBE with
 //! Retain Handling 0, and removed only by an empty retained publish. A gateway alone

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use rumqttd::protocol::{Publish, PublishProperties};
 
 use super::origin::Origin;
-use super::{mail, Edge, RecordAcks};
+use super::{mail_message, Edge, RecordAcks};
 use crate::cluster::Cluster;
 use crate::hooks::now_ms;
 use crate::metrics::Metrics;
@@ -87,7 +87,7 @@ impl Downlink {
         if targets.is_empty() {
             return if retained { Downlinked::Published } else { Downlinked::NoSubscriber };
         }
-        let message = mail::encode(publish.topic.clone(), publish.payload, props, origin);
+        let message = mail_message::encode(publish.topic.clone(), publish.payload, props, origin);
         for (client, _) in targets {
             let ack = self.0.acks.expect(record, publish.topic.clone());
             let posted = cluster.post_durably(&client, &message);

@@ -11,13 +11,13 @@
 
 mod acks;
 mod capacity;
+mod cluster_sessions;
 mod connection;
 mod downlink;
 mod listener;
-mod mail;
+mod mail_message;
 mod origin;
 mod registry;
-mod sessions;
 mod subscription;
 pub mod wire;
 
@@ -193,7 +193,7 @@ impl Edge {
     /// removes it): the cluster's when there is one, else this node's.
     fn retain(&self, topic: &Bytes, payload: &Bytes, props: &Option<PublishProperties>, origin: &Origin) {
         let Ok(name) = std::str::from_utf8(topic) else { return };
-        let message = (!payload.is_empty()).then(|| mail::encode(topic.clone(), payload.clone(), props.clone(), origin));
+        let message = (!payload.is_empty()).then(|| mail_message::encode(topic.clone(), payload.clone(), props.clone(), origin));
         match &self.cluster {
             Some(cluster) => cluster.retain(name, message),
             None => self.retained.set(name, message),
@@ -364,7 +364,7 @@ impl Broker {
             retained: Retained::default(),
         });
         if let Some(cluster) = &edge.cluster {
-            cluster.on_superseded(sessions::close_superseded(Arc::downgrade(&edge)));
+            cluster.on_superseded(cluster_sessions::close_superseded(Arc::downgrade(&edge)));
             edge.session_timer(edge.clone().adopt_orphans());
         }
         let mut listeners = JoinSet::new();

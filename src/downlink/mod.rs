@@ -26,7 +26,7 @@
 //!
 //! One thread: rules are CPU-bound and records of a partition are published in order.
 
-mod progress;
+mod offsets;
 mod share;
 
 use std::collections::BTreeSet;
@@ -49,7 +49,7 @@ use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::rules::{Dispatcher, MqttMessage, Output, RuleSet, SharedRuleSet};
 use crate::thread::StoppableThread;
-use progress::Progress;
+use offsets::Progress;
 use share::Partition;
 
 /// Longest wait for a record before looking at the rest (stop, rules, commits).

@@ -7,7 +7,7 @@
 //! is shared between workers except the sink and the live tail (touched only while
 //! someone watches it).
 
-mod progress;
+mod shard_progress;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::rules::{Dispatcher, Output, RouteValue};
 use crate::sink::{Boundary, Record, Sinks, Ticket};
 use crate::spool::{ReadBatch, ShardReader};
-use progress::{Look, Progress};
+use shard_progress::{Look, Progress};
 
 /// Record headers every record carries (see `docs/kafka.md`).
 pub const NODE_HEADER: &str = "hookline-node";

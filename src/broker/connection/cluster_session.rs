@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use super::outbound::{Delivery, Message};
 use super::State;
 use crate::access::Action;
-use crate::broker::mail;
+use crate::broker::mail_message;
 use crate::broker::subscription::Subscription;
 use crate::broker::Edge;
 use crate::cluster::{ClaimError, Claimed, Cluster, SessionRecord, StoredSubscription, StoredWill};
@@ -188,7 +188,7 @@ impl State {
         // until acknowledged (a session record per command, not two).
         let cursor = session.cursor();
         for (offset, bytes) in mail {
-            let delivery = mail::decode(&bytes).and_then(|mail| self.mail_delivery(mail));
+            let delivery = mail_message::decode(&bytes).and_then(|mail| self.mail_delivery(mail));
             let Some(session) = self.cluster.as_mut() else { return };
             session.next = offset + 1;
             let Some(mut delivery) = delivery else { continue };
@@ -207,7 +207,7 @@ impl State {
 
     /// What a mailbox message becomes for this client: `None` when it is expired, no
     /// subscription wants it any more, or the ACL hides its topic.
-    fn mail_delivery(&self, mail: mail::Mail) -> Option<Delivery> {
+    fn mail_delivery(&self, mail: mail_message::Mail) -> Option<Delivery> {
         let index = (0..self.subscriptions.len())
             .filter(|&i| self.subscriptions[i].matcher.matches(&mail.topic))
             .max_by_key(|&i| self.subscriptions[i].granted)?;
@@ -216,8 +216,8 @@ impl State {
 
     /// A message for subscription `index`: a live one, or a retained one because of a
     /// SUBSCRIBE (`on_subscribe`: sent with the retain flag, as MQTT says).
-    pub(super) fn delivery_for(&self, index: usize, mail: mail::Mail, on_subscribe: bool) -> Option<Delivery> {
-        let mail::Mail { topic, payload, mut props, origin } = mail;
+    pub(super) fn delivery_for(&self, index: usize, mail: mail_message::Mail, on_subscribe: bool) -> Option<Delivery> {
+        let mail_message::Mail { topic, payload, mut props, origin } = mail;
         if let Some(interval) = props.as_ref().and_then(|p| p.message_expiry_interval) {
             let age_s = now_ms().saturating_sub(origin.published_ms) / 1000;
             if age_s >= interval as u64 {

@@ -12,7 +12,7 @@ use rumqttd::{Forward, Notification};
 
 use super::{End, State};
 use crate::access::Action;
-use crate::broker::mail;
+use crate::broker::mail_message;
 use crate::broker::origin::{self, Origin};
 use crate::broker::subscription::Subscription;
 use crate::broker::wire::{publish_with, qos_pkid};
@@ -137,7 +137,7 @@ impl State {
             let Some(index) = self.subscriptions.iter().position(|s| s.filter == *filter && s.send_retained) else { continue };
             let matcher = self.subscriptions[index].matcher.clone();
             for message in self.edge.retained_matching(|topic| matcher.matches(topic)) {
-                let Some(mut delivery) = mail::decode(&message).and_then(|m| self.delivery_for(index, m, true)) else { continue };
+                let Some(mut delivery) = mail_message::decode(&message).and_then(|m| self.delivery_for(index, m, true)) else { continue };
                 if delivery.message.qos > 0 {
                     delivery.pkid = self.own_pkid();
                 }
@@ -284,7 +284,7 @@ impl State {
             };
             let from = message.from.clone().unwrap_or_else(|| self.client.id.clone());
             let origin = Origin { qos: message.qos, retain: false, published_ms: now_ms(), from, ack: None };
-            cluster.post(&self.client.id, &mail::encode(message.topic.clone(), message.payload.clone(), props.clone(), &origin));
+            cluster.post(&self.client.id, &mail_message::encode(message.topic.clone(), message.payload.clone(), props.clone(), &origin));
             Metrics::add(&self.edge.metrics.cluster_mail_reposted, 1);
         }
     }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use rumqttd::protocol::{LastWill, PublishProperties, QoS};
 use tokio::sync::Notify;
 
-use super::mail;
+use super::mail_message;
 use super::origin::Origin;
 use super::registry::CloseReason;
 use super::Edge;
@@ -32,7 +32,7 @@ impl Edge {
             if self.registry.is_connected(&client) || (origin.qos == 0 && !connected) {
                 continue;
             }
-            let message = message.get_or_insert_with(|| mail::encode(topic.clone(), payload.clone(), props.clone(), origin));
+            let message = message.get_or_insert_with(|| mail_message::encode(topic.clone(), payload.clone(), props.clone(), origin));
             cluster.post(&client, message);
         }
     }
@@ -84,7 +84,7 @@ impl Edge {
             return;
         }
         let given_up = cluster.mailboxes().pending_for(client);
-        let from_kafka = given_up.iter().filter_map(mail::decode).filter(|m| m.origin.from.starts_with("kafka:")).count();
+        let from_kafka = given_up.iter().filter_map(mail_message::decode).filter(|m| m.origin.from.starts_with("kafka:")).count();
         cluster.update(client, &SessionRecord { ended: true, ..session.as_update() });
         Metrics::add(&self.metrics.sessions_expired, 1);
         Metrics::add(&self.metrics.downlink_expired, from_kafka as u64);
