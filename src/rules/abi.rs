@@ -447,8 +447,8 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "payload_json",
         |mut caller: Caller<'_, HostState>, path_ptr: i32, path_len: i32, dst_ptr: i32, dst_len: i32| -> i32 {
             let Some((memory, state)) = memory_and_state(&mut caller) else { return ERR_MEMORY };
-            match payload_field(memory, state, path_ptr, path_len).map(|text| text.as_bytes().to_vec()) {
-                Ok(text) => copy_out(memory, &text, dst_ptr, dst_len),
+            match payload_field(memory, state, path_ptr, path_len) {
+                Ok(text) => copy_out(memory, text.as_bytes(), dst_ptr, dst_len),
                 Err(error) => error.code(),
             }
         },

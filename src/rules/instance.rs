@@ -28,19 +28,25 @@ pub enum CallFailure {
     InvalidOutput(&'static str, i32),
 }
 
+/// A code a guest call returned, with what it means when it is one of the host's.
+struct Named(i32);
+
+impl std::fmt::Display for Named {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match HostError::from_code(self.0) {
+            Some(error) => write!(f, "{} = {}", self.0, error.meaning()),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
 impl std::fmt::Display for CallFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallFailure::Rejected(code) => match HostError::from_code(*code) {
-                Some(error) => write!(f, "rule rejected the event (returned {code} = {})", error.meaning()),
-                None => write!(f, "rule rejected the event (returned {code})"),
-            },
+            CallFailure::Rejected(code) => write!(f, "rule rejected the event (returned {})", Named(*code)),
             CallFailure::Trap(trap) => write!(f, "rule trapped: {trap}"),
             CallFailure::OutOfFuel => write!(f, "rule exceeded its instruction budget (rules.call_fuel)"),
-            CallFailure::InvalidOutput(why, code) => match HostError::from_code(*code) {
-                Some(error) => write!(f, "rule output discarded: {why} ({code} = {})", error.meaning()),
-                None => write!(f, "rule output discarded: {why} ({code})"),
-            },
+            CallFailure::InvalidOutput(why, code) => write!(f, "rule output discarded: {why} ({})", Named(*code)),
         }
     }
 }

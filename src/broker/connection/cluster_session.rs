@@ -112,9 +112,15 @@ pub(super) async fn claim_in_cluster(
     Ok(Stored { cluster: cluster.clone(), record, present })
 }
 
+/// The subscriptions of a stored session as the connection uses them again, numbered
+/// for the router from `first_router_id` on.
+pub(super) fn restore_all(record: &SessionRecord, first_router_id: usize) -> Vec<Subscription> {
+    record.subscriptions.iter().flatten().enumerate().filter_map(|(i, stored)| restore(stored, first_router_id + i)).collect()
+}
+
 /// A stored subscription as the connection uses it again; `router_id` is its new
 /// identifier with the router.
-pub(super) fn restore(stored: &StoredSubscription, router_id: usize) -> Option<Subscription> {
+fn restore(stored: &StoredSubscription, router_id: usize) -> Option<Subscription> {
     Some(Subscription {
         filter: stored.filter.clone(),
         matcher: Subscription::matcher_of(&stored.filter)?,
@@ -162,13 +168,8 @@ impl State {
             }
         };
         Metrics::add(&self.edge.metrics.cluster_alone_joined, 1);
-        let mut subscriptions = Vec::new();
-        for stored in stored.record.subscriptions.iter().flatten() {
-            if let Some(subscription) = restore(stored, self.next_router_id) {
-                self.next_router_id += 1;
-                subscriptions.push(subscription);
-            }
-        }
+        let subscriptions = restore_all(&stored.record, self.next_router_id);
+        self.next_router_id = subscriptions.iter().map(|s| s.router_id + 1).max().unwrap_or(self.next_router_id);
         // Events go on from the larger number: the session's, or this connection's.
         self.client.next_seq.fetch_max(stored.record.next_seq, Ordering::Relaxed);
         let session = ClusterSession::new(stored.cluster, stored.record.generation, stored.record.cursor.unwrap_or(0));

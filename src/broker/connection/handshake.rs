@@ -15,7 +15,6 @@ use super::cluster_session::{self, claim_in_cluster, ClusterSession};
 use super::{log_protocol_error, Client, Session, State, Version, GOODBYE_WAIT, MAX_CLIENT_ID, READ_MIN, TOPIC_ALIAS_MAX};
 use crate::access::{Action, LoginCost, LoginRefused};
 use crate::broker::registry::Claim;
-use crate::broker::subscription::Subscription;
 use crate::broker::{wire, Edge};
 use crate::cluster::SessionRecord;
 use crate::hooks::{now_ms, Hook, Reason};
@@ -286,9 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         };
         let (session_present, subscriptions, cluster) = match stored {
             Some(stored) => {
-                let subscriptions: Vec<Subscription> = (stored.record.subscriptions.iter().flatten().enumerate())
-                    .filter_map(|(i, s)| cluster_session::restore(s, i + 1))
-                    .collect();
+                let subscriptions = cluster_session::restore_all(&stored.record, 1);
                 let cursor = stored.record.cursor.unwrap_or(0);
                 (stored.present, subscriptions, Some(ClusterSession::new(stored.cluster, stored.record.generation, cursor)))
             }
