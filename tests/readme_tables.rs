@@ -1,7 +1,7 @@
 //! The "Command line" and "Config reference" tables of `docs/configuration.md`, rendered
 //! from the source they describe and compared with that file byte for byte.
 //!
-//! The config reference comes from the `///` docs of the structs in `config.rs` (read as
+//! The config reference comes from the `///` docs of the structs in `src/config/` (read as
 //! text: key, then meaning), with defaults from `Config::default()` or, where that cannot
 //! show them, from a `Default:` line in the doc. The command-line table comes from
 //! clap's view of `hookline run` (long name, value name, variable, help). On a mismatch
@@ -17,7 +17,7 @@ use hookline::config::Config;
 
 const UPDATE_VAR: &str = "HOOKLINE_UPDATE_README";
 
-/// A field of a struct in `config.rs`: name, type, `///` lines.
+/// A field of a struct in `src/config/`: name, type, `///` lines.
 struct Field {
     name: String,
     ty: String,
@@ -72,6 +72,15 @@ fn shown(key: &str, defaults: &toml::Value) -> String {
     }
 }
 
+/// Every file of `src/config/`, one after the other: a section's structs live in a file
+/// of their own.
+fn config_source() -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/config");
+    let mut files: Vec<_> = std::fs::read_dir(dir).expect("src/config is readable").map(|entry| entry.unwrap().path()).collect();
+    files.sort();
+    files.iter().map(|path| std::fs::read_to_string(path).expect("a config source file is readable")).collect::<Vec<_>>().join("\n")
+}
+
 /// Rows of the config reference: key, default, meaning.
 fn config_rows() -> Vec<[String; 3]> {
     fn walk(structs: &BTreeMap<String, Vec<Field>>, name: &str, prefix: &str, defaults: &toml::Value, rows: &mut Vec<[String; 3]>) {
@@ -94,7 +103,7 @@ fn config_rows() -> Vec<[String; 3]> {
     }
     let defaults = toml::Value::try_from(Config::default()).expect("defaults serialize");
     let mut rows = Vec::new();
-    walk(&structs(include_str!("../src/config.rs")), "Config", "", &defaults, &mut rows);
+    walk(&structs(&config_source()), "Config", "", &defaults, &mut rows);
     rows
 }
 
