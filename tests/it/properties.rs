@@ -1,5 +1,5 @@
 //! Property tests of the edge's decode path (the envelope encoder's and the guest-output
-//! parser's are unit tests in `src/envelope.rs` and `src/rules/abi.rs`): arbitrary and
+//! parser's are unit tests in `src/envelope.rs` and `src/rules/abi/output.rs`): arbitrary and
 //! mutated MQTT sessions, sent over TCP to a running gateway, never panic it, never
 //! leave a connection hanging once the client has finished sending, and leave the
 //! gateway serving other clients. `PROPTEST_CASES` sets the number of cases (`.ci/run`
