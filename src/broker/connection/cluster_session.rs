@@ -14,7 +14,7 @@ use rumqttd::protocol::{LastWill, Packet, Subscribe, SubscribeProperties};
 use tokio::sync::Notify;
 
 use super::outbound::{Delivery, Message};
-use super::State;
+use super::state::State;
 use crate::access::Action;
 use crate::broker::mail_message;
 use crate::broker::subscription::Subscription;

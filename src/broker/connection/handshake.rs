@@ -11,8 +11,11 @@ use bytes::BytesMut;
 use rumqttd::protocol::{self, ConnAck, ConnAckProperties, Connect, ConnectReturnCode, LastWill, LastWillProperties, Login, Packet};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::client::{Client, Session};
 use super::cluster_session::{self, claim_in_cluster, ClusterSession};
-use super::{log_protocol_error, Client, Session, State, Version, GOODBYE_WAIT, MAX_CLIENT_ID, READ_MIN, TOPIC_ALIAS_MAX};
+use super::ending::GOODBYE_WAIT;
+use super::io::READ_MIN;
+use super::state::{log_protocol_error, State, Version, MAX_CLIENT_ID, TOPIC_ALIAS_MAX};
 use crate::access::{Action, LoginCost, LoginRefused};
 use crate::broker::registry::Claim;
 use crate::broker::{wire, Edge};

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use rumqttd::protocol::{Packet, PubAck, PubAckReason, PubRel, PubRelReason, PublishProperties};
 use rumqttd::{Forward, Notification};
 
-use super::{End, State};
+use super::ending::End;
+use super::state::State;
 use crate::access::Action;
 use crate::broker::mail_message;
 use crate::broker::origin::{self, Origin};

@@ -1,0 +1,180 @@
+//! Everything about a connected client but its socket (`State`), and what all its parts
+//! share: the protocol version's codec, packets for the client and for the router, events
+//! staged for the spool, and how a protocol error is logged and counted.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::protocol::{self, v4::V4, v5::V5, DisconnectReasonCode, LastWill, LastWillProperties, Packet, Protocol};
+
+use super::client::{Client, Session};
+use super::cluster_session::ClusterSession;
+use super::ending::End;
+use super::outbound::{Delivery, Slot, Unacked};
+use crate::broker::registry::Claim;
+use crate::broker::subscription::Subscription;
+use crate::broker::Edge;
+use crate::hooks::HookEvent;
+use crate::log_limit::LogLimit;
+use crate::metrics::Metrics;
+use crate::spool::{Push, SpoolBatch};
+
+/// Topic aliases a client may use toward the gateway (CONNACK Topic Alias Maximum).
+pub(super) const TOPIC_ALIAS_MAX: u16 = 64;
+
+/// Longest client id accepted.
+pub(super) const MAX_CLIENT_ID: usize = 256;
+
+static PROTOCOL_LOG: LogLimit = LogLimit::new();
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Version {
+    V4,
+    V5,
+}
+
+impl Version {
+    pub(super) fn read(self, buffer: &mut BytesMut, max: usize) -> Result<Packet, protocol::Error> {
+        match self {
+            Version::V4 => V4.read_mut(buffer, max),
+            Version::V5 => V5.read_mut(buffer, max),
+        }
+    }
+
+    pub(super) fn write(self, packet: Packet, buffer: &mut BytesMut) -> Result<usize, protocol::Error> {
+        match self {
+            Version::V4 => V4.write(packet, buffer),
+            Version::V5 => V5.write(packet, buffer),
+        }
+    }
+}
+
+/// Everything about a connected client but its socket.
+pub(super) struct State {
+    pub(super) edge: Arc<Edge>,
+    pub(super) version: Version,
+    pub(super) client: Client,
+    pub(super) keep_alive: u16,
+    pub(super) session: Session,
+    pub(super) claim: Claim,
+    pub(super) link_tx: LinkTx,
+    pub(super) link_rx: LinkRx,
+    /// Packets for the router, sent together at the end of each batch.
+    pub(super) router_out: Vec<Packet>,
+    /// The router paused this connection (its buffer was full) and waits to be told it
+    /// may go on.
+    pub(super) wake_router: bool,
+    /// Events of this batch, written to the spool before anything is written back.
+    pub(super) batch: SpoolBatch,
+    /// A spool write failed during this batch: nothing staged since the last flush is
+    /// on disk, so nothing of the batch may be acknowledged.
+    pub(super) spool_failed: bool,
+    /// Bytes for the client.
+    pub(super) out: BytesMut,
+    pub(super) subscriptions: Vec<Subscription>,
+    pub(super) next_router_id: usize,
+    /// The next packet id of a delivery the edge makes itself (see `own_pkid`).
+    pub(super) next_own_pkid: u16,
+    /// MQTT 5 topic aliases the client set.
+    pub(super) aliases: HashMap<u16, Bytes>,
+    /// The client's Receive Maximum: QoS 1/2 deliveries unacknowledged at once.
+    pub(super) receive_max: u16,
+    /// The client's Maximum Packet Size.
+    pub(super) max_packet: usize,
+    pub(super) slots: VecDeque<Slot>,
+    pub(super) inflight: HashMap<u16, Unacked>,
+    /// Deliveries waiting for the client's Receive Maximum, in order.
+    pub(super) held: VecDeque<Delivery>,
+    /// Packet ids of QoS 2 publishes received and not yet released.
+    pub(super) qos2_received: HashSet<u16>,
+    pub(super) will: Option<(LastWill, Option<LastWillProperties>, u32)>,
+    pub(super) connected_ms: u64,
+    /// The session in the cluster, when the gateway is one.
+    pub(super) cluster: Option<ClusterSession>,
+    /// Served alone because this node had not caught up with the cluster when the client
+    /// connected: once it has, the connection claims its session (this is the CONNECT's
+    /// Clean Start) and goes on in the cluster.
+    pub(super) claim_when_caught_up: Option<bool>,
+}
+
+impl State {
+    pub(super) fn v5(&self) -> bool {
+        self.version == Version::V5
+    }
+
+    /// Encodes a packet for the client. Only a publish can fail to encode, and those are
+    /// written by `deliver`, which checks.
+    pub(super) fn write(&mut self, packet: Packet) {
+        let _ = self.version.write(packet, &mut self.out);
+    }
+
+    /// The router swaps its own scratch buffer (sized for 200 packets) into each link it
+    /// reads, so every link that ever sent a packet would keep one: a batch with nothing
+    /// for the router gives it back (a link busy with the router keeps it). Only an empty
+    /// buffer is shrunk, and the router touches a link's buffer only when notified, which
+    /// an empty one is not.
+    pub(super) fn give_back_router_buffer(&mut self) {
+        let mut buffer = self.link_tx.buffer();
+        if buffer.is_empty() && buffer.capacity() > 0 {
+            buffer.shrink_to_fit();
+        }
+    }
+
+    /// Hands the batch's packets to the router. The router takes a link's whole buffer
+    /// per notification, so a notification is pending exactly while the buffer holds
+    /// packets: notify only when it was empty. A second notification would reach the
+    /// router after the buffer it announced was taken, and after a DISCONNECT would name
+    /// a connection that is gone (or, its id reused, another one).
+    pub(super) async fn send_router(&mut self) -> Result<(), End> {
+        let Some(last) = self.router_out.pop() else {
+            self.give_back_router_buffer();
+            return Ok(());
+        };
+        {
+            let mut buffer = self.link_tx.buffer();
+            let pending = !buffer.is_empty();
+            buffer.extend(self.router_out.drain(..));
+            if pending {
+                buffer.push_back(last);
+                return Ok(());
+            }
+        }
+        // Nothing pending: the router leaves the buffer alone until this notification.
+        match self.link_tx.send(last).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(End::Router(DisconnectReasonCode::UnspecifiedError)),
+        }
+    }
+
+    /// Stages an event of this connection; see `spool_failed` for a failed write.
+    pub(super) fn stage(&mut self, event: &HookEvent) -> Push {
+        match self.edge.spool.stage(&mut self.batch, self.client.shard, event) {
+            Ok(push) => push,
+            Err(_) => {
+                self.spool_failed = true;
+                Push::Rejected
+            }
+        }
+    }
+
+    pub(super) fn protocol_error(&self, what: &str, error: Option<&protocol::Error>, reason: DisconnectReasonCode) -> End {
+        log_protocol_error(&self.edge.metrics, &self.client.peer, &self.client.id, what, error);
+        End::Protocol(reason)
+    }
+}
+
+pub(super) fn log_protocol_error(
+    metrics: &Metrics,
+    peer: &dyn std::fmt::Display,
+    client: &str,
+    what: &str,
+    error: Option<&protocol::Error>,
+) {
+    Metrics::add(&metrics.mqtt_protocol_errors, 1);
+    if let Some(skipped) = PROTOCOL_LOG.allow() {
+        let error = error.map(|e| e.to_string()).unwrap_or_default();
+        tracing::warn!(%peer, client, %error, skipped, "closing an MQTT connection: {what}");
+    }
+}
