@@ -70,14 +70,14 @@ impl Default for Tail {
 }
 
 impl Tail {
-    /// Whether anyone watches; check before calling `publish`.
+    /// Whether anyone watches; check before calling `show`.
     #[inline]
     pub fn watched(&self) -> bool {
         self.watchers.load(Ordering::Relaxed) > 0
     }
 
     /// Copies one record routed for `event` to the viewers; never blocks.
-    pub fn publish(&self, event: &HookEvent, record: &Record<'_>) {
+    pub fn show(&self, event: &HookEvent, record: &Record<'_>) {
         // Envelopes are JSON text; a payload is shown as text only when it is.
         let (envelope, truncated) = preview(record.value);
         let (payload, _) = preview(&event.payload);
@@ -145,7 +145,7 @@ mod tests {
         let mut watch = tail.watch();
         let mut value = vec![b'a'; PREVIEW_BYTES - 1];
         value.extend_from_slice("é and more".as_bytes());
-        tail.publish(&state_report(b"{}"), &record(&value));
+        tail.show(&state_report(b"{}"), &record(&value));
         let item = watch.receiver.try_recv().unwrap();
         assert!(item.truncated);
         assert_eq!(item.envelope.len(), PREVIEW_BYTES - 1);
@@ -156,8 +156,8 @@ mod tests {
     fn a_payload_is_shown_as_text_only_when_it_is_utf8() {
         let tail = Arc::new(Tail::default());
         let mut watch = tail.watch();
-        tail.publish(&state_report(br#"{"battery":12.5}"#), &record(b"{}"));
-        tail.publish(&state_report(&[0xff, 0x00, 0x41]), &record(b"{}"));
+        tail.show(&state_report(br#"{"battery":12.5}"#), &record(b"{}"));
+        tail.show(&state_report(&[0xff, 0x00, 0x41]), &record(b"{}"));
         let text = watch.receiver.try_recv().unwrap();
         assert_eq!((text.payload.as_deref(), text.payload_bytes), (Some(r#"{"battery":12.5}"#), 16));
         let binary = watch.receiver.try_recv().unwrap();
@@ -169,7 +169,7 @@ mod tests {
         let tail = Arc::new(Tail::default());
         let mut watch = tail.watch();
         for _ in 0..CAPACITY + 5 {
-            tail.publish(&state_report(b"{}"), &record(b"{}"));
+            tail.show(&state_report(b"{}"), &record(b"{}"));
         }
         assert_eq!(watch.receiver.try_recv().unwrap_err(), broadcast::error::TryRecvError::Lagged(5));
         assert!(!watch.receiver.try_recv().unwrap().truncated);

@@ -36,7 +36,7 @@ pub enum Downlinked {
 impl Downlink {
     /// Publishes `message` (its payload, or `value` when it has none) as if `from` had
     /// published it; its first delivery counts toward `record`.
-    pub async fn publish(&self, message: &MqttMessage, value: &Bytes, from: &Arc<str>, record: &Arc<RecordAcks>) -> Downlinked {
+    pub async fn publish_as(&self, message: &MqttMessage, value: &Bytes, from: &Arc<str>, record: &Arc<RecordAcks>) -> Downlinked {
         let edge = &self.0;
         let payload = message.payload.as_ref().map_or_else(|| value.clone(), |p| Bytes::copy_from_slice(p));
         if payload.len() + message.topic.len() + 64 > edge.limits.max_packet_size {
@@ -66,7 +66,7 @@ impl Downlink {
         // QoS 0 messages are never acknowledged; their first write resolves them.
         let ack = edge.acks.expect(record, publish.topic.clone());
         let origin = Origin { qos: message.qos, retain: message.retain, published_ms: now_ms(), from: from.clone(), ack: Some(ack) };
-        if !edge.publish(publish, Some(props), &origin).await {
+        if !edge.publish_from_inside(publish, Some(props), &origin).await {
             edge.acks.resolve(Some(ack));
             return if message.retain { Downlinked::Published } else { Downlinked::NoSubscriber };
         }

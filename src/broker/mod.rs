@@ -265,13 +265,13 @@ impl Edge {
         event.ts_ms = now_ms();
         self.spool.push(shard, &event);
         let origin = Origin { qos: event.qos, retain: will.retain, published_ms: event.ts_ms, from: event.client_id.clone(), ack: None };
-        self.publish(Publish::new(will.topic, will.message, will.retain), props, &origin).await;
+        self.publish_from_inside(Publish::new(will.topic, will.message, will.retain), props, &origin).await;
     }
 
     /// Publishes into the router from inside the gateway, through its own link (a
     /// retained message is kept first). A message nothing on this node can receive is
     /// not sent: false then.
-    async fn publish(&self, mut publish: Publish, mut props: Option<PublishProperties>, origin: &Origin) -> bool {
+    async fn publish_from_inside(&self, mut publish: Publish, mut props: Option<PublishProperties>, origin: &Origin) -> bool {
         self.post_elsewhere(&publish.topic, &publish.payload, &props, origin);
         if std::mem::take(&mut publish.retain) {
             self.retain(&publish.topic, &publish.payload, &props, origin);

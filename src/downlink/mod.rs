@@ -185,7 +185,7 @@ impl Consuming {
                     self.read_sessions();
                 }
                 for decided in decided {
-                    self.publish(decided);
+                    self.publish_decided(decided);
                 }
             }
             if last_commit.elapsed() >= COMMIT_EVERY {
@@ -372,12 +372,12 @@ impl Consuming {
 
     /// Publishes a record's messages into the broker; the record is done once they are
     /// delivered (see `Progress`).
-    fn publish(&mut self, decided: Decided) {
+    fn publish_decided(&mut self, decided: Decided) {
         let Decided { topic, partition, offset, value, publishes } = decided;
         let acks = Arc::new(RecordAcks::default());
         let from: Arc<str> = format!("kafka:{topic}").into();
         for publish in &publishes {
-            let outcome = self.runtime.block_on(self.broker.publish(publish, &value, &from, &acks));
+            let outcome = self.runtime.block_on(self.broker.publish_as(publish, &value, &from, &acks));
             let counter = match outcome {
                 Downlinked::Published => &self.metrics.downlink_messages,
                 Downlinked::NoSubscriber => &self.metrics.downlink_undeliverable,

@@ -252,7 +252,7 @@ async fn run(mut queue: mpsc::Receiver<Message>, link: Link) {
             Ok(Ok((connection, channel))) => {
                 tracing::info!(destination = %link.name, uri = %link.shown, republished = unconfirmed.len(), "connected to RabbitMQ");
                 pause = FIRST_RETRY;
-                let ended = publish(&connection, &channel, &mut queue, &mut unconfirmed, &link).await;
+                let ended = publish_until_broken(&connection, &channel, &mut queue, &mut unconfirmed, &link).await;
                 // A broken connection may never answer its close.
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "hookline stops or reconnects".into())).await;
                 match ended {
@@ -304,7 +304,7 @@ async fn connect(link: &Link) -> lapin::Result<(Connection, Channel)> {
 /// Publishes `unconfirmed` (left by the last connection), then what the queue brings,
 /// resolving confirms in order, until the connection or channel breaks (what is
 /// unconfirmed then goes back to `unconfirmed`) or the queue closes.
-async fn publish(
+async fn publish_until_broken(
     connection: &Connection,
     channel: &Channel,
     queue: &mut mpsc::Receiver<Message>,
@@ -316,7 +316,7 @@ async fn publish(
     let mut publishing =
         Publishing { connection, channel, link, confirm_timeout, in_flight: VecDeque::new(), exchanges: Exchanges::default() };
     while let Some(message) = unconfirmed.pop_front() {
-        if let Err((why, message)) = publishing.publish(message).await {
+        if let Err((why, message)) = publishing.publish_one(message).await {
             return publishing.broken(why, Some(message), unconfirmed);
         }
     }
@@ -350,7 +350,7 @@ async fn publish(
                 };
                 // Publish what is already queued before looking at confirms again.
                 loop {
-                    if let Err((why, message)) = publishing.publish(message).await {
+                    if let Err((why, message)) = publishing.publish_one(message).await {
                         return publishing.broken(why, Some(message), unconfirmed);
                     }
                     if publishing.in_flight.len() >= max_in_flight {
@@ -380,7 +380,7 @@ impl Publishing<'_> {
     /// Publishes one message (its exchange checked first). A message refused for good
     /// is resolved as failed; `Err` gives the message back when the connection or the
     /// channel broke.
-    async fn publish(&mut self, message: Message) -> Result<(), (String, Message)> {
+    async fn publish_one(&mut self, message: Message) -> Result<(), (String, Message)> {
         let confirm_timeout = self.confirm_timeout;
         let checking = self.exchanges.check(self.connection, &message.exchange, self.link);
         match tokio::time::timeout(confirm_timeout, checking).await {

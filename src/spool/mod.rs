@@ -406,7 +406,7 @@ mod tests {
 
     use super::*;
 
-    fn publish(client: &str, seq: usize) -> HookEvent {
+    fn publish_event(client: &str, seq: usize) -> HookEvent {
         let mut event = HookEvent::new(Hook::MessagePublish, client.into(), "".into());
         event.topic = Bytes::from(format!("devices/{client}/state"));
         event.payload = Bytes::from(format!("{{\"seq\":{seq}}}"));
@@ -440,7 +440,7 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let (spool, mut readers) = Spool::open(&config(1 << 20, WhenFull::Backpressure), dir.path(), 1, metrics.clone()).unwrap();
         for seq in 0..200 {
-            assert_eq!(spool.push(0, &publish("lock", seq)), Push::Written);
+            assert_eq!(spool.push(0, &publish_event("lock", seq)), Push::Written);
         }
         let read = read_all(&mut readers[0], &metrics);
         assert_eq!(read.len(), 200);
@@ -460,7 +460,7 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let (spool, readers) = Spool::open(&config(1 << 20, WhenFull::Backpressure), dir.path(), 1, metrics.clone()).unwrap();
         for seq in 0..3 {
-            spool.push(0, &publish("lock", seq));
+            spool.push(0, &publish_event("lock", seq));
         }
         drop((spool, readers));
         // Flip a byte in the second record's payload, then tear a fourth record in half,
@@ -474,12 +474,12 @@ mod tests {
         let frame = bytes.len() / 3;
         bytes[frame + frame - 3] ^= 0x01;
         let mut torn = Vec::new();
-        frame::encode(&publish("lock", 3), &mut torn);
+        frame::encode(&publish_event("lock", 3), &mut torn);
         bytes.extend_from_slice(&torn[..torn.len() / 2]);
         std::fs::write(&segment, &bytes).unwrap();
 
         let (spool, mut readers) = Spool::open(&config(1 << 20, WhenFull::Backpressure), dir.path(), 1, metrics.clone()).unwrap();
-        spool.push(0, &publish("lock", 4));
+        spool.push(0, &publish_event("lock", 4));
         let read = read_all(&mut readers[0], &metrics);
         assert_eq!(seqs(&read), ["{\"seq\":0}", "{\"seq\":2}", "{\"seq\":4}"]);
         assert_eq!(Metrics::get(&metrics.spool_damaged_records), 2);
@@ -493,7 +493,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let metrics = Arc::new(Metrics::default());
             let (spool, _readers) = Spool::open(&config(8192, policy), dir.path(), 1, metrics.clone()).unwrap();
-            let outcomes: Vec<Push> = (0..200).map(|seq| spool.push(0, &publish("lock", seq))).collect();
+            let outcomes: Vec<Push> = (0..200).map(|seq| spool.push(0, &publish_event("lock", seq))).collect();
             let refused = outcomes.iter().filter(|o| **o == outcome).count();
             assert!(refused > 0 && outcomes[..10].iter().all(|o| *o == Push::Written), "{policy:?}: {outcomes:?}");
             assert!(spool.backlog_bytes() <= 8192, "{policy:?}: {} bytes", spool.backlog_bytes());
@@ -506,7 +506,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::default());
         let (spool, readers) = Spool::open(&config(1 << 20, WhenFull::Backpressure), dir.path(), 1, metrics.clone()).unwrap();
-        spool.push(0, &publish("lock", 0));
+        spool.push(0, &publish_event("lock", 0));
         drop((spool, readers));
         OpenOptions::new()
             .write(true)

@@ -163,7 +163,7 @@ impl Worker {
                 envelope: route.value == RouteValue::Envelope,
             };
             if tail.watched() {
-                tail.publish(event, &record);
+                tail.show(event, &record);
             }
             sinks.get(route.destination).send(record, boundary.begin(ticket, &route.topic, event.ts_ms));
         });
