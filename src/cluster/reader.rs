@@ -26,9 +26,10 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
+use super::heartbeat::{Beat, Heartbeat};
+use super::membership::Shared;
 use super::session::{Applied, SessionRecord};
 use super::topics::{create_topic, Topics};
-use super::{Beat, Heartbeat, Shared};
 use crate::hooks::now_ms;
 use crate::kafka::KafkaContext;
 use crate::log_limit::LogLimit;

@@ -1,0 +1,61 @@
+//! What this node writes for other sessions: messages into the mailbox topic, and the
+//! one queue every write of the cluster goes through (a record the producer refuses is
+//! counted and logged, with what it costs).
+
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
+
+use super::mailbox::Mailboxes;
+use super::membership::Cluster;
+use crate::log_limit::LogLimit;
+use crate::metrics::Metrics;
+
+static UPDATE_LOG: LogLimit = LogLimit::new();
+
+impl Cluster {
+    /// Puts a message in `client`'s mailbox without waiting for Kafka.
+    pub fn post(&self, client: &str, message: &[u8]) {
+        let record = FutureRecord::to(&self.mailbox_topic).key(client).payload(message);
+        if self.queue(record, "cannot queue a message for another node's session; it is lost for that session").is_some() {
+            Metrics::add(&self.shared.metrics.cluster_mail_posted, 1);
+        }
+    }
+
+    /// Queues a record for Kafka without waiting for it; a record the producer will not
+    /// take is counted in `cluster_errors` and logged with `lost`, which says what that
+    /// costs. `None` then.
+    pub(super) fn queue(&self, record: FutureRecord<'_, str, [u8]>, lost: &str) -> Option<DeliveryFuture> {
+        let (topic, key) = (record.topic, record.key.unwrap_or_default());
+        let error = match self.producer.send_result(record) {
+            Ok(delivery) => return Some(delivery),
+            Err((error, _)) => error,
+        };
+        Metrics::add(&self.shared.metrics.cluster_errors, 1);
+        if let Some(skipped) = UPDATE_LOG.allow() {
+            tracing::error!(topic, key, %error, skipped, "{lost}");
+        }
+        None
+    }
+
+    /// Puts a message in `client`'s mailbox; resolves once Kafka has it (acks=all), or
+    /// with Kafka's error.
+    pub fn post_durably(&self, client: &str, message: &[u8]) -> impl std::future::Future<Output = Result<(), String>> + use<> {
+        let queued = self.producer.send_result(FutureRecord::to(&self.mailbox_topic).key(client).payload(message));
+        let queued = queued.map_err(|(error, _)| error.to_string());
+        let metrics = self.shared.metrics.clone();
+        async move {
+            let delivery = queued?;
+            match delivery.await {
+                Ok(Ok(_)) => {
+                    Metrics::add(&metrics.cluster_mail_posted, 1);
+                    Ok(())
+                }
+                Ok(Err((error, _))) => Err(error.to_string()),
+                Err(_) => Err("the producer was dropped".to_string()),
+            }
+        }
+    }
+
+    pub fn mailboxes(&self) -> &Mailboxes {
+        &self.shared.mailboxes
+    }
+}
