@@ -1,20 +1,11 @@
-//! Counters of everything that happens on the event path, shared by all stages.
-//!
-//! Plain atomics, bumped with relaxed ordering: they are statistics, never used for
-//! synchronisation. `snapshot` gives a stable, named view for logs and tests; the admin
-//! endpoint renders them for Prometheus (`admin::prometheus`).
-//! Records delivered and failed are counted by topic (Kafka topic, RabbitMQ exchange) (`by_topic`, a bounded set
-//! of series), and their delivery latency in a histogram (`latency`).
-
-mod by_topic;
-mod latency;
-
-pub use by_topic::{Outcome, RecordsByTopic, TopicSeries};
-pub use latency::{LatencyHistogram, BOUNDS_MS};
+//! The gateway's counters and gauges, declared once (`counters!`): each with its Prometheus
+//! name and help, a snapshot for logs and tests, and the rule and hook counts beside them.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use super::by_topic::{Outcome, RecordsByTopic, TopicSeries};
+use super::latency::LatencyHistogram;
 use crate::hooks::Hook;
 
 macro_rules! counters {
