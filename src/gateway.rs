@@ -24,11 +24,11 @@ use crate::config::{Destination, ValidConfig};
 use crate::downlink::DownlinkSource;
 use crate::live_tail::Tail;
 use crate::metrics::{Metrics, Outcome};
-use crate::readiness::Readiness;
 use crate::rules::{Dispatcher, RuleEngine, RuleSet, RuleWatcher, SharedRuleSet};
 use crate::sink::{Boundary, FileSink, KafkaSink, RabbitMqSink, Sink, Sinks};
 use crate::spool::Spool;
-use crate::watch::FileWatch;
+use crate::util::readiness::Readiness;
+use crate::util::watch::FileWatch;
 use crate::worker::{Worker, WorkerState};
 
 /// How long a shutdown takes at most, whatever Kafka or RabbitMQ do; what is left

@@ -15,7 +15,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::ClientContext;
 
 use crate::config::KafkaConfig;
-use crate::log_limit::LogLimit;
+use crate::internal_events::LogLimit;
 
 /// A client configuration with `[kafka]`'s bootstrap servers and pass-through
 /// properties; each client adds its own settings.

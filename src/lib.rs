@@ -9,10 +9,11 @@
 //! `downlink` (Kafka records through the rules to MQTT publishes). Several gateways on
 //! one Kafka are one broker through `cluster` (sessions, mailboxes, retained messages).
 //! `config` and `cli` set it up, `metrics` counts it, `live_tail` copies routed records to
-//! live viewers, `readiness` says whether it can serve (all served by `admin`),
+//! live viewers, `util::readiness` says whether it can serve (all served by `admin`),
 //! `gateway` assembles it. On the ground floor, shared by the stages: `names` (Kafka
 //! topic names, the gateway's own topics, a hash), `topic` (MQTT filters), `kafka`
-//! (client settings), `log_limit`, `watch`, `thread`.
+//! (client settings), `internal_events` (what happens, counted and logged in one place)
+//! and `util` (file watching, owned threads, readiness).
 
 pub mod access;
 pub mod admin;
@@ -24,19 +25,17 @@ pub mod downlink;
 pub mod envelope;
 pub mod gateway;
 pub mod hooks;
+pub mod internal_events;
 pub mod kafka;
 pub mod live_tail;
-pub mod log_limit;
 pub mod metrics;
 pub mod names;
-pub mod readiness;
 pub mod retained;
 pub mod rules;
 pub mod sink;
 pub mod spool;
-pub mod thread;
 pub mod topic;
-pub mod watch;
+pub mod util;
 pub mod worker;
 
 pub use config::{Config, ValidConfig};

@@ -14,7 +14,7 @@ use super::credentials::{Credentials, LoginRefused};
 use super::jwt::Jwt;
 use crate::config::AuthConfig;
 use crate::names::reserved;
-use crate::watch::{dir_of, FileWatch, WatchSettings};
+use crate::util::watch::{dir_of, FileWatch, WatchSettings};
 
 /// The access policy in force.
 pub struct Access {

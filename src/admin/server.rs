@@ -19,8 +19,8 @@ use super::prometheus;
 use crate::cluster::Cluster;
 use crate::live_tail::Tail;
 use crate::metrics::Metrics;
-use crate::readiness::Readiness;
 use crate::rules::SharedRuleSet;
+use crate::util::readiness::Readiness;
 
 /// Everything the admin endpoint reads.
 #[derive(Clone)]

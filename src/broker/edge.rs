@@ -29,12 +29,12 @@ use crate::access::{Access, Action};
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::hooks::{now_ms, Hook, HookEvent, Reason};
-use crate::log_limit::LogLimit;
+use crate::internal_events::LogLimit;
 use crate::metrics::Metrics;
-use crate::readiness::ReadyFlag;
 use crate::retained::Retained;
 use crate::spool::Spool;
 use crate::topic::{FilterSet, TopicFilter};
+use crate::util::readiness::ReadyFlag;
 
 /// Commit-log segment size per subscription filter; with `SEGMENT_COUNT` it bounds how
 /// far a slow subscriber may lag before the router drops its oldest messages.

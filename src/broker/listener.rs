@@ -20,7 +20,7 @@ use ws_stream_tungstenite::WsStream;
 
 use super::{connection, Edge};
 use crate::config::{BrokerConfig, TlsIdentity};
-use crate::log_limit::LogLimit;
+use crate::internal_events::LogLimit;
 
 static ACCEPT_LOG: LogLimit = LogLimit::new();
 static HANDSHAKE_LOG: LogLimit = LogLimit::new();

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::membership::Cluster;
 use super::session::SessionRecord;
 use crate::hooks::now_ms;
-use crate::log_limit::LogLimit;
+use crate::internal_events::LogLimit;
 use crate::metrics::Metrics;
 
 static CLAIM_LOG: LogLimit = LogLimit::new();

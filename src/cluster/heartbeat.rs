@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::membership::Cluster;
 use crate::hooks::now_ms;
-use crate::log_limit::LogLimit;
+use crate::internal_events::LogLimit;
 
 static BEAT_LOG: LogLimit = LogLimit::new();
 

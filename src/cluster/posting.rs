@@ -6,7 +6,7 @@ use rdkafka::producer::{DeliveryFuture, FutureRecord};
 
 use super::mailbox::Mailboxes;
 use super::membership::Cluster;
-use crate::log_limit::LogLimit;
+use crate::internal_events::LogLimit;
 use crate::metrics::Metrics;
 
 static UPDATE_LOG: LogLimit = LogLimit::new();

@@ -31,10 +31,10 @@ use super::membership::Shared;
 use super::session::{Applied, SessionRecord};
 use super::topics::{create_topic, Topics};
 use crate::hooks::now_ms;
+use crate::internal_events::LogLimit;
 use crate::kafka::KafkaContext;
-use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
-use crate::thread::StoppableThread;
+use crate::util::thread::StoppableThread;
 
 const POLL: Duration = Duration::from_millis(100);
 /// How long one request to Kafka may take while the reader begins; it is tried again

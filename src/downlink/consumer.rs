@@ -19,11 +19,11 @@ use crate::broker::{Downlink, Downlinked, RecordAcks};
 use crate::cluster::Cluster;
 use crate::config::{DownlinkConfig, KafkaConfig};
 use crate::hooks::{ConsumedRecord, Hook, HookEvent};
+use crate::internal_events::LogLimit;
 use crate::kafka::KafkaContext;
-use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::rules::{Dispatcher, MqttMessage, Output, RuleSet, SharedRuleSet};
-use crate::thread::StoppableThread;
+use crate::util::thread::StoppableThread;
 
 /// Longest wait for a record before looking at the rest (stop, rules, commits).
 const POLL: Duration = Duration::from_millis(100);

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::AtomicU64;
 
-use crate::log_limit::LogLimit;
+use crate::internal_events::LogLimit;
 
 /// Call counters of one loaded rule version.
 #[derive(Debug, Default)]

@@ -19,7 +19,7 @@ use super::set::{RuleFailure, RuleSet, SharedRuleSet};
 use super::settings::RuleSettings;
 use super::signature;
 use crate::metrics::Metrics;
-use crate::watch::{FileWatch, WatchSettings};
+use crate::util::watch::{FileWatch, WatchSettings};
 
 /// Rescan this often even without a notification.
 const RESCAN_EVERY: Duration = Duration::from_secs(2);

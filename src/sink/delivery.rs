@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::{ErrorKind, SinkError};
-use crate::log_limit::LogLimit;
+use crate::internal_events::LogLimit;
 use crate::metrics::{Metrics, Outcome, TopicSeries};
 
 /// The records of one event still unresolved. The worker holds one count while it

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use super::{Delivery, DestinationCheck, Record, Sink, SinkError};
 use crate::config::{ExchangeType, RabbitMqConfig};
-use crate::log_limit::LogLimit;
+use crate::internal_events::LogLimit;
 
 /// How long connecting (TCP, TLS, AMQP handshake, channel) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -14,7 +14,7 @@ use super::frame;
 use super::shard::{Position, Shard, ShardReader};
 use crate::config::{BufferConfig, Fsync, WhenFull};
 use crate::hooks::{Hook, HookEvent};
-use crate::log_limit::LogLimit;
+use crate::internal_events::LogLimit;
 use crate::metrics::Metrics;
 
 /// What became of an event handed to the spool.

@@ -21,7 +21,7 @@ use crate::broker::registry::Claim;
 use crate::broker::{wire, Edge};
 use crate::cluster::SessionRecord;
 use crate::hooks::{now_ms, Hook, Reason};
-use crate::log_limit::LogLimit;
+use crate::internal_events::LogLimit;
 use crate::metrics::Metrics;
 use crate::spool::SpoolBatch;
 

@@ -17,7 +17,7 @@ use crate::broker::origin::{self, Origin};
 use crate::broker::subscription::Subscription;
 use crate::broker::wire::{self, qos_pkid};
 use crate::hooks::{Hook, Reason};
-use crate::log_limit::LogLimit;
+use crate::internal_events::LogLimit;
 use crate::metrics::Metrics;
 use crate::spool::Push;
 

@@ -17,7 +17,7 @@ use crate::broker::registry::Claim;
 use crate::broker::subscription::Subscription;
 use crate::broker::Edge;
 use crate::hooks::HookEvent;
-use crate::log_limit::LogLimit;
+use crate::internal_events::LogLimit;
 use crate::metrics::Metrics;
 use crate::spool::{Push, SpoolBatch};
 
