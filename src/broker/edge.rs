@@ -29,7 +29,7 @@ use crate::access::{Access, Action};
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::hooks::{now_ms, Hook, HookEvent, Reason};
-use crate::internal_events::LogLimit;
+use crate::internal_events::{AccessDenied, InternalEvent};
 use crate::metrics::Metrics;
 use crate::retained::Retained;
 use crate::spool::Spool;
@@ -40,8 +40,6 @@ use crate::util::readiness::ReadyFlag;
 /// far a slow subscriber may lag before the router drops its oldest messages.
 const SEGMENT_SIZE: usize = 1024 * 1024;
 const SEGMENT_COUNT: usize = 8;
-
-static DENIED_LOG: LogLimit = LogLimit::new();
 
 /// The limits every connection checks.
 pub struct Limits {
@@ -163,10 +161,7 @@ impl Edge {
     /// Counts and logs an ACL refusal, and gives the `access.denied` event that tells
     /// the client's hook chain, and the audit trail, about it.
     pub(in crate::broker) fn denied(&self, client: &Client, action: Reason, topic: Bytes) -> HookEvent {
-        Metrics::add(&self.metrics.access_denied, 1);
-        if let Some(skipped) = DENIED_LOG.allow() {
-            tracing::warn!(client = %client.id, peer = %client.peer, action = action.name(), topic = %String::from_utf8_lossy(&topic), skipped, "denied by the ACL");
-        }
+        AccessDenied { metrics: &self.metrics, client: &client.id, peer: &client.peer, action: action.name(), topic: &topic }.emit();
         let mut event = client.event(Hook::AccessDenied);
         event.topic = topic;
         event.reason = Some(action);

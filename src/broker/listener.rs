@@ -20,10 +20,7 @@ use ws_stream_tungstenite::WsStream;
 
 use super::{connection, Edge};
 use crate::config::{BrokerConfig, TlsIdentity};
-use crate::internal_events::LogLimit;
-
-static ACCEPT_LOG: LogLimit = LogLimit::new();
-static HANDSHAKE_LOG: LogLimit = LogLimit::new();
+use crate::internal_events::{AcceptFailed, HandshakeFailed, InternalEvent};
 
 /// What a listener speaks under MQTT.
 #[derive(Clone)]
@@ -86,9 +83,7 @@ pub async fn accept(edge: Arc<Edge>, listener: TcpListener, transport: Transport
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors, most likely: wait for some to be freed.
-                if let Some(skipped) = ACCEPT_LOG.allow() {
-                    tracing::warn!(%error, skipped, "cannot accept an MQTT connection");
-                }
+                AcceptFailed { error: &error }.emit();
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -127,10 +122,7 @@ pub async fn accept(edge: Arc<Edge>, listener: TcpListener, transport: Transport
                     }
                 }
             };
-            crate::metrics::Metrics::add(&edge.metrics.mqtt_handshake_failures, 1);
-            if let Some(skipped) = HANDSHAKE_LOG.allow() {
-                tracing::warn!(%peer, error = %outcome, skipped, "handshake failed before MQTT");
-            }
+            HandshakeFailed { metrics: &edge.metrics, peer, error: &outcome }.emit();
         });
     }
 }

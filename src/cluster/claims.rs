@@ -10,10 +10,8 @@ use tokio::sync::oneshot;
 use super::membership::Cluster;
 use super::session::SessionRecord;
 use crate::hooks::now_ms;
-use crate::internal_events::LogLimit;
+use crate::internal_events::{ClaimDeferred, InternalEvent};
 use crate::metrics::Metrics;
-
-static CLAIM_LOG: LogLimit = LogLimit::new();
 
 /// What became of a claim (see `Cluster::claim`).
 #[derive(Debug)]
@@ -78,14 +76,7 @@ impl Cluster {
     }
 
     fn deferred(&self, client: &str, why: &str) {
-        Metrics::add(&self.shared.metrics.cluster_claims_deferred, 1);
-        if let Some(skipped) = CLAIM_LOG.allow() {
-            tracing::warn!(
-                client,
-                skipped,
-                "{why}: serving the client from what this node knows of its session; the claim takes effect when Kafka has it"
-            );
-        }
+        ClaimDeferred { metrics: &self.shared.metrics, client, why }.emit();
     }
 
     /// Writes a session's new state; it goes out in order behind the client's earlier

@@ -12,9 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::membership::Cluster;
 use crate::hooks::now_ms;
-use crate::internal_events::LogLimit;
-
-static BEAT_LOG: LogLimit = LogLimit::new();
+use crate::internal_events::{HeartbeatNotQueued, InternalEvent};
 
 /// How often a node says it is alive.
 pub(super) const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -146,9 +144,7 @@ impl Cluster {
             }
             Err((error, _)) => {
                 self.beat_in_flight.store(false, Ordering::SeqCst);
-                if let Some(skipped) = BEAT_LOG.allow() {
-                    tracing::warn!(%error, skipped, "cannot queue this node's heartbeat");
-                }
+                HeartbeatNotQueued { error: &error }.emit();
             }
         }
     }

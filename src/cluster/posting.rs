@@ -6,10 +6,8 @@ use rdkafka::producer::{DeliveryFuture, FutureRecord};
 
 use super::mailbox::Mailboxes;
 use super::membership::Cluster;
-use crate::internal_events::LogLimit;
+use crate::internal_events::{ClusterWriteRefused, InternalEvent};
 use crate::metrics::Metrics;
-
-static UPDATE_LOG: LogLimit = LogLimit::new();
 
 impl Cluster {
     /// Puts a message in `client`'s mailbox without waiting for Kafka.
@@ -29,10 +27,7 @@ impl Cluster {
             Ok(delivery) => return Some(delivery),
             Err((error, _)) => error,
         };
-        Metrics::add(&self.shared.metrics.cluster_errors, 1);
-        if let Some(skipped) = UPDATE_LOG.allow() {
-            tracing::error!(topic, key, %error, skipped, "{lost}");
-        }
+        ClusterWriteRefused { metrics: &self.shared.metrics, topic, key, error: &error, lost }.emit();
         None
     }
 

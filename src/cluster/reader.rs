@@ -31,7 +31,7 @@ use super::membership::Shared;
 use super::session::{Applied, SessionRecord};
 use super::topics::{create_topic, Topics};
 use crate::hooks::now_ms;
-use crate::internal_events::LogLimit;
+use crate::internal_events::{InternalEvent, UnreadableClusterRecord};
 use crate::kafka::KafkaContext;
 use crate::metrics::Metrics;
 use crate::util::thread::StoppableThread;
@@ -65,7 +65,6 @@ struct Reader {
     /// catching up cost.
     begun: Instant,
     records: u64,
-    log: LogLimit,
 }
 
 impl ReaderThread {
@@ -97,7 +96,6 @@ impl ReaderThread {
             catching_up: HashMap::new(),
             begun: Instant::now(),
             records: 0,
-            log: LogLimit::new(),
         };
         let runtime = tokio::runtime::Handle::current();
         let thread = StoppableThread::spawn("hookline-cluster", move |stop| {
@@ -277,9 +275,7 @@ impl Reader {
             None => None,
             Some(Ok(record)) => Some(record),
             Some(Err(error)) => {
-                if let Some(skipped) = self.log.allow() {
-                    tracing::warn!(client, %error, skipped, "skipping an unreadable record of the cluster's sessions topic");
-                }
+                UnreadableClusterRecord { client, error: &error }.emit();
                 return;
             }
         };

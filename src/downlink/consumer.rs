@@ -19,7 +19,9 @@ use crate::broker::{Downlink, Downlinked, RecordAcks};
 use crate::cluster::Cluster;
 use crate::config::{DownlinkConfig, KafkaConfig};
 use crate::hooks::{ConsumedRecord, Hook, HookEvent};
-use crate::internal_events::LogLimit;
+use crate::internal_events::{
+    DownlinkNotDelivered, DownlinkPartitionsNotRead, DownlinkPartitionsNotStarted, DownlinkSessionsBehind, InternalEvent,
+};
 use crate::kafka::KafkaContext;
 use crate::metrics::Metrics;
 use crate::rules::{Dispatcher, MqttMessage, Output, RuleSet, SharedRuleSet};
@@ -74,9 +76,6 @@ struct Consuming {
     /// The partitions this node consumes.
     held: BTreeSet<Partition>,
     shared_at: Instant,
-    error_log: LogLimit,
-    publish_log: LogLimit,
-    share_log: LogLimit,
 }
 
 impl DownlinkSource {
@@ -124,9 +123,6 @@ impl DownlinkSource {
             partitions_read: None,
             held: BTreeSet::new(),
             shared_at: Instant::now(),
-            error_log: LogLimit::new(),
-            publish_log: LogLimit::new(),
-            share_log: LogLimit::new(),
         };
         let thread =
             StoppableThread::spawn("hookline-downlink", move |stop| consuming.run(stop)).context("cannot start the downlink thread")?;
@@ -210,13 +206,7 @@ impl Consuming {
         let topic = self.cluster.sessions_topic();
         let caught_up = self.consumer.fetch_watermarks(topic, 0, KAFKA_WAIT).is_ok_and(|(_, end)| self.cluster.read_sessions_to(end));
         if !caught_up {
-            Metrics::add(&self.metrics.downlink_sessions_behind, 1);
-            if let Some(skipped) = self.error_log.allow() {
-                tracing::warn!(
-                    skipped,
-                    "downlink routing by the sessions as far as read: the sessions topic's end was not reached in time"
-                );
-            }
+            DownlinkSessionsBehind { metrics: &self.metrics }.emit();
         }
     }
 
@@ -253,9 +243,7 @@ impl Consuming {
                     partitions.extend(found.flat_map(|t| t.partitions().iter().map(|p| (topic.clone(), p.id()))));
                 }
                 Err(error) => {
-                    if let Some(skipped) = self.share_log.allow() {
-                        tracing::warn!(topic, %error, skipped, "downlink cannot read a topic's partitions; keeping those known");
-                    }
+                    DownlinkPartitionsNotRead { topic, error: &error }.emit();
                     return;
                 }
             }
@@ -296,9 +284,7 @@ impl Consuming {
                 self.held.extend(partitions.iter().cloned());
             }
             Err(error) => {
-                if let Some(skipped) = self.share_log.allow() {
-                    tracing::error!(%error, ?partitions, skipped, "downlink cannot start reading partitions; retrying");
-                }
+                DownlinkPartitionsNotStarted { partitions: &partitions, error: &error }.emit();
             }
         }
     }
@@ -352,24 +338,15 @@ impl Consuming {
         for publish in &publishes {
             let outcome = self.runtime.block_on(self.broker.publish_as(publish, &value, &from, &acks));
             let counter = match outcome {
-                Downlinked::Published => &self.metrics.downlink_messages,
+                Downlinked::Published => {
+                    Metrics::add(&self.metrics.downlink_messages, 1);
+                    continue;
+                }
                 Downlinked::NoSubscriber => &self.metrics.downlink_undeliverable,
                 Downlinked::TooLarge => &self.metrics.downlink_too_large,
             };
-            Metrics::add(counter, 1);
-            if outcome != Downlinked::Published {
-                if let Some(skipped) = self.publish_log.allow() {
-                    tracing::warn!(
-                        kafka_topic = topic,
-                        partition,
-                        offset,
-                        mqtt_topic = %publish.topic,
-                        ?outcome,
-                        skipped,
-                        "downlink message not delivered; its record is committed"
-                    );
-                }
-            }
+            let (kafka_topic, mqtt_topic) = (topic.as_str(), publish.topic.as_str());
+            DownlinkNotDelivered { counter, kafka_topic, partition, offset, mqtt_topic, outcome: &outcome }.emit();
         }
         self.progress.track(&topic, partition, offset, acks);
     }

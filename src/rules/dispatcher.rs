@@ -10,9 +10,9 @@ use std::time::Instant;
 use super::decision::{MqttMessage, Route};
 use super::engine::RuleEngine;
 use super::instance::{CallFailure, RuleInstance};
-use super::module::RuleModule;
 use super::set::{RuleSet, SharedRuleSet};
 use crate::hooks::HookEvent;
+use crate::internal_events::{InternalEvent, RuleCallFailed};
 use crate::metrics::Metrics;
 
 /// A worker's view of the rules: its own instances of each loaded module.
@@ -58,7 +58,7 @@ impl Dispatcher {
                     Ok(instance) => entry.insert(instance),
                     Err(e) => {
                         let failure = CallFailure::Trap(format!("cannot instantiate: {e:#}"));
-                        record_failure(&self.metrics, module, event, &failure);
+                        RuleCallFailed { metrics: &self.metrics, module, event, failure: &failure }.emit();
                         continue;
                     }
                 },
@@ -88,7 +88,7 @@ impl Dispatcher {
                     if matches!(failure, CallFailure::Trap(_) | CallFailure::OutOfFuel) {
                         self.instances.remove(&module.id);
                     }
-                    record_failure(&self.metrics, module, event, &failure);
+                    RuleCallFailed { metrics: &self.metrics, module, event, failure: &failure }.emit();
                 }
             }
         }
@@ -103,27 +103,5 @@ impl Dispatcher {
         self.current = self.rules.load_full();
         let live: Vec<u64> = self.current.modules.iter().map(|m| m.id).collect();
         self.instances.retain(|id, _| live.contains(id));
-    }
-}
-
-fn record_failure(metrics: &Metrics, module: &RuleModule, event: &HookEvent, failure: &CallFailure) {
-    let counters = &module.counters;
-    let (rule_counter, global) = match failure {
-        CallFailure::Rejected(_) => (&counters.errors, &metrics.rule_errors),
-        CallFailure::Trap(_) => (&counters.traps, &metrics.rule_traps),
-        CallFailure::OutOfFuel => (&counters.out_of_fuel, &metrics.rule_out_of_fuel),
-        CallFailure::InvalidOutput(..) => (&counters.invalid_output, &metrics.rule_invalid_output),
-    };
-    rule_counter.fetch_add(1, Ordering::Relaxed);
-    Metrics::add(global, 1);
-    if let Some(skipped) = counters.failure_log.allow() {
-        tracing::warn!(
-            skipped,
-            rule = %module.name,
-            hook = event.hook.name(),
-            topic = %event.topic_str(),
-            client_id = %event.client_id,
-            "{failure}; this event is not routed by this rule, other rules are unaffected"
-        );
     }
 }

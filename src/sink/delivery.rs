@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::{ErrorKind, SinkError};
-use crate::internal_events::LogLimit;
-use crate::metrics::{Metrics, Outcome, TopicSeries};
+use crate::internal_events::{InternalEvent, RecordFailed, RecordResent};
+use crate::metrics::{Metrics, TopicSeries};
 
 /// The records of one event still unresolved. The worker holds one count while it
 /// routes the event; each `Delivery` holds one more until it is resolved.
@@ -42,13 +42,11 @@ impl Ticket {
 /// Counts and logs the fate of every record; shared by the workers and the sinks.
 pub struct Boundary {
     metrics: Arc<Metrics>,
-    failure_log: LogLimit,
-    resend_log: LogLimit,
 }
 
 impl Boundary {
     pub fn new(metrics: Arc<Metrics>) -> Arc<Boundary> {
-        Arc::new(Boundary { metrics, failure_log: LogLimit::new(), resend_log: LogLimit::new() })
+        Arc::new(Boundary { metrics })
     }
 
     /// A record of the event behind `ticket`, raised at `event_ms` (unix ms), is handed
@@ -84,17 +82,11 @@ impl Delivery {
         let boundary = &self.boundary;
         match error.kind {
             ErrorKind::Final => {
-                let records = &boundary.metrics.records;
-                records.add(self.series, Outcome::Failed, 1);
-                if let Some(skipped) = boundary.failure_log.allow() {
-                    tracing::error!(%error, skipped, failed_total = records.total(Outcome::Failed), "record delivery failed for good");
-                }
+                RecordFailed { metrics: &boundary.metrics, series: self.series, error }.emit();
                 self.resolve(false);
             }
             ErrorKind::Retriable => {
-                if let Some(skipped) = boundary.resend_log.allow() {
-                    tracing::warn!(%error, skipped, "record not delivered; its event is sent again");
-                }
+                RecordResent { error }.emit();
                 self.resolve(true);
             }
         }
@@ -121,6 +113,7 @@ impl Drop for Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Outcome;
 
     fn boundary() -> (Arc<Metrics>, Arc<Boundary>) {
         let metrics = Arc::new(Metrics::default());

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use super::{Delivery, DestinationCheck, Record, Sink, SinkError};
 use crate::config::{ExchangeType, RabbitMqConfig};
-use crate::internal_events::LogLimit;
+use crate::internal_events::{DestinationAway, InternalEvent, LogLimit};
 
 /// How long connecting (TCP, TLS, AMQP handshake, channel) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -283,9 +283,7 @@ async fn run(mut queue: mpsc::Receiver<Message>, link: Link) {
 
 impl Link {
     fn warn(&self, what: &str) {
-        if let Some(skipped) = self.log.allow() {
-            tracing::warn!(destination = %self.name, uri = %self.shown, skipped, "{what}; records wait in the spool and the gateway keeps trying");
-        }
+        DestinationAway { log: &self.log, destination: &self.name, uri: &self.shown, what }.emit();
     }
 }
 

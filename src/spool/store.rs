@@ -14,7 +14,7 @@ use super::frame;
 use super::shard::{Position, Shard, ShardReader};
 use crate::config::{BufferConfig, Fsync, WhenFull};
 use crate::hooks::{Hook, HookEvent};
-use crate::internal_events::LogLimit;
+use crate::internal_events::{InternalEvent, SpoolFsyncFailed, SpoolFull, SpoolProgressNotPersisted, SpoolWriteFailed};
 use crate::metrics::Metrics;
 
 /// What became of an event handed to the spool.
@@ -37,10 +37,6 @@ pub struct Spool {
     /// spool closes.
     sync_wanted: (Mutex<SyncWanted>, Condvar),
     sync_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    full_log: LogLimit,
-    write_log: LogLimit,
-    fsync_log: LogLimit,
-    persist_log: LogLimit,
 }
 
 /// Frames a connection has staged and not yet written: a connection's events of one
@@ -127,10 +123,6 @@ impl Spool {
             metrics,
             sync_wanted: (Mutex::default(), Condvar::new()),
             sync_thread: Mutex::default(),
-            full_log: LogLimit::new(),
-            write_log: LogLimit::new(),
-            fsync_log: LogLimit::new(),
-            persist_log: LogLimit::new(),
         });
         spool.update_gauges();
         let weak = Arc::downgrade(&spool);
@@ -164,9 +156,7 @@ impl Spool {
     pub fn persist_delivered(&self) {
         for shard in &self.shards {
             if let Err(error) = shard.persist_delivered() {
-                if let Some(skipped) = self.persist_log.allow() {
-                    tracing::error!(%error, skipped, "cannot write down delivery progress in the spool; records may be delivered again after a restart");
-                }
+                SpoolProgressNotPersisted { error: &error }.emit();
             }
         }
     }
@@ -262,11 +252,7 @@ impl Spool {
             }
             Ok(_) => Ok(()),
             Err(error) => {
-                Metrics::add(&self.metrics.spool_write_errors, 1);
-                if let Some(skipped) = self.write_log.allow() {
-                    tracing::error!(%error, skipped, errors_total = Metrics::get(&self.metrics.spool_write_errors),
-                        "cannot write to the spool (disk full or failing?): closing the connection unacknowledged");
-                }
+                SpoolWriteFailed { metrics: &self.metrics, error: &error }.emit();
                 Err(error)
             }
         }
@@ -278,18 +264,12 @@ impl Spool {
         if self.fits(frame) {
             return None;
         }
-        self.log_full(event);
-        match self.config.when_full {
-            WhenFull::Drop => {
-                Metrics::add(&self.metrics.spool_dropped, 1);
-                Some(Push::Dropped)
-            }
-            WhenFull::Reject => {
-                Metrics::add(&self.metrics.spool_rejected, 1);
-                Some(Push::Rejected)
-            }
+        let (policy, max_bytes) = (self.config.when_full, self.config.max_bytes);
+        SpoolFull { metrics: &self.metrics, event, policy, backlog_bytes: self.backlog_bytes(), max_bytes }.emit();
+        match policy {
+            WhenFull::Drop => Some(Push::Dropped),
+            WhenFull::Reject => Some(Push::Rejected),
             WhenFull::Backpressure => {
-                Metrics::add(&self.metrics.spool_full_waits, 1);
                 blocking(|| {
                     while !self.fits(frame) {
                         std::thread::sleep(Duration::from_millis(5));
@@ -315,23 +295,6 @@ impl Spool {
         drop(wanted);
         signal.notify_one();
         blocking(|| shard.wait_synced(end));
-    }
-
-    fn log_full(&self, event: &HookEvent) {
-        if let Some(skipped) = self.full_log.allow() {
-            tracing::warn!(
-                skipped,
-                hook = event.hook.name(),
-                client_id = %event.client_id,
-                policy = ?self.config.when_full,
-                backlog_bytes = self.backlog_bytes(),
-                max_bytes = self.config.max_bytes,
-                dropped_total = Metrics::get(&self.metrics.spool_dropped),
-                rejected_total = Metrics::get(&self.metrics.spool_rejected),
-                "spool full: Kafka has been slower than the devices for a while (buffer.max_bytes); \
-                 applying buffer.when_full"
-            );
-        }
     }
 }
 
@@ -368,9 +331,7 @@ pub(super) fn sync_loop(spool: Weak<Spool>) {
         if spool.config.fsync != Fsync::Never {
             for shard in &spool.shards {
                 if let Err(error) = shard.sync() {
-                    if let Some(skipped) = spool.fsync_log.allow() {
-                        tracing::error!(%error, skipped, "cannot fsync the spool: records written since the last fsync may not survive a power loss");
-                    }
+                    SpoolFsyncFailed { error: &error }.emit();
                 }
             }
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::shard_progress::{Look, Progress};
 use crate::envelope;
 use crate::hooks::HookEvent;
-use crate::internal_events::LogLimit;
+use crate::internal_events::{InternalEvent, SpoolReadFailed};
 use crate::live_tail::Tail;
 use crate::metrics::Metrics;
 use crate::rules::{Dispatcher, Output, RouteValue};
@@ -52,12 +52,9 @@ impl Worker {
         let mut envelope = Vec::with_capacity(4096);
         let mut batch = ReadBatch::new();
         let mut progress = Progress::new(self.reader.position());
-        let read_log = LogLimit::new();
         loop {
             if let Err(error) = self.reader.read(&mut batch, &self.metrics) {
-                if let Some(skipped) = read_log.allow() {
-                    tracing::error!(%error, skipped, "cannot read the spool; retrying");
-                }
+                SpoolReadFailed { error: &error }.emit();
                 if self.stopping() {
                     return;
                 }

@@ -21,12 +21,9 @@ use crate::broker::registry::Claim;
 use crate::broker::{wire, Edge};
 use crate::cluster::SessionRecord;
 use crate::hooks::{now_ms, Hook, Reason};
-use crate::internal_events::LogLimit;
+use crate::internal_events::{ConnectionRefused, InternalEvent, ServedAlone};
 use crate::metrics::Metrics;
 use crate::spool::SpoolBatch;
-
-static REFUSED_LOG: LogLimit = LogLimit::new();
-static ALONE_LOG: LogLimit = LogLimit::new();
 
 /// Why a CONNECT is refused; each has its CONNACK code in both MQTT versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +66,8 @@ impl Refusal {
         }
     }
 
-    fn count(self, metrics: &Metrics) {
-        let counter = match self {
+    fn counter(self, metrics: &Metrics) -> &AtomicU64 {
+        match self {
             Refusal::BadCredentials => &metrics.mqtt_refused_bad_credentials,
             Refusal::NotAuthorized => &metrics.mqtt_refused_not_authorized,
             Refusal::ClientIdRejected => &metrics.mqtt_refused_client_id,
@@ -78,8 +75,7 @@ impl Refusal {
             Refusal::LoginBusy => &metrics.mqtt_refused_login_busy,
             Refusal::Unavailable => &metrics.mqtt_refused_unavailable,
             Refusal::ProtocolVersion => &metrics.mqtt_refused_protocol_version,
-        };
-        Metrics::add(counter, 1);
+        }
     }
 }
 
@@ -205,10 +201,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
                 Some(cluster)
             }
             Some(_) => {
-                Metrics::add(&edge.metrics.cluster_served_alone, 1);
-                if let Some(skipped) = ALONE_LOG.allow() {
-                    tracing::warn!(client = %client_id, skipped, "not caught up with the cluster's topics within cluster.claim_wait_ms (just started, or Kafka away since): serving the client alone until this node has, its session kept by this node only meanwhile");
-                }
+                ServedAlone { metrics: &edge.metrics, client: &client_id }.emit();
                 claim_when_caught_up = Some(clean);
                 None
             }
@@ -361,10 +354,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
 
     /// Answers the CONNECT with a refusal, logged (rate-limited) and counted.
     async fn refuse(self, version: Version, refusal: Refusal, client: &str) -> Option<State> {
-        refusal.count(&self.edge.metrics);
-        if let Some(skipped) = REFUSED_LOG.allow() {
-            tracing::warn!(peer = %self.peer, client, skipped, "MQTT connection refused: {}", refusal.name());
-        }
+        ConnectionRefused { counter: refusal.counter(&self.edge.metrics), peer: &self.peer, client, reason: refusal.name() }.emit();
         let mut out = BytesMut::new();
         let ack = ConnAck { session_present: false, code: refusal.code(version) };
         if version.write(Packet::ConnAck(ack, None), &mut out).is_ok() {

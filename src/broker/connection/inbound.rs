@@ -17,11 +17,9 @@ use crate::broker::origin::{self, Origin};
 use crate::broker::subscription::Subscription;
 use crate::broker::wire::{self, qos_pkid};
 use crate::hooks::{Hook, Reason};
-use crate::internal_events::LogLimit;
+use crate::internal_events::{InternalEvent, PublishNotSpooled};
 use crate::metrics::Metrics;
 use crate::spool::Push;
-
-static SPOOL_LOG: LogLimit = LogLimit::new();
 
 impl State {
     /// Decodes and handles every whole packet read so far.
@@ -140,10 +138,7 @@ impl State {
             event.qos = qos;
             match self.stage(&event) {
                 Push::Rejected if !self.v5() => {
-                    if let Some(skipped) = SPOOL_LOG.allow() {
-                        tracing::warn!(client = %self.client.id, peer = %self.client.peer, skipped,
-                            "spool full or failing: closing this MQTT 3.1.1 client without acknowledging its publish (it will resend)");
-                    }
+                    PublishNotSpooled { client: &self.client.id, peer: &self.client.peer }.emit();
                     return Err(End::SpoolRefused);
                 }
                 Push::Rejected => Some(PubAckReason::QuotaExceeded),

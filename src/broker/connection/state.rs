@@ -17,7 +17,7 @@ use crate::broker::registry::Claim;
 use crate::broker::subscription::Subscription;
 use crate::broker::Edge;
 use crate::hooks::HookEvent;
-use crate::internal_events::LogLimit;
+use crate::internal_events::{InternalEvent, ProtocolError};
 use crate::metrics::Metrics;
 use crate::spool::{Push, SpoolBatch};
 
@@ -26,8 +26,6 @@ pub(super) const TOPIC_ALIAS_MAX: u16 = 64;
 
 /// Longest client id accepted.
 pub(super) const MAX_CLIENT_ID: usize = 256;
-
-static PROTOCOL_LOG: LogLimit = LogLimit::new();
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Version {
@@ -172,9 +170,5 @@ pub(super) fn log_protocol_error(
     what: &str,
     error: Option<&protocol::Error>,
 ) {
-    Metrics::add(&metrics.mqtt_protocol_errors, 1);
-    if let Some(skipped) = PROTOCOL_LOG.allow() {
-        let error = error.map(|e| e.to_string()).unwrap_or_default();
-        tracing::warn!(%peer, client, %error, skipped, "closing an MQTT connection: {what}");
-    }
+    ProtocolError { metrics, peer, client, what, error: error.map(|e| e as &dyn std::fmt::Display) }.emit();
 }
