@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use super::heartbeat::gone_by;
-use super::membership::Cluster;
+use super::beat::gone_by;
+use super::handle::Cluster;
 use super::session::SessionRecord;
 
 impl Cluster {

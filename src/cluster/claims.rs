@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use tokio::sync::oneshot;
 
-use super::membership::Cluster;
+use super::handle::Cluster;
 use super::session::SessionRecord;
 use crate::hooks::now_ms;
 use crate::internal_events::{ClaimDeferred, InternalEvent};

@@ -29,7 +29,7 @@ use super::session::SessionRecord;
 const AWAY_AFTER: Duration = Duration::from_secs(5);
 /// The most the clock moves for one of this node's heartbeats read back: two heartbeat
 /// periods.
-const MAX_STEP: u64 = 2 * super::heartbeat::HEARTBEAT.as_millis() as u64;
+const MAX_STEP: u64 = 2 * super::beat::HEARTBEAT.as_millis() as u64;
 
 pub(super) struct Contact {
     /// This node's clock, in milliseconds.

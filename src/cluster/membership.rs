@@ -1,84 +1,27 @@
 //! This node's membership in the cluster: joining (the producer, the reader of the
 //! cluster's topics, the heartbeat), catching up, and leaving.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::producer::FutureProducer;
 use rdkafka::util::Timeout;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 
 use super::contact::Contact;
-use super::heartbeat::{start_heartbeat, Beat};
+use super::handle::Cluster;
+use super::heartbeat::start_heartbeat;
 use super::mailbox::Mailboxes;
 use super::reader;
-use super::session::{SessionRecord, Table};
+use super::shared::Shared;
 use super::topics::{topics, Topics};
 use crate::config::{ClusterConfig, KafkaConfig};
 use crate::hooks::now_ms;
 use crate::kafka::KafkaContext;
 use crate::metrics::Metrics;
 use crate::retained::Retained;
-
-/// Called when a claim supersedes another: (client id, the superseded generation).
-type Superseded = Box<dyn Fn(&str, &str) + Send + Sync>;
-
-/// What the node's reader thread and its connections share.
-pub(super) struct Shared {
-    pub(super) table: Mutex<Table>,
-    pub(super) mailboxes: Mailboxes,
-    /// Claims of this node waiting to be read back, by generation.
-    pub(super) waiters: Mutex<HashMap<String, oneshot::Sender<Option<SessionRecord>>>>,
-    pub(super) superseded: OnceLock<Superseded>,
-    /// The last heartbeat of each node, as read.
-    pub(super) nodes: Mutex<HashMap<String, Beat>>,
-    /// The cluster's retained messages.
-    pub(super) retained: Retained,
-    /// The reader found (or made) the cluster's topics: writing to them cannot make Kafka
-    /// create one with its default partitions.
-    pub(super) topics_found: AtomicBool,
-    /// The reader has caught up with the topics.
-    pub(super) ready: AtomicBool,
-    /// The offset after the last sessions record read.
-    pub(super) sessions_read: AtomicI64,
-    pub(super) ready_notify: Notify,
-    pub(super) contact: Contact,
-    pub(super) metrics: Arc<Metrics>,
-}
-
-impl Shared {
-    pub(super) fn table(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// This node's membership in the cluster.
-pub struct Cluster {
-    pub(super) name: String,
-    pub(super) node: Arc<str>,
-    /// When this process started (Unix ms): tells this run's claims from an earlier run's.
-    pub(super) boot: u64,
-    pub(super) sessions_topic: String,
-    pub(super) mailbox_topic: String,
-    pub(super) nodes_topic: String,
-    pub(super) retained_topic: String,
-    pub(super) producer: FutureProducer<KafkaContext>,
-    pub(super) shared: Arc<Shared>,
-    pub(super) reader: Mutex<Option<reader::ReaderThread>>,
-    pub(super) next_serial: AtomicU64,
-    pub(super) heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// A heartbeat is on its way to Kafka: the next waits (see `beat`).
-    pub(super) beat_in_flight: Arc<AtomicBool>,
-    /// `cluster.claim_wait_ms`.
-    pub(super) claim_wait: Duration,
-    /// The downlink partitions this node consumes, told in its heartbeats.
-    pub(super) downlink_held: Mutex<Vec<(String, i32)>>,
-    /// Has the next heartbeat written now rather than at its time.
-    pub(super) beat_now: Arc<Notify>,
-}
 
 impl Cluster {
     /// Joins the cluster: starts reading its topics (creating them if missing) and
@@ -170,57 +113,6 @@ impl Cluster {
             }
             notified.await;
         }
-    }
-
-    /// Whether this node takes Kafka to be away now (see `contact`): a CONNECT does not
-    /// wait for its claim meanwhile.
-    pub fn kafka_away(&self) -> bool {
-        self.shared.contact.kafka_away()
-    }
-
-    /// `cluster.claim_wait_ms`: how long a CONNECT waits for its claim, or for this node
-    /// to catch up with the cluster.
-    pub fn claim_wait(&self) -> Duration {
-        self.claim_wait
-    }
-
-    /// Whether this node has read the cluster's topics up to where they ended when it
-    /// began: only then may it claim sessions.
-    pub fn is_ready(&self) -> bool {
-        self.shared.ready.load(Ordering::SeqCst)
-    }
-
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
-    /// The cluster's name (`cluster.name`).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Sets what happens when another connection's claim supersedes one of this node's.
-    pub fn on_superseded(&self, superseded: impl Fn(&str, &str) + Send + Sync + 'static) {
-        let _ = self.shared.superseded.set(Box::new(superseded));
-    }
-
-    /// A new generation name for a claim of this node.
-    pub fn generation(&self) -> String {
-        format!("{}/{}/{}", self.node, self.boot, self.next_serial.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// Whether `generation` is a claim of this run of this node.
-    pub fn is_own(&self, generation: &str) -> bool {
-        generation
-            .strip_prefix(&*self.node)
-            .and_then(|rest| rest.strip_prefix('/'))
-            .is_some_and(|rest| rest.split_once('/').is_some_and(|(boot, _)| boot.parse() == Ok(self.boot)))
-    }
-
-    /// The sessions topic, whose end the downlink reads before it routes a record that
-    /// finds no subscriber.
-    pub fn sessions_topic(&self) -> &str {
-        &self.sessions_topic
     }
 
     /// Waits, blocking the thread, until this node has read the sessions topic up to

@@ -19,15 +19,18 @@
 //! acknowledged them: acks=all); from there they are delivered when the session's
 //! client is connected, on any node, until the session expires.
 //!
-//! One file a job: `membership` (join, catch up, leave), `claims` (who owns a session),
-//! `posting` (mailbox writes and the producer's queue), `retained_topic`, `heartbeat`
+//! One file a job: `handle` (the node's `Cluster` and what it shares with its reader),
+//! `membership` (join, catch up, leave), `claims` (who owns a session),
+//! `posting` (mailbox writes and the producer's queue), `retained_topic`, `beat` and `heartbeat`
 //! (liveness and the view of the nodes) and `adoption` (the sessions of nodes gone),
 //! over the topics (`topics`), their reader (`reader`) and the tables it fills
 //! (`session`, `mailbox`, `contact`).
 
 mod adoption;
+mod beat;
 mod claims;
 mod contact;
+mod handle;
 mod heartbeat;
 mod mailbox;
 mod membership;
@@ -35,10 +38,12 @@ mod posting;
 mod reader;
 mod retained_topic;
 mod session;
+mod shared;
 mod topics;
 
+pub use beat::{Heartbeat, NODE_TIMEOUT};
 pub use claims::{ClaimError, Claimed};
-pub use heartbeat::{DownlinkView, Heartbeat, NodeView, NODE_TIMEOUT};
-pub use membership::Cluster;
+pub use handle::Cluster;
+pub use heartbeat::{DownlinkView, NodeView};
 pub use session::{SessionRecord, StoredSubscription, StoredWill};
 pub use topics::topics;

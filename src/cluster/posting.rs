@@ -4,8 +4,8 @@
 
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 
+use super::handle::Cluster;
 use super::mailbox::Mailboxes;
-use super::membership::Cluster;
 use crate::internal_events::{ClusterWriteRefused, InternalEvent};
 use crate::metrics::Metrics;
 

@@ -26,9 +26,9 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
-use super::heartbeat::{Beat, Heartbeat};
-use super::membership::Shared;
+use super::beat::{Beat, Heartbeat};
 use super::session::{Applied, SessionRecord};
+use super::shared::Shared;
 use super::topics::{create_topic, Topics};
 use crate::hooks::now_ms;
 use crate::internal_events::{InternalEvent, UnreadableClusterRecord};

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use rdkafka::producer::FutureRecord;
 
-use super::membership::Cluster;
+use super::handle::Cluster;
 
 impl Cluster {
     /// Keeps `message` (encoded as for a mailbox) as the cluster's retained message of

@@ -1,37 +1,33 @@
 //! What happens in a rule: a call that failed, counted for the rule and for all rules.
 
-use std::sync::atomic::Ordering;
+use std::fmt::Display;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::InternalEvent;
+use super::{InternalEvent, LogLimit};
 use crate::hooks::HookEvent;
 use crate::metrics::Metrics;
-use crate::rules::{CallFailure, RuleModule};
 
 /// A rule's call failed (rejected, trapped, out of fuel, invalid output): the event is
-/// not routed by that rule. Each rule logs under its own limit, so one rule's failures
-/// do not hide another's.
+/// not routed by that rule. Counted by kind twice, for the rule (`rule_counter`) and for
+/// all rules (`global`); each rule logs under its own `log`, so one rule's failures do
+/// not hide another's.
 pub struct RuleCallFailed<'a> {
-    pub metrics: &'a Metrics,
-    pub module: &'a RuleModule,
+    pub rule_counter: &'a AtomicU64,
+    pub global: &'a AtomicU64,
+    pub log: &'a LogLimit,
+    pub rule: &'a str,
     pub event: &'a HookEvent,
-    pub failure: &'a CallFailure,
+    pub failure: &'a dyn Display,
 }
 
 impl InternalEvent for RuleCallFailed<'_> {
     fn emit(self) {
-        let (metrics, counters) = (self.metrics, &self.module.counters);
-        let (rule_counter, global) = match self.failure {
-            CallFailure::Rejected(_) => (&counters.errors, &metrics.rule_errors),
-            CallFailure::Trap(_) => (&counters.traps, &metrics.rule_traps),
-            CallFailure::OutOfFuel => (&counters.out_of_fuel, &metrics.rule_out_of_fuel),
-            CallFailure::InvalidOutput(..) => (&counters.invalid_output, &metrics.rule_invalid_output),
-        };
-        rule_counter.fetch_add(1, Ordering::Relaxed);
-        Metrics::add(global, 1);
-        if let Some(skipped) = counters.failure_log.allow() {
+        self.rule_counter.fetch_add(1, Ordering::Relaxed);
+        Metrics::add(self.global, 1);
+        if let Some(skipped) = self.log.allow() {
             tracing::warn!(
                 skipped,
-                rule = %self.module.name,
+                rule = self.rule,
                 hook = self.event.hook.name(),
                 topic = %self.event.topic_str(),
                 client_id = %self.event.client_id,

@@ -1,15 +1,16 @@
 //! What happens at the destinations: records refused for good, records sent again, a
 //! destination away.
 
+use std::fmt::Display;
+
 use super::{InternalEvent, LogLimit};
 use crate::metrics::{Metrics, Outcome, TopicSeries};
-use crate::sink::SinkError;
 
 /// A destination refused a record for good: counted by topic, and its event committed.
 pub struct RecordFailed<'a> {
     pub metrics: &'a Metrics,
     pub series: TopicSeries,
-    pub error: &'a SinkError,
+    pub error: &'a dyn Display,
 }
 
 impl InternalEvent for RecordFailed<'_> {
@@ -27,7 +28,7 @@ impl InternalEvent for RecordFailed<'_> {
 /// A destination did not take a record this time: its event is sent again. Not counted
 /// here: the record counts once it is delivered or failed for good.
 pub struct RecordResent<'a> {
-    pub error: &'a SinkError,
+    pub error: &'a dyn Display,
 }
 
 impl InternalEvent for RecordResent<'_> {

@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::decision::{MqttMessage, Route};
 use super::engine::RuleEngine;
 use super::instance::{CallFailure, RuleInstance};
+use super::module::RuleModule;
 use super::set::{RuleSet, SharedRuleSet};
 use crate::hooks::HookEvent;
 use crate::internal_events::{InternalEvent, RuleCallFailed};
@@ -58,7 +59,7 @@ impl Dispatcher {
                     Ok(instance) => entry.insert(instance),
                     Err(e) => {
                         let failure = CallFailure::Trap(format!("cannot instantiate: {e:#}"));
-                        RuleCallFailed { metrics: &self.metrics, module, event, failure: &failure }.emit();
+                        call_failed(&self.metrics, module, event, &failure);
                         continue;
                     }
                 },
@@ -88,7 +89,7 @@ impl Dispatcher {
                     if matches!(failure, CallFailure::Trap(_) | CallFailure::OutOfFuel) {
                         self.instances.remove(&module.id);
                     }
-                    RuleCallFailed { metrics: &self.metrics, module, event, failure: &failure }.emit();
+                    call_failed(&self.metrics, module, event, &failure);
                 }
             }
         }
@@ -104,4 +105,17 @@ impl Dispatcher {
         let live: Vec<u64> = self.current.modules.iter().map(|m| m.id).collect();
         self.instances.retain(|id, _| live.contains(id));
     }
+}
+
+/// Counts and logs a failed call, for its rule and for all rules.
+fn call_failed(metrics: &Metrics, module: &RuleModule, event: &HookEvent, failure: &CallFailure) {
+    let counters = &module.counters;
+    let (rule_counter, global) = match failure {
+        CallFailure::Rejected(_) => (&counters.errors, &metrics.rule_errors),
+        CallFailure::Trap(_) => (&counters.traps, &metrics.rule_traps),
+        CallFailure::OutOfFuel => (&counters.out_of_fuel, &metrics.rule_out_of_fuel),
+        CallFailure::InvalidOutput(..) => (&counters.invalid_output, &metrics.rule_invalid_output),
+    };
+    let (log, rule) = (&counters.failure_log, &*module.name);
+    RuleCallFailed { rule_counter, global, log, rule, event, failure }.emit();
 }

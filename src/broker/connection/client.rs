@@ -1,11 +1,12 @@
-//! The client a connection serves once its CONNECT is accepted, and what becomes of its
-//! session when the connection ends.
+//! The client a connection serves once its CONNECT is accepted: who it is, which MQTT it
+//! speaks, and what becomes of its session when the connection ends.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::state::Version;
 use crate::hooks::{Hook, HookEvent};
+use bytes::BytesMut;
+use rumqttd::protocol::{self, v4::V4, v5::V5, Packet, Protocol};
 
 /// The client a connection serves, once its CONNECT is accepted.
 pub(in crate::broker) struct Client {
@@ -50,5 +51,27 @@ impl Session {
             _ => u32::MAX,
         };
         Session { router_clean: clean_start && expiry == 0, expiry }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Version {
+    V4,
+    V5,
+}
+
+impl Version {
+    pub(super) fn read(self, buffer: &mut BytesMut, max: usize) -> Result<Packet, protocol::Error> {
+        match self {
+            Version::V4 => V4.read_mut(buffer, max),
+            Version::V5 => V5.read_mut(buffer, max),
+        }
+    }
+
+    pub(super) fn write(self, packet: Packet, buffer: &mut BytesMut) -> Result<usize, protocol::Error> {
+        match self {
+            Version::V4 => V4.write(packet, buffer),
+            Version::V5 => V5.write(packet, buffer),
+        }
     }
 }

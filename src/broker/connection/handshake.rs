@@ -11,11 +11,10 @@ use bytes::BytesMut;
 use rumqttd::protocol::{self, ConnAck, ConnAckProperties, Connect, ConnectReturnCode, LastWill, LastWillProperties, Login, Packet};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::client::{Client, Session};
+use super::client::{Client, Session, Version};
 use super::cluster_session::{self, claim_in_cluster, ClusterSession};
-use super::ending::GOODBYE_WAIT;
-use super::io::READ_MIN;
-use super::state::{log_protocol_error, State, Version, MAX_CLIENT_ID, TOPIC_ALIAS_MAX};
+use super::limits::{FIRST_OWN_PKID, GOODBYE_WAIT, MAX_CLIENT_ID, READ_MIN, TOPIC_ALIAS_MAX};
+use super::state::{log_protocol_error, State};
 use crate::access::{Action, LoginCost, LoginRefused};
 use crate::broker::registry::Claim;
 use crate::broker::{wire, Edge};
@@ -329,7 +328,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             out: BytesMut::new(),
             subscriptions,
             next_router_id,
-            next_own_pkid: super::outbound::FIRST_OWN_PKID,
+            next_own_pkid: FIRST_OWN_PKID,
             aliases: HashMap::new(),
             receive_max,
             max_packet,

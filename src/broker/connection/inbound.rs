@@ -10,8 +10,9 @@ use rumqttd::protocol::{
     PublishProperties, SubAck, Subscribe, SubscribeProperties, SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
 };
 
-use super::ending::End;
-use super::state::{State, TOPIC_ALIAS_MAX};
+use super::end::End;
+use super::limits::TOPIC_ALIAS_MAX;
+use super::state::State;
 use crate::access::Action;
 use crate::broker::origin::{self, Origin};
 use crate::broker::subscription::Subscription;

@@ -12,16 +12,13 @@ use rumqttd::protocol::{DisconnectReasonCode, Packet};
 use rumqttd::Notification;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::ending::End;
+use super::end::End;
+use super::ending::finish;
 use super::handshake::Handshake;
+use super::limits::{READ_MAX, READ_MIN};
 use super::state::State;
 use crate::broker::registry::CloseReason;
 use crate::broker::Edge;
-
-/// Socket reads start this small, double while reads fill them, and shrink back when
-/// traffic drops: an idle device costs little, a busy one reads in large bites.
-pub(super) const READ_MIN: usize = 512;
-pub(super) const READ_MAX: usize = 64 * 1024;
 
 /// Serves one accepted socket until its client is gone.
 /// `identity` is what the client's verified TLS certificate names it, when
@@ -36,7 +33,7 @@ where
     let Ok(Some(state)) = tokio::time::timeout(edge.limits.connect_timeout, handshake.run()).await else { return };
     let mut connection = Connection { stream, read, read_size: READ_MIN, state };
     let end = connection.run().await;
-    connection.finish(end).await;
+    finish(&mut connection.stream, &mut connection.state, end).await;
 }
 
 pub(super) struct Connection<S> {

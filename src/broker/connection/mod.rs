@@ -19,17 +19,22 @@
 //! - the edge answers SUBSCRIBE, UNSUBSCRIBE and PINGREQ itself, and tells the router
 //!   exactly once that the connection is gone.
 //!
-//! One file a job: `handshake` is the CONNECT; `io` the loop and its flushes; `inbound`
-//! what the client sends; `outbound` the way from the router to the client;
-//! `cluster_session` the session in the cluster and its mailbox; `ending` the end;
-//! `state` and `client` what they share.
+//! One file a job, from the top down: `io` (the loop and its flushes) over `handshake`
+//! (the CONNECT) and `ending` (the end); `inbound` (what the client sends), `outbound`
+//! (the way from the router to the client) and `in_cluster` (the session in the cluster
+//! and its mailbox), all `State`'s; below them `state`, then the pieces it is made of:
+//! `client`, `cluster_session`, `flight` (the QoS flows' data), `end` and `limits`.
 
 mod client;
 mod cluster_session;
+mod end;
 mod ending;
+mod flight;
 mod handshake;
+mod in_cluster;
 mod inbound;
 mod io;
+mod limits;
 mod outbound;
 mod state;
 

@@ -4,13 +4,13 @@
 //! has acknowledged it (QoS 2 is spoken with the client by the edge alone).
 
 use std::collections::hash_map::Entry;
-use std::sync::Arc;
 
-use bytes::Bytes;
 use rumqttd::protocol::{Packet, PubAck, PubAckReason, PubRel, PubRelReason, PublishProperties};
 use rumqttd::{Forward, Notification};
 
-use super::ending::End;
+use super::end::End;
+use super::flight::{Delivery, Message, Slot, Unacked};
+use super::limits::FIRST_OWN_PKID;
 use super::state::State;
 use crate::access::Action;
 use crate::broker::mail_message;
@@ -21,48 +21,6 @@ use crate::cluster::Cluster;
 use crate::hooks::now_ms;
 use crate::hooks::Hook;
 use crate::metrics::Metrics;
-
-/// The first packet id of the deliveries the edge makes itself (mailbox messages,
-/// retained messages): rumqttd numbers its deliveries 1 to 100, so the two never collide
-/// in one connection's flight window.
-pub(super) const FIRST_OWN_PKID: u16 = 101;
-
-/// A QoS 1/2 delivery the router made, in the router's order: it takes their
-/// acknowledgements in that order only.
-pub(super) struct Slot {
-    pkid: u16,
-    done: bool,
-}
-
-/// What `message.delivered` and `message.acked` tell of a delivery.
-pub(super) struct Message {
-    pub qos: u8,
-    pub topic: Bytes,
-    pub payload: Bytes,
-    pub from: Option<Arc<str>>,
-    /// A downlink message's acknowledgement id.
-    pub ack: Option<u64>,
-    /// A mailbox message's offset (`mail`); `None` for the router's deliveries.
-    pub mail: Option<i64>,
-}
-
-/// A message on its way to the client.
-pub(super) struct Delivery {
-    pub pkid: u16,
-    pub retain: bool,
-    pub props: Option<PublishProperties>,
-    pub message: Message,
-}
-
-/// A delivery written to the client at QoS 1/2 and not yet acknowledged.
-pub(super) struct Unacked {
-    message: Message,
-    /// A router's delivery in a cluster: its properties, to send it again from the
-    /// session's mailbox (see `repost_unacked`).
-    props: Option<PublishProperties>,
-    /// QoS 2: PUBREC came, PUBCOMP awaited.
-    released: bool,
-}
 
 impl State {
     pub(super) fn notification(&mut self, note: Notification) -> Result<(), End> {

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use rumqttd::local::{LinkRx, LinkTx};
-use rumqttd::protocol::{self, v4::V4, v5::V5, DisconnectReasonCode, LastWill, LastWillProperties, Packet, Protocol};
+use rumqttd::protocol::{self, DisconnectReasonCode, LastWill, LastWillProperties, Packet};
 
-use super::client::{Client, Session};
+use super::client::{Client, Session, Version};
 use super::cluster_session::ClusterSession;
-use super::ending::End;
-use super::outbound::{Delivery, Slot, Unacked};
+use super::end::End;
+use super::flight::{Delivery, Slot, Unacked};
 use crate::broker::registry::Claim;
 use crate::broker::subscription::Subscription;
 use crate::broker::Edge;
@@ -20,34 +20,6 @@ use crate::hooks::HookEvent;
 use crate::internal_events::{InternalEvent, ProtocolError};
 use crate::metrics::Metrics;
 use crate::spool::{Push, SpoolBatch};
-
-/// Topic aliases a client may use toward the gateway (CONNACK Topic Alias Maximum).
-pub(super) const TOPIC_ALIAS_MAX: u16 = 64;
-
-/// Longest client id accepted.
-pub(super) const MAX_CLIENT_ID: usize = 256;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Version {
-    V4,
-    V5,
-}
-
-impl Version {
-    pub(super) fn read(self, buffer: &mut BytesMut, max: usize) -> Result<Packet, protocol::Error> {
-        match self {
-            Version::V4 => V4.read_mut(buffer, max),
-            Version::V5 => V5.read_mut(buffer, max),
-        }
-    }
-
-    pub(super) fn write(self, packet: Packet, buffer: &mut BytesMut) -> Result<usize, protocol::Error> {
-        match self {
-            Version::V4 => V4.write(packet, buffer),
-            Version::V5 => V5.write(packet, buffer),
-        }
-    }
-}
 
 /// Everything about a connected client but its socket.
 pub(super) struct State {
