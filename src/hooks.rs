@@ -1,5 +1,7 @@
-//! Hook events: what the MQTT edge raises. They travel to the rule workers through
-//! the spool (`crate::spool`).
+//! Hook events: what the MQTT edge raises, and the downlink's `kafka.record`. The edge's
+//! travel to the rule workers through the spool (`crate::spool`); a `kafka.record` goes
+//! from the downlink's consumer straight to the rules (`crate::downlink`), its Kafka
+//! offset being what keeps it until it is done.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

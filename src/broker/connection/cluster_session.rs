@@ -1,8 +1,6 @@
-//! A connection's session in the cluster: its mailbox messages taken in order, within
-//! the client's Receive Maximum, delivered like the router's (capped at the
-//! subscription's QoS, its options and the ACL honoured), and the session's state
-//! (subscriptions, mailbox cursor, event number) written back to the cluster as it
-//! changes.
+//! A connection's session in the cluster (`ClusterSession`: its claim, mailbox cursor and
+//! what is yet to be written), how it is claimed (`claim_in_cluster`), and a stored
+//! session's subscriptions and will as the connection uses them again.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! The one end of a connection: the last words to the client, the router told once, the session parked, forgotten or left in the cluster, the hook raised and
-//! the will set off.
+//! The one end of a connection: the last words to the client, the router told once, the
+//! session parked, forgotten or left in the cluster, the hook raised and the will set off.
 
 use std::sync::atomic::Ordering;
 

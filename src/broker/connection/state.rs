@@ -1,6 +1,6 @@
 //! Everything about a connected client but its socket (`State`), and what all its parts
-//! share: the protocol version's codec, packets for the client and for the router, events
-//! staged for the spool, and how a protocol error is logged and counted.
+//! share: packets for the client and for the router, events staged for the spool, and
+//! how a protocol error is logged and counted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
