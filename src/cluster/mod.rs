@@ -28,6 +28,7 @@
 mod adoption;
 mod claims;
 mod contact;
+mod error;
 mod heartbeat;
 mod mailbox;
 mod membership;
@@ -38,6 +39,7 @@ mod session;
 mod topics;
 
 pub use claims::{ClaimError, Claimed};
+pub use error::ClusterError;
 pub use heartbeat::{DownlinkView, Heartbeat, NodeView, NODE_TIMEOUT};
 pub use membership::Cluster;
 pub use session::{SessionRecord, StoredSubscription, StoredWill};
