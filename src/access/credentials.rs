@@ -16,6 +16,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::AccessError;
 use super::hash;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -102,11 +103,11 @@ impl Credentials {
     }
 
     /// Writes the file atomically (temp file + rename), so the gateway never reads half.
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+    pub fn save(&self, path: &Path) -> Result<(), AccessError> {
         let text = toml::to_string(self)?;
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, path)?;
+        std::fs::write(&tmp, text).map_err(AccessError::WriteTemporary)?;
+        std::fs::rename(&tmp, path).map_err(AccessError::Replace)?;
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use super::acl::{Acl, Action};
 use super::cache::LoginCache;
 use super::checks::Checks;
 use super::credentials::{Credentials, LoginRefused};
+use super::error::AccessError;
 use super::jwt::Jwt;
 use crate::config::AuthConfig;
 use crate::names::reserved;
@@ -40,19 +41,18 @@ pub enum LoginCost {
 impl Access {
     /// Reads the configured files (errors name the file and the line) and starts the
     /// login checks; a check that cannot start within `max_wait` is refused as busy.
-    pub fn load(config: &AuthConfig, max_wait: Duration) -> anyhow::Result<Arc<Access>> {
+    pub fn load(config: &AuthConfig, max_wait: Duration) -> Result<Arc<Access>, AccessError> {
         let credentials =
-            config.credentials.as_deref().map(|p| Credentials::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
-        let acl = config.acl.as_deref().map(|p| Acl::from_file(p).map(Arc::new)).transpose().map_err(anyhow::Error::msg)?;
-        let jwt = Jwt::load(&config.jwt).map_err(anyhow::Error::msg)?.map(Arc::new);
+            config.credentials.as_deref().map(|p| Credentials::from_file(p).map(Arc::new)).transpose().map_err(AccessError::Credentials)?;
+        let acl = config.acl.as_deref().map(|p| Acl::from_file(p).map(Arc::new)).transpose().map_err(AccessError::Acl)?;
+        let jwt = Jwt::load(&config.jwt).map_err(AccessError::Jwt)?.map(Arc::new);
         if config.anonymous {
             tracing::warn!("ANONYMOUS ACCESS ENABLED: any client may connect without a username (auth.anonymous)");
         }
         if acl.is_none() {
             tracing::warn!("no ACL configured (auth.acl): every client may publish and subscribe to every topic");
         }
-        let checks = Checks::start(config.check_threads, config.check_queue, max_wait)
-            .map_err(|e| anyhow::anyhow!("cannot start the login check threads: {e}"))?;
+        let checks = Checks::start(config.check_threads, config.check_queue, max_wait).map_err(AccessError::CheckThreads)?;
         Ok(Arc::new(Access {
             anonymous: config.anonymous,
             credentials: ArcSwapOption::new(credentials),
@@ -110,7 +110,7 @@ impl Access {
 
     /// Re-reads the files when they change (checked on notification and once a
     /// second) until the returned watch is dropped; `None` without files to watch.
-    pub fn watch(self: &Arc<Self>, config: &AuthConfig) -> anyhow::Result<Option<FileWatch>> {
+    pub fn watch(self: &Arc<Self>, config: &AuthConfig) -> Result<Option<FileWatch>, AccessError> {
         let access = self.clone();
         let credentials = config.credentials.clone();
         let acl = config.acl.clone();

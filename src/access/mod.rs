@@ -13,10 +13,12 @@ pub mod acl;
 mod cache;
 mod checks;
 pub mod credentials;
+mod error;
 mod gate;
 pub mod hash;
 mod jwt;
 
 pub use acl::{Acl, Action};
 pub use credentials::{Credentials, LoginRefused, User};
+pub use error::AccessError;
 pub use gate::{Access, LoginCost};

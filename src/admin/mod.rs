@@ -9,8 +9,10 @@
 //! view of its nodes.
 
 mod api;
+mod error;
 mod history;
 pub mod prometheus;
 mod server;
 
+pub use error::AdminError;
 pub use server::{start, AdminSources};

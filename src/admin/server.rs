@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use anyhow::Context;
 use axum::extract::{FromRef, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
@@ -14,6 +13,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::api;
+use super::error::AdminError;
 use super::history::StatsHistory;
 use super::prometheus;
 use crate::cluster::Cluster;
@@ -54,11 +54,14 @@ impl FromRef<AdminState> for Arc<StatsHistory> {
 
 /// Binds `listen` and serves, as a task of `tasks`, until `stop` is notified (then
 /// open requests may finish). Returns the bound address.
-pub async fn start(listen: SocketAddr, sources: AdminSources, stop: Arc<Notify>, tasks: &mut JoinSet<()>) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen for the admin endpoint on {listen} (config key admin.listen)"))?;
-    let bound = listener.local_addr()?;
+pub async fn start(
+    listen: SocketAddr,
+    sources: AdminSources,
+    stop: Arc<Notify>,
+    tasks: &mut JoinSet<()>,
+) -> Result<SocketAddr, AdminError> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| AdminError::Bind { listen, source })?;
+    let bound = listener.local_addr().map_err(AdminError::ListenerAddress)?;
     let history = StatsHistory::new();
     let app = Router::new()
         .route("/", get(|| async { Html(include_str!("dashboard.html")) }))

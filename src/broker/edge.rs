@@ -19,6 +19,7 @@ use super::capacity;
 use super::cluster_sessions;
 use super::connection::Client;
 use super::downlink::Downlink;
+use super::error::BrokerError;
 use super::listener;
 use super::mail_message;
 use super::origin::{self, Origin};
@@ -312,7 +313,7 @@ impl Broker {
         access: Arc<Access>,
         cluster: Option<Arc<Cluster>>,
         ready: Arc<ReadyFlag>,
-    ) -> anyhow::Result<Broker> {
+    ) -> Result<Broker, BrokerError> {
         let bound = listener::bind_all(config)?;
         let capacity = capacity::Capacity::plan(config);
         let router_config = RouterConfig {
@@ -333,8 +334,7 @@ impl Broker {
         });
         // No client's router id can be this: theirs have every `%` escaped.
         const INTERNAL_LINK: &str = "%hookline";
-        let (internal_tx, internal_rx, _) = tokio::task::block_in_place(|| links(INTERNAL_LINK, true))
-            .map_err(|e| anyhow::anyhow!("cannot open the gateway's own link to the MQTT router: {e}"))?;
+        let (internal_tx, internal_rx, _) = tokio::task::block_in_place(|| links(INTERNAL_LINK, true)).map_err(BrokerError::RouterLink)?;
         let edge = Arc::new(Edge {
             spool,
             metrics,
@@ -366,7 +366,7 @@ impl Broker {
         let mut listeners = JoinSet::new();
         let mut addrs = Vec::new();
         for (socket, transport) in bound {
-            let addr = socket.local_addr()?;
+            let addr = socket.local_addr().map_err(BrokerError::ListenerAddress)?;
             tracing::info!(listen = %addr, "{} listener up (MQTT 3.1.1 and 5)", transport.name());
             addrs.push(addr);
             listeners.spawn(listener::accept(edge.clone(), socket, transport));

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use async_tungstenite::tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::http::HeaderValue;
 use tokio::net::{TcpListener, TcpSocket};
@@ -18,7 +17,7 @@ use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use ws_stream_tungstenite::WsStream;
 
-use super::{connection, Edge};
+use super::{connection, BrokerError, Edge};
 use crate::config::{BrokerConfig, TlsIdentity};
 use crate::internal_events::{AcceptFailed, HandshakeFailed, InternalEvent};
 
@@ -44,7 +43,7 @@ impl Transport {
 
 /// The listeners the configuration asks for, bound; errors name the key and the
 /// address.
-pub fn bind_all(config: &BrokerConfig) -> anyhow::Result<Vec<(TcpListener, Transport)>> {
+pub fn bind_all(config: &BrokerConfig) -> Result<Vec<(TcpListener, Transport)>, BrokerError> {
     let tls = || tls_acceptor(config);
     let mut wanted = vec![(config.listen, Transport::Tcp, "broker.listen")];
     if let Some(listen) = config.tls_listen {
@@ -59,8 +58,12 @@ pub fn bind_all(config: &BrokerConfig) -> anyhow::Result<Vec<(TcpListener, Trans
     wanted
         .into_iter()
         .map(|(listen, transport, key)| {
-            let listener = bind(listen, config.listen_backlog)
-                .with_context(|| format!("cannot listen for {} on {listen} ({key}); is the port taken?", transport.name()))?;
+            let listener = bind(listen, config.listen_backlog).map_err(|source| BrokerError::Bind {
+                transport: transport.name(),
+                listen,
+                key,
+                source,
+            })?;
             Ok((listener, transport))
         })
         .collect()
@@ -163,42 +166,42 @@ impl Callback for MqttSubprotocol {
     }
 }
 
-fn tls_acceptor(config: &BrokerConfig) -> anyhow::Result<TlsAcceptor> {
+fn tls_acceptor(config: &BrokerConfig) -> Result<TlsAcceptor, BrokerError> {
     let (Some(cert_file), Some(key_file)) = (&config.tls_cert, &config.tls_key) else {
-        anyhow::bail!("a TLS listener needs broker.tls_cert and broker.tls_key (PEM files)");
+        return Err(BrokerError::TlsFilesMissing);
     };
     let certs = read_pem(cert_file, "broker.tls_cert", |r| rustls_pemfile::certs(r).collect::<Result<Vec<_>, _>>())?;
     let key = read_pem(key_file, "broker.tls_key", |r| rustls_pemfile::private_key(r))?
-        .with_context(|| format!("broker.tls_key: no private key in {}", key_file.display()))?;
+        .ok_or_else(|| BrokerError::NoPrivateKey { path: key_file.clone() })?;
     // The provider named, not the process default, which another TLS user in the same
     // process could have set otherwise (or left unset: rustls would then panic).
     let provider = Arc::new(ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .context("the TLS listener's protocol versions")?;
+        .map_err(BrokerError::ProtocolVersions)?;
     let builder = match &config.tls_client_ca {
         None => builder.with_no_client_auth(),
         Some(ca_file) => {
             let mut roots = RootCertStore::empty();
             let cas = read_pem(ca_file, "broker.tls_client_ca", |r| rustls_pemfile::certs(r).collect::<Result<Vec<_>, _>>())?;
             for ca in cas {
-                roots
-                    .add(ca)
-                    .with_context(|| format!("broker.tls_client_ca: a certificate in {} is not a usable CA", ca_file.display()))?;
+                roots.add(ca).map_err(|source| BrokerError::UnusableCa { path: ca_file.clone(), source })?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
-                .with_context(|| format!("broker.tls_client_ca: {} holds no usable CA", ca_file.display()))?;
+                .map_err(|source| BrokerError::NoUsableCa { path: ca_file.clone(), source })?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let server = builder
-        .with_single_cert(certs, key)
-        .with_context(|| format!("broker.tls_key does not fit broker.tls_cert ({})", cert_file.display()))?;
+    let server = builder.with_single_cert(certs, key).map_err(|source| BrokerError::KeyMismatch { path: cert_file.clone(), source })?;
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
-fn read_pem<T>(path: &Path, key: &str, parse: impl FnOnce(&mut dyn std::io::BufRead) -> std::io::Result<T>) -> anyhow::Result<T> {
-    let file = std::fs::File::open(path).with_context(|| format!("{key}: cannot open {}", path.display()))?;
-    parse(&mut std::io::BufReader::new(file)).with_context(|| format!("{key}: {} is not valid PEM", path.display()))
+fn read_pem<T>(
+    path: &Path,
+    key: &'static str,
+    parse: impl FnOnce(&mut dyn std::io::BufRead) -> std::io::Result<T>,
+) -> Result<T, BrokerError> {
+    let file = std::fs::File::open(path).map_err(|source| BrokerError::OpenPem { key, path: path.to_path_buf(), source })?;
+    parse(&mut std::io::BufReader::new(file)).map_err(|source| BrokerError::InvalidPem { key, path: path.to_path_buf(), source })
 }

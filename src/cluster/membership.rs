@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use rdkafka::producer::FutureProducer;
 use rdkafka::util::Timeout;
 use tokio::sync::Notify;
 
 use super::contact::Contact;
+use super::error::ClusterError;
 use super::handle::Cluster;
 use super::heartbeat::start_heartbeat;
 use super::mailbox::Mailboxes;
@@ -28,7 +28,7 @@ impl Cluster {
     /// writing heartbeats, without waiting for Kafka. Until the reader catches up (see
     /// `is_ready`) a CONNECT waits up to `cluster.claim_wait_ms` for it, then the node
     /// serves that client alone.
-    pub fn join(kafka: &KafkaConfig, config: &ClusterConfig, node: &str, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Cluster>> {
+    pub fn join(kafka: &KafkaConfig, config: &ClusterConfig, node: &str, metrics: Arc<Metrics>) -> Result<Arc<Cluster>, ClusterError> {
         let [(sessions, _), (mailbox, _), (nodes, _), (retained, _)] = topics(config);
         let topics = Topics {
             sessions,
@@ -57,7 +57,7 @@ impl Cluster {
             // Claims and mailbox messages wait on it: batch for a millisecond, no more.
             .set("linger.ms", "1")
             .create_with_context(KafkaContext::new("cluster"))
-            .context("cannot create the cluster's Kafka producer (check [kafka])")?;
+            .map_err(ClusterError::Producer)?;
         let shared = Arc::new(Shared {
             table: Mutex::default(),
             mailboxes: Mailboxes::default(),

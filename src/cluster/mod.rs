@@ -30,6 +30,7 @@ mod adoption;
 mod beat;
 mod claims;
 mod contact;
+mod error;
 mod handle;
 mod heartbeat;
 mod mailbox;
@@ -43,6 +44,7 @@ mod topics;
 
 pub use beat::{Heartbeat, NODE_TIMEOUT};
 pub use claims::{ClaimError, Claimed};
+pub use error::ClusterError;
 pub use handle::Cluster;
 pub use heartbeat::{DownlinkView, NodeView};
 pub use session::{SessionRecord, StoredSubscription, StoredWill};

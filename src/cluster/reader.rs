@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use bytes::Bytes;
 use rdkafka::admin::AdminClient;
 use rdkafka::config::ClientConfig;
@@ -27,6 +26,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
 use super::beat::{Beat, Heartbeat};
+use super::error::ClusterError;
 use super::session::{Applied, SessionRecord};
 use super::shared::Shared;
 use super::topics::{create_topic, Topics};
@@ -71,7 +71,7 @@ impl ReaderThread {
     /// Starts reading, in a thread that first creates the topics if missing and finds
     /// their partitions, retrying while Kafka is away. `shared.ready` is set once both
     /// topics are read up to where they ended when reading began.
-    pub fn start(client: &ClientConfig, node: &str, boot: u64, topics: Topics, shared: Arc<Shared>) -> anyhow::Result<ReaderThread> {
+    pub fn start(client: &ClientConfig, node: &str, boot: u64, topics: Topics, shared: Arc<Shared>) -> Result<ReaderThread, ClusterError> {
         let consumer: BaseConsumer<KafkaContext> = client
             .clone()
             // Partitions are assigned, never balanced: the group only names the reader.
@@ -80,9 +80,9 @@ impl ReaderThread {
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "10")
             .create_with_context(KafkaContext::new("cluster reader"))
-            .context("cannot create the cluster's Kafka reader (check [kafka])")?;
+            .map_err(ClusterError::Reader)?;
         let admin: AdminClient<KafkaContext> =
-            client.create_with_context(KafkaContext::new("cluster admin")).context("cannot create a Kafka admin client (check [kafka])")?;
+            client.create_with_context(KafkaContext::new("cluster admin")).map_err(ClusterError::AdminClient)?;
         let mut reader = Reader {
             consumer,
             sessions_topic: topics.sessions.clone(),
@@ -106,7 +106,7 @@ impl ReaderThread {
                 reader.run(stop);
             }
         })
-        .context("cannot start the cluster reader thread")?;
+        .map_err(ClusterError::ReaderThread)?;
         Ok(ReaderThread(thread))
     }
 
@@ -159,7 +159,7 @@ impl Reader {
         false
     }
 
-    fn assign(&mut self, admin: &AdminClient<KafkaContext>, topics: &Topics, runtime: &Handle) -> anyhow::Result<()> {
+    fn assign(&mut self, admin: &AdminClient<KafkaContext>, topics: &Topics, runtime: &Handle) -> Result<(), ClusterError> {
         let mut assignment = TopicPartitionList::new();
         self.catching_up.clear();
         // The mailbox first: its ends are noted before the sessions topic's.
@@ -171,17 +171,20 @@ impl Reader {
         ];
         let mut mailbox_ends = Vec::new();
         for (topic, partitions, compact) in all {
-            let mut count = partitions_of(&self.consumer, topic).with_context(|| format!("cannot read the metadata of {topic}"))?;
+            let mut count =
+                partitions_of(&self.consumer, topic).map_err(|source| ClusterError::Metadata { topic: topic.clone(), source })?;
             if count == 0 {
                 runtime.block_on(create_topic(admin, topic, partitions, topics.replication_factor, compact));
                 count = partitions_of(&self.consumer, topic)?;
             }
-            anyhow::ensure!(count > 0, "the cluster topic {topic} does not exist, and could not be created");
+            if count == 0 {
+                return Err(ClusterError::TopicMissing { topic: topic.clone() });
+            }
             for partition in 0..count {
                 let (_, high) = self
                     .consumer
                     .fetch_watermarks(topic, partition, KAFKA_WAIT)
-                    .with_context(|| format!("cannot read where the cluster topic {topic} ends"))?;
+                    .map_err(|source| ClusterError::Watermarks { topic: topic.clone(), source })?;
                 if *topic == topics.mailbox {
                     mailbox_ends.push(high);
                     continue;
@@ -192,7 +195,7 @@ impl Reader {
                 }
             }
         }
-        self.consumer.assign(&assignment).context("cannot read the cluster's topics")?;
+        self.consumer.assign(&assignment).map_err(ClusterError::Assign)?;
         self.mailbox_ends = Some(mailbox_ends);
         Ok(())
     }
@@ -202,7 +205,7 @@ impl Reader {
     /// at the start when none needs more. Messages are keyed by client id and the
     /// cluster's producer partitions keys as librdkafka's default partitioner does
     /// (CRC-32 of the key), so the session table tells each partition's cursors.
-    fn assign_mailbox(&mut self) -> anyhow::Result<()> {
+    fn assign_mailbox(&mut self) -> Result<(), ClusterError> {
         let Some(ends) = self.mailbox_ends.take() else { return Ok(()) };
         let mut starts = ends.clone();
         for (client, session) in self.shared.table().iter() {
@@ -217,7 +220,7 @@ impl Reader {
                 self.catching_up.insert((self.mailbox_topic.clone(), partition), *end);
             }
         }
-        self.consumer.incremental_assign(&assignment).context("cannot read the cluster's mailbox topic")?;
+        self.consumer.incremental_assign(&assignment).map_err(ClusterError::AssignMailbox)?;
         Ok(())
     }
 

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::error::DownlinkError;
 use super::offsets::Progress;
 use super::share::{self, Partition};
 use crate::broker::{Downlink, Downlinked, RecordAcks};
@@ -89,7 +89,7 @@ impl DownlinkSource {
         rules: SharedRuleSet,
         broker: Downlink,
         metrics: Arc<Metrics>,
-    ) -> anyhow::Result<DownlinkSource> {
+    ) -> Result<DownlinkSource, DownlinkError> {
         let mut client = crate::kafka::client_config(kafka);
         client
             .set("group.id", &config.group)
@@ -103,9 +103,8 @@ impl DownlinkSource {
         for (key, value) in &kafka.properties {
             client.set(key, value);
         }
-        let consumer: BaseConsumer<KafkaContext> = client
-            .create_with_context(KafkaContext::new("downlink"))
-            .context("cannot create the downlink's Kafka consumer (check [kafka] and [downlink])")?;
+        let consumer: BaseConsumer<KafkaContext> =
+            client.create_with_context(KafkaContext::new("downlink")).map_err(DownlinkError::Consumer)?;
         let mut consuming = Consuming {
             consumer,
             dispatcher,
@@ -124,8 +123,7 @@ impl DownlinkSource {
             held: BTreeSet::new(),
             shared_at: Instant::now(),
         };
-        let thread =
-            StoppableThread::spawn("hookline-downlink", move |stop| consuming.run(stop)).context("cannot start the downlink thread")?;
+        let thread = StoppableThread::spawn("hookline-downlink", move |stop| consuming.run(stop)).map_err(DownlinkError::Thread)?;
         Ok(DownlinkSource(thread))
     }
 

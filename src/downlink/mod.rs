@@ -27,7 +27,9 @@
 //! One thread: rules are CPU-bound and records of a partition are published in order.
 
 mod consumer;
+mod error;
 mod offsets;
 mod share;
 
 pub use consumer::DownlinkSource;
+pub use error::DownlinkError;

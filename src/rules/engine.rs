@@ -14,6 +14,7 @@ use std::sync::Arc;
 use wasmtime::{Config, Engine, Instance, InstancePre, Linker, Store, StoreLimits, StoreLimitsBuilder, Trap};
 
 use super::abi::{self, HostState, Phase};
+use super::error::RulesError;
 use super::settings::RuleSettings;
 use crate::config::RulesConfig;
 use crate::sink::DestinationNames;
@@ -33,14 +34,14 @@ struct Inner {
 
 impl RuleEngine {
     /// The engine for rules routing to `destinations`.
-    pub fn new(config: &RulesConfig, destinations: DestinationNames) -> anyhow::Result<RuleEngine> {
+    pub fn new(config: &RulesConfig, destinations: DestinationNames) -> Result<RuleEngine, RulesError> {
         let mut wasm_config = Config::new();
         wasm_config.consume_fuel(true);
         // Keep a deep recursion in a guest a trap, well before the host's own stack.
         wasm_config.max_wasm_stack(512 * 1024);
-        let engine = Engine::new(&wasm_config)?;
+        let engine = Engine::new(&wasm_config).map_err(RulesError::Engine)?;
         let mut linker = Linker::new(&engine);
-        abi::add_to_linker(&mut linker)?;
+        abi::add_to_linker(&mut linker).map_err(RulesError::Linker)?;
         Ok(RuleEngine {
             inner: Arc::new(Inner {
                 engine,

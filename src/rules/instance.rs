@@ -11,6 +11,7 @@ use wasmtime::{Store, Trap, TypedFunc};
 use super::abi::{self, HostError, HostState, Phase};
 use super::decision::Decision;
 use super::engine::{describe_trap, RuleEngine};
+use super::error::RulesError;
 use super::module::RuleModule;
 use crate::hooks::HookEvent;
 
@@ -58,12 +59,15 @@ pub struct RuleInstance {
 }
 
 impl RuleInstance {
-    pub fn new(engine: &RuleEngine, module: Arc<RuleModule>) -> anyhow::Result<RuleInstance> {
+    pub fn new(engine: &RuleEngine, module: Arc<RuleModule>) -> Result<RuleInstance, RulesError> {
         // Guests may set up their own state in init; subscriptions were read at load.
-        let (mut store, instance, code) = engine.instantiate(&module.pre, module.name.clone(), module.settings.clone())?;
-        anyhow::ensure!(code == 0, "hookline_init returned {code}");
+        let (mut store, instance, code) =
+            engine.instantiate(&module.pre, module.name.clone(), module.settings.clone()).map_err(RulesError::Instantiate)?;
+        if code != 0 {
+            return Err(RulesError::InitRefused { code });
+        }
         store.data_mut().subscriptions.clear();
-        let on_event = instance.get_typed_func::<(i32, i32), i32>(&mut store, abi::ON_EVENT)?;
+        let on_event = instance.get_typed_func::<(i32, i32), i32>(&mut store, abi::ON_EVENT).map_err(RulesError::OnEvent)?;
         Ok(RuleInstance { module, store, on_event })
     }
 

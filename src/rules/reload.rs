@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::engine::RuleEngine;
+use super::error::RulesError;
 use super::module::{hash_bytes, LoadError, RuleModule};
 use super::set::{RuleFailure, RuleSet, SharedRuleSet};
 use super::settings::RuleSettings;
@@ -78,9 +79,9 @@ impl RuleWatcher {
         engine: RuleEngine,
         metrics: Arc<Metrics>,
         rules: SharedRuleSet,
-    ) -> anyhow::Result<RuleWatcher> {
+    ) -> Result<RuleWatcher, RulesError> {
         if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create rules directory {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| RulesError::CreateDirectory { dir: dir.to_path_buf(), source })?;
             tracing::warn!(dir = %dir.display(), "rules directory did not exist; created it empty, nothing is routed until a rule is added");
         }
         let mut loaded = Loaded { files: BTreeMap::new(), public_key };
@@ -90,7 +91,7 @@ impl RuleWatcher {
         let watched = [dir.to_path_buf()];
         let dir_path = dir.to_path_buf();
         let watch = FileWatch::start(&watched, settings, move || loaded.rescan(&dir_path, &engine, &metrics, &rules))
-            .map_err(|e| e.context(format!("rules directory {} (rules.dir)", dir.display())))?;
+            .map_err(|source| RulesError::Watch { dir: dir.to_path_buf(), source })?;
         Ok(RuleWatcher { _watch: watch })
     }
 }

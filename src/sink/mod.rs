@@ -26,4 +26,4 @@ pub use contract::{DestinationCheck, DestinationNames, ErrorKind, Record, Sink, 
 pub use delivery::{Boundary, Delivery, Ticket};
 pub use file::{FileSink, RECORDS_FILE};
 pub use kafka::KafkaSink;
-pub use rabbitmq::RabbitMqSink;
+pub use rabbitmq::{RabbitMqSink, RabbitMqStartError};

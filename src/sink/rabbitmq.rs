@@ -13,6 +13,7 @@
 //! workers wait, and the spool holds what comes.
 
 use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,18 +123,31 @@ fn check_exchange(exchange: &str) -> Result<(), &'static str> {
     }
 }
 
+/// Why a RabbitMQ sink could not start: only its settings can stop it, as it reaches
+/// the broker later.
+#[derive(Debug, thiserror::Error)]
+pub enum RabbitMqStartError {
+    /// lapin says what is wrong with the URI as text.
+    #[error("sink.{name}.uri is not an AMQP URI: {reason}")]
+    Uri { name: String, reason: String },
+    #[error("cannot read sink.{name}.ca_file {path}")]
+    CaFile { name: String, path: PathBuf, source: std::io::Error },
+}
+
 impl RabbitMqSink {
     /// Starts the publishing task for destination `name`; it connects in the background
     /// (the broker may be away at start: records wait in the spool meanwhile).
-    pub fn start(name: &str, config: &RabbitMqConfig) -> anyhow::Result<RabbitMqSink> {
-        let uri: lapin::uri::AMQPUri = config.uri.parse().map_err(|e| anyhow::anyhow!("sink.{name}.uri is not an AMQP URI: {e}"))?;
+    pub fn start(name: &str, config: &RabbitMqConfig) -> Result<RabbitMqSink, RabbitMqStartError> {
+        let uri: lapin::uri::AMQPUri = config.uri.parse().map_err(|reason| RabbitMqStartError::Uri { name: name.to_string(), reason })?;
         let vhost = uri.vhost.replace('/', "%2f");
         let shown = format!("{}://{}:{}/{vhost}", uri.scheme, uri.authority.host, uri.authority.port);
         let cert_chain = match &config.ca_file {
             None => None,
-            Some(path) => Some(
-                std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read sink.{name}.ca_file {}: {e}", path.display()))?,
-            ),
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|source| RabbitMqStartError::CaFile {
+                name: name.to_string(),
+                path: path.clone(),
+                source,
+            })?),
         };
         let link = Link {
             name: name.to_string(),

@@ -11,9 +11,11 @@
 //! is what keeps each device's records in order across outages and restarts. Memory use
 //! does not depend on the backlog: workers read a bounded chunk at a time.
 
+mod error;
 mod frame;
 mod shard;
 mod store;
 
+pub use error::SpoolError;
 pub use shard::{Position, ReadBatch, Shard, ShardReader};
 pub use store::{Push, Spool, SpoolBatch};

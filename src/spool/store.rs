@@ -8,8 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
+use super::error::SpoolError;
 use super::frame;
 use super::shard::{Position, Shard, ShardReader};
 use crate::config::{BufferConfig, Fsync, WhenFull};
@@ -85,7 +84,7 @@ impl Spool {
         data: &Path,
         shards: usize,
         metrics: Arc<Metrics>,
-    ) -> anyhow::Result<(Arc<Spool>, Vec<ShardReader>)> {
+    ) -> Result<(Arc<Spool>, Vec<ShardReader>), SpoolError> {
         let dir = Spool::dir_of(config, data);
         let shard_dir = |i: usize| dir.join(i.to_string());
         let mut previous = 0;
@@ -96,9 +95,7 @@ impl Spool {
         let count = shards.max(previous);
         for i in 0..count {
             let path = shard_dir(i);
-            let (shard, resume) = Shard::open(path.clone()).with_context(|| {
-                format!("cannot open the spool shard {} (buffer.dir); check it is a writable directory", path.display())
-            })?;
+            let (shard, resume) = Shard::open(path.clone()).map_err(|source| SpoolError::OpenShard { path, source })?;
             opened.push((Arc::new(shard), resume));
         }
         // Extra shards of an earlier run with more workers: keep them while they hold
@@ -106,8 +103,8 @@ impl Spool {
         let pending = |(shard, _): &(Arc<Shard>, Position)| shard.backlog_bytes() > 0;
         if count > shards && !opened[shards..].iter().any(pending) {
             for i in shards..count {
-                std::fs::remove_dir_all(shard_dir(i))
-                    .with_context(|| format!("cannot remove the empty spool shard {}", shard_dir(i).display()))?;
+                let path = shard_dir(i);
+                std::fs::remove_dir_all(&path).map_err(|source| SpoolError::RemoveShard { path, source })?;
             }
             opened.truncate(shards);
         } else if count > shards {
@@ -129,7 +126,7 @@ impl Spool {
         let sync_thread = std::thread::Builder::new()
             .name("hookline-spool-sync".into())
             .spawn(move || sync_loop(weak))
-            .context("cannot start the spool's sync thread")?;
+            .map_err(SpoolError::SyncThread)?;
         *spool.sync_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(sync_thread);
         let readers = opened.into_iter().map(|(shard, resume)| ShardReader::new(shard, resume)).collect();
         Ok((spool, readers))

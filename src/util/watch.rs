@@ -16,6 +16,18 @@ enum Wake {
     Stop,
 }
 
+/// Why a watch could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The platform's file notifications could not be set up.
+    #[error(transparent)]
+    Notifier(#[from] notify::Error),
+    #[error("cannot watch {dir} for changes")]
+    Dir { dir: PathBuf, source: notify::Error },
+    #[error(transparent)]
+    Thread(#[from] std::io::Error),
+}
+
 pub struct FileWatch {
     wake: mpsc::Sender<Wake>,
     thread: Option<JoinHandle<()>>,
@@ -36,7 +48,7 @@ impl FileWatch {
     /// Watches the directories `dirs` (not recursively; watching a file's directory
     /// survives editors that replace the file) and runs `on_change` on the watch
     /// thread after each change and every `rescan_every`.
-    pub fn start(dirs: &[PathBuf], settings: WatchSettings, mut on_change: impl FnMut() + Send + 'static) -> anyhow::Result<FileWatch> {
+    pub fn start(dirs: &[PathBuf], settings: WatchSettings, mut on_change: impl FnMut() + Send + 'static) -> Result<FileWatch, WatchError> {
         let (wake, woken) = mpsc::channel::<Wake>();
         let notified = wake.clone();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -45,9 +57,7 @@ impl FileWatch {
             }
         })?;
         for dir in dirs {
-            watcher
-                .watch(dir, RecursiveMode::NonRecursive)
-                .map_err(|e| anyhow::anyhow!("cannot watch {} for changes: {e}", dir.display()))?;
+            watcher.watch(dir, RecursiveMode::NonRecursive).map_err(|source| WatchError::Dir { dir: dir.clone(), source })?;
         }
         let WatchSettings { name, debounce, rescan_every } = settings;
         let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
