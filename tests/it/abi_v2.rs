@@ -83,7 +83,8 @@ async fn route_to_names_a_configured_destination_and_its_topic_rules() {
     ];
     let rules: Vec<(&str, &[u8])> = rules.iter().map(|(name, wat)| (*name, wat.as_bytes())).collect();
     // A RabbitMQ destination nobody listens for: the gateway starts all the same.
-    let unreachable = format!("amqp://guest:guest@127.0.0.1:{}/%2f", crate::scene::free_port());
+    let closed = crate::ports::ClosedPort::new();
+    let unreachable = format!("amqp://guest:guest@{}/%2f", closed.addr());
     let mut scene = Scene::start_with(&rules, None, |config| {
         config.sink.kind = Some(hookline::config::SinkKind::File);
         let rabbit = hookline::config::RabbitMqConfig { uri: unreachable, ..Default::default() };

@@ -1,12 +1,12 @@
 //! The `hookline run` command-line contract: flags, HOOKLINE_* variables, config file,
 //! one-line errors, and a clean exit on SIGTERM.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use rumqttc::QoS;
 
-use crate::scene::{free_port, wait_for, Device};
+use crate::scene::{wait_for, Device, GatewayBinary};
 use crate::seed_scenario::shipped_rules;
 
 fn hookline() -> Command {
@@ -21,22 +21,20 @@ async fn run_routes_to_the_file_sink_and_exits_cleanly_on_sigterm() {
     for (name, content) in shipped_rules() {
         std::fs::write(rules.join(name), content).unwrap();
     }
-    let port = free_port();
-    let mut child = hookline()
-        .args(["run", "--rules"])
-        .arg(&rules)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .env("HOOKLINE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("HOOKLINE_NODE", "gateway@test")
-        .env("HOOKLINE_ADMIN", "127.0.0.1:0")
-        .env("HOOKLINE_ALLOW_ANONYMOUS", "true")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(addr).is_ok()).await, "gateway listening");
-    let mut lock = Device::connect(addr, "lock-cli").await;
+    // Flags and HOOKLINE_* variables together: both are read.
+    let mut gateway = GatewayBinary::start_with(dir.path(), |command| {
+        command
+            .arg("--rules")
+            .arg(&rules)
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .env("HOOKLINE_LISTEN", "127.0.0.1:0")
+            .env("HOOKLINE_NODE", "gateway@test")
+            .env("HOOKLINE_ADMIN", "127.0.0.1:0")
+            .env("HOOKLINE_ALLOW_ANONYMOUS", "true");
+    })
+    .await;
+    let mut lock = Device::connect(gateway.addr, "lock-cli").await;
     lock.publish("devices/lock-cli/state", "{}", QoS::AtLeastOnce).await;
     lock.wait_pubacks(1).await;
 
@@ -51,16 +49,8 @@ async fn run_routes_to_the_file_sink_and_exits_cleanly_on_sigterm() {
     assert_eq!(line["key"], "lock-cli");
     assert_eq!(line["value"]["node"], "gateway@test");
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(std::time::Instant::now() < deadline, "no exit 15 s after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    gateway.signal("-TERM");
+    let exit = gateway.wait_exit(Duration::from_secs(15)).await;
     assert!(exit.success(), "exit status {exit:?}");
 }
 

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use rumqttc::QoS;
 
 use crate::raw_mqtt::{connect_with, prop_u32, RawClient};
-use crate::scene::{consume, wait_for, Device, MockKafka, Scene, Tansu};
+use crate::scene::{consume, wait_for, Device, MockKafka, Scene};
 use crate::seed_scenario::shipped_rules;
+use crate::tansu::Tansu;
 
 /// What the tests set `cluster.claim_wait_ms` to.
 const CLAIM_WAIT_MS: u64 = 500;
@@ -177,9 +178,8 @@ async fn two_nodes_that_served_one_lock_during_an_outage_keep_one_connection_and
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_started_without_kafka_listens_at_once_and_serves_its_clients_alone() {
-    // Nothing listens there.
-    let unreachable = format!("127.0.0.1:{}", crate::scene::free_port());
-    let mut scene = node(unreachable, "node-a").await;
+    let unreachable = crate::ports::ClosedPort::new();
+    let mut scene = node(unreachable.addr(), "node-a").await;
     let (_lock, connack) = lock_reporting(&scene, "lock-1").await;
     eprintln!("CONNACK without Kafka after {connack:?}");
     assert_eq!(scene.counter("cluster_served_alone"), 1);

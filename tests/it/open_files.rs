@@ -18,7 +18,15 @@ async fn a_fleet_beyond_the_open_file_limit_is_refused_as_server_busy_and_the_ga
     std::fs::write(rules.join("state.wat"), rule).unwrap();
     // Soft 256, hard 512: raised to 512, less 256 reserved: 256 sockets, 224 of them
     // for connections (32 kept for handshakes).
-    let gateway = GatewayBinary::start(dir.path(), &["--allow-anonymous", "--rules", "rules", "--data", "data"], Some((256, 512))).await;
+    let gateway = GatewayBinary::start_with(dir.path(), |command| {
+        use std::os::unix::process::CommandExt;
+        command.args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--allow-anonymous", "--rules", "rules", "--data", "data"]);
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child yet.
+        unsafe {
+            command.pre_exec(|| rlimit::setrlimit(rlimit::Resource::NOFILE, 256, 512));
+        }
+    })
+    .await;
     let log = gateway.log_text();
     assert!(log.contains("open_files=512 raised_from=256 connections=224"), "{log}");
 

@@ -12,7 +12,7 @@ use lapin::options::{BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, 
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 
-use crate::scene::free_port;
+use crate::ports::start_on_unused_ports;
 
 /// Where Debian puts the server and its control tool; `RABBITMQ_BIN_DIR` overrides.
 fn bin(tool: &str) -> String {
@@ -24,40 +24,53 @@ pub struct Rabbit {
     dir: tempfile::TempDir,
     pub port: u16,
     dist_port: u16,
+    /// A port for a listener `conf` adds (`start_with`).
+    pub spare_port: u16,
     node: String,
     child: Option<Child>,
 }
 
 impl Rabbit {
     pub fn start() -> Rabbit {
-        Rabbit::start_with("")
+        Rabbit::start_with(|_| String::new())
     }
 
-    /// A broker with `conf` added to its `rabbitmq.conf` (e.g. a TLS listener).
-    pub fn start_with(conf: &str) -> Rabbit {
-        let port = free_port();
-        let mut rabbit = Rabbit {
-            dir: tempfile::tempdir().unwrap(),
-            port,
-            dist_port: free_port(),
-            node: format!("hookline-test-{port}@localhost"),
-            child: None,
-        };
-        std::fs::write(rabbit.dir.path().join("enabled_plugins"), "[].\n").unwrap();
-        // Below the default free-disk limit some CI disks sit at; alarms are what
-        // `alarm` sets, not the machine's state.
-        let conf = format!("disk_free_limit.absolute = 1MB\nloopback_users = none\n{conf}");
-        std::fs::write(rabbit.dir.path().join("rabbitmq.conf"), conf).unwrap();
-        rabbit.run();
-        rabbit
+    /// A broker with `conf(spare_port)` added to its `rabbitmq.conf` (e.g. a TLS
+    /// listener on that port). rabbitmq-server cannot report ports it chose: a start
+    /// that fails (a port taken meanwhile) is tried again on new ones.
+    pub fn start_with(conf: impl Fn(u16) -> String) -> Rabbit {
+        start_on_unused_ports(3, "rabbitmq-server", |ports| {
+            let [port, dist_port, spare_port] = ports.try_into().expect("three ports");
+            let mut rabbit = Rabbit {
+                dir: tempfile::tempdir().unwrap(),
+                port,
+                dist_port,
+                spare_port,
+                node: format!("hookline-test-{port}@localhost"),
+                child: None,
+            };
+            std::fs::write(rabbit.dir.path().join("enabled_plugins"), "[].\n").unwrap();
+            // Below the default free-disk limit some CI disks sit at; alarms are what
+            // `alarm` sets, not the machine's state.
+            let conf = format!("disk_free_limit.absolute = 1MB\nloopback_users = none\n{}", conf(spare_port));
+            std::fs::write(rabbit.dir.path().join("rabbitmq.conf"), conf).unwrap();
+            rabbit.try_run().map(|()| rabbit)
+        })
     }
 
     pub fn uri(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
-    /// Starts the server on this broker's data and waits until AMQP clients can connect.
+    /// Starts the server again on this broker's data and ports (its own until it
+    /// stopped) and waits until AMQP clients can connect.
     pub fn run(&mut self) {
+        if let Err(why) = self.try_run() {
+            panic!("{why}");
+        }
+    }
+
+    fn try_run(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "already running");
         let dir = self.dir.path();
         let server = bin("rabbitmq-server");
@@ -80,11 +93,16 @@ impl Rabbit {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self.accepts_amqp() {
-            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
-            assert!(exited.is_none(), "rabbitmq-server exited at start: see {}", dir.join("log").display());
-            assert!(Instant::now() < deadline, "rabbitmq-server not accepting AMQP after 60 s: see {}", dir.join("log").display());
+            if let Some(exit) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                return Err(format!("rabbitmq-server exited at start ({exit}): see {}", dir.join("log").display()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("rabbitmq-server not accepting AMQP after 60 s: see {}", dir.join("log").display()));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
+        Ok(())
     }
 
     /// Whether an AMQP client can open a connection (on a thread of its own, so any

@@ -267,13 +267,15 @@ async fn a_channel_the_broker_closes_is_reopened_and_loses_nothing() {
 async fn amqps_verifies_the_broker_with_the_configured_ca_and_delivers() {
     let pki = Pki::new("", &["localhost"]);
     let (ca_pem, server_pem, key_pem) = (&pki.ca_pem, &pki.server_pem, &pki.server_key_pem);
-    let tls_port = crate::scene::free_port();
-    let rabbit = Rabbit::start_with(&format!(
-        "listeners.ssl.default = {tls_port}\nssl_options.cacertfile = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\nssl_options.verify = verify_none\n",
-        ca_pem.display(),
-        server_pem.display(),
-        key_pem.display()
-    ));
+    let rabbit = Rabbit::start_with(|tls_port| {
+        format!(
+            "listeners.ssl.default = {tls_port}\nssl_options.cacertfile = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\nssl_options.verify = verify_none\n",
+            ca_pem.display(),
+            server_pem.display(),
+            key_pem.display()
+        )
+    });
+    let tls_port = rabbit.spare_port;
     rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
     let rules = shipped_rules();
     let rules = refs(&rules);

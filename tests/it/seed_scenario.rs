@@ -7,7 +7,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use rumqttc::QoS;
 
-use crate::scene::{consume, repo_rules, Device, MockKafka, Scene, Tansu};
+use crate::ports::ClosedPort;
+use crate::scene::{consume, repo_rules, Device, MockKafka, Scene};
+use crate::tansu::Tansu;
 
 pub const LOCK: &str = "10083618796833171";
 pub const STATE: &str =
@@ -100,11 +102,10 @@ async fn door_lock_scenario_through_tansu() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_down_at_start_keeps_the_gateway_up_and_delivers_once_kafka_is_up() {
-    use crate::scene::free_port;
     let rules = shipped_rules();
     let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
-    let port = free_port();
-    let mut scene = Scene::start(&rules, Some(format!("127.0.0.1:{port}"))).await;
+    let kafka = ClosedPort::new();
+    let mut scene = Scene::start(&rules, Some(kafka.addr())).await;
 
     let mut lock = Device::connect(scene.addr, LOCK).await;
     for i in 0..10 {
@@ -114,7 +115,7 @@ async fn kafka_down_at_start_keeps_the_gateway_up_and_delivers_once_kafka_is_up(
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(scene.counter("records_delivered"), 0, "nothing can be delivered yet");
 
-    let tansu = Tansu::start_on(port);
+    let tansu = Tansu::start_on(kafka.release());
     tansu.create_topics(&["message_state"]).await;
     let metrics = scene.gateway().metrics().clone();
     scene.shutdown().await;
@@ -136,14 +137,13 @@ async fn kafka_down_at_start_keeps_the_gateway_up_and_delivers_once_kafka_is_up(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_holds_publishers_back_instead_of_dropping() {
-    use crate::scene::free_port;
     const SENT: usize = 200;
     let rules = shipped_rules();
     let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
-    let port = free_port();
+    let kafka = ClosedPort::new();
     // A tiny disk budget and producer queue, and no Kafka yet: the spool fills within a
     // few dozen messages.
-    let mut scene = Scene::start_with(&rules, Some(format!("127.0.0.1:{port}")), |config| {
+    let mut scene = Scene::start_with(&rules, Some(kafka.addr()), |config| {
         config.buffer.max_bytes = 8 * 1024;
         config.buffer.segment_bytes = 4096;
         config.broker.max_packet_size = 1024;
@@ -163,7 +163,7 @@ async fn a_full_spool_holds_publishers_back_instead_of_dropping() {
     let acked = std::iter::from_fn(|| lock.acks.try_recv().ok()).filter(|p| matches!(p, rumqttc::Packet::PubAck(_))).count();
     assert!(acked < SENT, "publishes are held back while Kafka is away ({acked} of {SENT} acknowledged)");
 
-    let tansu = Tansu::start_on(port);
+    let tansu = Tansu::start_on(kafka.release());
     tansu.create_topics(&["message_state"]).await;
     lock.wait_pubacks(SENT - acked).await;
     scene.shutdown().await;
