@@ -8,9 +8,9 @@ use rumqttc::QoS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::fixtures::route_rule;
-use crate::ports::ClosedPort;
-use crate::scene::{repo_rules, wait_for, Device, MockKafka, Scene};
+use crate::support::fixtures::route_rule;
+use crate::support::ports::ClosedPort;
+use crate::support::scene::{repo_rules, wait_for, Device, MockKafka, Scene};
 
 async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut socket = send_get(addr, path).await;

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use rumqttc::QoS;
 
-use crate::scene::{wait_for, Device, GatewayBinary};
-use crate::seed_scenario::shipped_rules;
+use crate::support::scene::{shipped_rules, wait_for, Device, GatewayBinary};
 
 fn hookline() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hookline"))
@@ -98,7 +97,7 @@ fn kafka_servers_in_a_config_file_without_a_sink_kind_are_refused_with_the_fix()
 
 #[test]
 fn rule_check_prints_the_subscriptions_of_a_shipped_rule() {
-    let output = hookline().args(["rule", "check"]).arg(crate::scene::repo_rules().join("message_state.wasm")).output().unwrap();
+    let output = hookline().args(["rule", "check"]).arg(crate::support::scene::repo_rules().join("message_state.wasm")).output().unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("message.publish devices/+/state"), "{stdout}");
@@ -116,7 +115,7 @@ fn rule_check_refuses_a_broken_module_naming_the_file() {
 
 #[test]
 fn rule_test_routes_the_scenario_and_fails_on_a_trap() {
-    let output = hookline().args(["rule", "test"]).arg(crate::scene::repo_rules().join("message_state.wasm")).output().unwrap();
+    let output = hookline().args(["rule", "test"]).arg(crate::support::scene::repo_rules().join("message_state.wasm")).output().unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("-> message_state key=10083618796833171"), "{stdout}");
@@ -124,7 +123,7 @@ fn rule_test_routes_the_scenario_and_fails_on_a_trap() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trap.wat");
-    std::fs::write(&path, crate::fixtures::trap_rule("devices/+/state")).unwrap();
+    std::fs::write(&path, crate::support::fixtures::trap_rule("devices/+/state")).unwrap();
     let output = hookline().args(["rule", "test"]).arg(&path).output().unwrap();
     assert!(!output.status.success(), "a trapping rule fails the test run");
     assert!(String::from_utf8_lossy(&output.stdout).contains("FAILED: rule trapped"));
@@ -134,8 +133,8 @@ fn rule_test_routes_the_scenario_and_fails_on_a_trap() {
 fn rule_test_fails_a_rule_whose_route_the_host_refused_and_names_the_code() {
     let dir = tempfile::tempdir().unwrap();
     let (returned, ignored) = (
-        crate::fixtures::route_rule_returning_code("battery low!"),
-        crate::fixtures::route_rule("message.publish", "devices/+/state", "battery low!"),
+        crate::support::fixtures::route_rule_returning_code("battery low!"),
+        crate::support::fixtures::route_rule("message.publish", "devices/+/state", "battery low!"),
     );
     for rule in [returned, ignored] {
         let path = dir.path().join("battery_low.wat");
@@ -147,14 +146,14 @@ fn rule_test_fails_a_rule_whose_route_the_host_refused_and_names_the_code() {
         assert!(stdout.contains("2 failed"), "{stdout}");
     }
     let path = dir.path().join("battery_low.wat");
-    std::fs::write(&path, crate::fixtures::route_rule_returning_code("battery_low")).unwrap();
+    std::fs::write(&path, crate::support::fixtures::route_rule_returning_code("battery_low")).unwrap();
     let output = hookline().args(["rule", "test"]).arg(&path).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
 }
 
 #[test]
 fn rule_test_publishes_a_command_record_with_the_shipped_downlink_rule_and_counts_a_keyless_one() {
-    let rule = crate::scene::repo_rules().join("device_commands.wasm");
+    let rule = crate::support::scene::repo_rules().join("device_commands.wasm");
     let output = hookline().args(["rule", "check"]).arg(&rule).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");

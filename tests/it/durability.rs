@@ -15,9 +15,8 @@ use base64::Engine as _;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
 
-use crate::ports::ClosedPort;
-use crate::scene::{consume, GatewayBinary, MockKafka};
-use crate::seed_scenario::shipped_rules;
+use crate::support::ports::ClosedPort;
+use crate::support::scene::{consume, shipped_rules, GatewayBinary, MockKafka};
 
 const LOCKS: usize = 10;
 
@@ -253,9 +252,8 @@ async fn a_full_spool_rejects_when_configured_to() {
     use rumqttc::v5::mqttbytes::QoS as V5QoS;
 
     let rules = shipped_rules();
-    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
     let no_kafka = ClosedPort::new();
-    let scene = crate::scene::Scene::start_with(&rules, Some(no_kafka.addr()), |config| {
+    let scene = crate::support::scene::Scene::start_with(&rules, Some(no_kafka.addr()), |config| {
         config.buffer.max_bytes = 8 * 1024;
         config.buffer.segment_bytes = 4096;
         config.broker.max_packet_size = 1024;

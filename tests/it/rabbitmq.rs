@@ -11,10 +11,10 @@ use base64::Engine as _;
 use hookline::config::{Config, RabbitMqConfig};
 use rumqttc::QoS;
 
-use crate::fixtures::Pki;
-use crate::rabbit::{Message, Rabbit};
-use crate::scene::{consume, wait_for, Device, MockKafka, Scene};
-use crate::seed_scenario::{play, shipped_rules, COMMAND, LOCK, STATE};
+use crate::seed_scenario::{play, COMMAND, LOCK, STATE};
+use crate::support::fixtures::Pki;
+use crate::support::rabbit::{Message, Rabbit};
+use crate::support::scene::{consume, shipped_rules, wait_for, Device, MockKafka, Scene};
 
 /// A RabbitMQ destination named `rabbit` on `rabbit`, confirms timing out after `confirm_timeout_ms`.
 fn rabbit_sink(config: &mut Config, rabbit: &Rabbit) {
@@ -35,12 +35,7 @@ async fn broker_and_gateway() -> (Rabbit, Scene) {
 /// A gateway with the shipped rules whose only destination is `rabbit`: the rules'
 /// `route("message_state")` publishes to the exchange `message_state`.
 async fn gateway(rabbit: &Rabbit) -> Scene {
-    Scene::start_with(&refs(&shipped_rules()), None, |config| rabbit_sink(config, rabbit)).await
-}
-
-/// Rule files as `Scene` takes them.
-fn refs(rules: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
-    rules.iter().map(|(name, content)| (name.as_str(), content.as_slice())).collect()
+    Scene::start_with(&shipped_rules(), None, |config| rabbit_sink(config, rabbit)).await
 }
 
 fn b64(text: &str) -> String {
@@ -278,7 +273,6 @@ async fn amqps_verifies_the_broker_with_the_configured_ca_and_delivers() {
     let tls_port = rabbit.spare_port;
     rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
     let rules = shipped_rules();
-    let rules = refs(&rules);
     let amqps = |ca_file: Option<std::path::PathBuf>| {
         move |config: &mut Config| {
             let uri = format!("amqps://guest:guest@localhost:{tls_port}/%2f");
@@ -310,7 +304,7 @@ async fn amqps_verifies_the_broker_with_the_configured_ca_and_delivers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_exchanges_are_made_and_a_message_no_queue_takes_fails_for_good() {
     let rabbit = Rabbit::start();
-    let mut scene = Scene::start_with(&refs(&shipped_rules()), None, |config| {
+    let mut scene = Scene::start_with(&shipped_rules(), None, |config| {
         let sink = RabbitMqConfig { uri: rabbit.uri(), declare_exchanges: true, ..RabbitMqConfig::default() };
         config.sink.rabbitmq.insert("rabbit".into(), sink);
     })
@@ -342,14 +336,14 @@ async fn a_shutdown_while_the_broker_is_away_keeps_the_records_for_the_next_star
         rabbit_sink(config, &rabbit);
         config.sink.rabbitmq["rabbit"].max_in_flight = 5;
     };
-    let mut first = Scene::start_with(&refs(&shipped_rules()), None, small_window).await;
+    let mut first = Scene::start_with(&shipped_rules(), None, small_window).await;
     let acked = publish_numbered(&first, 30, Duration::ZERO).await;
     let stopping = tokio::time::timeout(Duration::from_secs(30), first.shutdown()).await;
     assert!(stopping.is_ok(), "shutdown ends though RabbitMQ is away and the sink is full");
 
     tokio::task::block_in_place(|| rabbit.run());
     let data = first.data_dir();
-    let mut second = Scene::start_with(&refs(&shipped_rules()), None, |config| {
+    let mut second = Scene::start_with(&shipped_rules(), None, |config| {
         rabbit_sink(config, &rabbit);
         config.data = data;
     })

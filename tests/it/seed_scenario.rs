@@ -7,29 +7,15 @@ use std::time::Duration;
 use base64::Engine as _;
 use rumqttc::QoS;
 
-use crate::ports::ClosedPort;
-use crate::scene::{consume, repo_rules, Device, MockKafka, Scene};
-use crate::tansu::Tansu;
+use crate::support::ports::ClosedPort;
+use crate::support::scene::{consume, shipped_rules, Device, MockKafka, Scene};
+use crate::support::tansu::Tansu;
 
 pub const LOCK: &str = "10083618796833171";
 pub const STATE: &str =
     r#"{"process_id":"7802441525528958","action":"unlock","battery":83.4,"lock_state":1,"version":1.1,"client_id":"10083618796833171"}"#;
 pub const COMMAND: &str =
     r#"{"process_id":"7802441525528958","action":"unlock","nonce_str":"u7u4p0n8","ts":1574744434,"sign":"e9f5af7deaa28563"}"#;
-
-/// The shipped rules (`rules/*.wasm`, `rules/*.wat`), as files for a test gateway.
-pub fn shipped_rules() -> Vec<(String, Vec<u8>)> {
-    let mut rules = Vec::new();
-    for entry in std::fs::read_dir(repo_rules()).unwrap() {
-        let path = entry.unwrap().path();
-        if matches!(path.extension().and_then(|e| e.to_str()), Some("wasm" | "wat")) {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            rules.push((name, std::fs::read(&path).unwrap()));
-        }
-    }
-    assert!(rules.len() >= 2, "the default rules are missing from rules/");
-    rules
-}
 
 /// The scenario's traffic: the lock reports its state, the business app sends an unlock
 /// command, the lock receives (and acknowledges) it.
@@ -47,7 +33,6 @@ pub async fn play(scene: &Scene) {
 
 async fn run_scenario(bootstrap: String) {
     let rules = shipped_rules();
-    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
     let mut scene = Scene::start(&rules, Some(bootstrap.clone())).await;
     let started = hookline::hooks::now_ms();
 
@@ -103,7 +88,6 @@ async fn door_lock_scenario_through_tansu() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_down_at_start_keeps_the_gateway_up_and_delivers_once_kafka_is_up() {
     let rules = shipped_rules();
-    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
     let kafka = ClosedPort::new();
     let mut scene = Scene::start(&rules, Some(kafka.addr())).await;
 
@@ -139,7 +123,6 @@ async fn kafka_down_at_start_keeps_the_gateway_up_and_delivers_once_kafka_is_up(
 async fn a_full_spool_holds_publishers_back_instead_of_dropping() {
     const SENT: usize = 200;
     let rules = shipped_rules();
-    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
     let kafka = ClosedPort::new();
     // A tiny disk budget and producer queue, and no Kafka yet: the spool fills within a
     // few dozen messages.

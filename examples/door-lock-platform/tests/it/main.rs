@@ -6,10 +6,10 @@
 // The gateway's test launchers, shared rather than copied; the platform's tests use
 // only part of them.
 #[allow(dead_code)]
-#[path = "../../../../tests/it/ports.rs"]
+#[path = "../../../../tests/it/support/ports.rs"]
 mod ports;
 #[allow(dead_code)]
-#[path = "../../../../tests/it/tansu.rs"]
+#[path = "../../../../tests/it/support/tansu.rs"]
 mod tansu;
 
 mod auditor;

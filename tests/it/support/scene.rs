@@ -15,11 +15,30 @@ use rdkafka::{ClientConfig, Message, TopicPartitionList};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
-use crate::tansu::unique_group;
+use crate::support::tansu::unique_group;
 
 /// The repository's own rules directory (the shipped default rules).
 pub fn repo_rules() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
+}
+
+/// The shipped rules (`rules/*.wasm`, `rules/*.wat`), as files for a test gateway; read
+/// once per test binary.
+pub fn shipped_rules() -> Vec<(&'static str, &'static [u8])> {
+    static RULES: std::sync::OnceLock<Vec<(String, Vec<u8>)>> = std::sync::OnceLock::new();
+    let rules = RULES.get_or_init(|| {
+        let mut rules = Vec::new();
+        for entry in std::fs::read_dir(repo_rules()).unwrap() {
+            let path = entry.unwrap().path();
+            if matches!(path.extension().and_then(|e| e.to_str()), Some("wasm" | "wat")) {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                rules.push((name, std::fs::read(&path).unwrap()));
+            }
+        }
+        assert!(rules.len() >= 2, "the default rules are missing from rules/");
+        rules
+    });
+    rules.iter().map(|(name, content)| (name.as_str(), content.as_slice())).collect()
 }
 
 /// A running gateway and its directories.

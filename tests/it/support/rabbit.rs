@@ -12,7 +12,7 @@ use lapin::options::{BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, 
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 
-use crate::ports::start_on_unused_ports;
+use crate::support::ports::start_on_unused_ports;
 
 /// Where Debian puts the server and its control tool; `RABBITMQ_BIN_DIR` overrides.
 fn bin(tool: &str) -> String {
