@@ -16,7 +16,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
 
 use crate::support::ports::ClosedPort;
-use crate::support::scene::{consume, shipped_rules, GatewayBinary, MockKafka};
+use crate::support::scene::{consume, shipped_rules, wait_for, GatewayBinary, MockKafka};
 
 const LOCKS: usize = 10;
 
@@ -153,6 +153,21 @@ fn report(test: &str, stats: &[LockStats], received: usize, duplicated: usize, p
     );
 }
 
+const DELIVERED: &str = "hookline_records_delivered_total{topic=\"message_state\"}";
+
+/// Waits until the locks' reports reach Kafka: the fleet is connected and publishing.
+async fn flowing(gateway: &GatewayBinary) {
+    let flowing = wait_for(Duration::from_secs(20), || gateway.metric(DELIVERED) >= 100.0).await;
+    assert!(flowing, "fewer than 100 reports delivered after 20 s; {}:\n{}", gateway.log.display(), gateway.log_text());
+}
+
+/// Waits until records the sink was handed are not delivered yet: the slowed Kafka holds
+/// them, so a signal now catches records on their way.
+async fn in_flight(gateway: &GatewayBinary) {
+    let held = wait_for(Duration::from_secs(20), || gateway.metric("hookline_records_sent_total") > gateway.metric(DELIVERED) + 10.0).await;
+    assert!(held, "no records held by the slowed Kafka after 20 s; {}:\n{}", gateway.log.display(), gateway.log_text());
+}
+
 fn temp_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
@@ -171,7 +186,9 @@ async fn a_hung_then_dead_kafka_loses_nothing_and_keeps_order() {
     let gateway = start_gateway(&dir, &kafka.bootstrap(), config).await;
     let fleet = Fleet::start(&watch::Sender::new(gateway.addr), 600, Duration::from_millis(20));
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    flowing(&gateway).await;
+    // The outage is what is under test: hung for several of the producer's 2 s request
+    // timeouts, then down, while the locks publish.
     kafka.cluster.broker_round_trip_time(1, Duration::from_secs(4)).unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
     kafka.cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
@@ -197,10 +214,10 @@ async fn sigterm_under_load_then_restart_loses_nothing() {
     let mut gateway = start_gateway(&dir, &kafka.bootstrap(), "").await;
     let addr = watch::Sender::new(gateway.addr);
     let fleet = Fleet::start(&addr, 400, Duration::from_millis(10));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    flowing(&gateway).await;
     // A Kafka this slow cannot take everything before the shutdown grace ends.
     kafka.cluster.broker_round_trip_time(1, Duration::from_secs(12)).unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    in_flight(&gateway).await;
     let first_peak = gateway.peak_rss_mib();
     gateway.signal("-TERM");
     let exit = gateway.wait_exit(Duration::from_secs(30)).await;
@@ -228,9 +245,9 @@ async fn kill_9_under_load_with_fsync_always_loses_nothing_acknowledged() {
     let mut gateway = start_gateway(&dir, &kafka.bootstrap(), config).await;
     let addr = watch::Sender::new(gateway.addr);
     let fleet = Fleet::start(&addr, 400, Duration::from_millis(10));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    flowing(&gateway).await;
     kafka.cluster.broker_round_trip_time(1, Duration::from_millis(500)).unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    in_flight(&gateway).await;
     let first_peak = gateway.peak_rss_mib();
     gateway.signal("-KILL");
     gateway.wait_exit(Duration::from_secs(10)).await;

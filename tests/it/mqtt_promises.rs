@@ -235,7 +235,8 @@ async fn a_will_delay_is_cancelled_when_the_client_comes_back_in_time_on(kafka: 
     first.send(&connect_with_will("phone", "will/phone", 2)).await;
     assert_eq!(first.receive().await.expect("CONNACK").1[1], 0);
     drop(first);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The gateway has seen the connection go (the watcher's is left): the will's delay runs.
+    assert!(wait_for(Duration::from_secs(5), || scene.counter("connections") == 1).await, "the dropped connection closed");
     let _back = RawClient::connected(scene.addr, 5, "phone").await;
     assert!(tokio::time::timeout(Duration::from_secs(3), watcher.receive()).await.is_err(), "no will after 3 s");
 
@@ -352,13 +353,15 @@ async fn message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_ot
     assert_eq!(away.receive().await.map(|(first, _)| first), Some(0x90));
     away.send(&[0xe0, 0]).await;
     drop(away);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(wait_for(Duration::from_secs(5), || scene.counter("connections") == 0).await, "the subscriber is away");
 
     let mut publisher = RawClient::connected(scene.addr, 5, "pub-exp").await;
     for (topic, expiry) in [("exp/short", 1), ("exp/long", 100)] {
         publisher.send(&publish(5, topic, 1, 7, false, b"x", &prop_u32(0x02, expiry))).await;
         assert_eq!(publisher.receive().await.map(|(first, _)| first), Some(0x40), "PUBACK");
     }
+    // Time passing is what is under test: the short message's 1 s runs out, the long
+    // one's interval must come back lowered by the wait.
     tokio::time::sleep(Duration::from_millis(2200)).await;
 
     let mut back = RawClient::open(scene.addr).await;

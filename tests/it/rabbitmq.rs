@@ -163,10 +163,11 @@ async fn a_broker_restart_under_load_loses_nothing_acknowledged_and_keeps_each_l
 
     let load = publish_numbered(&scene, 300, Duration::from_millis(15));
     let restart = async {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Under load: reports are flowing to the broker when it goes.
+        assert!(wait_for(Duration::from_secs(20), || scene.counter("records_delivered") >= 100).await, "reports flowing");
+        // Away for as long as it takes to boot again.
         tokio::task::block_in_place(|| {
             rabbit.stop();
-            std::thread::sleep(Duration::from_secs(1));
             rabbit.run();
         });
     };
@@ -192,6 +193,8 @@ async fn the_broker_away_at_start_gets_everything_once_it_is_up() {
     rabbit.stop();
     let mut scene = gateway(&rabbit).await;
     let acked = publish_numbered(&scene, 20, Duration::ZERO).await;
+    // A wait on nothing happening: what is under test is that no record is confirmed
+    // while the broker is away.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(scene.counter("records_delivered"), 0, "nothing can be delivered yet");
 
@@ -206,15 +209,20 @@ async fn the_broker_away_at_start_gets_everything_once_it_is_up() {
 async fn a_blocked_connection_holds_records_until_the_memory_alarm_clears() {
     let rabbit = Rabbit::start();
     rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
-    let mut scene = gateway(&rabbit).await;
+    // Confirms time out after 2 s: the wait below outlasts that twice.
+    let mut scene = Scene::start_with(&shipped_rules(), None, |config| {
+        rabbit_sink(config, &rabbit);
+        config.sink.rabbitmq["rabbit"].confirm_timeout_ms = 2000;
+    })
+    .await;
     let first = publish_numbered(&scene, 1, Duration::ZERO).await;
     assert!(wait_for(Duration::from_secs(10), || scene.counter("records_delivered") == 10).await, "connected and flowing");
 
     tokio::task::block_in_place(|| rabbit.memory_alarm(true));
     let mut acked = publish_numbered(&scene, 30, Duration::ZERO).await;
-    // Longer than the 5 s confirm timeout: the connection stays blocked, whichever
-    // connection the gateway holds by then.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // A wait on nothing happening, longer than the confirm timeout: the connection
+    // stays blocked, whichever connection the gateway holds by then.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(scene.counter("records_delivered"), 10, "nothing confirmed while blocked");
     tokio::task::block_in_place(|| rabbit.memory_alarm(false));
     assert!(wait_for(Duration::from_secs(30), || scene.counter("records_delivered") >= 310).await, "delivered once the alarm clears");
@@ -246,7 +254,8 @@ async fn a_channel_the_broker_closes_is_reopened_and_loses_nothing() {
     channel.exchange_delete("message_command".into(), Default::default()).await.unwrap();
     let load = publish_numbered(&scene, 100, Duration::from_millis(5));
     let command = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // With state reports in flight on the channel.
+        assert!(wait_for(Duration::from_secs(10), || scene.counter("records_delivered") >= 50).await, "reports flowing");
         app.publish("devices/lock-x/command", "after", QoS::AtLeastOnce).await;
     };
     let (acked, ()) = tokio::join!(load, command);
@@ -285,6 +294,7 @@ async fn amqps_verifies_the_broker_with_the_configured_ca_and_delivers() {
     let mut untrusted = Scene::start_with(&rules, None, amqps(None)).await;
     let lock = Device::connect(untrusted.addr, LOCK).await;
     lock.publish(&format!("devices/{LOCK}/state"), STATE, QoS::AtLeastOnce).await;
+    // A wait on nothing happening: an untrusted broker must get nothing in this time.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(untrusted.counter("records_delivered"), 0, "an untrusted broker gets nothing");
     lock.disconnect().await;

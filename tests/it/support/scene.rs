@@ -429,6 +429,18 @@ impl GatewayBinary {
         }
     }
 
+    /// The value of `sample` (a name with its labels, as `/metrics` writes it) on the
+    /// admin endpoint; 0 when it is not there or the endpoint does not answer.
+    pub fn metric(&self, sample: &str) -> f64 {
+        use std::io::{Read, Write};
+        let mut text = String::new();
+        if let Ok(mut stream) = std::net::TcpStream::connect(self.admin) {
+            let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+            let _ = stream.read_to_string(&mut text);
+        }
+        text.lines().find_map(|line| line.rsplit_once(' ').filter(|(name, _)| *name == sample)?.1.parse().ok()).unwrap_or(0.0)
+    }
+
     /// Peak resident memory so far, in MiB (VmHWM).
     pub fn peak_rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
