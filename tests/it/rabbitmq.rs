@@ -1,8 +1,10 @@
-//! RabbitMQ as a destination, against a real `rabbitmq-server` process: the door-lock
-//! scenario on exchanges bound to queues, a rule feeding Kafka and RabbitMQ at once, and
-//! the broker away at start, restarted under load, blocking the connection (memory
-//! alarm) and closing the channel: nothing acknowledged is lost, and each device's
-//! messages arrive in order.
+//! RabbitMQ as a destination, against a real `rabbitmq-server` process (one shared by
+//! the tests that neither stop, alarm nor configure it, each in a virtual host of its
+//! own; a process of its own for each of the others): the door-lock scenario on
+//! exchanges bound to queues, a rule feeding Kafka and RabbitMQ at once, and the broker
+//! away at start, restarted under load, blocking the connection (memory alarm) and
+//! closing the channel: nothing acknowledged is lost, and each device's messages arrive
+//! in order.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -22,10 +24,9 @@ fn rabbit_sink(config: &mut Config, rabbit: &Rabbit) {
     config.sink.rabbitmq.insert("rabbit".into(), sink);
 }
 
-/// A broker with the scenario's exchanges, each bound to a queue (`lock-states`,
+/// The scenario's exchanges on `rabbit`, each bound to a queue (`lock-states`,
 /// `lock-commands`), and a gateway with the shipped rules publishing to them.
-async fn broker_and_gateway() -> (Rabbit, Scene) {
-    let rabbit = Rabbit::start();
+async fn broker_and_gateway(rabbit: Rabbit) -> (Rabbit, Scene) {
     rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
     rabbit.exchange_to_queue("message_command", "lock-commands", "#").await;
     let scene = gateway(&rabbit).await;
@@ -44,7 +45,7 @@ fn b64(text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn door_lock_scenario_the_state_report_and_the_acked_command_land_on_their_exchanges() {
-    let (rabbit, mut scene) = broker_and_gateway().await;
+    let (rabbit, mut scene) = broker_and_gateway(Rabbit::shared()).await;
 
     play(&scene).await;
     assert!(wait_for(Duration::from_secs(10), || scene.counter("records_delivered") == 2).await, "both confirmed");
@@ -79,7 +80,7 @@ const BOTH_RULE: &str = include_str!("../../examples/rules/state_to_kafka_and_ra
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_sends_the_same_event_to_kafka_and_to_rabbitmq() {
-    let rabbit = Rabbit::start();
+    let rabbit = Rabbit::shared();
     rabbit.exchange_to_queue("lock-events", "lock-states", "state.*").await;
     let kafka = MockKafka::new(&["message_state"]);
     let mut scene = Scene::start_with(&[("both.wat", BOTH_RULE.as_bytes())], Some(kafka.bootstrap()), |config| {
@@ -159,7 +160,7 @@ fn tally(messages: &[Message], acked: &BTreeMap<String, usize>) -> (usize, usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_under_load_loses_nothing_acknowledged_and_keeps_each_locks_order() {
-    let (mut rabbit, mut scene) = broker_and_gateway().await;
+    let (mut rabbit, mut scene) = broker_and_gateway(Rabbit::start()).await;
 
     let load = publish_numbered(&scene, 300, Duration::from_millis(15));
     let restart = async {
@@ -239,7 +240,7 @@ async fn a_blocked_connection_holds_records_until_the_memory_alarm_clears() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_the_broker_closes_is_reopened_and_loses_nothing() {
-    let (rabbit, mut scene) = broker_and_gateway().await;
+    let (rabbit, mut scene) = broker_and_gateway(Rabbit::shared()).await;
     let app = Device::connect(scene.addr, "business-app").await;
     let mut subscriber = Device::connect(scene.addr, "lock-x").await;
     subscriber.subscribe("devices/lock-x/command").await;
@@ -313,7 +314,7 @@ async fn amqps_verifies_the_broker_with_the_configured_ca_and_delivers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_exchanges_are_made_and_a_message_no_queue_takes_fails_for_good() {
-    let rabbit = Rabbit::start();
+    let rabbit = Rabbit::shared();
     let mut scene = Scene::start_with(&shipped_rules(), None, |config| {
         let sink = RabbitMqConfig { uri: rabbit.uri(), declare_exchanges: true, ..RabbitMqConfig::default() };
         config.sink.rabbitmq.insert("rabbit".into(), sink);
@@ -331,7 +332,7 @@ async fn declared_exchanges_are_made_and_a_message_no_queue_takes_fails_for_good
     let passive = lapin::options::ExchangeDeclareOptions { passive: true, ..Default::default() };
     let declared = channel.exchange_declare("message_state".into(), lapin::ExchangeKind::Topic, passive, Default::default()).await;
     assert!(declared.is_ok(), "the gateway declared the exchange: {declared:?}");
-    let listed = tokio::task::block_in_place(|| rabbit.ctl(&["list_exchanges", "-q", "name", "type", "durable"]));
+    let listed = tokio::task::block_in_place(|| rabbit.ctl(&["list_exchanges", "-p", rabbit.vhost(), "-q", "name", "type", "durable"]));
     assert!(listed.lines().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["message_state", "topic", "true"]), "{listed}");
 }
 
