@@ -1,6 +1,6 @@
-//! Sets up the scene of a test: a gateway on free ports with its own rules and data
-//! directories, a Kafka-protocol peer (librdkafka's mock cluster or a tansu process),
-//! and real MQTT clients over TCP.
+//! Sets up the scene of a test: a gateway (in this process, or the binary in one of its
+//! own) on ports it binds itself (port 0), with its own rules and data directories,
+//! librdkafka's mock Kafka cluster, and real MQTT clients over TCP.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

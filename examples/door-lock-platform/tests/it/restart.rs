@@ -38,6 +38,7 @@ async fn an_auditor_stopped_mid_stream_resumes_without_skipping_or_repeating() {
     let done = wait_for(Duration::from_secs(30), || platform.audit_file_lines().len() >= COMMANDS).await;
     let lines = platform.audit_file_lines();
     assert!(done, "{} of {COMMANDS} audited; log:\n{}", lines.len(), platform.log("auditor"));
+    // A wait on nothing happening: a command audited twice would be written meanwhile.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let lines = platform.audit_file_lines();
     let mut count = BTreeMap::new();
