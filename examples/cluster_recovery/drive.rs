@@ -95,29 +95,30 @@ fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_micros() as u64
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-/// A gateway node: a process that can be stopped, killed and started again on its port.
+/// A gateway node: a process that can be stopped, killed and started again; each run
+/// binds port 0 and reports where in its addresses file.
 struct Node {
     name: String,
-    port: u16,
+    /// Where this run's MQTT listener is bound (known once `bound` returns).
+    addr: SocketAddr,
     dir: PathBuf,
     child: Option<Child>,
     runs: usize,
 }
 
 impl Node {
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+    fn addresses_file(&self) -> PathBuf {
+        self.dir.join("addresses.json")
     }
 
     fn start(&mut self, plan: &Plan, rules: &Path) -> anyhow::Result<()> {
         self.runs += 1;
         let log = std::fs::File::create(self.dir.join(format!("run-{}.log", self.runs)))?;
+        // Left by the last run: `bound` waits for this run's.
+        let _ = std::fs::remove_file(self.addresses_file());
         let child = Command::new(&plan.binary)
-            .args(["run", "--listen", &self.addr().to_string(), "--admin", "127.0.0.1:0", "--allow-anonymous"])
+            .args(["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--allow-anonymous", "--addresses-file"])
+            .arg(self.addresses_file())
             .args(["--kafka", &plan.bootstrap, "--node", &self.name])
             .arg("--rules")
             .arg(rules)
@@ -130,15 +131,25 @@ impl Node {
         Ok(())
     }
 
-    async fn listening(&self) -> bool {
+    /// Waits until this run has bound its listeners (it writes the addresses file then),
+    /// and learns where the MQTT one is.
+    async fn bound(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if tokio::net::TcpStream::connect(self.addr()).await.is_ok() {
-                return true;
+        let text = loop {
+            if let Ok(text) = std::fs::read_to_string(self.addresses_file()) {
+                break text;
             }
+            let log = self.dir.join(format!("run-{}.log", self.runs));
+            anyhow::ensure!(Instant::now() < deadline, "{} wrote no addresses within 30 s; see {}", self.name, log.display());
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
+        };
+        let bound: serde_json::Value = serde_json::from_str(&text)?;
+        self.addr = bound["mqtt"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{}: mqtt address in {text}: {e}", self.name))?;
+        Ok(())
     }
 
     fn signal(&mut self, signal: &str) {
@@ -168,15 +179,18 @@ struct Ledger {
 
 type Shared = Arc<Mutex<Ledger>>;
 
+/// Each node's MQTT address, changed when a node starts again (on a new port).
+type Addrs = Arc<Mutex<Vec<SocketAddr>>>;
+
 /// A lock: connects to its node (or the next, when that one is away), subscribes to
 /// its commands and records each; `home` tells it which node to be on.
-fn spawn_lock(id: usize, addrs: Arc<Vec<SocketAddr>>, home: watch::Receiver<usize>, ledger: Shared, subscribed: Arc<AtomicUsize>) {
+fn spawn_lock(id: usize, addrs: Addrs, home: watch::Receiver<usize>, ledger: Shared, subscribed: Arc<AtomicUsize>) {
     tokio::spawn(async move {
         let mut home = home;
         let mut node = *home.borrow();
         let mut first = true;
         loop {
-            let addr = addrs[node];
+            let addr = addrs.lock().expect("addresses")[node];
             let mut options = MqttOptions::new(format!("lock-{id}"), addr.ip().to_string(), addr.port());
             options.set_keep_alive(Duration::from_secs(5));
             options.set_clean_session(false);
@@ -214,7 +228,7 @@ fn spawn_lock(id: usize, addrs: Arc<Vec<SocketAddr>>, home: watch::Receiver<usiz
                 true => *home.borrow(),
                 false => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    (node + 1) % addrs.len()
+                    (node + 1) % addrs.lock().expect("addresses").len()
                 }
             };
         }
@@ -284,11 +298,20 @@ fn produce(producer: &BaseProducer, ledger: &Shared, seq: u64, lock: usize) {
     }
 }
 
-/// Starts `node` again and sends every lock back to its own node (told even when
-/// unchanged: a lock that failed over goes back).
-async fn restart(node: &mut Node, plan: &Plan, rules: &Path, homes: &[watch::Sender<usize>]) -> anyhow::Result<()> {
+/// Starts node `index` again, tells the locks its new address and sends every lock back
+/// to its own node (told even when unchanged: a lock that failed over goes back).
+async fn restart(
+    nodes: &mut [Node],
+    index: usize,
+    addrs: &Addrs,
+    plan: &Plan,
+    rules: &Path,
+    homes: &[watch::Sender<usize>],
+) -> anyhow::Result<()> {
+    let node = &mut nodes[index];
     node.start(plan, rules)?;
-    anyhow::ensure!(node.listening().await, "{} does not listen again", node.name);
+    node.bound().await?;
+    addrs.lock().expect("addresses")[index] = node.addr;
     for (lock, home) in homes.iter().enumerate() {
         home.send_modify(|node| *node = lock % plan.nodes);
     }
@@ -316,13 +339,12 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     let mut nodes: Vec<Node> = (0..plan.nodes)
         .map(|n| Node {
             name: format!("node-{}", n + 1),
-            port: free_port(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir: plan.dir.join(format!("node-{}", n + 1)),
             child: None,
             runs: 0,
         })
         .collect();
-    let addrs = Arc::new(nodes.iter().map(Node::addr).collect::<Vec<_>>());
     let ledger = Shared::default();
     let mut windows = Vec::new();
 
@@ -333,9 +355,10 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         std::fs::create_dir_all(&node.dir)?;
         node.start(plan, &rules)?;
     }
-    for node in &nodes {
-        anyhow::ensure!(node.listening().await, "{} does not listen", node.name);
+    for node in &mut nodes {
+        node.bound().await?;
     }
+    let addrs: Addrs = Arc::new(Mutex::new(nodes.iter().map(|node| node.addr).collect()));
     let subscribed = Arc::new(AtomicUsize::new(0));
     let homes: Vec<watch::Sender<usize>> = (0..plan.locks)
         .map(|lock| {
@@ -396,7 +419,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     windows.push(stopped);
     pause(plan.settle).await;
     let joins = event("node started again (joins)", None, window);
-    restart(&mut nodes[last], plan, &rules, &homes).await?;
+    restart(&mut nodes, last, &addrs, plan, &rules, &homes).await?;
     pause(plan.window).await;
     windows.push(joins);
     pause(plan.settle).await;
@@ -405,7 +428,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     let killed = event("node killed, restarted after 2 s", None, window + 2_000_000);
     nodes[last].signal("-KILL");
     pause(Duration::from_secs(2)).await;
-    restart(&mut nodes[last], plan, &rules, &homes).await?;
+    restart(&mut nodes, last, &addrs, plan, &rules, &homes).await?;
     pause(plan.window).await;
     windows.push(killed);
     pause(plan.settle).await;

@@ -70,6 +70,12 @@ pub struct RunArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "HOOKLINE_LOG_JSON")]
     pub log_json: bool,
+    /// Once every listener is bound, write where to this file as one JSON object, e.g.
+    /// `{"admin":"127.0.0.1:40124","mqtt":"127.0.0.1:40123"}` (also `tls`, `ws`, `wss` when
+    /// configured): how a supervisor or a test learns the ports of listeners given port 0.
+    /// Replaced whole (renamed into place), so a reader never sees half of it.
+    #[arg(long, env = "HOOKLINE_ADDRESSES_FILE", value_name = "FILE")]
+    pub addresses_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -134,9 +140,28 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let shutdown = crate::gateway::shutdown_signal()?;
         let gateway = crate::gateway::Gateway::start(config).await?;
+        if let Some(path) = &args.addresses_file {
+            if let Err(err) = write_addresses(path, &gateway.bound_addrs()) {
+                gateway.shutdown().await?;
+                return Err(err);
+            }
+        }
         shutdown.await;
         gateway.shutdown().await
     })
+}
+
+/// Writes `{"name":"ip:port",...}` to a temporary file beside `path`, then renames it
+/// over `path`: a rename within a directory is atomic, so a reader polling for the file
+/// finds either nothing or all of it.
+fn write_addresses(path: &std::path::Path, addrs: &[(&str, SocketAddr)]) -> anyhow::Result<()> {
+    let json: serde_json::Map<String, serde_json::Value> =
+        addrs.iter().map(|(name, addr)| (name.to_string(), addr.to_string().into())).collect();
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let context = || format!("cannot write the bound addresses to {} (--addresses-file)", path.display());
+    std::fs::write(&temporary, serde_json::Value::Object(json).to_string()).with_context(context)?;
+    std::fs::rename(&temporary, path).with_context(context)
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the default filter. rumqttd logs every
@@ -170,6 +195,18 @@ mod tests {
         let cli = Cli::try_parse_from(["hookline", "run"].iter().chain(args)).expect("flags parse");
         let Command::Run(run) = cli.command else { unreachable!("parsed `run`") };
         run.resolve()
+    }
+
+    #[test]
+    fn the_addresses_file_is_replaced_whole_with_every_address_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("addresses.json");
+        std::fs::write(&path, "an earlier run's").unwrap();
+        let addrs = [("mqtt", "127.0.0.1:40123".parse().unwrap()), ("admin", "127.0.0.1:40124".parse().unwrap())];
+        write_addresses(&path, &addrs).unwrap();
+        let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(written, serde_json::json!({"mqtt": "127.0.0.1:40123", "admin": "127.0.0.1:40124"}));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left beside it");
     }
 
     #[test]

@@ -6,35 +6,26 @@ use std::time::Duration;
 
 use rumqttc::QoS;
 
-use crate::scene::{wait_for, Device, Scene};
+use crate::support::fixtures::RuleWat;
+use crate::support::scene::{wait_for, Device, Scene};
 
 /// Routes every state report to `raw` with its payload as the value, then returns `code`.
-fn raw_payload_rule(marker: &str, code: i32) -> String {
-    format!(
-        r#"(module
-  (import "hookline" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
-  (import "hookline" "route" (func $route (param i32 i32 i32 i32) (result i32)))
-  (import "hookline" "route_value" (func $route_value (param i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 0) "message.publish")
-  (data (i32.const 16) "devices/+/state")
-  (data (i32.const 32) "raw")
-  (func (export "{marker}"))
-  (func (export "hookline_init") (result i32)
-    (drop (call $subscribe (i32.const 0) (i32.const 15) (i32.const 16) (i32.const 15)))
-    (i32.const 0))
-  (func (export "hookline_on_event") (param i32 i32) (result i32)
-    (drop (call $route (i32.const 32) (i32.const 3) (i32.const 0) (i32.const -1)))
+fn raw_payload_rule(abi: u8, code: i32) -> String {
+    let on_event = format!(
+        "(drop (call $route (i32.const 32) (i32.const 3) (i32.const 0) (i32.const -1)))
     (drop (call $route_value (i32.const 1) (i32.const 0) (i32.const 0)))
-    (i32.const {code})))"#
-    )
+    (i32.const {code})"
+    );
+    let (hook, filter) = ("message.publish", "devices/+/state");
+    RuleWat { abi, imports: &["route", "route_value"], hook, filter, data: &[(32, "raw")], on_event: &on_event, ..Default::default() }
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_accepts_non_negative_results_and_routes_the_raw_payload() {
-    let accepting = raw_payload_rule("hookline_abi_v2", 7);
-    let rejecting = raw_payload_rule("hookline_abi_v2", -2);
-    let v1 = raw_payload_rule("hookline_abi_v1", 7);
+    let accepting = raw_payload_rule(2, 7);
+    let rejecting = raw_payload_rule(2, -2);
+    let v1 = raw_payload_rule(1, 7);
     let scene =
         Scene::start(&[("accepting.wat", accepting.as_bytes()), ("rejecting.wat", rejecting.as_bytes()), ("v1.wat", v1.as_bytes())], None)
             .await;
@@ -54,24 +45,14 @@ async fn v2_accepts_non_negative_results_and_routes_the_raw_payload() {
 /// Routes every state report with `route_to(destination, topic)`, accepting the event
 /// whatever the host answers (a refused route voids the decision all the same).
 fn route_to_rule(destination: &str, topic: &str) -> String {
-    format!(
-        r#"(module
-  (import "hookline" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
-  (import "hookline" "route_to" (func $route_to (param i32 i32 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 0) "message.publish")
-  (data (i32.const 16) "devices/+/state")
-  (data (i32.const 32) "{destination}")
-  (data (i32.const 64) "{topic}")
-  (func (export "hookline_abi_v2"))
-  (func (export "hookline_init") (result i32)
-    (call $subscribe (i32.const 0) (i32.const 15) (i32.const 16) (i32.const 15)))
-  (func (export "hookline_on_event") (param i32 i32) (result i32)
-    (drop (call $route_to (i32.const 32) (i32.const {}) (i32.const 64) (i32.const {}) (i32.const 0) (i32.const -1)))
-    (i32.const 0)))"#,
+    let on_event = format!(
+        "(drop (call $route_to (i32.const 32) (i32.const {}) (i32.const 64) (i32.const {}) (i32.const 0) (i32.const -1)))
+    (i32.const 0)",
         destination.len(),
         topic.len()
-    )
+    );
+    let (hook, filter, data) = ("message.publish", "devices/+/state", [(32, destination), (64, topic)]);
+    RuleWat { abi: 2, imports: &["route_to"], hook, filter, data: &data, on_event: &on_event, ..Default::default() }.build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +64,8 @@ async fn route_to_names_a_configured_destination_and_its_topic_rules() {
     ];
     let rules: Vec<(&str, &[u8])> = rules.iter().map(|(name, wat)| (*name, wat.as_bytes())).collect();
     // A RabbitMQ destination nobody listens for: the gateway starts all the same.
-    let unreachable = format!("amqp://guest:guest@127.0.0.1:{}/%2f", crate::scene::free_port());
+    let closed = crate::support::ports::ClosedPort::new();
+    let unreachable = format!("amqp://guest:guest@{}/%2f", closed.addr());
     let mut scene = Scene::start_with(&rules, None, |config| {
         config.sink.kind = Some(hookline::config::SinkKind::File);
         let rabbit = hookline::config::RabbitMqConfig { uri: unreachable, ..Default::default() };

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use rumqttc::QoS;
 
-use crate::fixtures::route_rule;
-use crate::scene::{repo_rules, Device, Scene};
+use crate::support::fixtures::{route_rule, RuleWat};
+use crate::support::scene::{repo_rules, Device, Scene};
 
 const APP_PASSWORD: &str = "correct horse battery staple";
 
@@ -143,7 +143,7 @@ async fn a_wrong_password_and_an_unknown_user_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_public_key_only_signed_untampered_rules_load() {
-    use crate::scene::wait_for;
+    use crate::support::scene::wait_for;
     let keys = tempfile::tempdir().unwrap();
     let hookline = || std::process::Command::new(env!("CARGO_BIN_EXE_hookline"));
     assert!(hookline().args(["rule", "keygen", "--out"]).arg(keys.path().join("ops")).status().unwrap().success());
@@ -195,30 +195,19 @@ async fn a_wildcard_subscriber_never_receives_a_topic_it_may_not_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_reads_the_peer_address_of_a_refused_client() {
     // Routes every refusal to `security`, keyed by the client's address (field 5).
-    let rule = r##"(module
-  (import "hookline" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
-  (import "hookline" "event_read" (func $read (param i32 i32 i32) (result i32)))
-  (import "hookline" "route" (func $route (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 0) "access.denied")
-  (data (i32.const 256) "#")
-  (data (i32.const 512) "security")
-  (func (export "hookline_abi_v1"))
-  (func (export "hookline_init") (result i32)
-    (drop (call $subscribe (i32.const 0) (i32.const 13) (i32.const 256) (i32.const 1)))
-    (i32.const 0))
-  (func (export "hookline_on_event") (param $hook i32) (param $sub i32) (result i32)
-    (local $len i32)
-    (local.set $len (call $read (i32.const 5) (i32.const 1024) (i32.const 256)))
+    let on_event = "(local $len i32)
+    (local.set $len (call $event_read (i32.const 5) (i32.const 1024) (i32.const 256)))
     (drop (call $route (i32.const 512) (i32.const 8) (i32.const 1024) (local.get $len)))
-    (i32.const 0)))"##;
+    (i32.const 0)";
+    let (hook, filter, data) = ("access.denied", "#", [(512, "security")]);
+    let rule = RuleWat { abi: 1, imports: &["event_read", "route"], hook, filter, data: &data, on_event, ..Default::default() }.build();
     let files = tempfile::tempdir().unwrap();
     let acl = files.path().join("locks.acl");
     std::fs::write(&acl, "allow all publish devices/%c/state\ndeny all all #\n").unwrap();
     let scene = Scene::start_with(&[("security.wat", rule.as_bytes())], None, |config| config.auth.acl = Some(acl)).await;
-    let mut intruder = crate::raw_mqtt::RawClient::connected(scene.addr, 4, "lock-x").await;
+    let mut intruder = crate::support::raw_mqtt::RawClient::connected(scene.addr, 4, "lock-x").await;
     let peer = intruder.socket.local_addr().unwrap().to_string();
-    intruder.send(&crate::raw_mqtt::publish_qos1(b"devices/lock-y/state", b"forged")).await;
+    intruder.send(&crate::support::raw_mqtt::publish_qos1(b"devices/lock-y/state", b"forged")).await;
     let records = scene.file_records(1).await;
     assert_eq!((records[0]["topic"].as_str(), records[0]["key"].as_str()), (Some("security"), Some(peer.as_str())));
 }

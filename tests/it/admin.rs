@@ -8,8 +8,9 @@ use rumqttc::QoS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::fixtures::route_rule;
-use crate::scene::{free_port, repo_rules, wait_for, Device, MockKafka, Scene};
+use crate::support::fixtures::route_rule;
+use crate::support::ports::ClosedPort;
+use crate::support::scene::{repo_rules, wait_for, Device, MockKafka, Scene};
 
 async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut socket = send_get(addr, path).await;
@@ -197,7 +198,8 @@ async fn readyz_is_ready_once_started_and_not_ready_once_shutting_down() {
     // Kafka never answers, so shutdown waits its whole grace period for a routed
     // record: the window in which a load balancer must see "not ready".
     let rule = route_rule("client.connected", "#", "connections");
-    let mut scene = Scene::start(&[("route.wat", rule.as_bytes())], Some(format!("127.0.0.1:{}", free_port()))).await;
+    let no_kafka = ClosedPort::new();
+    let mut scene = Scene::start(&[("route.wat", rule.as_bytes())], Some(no_kafka.addr())).await;
     let admin = scene.gateway().admin_addr().unwrap();
     let ready = http_get(admin, "/readyz").await;
     assert!(

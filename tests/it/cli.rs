@@ -1,13 +1,12 @@
 //! The `hookline run` command-line contract: flags, HOOKLINE_* variables, config file,
 //! one-line errors, and a clean exit on SIGTERM.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use rumqttc::QoS;
 
-use crate::scene::{free_port, wait_for, Device};
-use crate::seed_scenario::shipped_rules;
+use crate::support::scene::{shipped_rules, wait_for, Device, GatewayBinary};
 
 fn hookline() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hookline"))
@@ -21,22 +20,20 @@ async fn run_routes_to_the_file_sink_and_exits_cleanly_on_sigterm() {
     for (name, content) in shipped_rules() {
         std::fs::write(rules.join(name), content).unwrap();
     }
-    let port = free_port();
-    let mut child = hookline()
-        .args(["run", "--rules"])
-        .arg(&rules)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .env("HOOKLINE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("HOOKLINE_NODE", "gateway@test")
-        .env("HOOKLINE_ADMIN", "127.0.0.1:0")
-        .env("HOOKLINE_ALLOW_ANONYMOUS", "true")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(addr).is_ok()).await, "gateway listening");
-    let mut lock = Device::connect(addr, "lock-cli").await;
+    // Flags and HOOKLINE_* variables together: both are read.
+    let mut gateway = GatewayBinary::start_with(dir.path(), |command| {
+        command
+            .arg("--rules")
+            .arg(&rules)
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .env("HOOKLINE_LISTEN", "127.0.0.1:0")
+            .env("HOOKLINE_NODE", "gateway@test")
+            .env("HOOKLINE_ADMIN", "127.0.0.1:0")
+            .env("HOOKLINE_ALLOW_ANONYMOUS", "true");
+    })
+    .await;
+    let mut lock = Device::connect(gateway.addr, "lock-cli").await;
     lock.publish("devices/lock-cli/state", "{}", QoS::AtLeastOnce).await;
     lock.wait_pubacks(1).await;
 
@@ -51,16 +48,8 @@ async fn run_routes_to_the_file_sink_and_exits_cleanly_on_sigterm() {
     assert_eq!(line["key"], "lock-cli");
     assert_eq!(line["value"]["node"], "gateway@test");
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(std::time::Instant::now() < deadline, "no exit 15 s after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    gateway.signal("-TERM");
+    let exit = gateway.wait_exit(Duration::from_secs(15)).await;
     assert!(exit.success(), "exit status {exit:?}");
 }
 
@@ -108,7 +97,7 @@ fn kafka_servers_in_a_config_file_without_a_sink_kind_are_refused_with_the_fix()
 
 #[test]
 fn rule_check_prints_the_subscriptions_of_a_shipped_rule() {
-    let output = hookline().args(["rule", "check"]).arg(crate::scene::repo_rules().join("message_state.wasm")).output().unwrap();
+    let output = hookline().args(["rule", "check"]).arg(crate::support::scene::repo_rules().join("message_state.wasm")).output().unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("message.publish devices/+/state"), "{stdout}");
@@ -126,7 +115,7 @@ fn rule_check_refuses_a_broken_module_naming_the_file() {
 
 #[test]
 fn rule_test_routes_the_scenario_and_fails_on_a_trap() {
-    let output = hookline().args(["rule", "test"]).arg(crate::scene::repo_rules().join("message_state.wasm")).output().unwrap();
+    let output = hookline().args(["rule", "test"]).arg(crate::support::scene::repo_rules().join("message_state.wasm")).output().unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("-> message_state key=10083618796833171"), "{stdout}");
@@ -134,7 +123,7 @@ fn rule_test_routes_the_scenario_and_fails_on_a_trap() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trap.wat");
-    std::fs::write(&path, crate::fixtures::trap_rule("devices/+/state")).unwrap();
+    std::fs::write(&path, crate::support::fixtures::trap_rule("devices/+/state")).unwrap();
     let output = hookline().args(["rule", "test"]).arg(&path).output().unwrap();
     assert!(!output.status.success(), "a trapping rule fails the test run");
     assert!(String::from_utf8_lossy(&output.stdout).contains("FAILED: rule trapped"));
@@ -144,8 +133,8 @@ fn rule_test_routes_the_scenario_and_fails_on_a_trap() {
 fn rule_test_fails_a_rule_whose_route_the_host_refused_and_names_the_code() {
     let dir = tempfile::tempdir().unwrap();
     let (returned, ignored) = (
-        crate::fixtures::route_rule_returning_code("battery low!"),
-        crate::fixtures::route_rule("message.publish", "devices/+/state", "battery low!"),
+        crate::support::fixtures::route_rule_returning_code("battery low!"),
+        crate::support::fixtures::route_rule("message.publish", "devices/+/state", "battery low!"),
     );
     for rule in [returned, ignored] {
         let path = dir.path().join("battery_low.wat");
@@ -157,14 +146,14 @@ fn rule_test_fails_a_rule_whose_route_the_host_refused_and_names_the_code() {
         assert!(stdout.contains("2 failed"), "{stdout}");
     }
     let path = dir.path().join("battery_low.wat");
-    std::fs::write(&path, crate::fixtures::route_rule_returning_code("battery_low")).unwrap();
+    std::fs::write(&path, crate::support::fixtures::route_rule_returning_code("battery_low")).unwrap();
     let output = hookline().args(["rule", "test"]).arg(&path).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
 }
 
 #[test]
 fn rule_test_publishes_a_command_record_with_the_shipped_downlink_rule_and_counts_a_keyless_one() {
-    let rule = crate::scene::repo_rules().join("device_commands.wasm");
+    let rule = crate::support::scene::repo_rules().join("device_commands.wasm");
     let output = hookline().args(["rule", "check"]).arg(&rule).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");

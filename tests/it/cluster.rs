@@ -9,9 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::fixtures::downlink_rule;
-use crate::raw_mqtt::{ack, connect_with, connect_with_will, parse_publish, prop_u32, subscribe, RawClient, Received};
-use crate::scene::{produce, wait_for, Device, MockKafka, Scene};
+use crate::support::fixtures::downlink_rule;
+use crate::support::raw_mqtt::{ack, connect_with, connect_with_will, parse_publish, prop_u32, subscribe, RawClient, Received};
+use crate::support::scene::{produce, wait_for, Device, MockKafka, Scene};
 
 async fn node(kafka: &MockKafka, name: &str) -> Scene {
     let rule = downlink_rule("device_commands");

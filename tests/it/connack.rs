@@ -7,8 +7,8 @@ use std::path::Path;
 use hookline::access::hash::{hash, HashKind};
 use hookline::access::{Credentials, User};
 
-use crate::raw_mqtt::{connect_with, RawClient};
-use crate::scene::Scene;
+use crate::support::raw_mqtt::{connect_with, RawClient};
+use crate::support::scene::Scene;
 
 /// Users: `lock-1` may connect only as itself, `app` as any client id.
 fn write_users(path: &Path) {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use rumqttc::QoS;
 
-use crate::fixtures::route_rule;
-use crate::scene::{repo_rules, Device, MockKafka, Scene};
+use crate::support::fixtures::route_rule;
+use crate::support::scene::{repo_rules, Device, MockKafka, Scene};
 
 /// Publishing stops after this many rounds even if the browser script hangs.
 const MAX_ROUNDS: u32 = 2400;

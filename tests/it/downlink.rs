@@ -8,8 +8,8 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, TopicPartitionList};
 
-use crate::fixtures::downlink_rule;
-use crate::scene::{consume, produce, repo_rules, wait_for, Device, MockKafka, Scene};
+use crate::support::fixtures::downlink_rule;
+use crate::support::scene::{consume, produce, repo_rules, wait_for, Device, MockKafka, Scene};
 
 const COMMAND: &str = r#"{"process_id":"7802441525528958","action":"unlock","client_id":"lock-1"}"#;
 
@@ -136,7 +136,7 @@ async fn a_lock_offline_with_a_persistent_session_gets_its_command_when_it_comes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_for_a_session_that_expires_before_its_lock_returns_is_counted_and_passed() {
-    use crate::raw_mqtt::{connect_with, prop_u32, subscribe, RawClient};
+    use crate::support::raw_mqtt::{connect_with, prop_u32, subscribe, RawClient};
     let kafka = MockKafka::new(&["device_commands"]);
     let rule = downlink_rule("device_commands");
     let scene = Scene::start(&[("downlink.wat", rule.as_bytes())], Some(kafka.bootstrap())).await;

@@ -9,90 +9,30 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::watch;
 
-use crate::scene::{consume, free_port, wait_for, MockKafka};
-use crate::seed_scenario::shipped_rules;
+use crate::support::ports::ClosedPort;
+use crate::support::scene::{consume, shipped_rules, wait_for, GatewayBinary, MockKafka};
 
 const LOCKS: usize = 10;
 
-/// The hookline binary on a fixed port, data and rules directories.
-struct GatewayProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl GatewayProcess {
-    fn start(dir: &Path, port: u16, kafka: &str, config: &str) -> GatewayProcess {
-        let rules = dir.join("rules");
-        if !rules.exists() {
-            std::fs::create_dir_all(&rules).unwrap();
-            for (name, content) in shipped_rules() {
-                std::fs::write(rules.join(name), content).unwrap();
-            }
-        }
-        let config_file = dir.join("hookline.toml");
-        std::fs::write(&config_file, config).unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("gateway.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_hookline"))
-            .arg("run")
-            .arg("--config")
-            .arg(&config_file)
-            .arg("--rules")
-            .arg(&rules)
-            .arg("--data")
-            .arg(dir.join("data"))
-            .args(["--kafka", kafka, "--listen", &format!("127.0.0.1:{port}"), "--admin", "127.0.0.1:0", "--allow-anonymous"])
-            .env("HOOKLINE_NODE", "gateway@test")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        GatewayProcess { child, addr: format!("127.0.0.1:{port}").parse().unwrap() }
-    }
-
-    async fn wait_listening(&self) {
-        let addr = self.addr;
-        assert!(wait_for(Duration::from_secs(15), || std::net::TcpStream::connect(addr).is_ok()).await, "gateway listening on {addr}");
-    }
-
-    /// Peak resident memory so far, in MiB (VmHWM).
-    fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0.0);
-        kib / 1024.0
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success(), "kill {signal}");
-    }
-
-    async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "gateway still running {within:?} after the signal");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+/// The hookline binary on the shipped rules, `config` (TOML) and `kafka`, with its
+/// rules, data and log in `dir` (kept across restarts).
+async fn start_gateway(dir: &Path, kafka: &str, config: &str) -> GatewayBinary {
+    let rules = dir.join("rules");
+    if !rules.exists() {
+        std::fs::create_dir_all(&rules).unwrap();
+        for (name, content) in shipped_rules() {
+            std::fs::write(rules.join(name), content).unwrap();
         }
     }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    std::fs::write(dir.join("hookline.toml"), config).unwrap();
+    let args = ["--config", "hookline.toml", "--rules", "rules", "--data", "data", "--kafka", kafka, "--node", "gateway@test"];
+    GatewayBinary::start(dir, &[&args[..], &["--allow-anonymous"]].concat()).await
 }
 
 /// What one lock did: messages acknowledged, and how often it had to resend.
@@ -103,14 +43,16 @@ struct LockStats {
 }
 
 /// Publishes `0..count` as `devices/<id>/state`, QoS 1, one in flight, `pace` apart,
-/// reconnecting and resending the unacknowledged one whenever the connection fails.
-async fn run_lock(addr: SocketAddr, id: String, count: u64, pace: Duration) -> LockStats {
+/// reconnecting (to the gateway's address at the time: a restarted gateway has a new
+/// port) and resending the unacknowledged one whenever the connection fails.
+async fn run_lock(addr: watch::Receiver<SocketAddr>, id: String, count: u64, pace: Duration) -> LockStats {
     let mut stats = LockStats::default();
     let mut seq = 0;
     let give_up = Instant::now() + Duration::from_secs(120);
     'connection: while seq < count {
         assert!(Instant::now() < give_up, "{id} could not get {count} messages acknowledged within 120 s");
-        let mut options = MqttOptions::new(&id, addr.ip().to_string(), addr.port());
+        let to = *addr.borrow();
+        let mut options = MqttOptions::new(&id, to.ip().to_string(), to.port());
         options.set_keep_alive(Duration::from_secs(30));
         let (client, mut eventloop) = AsyncClient::new(options, 10);
         // Connect.
@@ -151,8 +93,8 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn start(addr: SocketAddr, count: u64, pace: Duration) -> Fleet {
-        let locks = (0..LOCKS).map(|i| tokio::spawn(run_lock(addr, format!("lock-{i}"), count, pace))).collect();
+    fn start(addr: &watch::Sender<SocketAddr>, count: u64, pace: Duration) -> Fleet {
+        let locks = (0..LOCKS).map(|i| tokio::spawn(run_lock(addr.subscribe(), format!("lock-{i}"), count, pace))).collect();
         Fleet { locks }
     }
 
@@ -211,6 +153,21 @@ fn report(test: &str, stats: &[LockStats], received: usize, duplicated: usize, p
     );
 }
 
+const DELIVERED: &str = "hookline_records_delivered_total{topic=\"message_state\"}";
+
+/// Waits until the locks' reports reach Kafka: the fleet is connected and publishing.
+async fn flowing(gateway: &GatewayBinary) {
+    let flowing = wait_for(Duration::from_secs(20), || gateway.metric(DELIVERED) >= 100.0).await;
+    assert!(flowing, "fewer than 100 reports delivered after 20 s; {}:\n{}", gateway.log.display(), gateway.log_text());
+}
+
+/// Waits until records the sink was handed are not delivered yet: the slowed Kafka holds
+/// them, so a signal now catches records on their way.
+async fn in_flight(gateway: &GatewayBinary) {
+    let held = wait_for(Duration::from_secs(20), || gateway.metric("hookline_records_sent_total") > gateway.metric(DELIVERED) + 10.0).await;
+    assert!(held, "no records held by the slowed Kafka after 20 s; {}:\n{}", gateway.log.display(), gateway.log_text());
+}
+
 fn temp_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
@@ -226,11 +183,12 @@ async fn a_hung_then_dead_kafka_loses_nothing_and_keeps_order() {
     let kafka = MockKafka::new(&["message_state", "message_command"]);
     let (_dir, dir) = temp_dir();
     let config = "[kafka.properties]\n\"request.timeout.ms\" = \"2000\"\n\"socket.timeout.ms\" = \"2000\"\n";
-    let gateway = GatewayProcess::start(&dir, free_port(), &kafka.bootstrap(), config);
-    gateway.wait_listening().await;
-    let fleet = Fleet::start(gateway.addr, 600, Duration::from_millis(20));
+    let gateway = start_gateway(&dir, &kafka.bootstrap(), config).await;
+    let fleet = Fleet::start(&watch::Sender::new(gateway.addr), 600, Duration::from_millis(20));
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    flowing(&gateway).await;
+    // The outage is what is under test: hung for several of the producer's 2 s request
+    // timeouts, then down, while the locks publish.
     kafka.cluster.broker_round_trip_time(1, Duration::from_secs(4)).unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
     kafka.cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
@@ -253,28 +211,27 @@ async fn a_hung_then_dead_kafka_loses_nothing_and_keeps_order() {
 async fn sigterm_under_load_then_restart_loses_nothing() {
     let kafka = MockKafka::new(&["message_state", "message_command"]);
     let (_dir, dir) = temp_dir();
-    let port = free_port();
-    let mut gateway = GatewayProcess::start(&dir, port, &kafka.bootstrap(), "");
-    gateway.wait_listening().await;
-    let fleet = Fleet::start(gateway.addr, 400, Duration::from_millis(10));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut gateway = start_gateway(&dir, &kafka.bootstrap(), "").await;
+    let addr = watch::Sender::new(gateway.addr);
+    let fleet = Fleet::start(&addr, 400, Duration::from_millis(10));
+    flowing(&gateway).await;
     // A Kafka this slow cannot take everything before the shutdown grace ends.
     kafka.cluster.broker_round_trip_time(1, Duration::from_secs(12)).unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    in_flight(&gateway).await;
     let first_peak = gateway.peak_rss_mib();
     gateway.signal("-TERM");
     let exit = gateway.wait_exit(Duration::from_secs(30)).await;
     assert!(exit.success(), "exit status after SIGTERM: {exit:?}");
-    let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap();
+    let log = gateway.log_text();
     assert!(log.contains("stay in the spool"), "the first run ended with records left in the spool:\n{log}");
     kafka.cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
 
-    let gateway = GatewayProcess::start(&dir, port, &kafka.bootstrap(), "");
-    gateway.wait_listening().await;
+    let gateway = start_gateway(&dir, &kafka.bootstrap(), "").await;
+    addr.send_replace(gateway.addr);
     let stats = fleet.finish().await;
     let (received, duplicated) = check_delivery(&kafka.bootstrap(), &stats);
     report("SIGTERM under load, restart", &stats, received, duplicated, first_peak.max(gateway.peak_rss_mib()));
-    let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap();
+    let log = gateway.log_text();
     assert!(log.contains("resuming the spool"), "the second run resumed the spool:\n{log}");
 }
 
@@ -284,21 +241,20 @@ async fn sigterm_under_load_then_restart_loses_nothing() {
 async fn kill_9_under_load_with_fsync_always_loses_nothing_acknowledged() {
     let kafka = MockKafka::new(&["message_state", "message_command"]);
     let (_dir, dir) = temp_dir();
-    let port = free_port();
     let config = "[buffer]\nfsync = \"always\"\n";
-    let mut gateway = GatewayProcess::start(&dir, port, &kafka.bootstrap(), config);
-    gateway.wait_listening().await;
-    let fleet = Fleet::start(gateway.addr, 400, Duration::from_millis(10));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut gateway = start_gateway(&dir, &kafka.bootstrap(), config).await;
+    let addr = watch::Sender::new(gateway.addr);
+    let fleet = Fleet::start(&addr, 400, Duration::from_millis(10));
+    flowing(&gateway).await;
     kafka.cluster.broker_round_trip_time(1, Duration::from_millis(500)).unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    in_flight(&gateway).await;
     let first_peak = gateway.peak_rss_mib();
     gateway.signal("-KILL");
     gateway.wait_exit(Duration::from_secs(10)).await;
     kafka.cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
 
-    let gateway = GatewayProcess::start(&dir, port, &kafka.bootstrap(), config);
-    gateway.wait_listening().await;
+    let gateway = start_gateway(&dir, &kafka.bootstrap(), config).await;
+    addr.send_replace(gateway.addr);
     let stats = fleet.finish().await;
     let (received, duplicated) = check_delivery(&kafka.bootstrap(), &stats);
     report("kill -9 under load, fsync always", &stats, received, duplicated, first_peak.max(gateway.peak_rss_mib()));
@@ -313,8 +269,8 @@ async fn a_full_spool_rejects_when_configured_to() {
     use rumqttc::v5::mqttbytes::QoS as V5QoS;
 
     let rules = shipped_rules();
-    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
-    let scene = crate::scene::Scene::start_with(&rules, Some(format!("127.0.0.1:{}", free_port())), |config| {
+    let no_kafka = ClosedPort::new();
+    let scene = crate::support::scene::Scene::start_with(&rules, Some(no_kafka.addr()), |config| {
         config.buffer.max_bytes = 8 * 1024;
         config.buffer.segment_bytes = 4096;
         config.broker.max_packet_size = 1024;

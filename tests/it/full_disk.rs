@@ -18,8 +18,8 @@ use hookline::metrics::Metrics;
 use hookline::spool::{Push, ReadBatch, Spool, SpoolBatch};
 use rumqttc::{Packet, QoS};
 
-use crate::fixtures::route_rule;
-use crate::scene::{Device, Scene};
+use crate::support::fixtures::route_rule;
+use crate::support::scene::{Device, Scene};
 
 /// A 256 KiB tmpfs mounted on a temporary directory, unmounted when dropped.
 struct SmallDisk {
@@ -142,8 +142,8 @@ async fn a_publish_the_full_disk_cannot_hold_is_not_acknowledged_and_its_resend_
     disk.fill();
 
     // A client connecting now is turned away: its connection could not be recorded.
-    let mut late = crate::raw_mqtt::RawClient::open(scene.addr).await;
-    late.send(&crate::raw_mqtt::connect(4, "lock-2", true, 30)).await;
+    let mut late = crate::support::raw_mqtt::RawClient::open(scene.addr).await;
+    late.send(&crate::support::raw_mqtt::connect(4, "lock-2", true, 30)).await;
     assert_eq!(late.receive().await, Some((0x20, vec![0, 0x03])), "CONNACK 0x03 server unavailable");
     assert_eq!(scene.counter("mqtt_refused_unavailable"), 1);
 

@@ -7,9 +7,9 @@ use rumqttc::QoS;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use crate::fixtures::route_rule;
-use crate::raw_mqtt;
-use crate::scene::{wait_for, Device, Scene};
+use crate::support::fixtures::route_rule;
+use crate::support::raw_mqtt;
+use crate::support::scene::{wait_for, Device, Scene};
 
 /// One rule per hook, each routing everything to a topic named after the hook.
 fn every_hook_rules() -> Vec<(String, Vec<u8>)> {

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use rumqttc::QoS;
 
-use crate::fixtures::route_rule;
-use crate::raw_mqtt::{self, RawClient};
-use crate::scene::{wait_for, Device, Scene};
+use crate::support::fixtures::route_rule;
+use crate::support::raw_mqtt::{self, RawClient};
+use crate::support::scene::{wait_for, Device, Scene};
 
 async fn scene() -> Scene {
     let rule = route_rule("message.publish", "devices/+/state", "message_state");

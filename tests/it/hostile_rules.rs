@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use rumqttc::QoS;
 
-use crate::fixtures::{
+use crate::support::fixtures::{
     deep_recursion_rule, infinite_loop_rule, memory_bomb_rule, route_flood_rule, route_rule, route_with_key_rule, trap_rule,
 };
-use crate::scene::{repo_rules, wait_for, Device, Scene};
+use crate::support::scene::{repo_rules, wait_for, Device, Scene};
 
 /// Events each test publishes.
 const N: usize = 20;

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use rumqttc::QoS;
 
-use crate::fixtures::route_rule;
 use crate::ordering::base64_decode;
-use crate::scene::{wait_for, Device, Scene};
+use crate::support::fixtures::route_rule;
+use crate::support::scene::{wait_for, Device, Scene};
 
 fn version(topic: &str) -> String {
     route_rule("message.publish", "devices/+/state", topic)
@@ -120,7 +120,7 @@ async fn rules_change_under_load_without_loss_or_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_reads_its_settings_file_and_reloads_when_it_changes() {
-    let rule = crate::fixtures::configurable_topic_rule();
+    let rule = crate::support::fixtures::configurable_topic_rule();
     let scene = Scene::start(&[("routed.wat", rule.as_bytes()), ("routed.toml", b"topic = \"first\"\n")], None).await;
     let lock = Device::connect(scene.addr, "lock-s").await;
     lock.publish("devices/lock-s/state", "1", QoS::AtLeastOnce).await;

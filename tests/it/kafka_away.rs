@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use rumqttc::QoS;
 
-use crate::raw_mqtt::{connect_with, prop_u32, RawClient};
-use crate::scene::{consume, wait_for, Device, MockKafka, Scene, Tansu};
-use crate::seed_scenario::shipped_rules;
+use crate::support::raw_mqtt::{connect_with, prop_u32, RawClient};
+use crate::support::scene::{consume, shipped_rules, wait_for, Device, MockKafka, Scene};
+use crate::support::tansu::Tansu;
 
 /// What the tests set `cluster.claim_wait_ms` to.
 const CLAIM_WAIT_MS: u64 = 500;
@@ -20,7 +20,6 @@ const CLAIM_WAIT_MS: u64 = 500;
 /// A gateway node with the shipped rules on `kafka`.
 async fn node(kafka: String, name: &str) -> Scene {
     let rules = shipped_rules();
-    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
     let name = name.to_string();
     Scene::start_with(&rules, Some(kafka), move |config| {
         config.node = name;
@@ -177,9 +176,8 @@ async fn two_nodes_that_served_one_lock_during_an_outage_keep_one_connection_and
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_started_without_kafka_listens_at_once_and_serves_its_clients_alone() {
-    // Nothing listens there.
-    let unreachable = format!("127.0.0.1:{}", crate::scene::free_port());
-    let mut scene = node(unreachable, "node-a").await;
+    let unreachable = crate::support::ports::ClosedPort::new();
+    let mut scene = node(unreachable.addr(), "node-a").await;
     let (_lock, connack) = lock_reporting(&scene, "lock-1").await;
     eprintln!("CONNACK without Kafka after {connack:?}");
     assert_eq!(scene.counter("cluster_served_alone"), 1);

@@ -9,8 +9,8 @@ use std::time::Duration;
 use hookline::access::hash::{hash, HashKind};
 use hookline::access::{Credentials, User};
 
-use crate::raw_mqtt::{connect_with, RawClient};
-use crate::scene::Scene;
+use crate::support::raw_mqtt::{connect_with, RawClient};
+use crate::support::scene::Scene;
 
 /// The CONNACK code a CONNECT (MQTT `level`) with this login gets; `None`: closed
 /// unanswered.

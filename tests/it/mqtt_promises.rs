@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use crate::raw_mqtt::{
+use crate::support::raw_mqtt::{
     ack, connect, connect_with, parse_publish, prop_u16, prop_u32, publish, subscribe, unsubscribe, RawClient, Received,
 };
-use crate::scene::{wait_for, MockKafka, Scene};
+use crate::support::scene::{wait_for, MockKafka, Scene};
 
 /// A connected client of MQTT `level` whose SUBSCRIBE of `filter` (options byte) is
 /// granted.
@@ -208,7 +208,7 @@ async fn a_second_connect_and_a_dollar_filter_are_answered_as_mqtt_says() {
 /// A v5 CONNECT (Clean Start 0, Session Expiry 0) with a will on `topic` (QoS 0) after
 /// `delay` seconds.
 fn connect_with_will(id: &str, topic: &str, delay: u32) -> Vec<u8> {
-    crate::raw_mqtt::connect_with_will(id, false, 0, topic, delay)
+    crate::support::raw_mqtt::connect_with_will(id, false, 0, topic, delay)
 }
 
 async fn a_takeover_tells_the_old_connection_and_fires_only_its_will_on(kafka: Option<String>) {
@@ -235,7 +235,8 @@ async fn a_will_delay_is_cancelled_when_the_client_comes_back_in_time_on(kafka: 
     first.send(&connect_with_will("phone", "will/phone", 2)).await;
     assert_eq!(first.receive().await.expect("CONNACK").1[1], 0);
     drop(first);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The gateway has seen the connection go (the watcher's is left): the will's delay runs.
+    assert!(wait_for(Duration::from_secs(5), || scene.counter("connections") == 1).await, "the dropped connection closed");
     let _back = RawClient::connected(scene.addr, 5, "phone").await;
     assert!(tokio::time::timeout(Duration::from_secs(3), watcher.receive()).await.is_err(), "no will after 3 s");
 
@@ -299,7 +300,7 @@ async fn an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones_on(kafka: Op
         assert_eq!(away.receive().await.expect("CONNACK").1[1], 0);
         away.send(&subscribe(level, 1, "off/#", 1)).await;
         assert_eq!(away.receive().await.expect("SUBACK").0, 0x90);
-        away.send(&crate::raw_mqtt::DISCONNECT).await;
+        away.send(&crate::support::raw_mqtt::DISCONNECT).await;
         assert!(away.closed_by_peer().await);
 
         let mut publisher = RawClient::connected(scene.addr, level, &format!("pub-{level}")).await;
@@ -352,13 +353,15 @@ async fn message_expiry_drops_expired_messages_and_lowers_the_interval_of_the_ot
     assert_eq!(away.receive().await.map(|(first, _)| first), Some(0x90));
     away.send(&[0xe0, 0]).await;
     drop(away);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(wait_for(Duration::from_secs(5), || scene.counter("connections") == 0).await, "the subscriber is away");
 
     let mut publisher = RawClient::connected(scene.addr, 5, "pub-exp").await;
     for (topic, expiry) in [("exp/short", 1), ("exp/long", 100)] {
         publisher.send(&publish(5, topic, 1, 7, false, b"x", &prop_u32(0x02, expiry))).await;
         assert_eq!(publisher.receive().await.map(|(first, _)| first), Some(0x40), "PUBACK");
     }
+    // Time passing is what is under test: the short message's 1 s runs out, the long
+    // one's interval must come back lowered by the wait.
     tokio::time::sleep(Duration::from_millis(2200)).await;
 
     let mut back = RawClient::open(scene.addr).await;
@@ -391,7 +394,7 @@ async fn subscribe_and_leave(mut client: RawClient, filter: &str, disconnect_pro
     assert_eq!(client.receive().await.map(|(first, _)| first), Some(0x90));
     let mut body = vec![0x00, disconnect_props.len() as u8];
     body.extend_from_slice(disconnect_props);
-    client.send(&crate::raw_mqtt::frame(0xe0, &body)).await;
+    client.send(&crate::support::raw_mqtt::frame(0xe0, &body)).await;
     assert!(client.closed_by_peer().await);
 }
 

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::raw_mqtt::{connect, publish_qos1, RawClient};
-use crate::scene::{wait_for, GatewayBinary};
+use crate::support::raw_mqtt::{connect, publish_qos1, RawClient};
+use crate::support::scene::{wait_for, GatewayBinary};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_beyond_the_open_file_limit_is_refused_as_server_busy_and_the_gateways_files_keep_working() {
@@ -14,11 +14,19 @@ async fn a_fleet_beyond_the_open_file_limit_is_refused_as_server_busy_and_the_ga
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
-    let rule = crate::fixtures::route_rule("message.publish", "devices/+/state", "message_state");
+    let rule = crate::support::fixtures::route_rule("message.publish", "devices/+/state", "message_state");
     std::fs::write(rules.join("state.wat"), rule).unwrap();
     // Soft 256, hard 512: raised to 512, less 256 reserved: 256 sockets, 224 of them
     // for connections (32 kept for handshakes).
-    let gateway = GatewayBinary::start(dir.path(), &["--allow-anonymous", "--rules", "rules", "--data", "data"], Some((256, 512))).await;
+    let gateway = GatewayBinary::start_with(dir.path(), |command| {
+        use std::os::unix::process::CommandExt;
+        command.args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--allow-anonymous", "--rules", "rules", "--data", "data"]);
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child yet.
+        unsafe {
+            command.pre_exec(|| rlimit::setrlimit(rlimit::Resource::NOFILE, 256, 512));
+        }
+    })
+    .await;
     let log = gateway.log_text();
     assert!(log.contains("open_files=512 raised_from=256 connections=224"), "{log}");
 
@@ -48,7 +56,7 @@ async fn a_fleet_beyond_the_open_file_limit_is_refused_as_server_busy_and_the_ga
     let records = dir.path().join("data/records.jsonl");
     let delivered =
         wait_for(Duration::from_secs(20), || std::fs::read_to_string(&records).unwrap_or_default().lines().count() == 224).await;
-    std::fs::write(rules.join("again.wat"), crate::fixtures::route_rule("message.publish", "other/+", "other")).unwrap();
+    std::fs::write(rules.join("again.wat"), crate::support::fixtures::route_rule("message.publish", "other/+", "other")).unwrap();
     let reloaded = wait_for(Duration::from_secs(10), || gateway.log_text().contains("again.wat")).await;
     let log = gateway.log_text();
     assert!(delivered && reloaded, "records and rules: {log}");

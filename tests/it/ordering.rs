@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use rumqttc::QoS;
 
-use crate::fixtures::route_rule;
-use crate::scene::{consume, Device, MockKafka, Scene};
+use crate::support::fixtures::route_rule;
+use crate::support::scene::{consume, Device, MockKafka, Scene};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_devices_times_a_thousand_interleaved_publishes_arrive_in_order_per_device() {

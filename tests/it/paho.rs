@@ -4,7 +4,7 @@
 //! `tests/paho/suite_sequences.py` with the paho-mqtt client from PyPI (`.ci/run`
 //! installs it): on a gateway alone and on a cluster node.
 
-use crate::scene::{MockKafka, Scene};
+use crate::support::scene::{MockKafka, Scene};
 
 /// Runs the sequences against `scene`; panics with their output when a step fails.
 async fn sequences(scene: &Scene, what: &str) {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use crate::raw_mqtt::{connect, frame, RawClient};
-use crate::scene::Scene;
+use crate::support::raw_mqtt::{connect, frame, RawClient};
+use crate::support::scene::Scene;
 
 const MAX_SIZE: usize = 512;
 /// Threads of the gateway under test; a panic on one of them fails the property.
@@ -72,7 +72,7 @@ fn gateway_survives(bytes: &[u8]) -> Result<(), TestCaseError> {
     prop_assert!(session_ends(scene.addr, bytes, Duration::from_secs(5)), "the gateway kept the connection open");
     prop_assert_eq!(GATEWAY_PANICS.load(Ordering::SeqCst), 0, "a gateway thread panicked");
     runtime.block_on(async {
-        RawClient::connected(scene.addr, 5, "bystander").await.send(&crate::raw_mqtt::DISCONNECT).await;
+        RawClient::connected(scene.addr, 5, "bystander").await.send(&crate::support::raw_mqtt::DISCONNECT).await;
     });
     Ok(())
 }

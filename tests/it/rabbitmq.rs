@@ -1,8 +1,10 @@
-//! RabbitMQ as a destination, against a real `rabbitmq-server` process: the door-lock
-//! scenario on exchanges bound to queues, a rule feeding Kafka and RabbitMQ at once, and
-//! the broker away at start, restarted under load, blocking the connection (memory
-//! alarm) and closing the channel: nothing acknowledged is lost, and each device's
-//! messages arrive in order.
+//! RabbitMQ as a destination, against a real `rabbitmq-server` process (one shared by
+//! the tests that neither stop, alarm nor configure it, each in a virtual host of its
+//! own; a process of its own for each of the others): the door-lock scenario on
+//! exchanges bound to queues, a rule feeding Kafka and RabbitMQ at once, and the broker
+//! away at start, restarted under load, blocking the connection (memory alarm) and
+//! closing the channel: nothing acknowledged is lost, and each device's messages arrive
+//! in order.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -11,10 +13,10 @@ use base64::Engine as _;
 use hookline::config::{Config, RabbitMqConfig};
 use rumqttc::QoS;
 
-use crate::fixtures::Pki;
-use crate::rabbit::{Message, Rabbit};
-use crate::scene::{consume, wait_for, Device, MockKafka, Scene};
-use crate::seed_scenario::{play, shipped_rules, COMMAND, LOCK, STATE};
+use crate::seed_scenario::{play, COMMAND, LOCK, STATE};
+use crate::support::fixtures::Pki;
+use crate::support::rabbit::{Message, Rabbit};
+use crate::support::scene::{consume, shipped_rules, wait_for, Device, MockKafka, Scene};
 
 /// A RabbitMQ destination named `rabbit` on `rabbit`, confirms timing out after `confirm_timeout_ms`.
 fn rabbit_sink(config: &mut Config, rabbit: &Rabbit) {
@@ -22,10 +24,9 @@ fn rabbit_sink(config: &mut Config, rabbit: &Rabbit) {
     config.sink.rabbitmq.insert("rabbit".into(), sink);
 }
 
-/// A broker with the scenario's exchanges, each bound to a queue (`lock-states`,
+/// The scenario's exchanges on `rabbit`, each bound to a queue (`lock-states`,
 /// `lock-commands`), and a gateway with the shipped rules publishing to them.
-async fn broker_and_gateway() -> (Rabbit, Scene) {
-    let rabbit = Rabbit::start();
+async fn broker_and_gateway(rabbit: Rabbit) -> (Rabbit, Scene) {
     rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
     rabbit.exchange_to_queue("message_command", "lock-commands", "#").await;
     let scene = gateway(&rabbit).await;
@@ -35,12 +36,7 @@ async fn broker_and_gateway() -> (Rabbit, Scene) {
 /// A gateway with the shipped rules whose only destination is `rabbit`: the rules'
 /// `route("message_state")` publishes to the exchange `message_state`.
 async fn gateway(rabbit: &Rabbit) -> Scene {
-    Scene::start_with(&refs(&shipped_rules()), None, |config| rabbit_sink(config, rabbit)).await
-}
-
-/// Rule files as `Scene` takes them.
-fn refs(rules: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
-    rules.iter().map(|(name, content)| (name.as_str(), content.as_slice())).collect()
+    Scene::start_with(&shipped_rules(), None, |config| rabbit_sink(config, rabbit)).await
 }
 
 fn b64(text: &str) -> String {
@@ -49,7 +45,7 @@ fn b64(text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn door_lock_scenario_the_state_report_and_the_acked_command_land_on_their_exchanges() {
-    let (rabbit, mut scene) = broker_and_gateway().await;
+    let (rabbit, mut scene) = broker_and_gateway(Rabbit::shared()).await;
 
     play(&scene).await;
     assert!(wait_for(Duration::from_secs(10), || scene.counter("records_delivered") == 2).await, "both confirmed");
@@ -84,7 +80,7 @@ const BOTH_RULE: &str = include_str!("../../examples/rules/state_to_kafka_and_ra
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_sends_the_same_event_to_kafka_and_to_rabbitmq() {
-    let rabbit = Rabbit::start();
+    let rabbit = Rabbit::shared();
     rabbit.exchange_to_queue("lock-events", "lock-states", "state.*").await;
     let kafka = MockKafka::new(&["message_state"]);
     let mut scene = Scene::start_with(&[("both.wat", BOTH_RULE.as_bytes())], Some(kafka.bootstrap()), |config| {
@@ -164,14 +160,15 @@ fn tally(messages: &[Message], acked: &BTreeMap<String, usize>) -> (usize, usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_under_load_loses_nothing_acknowledged_and_keeps_each_locks_order() {
-    let (mut rabbit, mut scene) = broker_and_gateway().await;
+    let (mut rabbit, mut scene) = broker_and_gateway(Rabbit::start()).await;
 
     let load = publish_numbered(&scene, 300, Duration::from_millis(15));
     let restart = async {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Under load: reports are flowing to the broker when it goes.
+        assert!(wait_for(Duration::from_secs(20), || scene.counter("records_delivered") >= 100).await, "reports flowing");
+        // Away for as long as it takes to boot again.
         tokio::task::block_in_place(|| {
             rabbit.stop();
-            std::thread::sleep(Duration::from_secs(1));
             rabbit.run();
         });
     };
@@ -197,6 +194,8 @@ async fn the_broker_away_at_start_gets_everything_once_it_is_up() {
     rabbit.stop();
     let mut scene = gateway(&rabbit).await;
     let acked = publish_numbered(&scene, 20, Duration::ZERO).await;
+    // A wait on nothing happening: what is under test is that no record is confirmed
+    // while the broker is away.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(scene.counter("records_delivered"), 0, "nothing can be delivered yet");
 
@@ -211,15 +210,20 @@ async fn the_broker_away_at_start_gets_everything_once_it_is_up() {
 async fn a_blocked_connection_holds_records_until_the_memory_alarm_clears() {
     let rabbit = Rabbit::start();
     rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
-    let mut scene = gateway(&rabbit).await;
+    // Confirms time out after 2 s: the wait below outlasts that twice.
+    let mut scene = Scene::start_with(&shipped_rules(), None, |config| {
+        rabbit_sink(config, &rabbit);
+        config.sink.rabbitmq["rabbit"].confirm_timeout_ms = 2000;
+    })
+    .await;
     let first = publish_numbered(&scene, 1, Duration::ZERO).await;
     assert!(wait_for(Duration::from_secs(10), || scene.counter("records_delivered") == 10).await, "connected and flowing");
 
     tokio::task::block_in_place(|| rabbit.memory_alarm(true));
     let mut acked = publish_numbered(&scene, 30, Duration::ZERO).await;
-    // Longer than the 5 s confirm timeout: the connection stays blocked, whichever
-    // connection the gateway holds by then.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // A wait on nothing happening, longer than the confirm timeout: the connection
+    // stays blocked, whichever connection the gateway holds by then.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(scene.counter("records_delivered"), 10, "nothing confirmed while blocked");
     tokio::task::block_in_place(|| rabbit.memory_alarm(false));
     assert!(wait_for(Duration::from_secs(30), || scene.counter("records_delivered") >= 310).await, "delivered once the alarm clears");
@@ -236,7 +240,7 @@ async fn a_blocked_connection_holds_records_until_the_memory_alarm_clears() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_the_broker_closes_is_reopened_and_loses_nothing() {
-    let (rabbit, mut scene) = broker_and_gateway().await;
+    let (rabbit, mut scene) = broker_and_gateway(Rabbit::shared()).await;
     let app = Device::connect(scene.addr, "business-app").await;
     let mut subscriber = Device::connect(scene.addr, "lock-x").await;
     subscriber.subscribe("devices/lock-x/command").await;
@@ -251,7 +255,8 @@ async fn a_channel_the_broker_closes_is_reopened_and_loses_nothing() {
     channel.exchange_delete("message_command".into(), Default::default()).await.unwrap();
     let load = publish_numbered(&scene, 100, Duration::from_millis(5));
     let command = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // With state reports in flight on the channel.
+        assert!(wait_for(Duration::from_secs(10), || scene.counter("records_delivered") >= 50).await, "reports flowing");
         app.publish("devices/lock-x/command", "after", QoS::AtLeastOnce).await;
     };
     let (acked, ()) = tokio::join!(load, command);
@@ -267,16 +272,17 @@ async fn a_channel_the_broker_closes_is_reopened_and_loses_nothing() {
 async fn amqps_verifies_the_broker_with_the_configured_ca_and_delivers() {
     let pki = Pki::new("", &["localhost"]);
     let (ca_pem, server_pem, key_pem) = (&pki.ca_pem, &pki.server_pem, &pki.server_key_pem);
-    let tls_port = crate::scene::free_port();
-    let rabbit = Rabbit::start_with(&format!(
-        "listeners.ssl.default = {tls_port}\nssl_options.cacertfile = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\nssl_options.verify = verify_none\n",
-        ca_pem.display(),
-        server_pem.display(),
-        key_pem.display()
-    ));
+    let rabbit = Rabbit::start_with(|tls_port| {
+        format!(
+            "listeners.ssl.default = {tls_port}\nssl_options.cacertfile = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\nssl_options.verify = verify_none\n",
+            ca_pem.display(),
+            server_pem.display(),
+            key_pem.display()
+        )
+    });
+    let tls_port = rabbit.spare_port;
     rabbit.exchange_to_queue("message_state", "lock-states", "#").await;
     let rules = shipped_rules();
-    let rules = refs(&rules);
     let amqps = |ca_file: Option<std::path::PathBuf>| {
         move |config: &mut Config| {
             let uri = format!("amqps://guest:guest@localhost:{tls_port}/%2f");
@@ -289,6 +295,7 @@ async fn amqps_verifies_the_broker_with_the_configured_ca_and_delivers() {
     let mut untrusted = Scene::start_with(&rules, None, amqps(None)).await;
     let lock = Device::connect(untrusted.addr, LOCK).await;
     lock.publish(&format!("devices/{LOCK}/state"), STATE, QoS::AtLeastOnce).await;
+    // A wait on nothing happening: an untrusted broker must get nothing in this time.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(untrusted.counter("records_delivered"), 0, "an untrusted broker gets nothing");
     lock.disconnect().await;
@@ -307,8 +314,8 @@ async fn amqps_verifies_the_broker_with_the_configured_ca_and_delivers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_exchanges_are_made_and_a_message_no_queue_takes_fails_for_good() {
-    let rabbit = Rabbit::start();
-    let mut scene = Scene::start_with(&refs(&shipped_rules()), None, |config| {
+    let rabbit = Rabbit::shared();
+    let mut scene = Scene::start_with(&shipped_rules(), None, |config| {
         let sink = RabbitMqConfig { uri: rabbit.uri(), declare_exchanges: true, ..RabbitMqConfig::default() };
         config.sink.rabbitmq.insert("rabbit".into(), sink);
     })
@@ -325,7 +332,7 @@ async fn declared_exchanges_are_made_and_a_message_no_queue_takes_fails_for_good
     let passive = lapin::options::ExchangeDeclareOptions { passive: true, ..Default::default() };
     let declared = channel.exchange_declare("message_state".into(), lapin::ExchangeKind::Topic, passive, Default::default()).await;
     assert!(declared.is_ok(), "the gateway declared the exchange: {declared:?}");
-    let listed = tokio::task::block_in_place(|| rabbit.ctl(&["list_exchanges", "-q", "name", "type", "durable"]));
+    let listed = tokio::task::block_in_place(|| rabbit.ctl(&["list_exchanges", "-p", rabbit.vhost(), "-q", "name", "type", "durable"]));
     assert!(listed.lines().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["message_state", "topic", "true"]), "{listed}");
 }
 
@@ -340,14 +347,14 @@ async fn a_shutdown_while_the_broker_is_away_keeps_the_records_for_the_next_star
         rabbit_sink(config, &rabbit);
         config.sink.rabbitmq["rabbit"].max_in_flight = 5;
     };
-    let mut first = Scene::start_with(&refs(&shipped_rules()), None, small_window).await;
+    let mut first = Scene::start_with(&shipped_rules(), None, small_window).await;
     let acked = publish_numbered(&first, 30, Duration::ZERO).await;
     let stopping = tokio::time::timeout(Duration::from_secs(30), first.shutdown()).await;
     assert!(stopping.is_ok(), "shutdown ends though RabbitMQ is away and the sink is full");
 
     tokio::task::block_in_place(|| rabbit.run());
     let data = first.data_dir();
-    let mut second = Scene::start_with(&refs(&shipped_rules()), None, |config| {
+    let mut second = Scene::start_with(&shipped_rules(), None, |config| {
         rabbit_sink(config, &rabbit);
         config.data = data;
     })

@@ -10,7 +10,7 @@ mod drive;
 
 use std::time::Duration;
 
-use crate::scene::Tansu;
+use crate::support::tansu::Tansu;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_reach_their_locks_through_every_event_a_cluster_lives_through() {

@@ -7,27 +7,15 @@ use std::time::Duration;
 use base64::Engine as _;
 use rumqttc::QoS;
 
-use crate::scene::{consume, repo_rules, Device, MockKafka, Scene, Tansu};
+use crate::support::ports::ClosedPort;
+use crate::support::scene::{consume, shipped_rules, wait_for, Device, MockKafka, Scene};
+use crate::support::tansu::Tansu;
 
 pub const LOCK: &str = "10083618796833171";
 pub const STATE: &str =
     r#"{"process_id":"7802441525528958","action":"unlock","battery":83.4,"lock_state":1,"version":1.1,"client_id":"10083618796833171"}"#;
 pub const COMMAND: &str =
     r#"{"process_id":"7802441525528958","action":"unlock","nonce_str":"u7u4p0n8","ts":1574744434,"sign":"e9f5af7deaa28563"}"#;
-
-/// The shipped rules (`rules/*.wasm`, `rules/*.wat`), as files for a test gateway.
-pub fn shipped_rules() -> Vec<(String, Vec<u8>)> {
-    let mut rules = Vec::new();
-    for entry in std::fs::read_dir(repo_rules()).unwrap() {
-        let path = entry.unwrap().path();
-        if matches!(path.extension().and_then(|e| e.to_str()), Some("wasm" | "wat")) {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            rules.push((name, std::fs::read(&path).unwrap()));
-        }
-    }
-    assert!(rules.len() >= 2, "the default rules are missing from rules/");
-    rules
-}
 
 /// The scenario's traffic: the lock reports its state, the business app sends an unlock
 /// command, the lock receives (and acknowledges) it.
@@ -45,7 +33,6 @@ pub async fn play(scene: &Scene) {
 
 async fn run_scenario(bootstrap: String) {
     let rules = shipped_rules();
-    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
     let mut scene = Scene::start(&rules, Some(bootstrap.clone())).await;
     let started = hookline::hooks::now_ms();
 
@@ -100,21 +87,21 @@ async fn door_lock_scenario_through_tansu() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_down_at_start_keeps_the_gateway_up_and_delivers_once_kafka_is_up() {
-    use crate::scene::free_port;
     let rules = shipped_rules();
-    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
-    let port = free_port();
-    let mut scene = Scene::start(&rules, Some(format!("127.0.0.1:{port}"))).await;
+    let kafka = ClosedPort::new();
+    let mut scene = Scene::start(&rules, Some(kafka.addr())).await;
 
     let mut lock = Device::connect(scene.addr, LOCK).await;
     for i in 0..10 {
         lock.publish(&format!("devices/{LOCK}/state"), format!("{i}"), QoS::AtLeastOnce).await;
     }
     lock.wait_pubacks(10).await;
+    // Kept, not a wait: the latency buckets below must see every record raised more
+    // than a second before Kafka came up.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(scene.counter("records_delivered"), 0, "nothing can be delivered yet");
 
-    let tansu = Tansu::start_on(port);
+    let tansu = Tansu::start_on(kafka.release());
     tansu.create_topics(&["message_state"]).await;
     let metrics = scene.gateway().metrics().clone();
     scene.shutdown().await;
@@ -136,14 +123,12 @@ async fn kafka_down_at_start_keeps_the_gateway_up_and_delivers_once_kafka_is_up(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_holds_publishers_back_instead_of_dropping() {
-    use crate::scene::free_port;
     const SENT: usize = 200;
     let rules = shipped_rules();
-    let rules: Vec<(&str, &[u8])> = rules.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
-    let port = free_port();
+    let kafka = ClosedPort::new();
     // A tiny disk budget and producer queue, and no Kafka yet: the spool fills within a
     // few dozen messages.
-    let mut scene = Scene::start_with(&rules, Some(format!("127.0.0.1:{port}")), |config| {
+    let mut scene = Scene::start_with(&rules, Some(kafka.addr()), |config| {
         config.buffer.max_bytes = 8 * 1024;
         config.buffer.segment_bytes = 4096;
         config.broker.max_packet_size = 1024;
@@ -156,14 +141,13 @@ async fn a_full_spool_holds_publishers_back_instead_of_dropping() {
     for i in 0..SENT {
         lock.publish(&format!("devices/{LOCK}/state"), format!("{i}"), QoS::AtLeastOnce).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(wait_for(Duration::from_secs(10), || scene.counter("spool_full_waits") > 0).await, "the connection waited for room");
     assert_eq!(scene.counter("spool_dropped"), 0);
-    assert!(scene.counter("spool_full_waits") > 0, "the connection waited for room");
     assert!(scene.counter("spool_backlog_bytes") <= 8 * 1024, "the budget holds");
     let acked = std::iter::from_fn(|| lock.acks.try_recv().ok()).filter(|p| matches!(p, rumqttc::Packet::PubAck(_))).count();
     assert!(acked < SENT, "publishes are held back while Kafka is away ({acked} of {SENT} acknowledged)");
 
-    let tansu = Tansu::start_on(port);
+    let tansu = Tansu::start_on(kafka.release());
     tansu.create_topics(&["message_state"]).await;
     lock.wait_pubacks(SENT - acked).await;
     scene.shutdown().await;

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use rumqttc::{MqttOptions, QoS, TlsConfiguration, Transport};
 
-use crate::fixtures::{route_rule, Pki};
-use crate::scene::{Device, Scene};
+use crate::support::fixtures::{route_rule, Pki};
+use crate::support::scene::{Device, Scene};
 
 /// Port 0: each listener's port is read back once it is bound.
 fn addr() -> SocketAddr {

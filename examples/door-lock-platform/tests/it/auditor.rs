@@ -8,7 +8,7 @@ use hookline_platform::envelope::Command;
 use hookline_platform::sign;
 use serde_json::{json, Value};
 
-use crate::scene::{command_record, now_ms, report, state_record, wait_for, Platform, Tansu};
+use crate::scene::{command_record, now_ms, report, state_record, tansu_with_topics, wait_for, Platform};
 
 fn signed(lock: &str, process_id: &str, nonce: &str, ts_secs: i64) -> Command {
     let sign = sign::sign(&format!("secret-{lock}"), "unlock", nonce, process_id, ts_secs);
@@ -17,7 +17,7 @@ fn signed(lock: &str, process_id: &str, nonce: &str, ts_secs: i64) -> Command {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_command_is_audited_with_its_findings_and_its_following_report() {
-    let tansu = Tansu::start().await;
+    let tansu = tansu_with_topics().await;
     let platform = Platform::new(&tansu.bootstrap(), 2, "");
     let now = now_ms();
     let secs = now / 1000;

@@ -18,13 +18,14 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::scene::{free_port, hookline_bin, repo_rules, wait_for, Tansu};
+use crate::scene::{hookline_bin, repo_rules, tansu_with_topics, wait_for};
 
 const LOCKS: usize = 50;
 const COMMANDS_PER_LOCK: usize = 10;
 const NODES: usize = 3;
 
-/// One gateway node: its process, ports and data directory (kept across restarts).
+/// One gateway node: its process, the ports it bound (new at each start) and its data
+/// directory (kept across restarts).
 struct Node {
     name: String,
     mqtt: u16,
@@ -34,19 +35,24 @@ struct Node {
 }
 
 impl Node {
-    fn start(&mut self, bootstrap: &str) {
+    /// Starts the gateway on port 0 and learns its ports from its addresses file.
+    async fn start(&mut self, bootstrap: &str) {
         std::fs::create_dir_all(&self.dir).unwrap();
         // tansu forms a consumer group within its 20 s only with a short rebalance timeout.
         let config = self.dir.join("hookline.toml");
         let toml = "[kafka.properties]\n\"max.poll.interval.ms\" = \"10000\"\n\"session.timeout.ms\" = \"6000\"\n";
         std::fs::write(&config, toml).unwrap();
         let log = std::fs::File::options().create(true).append(true).open(self.dir.join("hookline.log")).unwrap();
+        let addresses = self.dir.join("addresses.json");
+        // Left by the last run: this run's is awaited.
+        let _ = std::fs::remove_file(&addresses);
         let child = Command::new(hookline_bin())
             .arg("run")
             .arg("--config")
             .arg(&config)
             .args(["--kafka", bootstrap, "--node", &self.name, "--allow-anonymous"])
-            .args(["--listen", &format!("127.0.0.1:{}", self.mqtt), "--admin", &format!("127.0.0.1:{}", self.admin)])
+            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--addresses-file"])
+            .arg(&addresses)
             .arg("--data")
             .arg(self.dir.join("data"))
             .arg("--rules")
@@ -57,6 +63,14 @@ impl Node {
             .spawn()
             .expect("start a gateway node");
         self.child = Some(child);
+        let written = wait_for(Duration::from_secs(30), || addresses.exists()).await;
+        assert!(written, "{} wrote no {} within 30 s; log:\n{}", self.name, addresses.display(), self.log());
+        let bound: Value = serde_json::from_str(&std::fs::read_to_string(&addresses).unwrap()).expect("the addresses file is JSON");
+        let port = |name: &str| {
+            let addr = bound[name].as_str().and_then(|addr| addr.parse::<std::net::SocketAddr>().ok());
+            addr.unwrap_or_else(|| panic!("{}: no {name} address in {bound}", self.name)).port()
+        };
+        (self.mqtt, self.admin) = (port("mqtt"), port("admin"));
     }
 
     fn signal(&mut self, signal: &str) {
@@ -90,16 +104,10 @@ impl Drop for Node {
 /// waits until each is ready.
 async fn start_nodes(count: usize, work: &Path, bootstrap: &str) -> Vec<Node> {
     let mut nodes: Vec<Node> = (1..=count)
-        .map(|i| Node {
-            name: format!("node-{i}"),
-            mqtt: free_port(),
-            admin: free_port(),
-            dir: work.join(format!("node-{i}")),
-            child: None,
-        })
+        .map(|i| Node { name: format!("node-{i}"), mqtt: 0, admin: 0, dir: work.join(format!("node-{i}")), child: None })
         .collect();
     for node in &mut nodes {
-        node.start(bootstrap);
+        node.start(bootstrap).await;
     }
     for node in &nodes {
         assert!(wait_for(Duration::from_secs(60), || node.ready()).await, "{} not ready; log:\n{}", node.name, node.log());
@@ -157,23 +165,29 @@ struct Seen {
 
 /// One lock: connects to the node it is told, with a persistent session (clean session
 /// 0), receives commands (rumqttc acknowledges each), and reports its state at QoS 1,
-/// one report at a time. A node that goes away makes it try the next live one.
-async fn lock(id: String, ports: Vec<u16>, alive: Arc<Mutex<Vec<bool>>>, mut orders: watch::Receiver<Order>, seen: Arc<Mutex<Seen>>) {
+/// one report at a time. A node that goes away makes it try the next live one. `live`
+/// holds each node's MQTT port while it runs.
+async fn lock(id: String, live: Arc<Mutex<Vec<Option<u16>>>>, mut orders: watch::Receiver<Order>, seen: Arc<Mutex<Seen>>) {
     let mut report = 0;
     loop {
         let order = *orders.borrow_and_update();
-        let node = match order {
+        let port = match order {
             Order::Stop => return,
             Order::Offline => {
                 let _ = orders.changed().await;
                 continue;
             }
             Order::On(node) => {
-                let alive = alive.lock().unwrap();
-                (0..NODES).map(|i| (node + i) % NODES).find(|n| alive[*n]).unwrap_or(node)
+                let live = live.lock().unwrap();
+                (0..NODES).find_map(|i| live[(node + i) % NODES])
             }
         };
-        let mut options = MqttOptions::new(&id, "127.0.0.1", ports[node]);
+        let Some(port) = port else {
+            // No node is up: try again, as after a refused connection.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        };
+        let mut options = MqttOptions::new(&id, "127.0.0.1", port);
         options.set_clean_session(false);
         options.set_keep_alive(Duration::from_secs(5));
         let (client, mut events) = AsyncClient::new(options, 100);
@@ -227,12 +241,11 @@ async fn lock(id: String, ports: Vec<u16>, alive: Arc<Mutex<Vec<bool>>>, mut ord
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_lose_no_command_and_no_report_while_locks_move_and_nodes_stop_and_die() {
-    let tansu = Tansu::start().await;
+    let tansu = tansu_with_topics().await;
     let bootstrap = tansu.bootstrap();
     let work = tempfile::tempdir().unwrap();
     let mut nodes = start_nodes(NODES, work.path(), &bootstrap).await;
-    let ports: Vec<u16> = nodes.iter().map(|n| n.mqtt).collect();
-    let alive = Arc::new(Mutex::new(vec![true; NODES]));
+    let live = Arc::new(Mutex::new(nodes.iter().map(|n| Some(n.mqtt)).collect::<Vec<_>>()));
 
     // 50 locks, spread over the nodes.
     let mut locks = Vec::new();
@@ -240,12 +253,12 @@ async fn three_nodes_lose_no_command_and_no_report_while_locks_move_and_nodes_st
         let id = format!("L{i}");
         let (order, orders) = watch::channel(Order::On(i % NODES));
         let seen = Arc::new(Mutex::new(Seen::default()));
-        tokio::spawn(lock(id.clone(), ports.clone(), alive.clone(), orders, seen.clone()));
+        tokio::spawn(lock(id.clone(), live.clone(), orders, seen.clone()));
         locks.push((id, order, seen));
     }
     // A device with a will on the node that will die, and a watcher of it on node 1.
-    let wills = watch_wills(ports[0]).await;
-    let mut options = MqttOptions::new("W", "127.0.0.1", ports[2]);
+    let wills = watch_wills(nodes[0].mqtt).await;
+    let mut options = MqttOptions::new("W", "127.0.0.1", nodes[2].mqtt);
     options.set_clean_session(false);
     options.set_last_will(rumqttc::LastWill::new("devices/W/status", "offline", QoS::AtLeastOnce, false));
     let (_device, mut device_events) = AsyncClient::new(options, 10);
@@ -293,16 +306,16 @@ async fn three_nodes_lose_no_command_and_no_report_while_locks_move_and_nodes_st
     }
     // Node 2 is stopped (SIGTERM); its locks find another node.
     at(11).await;
-    alive.lock().unwrap()[1] = false;
+    live.lock().unwrap()[1] = None;
     nodes[1].signal("-TERM");
     // Node 3 dies (kill -9) and comes back with its spool.
     at(14).await;
-    alive.lock().unwrap()[2] = false;
+    live.lock().unwrap()[2] = None;
     nodes[2].signal("-KILL");
     at(20).await;
-    nodes[2].start(&bootstrap);
+    nodes[2].start(&bootstrap).await;
     assert!(wait_for(Duration::from_secs(60), || nodes[2].ready()).await, "node-3 not back; log:\n{}", nodes[2].log());
-    alive.lock().unwrap()[2] = true;
+    live.lock().unwrap()[2] = Some(nodes[2].mqtt);
     for &i in &moved {
         locks[i].1.send_replace(Order::On(2));
     }
@@ -390,7 +403,7 @@ async fn three_nodes_lose_no_command_and_no_report_while_locks_move_and_nodes_st
 /// there.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_dies_for_good_has_its_sessions_adopted_and_its_devices_wills_fired_once() {
-    let tansu = Tansu::start().await;
+    let tansu = tansu_with_topics().await;
     let bootstrap = tansu.bootstrap();
     let work = tempfile::tempdir().unwrap();
     let mut nodes = start_nodes(2, work.path(), &bootstrap).await;

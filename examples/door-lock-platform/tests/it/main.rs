@@ -3,6 +3,15 @@
 //! the gateway's exact envelope format; outputs are read back from Kafka, the audit
 //! file and a local webhook server.
 
+// The gateway's test launchers, shared rather than copied; the platform's tests use
+// only part of them.
+#[allow(dead_code)]
+#[path = "../../../../tests/it/support/ports.rs"]
+mod ports;
+#[allow(dead_code)]
+#[path = "../../../../tests/it/support/tansu.rs"]
+mod tansu;
+
 mod auditor;
 mod cluster;
 mod monitor;

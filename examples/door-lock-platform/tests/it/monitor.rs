@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::scene::{now_ms, report, state_record, Platform, Tansu};
+use crate::scene::{now_ms, report, state_record, tansu_with_topics, Platform};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn low_battery_bad_state_and_silence_raise_one_alarm_each_until_cleared() {
-    let tansu = Tansu::start().await;
+    let tansu = tansu_with_topics().await;
     let monitor = "[monitor]\nreport_interval_secs = 1\nsilent_intervals = 2\nbattery_threshold = 20.0\n";
     let platform = Platform::new(&tansu.bootstrap(), 3, monitor);
     let ts = now_ms();

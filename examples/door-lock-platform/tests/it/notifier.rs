@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::scene::{now_ms, report, state_record, wait_for, Platform, Tansu};
+use crate::scene::{now_ms, report, state_record, tansu_with_topics, wait_for, Platform};
 
 /// Every request body the webhook got, and how many it refused on purpose.
 #[derive(Default)]
@@ -42,7 +42,7 @@ async fn webhook() -> (String, Arc<Mutex<Hook>>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_unlock_report_becomes_one_webhook_notification_after_a_retry() {
-    let tansu = Tansu::start().await;
+    let tansu = tansu_with_topics().await;
     let (url, hook) = webhook().await;
     let channel = format!("[channel]\nkind = \"webhook\"\nwebhook_url = \"{url}\"\nwebhook_backoff_ms = 50\n");
     let platform = Platform::new(&tansu.bootstrap(), 2, &channel);

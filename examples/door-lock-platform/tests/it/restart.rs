@@ -7,13 +7,13 @@ use std::time::Duration;
 use hookline_platform::envelope::Command;
 use hookline_platform::sign;
 
-use crate::scene::{command_record, now_ms, wait_for, Platform, Tansu};
+use crate::scene::{command_record, now_ms, tansu_with_topics, wait_for, Platform};
 
 const COMMANDS: usize = 300;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_auditor_stopped_mid_stream_resumes_without_skipping_or_repeating() {
-    let tansu = Tansu::start().await;
+    let tansu = tansu_with_topics().await;
     let platform = Platform::new(&tansu.bootstrap(), 1, "");
     let now = now_ms();
     let records: Vec<_> = (0..COMMANDS)
@@ -38,6 +38,7 @@ async fn an_auditor_stopped_mid_stream_resumes_without_skipping_or_repeating() {
     let done = wait_for(Duration::from_secs(30), || platform.audit_file_lines().len() >= COMMANDS).await;
     let lines = platform.audit_file_lines();
     assert!(done, "{} of {COMMANDS} audited; log:\n{}", lines.len(), platform.log("auditor"));
+    // A wait on nothing happening: a command audited twice would be written meanwhile.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let lines = platform.audit_file_lines();
     let mut count = BTreeMap::new();

@@ -5,9 +5,10 @@
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::scene::{free_port, hookline_bin, wait_for};
+use crate::ports::start_on_unused_ports;
+use crate::scene::{hookline_bin, wait_for};
 
 fn metrics(admin: &str) -> String {
     let Ok(mut stream) = std::net::TcpStream::connect(admin) else {
@@ -35,35 +36,55 @@ fn audit_findings(work: &Path) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_local_stack_shows_alarms_audit_findings_and_a_dropped_in_rule() {
     let bins = hookline_bin().parent().unwrap().to_path_buf();
-    let work = tempfile::tempdir().unwrap();
-    let rules = work.path().join("rules");
-    std::fs::create_dir(&rules).unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    for rule in ["message_state.wasm", "message_command.wat"] {
-        std::fs::copy(repo.join("rules").join(rule), rules.join(rule)).unwrap();
-    }
-    let admin = format!("127.0.0.1:{}", free_port());
-    let mut script = Command::new("bash")
-        .arg(repo.join("examples/door-lock-platform/run-local.sh"))
-        // The consumers take about 3 s to join their groups through tansu.
-        .args(["--duration", "15", "--bin-dir"])
-        .arg(&bins)
-        .arg("--work")
-        .arg(work.path())
-        .arg("--rules")
-        .arg(&rules)
-        .env("MQTT_PORT", free_port().to_string())
-        .env("TANSU_PORT", free_port().to_string())
-        .env("ADMIN", &admin)
-        .env("REPORT_INTERVAL", "1")
-        .env_remove("KAFKA")
-        .spawn()
-        .unwrap();
+    // The script places tansu and the gateway on the ports it is given: a start that
+    // fails (a port taken meanwhile) is tried again on new ones, in a new directory.
+    let (mut script, work, admin) = tokio::task::block_in_place(|| {
+        start_on_unused_ports(3, "run-local.sh", |ports| {
+            let work = tempfile::tempdir().unwrap();
+            let rules = work.path().join("rules");
+            std::fs::create_dir(&rules).unwrap();
+            for rule in ["message_state.wasm", "message_command.wat"] {
+                std::fs::copy(repo.join("rules").join(rule), rules.join(rule)).unwrap();
+            }
+            let admin = format!("127.0.0.1:{}", ports[2]);
+            let mut script = Command::new("bash")
+                .arg(repo.join("examples/door-lock-platform/run-local.sh"))
+                // The consumers take about 3 s to join their groups through tansu.
+                .args(["--duration", "15", "--bin-dir"])
+                .arg(&bins)
+                .arg("--work")
+                .arg(work.path())
+                .arg("--rules")
+                .arg(&rules)
+                .env("MQTT_PORT", ports[0].to_string())
+                .env("TANSU_PORT", ports[1].to_string())
+                .env("ADMIN", &admin)
+                .env("REPORT_INTERVAL", "1")
+                .env_remove("KAFKA")
+                .spawn()
+                .unwrap();
+            // Once the gateway serves its metrics the stack is up.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !metrics(&admin).contains("hookline_rule_routes_total") {
+                let gateway_log = || std::fs::read_to_string(work.path().join("hookline.log")).unwrap_or_default();
+                if let Some(exit) = script.try_wait().unwrap() {
+                    return Err(format!("run-local.sh exited ({exit}) before the gateway was up; its log:\n{}", gateway_log()));
+                }
+                if Instant::now() > deadline {
+                    let _ = Command::new("kill").args(["-TERM", &script.id().to_string()]).status();
+                    let _ = script.wait();
+                    return Err(format!("gateway not up after 30 s; its log:\n{}", gateway_log()));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok((script, work, admin))
+        })
+    });
+    let rules = work.path().join("rules");
     let log = |name: &str| std::fs::read_to_string(work.path().join(name)).unwrap_or_default();
 
-    // Once the gateway serves its metrics the stack is up: drop the battery alarm rule in.
-    let up = wait_for(Duration::from_secs(30), || metrics(&admin).contains("hookline_rule_routes_total")).await;
-    assert!(up, "gateway not up; its log:\n{}", log("hookline.log"));
+    // The stack is up: drop the battery alarm rule in.
     std::fs::copy(repo.join("rules/examples/wat/battery_alarm.wat"), rules.join("battery_alarm.wat")).unwrap();
     let routing = wait_for(Duration::from_secs(10), || {
         metrics(&admin).lines().any(|l| l.starts_with("hookline_module_routes_total{rule=\"battery_alarm") && !l.ends_with(" 0"))

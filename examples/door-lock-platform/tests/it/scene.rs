@@ -1,4 +1,4 @@
-//! Sets up a test's scene: tansu on a free port with the platform's topics, a platform
+//! Sets up a test's scene: tansu (the gateway tests' launcher) with the platform's topics, a platform
 //! config in a temporary directory, consumer processes, records in the gateway's
 //! envelope format, and reading topics back.
 
@@ -12,60 +12,24 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, TopicPartitionList};
 use serde_json::{json, Value};
 
-pub const TOPICS: [&str; 5] = ["message_state", "message_command", "alarms", "audit", "device_commands"];
+use crate::tansu::unique_group;
+pub use crate::tansu::Tansu;
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub const TOPICS: [&str; 5] = ["message_state", "message_command", "alarms", "audit", "device_commands"];
 
 pub fn now_ms() -> i64 {
     hookline_platform::now_ms()
 }
 
-/// tansu as a separate process with in-memory storage (`TANSU_BIN`, default `tansu`;
-/// `.ci/install-kafka-tools.sh` installs it).
-pub struct Tansu {
-    child: Child,
-    pub port: u16,
+/// The platform's topics, one partition each so order is observable.
+pub async fn tansu_with_topics() -> Tansu {
+    let tansu = Tansu::start();
+    tansu.create_topics(&TOPICS).await;
+    tansu
 }
 
+/// Writing and reading the platform's records.
 impl Tansu {
-    pub async fn start() -> Tansu {
-        let port = free_port();
-        let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".to_string());
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
-            .args(["broker", "--silent", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run tansu ({bin}): {e}; install it with .ci/install-kafka-tools.sh"));
-        let mut tansu = Tansu { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(tansu.child.try_wait().unwrap().is_none(), "tansu exited at start");
-            assert!(Instant::now() < deadline, "tansu not listening after 10 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        tansu.create_topics().await;
-        tansu
-    }
-
-    pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// The platform's topics, one partition each so order is observable.
-    async fn create_topics(&self) {
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().unwrap();
-        let new: Vec<NewTopic> = TOPICS.iter().map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1))).collect();
-        for result in admin.create_topics(&new, &AdminOptions::new()).await.expect("create topics") {
-            result.unwrap_or_else(|(topic, code)| panic!("cannot create topic {topic}: {code}"));
-        }
-    }
-
     /// Writes records (key, value) to `topic` and waits until Kafka has them.
     pub fn produce(&self, topic: &str, records: &[(String, Value)]) {
         let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().unwrap();
@@ -81,7 +45,7 @@ impl Tansu {
     pub fn read(&self, topic: &str, n: usize, settle: Duration) -> Vec<Value> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
-            .set("group.id", format!("reader-{}", free_port()))
+            .set("group.id", unique_group("reader"))
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();
@@ -101,13 +65,6 @@ impl Tansu {
             }
         }
         records
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

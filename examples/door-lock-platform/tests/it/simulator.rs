@@ -8,20 +8,21 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::scene::{free_port, now_ms, repo_rules, wait_for, Platform, Tansu};
+use crate::scene::{now_ms, repo_rules, tansu_with_topics, wait_for, Platform};
 
 async fn gateway(kafka: &str) -> (hookline::Gateway, SocketAddr, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut config = hookline::Config { node: "gateway@127.0.0.1".into(), data: data.path().to_path_buf(), ..Default::default() };
-    config.broker.listen = addr;
+    config.broker.listen = "127.0.0.1:0".parse().unwrap();
     config.rules.dir = repo_rules();
     config.sink.kind = Some(hookline::config::SinkKind::Kafka);
     config.kafka.bootstrap_servers = kafka.into();
     config.kafka.linger_ms = 1;
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.auth.anonymous = true;
-    (hookline::Gateway::start(config.validate().expect("valid config")).await.expect("gateway starts"), addr, data)
+    let gateway = hookline::Gateway::start(config.validate().expect("valid config")).await.expect("gateway starts");
+    let addr = gateway.mqtt_addr();
+    (gateway, addr, data)
 }
 
 fn findings(line: &Value) -> Vec<String> {
@@ -30,7 +31,7 @@ fn findings(line: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_fault_of_the_simulator_gives_exactly_one_alarm_or_audit_finding() {
-    let tansu = Tansu::start().await;
+    let tansu = tansu_with_topics().await;
     let (gateway, mqtt, _data) = gateway(&tansu.bootstrap()).await;
     let monitor = "[monitor]\nreport_interval_secs = 1\nsilent_intervals = 2\n";
     let platform = Platform::new(&tansu.bootstrap(), 7, monitor);
@@ -108,7 +109,7 @@ async fn every_fault_of_the_simulator_gives_exactly_one_alarm_or_audit_finding()
 /// sees every acknowledged command, from `kafka:device_commands`, with its report.
 #[tokio::test(flavor = "multi_thread")]
 async fn commands_sent_through_kafka_reach_the_locks_and_are_audited() {
-    let tansu = Tansu::start().await;
+    let tansu = tansu_with_topics().await;
     let (gateway, mqtt, _data) = gateway(&tansu.bootstrap()).await;
     // The downlink's consumer group forms first (tansu takes about 20 s): a record
     // without a key, which the rule rejects, shows it consuming.

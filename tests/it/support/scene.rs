@@ -1,6 +1,6 @@
-//! Sets up the scene of a test: a gateway on free ports with its own rules and data
-//! directories, a Kafka-protocol peer (librdkafka's mock cluster or a tansu process),
-//! and real MQTT clients over TCP.
+//! Sets up the scene of a test: a gateway (in this process, or the binary in one of its
+//! own) on ports it binds itself (port 0), with its own rules and data directories,
+//! librdkafka's mock Kafka cluster, and real MQTT clients over TCP.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,13 +15,30 @@ use rdkafka::{ClientConfig, Message, TopicPartitionList};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
+use crate::support::tansu::unique_group;
+
 /// The repository's own rules directory (the shipped default rules).
 pub fn repo_rules() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The shipped rules (`rules/*.wasm`, `rules/*.wat`), as files for a test gateway; read
+/// once per test binary.
+pub fn shipped_rules() -> Vec<(&'static str, &'static [u8])> {
+    static RULES: std::sync::OnceLock<Vec<(String, Vec<u8>)>> = std::sync::OnceLock::new();
+    let rules = RULES.get_or_init(|| {
+        let mut rules = Vec::new();
+        for entry in std::fs::read_dir(repo_rules()).unwrap() {
+            let path = entry.unwrap().path();
+            if matches!(path.extension().and_then(|e| e.to_str()), Some("wasm" | "wat")) {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                rules.push((name, std::fs::read(&path).unwrap()));
+            }
+        }
+        assert!(rules.len() >= 2, "the default rules are missing from rules/");
+        rules
+    });
+    rules.iter().map(|(name, content)| (name.as_str(), content.as_slice())).collect()
 }
 
 /// A running gateway and its directories.
@@ -55,7 +72,7 @@ impl Scene {
         }
         let mut config = Config { node: "gateway@127.0.0.1".into(), data: dir.path().join("data"), ..Config::default() };
         // Port 0: the kernel picks a free one as the listener binds; a port picked
-        // beforehand (free_port) can be taken meanwhile by another test's process.
+        // beforehand could be taken meanwhile by another test's process.
         config.broker.listen = "127.0.0.1:0".parse().unwrap();
         config.rules.dir = rules_dir;
         config.rules.reload_debounce_ms = 50;
@@ -172,7 +189,7 @@ pub fn produce(bootstrap: &str, topic: &str, key: Option<&str>, value: &str) {
 pub fn consume(bootstrap: &str, topic: &str, n: usize, timeout: Duration, settle: Duration) -> Vec<KafkaRecord> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("test-{}", free_port()))
+        .set("group.id", unique_group("test"))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()
@@ -323,129 +340,120 @@ async fn drive(
     }
 }
 
-/// The hookline binary in a process of its own, listening on a port it chose (port 0),
-/// read back from its log; `stderr` of the process goes to `log`.
+/// The hookline binary in a process of its own, in a directory of its own: its stderr
+/// is appended to `gateway.log` there (kept across restarts), and it writes the
+/// addresses it bound to `addresses.json` there (`--addresses-file`).
 pub struct GatewayBinary {
     child: std::process::Child,
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
     pub log: PathBuf,
 }
 
 impl GatewayBinary {
-    /// Runs `hookline run --listen 127.0.0.1:0 --admin 127.0.0.1:0 <args>` in `dir`, under
-    /// the open-file limits `(soft, hard)` when given, and waits until it listens.
-    pub async fn start(dir: &Path, args: &[&str], open_files: Option<(u64, u64)>) -> GatewayBinary {
-        use std::os::unix::process::CommandExt;
+    /// `hookline run --listen 127.0.0.1:0 --admin 127.0.0.1:0 <args>` in `dir`.
+    pub async fn start(dir: &Path, args: &[&str]) -> GatewayBinary {
+        GatewayBinary::start_with(dir, |command| {
+            command.args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]).args(args);
+        })
+        .await
+    }
+
+    /// `hookline run` in `dir` with the flags and variables `configure` adds (which
+    /// must put every listener on port 0), once it has bound them all.
+    pub async fn start_with(dir: &Path, configure: impl FnOnce(&mut std::process::Command)) -> GatewayBinary {
         let log = dir.join("gateway.log");
+        let addresses = dir.join("addresses.json");
+        // A restart in the same directory: wait for this run's addresses, not the last.
+        let _ = std::fs::remove_file(&addresses);
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookline"));
         command
             .current_dir(dir)
-            .args(["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-            .args(args)
+            .arg("run")
+            .arg("--addresses-file")
+            .arg(&addresses)
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        if let Some((soft, hard)) = open_files {
-            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child yet.
-            unsafe {
-                command.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, soft, hard));
-            }
-        }
+            .stderr(std::fs::File::options().create(true).append(true).open(&log).unwrap());
+        configure(&mut command);
         let child = command.spawn().expect("run the hookline binary");
-        let mut addr = None;
-        let listening = wait_for(Duration::from_secs(30), || {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            addr = text
-                .lines()
-                .filter(|l| l.contains("MQTT listener up"))
-                .find_map(|l| l.split("listen=").nth(1))
-                .and_then(|a| a.split_whitespace().next()?.parse().ok());
-            addr.is_some()
-        })
-        .await;
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(listening, "the gateway did not say where it listens:\n{text}");
-        GatewayBinary { child, addr: addr.expect("parsed"), log }
+        let unbound = SocketAddr::from(([0, 0, 0, 0], 0));
+        // Killed when dropped, should the wait below panic.
+        let mut gateway = GatewayBinary { child, addr: unbound, admin: unbound, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let text = loop {
+            if let Ok(text) = std::fs::read_to_string(&addresses) {
+                break text;
+            }
+            if let Some(exit) = gateway.child.try_wait().unwrap() {
+                panic!("the gateway exited ({exit}) before it listened; {}:\n{}", gateway.log.display(), gateway.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway wrote no {} within 30 s; {}:\n{}",
+                addresses.display(),
+                gateway.log.display(),
+                gateway.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let bound: serde_json::Value = serde_json::from_str(&text).expect("the addresses file is JSON");
+        let addr = |name: &str| bound[name].as_str().and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("no {name} address in {text}"));
+        (gateway.addr, gateway.admin) = (addr("mqtt"), addr("admin"));
+        gateway
     }
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Sends `signal` (`-TERM`, `-KILL`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {signal}");
+    }
+
+    /// Waits for the process to end, at most `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway still running {within:?} after the signal; {}:\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The value of `sample` (a name with its labels, as `/metrics` writes it) on the
+    /// admin endpoint; 0 when it is not there or the endpoint does not answer.
+    pub fn metric(&self, sample: &str) -> f64 {
+        use std::io::{Read, Write};
+        let mut text = String::new();
+        if let Ok(mut stream) = std::net::TcpStream::connect(self.admin) {
+            let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+            let _ = stream.read_to_string(&mut text);
+        }
+        text.lines().find_map(|line| line.rsplit_once(' ').filter(|(name, _)| *name == sample)?.1.parse().ok()).unwrap_or(0.0)
+    }
+
+    /// Peak resident memory so far, in MiB (VmHWM).
+    pub fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        kib / 1024.0
+    }
 }
 
 impl Drop for GatewayBinary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// tansu, an independent Kafka-compatible broker, as a separate process with in-memory
-/// storage. `.ci/install-kafka-tools.sh` installs it; `TANSU_BIN` overrides the path.
-pub struct Tansu {
-    child: std::process::Child,
-    pub port: u16,
-}
-
-impl Tansu {
-    pub fn start() -> Tansu {
-        Tansu::start_on(free_port())
-    }
-
-    pub fn start_on(port: u16) -> Tansu {
-        let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".to_string());
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = std::process::Command::new(&bin)
-            .args(["broker", "--silent", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run tansu ({bin}): {e}; install it with .ci/install-kafka-tools.sh"));
-        let mut tansu = Tansu { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(tansu.child.try_wait().unwrap().is_none(), "tansu exited at start (port {port} taken?)");
-            assert!(Instant::now() < deadline, "tansu not listening after 10 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        tansu
-    }
-
-    pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Stops the broker process where it is (SIGSTOP): connections stay open, nothing
-    /// is answered. (Killing it would not do for an outage: its topics are in memory,
-    /// and librdkafka 2.12 crashes reading tansu's metadata of topics it no longer has.)
-    pub fn freeze(&self) {
-        let status = std::process::Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success(), "kill -STOP tansu");
-    }
-
-    /// Lets a frozen broker go on (SIGCONT).
-    pub fn thaw(&self) {
-        let status = std::process::Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success(), "kill -CONT tansu");
-    }
-
-    /// Creates single-partition topics, so order across keys is observable (unless a
-    /// client's metadata request auto-created the topic first).
-    pub async fn create_topics(&self, topics: &[&str]) {
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().unwrap();
-        let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1))).collect();
-        let results = admin.create_topics(&new, &AdminOptions::new()).await.expect("create topics");
-        for result in results {
-            match result {
-                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => panic!("cannot create topic {topic}: {code}"),
-            }
-        }
-    }
-}
-
-impl Drop for Tansu {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
