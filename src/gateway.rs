@@ -62,8 +62,6 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     spool: Arc<Spool>,
     listen: SocketAddr,
-    /// The names of the configured MQTT listeners, in the order of `listener_addrs`.
-    listener_names: Vec<&'static str>,
     admin: Option<SocketAddr>,
 }
 
@@ -158,9 +156,6 @@ impl Gateway {
         }
         let broker = Broker::start(&config.broker, spool.clone(), metrics.clone(), access, cluster.clone(), listeners_ready).await?;
         let listen = broker.local_addrs()[0];
-        let optional = [("tls", &config.broker.tls_listen), ("ws", &config.broker.ws_listen), ("wss", &config.broker.wss_listen)];
-        let listener_names =
-            std::iter::once("mqtt").chain(optional.into_iter().filter(|(_, addr)| addr.is_some()).map(|(name, _)| name)).collect();
         let downlink = match &cluster {
             None => None,
             Some(cluster) => Some(DownlinkSource::start(
@@ -195,7 +190,6 @@ impl Gateway {
             metrics,
             spool,
             listen,
-            listener_names,
             admin,
         })
     }
@@ -223,8 +217,7 @@ impl Gateway {
     /// Every bound listener by name: `mqtt`, then `tls`, `ws` and `wss` where configured,
     /// and `admin` when the admin endpoint is enabled.
     pub fn bound_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
-        let mqtt = self.listener_names.iter().copied().zip(self.listener_addrs().iter().copied());
-        mqtt.chain(self.admin.map(|admin| ("admin", admin))).collect()
+        self.broker.named_addrs().chain(self.admin.map(|admin| ("admin", admin))).collect()
     }
 
     /// Closes a client's connection (MQTT 5 clients hear DISCONNECT 0x98); false when

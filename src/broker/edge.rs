@@ -300,6 +300,8 @@ pub struct Broker {
     edge: Arc<Edge>,
     listeners: JoinSet<()>,
     addrs: Vec<SocketAddr>,
+    /// Each listener's transport, by its short name, in the order of `addrs`.
+    keys: Vec<&'static str>,
     ready: Arc<ReadyFlag>,
 }
 
@@ -364,21 +366,28 @@ impl Broker {
             edge.session_timer(edge.clone().adopt_orphans());
         }
         let mut listeners = JoinSet::new();
-        let mut addrs = Vec::new();
+        let (mut addrs, mut keys) = (Vec::new(), Vec::new());
         for (socket, transport) in bound {
             let addr = socket.local_addr().map_err(BrokerError::ListenerAddress)?;
             tracing::info!(listen = %addr, "{} listener up (MQTT 3.1.1 and 5)", transport.name());
             addrs.push(addr);
+            keys.push(transport.key());
             listeners.spawn(listener::accept(edge.clone(), socket, transport));
         }
         ready.set_ready();
-        Ok(Broker { edge, listeners, addrs, ready })
+        Ok(Broker { edge, listeners, addrs, keys, ready })
     }
 
     /// Where the listeners are bound, in the order TCP, TLS, WebSocket, WSS (those
     /// configured).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The listeners' addresses, each by its transport's short name (`mqtt`, `tls`, `ws`,
+    /// `wss`), in the order of `local_addrs`.
+    pub fn named_addrs(&self) -> impl Iterator<Item = (&'static str, SocketAddr)> + '_ {
+        self.keys.iter().copied().zip(self.addrs.iter().copied())
     }
 
     /// Stops accepting new connections and closes each connection when it next sends

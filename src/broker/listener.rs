@@ -39,6 +39,16 @@ impl Transport {
             Transport::WebSocketTls(..) => "MQTT over WebSocket and TLS",
         }
     }
+
+    /// Its short name in `hookline run --addresses-file`: `mqtt`, `tls`, `ws` or `wss`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Transport::Tcp => "mqtt",
+            Transport::Tls(..) => "tls",
+            Transport::WebSocket => "ws",
+            Transport::WebSocketTls(..) => "wss",
+        }
+    }
 }
 
 /// The listeners the configuration asks for, bound; errors name the key and the
