@@ -1,6 +1,7 @@
 //! The promises MQTT makes, kept by the edge, each checked on the wire with hand-built
 //! MQTT 5 (and, where it applies, 3.1.1) packets: delivered QoS, topic aliases,
-//! subscription options, the client's Receive Maximum and Maximum Packet Size, the
+//! subscription options, overlapping subscriptions and their Subscription Identifiers,
+//! shared subscriptions, the client's Receive Maximum and Maximum Packet Size, the
 //! CONNACK's properties, keep-alive, a second CONNECT, takeover, will delay, `$`
 //! filters, and the DISCONNECTs a server sends. The session and delivery promises are
 //! checked twice: on a gateway alone, and on a cluster node (sessions kept in Kafka).
@@ -8,7 +9,8 @@
 use std::time::Duration;
 
 use crate::support::raw_mqtt::{
-    ack, connect, connect_with, parse_publish, prop_u16, prop_u32, publish, subscribe, unsubscribe, RawClient, Received,
+    ack, connect, connect_with, parse_publish, prop_u16, prop_u32, publish, subscribe, subscribe_with_id, subscription_ids, unsubscribe,
+    RawClient, Received,
 };
 use crate::support::scene::{wait_for, MockKafka, Scene};
 
@@ -126,6 +128,88 @@ async fn no_local_and_retain_as_published_and_retain_handling_are_honoured_on(ka
     own.send(&publish(5, "n/1", 0, 0, false, b"mine", &[])).await;
     publisher.send(&publish(5, "n/2", 0, 0, false, b"theirs", &[])).await;
     assert_eq!(next_publish(&mut own, 5).await.expect("delivery").payload, b"theirs");
+}
+
+/// Every PUBLISH that reaches `client` until it is silent for half a second, each QoS 1
+/// one acknowledged.
+async fn all_publishes(client: &mut RawClient, level: u8) -> Vec<Received> {
+    let mut got = Vec::new();
+    while let Ok(Some(packet)) = tokio::time::timeout(Duration::from_millis(500), client.receive()).await {
+        let publish = parse_publish(level, &packet).unwrap_or_else(|| panic!("PUBLISH expected, got {packet:?}"));
+        if publish.qos == 1 {
+            client.send(&ack(0x40, publish.pkid)).await;
+        }
+        got.push(publish);
+    }
+    got
+}
+
+/// MQTT 5 3.3.4: a message matching several of a client's subscriptions reaches it as
+/// one copy carrying every matching Subscription Identifier at the highest granted QoS,
+/// or as one copy per subscription, each with its own identifier and QoS. Either way,
+/// no identifier is lost or added and no copy exceeds the publish's QoS.
+async fn overlapping_subscriptions_carry_their_subscription_identifiers_on(kafka: Option<String>) {
+    let scene = Scene::start(&[], kafka).await;
+    let mut client = RawClient::connected(scene.addr, 5, "overlap").await;
+    for (pkid, filter, qos, id) in [(1, "ov/a", 1, Some(7)), (2, "ov/+", 0, Some(9)), (3, "ov/#", 2, None)] {
+        let packet = match id {
+            Some(id) => subscribe_with_id(pkid, filter, qos, id),
+            None => subscribe(5, pkid, filter, qos),
+        };
+        client.send(&packet).await;
+        let (first, body) = client.receive().await.expect("SUBACK");
+        assert_eq!((first, *body.last().unwrap()), (0x90, qos), "{filter} granted at QoS {qos}");
+    }
+    let mut publisher = RawClient::connected(scene.addr, 5, "overlap-pub").await;
+    // ov/a matches all three subscriptions; ov/b the last two.
+    for (topic, matching) in [("ov/a", vec![(Some(7), 1), (Some(9), 0), (None, 2)]), ("ov/b", vec![(Some(9), 0), (None, 2)])] {
+        publish_acked(&mut publisher, 5, topic, 1, false, topic.as_bytes()).await;
+        let copies = all_publishes(&mut client, 5).await;
+        assert!(!copies.is_empty(), "{topic}: no copy delivered");
+        assert!(copies.iter().all(|c| c.topic == topic && c.payload == topic.as_bytes() && c.qos <= 1), "{topic}: {copies:?}");
+        let mut ids: Vec<usize> = copies.iter().flat_map(|c| subscription_ids(&c.props)).collect();
+        ids.sort();
+        let mut expected: Vec<usize> = matching.iter().filter_map(|(id, _)| *id).collect();
+        expected.sort();
+        assert_eq!(ids, expected, "{topic}: the matching subscriptions' identifiers, each once");
+        match copies.len() {
+            1 => assert_eq!(copies[0].qos, 1, "{topic}: one copy goes at the highest granted QoS (capped by the publish's)"),
+            n => {
+                assert_eq!(n, matching.len(), "{topic}: one copy per matching subscription");
+                for (id, granted) in matching {
+                    let wanted = id.into_iter().collect::<Vec<_>>();
+                    let copy = copies.iter().find(|c| subscription_ids(&c.props) == wanted).expect("a copy for each subscription");
+                    assert_eq!(copy.qos, granted.min(1), "{topic}: the copy for subscription {id:?} at its own QoS");
+                }
+            }
+        }
+    }
+}
+
+/// A shared subscription (`$share/<group>/<filter>`) gives each message to one member of
+/// its group, while a plain subscription to the same filter gets every message.
+async fn a_shared_subscription_gives_each_message_to_one_member_on(kafka: Option<String>) {
+    let scene = Scene::start(&[], kafka).await;
+    let mut members = Vec::new();
+    for id in ["member-1", "member-2"] {
+        members.push(subscriber(&scene, 5, id, "$share/billing/sh/#", 1).await);
+    }
+    let mut plain = subscriber(&scene, 5, "plain-sh", "sh/#", 1).await;
+    let mut publisher = RawClient::connected(scene.addr, 5, "sh-pub").await;
+    let sent: Vec<String> = (0..10).map(|n| format!("m{n}")).collect();
+    for payload in &sent {
+        publish_acked(&mut publisher, 5, "sh/lock-1", 1, false, payload.as_bytes()).await;
+    }
+    let payloads = |copies: Vec<Received>| copies.into_iter().map(|c| String::from_utf8(c.payload).unwrap()).collect::<Vec<_>>();
+    let mut shared = Vec::new();
+    for member in &mut members {
+        shared.extend(payloads(all_publishes(member, 5).await));
+    }
+    shared.sort();
+    let mut expected = sent.clone();
+    expected.sort();
+    assert_eq!(shared, expected, "each message to exactly one member of the group");
+    assert_eq!(payloads(all_publishes(&mut plain, 5).await), sent, "a plain subscription gets every message, in order");
 }
 
 async fn the_clients_receive_maximum_and_maximum_packet_size_are_respected_on(kafka: Option<String>) {
@@ -471,6 +555,8 @@ macro_rules! alone_and_in_a_cluster {
 }
 
 alone_and_in_a_cluster! {
+    overlapping_subscriptions_carry_their_subscription_identifiers_on => overlapping_subscriptions_carry_their_subscription_identifiers, overlapping_subscriptions_carry_their_subscription_identifiers_in_a_cluster;
+    a_shared_subscription_gives_each_message_to_one_member_on => a_shared_subscription_gives_each_message_to_one_member, a_shared_subscription_gives_each_message_to_one_member_in_a_cluster;
     a_takeover_tells_the_old_connection_and_fires_only_its_will_on => a_takeover_tells_the_old_connection_and_fires_only_its_will, a_takeover_tells_the_old_connection_and_fires_only_its_will_in_a_cluster;
     a_will_delay_is_cancelled_when_the_client_comes_back_in_time_on => a_will_delay_is_cancelled_when_the_client_comes_back_in_time, a_will_delay_is_cancelled_when_the_client_comes_back_in_time_in_a_cluster;
     an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones_on => an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones, an_offline_session_keeps_qos_1_messages_and_not_qos_0_ones_in_a_cluster;

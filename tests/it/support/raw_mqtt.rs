@@ -10,17 +10,35 @@ use tokio::net::TcpStream;
 /// A frame: first byte, the remaining length as MQTT encodes it, then `body`.
 pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let byte = (len % 128) as u8;
-        len /= 128;
-        out.push(if len > 0 { byte | 0x80 } else { byte });
-        if len == 0 {
-            break;
-        }
-    }
+    varint(&mut out, body.len());
     out.extend_from_slice(body);
     out
+}
+
+/// MQTT's variable byte integer (remaining lengths, Subscription Identifiers).
+fn varint(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let byte = (n % 128) as u8;
+        n /= 128;
+        out.push(if n > 0 { byte | 0x80 } else { byte });
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+/// Reads a variable byte integer at `at`; returns it and where it ends.
+fn read_varint(bytes: &[u8], mut at: usize) -> (usize, usize) {
+    let (mut n, mut shift) = (0, 0);
+    loop {
+        let byte = bytes[at];
+        n |= ((byte & 0x7f) as usize) << shift;
+        at += 1;
+        if byte & 0x80 == 0 {
+            return (n, at);
+        }
+        shift += 7;
+    }
 }
 
 fn string(out: &mut Vec<u8>, s: &[u8]) {
@@ -103,6 +121,47 @@ pub fn subscribe(level: u8, pkid: u16, filter: &str, options: u8) -> Vec<u8> {
     string(&mut body, filter.as_bytes());
     body.push(options);
     frame(0x82, &body)
+}
+
+/// An MQTT 5 SUBSCRIBE of one filter with a Subscription Identifier.
+pub fn subscribe_with_id(pkid: u16, filter: &str, options: u8, id: usize) -> Vec<u8> {
+    let mut props = vec![0x0b];
+    varint(&mut props, id);
+    let mut body = pkid.to_be_bytes().to_vec();
+    varint(&mut body, props.len());
+    body.extend_from_slice(&props);
+    string(&mut body, filter.as_bytes());
+    body.push(options);
+    frame(0x82, &body)
+}
+
+/// The Subscription Identifiers among a PUBLISH's MQTT 5 properties, in their order.
+pub fn subscription_ids(props: &[u8]) -> Vec<usize> {
+    let (mut ids, mut at) = (Vec::new(), 0);
+    let two = |at: usize| u16::from_be_bytes([props[at], props[at + 1]]) as usize;
+    while at < props.len() {
+        let id = props[at];
+        at += 1;
+        at = match id {
+            0x0b => {
+                let (value, end) = read_varint(props, at);
+                ids.push(value);
+                end
+            }
+            0x01 => at + 1,
+            0x23 => at + 2,
+            0x02 => at + 4,
+            // Content Type, Response Topic, Correlation Data: one length-prefixed field.
+            0x03 | 0x08 | 0x09 => at + 2 + two(at),
+            // A User Property: two of them.
+            0x26 => {
+                let value = at + 2 + two(at);
+                value + 2 + two(value)
+            }
+            other => panic!("property {other:#x} is not one a PUBLISH carries"),
+        };
+    }
+    ids
 }
 
 /// An UNSUBSCRIBE of one filter.
