@@ -26,7 +26,10 @@
 //! like real ones, hold their connections, and the report is how many connected, why the
 //! others failed, and the gateway's RSS per connection. `--source-addrs N` spreads the
 //! connections over source addresses 127.0.0.2 upwards, past one address's ephemeral
-//! port range.
+//! port range. `--window N` lets at most N locks handshake at once, `--reconnect` has
+//! the whole fleet drop its connections after the hold and come back (timed), and
+//! `--idle-commands R` has one more lock receive R commands a second among the idle
+//! ones (publish-to-receipt latency).
 //!
 //! Measured: acknowledged publishes per second, PUBACK (QoS 1) / PUBCOMP (QoS 2)
 //! latency percentiles, command delivery latency, records per Kafka topic vs sent,
@@ -50,6 +53,9 @@
 //! # idle fleet: connect and subscribe, hold 30 s, report RSS per connection
 //! cargo run --release --example loadgen -- --mqtt 127.0.0.1:1883 --idle 30 --devices 18000 \
 //!     --connect-rate 500 --source-addrs 8 --gateway-pid $(pgrep -x hookline)
+//! # a fleet 500 at a time, all reconnecting after the hold, one lock commanded 1,000/s
+//! cargo run --release --example loadgen -- --mqtt 127.0.0.1:1883 --idle 10 --devices 18000 \
+//!     --connect-rate 0 --window 500 --reconnect --idle-commands 1000 --source-addrs 8
 //! # parked persistent sessions: connect (clean session 0), subscribe, leave; RSS per session
 //! cargo run --release --example loadgen -- --mqtt 127.0.0.1:1883 --idle 2 --park --devices 20000 \
 //!     --connect-rate 2000 --gateway-pid $(pgrep -x hookline)
@@ -77,6 +83,8 @@ use tokio::sync::{watch, Semaphore};
 
 const STATE_TOPIC: &str = "message_state";
 const COMMAND_TOPIC: &str = "message_command";
+/// How long an idle lock waits for its CONNACK and SUBACK before it counts as failed.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most publish frames written in one `write` call.
 const WRITE_BATCH: u64 = 64;
 
@@ -180,6 +188,21 @@ struct Args {
     /// is then reported per parked session.
     #[arg(long, requires = "idle")]
     park: bool,
+    /// With `--idle`: at most this many locks in their handshake (CONNECT, SUBSCRIBE) at
+    /// once, "N at a time" as a fleet comes back (0: no limit; `--connect-rate` still
+    /// paces the first connections).
+    #[arg(long, default_value_t = 0, requires = "idle")]
+    window: usize,
+    /// With `--idle`: after the hold, every lock drops its connection at once and
+    /// connects and subscribes again, through `--window`; reports how long until all
+    /// were back, then holds them again for as long.
+    #[arg(long, requires = "idle", conflicts_with = "park")]
+    reconnect: bool,
+    /// With `--idle`: during the hold, one more lock receives this many QoS 1 commands a
+    /// second from one publisher, among the idle ones; reports publish-to-receipt
+    /// latency (0: none).
+    #[arg(long, default_value_t = 0.0, requires = "idle", conflicts_with = "park")]
+    idle_commands: f64,
     /// Bind each connection to one of this many source addresses, 127.0.0.2 upwards,
     /// round-robin (0: let the OS pick): one address has only the ephemeral port range
     /// (about 28,000 ports) towards one broker port.
@@ -1130,24 +1153,30 @@ fn sample_proc(pid: u32) -> Option<ProcSample> {
 // ---------------------------------------------------------------------------------------
 // Idle fleet
 
-/// One idle lock: connects, subscribes QoS 1 to its command topic (unless
-/// `--no-subscribe`, which separates the cost of a connection from that of its
-/// subscription), counts itself in
-/// `connected`, then holds the connection until `stop` (with `--park`, leaves at once
-/// instead, its persistent session parked). Anything the broker sends
-/// meanwhile, or the connection closing, is an error: nobody publishes to these locks.
-async fn idle_lock(
-    args: Arc<Args>,
-    index: usize,
-    client_id: String,
-    connected: Arc<AtomicUsize>,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+/// Where an idle fleet is: holding, reconnecting (`--reconnect`), or done.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum IdlePhase {
+    Hold,
+    Reconnect,
+    Stop,
+}
+
+/// How many locks are connected now, and how many came back after `--reconnect`.
+#[derive(Default)]
+struct IdleCounts {
+    connected: AtomicUsize,
+    reconnected: AtomicUsize,
+}
+
+/// One lock's CONNECT and SUBSCRIBE (unless `--no-subscribe`), within a place of
+/// `window`: the connection, subscribed.
+async fn lock_handshake(args: &Args, index: usize, client_id: &str, window: &Semaphore) -> anyhow::Result<TcpStream> {
+    let _turn = window.acquire().await?;
     // Boxed: the handshake's read buffer would otherwise stay in every task's future
     // for the whole hold, and the load generator holds 100,000 of them.
-    let mut stream = Box::pin(async {
+    let handshake = Box::pin(async {
         let mut stream = connect_from(&args.mqtt, args.source_addrs, index).await?;
-        stream.write_all(&frame::connect(&client_id, args.keep_alive, args.park)).await?;
+        stream.write_all(&frame::connect(client_id, args.keep_alive, args.park)).await?;
         let mut buf = Vec::new();
         let (first, connack) = read_frame(&mut stream, &mut buf).await?;
         anyhow::ensure!(first >> 4 == 2 && connack.get(3) == Some(&0), "CONNECT refused: {connack:?}");
@@ -1157,21 +1186,22 @@ async fn idle_lock(
             anyhow::ensure!(first >> 4 == 9, "expected SUBACK, got packet type {}", first >> 4);
         }
         anyhow::Ok(stream)
-    })
-    .await?;
-    connected.fetch_add(1, Ordering::Relaxed);
-    if args.park {
-        // Leave: the broker keeps the session; wait until it has closed the connection.
-        stream.write_all(&frame::DISCONNECT).await?;
-        let mut rest = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
-        return Ok(());
+    });
+    // A broker that never answers is a failure to count, not a run that never ends.
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(handshake) => handshake,
+        Err(_) => anyhow::bail!("no CONNACK or SUBACK within {} s", HANDSHAKE_TIMEOUT.as_secs()),
     }
+}
+
+/// Holds an idle connection until the fleet reaches `until`. Anything the broker sends
+/// meanwhile, or the connection closing, is an error: nobody publishes to these locks.
+async fn hold(stream: &mut TcpStream, phase: &mut watch::Receiver<IdlePhase>, until: IdlePhase, counts: &IdleCounts) -> anyhow::Result<()> {
     let mut byte = [0u8; 1];
     tokio::select! {
-        _ = stop.wait_for(|stop| *stop) => {}
+        _ = phase.wait_for(|phase| *phase >= until) => Ok(()),
         read = stream.read(&mut byte) => {
-            connected.fetch_sub(1, Ordering::Relaxed);
+            counts.connected.fetch_sub(1, Ordering::Relaxed);
             anyhow::bail!("idle connection ended by the broker ({})", match read {
                 Ok(0) => "closed".to_string(),
                 Ok(_) => format!("unexpected packet type {}", byte[0] >> 4),
@@ -1179,8 +1209,107 @@ async fn idle_lock(
             });
         }
     }
+}
+
+/// One idle lock: connects, subscribes QoS 1 to its command topic (unless
+/// `--no-subscribe`, which separates the cost of a connection from that of its
+/// subscription), counts itself, then holds the connection until the fleet stops (with
+/// `--park`, leaves at once instead, its persistent session parked; with `--reconnect`,
+/// drops it when the fleet reconnects and connects again).
+async fn idle_lock(
+    args: Arc<Args>,
+    index: usize,
+    client_id: String,
+    counts: Arc<IdleCounts>,
+    window: Arc<Semaphore>,
+    mut phase: watch::Receiver<IdlePhase>,
+) -> anyhow::Result<()> {
+    let mut stream = lock_handshake(&args, index, &client_id, &window).await?;
+    counts.connected.fetch_add(1, Ordering::Relaxed);
+    if args.park {
+        // Leave: the broker keeps the session; wait until it has closed the connection.
+        stream.write_all(&frame::DISCONNECT).await?;
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+        return Ok(());
+    }
+    if args.reconnect {
+        hold(&mut stream, &mut phase, IdlePhase::Reconnect, &counts).await?;
+        // Gone without a word, as a fleet is when its network or its gateway fails.
+        drop(stream);
+        counts.connected.fetch_sub(1, Ordering::Relaxed);
+        stream = lock_handshake(&args, index, &client_id, &window).await?;
+        counts.connected.fetch_add(1, Ordering::Relaxed);
+        counts.reconnected.fetch_add(1, Ordering::Relaxed);
+    }
+    hold(&mut stream, &mut phase, IdlePhase::Stop, &counts).await?;
     stream.write_all(&frame::DISCONNECT).await?;
     Ok(())
+}
+
+/// `--idle-commands`: one lock subscribed to its command topic and one publisher sending
+/// it QoS 1 commands at `rate` a second for `seconds`, among the idle fleet. Gives the
+/// publish-to-receipt latency of every command received, and how many were sent.
+async fn commands_among_idle_locks(args: Arc<Args>, run: String, rate: f64, seconds: f64) -> anyhow::Result<(Histogram<u64>, u64)> {
+    let lock_id = format!("lg{run}-active");
+    let topic = format!("devices/{lock_id}/command");
+    let mut lock = connect_from(&args.mqtt, 0, 0).await?;
+    lock.write_all(&frame::connect(&lock_id, args.keep_alive, false)).await?;
+    let mut buf = Vec::new();
+    read_frame(&mut lock, &mut buf).await?;
+    lock.write_all(&frame::subscribe(1, &topic, 1)).await?;
+    let (first, _) = read_frame(&mut lock, &mut buf).await?;
+    anyhow::ensure!(first >> 4 == 9, "the commanded lock's SUBSCRIBE: packet type {} instead of SUBACK", first >> 4);
+
+    let mut commander = connect_from(&args.mqtt, 0, 0).await?;
+    commander.write_all(&frame::connect(&format!("lg{run}-commander"), args.keep_alive, false)).await?;
+    read_frame(&mut commander, &mut Vec::new()).await?;
+    let (mut acks, mut commands) = commander.into_split();
+    // PUBACKs are read and let go: the latency measured is the lock's.
+    let drain = tokio::spawn(async move {
+        let mut sink = [0u8; 4096];
+        while matches!(acks.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+    let count = (rate * seconds).round() as u64;
+    let send = async {
+        let started = Instant::now();
+        let mut out = Vec::new();
+        for n in 0..count {
+            tokio::time::sleep_until((started + Duration::from_secs_f64(n as f64 / rate)).into()).await;
+            out.clear();
+            let payload = format!("{{\"command\":\"unlock\",\"seq\":{n},\"sent_us\":{}}}", wall_us());
+            frame::publish(&mut out, &topic, 1, (n % 65_535 + 1) as u16, &[payload.as_bytes()]);
+            commands.write_all(&out).await?;
+        }
+        anyhow::Ok(())
+    };
+    let receive = async {
+        let mut latency = latency_histogram();
+        let mut ack = Vec::new();
+        while latency.len() < count {
+            let Ok(read) = tokio::time::timeout(Duration::from_secs(2), read_frame(&mut lock, &mut buf)).await else { break };
+            let (first, packet) = read?;
+            if first >> 4 != 3 {
+                continue;
+            }
+            let header = wire::fixed_header(&packet).map_or(0, |(_, _, header)| header);
+            let topic_len = u16::from_be_bytes([packet[header], packet[header + 1]]) as usize;
+            let pkid_at = header + 2 + topic_len;
+            let pkid = u16::from_be_bytes([packet[pkid_at], packet[pkid_at + 1]]);
+            if let Some((_, sent_us)) = payload_fields(&packet[pkid_at + 2..]) {
+                latency.saturating_record(wall_us().saturating_sub(sent_us).max(1));
+            }
+            ack.clear();
+            frame::ack(&mut ack, frame::PUBACK, pkid);
+            lock.write_all(&ack).await?;
+        }
+        anyhow::Ok(latency)
+    };
+    let (sent, latency) = tokio::join!(send, receive);
+    sent?;
+    drain.abort();
+    lock.write_all(&frame::DISCONNECT).await?;
+    Ok((latency?, count))
 }
 
 /// Counts a finished idle lock's error by its message (a lock only finishes early on one).
@@ -1191,6 +1320,41 @@ fn record_failure(failures: &mut std::collections::BTreeMap<String, u64>, joined
         Err(e) => format!("task: {e}"),
     };
     *failures.entry(why).or_default() += 1;
+}
+
+/// Waits until `done()` (locks up, or back) plus the locks failed since reaches `of`,
+/// showing progress each second; returns the seconds since `since`.
+async fn wait_for_locks(
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    failures: &mut std::collections::BTreeMap<String, u64>,
+    args: &Args,
+    since: Instant,
+    of: usize,
+    done: impl Fn() -> usize,
+) -> f64 {
+    let mut last_progress = Instant::now();
+    loop {
+        while let Some(joined) = tasks.try_join_next() {
+            record_failure(failures, joined);
+        }
+        let (up, failed) = (done(), failures.values().sum::<u64>());
+        if up + failed as usize >= of {
+            return since.elapsed().as_secs_f64();
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) && !args.quiet {
+            let gw = args.gateway_pid.and_then(sample_proc).unwrap_or_default();
+            eprintln!("[{:>4.0}s] up {up} failed {failed} | gw rss {} MB", since.elapsed().as_secs_f64(), gw.rss_kb / 1024);
+            last_progress = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn window_text(window: usize) -> String {
+    match window {
+        0 => "all at once".to_string(),
+        n => format!("{n} at a time"),
+    }
 }
 
 /// `--idle`: opens `--devices` connections at `--connect-rate`, holds them `idle` seconds,
@@ -1204,8 +1368,9 @@ async fn idle_fleet(args: Args, idle: f64) -> anyhow::Result<()> {
     );
     let args = Arc::new(args);
     let run = format!("{:x}", wall_us() % 0xffff_ffff);
-    let connected = Arc::new(AtomicUsize::new(0));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let counts = Arc::new(IdleCounts::default());
+    let window = Arc::new(Semaphore::new(if args.window > 0 { args.window } else { Semaphore::MAX_PERMITS }));
+    let (phase_tx, phase_rx) = watch::channel(IdlePhase::Hold);
     let gw_before = args.gateway_pid.and_then(sample_proc);
     let self_before = sample_proc(std::process::id());
 
@@ -1213,42 +1378,46 @@ async fn idle_fleet(args: Args, idle: f64) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.devices {
         let client_id = format!("lg{run}-{i}");
-        tasks.spawn(idle_lock(args.clone(), i, client_id, connected.clone(), stop_rx.clone()));
+        tasks.spawn(idle_lock(args.clone(), i, client_id, counts.clone(), window.clone(), phase_rx.clone()));
         if args.connect_rate > 0.0 {
             tokio::time::sleep_until((started + Duration::from_secs_f64((i + 1) as f64 / args.connect_rate)).into()).await;
         }
     }
     // Every lock is connected, or has failed; failures are collected as they come.
     let mut failures: std::collections::BTreeMap<String, u64> = Default::default();
-    let mut last_progress = Instant::now();
-    loop {
-        while let Some(joined) = tasks.try_join_next() {
-            record_failure(&mut failures, joined);
-        }
-        let up = connected.load(Ordering::Relaxed);
-        let failed: u64 = failures.values().sum();
-        if up + failed as usize >= args.devices {
-            break;
-        }
-        if last_progress.elapsed() >= Duration::from_secs(1) && !args.quiet {
-            let gw = args.gateway_pid.and_then(sample_proc).unwrap_or_default();
-            eprintln!("[{:>4.0}s] connected {up} failed {failed} | gw rss {} MB", started.elapsed().as_secs_f64(), gw.rss_kb / 1024);
-            last_progress = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let connect_secs = started.elapsed().as_secs_f64();
-    let connected_all = connected.load(Ordering::Relaxed);
+    let all_up = |counts: &IdleCounts| counts.connected.load(Ordering::Relaxed);
+    let connect_secs = wait_for_locks(&mut tasks, &mut failures, &args, started, args.devices, || all_up(&counts)).await;
+    let connected_all = all_up(&counts);
     let gw_connected = args.gateway_pid.and_then(sample_proc);
 
+    let commands =
+        (args.idle_commands > 0.0).then(|| tokio::spawn(commands_among_idle_locks(args.clone(), run.clone(), args.idle_commands, idle)));
     tokio::time::sleep(Duration::from_secs_f64(idle)).await;
     while let Some(joined) = tasks.try_join_next() {
         record_failure(&mut failures, joined);
     }
-    let still_connected = connected.load(Ordering::Relaxed);
+    let still_connected = all_up(&counts);
     let gw_idle = args.gateway_pid.and_then(sample_proc);
     let self_idle = sample_proc(std::process::id());
-    stop_tx.send(true)?;
+    let commands = match commands {
+        Some(task) => Some(task.await??),
+        None => None,
+    };
+    let reconnect = if args.reconnect {
+        let failed_before: u64 = failures.values().sum();
+        let again = Instant::now();
+        phase_tx.send(IdlePhase::Reconnect)?;
+        let back = |counts: &IdleCounts| counts.reconnected.load(Ordering::Relaxed);
+        // Done once every lock that held is back, or has failed since.
+        let secs =
+            wait_for_locks(&mut tasks, &mut failures, &args, again, still_connected + failed_before as usize, || back(&counts)).await;
+        let gw_back = args.gateway_pid.and_then(sample_proc);
+        tokio::time::sleep(Duration::from_secs_f64(idle)).await;
+        Some((secs, back(&counts), gw_back))
+    } else {
+        None
+    };
+    phase_tx.send(IdlePhase::Stop)?;
     while let Some(joined) = tasks.join_next().await {
         record_failure(&mut failures, joined);
     }
@@ -1274,6 +1443,14 @@ async fn idle_fleet(args: Args, idle: f64) -> anyhow::Result<()> {
         "connect_seconds": connect_secs,
         "connected": connected_all,
         "connected_after_idle": still_connected,
+        "window": args.window,
+        "reconnect": reconnect.map(|(secs, back, gw)| json!({ "seconds": secs, "reconnected": back, "gateway": rss(gw) })),
+        "commands": commands.as_ref().map(|(latency, sent)| json!({
+            "rate": args.idle_commands,
+            "sent": sent,
+            "received": latency.len(),
+            "latency_ms": percentiles(latency, 1000.0),
+        })),
         "failures": failures,
         "gateway": {
             "pid": args.gateway_pid,
@@ -1309,6 +1486,21 @@ async fn idle_fleet(args: Args, idle: f64) -> anyhow::Result<()> {
     println!("failed                      {failed}");
     for (why, n) in &failures {
         println!("  {n:>8} x {why}");
+    }
+    if let Some((secs, back, gw)) = reconnect {
+        println!(
+            "reconnected                 {back} in {secs:.1} s ({}); {}",
+            window_text(args.window),
+            fmt_rss(&rss(gw).unwrap_or_default())
+        );
+    }
+    if let Some((latency, sent)) = &commands {
+        let at = args.idle_commands;
+        println!(
+            "commands among idle locks   {} of {sent} received at {at}/s, latency {}",
+            latency.len(),
+            fmt_latency(&percentiles(latency, 1.0))
+        );
     }
     println!("gateway before              {}", fmt_rss(&g["before"]));
     println!("gateway all connected       {}", fmt_rss(&g["connected"]));
