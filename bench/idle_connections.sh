@@ -18,7 +18,7 @@
 #   CONNECTIONS=10000 bash bench/idle_connections.sh      # quick check
 #   PARK=1 HOLD=2 CONNECTIONS=20000 TARGETS="rumqttd mosquitto hookline hookline-cluster" \
 #       bash bench/idle_connections.sh                    # parked persistent sessions
-#   CONNECTIONS=18000 CONNECT_RATE=0 WINDOW=500 RECONNECT=1 COMMANDS=1000 HOLD=10 \
+#   CONNECTIONS=18000 CONNECT_RATE=0 WINDOW=500 RECONNECTS=1 COMMANDS=1000 HOLD=10 \
 #       bash bench/idle_connections.sh                    # issue 23's fleet: 500 at a time,
 #                                                         # a reconnect of all, and a lock
 #                                                         # commanded 1,000 times a second
@@ -94,11 +94,11 @@ EXTRA=()
 # PARK=1: each lock subscribes and leaves at once (clean session 0): the cost of a parked
 # persistent session instead of a connection.
 (( ${PARK:-0} )) && EXTRA+=(--park)
-# WINDOW=N: at most N locks in their handshake at once. RECONNECT=1: after the hold,
-# every lock drops its connection and comes back (timed). COMMANDS=R: during the hold,
+# WINDOW=N: at most N locks in their handshake at once. RECONNECTS=N: after the hold,
+# every lock drops its connection and comes back, N times (timed). COMMANDS=R: during the hold,
 # one more lock receives R commands a second (publish-to-receipt latency).
 (( ${WINDOW:-0} )) && EXTRA+=(--window "$WINDOW")
-(( ${RECONNECT:-0} )) && EXTRA+=(--reconnect)
+(( ${RECONNECTS:-0} )) && EXTRA+=(--reconnects "$RECONNECTS")
 [ "${COMMANDS:-0}" != 0 ] && EXTRA+=(--idle-commands "$COMMANDS")
 status=0
 for target in $TARGETS; do

@@ -26,8 +26,8 @@
 //! like real ones, hold their connections, and the report is how many connected, why the
 //! others failed, and the gateway's RSS per connection. `--source-addrs N` spreads the
 //! connections over source addresses 127.0.0.2 upwards, past one address's ephemeral
-//! port range. `--window N` lets at most N locks handshake at once, `--reconnect` has
-//! the whole fleet drop its connections after the hold and come back (timed), and
+//! port range. `--window N` lets at most N locks handshake at once, `--reconnects N` has
+//! the whole fleet drop its connections after the hold and come back, N times (timed), and
 //! `--idle-commands R` has one more lock receive R commands a second among the idle
 //! ones (publish-to-receipt latency).
 //!
@@ -55,7 +55,7 @@
 //!     --connect-rate 500 --source-addrs 8 --gateway-pid $(pgrep -x hookline)
 //! # a fleet 500 at a time, all reconnecting after the hold, one lock commanded 1,000/s
 //! cargo run --release --example loadgen -- --mqtt 127.0.0.1:1883 --idle 10 --devices 18000 \
-//!     --connect-rate 0 --window 500 --reconnect --idle-commands 1000 --source-addrs 8
+//!     --connect-rate 0 --window 500 --reconnects 1 --idle-commands 1000 --source-addrs 8
 //! # parked persistent sessions: connect (clean session 0), subscribe, leave; RSS per session
 //! cargo run --release --example loadgen -- --mqtt 127.0.0.1:1883 --idle 2 --park --devices 20000 \
 //!     --connect-rate 2000 --gateway-pid $(pgrep -x hookline)
@@ -193,11 +193,11 @@ struct Args {
     /// paces the first connections).
     #[arg(long, default_value_t = 0, requires = "idle")]
     window: usize,
-    /// With `--idle`: after the hold, every lock drops its connection at once and
-    /// connects and subscribes again, through `--window`; reports how long until all
-    /// were back, then holds them again for as long.
-    #[arg(long, requires = "idle", conflicts_with = "park")]
-    reconnect: bool,
+    /// With `--idle`: after the hold, this many times, every lock drops its connection
+    /// at once and connects and subscribes again, through `--window`; reports how long
+    /// until all were back and the gateway's RSS, then holds them again for as long.
+    #[arg(long, default_value_t = 0, requires = "idle", conflicts_with = "park")]
+    reconnects: u32,
     /// With `--idle`: during the hold, one more lock receives this many QoS 1 commands a
     /// second from one publisher, among the idle ones; reports publish-to-receipt
     /// latency (0: none).
@@ -1153,15 +1153,12 @@ fn sample_proc(pid: u32) -> Option<ProcSample> {
 // ---------------------------------------------------------------------------------------
 // Idle fleet
 
-/// Where an idle fleet is: holding, reconnecting (`--reconnect`), or done.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum IdlePhase {
-    Hold,
-    Reconnect,
-    Stop,
-}
+/// Where an idle fleet is: 0 while it first holds, then the number of its reconnect
+/// (`--reconnects`), then `STOP`.
+type IdlePhase = u32;
+const STOP: IdlePhase = IdlePhase::MAX;
 
-/// How many locks are connected now, and how many came back after `--reconnect`.
+/// How many locks are connected now, and how many came back in the current reconnect.
 #[derive(Default)]
 struct IdleCounts {
     connected: AtomicUsize,
@@ -1214,8 +1211,8 @@ async fn hold(stream: &mut TcpStream, phase: &mut watch::Receiver<IdlePhase>, un
 /// One idle lock: connects, subscribes QoS 1 to its command topic (unless
 /// `--no-subscribe`, which separates the cost of a connection from that of its
 /// subscription), counts itself, then holds the connection until the fleet stops (with
-/// `--park`, leaves at once instead, its persistent session parked; with `--reconnect`,
-/// drops it when the fleet reconnects and connects again).
+/// `--park`, leaves at once instead, its persistent session parked; with `--reconnects`,
+/// drops it each time the fleet reconnects and connects again).
 async fn idle_lock(
     args: Arc<Args>,
     index: usize,
@@ -1233,8 +1230,8 @@ async fn idle_lock(
         let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
         return Ok(());
     }
-    if args.reconnect {
-        hold(&mut stream, &mut phase, IdlePhase::Reconnect, &counts).await?;
+    for round in 1..=args.reconnects {
+        hold(&mut stream, &mut phase, round, &counts).await?;
         // Gone without a word, as a fleet is when its network or its gateway fails.
         drop(stream);
         counts.connected.fetch_sub(1, Ordering::Relaxed);
@@ -1242,7 +1239,7 @@ async fn idle_lock(
         counts.connected.fetch_add(1, Ordering::Relaxed);
         counts.reconnected.fetch_add(1, Ordering::Relaxed);
     }
-    hold(&mut stream, &mut phase, IdlePhase::Stop, &counts).await?;
+    hold(&mut stream, &mut phase, STOP, &counts).await?;
     stream.write_all(&frame::DISCONNECT).await?;
     Ok(())
 }
@@ -1370,7 +1367,7 @@ async fn idle_fleet(args: Args, idle: f64) -> anyhow::Result<()> {
     let run = format!("{:x}", wall_us() % 0xffff_ffff);
     let counts = Arc::new(IdleCounts::default());
     let window = Arc::new(Semaphore::new(if args.window > 0 { args.window } else { Semaphore::MAX_PERMITS }));
-    let (phase_tx, phase_rx) = watch::channel(IdlePhase::Hold);
+    let (phase_tx, phase_rx) = watch::channel(0);
     let gw_before = args.gateway_pid.and_then(sample_proc);
     let self_before = sample_proc(std::process::id());
 
@@ -1403,21 +1400,21 @@ async fn idle_fleet(args: Args, idle: f64) -> anyhow::Result<()> {
         Some(task) => Some(task.await??),
         None => None,
     };
-    let reconnect = if args.reconnect {
+    let mut reconnects = Vec::new();
+    for round in 1..=args.reconnects {
         let failed_before: u64 = failures.values().sum();
+        let holding = counts.connected.load(Ordering::Relaxed);
+        counts.reconnected.store(0, Ordering::Relaxed);
         let again = Instant::now();
-        phase_tx.send(IdlePhase::Reconnect)?;
+        phase_tx.send(round)?;
         let back = |counts: &IdleCounts| counts.reconnected.load(Ordering::Relaxed);
         // Done once every lock that held is back, or has failed since.
-        let secs =
-            wait_for_locks(&mut tasks, &mut failures, &args, again, still_connected + failed_before as usize, || back(&counts)).await;
+        let secs = wait_for_locks(&mut tasks, &mut failures, &args, again, holding + failed_before as usize, || back(&counts)).await;
         let gw_back = args.gateway_pid.and_then(sample_proc);
         tokio::time::sleep(Duration::from_secs_f64(idle)).await;
-        Some((secs, back(&counts), gw_back))
-    } else {
-        None
-    };
-    phase_tx.send(IdlePhase::Stop)?;
+        reconnects.push((secs, back(&counts), gw_back));
+    }
+    phase_tx.send(STOP)?;
     while let Some(joined) = tasks.join_next().await {
         record_failure(&mut failures, joined);
     }
@@ -1444,7 +1441,7 @@ async fn idle_fleet(args: Args, idle: f64) -> anyhow::Result<()> {
         "connected": connected_all,
         "connected_after_idle": still_connected,
         "window": args.window,
-        "reconnect": reconnect.map(|(secs, back, gw)| json!({ "seconds": secs, "reconnected": back, "gateway": rss(gw) })),
+        "reconnects": reconnects.iter().map(|(secs, back, gw)| json!({ "seconds": secs, "reconnected": back, "gateway": rss(*gw) })).collect::<Vec<_>>(),
         "commands": commands.as_ref().map(|(latency, sent)| json!({
             "rate": args.idle_commands,
             "sent": sent,
@@ -1487,11 +1484,11 @@ async fn idle_fleet(args: Args, idle: f64) -> anyhow::Result<()> {
     for (why, n) in &failures {
         println!("  {n:>8} x {why}");
     }
-    if let Some((secs, back, gw)) = reconnect {
+    for (secs, back, gw) in &reconnects {
         println!(
             "reconnected                 {back} in {secs:.1} s ({}); {}",
             window_text(args.window),
-            fmt_rss(&rss(gw).unwrap_or_default())
+            fmt_rss(&rss(*gw).unwrap_or_default())
         );
     }
     if let Some((latency, sent)) = &commands {
