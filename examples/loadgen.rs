@@ -385,6 +385,19 @@ impl Pad {
     }
 }
 
+/// A PUBLISH's packet id (0 at QoS 0) and payload, from its first byte and its body (the
+/// frame after the fixed header); an empty payload when the body is cut short.
+fn publish_parts(first: u8, body: &[u8]) -> (u16, &[u8]) {
+    let qos = (first >> 1) & 3;
+    let topic_len = body.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as usize);
+    let id_at = 2 + topic_len;
+    let (id, payload_at) = match qos {
+        0 => (0, id_at),
+        _ => (body.get(id_at..id_at + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]])), id_at + 2),
+    };
+    (id, body.get(payload_at..).unwrap_or_default())
+}
+
 /// `seq` and `sent_us` of a scenario payload (they come before the padding).
 fn payload_fields(payload: &[u8]) -> Option<(u64, u64)> {
     Some((number_after(payload, b"\"seq\":")?, number_after(payload, b"\"sent_us\":")?))
@@ -768,17 +781,13 @@ async fn read_loop(
                 6 => frame::ack(&mut replies, frame::PUBCOMP, pkid()),
                 // An unlock command for this lock.
                 3 => {
-                    let qos = (first >> 1) & 3;
-                    let topic_len = body.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as usize);
-                    let id_at = 2 + topic_len;
-                    let payload_at = id_at + if qos > 0 { 2 } else { 0 };
-                    let id = body.get(id_at..id_at + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-                    if let Some((_, sent_us)) = body.get(payload_at..).and_then(payload_fields) {
+                    let (id, payload) = publish_parts(first, body);
+                    if let Some((_, sent_us)) = payload_fields(payload) {
                         result.command_delivery_us.saturating_record(wall_us().saturating_sub(sent_us).max(1));
                     }
                     result.commands_received += 1;
                     shared.cmd_received.fetch_add(1, Ordering::Relaxed);
-                    match qos {
+                    match (first >> 1) & 3 {
                         1 => frame::ack(&mut replies, frame::PUBACK, id),
                         2 => frame::ack(&mut replies, frame::PUBREC, id),
                         _ => {}
@@ -1290,10 +1299,8 @@ async fn commands_among_idle_locks(args: Arc<Args>, run: String, rate: f64, seco
                 continue;
             }
             let header = wire::fixed_header(&packet).map_or(0, |(_, _, header)| header);
-            let topic_len = u16::from_be_bytes([packet[header], packet[header + 1]]) as usize;
-            let pkid_at = header + 2 + topic_len;
-            let pkid = u16::from_be_bytes([packet[pkid_at], packet[pkid_at + 1]]);
-            if let Some((_, sent_us)) = payload_fields(&packet[pkid_at + 2..]) {
+            let (pkid, payload) = publish_parts(first, &packet[header..]);
+            if let Some((_, sent_us)) = payload_fields(payload) {
                 latency.saturating_record(wall_us().saturating_sub(sent_us).max(1));
             }
             ack.clear();
