@@ -96,7 +96,7 @@ fn edge(c: &mut Criterion) {
     // The router skip: a state report tested against 10,000 locks' command filters.
     let mut filters = FilterSet::default();
     for lock in 0..10_000 {
-        filters.insert(&TopicFilter::parse(&format!("devices/{lock}/command")).unwrap());
+        filters.insert(&TopicFilter::parse(&format!("devices/{lock}/command")).unwrap(), ());
     }
     let topic = Bytes::from(format!("devices/{CLIENT_ID}/state"));
     group.bench_function("router_skip_10k_filters", |b| b.iter(|| black_box(filters.matches(black_box(&topic)))));

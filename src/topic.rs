@@ -1,6 +1,7 @@
 //! MQTT topic filters (`+` one level, `#` the rest): one implementation for the rules'
-//! subscriptions, the edge's subscriptions, and the set of every subscribed filter that
-//! lets the edge keep publishes nobody can receive away from the router.
+//! subscriptions, the edge's subscriptions, the set of every subscribed filter that lets
+//! the edge keep publishes nobody can receive away from the router, and the index of the
+//! cluster's sessions by their subscriptions.
 
 use std::collections::HashMap;
 
@@ -71,92 +72,122 @@ impl TopicFilter {
     }
 }
 
-/// A multiset of filters that answers "does any of them match this topic" in time
-/// proportional to the topic's levels, whatever the number of filters (every lock's
-/// command filter is in it).
-#[derive(Debug, Default)]
-pub struct FilterSet {
-    root: Node,
+/// Filters, each with the values subscribed under it, that finds the values of every
+/// filter matching a topic in time proportional to the topic's levels, whatever the
+/// number of filters (every lock's command filter is in it). A value inserted twice
+/// under a filter is there twice, and found twice.
+#[derive(Debug)]
+pub struct FilterIndex<V> {
+    root: Node<V>,
 }
 
-#[derive(Debug, Default)]
-struct Node {
-    exact: HashMap<Box<str>, Node>,
-    one: Option<Box<Node>>,
-    /// Filters ending here with `#`.
-    rest: usize,
-    /// Filters ending here.
-    here: usize,
+/// The set of subscribed filters, each counted as often as it is subscribed.
+pub type FilterSet = FilterIndex<()>;
+
+#[derive(Debug)]
+struct Node<V> {
+    exact: HashMap<Box<str>, Node<V>>,
+    one: Option<Box<Node<V>>>,
+    /// Values of the filters ending here with `#`.
+    rest: Vec<V>,
+    /// Values of the filters ending here.
+    here: Vec<V>,
 }
 
-impl Node {
-    fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.one.is_none() && self.rest == 0 && self.here == 0
+impl<V> Default for FilterIndex<V> {
+    fn default() -> Self {
+        FilterIndex { root: Node::default() }
     }
 }
 
-impl FilterSet {
-    pub fn insert(&mut self, filter: &TopicFilter) {
+impl<V> Default for Node<V> {
+    fn default() -> Self {
+        Node { exact: HashMap::new(), one: None, rest: Vec::new(), here: Vec::new() }
+    }
+}
+
+impl<V> Node<V> {
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.one.is_none() && self.rest.is_empty() && self.here.is_empty()
+    }
+}
+
+impl<V> FilterIndex<V> {
+    pub fn insert(&mut self, filter: &TopicFilter, value: V) {
         let mut node = &mut self.root;
         for level in &filter.levels {
             node = match level {
                 Level::Exact(part) => node.exact.entry(part.as_str().into()).or_default(),
                 Level::One => node.one.get_or_insert_with(Default::default),
                 Level::Rest => {
-                    node.rest += 1;
+                    node.rest.push(value);
                     return;
                 }
             };
         }
-        node.here += 1;
+        node.here.push(value);
     }
 
-    /// Removes one occurrence of `filter`; a filter not in the set is ignored.
-    pub fn remove(&mut self, filter: &TopicFilter) {
-        fn remove(node: &mut Node, levels: &[Level]) {
+    /// Removes one occurrence of `value` under `filter`; whether there was one.
+    pub fn remove(&mut self, filter: &TopicFilter, value: &V) -> bool
+    where
+        V: PartialEq,
+    {
+        fn take<V: PartialEq>(values: &mut Vec<V>, value: &V) -> bool {
+            let at = values.iter().position(|v| v == value);
+            at.map(|at| values.swap_remove(at)).is_some()
+        }
+        fn remove<V: PartialEq>(node: &mut Node<V>, levels: &[Level], value: &V) -> bool {
             match levels.split_first() {
-                None => node.here = node.here.saturating_sub(1),
-                Some((Level::Rest, _)) => node.rest = node.rest.saturating_sub(1),
+                None => take(&mut node.here, value),
+                Some((Level::Rest, _)) => take(&mut node.rest, value),
                 Some((Level::One, rest)) => {
-                    if let Some(child) = node.one.as_mut() {
-                        remove(child, rest);
-                        if child.is_empty() {
-                            node.one = None;
-                        }
+                    let Some(child) = node.one.as_mut() else { return false };
+                    let removed = remove(child, rest, value);
+                    if child.is_empty() {
+                        node.one = None;
                     }
+                    removed
                 }
                 Some((Level::Exact(part), rest)) => {
-                    if let Some(child) = node.exact.get_mut(part.as_str()) {
-                        remove(child, rest);
-                        if child.is_empty() {
-                            node.exact.remove(part.as_str());
-                        }
+                    let Some(child) = node.exact.get_mut(part.as_str()) else { return false };
+                    let removed = remove(child, rest, value);
+                    if child.is_empty() {
+                        node.exact.remove(part.as_str());
                     }
+                    removed
                 }
             }
         }
-        remove(&mut self.root, &filter.levels);
+        remove(&mut self.root, &filter.levels, value)
     }
 
-    /// Whether any filter in the set matches `topic`, by the rules of
-    /// `TopicFilter::matches`.
-    pub fn matches(&self, topic: &[u8]) -> bool {
-        fn walk(node: &Node, topic: &[u8], wildcards: bool) -> bool {
-            if wildcards && node.rest > 0 {
+    /// Calls `found` with the value of every filter matching `topic` (by the rules of
+    /// `TopicFilter::matches`) until it returns true, and says whether it did. A value
+    /// under two matching filters is found twice.
+    pub fn find<'a>(&'a self, topic: &[u8], mut found: impl FnMut(&'a V) -> bool) -> bool {
+        fn walk<'a, V>(node: &'a Node<V>, topic: &[u8], wildcards: bool, found: &mut dyn FnMut(&'a V) -> bool) -> bool {
+            if wildcards && node.rest.iter().any(&mut *found) {
                 return true;
             }
             let (part, rest) = match topic.iter().position(|&b| b == b'/') {
                 Some(at) => (&topic[..at], Some(&topic[at + 1..])),
                 None => (topic, None),
             };
-            let next = |child: &Node| match rest {
-                Some(rest) => walk(child, rest, true),
-                None => child.here > 0 || child.rest > 0,
+            let mut next = |child: &'a Node<V>| match rest {
+                Some(rest) => walk(child, rest, true, found),
+                // `a/#` matches `a` too.
+                None => child.here.iter().chain(&child.rest).any(&mut *found),
             };
             let exact = std::str::from_utf8(part).ok().and_then(|p| node.exact.get(p));
-            exact.is_some_and(next) || (wildcards && node.one.as_deref().is_some_and(next))
+            exact.is_some_and(&mut next) || (wildcards && node.one.as_deref().is_some_and(next))
         }
-        !topic.is_empty() && walk(&self.root, topic, topic[0] != b'$')
+        !topic.is_empty() && walk(&self.root, topic, topic[0] != b'$', &mut found)
+    }
+
+    /// Whether any filter in the index matches `topic`.
+    pub fn matches(&self, topic: &[u8]) -> bool {
+        self.find(topic, |_| true)
     }
 }
 
@@ -206,7 +237,7 @@ mod tests {
             let mut set = FilterSet::default();
             let parsed: Vec<TopicFilter> = filters[..=n].iter().map(|f| TopicFilter::parse(f).unwrap()).collect();
             for filter in &parsed {
-                set.insert(filter);
+                set.insert(filter, ());
             }
             for topic in topics {
                 let want = parsed.iter().any(|f| f.matches(topic.as_bytes()));
@@ -216,14 +247,45 @@ mod tests {
     }
 
     #[test]
+    fn an_index_finds_the_value_of_every_matching_filter() {
+        let filters = ["devices/+/command", "devices/#", "a/b", "+/x/#", "#", "$SYS/#", "s/+", "devices/+/command", "+"];
+        let topics = ["devices/1/command", "devices", "a/b", "a/b/c", "q/x", "$SYS/x", "s/t", "x", "/", "devices/1/command/x"];
+        let parsed: Vec<TopicFilter> = filters.iter().map(|f| TopicFilter::parse(f).unwrap()).collect();
+        let mut index = FilterIndex::default();
+        for (value, filter) in parsed.iter().enumerate() {
+            index.insert(filter, value);
+        }
+        for topic in topics {
+            let mut found = Vec::new();
+            index.find(topic.as_bytes(), |value| {
+                found.push(*value);
+                false
+            });
+            found.sort();
+            let want: Vec<usize> = (0..parsed.len()).filter(|&v| parsed[v].matches(topic.as_bytes())).collect();
+            assert_eq!(found, want, "topic {topic}");
+        }
+        assert!(index.remove(&parsed[0], &0));
+        assert!(!index.remove(&parsed[0], &0), "value 0 is gone; its twin filter keeps value 7");
+        let mut found = Vec::new();
+        index.find(b"devices/1/command", |value| {
+            found.push(*value);
+            false
+        });
+        found.sort();
+        assert_eq!(found, [1, 4, 7]);
+    }
+
+    #[test]
     fn a_removed_filter_no_longer_matches_but_its_twin_still_does() {
         let mut set = FilterSet::default();
         let filter = TopicFilter::parse("devices/+/command").unwrap();
-        set.insert(&filter);
-        set.insert(&filter);
-        set.remove(&filter);
+        set.insert(&filter, ());
+        set.insert(&filter, ());
+        assert!(set.remove(&filter, &()));
         assert!(set.matches(b"devices/1/command"));
-        set.remove(&filter);
+        assert!(set.remove(&filter, &()));
+        assert!(!set.remove(&filter, &()), "no third one");
         assert!(!set.matches(b"devices/1/command"));
         assert!(set.root.is_empty());
     }

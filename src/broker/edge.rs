@@ -193,13 +193,13 @@ impl Edge {
     }
 
     pub(in crate::broker) fn remember_filter(&self, filter: &TopicFilter) {
-        self.filters.write().unwrap_or_else(|p| p.into_inner()).insert(filter);
+        self.filters.write().unwrap_or_else(|p| p.into_inner()).insert(filter, ());
     }
 
     pub(in crate::broker) fn forget_filters<'a>(&self, subscriptions: impl IntoIterator<Item = &'a Subscription>) {
         let mut filters = self.filters.write().unwrap_or_else(|p| p.into_inner());
         for subscription in subscriptions {
-            filters.remove(&subscription.matcher);
+            filters.remove(&subscription.matcher, &());
         }
     }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::topic::TopicFilter;
+use crate::topic::{FilterIndex, TopicFilter};
 
 /// A subscription of a stored session, with the options MQTT keeps across a resume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,10 +140,8 @@ pub struct Table {
     /// (a retry after its first write's answer was lost), and a copy read after the
     /// claim that superseded it must not take the session back.
     superseded: HashMap<Arc<str>, String>,
-    /// Filters without wildcards, to the clients subscribed to them.
-    exact: HashMap<String, HashSet<Arc<str>>>,
-    /// Filters with wildcards.
-    wild: HashMap<String, (TopicFilter, HashSet<Arc<str>>)>,
+    /// The sessions' subscriptions: each client under each of its filters.
+    index: FilterIndex<Arc<str>>,
 }
 
 impl Table {
@@ -230,34 +228,15 @@ impl Table {
     }
 
     fn index(&mut self, client: &Arc<str>, record: &SessionRecord) {
-        for subscription in record.subscriptions.iter().flatten() {
-            // Shared subscriptions are each node's own: a group shares a node's messages.
-            if subscription.filter.starts_with("$share/") {
-                continue;
-            }
-            let Some(filter) = TopicFilter::parse(&subscription.filter) else { continue };
-            match subscription.filter.contains(['+', '#']) {
-                false => self.exact.entry(subscription.filter.clone()).or_default().insert(client.clone()),
-                true => self.wild.entry(subscription.filter.clone()).or_insert_with(|| (filter, HashSet::new())).1.insert(client.clone()),
-            };
+        for filter in indexed_filters(record) {
+            self.index.insert(&filter, client.clone());
         }
     }
 
     fn unindex(&mut self, client: &Arc<str>) {
         let Some(record) = self.sessions.get(client) else { return };
-        for subscription in record.subscriptions.iter().flatten() {
-            if let Some(clients) = self.exact.get_mut(&subscription.filter) {
-                clients.remove(client);
-                if clients.is_empty() {
-                    self.exact.remove(&subscription.filter);
-                }
-            }
-            if let Some((_, clients)) = self.wild.get_mut(&subscription.filter) {
-                clients.remove(client);
-                if clients.is_empty() {
-                    self.wild.remove(&subscription.filter);
-                }
-            }
+        for filter in indexed_filters(record) {
+            self.index.remove(&filter, client);
         }
     }
 
@@ -266,16 +245,19 @@ impl Table {
     /// connected.
     pub fn subscribers(&self, topic: &[u8], now_ms: u64) -> Vec<(Arc<str>, bool)> {
         let mut found: HashSet<&Arc<str>> = HashSet::new();
-        if let Some(clients) = std::str::from_utf8(topic).ok().and_then(|t| self.exact.get(t)) {
-            found.extend(clients);
-        }
-        for (filter, clients) in self.wild.values() {
-            if filter.matches(topic) {
-                found.extend(clients);
-            }
-        }
+        self.index.find(topic, |client| {
+            found.insert(client);
+            false
+        });
         found.into_iter().filter_map(|c| self.sessions.get(c).filter(|s| s.resumable(now_ms)).map(|s| (c.clone(), s.connected))).collect()
     }
+}
+
+/// The filters of `record`'s subscriptions the index holds. Shared subscriptions are
+/// each node's own: a group shares a node's messages.
+fn indexed_filters(record: &SessionRecord) -> impl Iterator<Item = TopicFilter> + '_ {
+    let subscriptions = record.subscriptions.iter().flatten();
+    subscriptions.filter(|s| !s.filter.starts_with("$share/")).filter_map(|s| TopicFilter::parse(&s.filter))
 }
 
 #[cfg(test)]
