@@ -400,7 +400,11 @@ async fn three_nodes_lose_no_command_and_no_report_while_locks_move_and_nodes_st
         .iter()
         .map(|n| format!("--- {} ---\n{}\n", n.name, n.log().lines().filter(telling).take(200).collect::<Vec<_>>().join("\n")))
         .collect();
-    assert!(all && failures.is_empty(), "locks with losses or disorder: {failures:?}\n{report}\n{logs}");
+    if !(all && failures.is_empty()) {
+        // The nodes' whole logs, for what the lines above leave out.
+        let kept = work.keep();
+        panic!("locks with losses or disorder: {failures:?}\n{report}\n{logs}\nthe nodes' logs are kept in {}", kept.display());
+    }
 }
 
 /// A node killed for good: another node adopts its sessions once it is not heard of for
