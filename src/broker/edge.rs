@@ -1,7 +1,9 @@
 //! The edge: what every connection shares (limits, the router's links, the registry of
-//! connected clients, the spool, access, the cluster) and what the broker does for them;
-//! and the `Broker` value that builds the router and the listeners and stops them.
+//! connected clients, the spool, access, the cluster, the index of exact subscriptions)
+//! and what the broker does for them; and the `Broker` value that builds the router and
+//! the listeners and stops them.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -20,8 +22,9 @@ use super::cluster_sessions;
 use super::connection::Client;
 use super::downlink::Downlink;
 use super::error::BrokerError;
+use super::inbox::Inbox;
 use super::listener;
-use super::mail_message;
+use super::mail_message::{self, Mail};
 use super::origin::{self, Origin};
 use super::registry::CloseReason;
 use super::registry::{Parked, Registry};
@@ -30,11 +33,11 @@ use crate::access::{Access, Action};
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::hooks::{now_ms, Hook, HookEvent, Reason};
-use crate::internal_events::{AccessDenied, InternalEvent};
+use crate::internal_events::{AccessDenied, InboxFull, InternalEvent};
 use crate::metrics::Metrics;
 use crate::retained::Retained;
 use crate::spool::Spool;
-use crate::topic::{FilterSet, TopicFilter};
+use crate::topic::FilterSet;
 use crate::util::readiness::ReadyFlag;
 
 /// Commit-log segment size per subscription filter; with `SEGMENT_COUNT` it bounds how
@@ -51,6 +54,8 @@ pub struct Limits {
     pub max_inflight: u16,
     /// A client certificate's identity must be the client id.
     pub identity_is_client_id: bool,
+    /// Messages a session's inbox holds at most.
+    pub max_queued: usize,
 }
 
 /// A client's link to the router: its sending and receiving ends and the router's
@@ -67,15 +72,22 @@ pub struct Edge {
     pub(in crate::broker) metrics: Arc<Metrics>,
     pub(in crate::broker) access: Arc<Access>,
     pub(in crate::broker) registry: Registry,
-    /// Every filter subscribed on this node, live or parked: a publish none of them
-    /// matches (and not retained) stays away from the router.
+    /// Every filter the router serves on this node (wildcards, shared), live or parked:
+    /// a publish none of them matches stays away from the router.
     pub(in crate::broker) filters: RwLock<FilterSet>,
+    /// Subscriptions to one exact topic, which the edge serves itself: each topic with
+    /// the inboxes of the sessions subscribed to it, live or parked.
+    pub(in crate::broker) exact: RwLock<HashMap<Bytes, Vec<Arc<Inbox>>>>,
     pub(in crate::broker) links: Links,
     pub(in crate::broker) limits: Limits,
     /// Shutdown has begun: connections close when they send new work.
     pub(in crate::broker) closing: AtomicBool,
-    /// The gateway's own link, for wills and other messages published from inside.
-    pub(in crate::broker) internal: tokio::sync::Mutex<(LinkTx, LinkRx)>,
+    /// The links every publish for the router goes through, one per core, each client's
+    /// always the same one (its publishes stay in order): a client needs no link of its
+    /// own unless it subscribes to what the router serves. The gateway's own messages
+    /// (wills, the downlink) go through them too. The receiving ends are kept only so the
+    /// router keeps the links.
+    pub(in crate::broker) publishers: Vec<tokio::sync::Mutex<(LinkTx, LinkRx)>>,
     /// Downlink messages waiting for their first delivery.
     pub(in crate::broker) acks: acks::Acks,
     /// Session expiry timers of parked sessions; ended with the broker.
@@ -101,9 +113,8 @@ impl Edge {
     /// Makes the router forget `client_id`'s persistent session, with a clean link
     /// opened and closed. The caller holds the client id, so no connection of it is live.
     pub(in crate::broker) async fn forget_router_session(self: &Arc<Self>, client_id: &Arc<str>) {
-        let (edge, id) = (self.clone(), client_id.clone());
-        match tokio::task::spawn_blocking(move || edge.link(&id, true)).await {
-            Ok(Ok((mut link_tx, _link_rx, _))) => {
+        match open_link(self, client_id, true).await {
+            Ok((mut link_tx, _link_rx)) => {
                 let goodbye = Disconnect { reason_code: DisconnectReasonCode::NormalDisconnection };
                 if let Err(error) = link_tx.send(Packet::Disconnect(goodbye, None)).await {
                     tracing::warn!(client = %client_id, %error, "cannot end a session in the router");
@@ -142,8 +153,10 @@ impl Edge {
     pub(in crate::broker) async fn expire_session(self: &Arc<Self>, client_id: Arc<str>, serial: u64) {
         let Some(claim) = self.registry.claim_if_free(&client_id) else { return };
         if let Some(session) = self.registry.unpark_expired(&client_id, serial) {
-            self.forget_filters(session.subscriptions.iter());
-            self.forget_router_session(&client_id).await;
+            self.remove_routes(&session.subscriptions, &session.inbox);
+            if session.router_session {
+                self.forget_router_session(&client_id).await;
+            }
             Metrics::add(&self.metrics.sessions_expired, 1);
             let given_up = self.acks.resolve_unreachable(|topic| self.any_subscriber(topic));
             Metrics::add(&self.metrics.downlink_expired, given_up as u64);
@@ -188,19 +201,69 @@ impl Edge {
         }
     }
 
+    /// Whether any subscription on this node, the edge's or the router's, matches.
     pub(in crate::broker) fn any_subscriber(&self, topic: &[u8]) -> bool {
+        self.exact.read().unwrap_or_else(|p| p.into_inner()).contains_key(topic) || self.any_router_subscriber(topic)
+    }
+
+    pub(in crate::broker) fn any_router_subscriber(&self, topic: &[u8]) -> bool {
         self.filters.read().unwrap_or_else(|p| p.into_inner()).matches(topic)
     }
 
-    pub(in crate::broker) fn remember_filter(&self, filter: &TopicFilter) {
-        self.filters.write().unwrap_or_else(|p| p.into_inner()).insert(filter, ());
+    /// Makes a new subscription of the session with `inbox` reachable: in the index of
+    /// exact topics, or among the filters the router serves.
+    pub(in crate::broker) fn add_route(&self, subscription: &Subscription, inbox: &Arc<Inbox>) {
+        match subscription.needs_router() {
+            true => self.filters.write().unwrap_or_else(|p| p.into_inner()).insert(&subscription.matcher, ()),
+            false => {
+                let mut exact = self.exact.write().unwrap_or_else(|p| p.into_inner());
+                exact.entry(Bytes::from(subscription.filter.clone())).or_default().push(inbox.clone());
+            }
+        }
     }
 
-    pub(in crate::broker) fn forget_filters<'a>(&self, subscriptions: impl IntoIterator<Item = &'a Subscription>) {
-        let mut filters = self.filters.write().unwrap_or_else(|p| p.into_inner());
+    /// Undoes `add_route` for each of `subscriptions`.
+    pub(in crate::broker) fn remove_routes<'a>(&self, subscriptions: impl IntoIterator<Item = &'a Subscription>, inbox: &Arc<Inbox>) {
+        let (mut filters, mut exact) =
+            (self.filters.write().unwrap_or_else(|p| p.into_inner()), self.exact.write().unwrap_or_else(|p| p.into_inner()));
         for subscription in subscriptions {
-            filters.remove(&subscription.matcher, &());
+            if subscription.needs_router() {
+                filters.remove(&subscription.matcher, &());
+                continue;
+            }
+            let Some(inboxes) = exact.get_mut(subscription.filter.as_bytes()) else { continue };
+            inboxes.retain(|other| !Arc::ptr_eq(other, inbox));
+            if inboxes.is_empty() {
+                exact.remove(subscription.filter.as_bytes());
+            }
         }
+    }
+
+    /// Queues a message in the inbox of every session subscribed to its exact topic;
+    /// whether any took it. A full inbox does not (counted, logged).
+    pub(in crate::broker) fn deliver_exact(
+        &self,
+        topic: &Bytes,
+        payload: &Bytes,
+        props: &Option<PublishProperties>,
+        origin: &Origin,
+    ) -> bool {
+        let exact = self.exact.read().unwrap_or_else(|p| p.into_inner());
+        let Some(inboxes) = exact.get(&topic[..]) else { return false };
+        let mut taken = false;
+        for inbox in inboxes {
+            let mail = Mail { topic: topic.clone(), payload: payload.clone(), props: props.clone(), origin: origin.clone() };
+            match inbox.push(mail, self.limits.max_queued) {
+                Ok(()) => taken = true,
+                Err(_) => InboxFull { metrics: &self.metrics, client: &inbox.client, topic }.emit(),
+            }
+        }
+        taken
+    }
+
+    /// The link `client`'s publishes go through to the router.
+    pub(in crate::broker) fn publisher(&self, client: &str) -> &tokio::sync::Mutex<(LinkTx, LinkRx)> {
+        &self.publishers[crc32fast::hash(client.as_bytes()) as usize % self.publishers.len()]
     }
 
     /// Counts a connection task for as long as the returned guard lives.
@@ -260,9 +323,9 @@ impl Edge {
         self.publish_from_inside(Publish::new(will.topic, will.message, will.retain), props, &origin).await;
     }
 
-    /// Publishes into the router from inside the gateway, through its own link (a
-    /// retained message is kept first). A message nothing on this node can receive is
-    /// not sent: false then.
+    /// Publishes from inside the gateway (a retained message is kept first): to the
+    /// inboxes of its exact topic's subscribers, and into the router when a filter it
+    /// serves matches. False when nothing on this node took it.
     pub(in crate::broker) async fn publish_from_inside(
         &self,
         mut publish: Publish,
@@ -273,12 +336,13 @@ impl Edge {
         if std::mem::take(&mut publish.retain) {
             self.retain(&publish.topic, &publish.payload, &props, origin);
         }
-        if !self.any_subscriber(&publish.topic) {
-            return false;
+        let delivered = self.deliver_exact(&publish.topic, &publish.payload, &props, origin);
+        if !self.any_router_subscriber(&publish.topic) {
+            return delivered;
         }
         origin::attach(&mut props, origin);
-        let mut internal = self.internal.lock().await;
-        if let Err(error) = internal.0.send(Packet::Publish(publish, props)).await {
+        let mut publisher = self.publisher(&origin.from).lock().await;
+        if let Err(error) = send_to_router(&mut publisher.0, &mut vec![Packet::Publish(publish, props)]).await {
             tracing::error!(%error, "the router refused a message published by the gateway");
         }
         true
@@ -334,15 +398,20 @@ impl Broker {
                 .build()
                 .map_err(|e: LinkError| e.to_string())
         });
-        // No client's router id can be this: theirs have every `%` escaped.
-        const INTERNAL_LINK: &str = "%hookline";
-        let (internal_tx, internal_rx, _) = tokio::task::block_in_place(|| links(INTERNAL_LINK, true)).map_err(BrokerError::RouterLink)?;
+        // No client's router id can be one of these: theirs have every `%` escaped.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut publishers = Vec::with_capacity(cores);
+        for i in 0..cores {
+            let (tx, rx, _) = tokio::task::block_in_place(|| links(&format!("%hookline-{i}"), true)).map_err(BrokerError::RouterLink)?;
+            publishers.push(tokio::sync::Mutex::new((tx, rx)));
+        }
         let edge = Arc::new(Edge {
             spool,
             metrics,
             access,
             registry: Registry::default(),
             filters: RwLock::default(),
+            exact: RwLock::default(),
             links,
             limits: Limits {
                 max_packet_size: config.max_packet_size,
@@ -350,9 +419,10 @@ impl Broker {
                 connect_timeout: Duration::from_millis(config.connect_timeout_ms as u64),
                 max_inflight: config.max_inflight.min(u16::MAX as usize) as u16,
                 identity_is_client_id: config.tls_identity_is_client_id,
+                max_queued: config.max_queued_messages,
             },
             closing: AtomicBool::new(false),
-            internal: tokio::sync::Mutex::new((internal_tx, internal_rx)),
+            publishers,
             acks: acks::Acks::default(),
             session_timers: Default::default(),
             live: AtomicUsize::new(0),
@@ -421,6 +491,37 @@ impl Broker {
     /// false when that client is not connected.
     pub fn disconnect(&self, client_id: &str) -> bool {
         self.edge.registry.close(client_id, CloseReason::Administrative)
+    }
+}
+
+/// Hands `packets` to the router through `link`, in order. The router takes a link's
+/// whole buffer per notification, so a notification is pending exactly while the buffer
+/// holds packets: notify only when it was empty. A second notification would reach the
+/// router after the buffer it announced was taken, and after a DISCONNECT would name a
+/// connection that is gone (or, its id reused, another one).
+pub(in crate::broker) async fn send_to_router(link: &mut LinkTx, packets: &mut Vec<Packet>) -> Result<(), LinkError> {
+    let Some(last) = packets.pop() else { return Ok(()) };
+    {
+        let mut buffer = link.buffer();
+        let pending = !buffer.is_empty();
+        buffer.extend(packets.drain(..));
+        if pending {
+            buffer.push_back(last);
+            return Ok(());
+        }
+    }
+    // Nothing pending: the router leaves the buffer alone until this notification.
+    link.send(last).await.map(|_| ())
+}
+
+/// Opens `client_id`'s own link to the router (see `Edge::link`), off the runtime's
+/// threads: rumqttd waits for the router's answer.
+pub(in crate::broker) async fn open_link(edge: &Arc<Edge>, client_id: &Arc<str>, clean: bool) -> Result<(LinkTx, LinkRx), String> {
+    let (links, id) = (edge.clone(), client_id.clone());
+    match tokio::task::spawn_blocking(move || links.link(&id, clean)).await {
+        Ok(Ok((tx, rx, _))) => Ok((tx, rx)),
+        Ok(Err(error)) => Err(error),
+        Err(error) => Err(error.to_string()),
     }
 }
 

@@ -9,7 +9,8 @@ use rumqttd::protocol::{v5::V5, Packet, Protocol, Publish, PublishProperties};
 use super::origin::{self, Origin};
 use super::wire::publish_with;
 
-/// A message read from a mailbox.
+/// A message read from a mailbox, or waiting in a session's inbox.
+#[derive(Clone)]
 pub struct Mail {
     pub topic: Bytes,
     pub payload: Bytes,

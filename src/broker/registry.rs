@@ -4,8 +4,9 @@
 //! A client id is claimed once its CONNECT is accepted, before the router hears of the
 //! new connection: the previous holder is told to close and is waited for, so the router
 //! sees the old connection's one disconnect before the new connection (it never has to
-//! resolve a duplicate id itself). Subscriptions of persistent sessions are kept here
-//! while their client is away, beside the router's own copy of the session.
+//! resolve a duplicate id itself). Persistent sessions are kept here while their client
+//! is away (subscriptions and inbox), beside the router's own copy of the session when
+//! it has one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use super::inbox::Inbox;
 use super::subscription::Subscription;
 
 /// Why the edge closes a connection from outside its own task.
@@ -51,6 +53,10 @@ pub struct Registry {
 /// A persistent session whose client is away.
 pub struct Parked {
     pub subscriptions: Vec<Subscription>,
+    /// Its exact subscriptions' messages, kept for the client's return.
+    pub inbox: Arc<Inbox>,
+    /// The router keeps a session of it too (it had a subscription the router serves).
+    pub router_session: bool,
     /// The number its next event takes (`HookEvent::seq`).
     pub next_seq: u64,
 }
@@ -168,11 +174,6 @@ impl Registry {
     /// Takes the session parked for `client_id`, if any.
     pub fn unpark(&self, client_id: &str) -> Option<Parked> {
         self.parked().remove(client_id).map(|(session, _)| session)
-    }
-
-    /// Whether a session is parked for `client_id`.
-    pub fn is_parked(&self, client_id: &str) -> bool {
-        self.parked().contains_key(client_id)
     }
 
     /// The next event number of the session parked for `client_id`, if any.

@@ -36,6 +36,13 @@ impl Subscription {
         TopicFilter::parse(inner)
     }
 
+    /// Whether the router serves it: a shared subscription, or a filter with wildcards.
+    /// A subscription to one exact topic (a lock's command topic) the edge serves
+    /// itself, through the session's inbox.
+    pub fn needs_router(&self) -> bool {
+        self.filter.starts_with("$share/") || self.filter.contains(['+', '#'])
+    }
+
     /// Applies a SUBSCRIBE's options; `existed` says whether the filter was subscribed
     /// already (Retain Handling 1 sends retained messages only to new subscriptions).
     pub fn update(&mut self, requested: &Filter, existed: bool, client_sub_id: Option<usize>) {

@@ -57,6 +57,10 @@ pub struct BrokerConfig {
     /// Unacknowledged QoS 1/2 messages in flight to one subscriber; a smaller MQTT 5
     /// Receive Maximum wins (the router itself holds at most 100).
     pub max_inflight: usize,
+    /// Messages one session's subscriptions to exact topics (a lock's command topic)
+    /// may hold that its client has not taken yet, connected or away; a message beyond
+    /// it is not kept for that session (counted in `mqtt_inbox_full`, logged).
+    pub max_queued_messages: usize,
     /// Listen queue of each listener: connections the kernel holds while the gateway
     /// accepts (a fleet reconnecting at once arrives in bursts).
     pub listen_backlog: u32,
@@ -90,6 +94,7 @@ impl Default for BrokerConfig {
             reserved_files: 256,
             connect_timeout_ms: 5_000,
             max_inflight: 100,
+            max_queued_messages: 1000,
             listen_backlog: 1024,
         }
     }

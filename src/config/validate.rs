@@ -100,6 +100,9 @@ impl Config {
         if self.broker.max_inflight == 0 {
             return invalid("broker.max_inflight", "must be at least 1");
         }
+        if self.broker.max_queued_messages == 0 {
+            return invalid("broker.max_queued_messages", "must be at least 1");
+        }
         if self.downlink.max_outstanding == 0 {
             return invalid("downlink.max_outstanding", "must be at least 1");
         }

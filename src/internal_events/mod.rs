@@ -18,7 +18,7 @@ mod spool;
 pub use cluster::{ClaimDeferred, ClusterWriteRefused, HeartbeatNotQueued, UnreadableClusterRecord};
 pub use downlink::{DownlinkNotDelivered, DownlinkPartitionsNotRead, DownlinkPartitionsNotStarted, DownlinkSessionsBehind};
 pub use log_limit::LogLimit;
-pub use mqtt::{AcceptFailed, AccessDenied, ConnectionRefused, HandshakeFailed, ProtocolError, PublishNotSpooled, ServedAlone};
+pub use mqtt::{AcceptFailed, AccessDenied, ConnectionRefused, HandshakeFailed, InboxFull, ProtocolError, PublishNotSpooled, ServedAlone};
 pub use rules::RuleCallFailed;
 pub use sink::{DestinationAway, RecordFailed, RecordResent};
 pub use spool::{SpoolFsyncFailed, SpoolFull, SpoolProgressNotPersisted, SpoolReadFailed, SpoolWriteFailed};

@@ -143,3 +143,22 @@ impl InternalEvent for ServedAlone<'_> {
         }
     }
 }
+
+/// A message not kept for a session whose inbox is full (`broker.max_queued_messages`):
+/// its client takes its messages slower than they come, or is away.
+pub struct InboxFull<'a> {
+    pub metrics: &'a Metrics,
+    pub client: &'a str,
+    pub topic: &'a [u8],
+}
+
+impl InternalEvent for InboxFull<'_> {
+    fn emit(self) {
+        static LOG: LogLimit = LogLimit::new();
+        Metrics::add(&self.metrics.mqtt_inbox_full, 1);
+        if let Some(skipped) = LOG.allow() {
+            let topic = String::from_utf8_lossy(self.topic);
+            tracing::warn!(client = self.client, %topic, skipped, "message not kept for a session whose inbox is full (broker.max_queued_messages)");
+        }
+    }
+}

@@ -110,8 +110,12 @@ counters! {
     logins_cached,
     /// Connections that failed their TLS or WebSocket handshake.
     mqtt_handshake_failures,
-    /// Publishes kept from the router because no subscription on this node matched.
+    /// Publishes kept from the router because no subscription it serves on this node
+    /// (wildcards, shared) matched.
     router_skipped,
+    /// Messages not kept for a session because its inbox held
+    /// `broker.max_queued_messages` already.
+    mqtt_inbox_full,
     /// Deliveries dropped because the ACL does not let the subscriber read the topic.
     mqtt_deliveries_denied,
     /// Deliveries dropped for being over the client's Maximum Packet Size.

@@ -51,16 +51,22 @@ async fn publish_acked(client: &mut RawClient, level: u8, topic: &str, qos: u8, 
 
 async fn a_delivery_never_has_a_higher_qos_than_its_publish_or_its_subscription_on(kafka: Option<String>) {
     let scene = Scene::start(&[], kafka).await;
+    deliveries_are_capped(&scene, "q/#", "q/x").await;
+}
+
+/// QoS 0, 1 and 2 publishes to `topic` reach a QoS 2 and a QoS 1 subscriber of `filter`
+/// at min(published, granted), at both MQTT levels.
+async fn deliveries_are_capped(scene: &Scene, filter: &str, topic: &str) {
     for level in [4, 5] {
-        let mut qos2_sub = subscriber(&scene, level, &format!("q2-{level}"), "q/#", 2).await;
-        let mut qos1_sub = subscriber(&scene, level, &format!("q1-{level}"), "q/#", 1).await;
-        let mut publisher = RawClient::connected(scene.addr, level, &format!("pub-{level}")).await;
+        let mut qos2_sub = subscriber(scene, level, &format!("q2-{level}-{filter}"), filter, 2).await;
+        let mut qos1_sub = subscriber(scene, level, &format!("q1-{level}-{filter}"), filter, 1).await;
+        let mut publisher = RawClient::connected(scene.addr, level, &format!("pub-{level}-{filter}")).await;
         for (qos, to_qos2_sub, to_qos1_sub) in [(0, 0, 0), (1, 1, 1), (2, 2, 1)] {
-            publish_acked(&mut publisher, level, "q/x", qos, false, b"m").await;
+            publish_acked(&mut publisher, level, topic, qos, false, b"m").await;
             let got = next_publish(&mut qos2_sub, level).await.expect("delivery");
-            assert_eq!(got.qos, to_qos2_sub, "MQTT level {level}: QoS {qos} publish to a QoS 2 subscription");
+            assert_eq!(got.qos, to_qos2_sub, "{filter}, MQTT level {level}: QoS {qos} publish to a QoS 2 subscription");
             let got_1 = next_publish(&mut qos1_sub, level).await.expect("delivery");
-            assert_eq!(got_1.qos, to_qos1_sub, "MQTT level {level}: QoS {qos} publish to a QoS 1 subscription");
+            assert_eq!(got_1.qos, to_qos1_sub, "{filter}, MQTT level {level}: QoS {qos} publish to a QoS 1 subscription");
             if got.qos == 1 {
                 qos2_sub.send(&ack(0x40, got.pkid)).await;
             }
@@ -537,6 +543,57 @@ async fn session_expiry_and_clean_start_decide_what_outlives_a_connection_on(kaf
     assert!(!present, "the DISCONNECT's expiry 0 ended it");
 }
 
+/// A lock's session: MQTT 5, Clean Start 0, Session Expiry 60 s, the Receive Maximum
+/// given; subscribed to its exact command topic at QoS 1 when `subscribe`.
+async fn lock_session(scene: &Scene, id: &str, receive_max: u16, subscribe_too: bool) -> RawClient {
+    let mut props = prop_u32(0x11, 60);
+    props.extend(prop_u16(0x21, receive_max));
+    let mut client = RawClient::open(scene.addr).await;
+    client.send(&connect_with(5, id, false, &props, None)).await;
+    assert_eq!(client.receive().await.expect("CONNACK").0, 0x20);
+    if subscribe_too {
+        client.send(&subscribe(5, 1, &format!("devices/{id}/command"), 1)).await;
+        assert_eq!(client.receive().await.expect("SUBACK").0, 0x90);
+    }
+    client
+}
+
+/// Subscriptions to one exact topic (a lock's command topic) are served by the edge
+/// itself, through the session's inbox, with no router link: QoS downgrade at both MQTT
+/// levels, the Receive Maximum, what a full inbox refuses (`broker.max_queued_messages`,
+/// counted), and the deliveries a client did not acknowledge sent again, in order, to
+/// the connection that takes its session over.
+async fn exact_subscriptions_keep_every_delivery_promise_on(kafka: Option<String>) {
+    let scene = Scene::start_with(&[], kafka, |config| config.broker.max_queued_messages = 3).await;
+    deliveries_are_capped(&scene, "ex/q", "ex/q").await;
+
+    // Receive Maximum 1, nothing acknowledged: one in flight, three in the inbox, the
+    // fifth refused.
+    let mut lock = lock_session(&scene, "xl", 1, true).await;
+    let mut publisher = RawClient::connected(scene.addr, 5, "xl-commands").await;
+    for n in 1..=5u8 {
+        publish_acked(&mut publisher, 5, "devices/xl/command", 1, false, &[b'0' + n]).await;
+    }
+    let first = next_publish(&mut lock, 5).await.expect("the first command");
+    assert_eq!(first.payload, b"1");
+    assert!(silent(&mut lock).await, "Receive Maximum 1: the others wait");
+    assert!(wait_for(Duration::from_secs(2), || scene.counter("mqtt_inbox_full") == 1).await, "the fifth refused");
+    lock.send(&ack(0x40, first.pkid)).await;
+    let second = next_publish(&mut lock, 5).await.expect("the second command");
+    assert_eq!(second.payload, b"2");
+
+    // Taken over with the second unacknowledged: the new connection gets it again, then
+    // the rest, in order.
+    let mut again = lock_session(&scene, "xl", 10, false).await;
+    let (first, body) = lock.receive().await.expect("DISCONNECT");
+    assert_eq!((first, body[0]), (0xe0, 0x8e), "Session taken over");
+    let mut got = Vec::new();
+    for received in all_publishes(&mut again, 5).await {
+        got.push(received.payload[0]);
+    }
+    assert_eq!(got, b"234", "unacknowledged first, then what waited, in order");
+}
+
 /// Runs each case on a gateway alone and on a cluster node (Kafka: the mock cluster),
 /// where sessions are kept in the cluster and an away session's messages in its mailbox.
 macro_rules! alone_and_in_a_cluster {
@@ -555,6 +612,7 @@ macro_rules! alone_and_in_a_cluster {
 }
 
 alone_and_in_a_cluster! {
+    exact_subscriptions_keep_every_delivery_promise_on => exact_subscriptions_keep_every_delivery_promise, exact_subscriptions_keep_every_delivery_promise_in_a_cluster;
     overlapping_subscriptions_carry_their_subscription_identifiers_on => overlapping_subscriptions_carry_their_subscription_identifiers, overlapping_subscriptions_carry_their_subscription_identifiers_in_a_cluster;
     a_shared_subscription_gives_each_message_to_one_member_on => a_shared_subscription_gives_each_message_to_one_member, a_shared_subscription_gives_each_message_to_one_member_in_a_cluster;
     a_takeover_tells_the_old_connection_and_fires_only_its_will_on => a_takeover_tells_the_old_connection_and_fires_only_its_will, a_takeover_tells_the_old_connection_and_fires_only_its_will_in_a_cluster;

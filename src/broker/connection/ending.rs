@@ -1,5 +1,6 @@
 //! The one end of a connection: the last words to the client, the router told once, the
-//! session parked, forgotten or left in the cluster, the hook raised and the will set off.
+//! session parked (with what the client did not receive back in its inbox), forgotten or
+//! left in the cluster, the hook raised and the will set off.
 
 use std::sync::atomic::Ordering;
 
@@ -37,11 +38,15 @@ pub(super) async fn finish<S: AsyncWrite + Unpin>(stream: &mut S, state: &mut St
     match end {
         End::Router(_) => state.router_out.clear(),
         _ => {
-            let reason_code = DisconnectReasonCode::NormalDisconnection;
-            state.router_out.push(Packet::Disconnect(Disconnect { reason_code }, None));
+            if state.link.is_some() {
+                let reason_code = DisconnectReasonCode::NormalDisconnection;
+                state.router_out.push(Packet::Disconnect(Disconnect { reason_code }, None));
+            }
             let _ = state.send_router().await;
         }
     }
+    // The router keeps a session of this client's own (not one that ends with its link).
+    let router_session = state.link.is_some() && !state.session.router_clean;
     let edge = state.edge.clone();
     // The session's last numbered events before it is parked with its next number.
     let mut event = state.client.event(Hook::ClientDisconnected);
@@ -63,25 +68,28 @@ pub(super) async fn finish<S: AsyncWrite + Unpin>(stream: &mut S, state: &mut St
         // A session taken over with Clean Start does not get them: it starts empty.
         let resumed = !taken_over || session.cluster.session(&state.client.id).is_some_and(|s| !s.fresh);
         if record.expiry > 0 && resumed {
-            state.repost_unacked(&session.cluster);
+            state.repost_unfinished(&session.cluster);
         }
-        edge.forget_filters(subscriptions.iter());
+        edge.remove_routes(&subscriptions, &state.inbox);
         edge.leave_cluster_session(&state.client.id, &session.cluster, &session.wake, record, taken_over);
-        if !state.session.router_clean && !matches!(end, End::Router(_)) {
+        if router_session && !matches!(end, End::Router(_)) {
             // Linked as a session of its own before it joined the cluster.
             edge.forget_router_session(&state.client.id).await;
         }
     } else {
         match state.session.expiry {
             0 => {
-                edge.forget_filters(subscriptions.iter());
-                if !state.session.router_clean && !matches!(end, End::Router(_)) {
+                edge.remove_routes(&subscriptions, &state.inbox);
+                if router_session && !matches!(end, End::Router(_)) {
                     edge.forget_router_session(&state.client.id).await;
                 }
             }
             expiry => {
+                // MQTT sends them again when the session resumes.
+                state.inbox.put_back(state.unfinished(false));
                 let next_seq = state.client.next_seq.load(Ordering::Relaxed);
-                edge.park_session(state.client.id.clone(), Parked { subscriptions, next_seq }, expiry)
+                let parked = Parked { subscriptions, inbox: state.inbox.clone(), router_session, next_seq };
+                edge.park_session(state.client.id.clone(), parked, expiry)
             }
         }
     }

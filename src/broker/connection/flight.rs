@@ -1,5 +1,6 @@
 //! The QoS flows' data: the router's deliveries in its order (`Slot`), messages on their
-//! way to the client (`Delivery`) and those written and not yet acknowledged (`Unacked`).
+//! way to the client (`Delivery`, made by a `Source`) and those written and not yet
+//! acknowledged (`Unacked`).
 
 use std::sync::Arc;
 
@@ -21,8 +22,20 @@ pub(super) struct Message {
     pub from: Option<Arc<str>>,
     /// A downlink message's acknowledgement id.
     pub ack: Option<u64>,
-    /// A mailbox message's offset (`mail`); `None` for the router's deliveries.
-    pub mail: Option<i64>,
+    pub source: Source,
+}
+
+/// Who made a delivery, and so who hears that it is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// The router: acknowledged to it in its order (`Slot`).
+    Router,
+    /// The cluster's mailbox, at this offset: the session's cursor moves past it.
+    Mailbox(i64),
+    /// The edge itself: the session's inbox, or a retained message sent on SUBSCRIBE.
+    /// Unacknowledged when the connection ends, it goes back to the inbox (or, in a
+    /// cluster, to the session's mailbox).
+    Edge,
 }
 
 /// A message on its way to the client.
@@ -36,9 +49,11 @@ pub(super) struct Delivery {
 /// A delivery written to the client at QoS 1/2 and not yet acknowledged.
 pub(super) struct Unacked {
     pub(super) message: Message,
-    /// A router's delivery in a cluster: its properties, to send it again from the
-    /// session's mailbox (see `repost_unacked`).
+    /// In a cluster, or for the edge's deliveries: its properties, to send it again
+    /// from the session's mailbox or inbox (see `return_unacked`).
     pub(super) props: Option<PublishProperties>,
     /// QoS 2: PUBREC came, PUBCOMP awaited.
     pub(super) released: bool,
+    /// Its place among the connection's deliveries at QoS 1/2 (`State::sent`).
+    pub(super) order: u64,
 }

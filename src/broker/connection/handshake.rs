@@ -14,8 +14,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::client::{Client, Session, Version};
 use super::cluster_session::{self, claim_in_cluster, ClusterSession};
 use super::limits::{FIRST_OWN_PKID, GOODBYE_WAIT, MAX_CLIENT_ID, READ_MIN, TOPIC_ALIAS_MAX};
-use super::state::{log_protocol_error, State};
+use super::state::{log_protocol_error, RouterLink, State};
 use crate::access::{Action, LoginCost, LoginRefused};
+use crate::broker::inbox::Inbox;
 use crate::broker::registry::Claim;
 use crate::broker::{wire, Edge};
 use crate::cluster::SessionRecord;
@@ -269,32 +270,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             return self.refuse(version, Refusal::Unavailable, &client.id).await;
         }
 
-        if clean && !session.router_clean && edge.registry.is_parked(&client.id) {
-            // Clean Start with a session to keep afterwards: the old one ends first.
-            edge.forget_router_session(&client.id).await;
-        }
-        let (links, id, router_clean) = (edge.clone(), client.id.clone(), session.router_clean);
-        let Ok(Ok((link_tx, link_rx, notification))) = tokio::task::spawn_blocking(move || links.link(&id, router_clean)).await else {
-            give_up(&edge, &client, claim);
-            return self.refuse(version, Refusal::ServerBusy, &client.id).await;
+        // A session kept here (not in the cluster) resumes, or ends first at Clean Start.
+        let parked = match stored {
+            Some(_) => None,
+            None => edge.registry.unpark(&client.id),
         };
-        let (session_present, subscriptions, cluster) = match stored {
-            Some(stored) => {
+        let parked = match parked {
+            Some(parked) if clean => {
+                edge.remove_routes(&parked.subscriptions, &parked.inbox);
+                if parked.router_session {
+                    edge.forget_router_session(&client.id).await;
+                }
+                None
+            }
+            parked => parked,
+        };
+        // The client needs a link of its own only to resume a session the router keeps.
+        let link = match parked.as_ref().is_some_and(|p| p.router_session) {
+            true => match RouterLink::open(&edge, &client.id, false).await {
+                Ok(link) => Some(link),
+                Err(_) => {
+                    give_up(&edge, &client, claim);
+                    return self.refuse(version, Refusal::ServerBusy, &client.id).await;
+                }
+            },
+            false => None,
+        };
+        let (session_present, subscriptions, inbox, cluster) = match (stored, parked) {
+            (Some(stored), _) => {
                 let subscriptions = cluster_session::restore_all(&stored.record, 1);
                 let cursor = stored.record.cursor.unwrap_or(0);
-                (stored.present, subscriptions, Some(ClusterSession::new(stored.cluster, stored.record.generation, cursor)))
+                let session = ClusterSession::new(stored.cluster, stored.record.generation, cursor);
+                (stored.present, subscriptions, Arc::new(Inbox::new(client.id.clone())), Some(session))
             }
-            None => {
-                let present = matches!(Option::<Packet>::from(notification), Some(Packet::ConnAck(ack, _)) if ack.session_present);
-                let subscriptions = match (present, edge.registry.unpark(&client.id)) {
-                    (true, Some(parked)) => parked.subscriptions,
-                    (_, parked) => {
-                        edge.forget_filters(parked.iter().flat_map(|p| &p.subscriptions));
-                        Vec::new()
-                    }
-                };
-                (present, subscriptions, None)
-            }
+            (None, Some(parked)) => (true, parked.subscriptions, parked.inbox, None),
+            (None, None) => (false, Vec::new(), Arc::new(Inbox::new(client.id.clone())), None),
         };
 
         let ack_props = (version == Version::V5).then(|| ConnAckProperties {
@@ -319,8 +329,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             keep_alive: connect.keep_alive,
             session,
             claim,
-            link_tx,
-            link_rx,
+            link,
+            inbox,
             router_out: Vec::new(),
             wake_router: false,
             batch,
@@ -334,6 +344,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             max_packet,
             slots: VecDeque::new(),
             inflight: HashMap::new(),
+            sent: 0,
             held: VecDeque::new(),
             qos2_received: HashSet::new(),
             will: will.map(|will| (will, will_props, will_delay)),
@@ -348,6 +359,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
             state.enter_cluster(session, restored);
         }
         state.write(Packet::ConnAck(ConnAck { session_present, code: ConnectReturnCode::Success }, ack_props));
+        // What a resumed session's inbox kept goes after the CONNACK.
+        state.take_inbox();
         Some(state)
     }
 

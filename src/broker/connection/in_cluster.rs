@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use rumqttd::protocol::{Packet, Subscribe, SubscribeProperties};
 
 use super::cluster_session::{claim_in_cluster, restore_all, stored_will, ClusterSession};
-use super::flight::{Delivery, Message};
+use super::flight::{Delivery, Message, Source};
 use super::state::State;
 use crate::access::Action;
 use crate::broker::mail_message;
@@ -18,16 +18,19 @@ use crate::metrics::Metrics;
 
 impl State {
     /// Goes on in `session`, the client's session in the cluster: `subscriptions` (the
-    /// stored session's) are made in the router, but for filters the connection has
-    /// already, and the mailbox is read from the session's cursor.
+    /// stored session's) are made again (in the edge's index or the router), but for
+    /// filters the connection has already, and the mailbox is read from the session's
+    /// cursor.
     pub(super) fn enter_cluster(&mut self, session: ClusterSession, subscriptions: Vec<Subscription>) {
         for subscription in subscriptions {
             if self.subscriptions.iter().any(|s| s.filter == subscription.filter) {
                 continue;
             }
-            self.edge.remember_filter(&subscription.matcher);
-            let props = SubscribeProperties { id: Some(subscription.router_id), user_properties: Vec::new() };
-            self.router_out.push(Packet::Subscribe(Subscribe { pkid: 1, filters: vec![subscription.router_filter()] }, Some(props)));
+            self.edge.add_route(&subscription, &self.inbox);
+            if subscription.needs_router() {
+                let props = SubscribeProperties { id: Some(subscription.router_id), user_properties: Vec::new() };
+                self.router_out.push(Packet::Subscribe(Subscribe { pkid: 1, filters: vec![subscription.router_filter()] }, Some(props)));
+            }
             self.subscriptions.push(subscription);
         }
         session.cluster.mailboxes().attach(&self.client.id, session.wake.clone());
@@ -76,7 +79,7 @@ impl State {
             session.next = offset + 1;
             let Some(mut delivery) = delivery else { continue };
             Metrics::add(&self.edge.metrics.cluster_mail_delivered, 1);
-            delivery.message.mail = Some(offset);
+            delivery.message.source = Source::Mailbox(offset);
             if delivery.message.qos > 0 {
                 session.unacked.insert(offset);
                 delivery.pkid = self.own_pkid();
@@ -120,10 +123,13 @@ impl State {
         }
         let qos = origin.qos.min(subscription.granted);
         let retain = on_subscribe || (subscription.retain_as_published && origin.retain);
-        if let Some(props) = props.as_mut() {
-            props.subscription_identifiers = subscription.client_sub_id.into_iter().collect();
+        // A message published without properties gets some to carry the identifier.
+        match (subscription.client_sub_id, props.as_mut()) {
+            (Some(id), _) => props.get_or_insert_with(Default::default).subscription_identifiers = vec![id],
+            (None, Some(props)) => props.subscription_identifiers.clear(),
+            (None, None) => {}
         }
-        let message = Message { qos, topic, payload, from: Some(origin.from), ack: None, mail: None };
+        let message = Message { qos, topic, payload, from: Some(origin.from), ack: None, source: Source::Edge };
         Some(Delivery { pkid: 0, retain, props, message })
     }
 
@@ -143,7 +149,7 @@ impl State {
             session.dirty |= session.unacked.first() == Some(&offset);
             session.unacked.remove(&offset);
         }
-        self.take_mail();
+        self.release_held();
     }
 
     /// The session as the cluster keeps it, now.

@@ -169,9 +169,9 @@ impl State {
         Ok(())
     }
 
-    /// Hands an accepted publish to the router, unless nothing could receive it: no
-    /// retain flag and no subscription on this node that matches. In a cluster, sessions
-    /// the router here does not serve get it through their mailbox.
+    /// Routes an accepted publish: to the inboxes of its exact topic's subscribers, and
+    /// to the router unless no filter it serves on this node matches. In a cluster,
+    /// sessions not connected here get it through their mailbox.
     fn route(&mut self, publish: Publish, mut props: Option<PublishProperties>, qos: u8, published_ms: u64) {
         let retain = publish.retain;
         let origin = Origin { qos, retain, published_ms, from: self.client.id.clone(), ack: None };
@@ -179,7 +179,8 @@ impl State {
         if retain {
             self.edge.retain(&publish.topic, &publish.payload, &props, &origin);
         }
-        if !self.edge.any_subscriber(&publish.topic) {
+        self.edge.deliver_exact(&publish.topic, &publish.payload, &props, &origin);
+        if !self.edge.any_router_subscriber(&publish.topic) {
             Metrics::add(&self.edge.metrics.router_skipped, 1);
             return;
         }
@@ -217,7 +218,6 @@ impl State {
         let index = match existing {
             Some(i) => i,
             None => {
-                self.edge.remember_filter(&matcher);
                 self.subscriptions.push(Subscription {
                     filter: requested.path.clone(),
                     matcher,
@@ -229,17 +229,21 @@ impl State {
                     client_sub_id: None,
                 });
                 self.next_router_id += 1;
+                let subscription = self.subscriptions.last().expect("just pushed");
+                self.edge.add_route(subscription, &self.inbox);
                 self.subscriptions.len() - 1
             }
         };
         let subscription = &mut self.subscriptions[index];
         subscription.update(&requested, existing.is_some(), client_sub_id);
-        // One SUBSCRIBE per filter: the router gives every filter of a packet the
-        // packet's subscription identifier.
-        let router_props = SubscribeProperties { id: Some(subscription.router_id), user_properties: Vec::new() };
-        let router_subscribe = Subscribe { pkid, filters: vec![subscription.router_filter()] };
         let granted = subscription.granted;
-        self.router_out.push(Packet::Subscribe(router_subscribe, Some(router_props)));
+        if subscription.needs_router() {
+            // One SUBSCRIBE per filter: the router gives every filter of a packet the
+            // packet's subscription identifier.
+            let router_props = SubscribeProperties { id: Some(subscription.router_id), user_properties: Vec::new() };
+            let router_subscribe = Subscribe { pkid, filters: vec![subscription.router_filter()] };
+            self.router_out.push(Packet::Subscribe(router_subscribe, Some(router_props)));
+        }
         let mut event = self.client.event(Hook::SessionSubscribed);
         event.topic = Bytes::from(requested.path);
         event.qos = granted;
@@ -260,8 +264,10 @@ impl State {
                 continue;
             };
             let subscription = self.subscriptions.remove(index);
-            self.edge.forget_filters([&subscription]);
-            self.router_out.push(Packet::Unsubscribe(Unsubscribe { pkid: unsubscribe.pkid, filters: vec![filter.clone()] }, None));
+            self.edge.remove_routes([&subscription], &self.inbox);
+            if subscription.needs_router() {
+                self.router_out.push(Packet::Unsubscribe(Unsubscribe { pkid: unsubscribe.pkid, filters: vec![filter.clone()] }, None));
+            }
             let mut event = self.client.event(Hook::SessionUnsubscribed);
             event.topic = Bytes::from(filter);
             self.stage(&event);

@@ -1,5 +1,5 @@
-//! The connection's loop: one socket, one router link, the cluster's wake-ups and the
-//! keep-alive, served in turn; each turn's work flushed in the order that keeps MQTT's
+//! The connection's loop: one socket, the session's inbox, the client's router link when
+//! it has one, the cluster's wake-ups and the keep-alive, served in turn; each turn's work flushed in the order that keeps MQTT's
 //! promises (spool, router, client).
 
 use std::net::SocketAddr;
@@ -53,6 +53,7 @@ enum Wake {
     Router(Option<Notification>),
     RouterGone,
     KeepAlive,
+    Inbox,
     Mail,
     CaughtUp,
 }
@@ -83,10 +84,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     None => std::future::pending().await,
                 }
             };
+            let link = self.state.link.as_mut();
+            let router = async move {
+                match link {
+                    Some(link) => link.rx.next().await.map_or(Wake::RouterGone, Wake::Router),
+                    None => std::future::pending().await,
+                }
+            };
+            let inbox = self.state.inbox.clone();
             let wake = tokio::select! {
                 reason = self.state.claim.close.recv() => Wake::Close(reason),
                 read = self.stream.read_buf(&mut self.read) => Wake::Read(read),
-                note = self.state.link_rx.next() => note.map_or(Wake::RouterGone, Wake::Router),
+                wake = router => wake,
+                _ = inbox.wake.notified() => Wake::Inbox,
                 _ = tokio::time::sleep_until(deadline), if keep_alive > 0 => Wake::KeepAlive,
                 _ = mail => Wake::Mail,
                 _ = caught_up => Wake::CaughtUp,
@@ -102,6 +112,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 Wake::RouterGone => Err(End::Router(DisconnectReasonCode::UnspecifiedError)),
                 Wake::Router(note) => self.router_notifications(note),
                 Wake::KeepAlive => Err(End::KeepAlive),
+                Wake::Inbox => {
+                    self.state.take_inbox();
+                    Ok(())
+                }
                 Wake::Mail => {
                     self.state.take_mail();
                     Ok(())
@@ -122,7 +136,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         let mut next = first;
         while let Some(note) = next {
             self.state.notification(note)?;
-            next = match self.state.link_rx.next().now_or_never() {
+            let Some(link) = self.state.link.as_mut() else { return Ok(()) };
+            next = match link.rx.next().now_or_never() {
                 Some(Ok(note)) => note,
                 Some(Err(_)) => return Err(End::Router(DisconnectReasonCode::UnspecifiedError)),
                 None => None,
@@ -150,6 +165,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         // write: a publish another client sends once this client's SUBSCRIBE is out then
         // finds the subscription, as on a broker handling packets in arrival order. Those
         // behind a publish keep their place: a client's own packets stay in order.
+        state.open_link_if_needed().await?;
         let early = state.router_out.iter().take_while(|p| matches!(p, Packet::Subscribe(..) | Packet::Unsubscribe(..))).count();
         if early > 0 {
             let rest = state.router_out.split_off(early);
@@ -179,7 +195,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             self.read = BytesMut::new();
         }
         if std::mem::take(&mut state.wake_router) {
-            state.link_rx.wake().await.map_err(|_| End::Router(DisconnectReasonCode::UnspecifiedError))?;
+            if let Some(link) = state.link.as_mut() {
+                link.rx.wake().await.map_err(|_| End::Router(DisconnectReasonCode::UnspecifiedError))?;
+            }
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use rumqttd::protocol::{Packet, PubAck, PubAckReason, PubRel, PubRelReason, Publ
 use rumqttd::{Forward, Notification};
 
 use super::end::End;
-use super::flight::{Delivery, Message, Slot, Unacked};
+use super::flight::{Delivery, Message, Slot, Source, Unacked};
 use super::limits::FIRST_OWN_PKID;
 use super::state::State;
 use crate::access::Action;
@@ -36,12 +36,12 @@ impl State {
 
     /// The subscription a delivery is for: the one whose identifier the router attached,
     /// else (a session resumed from the router's store, whose identifiers it forgot) the
-    /// first whose filter matches.
+    /// first the router serves whose filter matches.
     fn subscription_for(&self, props: &Option<PublishProperties>, topic: &[u8]) -> Option<&Subscription> {
         let ids = props.as_ref().map(|p| p.subscription_identifiers.as_slice()).unwrap_or_default();
         ids.iter()
             .find_map(|id| self.subscriptions.iter().find(|s| s.router_id == *id))
-            .or_else(|| self.subscriptions.iter().find(|s| s.matcher.matches(topic)))
+            .or_else(|| self.subscriptions.iter().find(|s| s.needs_router() && s.matcher.matches(topic)))
     }
 
     /// A delivery from the router: capped, filtered by the subscription's options and
@@ -82,7 +82,7 @@ impl State {
                 props.subscription_identifiers = client_sub_id.into_iter().collect();
             }
             let (from, ack) = origin.map_or((None, None), |o| (Some(o.from), o.ack));
-            let message = Message { qos, topic: publish.topic, payload: publish.payload, from, ack, mail: None };
+            let message = Message { qos, topic: publish.topic, payload: publish.payload, from, ack, source: Source::Router };
             self.deliver_or_hold(Delivery { pkid, retain, props: properties, message });
         }
         self.ack_router();
@@ -131,14 +131,20 @@ impl State {
         let Delivery { pkid, retain, props, message } = delivery;
         let start = self.out.len();
         let publish = publish_with(message.qos, pkid, retain, message.topic.clone(), message.payload.clone());
-        let kept = (message.qos > 0 && message.mail.is_none() && self.cluster.is_some()).then(|| props.clone()).flatten();
+        // What may have to go again when the connection ends (see `unfinished`).
+        let again = match message.source {
+            Source::Edge => true,
+            Source::Router => self.cluster.is_some(),
+            Source::Mailbox(_) => false,
+        };
+        let kept = (message.qos > 0 && again).then(|| props.clone()).flatten();
         let props = if self.v5() { props } else { None };
         let written = self.version.write(Packet::Publish(publish, props), &mut self.out).is_ok();
         if !written || self.out.len() - start > self.max_packet {
             self.out.truncate(start);
             Metrics::add(&self.edge.metrics.mqtt_deliveries_too_large, 1);
             if message.qos > 0 {
-                self.finished(pkid, message.mail);
+                self.finished(pkid, message.source);
             }
             return;
         }
@@ -146,7 +152,8 @@ impl State {
         match message.qos {
             0 => self.edge.acks.resolve(message.ack),
             _ => {
-                self.inflight.insert(pkid, Unacked { message, props: kept, released: false });
+                self.sent += 1;
+                self.inflight.insert(pkid, Unacked { message, props: kept, released: false, order: self.sent });
             }
         }
     }
@@ -168,7 +175,7 @@ impl State {
             self.stage_message(Hook::MessageAcked, &unacked.message);
             self.edge.acks.resolve(unacked.message.ack);
         }
-        self.finished(pkid, unacked.message.mail);
+        self.finished(pkid, unacked.message.source);
     }
 
     /// Takes the delivery in flight under `pkid` if it is the one an acknowledgement is
@@ -185,7 +192,7 @@ impl State {
     pub(super) fn client_received(&mut self, pkid: u16, ok: bool) {
         let Some(unacked) = self.take_unacked(pkid, |u| u.message.qos == 2) else { return };
         if !ok {
-            self.finished(pkid, unacked.message.mail);
+            self.finished(pkid, unacked.message.source);
             return;
         }
         if !unacked.released {
@@ -199,23 +206,28 @@ impl State {
     /// PUBCOMP: a QoS 2 delivery is complete.
     pub(super) fn client_completed(&mut self, pkid: u16) {
         if let Some(unacked) = self.take_unacked(pkid, |u| u.released) {
-            self.finished(pkid, unacked.message.mail);
+            self.finished(pkid, unacked.message.source);
         }
     }
 
     /// A QoS 1/2 delivery is over: acknowledged, refused, or not writable.
-    fn finished(&mut self, pkid: u16, mail: Option<i64>) {
-        match mail {
-            Some(offset) => self.mail_done(offset),
-            None => self.slot_done(pkid),
+    fn finished(&mut self, pkid: u16, source: Source) {
+        match source {
+            Source::Mailbox(offset) => self.mail_done(offset),
+            Source::Router => {
+                if let Some(slot) = self.slots.iter_mut().find(|s| s.pkid == pkid && !s.done) {
+                    slot.done = true;
+                }
+                self.ack_router();
+                self.release_held();
+            }
+            Source::Edge => self.release_held(),
         }
     }
 
-    fn slot_done(&mut self, pkid: u16) {
-        if let Some(slot) = self.slots.iter_mut().find(|s| s.pkid == pkid && !s.done) {
-            slot.done = true;
-        }
-        self.ack_router();
+    /// There is room in the client's Receive Maximum: what waits for it goes out, held
+    /// deliveries first.
+    pub(super) fn release_held(&mut self) {
         while let Some(next) = self.held.front() {
             if next.message.qos > 0 && self.inflight.len() >= self.receive_max as usize {
                 break;
@@ -224,26 +236,73 @@ impl State {
             self.deliver(next);
         }
         self.take_mail();
+        self.take_inbox();
     }
 
-    /// The connection ends with deliveries of the router the client has not received
-    /// (written and not acknowledged, or held for its Receive Maximum), in the router's
-    /// order. MQTT sends them again when the session resumes; in a cluster the router
-    /// keeps no session, so they go to the session's mailbox, behind what waits there,
-    /// for whichever node the client comes back to.
-    pub(super) fn repost_unacked(&self, cluster: &Cluster) {
-        for slot in self.slots.iter().filter(|s| !s.done) {
-            let (message, props) = match self.inflight.get(&slot.pkid) {
-                Some(unacked) if unacked.released => continue,
-                Some(unacked) => (&unacked.message, &unacked.props),
-                None => match self.held.iter().find(|d| d.pkid == slot.pkid && d.message.mail.is_none()) {
-                    Some(held) => (&held.message, &held.props),
-                    None => continue,
-                },
-            };
-            let from = message.from.clone().unwrap_or_else(|| self.client.id.clone());
-            let origin = Origin { qos: message.qos, retain: false, published_ms: now_ms(), from, ack: None };
-            cluster.post(&self.client.id, &mail_message::encode(message.topic.clone(), message.payload.clone(), props.clone(), &origin));
+    /// Takes the inbox's next messages, as many as the client's Receive Maximum lets
+    /// through, and delivers them.
+    pub(super) fn take_inbox(&mut self) {
+        let room = (self.receive_max as usize).saturating_sub(self.inflight.len());
+        if !self.held.is_empty() || room == 0 {
+            return;
+        }
+        for mail in self.inbox.take(room) {
+            let ack = mail.origin.ack;
+            let Some(mut delivery) = self.inbox_delivery(mail) else { continue };
+            delivery.message.ack = ack;
+            if delivery.message.qos > 0 {
+                delivery.pkid = self.own_pkid();
+            }
+            self.deliver(delivery);
+        }
+    }
+
+    /// What an inbox message becomes for this client, under its subscription to the
+    /// message's exact topic (or, put back from an earlier connection, any matching one):
+    /// `None` when none wants it any more, it expired, the ACL hides its topic, or it is
+    /// a QoS 0 message from before this connection (MQTT 5 lets a server drop those for
+    /// a client that was away).
+    fn inbox_delivery(&self, mail: mail_message::Mail) -> Option<Delivery> {
+        if mail.origin.qos == 0 && mail.origin.published_ms < self.connected_ms {
+            return None;
+        }
+        let exact = self.subscriptions.iter().position(|s| !s.needs_router() && s.filter.as_bytes() == &mail.topic[..]);
+        let index = exact.or_else(|| {
+            (0..self.subscriptions.len())
+                .filter(|&i| self.subscriptions[i].matcher.matches(&mail.topic))
+                .max_by_key(|&i| self.subscriptions[i].granted)
+        })?;
+        self.delivery_for(index, mail, false)
+    }
+
+    /// The deliveries the client has not received that must go again when its session
+    /// resumes, in the order they were first written, then those held for its Receive
+    /// Maximum: the edge's, and with `router_too` the router's (in a cluster the router
+    /// keeps no session). A QoS 2 delivery already received (PUBREC) is not among them.
+    pub(super) fn unfinished(&self, router_too: bool) -> Vec<mail_message::Mail> {
+        let again = |source: Source| source == Source::Edge || (router_too && source == Source::Router);
+        let mut written: Vec<&Unacked> = self.inflight.values().filter(|u| !u.released && again(u.message.source)).collect();
+        written.sort_by_key(|u| u.order);
+        let written = written.into_iter().map(|u| (&u.message, &u.props));
+        let held = self.held.iter().filter(|d| again(d.message.source)).map(|d| (&d.message, &d.props));
+        written
+            .chain(held)
+            .map(|(message, props)| {
+                let from = message.from.clone().unwrap_or_else(|| self.client.id.clone());
+                let origin = Origin { qos: message.qos, retain: false, published_ms: now_ms(), from, ack: message.ack };
+                mail_message::Mail { topic: message.topic.clone(), payload: message.payload.clone(), props: props.clone(), origin }
+            })
+            .collect()
+    }
+
+    /// The connection of a cluster session ends: what the client has not received (see
+    /// `unfinished`) and what still waits in the inbox goes to the session's mailbox,
+    /// behind what waits there, for whichever node the client comes back to.
+    pub(super) fn repost_unfinished(&self, cluster: &Cluster) {
+        for mut mail in self.unfinished(true).into_iter().chain(self.inbox.drain()) {
+            // Acknowledgement ids are this node's own.
+            mail.origin.ack = None;
+            cluster.post(&self.client.id, &mail_message::encode(mail.topic, mail.payload, mail.props, &mail.origin));
             Metrics::add(&self.edge.metrics.cluster_mail_reposted, 1);
         }
     }

@@ -13,6 +13,8 @@ use super::client::{Client, Session, Version};
 use super::cluster_session::ClusterSession;
 use super::end::End;
 use super::flight::{Delivery, Slot, Unacked};
+use crate::broker::edge::{open_link, send_to_router};
+use crate::broker::inbox::Inbox;
 use crate::broker::registry::Claim;
 use crate::broker::subscription::Subscription;
 use crate::broker::Edge;
@@ -29,9 +31,13 @@ pub(super) struct State {
     pub(super) keep_alive: u16,
     pub(super) session: Session,
     pub(super) claim: Claim,
-    pub(super) link_tx: LinkTx,
-    pub(super) link_rx: LinkRx,
-    /// Packets for the router, sent together at the end of each batch.
+    /// The client's own link to the router, opened once it subscribes to what the
+    /// router serves (wildcards, shared), or resumes a session the router keeps.
+    pub(super) link: Option<RouterLink>,
+    /// The session's inbox: what its subscriptions to exact topics receive.
+    pub(super) inbox: Arc<Inbox>,
+    /// Packets for the router, sent together at the end of each batch: publishes
+    /// through the edge's publisher links, the rest through the client's own link.
     pub(super) router_out: Vec<Packet>,
     /// The router paused this connection (its buffer was full) and waits to be told it
     /// may go on.
@@ -55,6 +61,8 @@ pub(super) struct State {
     pub(super) max_packet: usize,
     pub(super) slots: VecDeque<Slot>,
     pub(super) inflight: HashMap<u16, Unacked>,
+    /// Deliveries written at QoS 1/2 so far: each unacknowledged one's place in order.
+    pub(super) sent: u64,
     /// Deliveries waiting for the client's Receive Maximum, in order.
     pub(super) held: VecDeque<Delivery>,
     /// Packet ids of QoS 2 publishes received and not yet released.
@@ -67,6 +75,25 @@ pub(super) struct State {
     /// connected: once it has, the connection claims its session (this is the CONNECT's
     /// Clean Start) and goes on in the cluster.
     pub(super) claim_when_caught_up: Option<bool>,
+}
+
+/// A client's own link to the router.
+pub(super) struct RouterLink {
+    pub(super) tx: LinkTx,
+    pub(super) rx: LinkRx,
+}
+
+impl RouterLink {
+    /// Opens `client`'s link: a session of its own in the router unless `clean`.
+    pub(super) async fn open(edge: &Arc<Edge>, client: &Arc<str>, clean: bool) -> Result<RouterLink, End> {
+        match open_link(edge, client, clean).await {
+            Ok((tx, rx)) => Ok(RouterLink { tx, rx }),
+            Err(error) => {
+                tracing::error!(client = %client, %error, "cannot open a link to the router; closing the connection");
+                Err(End::Router(DisconnectReasonCode::ServerBusy))
+            }
+        }
+    }
 }
 
 impl State {
@@ -86,36 +113,48 @@ impl State {
     /// buffer is shrunk, and the router touches a link's buffer only when notified, which
     /// an empty one is not.
     pub(super) fn give_back_router_buffer(&mut self) {
-        let mut buffer = self.link_tx.buffer();
+        let Some(link) = self.link.as_mut() else { return };
+        let mut buffer = link.tx.buffer();
         if buffer.is_empty() && buffer.capacity() > 0 {
             buffer.shrink_to_fit();
         }
     }
 
-    /// Hands the batch's packets to the router. The router takes a link's whole buffer
-    /// per notification, so a notification is pending exactly while the buffer holds
-    /// packets: notify only when it was empty. A second notification would reach the
-    /// router after the buffer it announced was taken, and after a DISCONNECT would name
-    /// a connection that is gone (or, its id reused, another one).
+    /// Opens the client's own link when the batch has packets for it and it has none.
+    pub(super) async fn open_link_if_needed(&mut self) -> Result<(), End> {
+        if self.link.is_none() && self.router_out.iter().any(|p| !matches!(p, Packet::Publish(..))) {
+            self.link = Some(RouterLink::open(&self.edge, &self.client.id, self.session.router_clean).await?);
+        }
+        Ok(())
+    }
+
+    /// Hands the batch's packets to the router, in order: each run of publishes through
+    /// the client's publisher link, each run of the rest through its own link.
     pub(super) async fn send_router(&mut self) -> Result<(), End> {
-        let Some(last) = self.router_out.pop() else {
+        if self.router_out.is_empty() {
             self.give_back_router_buffer();
             return Ok(());
-        };
-        {
-            let mut buffer = self.link_tx.buffer();
-            let pending = !buffer.is_empty();
-            buffer.extend(self.router_out.drain(..));
-            if pending {
-                buffer.push_back(last);
-                return Ok(());
+        }
+        let mut packets = std::mem::take(&mut self.router_out).into_iter().peekable();
+        let mut run = Vec::new();
+        while let Some(packet) = packets.next() {
+            let publish = matches!(packet, Packet::Publish(..));
+            run.push(packet);
+            if packets.peek().is_some_and(|next| matches!(next, Packet::Publish(..)) == publish) {
+                continue;
             }
+            let sent = match (publish, self.link.as_mut()) {
+                (true, _) => send_to_router(&mut self.edge.publisher(&self.client.id).lock().await.0, &mut run).await,
+                (false, Some(link)) => send_to_router(&mut link.tx, &mut run).await,
+                // `open_link_if_needed` ran first.
+                (false, None) => {
+                    run.clear();
+                    Ok(())
+                }
+            };
+            sent.map_err(|_| End::Router(DisconnectReasonCode::UnspecifiedError))?;
         }
-        // Nothing pending: the router leaves the buffer alone until this notification.
-        match self.link_tx.send(last).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(End::Router(DisconnectReasonCode::UnspecifiedError)),
-        }
+        Ok(())
     }
 
     /// Stages an event of this connection; see `spool_failed` for a failed write.
