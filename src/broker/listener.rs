@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_tungstenite::tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::http::HeaderValue;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
@@ -20,6 +20,7 @@ use ws_stream_tungstenite::WsStream;
 use super::{connection, BrokerError, Edge};
 use crate::config::{BrokerConfig, TlsIdentity};
 use crate::internal_events::{AcceptFailed, HandshakeFailed, InternalEvent};
+use crate::util::boxed::boxed;
 
 /// What a listener speaks under MQTT.
 #[derive(Clone)]
@@ -106,38 +107,49 @@ pub async fn accept(edge: Arc<Edge>, listener: TcpListener, transport: Transport
         tokio::spawn(async move {
             // Held until the socket closes, with this task.
             let _permit = permit;
-            let timeout = edge.limits.connect_timeout;
-            let outcome = match transport {
-                Transport::Tcp => return connection::serve(edge, socket, peer, None).await,
-                Transport::Tls(tls, identity) => match tokio::time::timeout(timeout, tls.accept(socket)).await {
-                    Ok(Ok(stream)) => {
-                        let identity = certificate_identity(stream.get_ref().1.peer_certificates(), identity);
-                        return connection::serve(edge, stream, peer, identity).await;
-                    }
-                    Ok(Err(error)) => error.to_string(),
-                    Err(_) => "TLS handshake timed out".to_string(),
-                },
-                Transport::WebSocket => match tokio::time::timeout(timeout, websocket(socket)).await {
-                    Ok(Ok(stream)) => return connection::serve(edge, stream, peer, None).await,
-                    Ok(Err(error)) => error,
-                    Err(_) => "WebSocket handshake timed out".to_string(),
-                },
-                Transport::WebSocketTls(tls, identity) => {
-                    let handshake = async {
-                        let stream = tls.accept(socket).await.map_err(|e| e.to_string())?;
-                        let identity = certificate_identity(stream.get_ref().1.peer_certificates(), identity);
-                        Ok::<_, String>((websocket(stream).await?, identity))
-                    };
-                    match tokio::time::timeout(timeout, handshake).await {
-                        Ok(Ok((stream, identity))) => return connection::serve(edge, stream, peer, identity).await,
-                        Ok(Err(error)) => error,
-                        Err(_) => "WebSocket over TLS handshake timed out".to_string(),
-                    }
-                }
-            };
-            HandshakeFailed { metrics: &edge.metrics, peer, error: &outcome }.emit();
+            // An idle connection's task is as large as the futures it awaits (see
+            // `boxed`): TCP's, the common one, is served in it; the others, whose streams
+            // and handshakes are much larger, in a box of their own.
+            match transport {
+                Transport::Tcp => connection::serve(edge, socket, peer, None).await,
+                transport => boxed(|| serve_over(transport, edge, socket, peer)).await,
+            }
         });
     }
+}
+
+/// Serves a client over TLS or WebSocket: the transport's handshake, then MQTT.
+async fn serve_over(transport: Transport, edge: Arc<Edge>, socket: TcpStream, peer: SocketAddr) {
+    let timeout = edge.limits.connect_timeout;
+    let outcome = match transport {
+        Transport::Tcp => return connection::serve(edge, socket, peer, None).await,
+        Transport::Tls(tls, identity) => match tokio::time::timeout(timeout, tls.accept(socket)).await {
+            Ok(Ok(stream)) => {
+                let identity = certificate_identity(stream.get_ref().1.peer_certificates(), identity);
+                return connection::serve(edge, stream, peer, identity).await;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "TLS handshake timed out".to_string(),
+        },
+        Transport::WebSocket => match tokio::time::timeout(timeout, websocket(socket)).await {
+            Ok(Ok(stream)) => return connection::serve(edge, stream, peer, None).await,
+            Ok(Err(error)) => error,
+            Err(_) => "WebSocket handshake timed out".to_string(),
+        },
+        Transport::WebSocketTls(tls, identity) => {
+            let handshake = async {
+                let stream = tls.accept(socket).await.map_err(|e| e.to_string())?;
+                let identity = certificate_identity(stream.get_ref().1.peer_certificates(), identity);
+                Ok::<_, String>((websocket(stream).await?, identity))
+            };
+            match tokio::time::timeout(timeout, handshake).await {
+                Ok(Ok((stream, identity))) => return connection::serve(edge, stream, peer, identity).await,
+                Ok(Err(error)) => error,
+                Err(_) => "WebSocket over TLS handshake timed out".to_string(),
+            }
+        }
+    };
+    HandshakeFailed { metrics: &edge.metrics, peer, error: &outcome }.emit();
 }
 
 /// The identity `wanted` of the client's certificate (rustls has verified it against

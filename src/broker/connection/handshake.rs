@@ -89,8 +89,9 @@ pub(super) struct Handshake<'a, S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
-    /// `None` when the connection ends here (refused, malformed, or gone).
-    pub async fn run(mut self) -> Option<State> {
+    /// `None` when the connection ends here (refused, malformed, or gone). The state
+    /// comes boxed: the connection's task keeps only a pointer to it.
+    pub async fn run(mut self) -> Option<Box<State>> {
         let max = self.edge.limits.max_packet_size;
         let version = loop {
             let frame = &self.read[..];
@@ -145,7 +146,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         mut will: Option<LastWill>,
         will_props: Option<LastWillProperties>,
         login: Option<Login>,
-    ) -> Option<State> {
+    ) -> Option<Box<State>> {
         let edge = self.edge.clone();
         let assigned = connect.client_id.is_empty();
         if assigned && !connect.clean_session {
@@ -361,11 +362,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
         state.write(Packet::ConnAck(ConnAck { session_present, code: ConnectReturnCode::Success }, ack_props));
         // What a resumed session's inbox kept goes after the CONNACK.
         state.take_inbox();
-        Some(state)
+        Some(Box::new(state))
     }
 
     /// Answers the CONNECT with a refusal, logged (rate-limited) and counted.
-    async fn refuse(self, version: Version, refusal: Refusal, client: &str) -> Option<State> {
+    async fn refuse(self, version: Version, refusal: Refusal, client: &str) -> Option<Box<State>> {
         ConnectionRefused { counter: refusal.counter(&self.edge.metrics), peer: &self.peer, client, reason: refusal.name() }.emit();
         let mut out = BytesMut::new();
         let ack = ConnAck { session_present: false, code: refusal.code(version) };

@@ -19,6 +19,7 @@ use super::limits::{READ_MAX, READ_MIN};
 use super::state::State;
 use crate::broker::registry::CloseReason;
 use crate::broker::Edge;
+use crate::util::boxed::boxed;
 
 /// Serves one accepted socket until its client is gone.
 /// `identity` is what the client's verified TLS certificate names it, when
@@ -30,10 +31,12 @@ where
     let _live = edge.live_connection();
     let mut read = BytesMut::with_capacity(READ_MIN);
     let handshake = Handshake { edge: &edge, stream: &mut stream, peer, identity, read: &mut read };
-    let Ok(Some(state)) = tokio::time::timeout(edge.limits.connect_timeout, handshake.run()).await else { return };
+    // The handshake's and the end's futures are large and short-lived: boxed (see
+    // `boxed`), an idle connection's task does not carry their room.
+    let Ok(Some(state)) = tokio::time::timeout(edge.limits.connect_timeout, boxed(|| handshake.run())).await else { return };
     let mut connection = Connection { stream, read, read_size: READ_MIN, state };
     let end = connection.run().await;
-    finish(&mut connection.stream, &mut connection.state, end).await;
+    boxed(|| finish(&mut connection.stream, &mut connection.state, end)).await;
 }
 
 pub(super) struct Connection<S> {
@@ -41,7 +44,7 @@ pub(super) struct Connection<S> {
     pub(super) read: BytesMut,
     /// How much the next read asks for.
     pub(super) read_size: usize,
-    pub(super) state: State,
+    pub(super) state: Box<State>,
 }
 
 /// What woke a connection up. It lives for one turn of the loop, on the stack: the size
@@ -121,7 +124,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     Ok(())
                 }
                 Wake::CaughtUp => {
-                    self.state.join_cluster().await;
+                    boxed(|| self.state.join_cluster()).await;
                     Ok(())
                 }
             };
