@@ -287,6 +287,11 @@ impl Reader {
         let mut table = self.shared.table();
         let applied = table.apply(&client, record, now_ms(), self.shared.contact.clock_ms());
         let cursor = table.get(&client).and_then(|s| s.cursor);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            // The table's history, for when a node's view of a session is in question.
+            let now = table.get(&client).map(|s| (s.generation.clone(), s.connected, s.subscriptions.as_ref().map_or(0, Vec::len)));
+            tracing::debug!(client = %client, ?applied, ?generation, ?now, "session record read");
+        }
         drop(table);
         // After the table has it: a session of this node is then what the table says.
         if let Some(payload) = payload {

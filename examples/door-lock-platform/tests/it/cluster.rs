@@ -57,7 +57,8 @@ impl Node {
             .arg(self.dir.join("data"))
             .arg("--rules")
             .arg(repo_rules())
-            .env("RUST_LOG", "info,librdkafka=warn")
+            // The session table's history too: kept with the logs when the test fails.
+            .env("RUST_LOG", "info,librdkafka=warn,hookline::cluster::reader=debug")
             .stderr(log)
             .stdout(Stdio::null())
             .spawn()
