@@ -44,6 +44,11 @@ impl TopicFilter {
         &self.text
     }
 
+    /// Whether the filter has no wildcard: it matches its own text only.
+    pub fn is_exact(&self) -> bool {
+        self.levels.iter().all(|level| matches!(level, Level::Exact(_)))
+    }
+
     /// Whether `topic` matches. Topics starting with `$` match no leading wildcard, as
     /// MQTT requires; the empty topic (client events) matches only `#`.
     pub fn matches(&self, topic: &[u8]) -> bool {
@@ -78,6 +83,10 @@ impl TopicFilter {
 /// under a filter is there twice, and found twice.
 #[derive(Debug)]
 pub struct FilterIndex<V> {
+    /// Filters without wildcards, by their text: one map entry each, where a tree would
+    /// cost a node (and its map) per level of every lock's own filter.
+    exact: HashMap<Box<str>, Vec<V>>,
+    /// Filters with wildcards, level by level.
     root: Node<V>,
 }
 
@@ -96,7 +105,7 @@ struct Node<V> {
 
 impl<V> Default for FilterIndex<V> {
     fn default() -> Self {
-        FilterIndex { root: Node::default() }
+        FilterIndex { exact: HashMap::new(), root: Node::default() }
     }
 }
 
@@ -114,6 +123,15 @@ impl<V> Node<V> {
 
 impl<V> FilterIndex<V> {
     pub fn insert(&mut self, filter: &TopicFilter, value: V) {
+        if filter.is_exact() {
+            let values = self.exact.entry(filter.as_str().into()).or_default();
+            // Most exact filters have one subscriber (a lock's own topic).
+            if values.is_empty() {
+                values.reserve_exact(1);
+            }
+            values.push(value);
+            return;
+        }
         let mut node = &mut self.root;
         for level in &filter.levels {
             node = match level {
@@ -136,6 +154,14 @@ impl<V> FilterIndex<V> {
         fn take<V: PartialEq>(values: &mut Vec<V>, value: &V) -> bool {
             let at = values.iter().position(|v| v == value);
             at.map(|at| values.swap_remove(at)).is_some()
+        }
+        if filter.is_exact() {
+            let Some(values) = self.exact.get_mut(filter.as_str()) else { return false };
+            let removed = take(values, value);
+            if values.is_empty() {
+                self.exact.remove(filter.as_str());
+            }
+            return removed;
         }
         fn remove<V: PartialEq>(node: &mut Node<V>, levels: &[Level], value: &V) -> bool {
             match levels.split_first() {
@@ -182,7 +208,11 @@ impl<V> FilterIndex<V> {
             let exact = std::str::from_utf8(part).ok().and_then(|p| node.exact.get(p));
             exact.is_some_and(&mut next) || (wildcards && node.one.as_deref().is_some_and(next))
         }
-        !topic.is_empty() && walk(&self.root, topic, topic[0] != b'$', &mut found)
+        if topic.is_empty() {
+            return false;
+        }
+        let exact = std::str::from_utf8(topic).ok().and_then(|t| self.exact.get(t));
+        exact.is_some_and(|values| values.iter().any(&mut found)) || walk(&self.root, topic, topic[0] != b'$', &mut found)
     }
 
     /// Whether any filter in the index matches `topic`.
@@ -287,6 +317,11 @@ mod tests {
         assert!(set.remove(&filter, &()));
         assert!(!set.remove(&filter, &()), "no third one");
         assert!(!set.matches(b"devices/1/command"));
-        assert!(set.root.is_empty());
+        assert!(set.root.is_empty() && set.exact.is_empty());
+        let exact = TopicFilter::parse("devices/1/command").unwrap();
+        set.insert(&exact, ());
+        assert!(set.matches(b"devices/1/command") && !set.matches(b"devices/2/command"));
+        assert!(set.remove(&exact, &()));
+        assert!(set.exact.is_empty());
     }
 }

@@ -217,7 +217,12 @@ impl Edge {
             true => self.filters.write().unwrap_or_else(|p| p.into_inner()).insert(&subscription.matcher, ()),
             false => {
                 let mut exact = self.exact.write().unwrap_or_else(|p| p.into_inner());
-                exact.entry(Bytes::from(subscription.filter.clone())).or_default().push(inbox.clone());
+                let inboxes = exact.entry(Bytes::from(subscription.filter.clone())).or_default();
+                // Most exact topics have one subscriber (a lock's own topic).
+                if inboxes.is_empty() {
+                    inboxes.reserve_exact(1);
+                }
+                inboxes.push(inbox.clone());
             }
         }
     }

@@ -1,9 +1,10 @@
 //! Adoption: the sessions of a node that is gone (or of a claim never read back) are
 //! looked after by a live node: their wills fire and they expire in time.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::beat::gone_by;
+use super::beat::{gone_by, Beat};
 use super::handle::Cluster;
 use super::session::SessionRecord;
 
@@ -14,7 +15,7 @@ impl Cluster {
     /// heartbeats of that run this node has not read, until the claim has been known for
     /// `NODE_TIMEOUT` (the claim and the heartbeats travel in different topics, read in
     /// no particular order).
-    fn is_alive(&self, generation: &str, claim_read: Option<u64>, clock_ms: u64) -> bool {
+    fn is_alive(&self, nodes: &HashMap<String, Beat>, generation: &str, claim_read: Option<u64>, clock_ms: u64) -> bool {
         if self.is_own(generation) {
             return true;
         }
@@ -25,7 +26,6 @@ impl Cluster {
             // An earlier run of this node.
             return false;
         }
-        let nodes = self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner());
         match nodes.get(node) {
             Some(b) if b.heartbeat.boot == boot => b.alive(clock_ms),
             // A later run of that node beats: this claim is of an earlier run.
@@ -43,20 +43,17 @@ impl Cluster {
             return Vec::new();
         }
         let clock_ms = self.shared.contact.clock_ms();
-        let first_alive = {
-            let nodes = self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner());
-            let alive = nodes.values().filter(|b| b.alive(clock_ms)).map(|b| b.heartbeat.node.clone());
-            alive.chain([self.node.to_string()]).min()
-        };
-        let adopts_others = first_alive.as_deref() == Some(&*self.node);
-        let candidates: Vec<_> = {
-            let table = self.shared.table();
-            table
-                .iter()
-                .filter(|(_, s)| adopts_others || s.node == *self.node)
-                .map(|(c, s)| (c.clone(), s.clone(), table.claim_read_at(c)))
-                .collect()
-        };
-        candidates.into_iter().filter(|(_, s, read)| !self.is_alive(&s.generation, *read, clock_ms)).map(|(c, s, _)| (c, s)).collect()
+        // The table, then the nodes: the one order the two are ever held together in.
+        // Only the orphans are copied: this runs every second over every session.
+        let table = self.shared.table();
+        let nodes = self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let alive = nodes.values().filter(|b| b.alive(clock_ms)).map(|b| b.heartbeat.node.as_str());
+        let adopts_others = alive.chain([&*self.node]).min() == Some(&*self.node);
+        table
+            .iter()
+            .filter(|(_, s)| adopts_others || s.node == *self.node)
+            .filter(|(c, s)| !self.is_alive(&nodes, &s.generation, table.claim_read_at(c), clock_ms))
+            .map(|(c, s)| (c.clone(), s.clone()))
+            .collect()
     }
 }

@@ -218,6 +218,10 @@ impl State {
         let index = match existing {
             Some(i) => i,
             None => {
+                // Most clients subscribe once (a lock to its command topic).
+                if self.subscriptions.is_empty() {
+                    self.subscriptions.reserve_exact(1);
+                }
                 self.subscriptions.push(Subscription {
                     filter: requested.path.clone(),
                     matcher,

@@ -12,7 +12,7 @@ pub(super) const MAX_CLIENT_ID: usize = 256;
 
 /// Socket reads start this small, double while reads fill them, and shrink back when
 /// traffic drops: an idle device costs little, a busy one reads in large bites.
-pub(super) const READ_MIN: usize = 512;
+pub(super) const READ_MIN: usize = 256;
 pub(super) const READ_MAX: usize = 64 * 1024;
 
 /// How long the last words to a closing client (a DISCONNECT) may take.
