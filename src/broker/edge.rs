@@ -165,7 +165,7 @@ impl Edge {
             }
         }
         self.registry.release(&client_id, claim.serial);
-        let _ = claim.ended.send(true);
+        claim.hold.end();
     }
 
     pub(in crate::broker) fn allows(&self, client: &Client, action: Action, topic: &[u8]) -> bool {

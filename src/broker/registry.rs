@@ -9,11 +9,11 @@
 //! it has one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::Notify;
 
 use super::inbox::Inbox;
 use super::subscription::Subscription;
@@ -29,15 +29,81 @@ pub enum CloseReason {
     ShuttingDown,
 }
 
+impl CloseReason {
+    fn from_u8(value: u8) -> CloseReason {
+        match value {
+            0 => CloseReason::TakenOver,
+            1 => CloseReason::Administrative,
+            _ => CloseReason::ShuttingDown,
+        }
+    }
+}
+
 /// How long a new connection waits for the one it takes over to let go.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
+
+/// What the registry and a connection share about the connection's hold on its client
+/// id: a request to close, and that the connection has ended. A few atomics and two
+/// `Notify`s: every idle connection has one.
+#[derive(Default)]
+pub struct Hold {
+    /// The first close asked for (`CloseReason as u8 + 1`), 0 while none.
+    close: AtomicU8,
+    closing: Notify,
+    ended: AtomicBool,
+    ended_notify: Notify,
+}
+
+impl Hold {
+    /// Asks the connection to close; false when a close is already asked for or the
+    /// connection has ended.
+    fn ask_to_close(&self, reason: CloseReason) -> bool {
+        if self.ended.load(Ordering::Acquire) {
+            return false;
+        }
+        let asked = self.close.compare_exchange(0, reason as u8 + 1, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        if asked {
+            self.closing.notify_one();
+        }
+        asked
+    }
+
+    /// Waits until the connection is asked to close, and says why.
+    pub async fn close_asked(&self) -> CloseReason {
+        loop {
+            let notified = self.closing.notified();
+            match self.close.load(Ordering::Acquire) {
+                0 => notified.await,
+                asked => return CloseReason::from_u8(asked - 1),
+            }
+        }
+    }
+
+    /// The connection has ended: whoever waits to take its client id over goes on.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.ended_notify.notify_waiters();
+    }
+
+    async fn ended(&self) {
+        loop {
+            let notified = self.ended_notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check: an end between the two is not missed.
+            notified.as_mut().enable();
+            if self.ended.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
 
 struct Holder {
     serial: u64,
     /// The cluster's name for this connection's claim, once made.
     generation: Option<Arc<str>>,
-    close: mpsc::Sender<CloseReason>,
-    ended: watch::Receiver<bool>,
+    hold: Arc<Hold>,
 }
 
 #[derive(Default)]
@@ -64,10 +130,9 @@ pub struct Parked {
 /// A connection's hold on its client id.
 pub struct Claim {
     pub serial: u64,
-    /// Close requests from the registry: takeover, or on demand.
-    pub close: mpsc::Receiver<CloseReason>,
-    /// Set once the router has been told this connection is gone.
-    pub ended: watch::Sender<bool>,
+    /// Close requests from the registry (takeover, or on demand), and the connection's
+    /// end, which it signals once the router has been told it is gone.
+    pub hold: Arc<Hold>,
 }
 
 impl Registry {
@@ -85,9 +150,8 @@ impl Registry {
     /// to close (taken over) and waited for, up to `TAKEOVER_WAIT`.
     pub async fn claim(&self, client_id: &Arc<str>, limit: usize) -> Option<Claim> {
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
-        let (close_tx, close_rx) = mpsc::channel(1);
-        let (ended_tx, ended_rx) = watch::channel(false);
-        let holder = Holder { serial, generation: None, close: close_tx, ended: ended_rx };
+        let hold = Arc::new(Hold::default());
+        let holder = Holder { serial, generation: None, hold: hold.clone() };
         let previous = {
             let mut holders = self.holders();
             if holders.len() >= limit && !holders.contains_key(client_id) {
@@ -95,12 +159,11 @@ impl Registry {
             }
             holders.insert(client_id.clone(), holder)
         };
-        if let Some(mut previous) = previous {
-            let _ = previous.close.try_send(CloseReason::TakenOver);
-            // An error means the old connection's task is gone, which is as good.
-            let _ = tokio::time::timeout(TAKEOVER_WAIT, previous.ended.wait_for(|ended| *ended)).await;
+        if let Some(previous) = previous {
+            previous.hold.ask_to_close(CloseReason::TakenOver);
+            let _ = tokio::time::timeout(TAKEOVER_WAIT, previous.hold.ended()).await;
         }
-        Some(Claim { serial, close: close_rx, ended: ended_tx })
+        Some(Claim { serial, hold })
     }
 
     /// Claims `client_id` only if no connection holds it (a session expiry must never
@@ -111,10 +174,9 @@ impl Registry {
             return None;
         }
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
-        let (close_tx, close_rx) = mpsc::channel(1);
-        let (ended_tx, ended_rx) = watch::channel(false);
-        holders.insert(client_id.clone(), Holder { serial, generation: None, close: close_tx, ended: ended_rx });
-        Some(Claim { serial, close: close_rx, ended: ended_tx })
+        let hold = Arc::new(Hold::default());
+        holders.insert(client_id.clone(), Holder { serial, generation: None, hold: hold.clone() });
+        Some(Claim { serial, hold })
     }
 
     /// Gives `client_id` up, if `serial` still holds it. Returns false when another
@@ -137,7 +199,7 @@ impl Registry {
 
     /// Asks the connection holding `client_id` to close; false when none does.
     pub fn close(&self, client_id: &str, reason: CloseReason) -> bool {
-        self.holders().get(client_id).is_some_and(|holder| holder.close.try_send(reason).is_ok())
+        self.holders().get(client_id).is_some_and(|holder| holder.hold.ask_to_close(reason))
     }
 
     /// Names the cluster claim of connection `serial` of `client_id`.
@@ -153,13 +215,13 @@ impl Registry {
         self.holders()
             .get(client_id)
             .filter(|h| h.generation.as_deref() == Some(generation))
-            .is_some_and(|holder| holder.close.try_send(reason).is_ok())
+            .is_some_and(|holder| holder.hold.ask_to_close(reason))
     }
 
     /// Asks every connection to close because the gateway stops.
     pub fn close_all(&self) {
         for holder in self.holders().values() {
-            let _ = holder.close.try_send(CloseReason::ShuttingDown);
+            holder.hold.ask_to_close(CloseReason::ShuttingDown);
         }
     }
 
@@ -202,8 +264,8 @@ mod tests {
         let (a, b): (Arc<str>, Arc<str>) = ("lock-a".into(), "lock-b".into());
         let first = registry.claim(&a, 1).await.expect("the first place");
         assert!(registry.claim(&b, 1).await.is_none(), "no second place");
-        // The connection holding lock-a is asked to close; it ends at once here.
-        let _ = first.ended.send(true);
+        // The connection holding lock-a ends at once here.
+        first.hold.end();
         assert!(registry.claim(&a, 1).await.is_some(), "lock-a again takes its own place over");
     }
 }

@@ -93,7 +93,7 @@ pub(super) async fn finish<S: AsyncWrite + Unpin>(stream: &mut S, state: &mut St
             }
         }
     }
-    let _ = state.claim.ended.send(true);
+    state.claim.hold.end();
     edge.registry.release(&state.client.id, state.claim.serial);
     edge.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }

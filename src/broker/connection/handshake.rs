@@ -242,7 +242,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handshake<'_, S> {
                 stored.cluster.update(&client.id, &record);
             }
             edge.registry.release(&client.id, claim.serial);
-            let _ = claim.ended.send(true);
+            claim.hold.end();
         };
 
         let mut batch = SpoolBatch::default();

@@ -51,7 +51,7 @@ pub(super) struct Connection<S> {
 /// of a notification costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
 enum Wake {
-    Close(Option<CloseReason>),
+    Close(CloseReason),
     Read(std::io::Result<usize>),
     Router(Option<Notification>),
     RouterGone,
@@ -95,8 +95,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 }
             };
             let inbox = self.state.inbox.clone();
+            let hold = &self.state.claim.hold;
             let wake = tokio::select! {
-                reason = self.state.claim.close.recv() => Wake::Close(reason),
+                reason = hold.close_asked() => Wake::Close(reason),
                 read = self.stream.read_buf(&mut self.read) => Wake::Read(read),
                 wake = router => wake,
                 _ = inbox.wake.notified() => Wake::Inbox,
@@ -105,7 +106,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 _ = caught_up => Wake::CaughtUp,
             };
             let step = match wake {
-                Wake::Close(reason) => Err(End::Closing(reason.unwrap_or(CloseReason::Administrative))),
+                Wake::Close(reason) => Err(End::Closing(reason)),
                 Wake::Read(Ok(0) | Err(_)) => Err(End::Closed),
                 Wake::Read(Ok(n)) => {
                     last_read = tokio::time::Instant::now();
