@@ -66,7 +66,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     pub(super) async fn run(&mut self) -> End {
         let mut last_read = tokio::time::Instant::now();
         loop {
-            if let Err(end) = self.flush().await {
+            // Boxed: the flush's futures (the spool, the router, Kafka, the socket) are
+            // not kept beside the wait's in every idle connection's task.
+            if let Err(end) = boxed(|| self.flush()).await {
                 return end;
             }
             // MQTT: a client silent for one and a half keep-alives is gone; 0 means never.
