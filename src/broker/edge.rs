@@ -45,6 +45,14 @@ use crate::util::readiness::ReadyFlag;
 const SEGMENT_SIZE: usize = 1024 * 1024;
 const SEGMENT_COUNT: usize = 8;
 
+/// Where the edge routed a publish (see `Edge::route_at_edge`).
+pub(in crate::broker) struct Routed {
+    /// An inbox on this node took it.
+    pub inboxes: bool,
+    /// A filter the router serves on this node matches: it goes to the router too.
+    pub router: bool,
+}
+
 /// The limits every connection checks.
 pub struct Limits {
     pub max_packet_size: usize,
@@ -105,15 +113,21 @@ pub struct Edge {
 
 impl Edge {
     /// Opens `client_id`'s link to the router: `clean` starts its session anew and ends
-    /// it with the link; otherwise an existing one resumes and outlives the link.
-    pub(in crate::broker) fn link(&self, client_id: &str, clean: bool) -> Result<Link, String> {
-        (self.links)(&router_client_id(client_id), clean)
+    /// it with the link; otherwise an existing one resumes and outlives the link. Off
+    /// the runtime's threads: rumqttd waits for the router's answer.
+    pub(in crate::broker) async fn open_link(self: &Arc<Self>, client_id: &str, clean: bool) -> Result<(LinkTx, LinkRx), String> {
+        let (edge, id) = (self.clone(), router_client_id(client_id));
+        match tokio::task::spawn_blocking(move || (edge.links)(&id, clean)).await {
+            Ok(Ok((tx, rx, _))) => Ok((tx, rx)),
+            Ok(Err(error)) => Err(error),
+            Err(error) => Err(error.to_string()),
+        }
     }
 
     /// Makes the router forget `client_id`'s persistent session, with a clean link
     /// opened and closed. The caller holds the client id, so no connection of it is live.
     pub(in crate::broker) async fn forget_router_session(self: &Arc<Self>, client_id: &Arc<str>) {
-        match open_link(self, client_id, true).await {
+        match self.open_link(client_id, true).await {
             Ok((mut link_tx, _link_rx)) => {
                 let goodbye = Disconnect { reason_code: DisconnectReasonCode::NormalDisconnection };
                 if let Err(error) = link_tx.send(Packet::Disconnect(goodbye, None)).await {
@@ -328,24 +342,40 @@ impl Edge {
         self.publish_from_inside(Publish::new(will.topic, will.message, will.retain), props, &origin).await;
     }
 
-    /// Publishes from inside the gateway (a retained message is kept first): to the
-    /// inboxes of its exact topic's subscribers, and into the router when a filter it
-    /// serves matches. False when nothing on this node took it.
+    /// Routes a publish as far as the edge goes: to the mailboxes of the cluster's
+    /// sessions not connected here, into the retained messages (with `origin.retain`),
+    /// and to the inboxes of its exact topic's subscribers; says whether the router has
+    /// it to route as well.
+    pub(in crate::broker) fn route_at_edge(
+        &self,
+        topic: &Bytes,
+        payload: &Bytes,
+        props: &Option<PublishProperties>,
+        origin: &Origin,
+    ) -> Routed {
+        self.post_elsewhere(topic, payload, props, origin);
+        if origin.retain {
+            self.retain(topic, payload, props, origin);
+        }
+        let inboxes = self.deliver_exact(topic, payload, props, origin);
+        Routed { inboxes, router: self.any_router_subscriber(topic) }
+    }
+
+    /// Publishes from inside the gateway (a will, a downlink message), routed as a
+    /// client's publish is (see `route_at_edge`). False when nothing on this node took it.
     pub(in crate::broker) async fn publish_from_inside(
         &self,
-        mut publish: Publish,
+        publish: Publish,
         mut props: Option<PublishProperties>,
         origin: &Origin,
     ) -> bool {
-        self.post_elsewhere(&publish.topic, &publish.payload, &props, origin);
-        if std::mem::take(&mut publish.retain) {
-            self.retain(&publish.topic, &publish.payload, &props, origin);
-        }
-        let delivered = self.deliver_exact(&publish.topic, &publish.payload, &props, origin);
-        if !self.any_router_subscriber(&publish.topic) {
-            return delivered;
+        let routed = self.route_at_edge(&publish.topic, &publish.payload, &props, origin);
+        if !routed.router {
+            return routed.inboxes;
         }
         origin::attach(&mut props, origin);
+        // The router never keeps retained messages: the edge does (`crate::retained`).
+        let publish = Publish::new(publish.topic, publish.payload, false);
         let mut publisher = self.publisher(&origin.from).lock().await;
         if let Err(error) = send_to_router(&mut publisher.0, &mut vec![Packet::Publish(publish, props)]).await {
             tracing::error!(%error, "the router refused a message published by the gateway");
@@ -517,17 +547,6 @@ pub(in crate::broker) async fn send_to_router(link: &mut LinkTx, packets: &mut V
     }
     // Nothing pending: the router leaves the buffer alone until this notification.
     link.send(last).await.map(|_| ())
-}
-
-/// Opens `client_id`'s own link to the router (see `Edge::link`), off the runtime's
-/// threads: rumqttd waits for the router's answer.
-pub(in crate::broker) async fn open_link(edge: &Arc<Edge>, client_id: &Arc<str>, clean: bool) -> Result<(LinkTx, LinkRx), String> {
-    let (links, id) = (edge.clone(), client_id.clone());
-    match tokio::task::spawn_blocking(move || links.link(&id, clean)).await {
-        Ok(Ok((tx, rx, _))) => Ok((tx, rx)),
-        Ok(Err(error)) => Err(error),
-        Err(error) => Err(error.to_string()),
-    }
 }
 
 /// rumqttd's router refuses client ids holding `+ $ # /`, which MQTT allows; it knows

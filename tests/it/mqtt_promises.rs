@@ -594,6 +594,28 @@ async fn exact_subscriptions_keep_every_delivery_promise_on(kafka: Option<String
     assert_eq!(got, b"234", "unacknowledged first, then what waited, in order");
 }
 
+/// A persistent session whose connection ends in the very batch that subscribed it to a
+/// wildcard filter (the router's) keeps that subscription: the client's router link is
+/// opened at the end to take it, and the resumed session is served through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_subscription_in_a_connections_last_batch_outlives_it() {
+    let scene = Scene::start(&[], None).await;
+    let (mut client, _) = connect_v5(&scene, "last-batch", false, Some(60)).await;
+    // The SUBSCRIBE and a packet only servers send (a CONNACK), in one write.
+    let mut batch = subscribe(5, 1, "last/#", 1);
+    batch.extend([0x20, 0x03, 0x00, 0x00, 0x00]);
+    client.send(&batch).await;
+    assert_eq!(client.receive().await.expect("SUBACK").0, 0x90);
+    assert!(client.closed_by_peer().await, "a protocol error ends the connection");
+    assert!(wait_for(Duration::from_secs(5), || scene.counter("connections") == 0).await);
+
+    let (mut back, present) = connect_v5(&scene, "last-batch", false, Some(60)).await;
+    assert!(present, "the session was kept");
+    publish_one(&scene, "last/x").await;
+    let got = next_publish(&mut back, 5).await.expect("a delivery under the subscription made in the last batch");
+    assert_eq!(got.topic, "last/x");
+}
+
 /// Runs each case on a gateway alone and on a cluster node (Kafka: the mock cluster),
 /// where sessions are kept in the cluster and an away session's messages in its mailbox.
 macro_rules! alone_and_in_a_cluster {

@@ -38,11 +38,14 @@ pub(super) async fn finish<S: AsyncWrite + Unpin>(stream: &mut S, state: &mut St
     match end {
         End::Router(_) => state.router_out.clear(),
         _ => {
+            // What the last batch had for the router (a subscription there opens the
+            // client's link), then the end of the client's link, if it has one.
+            let _ = state.send_router().await;
             if state.link.is_some() {
                 let reason_code = DisconnectReasonCode::NormalDisconnection;
                 state.router_out.push(Packet::Disconnect(Disconnect { reason_code }, None));
+                let _ = state.send_router().await;
             }
-            let _ = state.send_router().await;
         }
     }
     // The router keeps a session of this client's own (not one that ends with its link).

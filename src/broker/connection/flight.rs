@@ -38,6 +38,19 @@ pub(super) enum Source {
     Edge,
 }
 
+impl Source {
+    /// Whether a delivery of this source the client has not received goes again when
+    /// the connection ends (`in_cluster`: the session is the cluster's, and the router
+    /// keeps none of it). Mailbox messages need not: the session's cursor keeps them.
+    pub(super) fn sent_again(self, in_cluster: bool) -> bool {
+        match self {
+            Source::Edge => true,
+            Source::Router => in_cluster,
+            Source::Mailbox(_) => false,
+        }
+    }
+}
+
 /// A message on its way to the client.
 pub(super) struct Delivery {
     pub pkid: u16,

@@ -64,11 +64,8 @@ impl State {
     /// Takes the mailbox's next messages, as many as the client's Receive Maximum lets
     /// through, and delivers them.
     pub(super) fn take_mail(&mut self) {
-        let Some(session) = &self.cluster else { return };
-        let room = (self.receive_max as usize).saturating_sub(self.inflight.len());
-        if !self.held.is_empty() || room == 0 {
-            return;
-        }
+        let room = self.room_for_more();
+        let Some(session) = self.cluster.as_ref().filter(|_| room > 0) else { return };
         let mail = session.cluster.mailboxes().take(&self.client.id, session.next, room);
         // Written only if the cursor moves: a message delivered at QoS 1 or 2 holds it
         // until acknowledged (a session record per command, not two).
@@ -91,9 +88,11 @@ impl State {
         }
     }
 
-    /// What a mailbox message becomes for this client: `None` when it is expired, no
-    /// subscription wants it any more, or the ACL hides its topic.
-    fn mail_delivery(&self, mail: mail_message::Mail) -> Option<Delivery> {
+    /// What a mailbox message (or an inbox message put back from an earlier connection)
+    /// becomes for this client, under its matching subscription of the highest granted
+    /// QoS: `None` when it is expired, no subscription wants it any more, or the ACL
+    /// hides its topic.
+    pub(super) fn mail_delivery(&self, mail: mail_message::Mail) -> Option<Delivery> {
         let index = (0..self.subscriptions.len())
             .filter(|&i| self.subscriptions[i].matcher.matches(&mail.topic))
             .max_by_key(|&i| self.subscriptions[i].granted)?;

@@ -173,14 +173,8 @@ impl State {
     /// to the router unless no filter it serves on this node matches. In a cluster,
     /// sessions not connected here get it through their mailbox.
     fn route(&mut self, publish: Publish, mut props: Option<PublishProperties>, qos: u8, published_ms: u64) {
-        let retain = publish.retain;
-        let origin = Origin { qos, retain, published_ms, from: self.client.id.clone(), ack: None };
-        self.edge.post_elsewhere(&publish.topic, &publish.payload, &props, &origin);
-        if retain {
-            self.edge.retain(&publish.topic, &publish.payload, &props, &origin);
-        }
-        self.edge.deliver_exact(&publish.topic, &publish.payload, &props, &origin);
-        if !self.edge.any_router_subscriber(&publish.topic) {
+        let origin = Origin { qos, retain: publish.retain, published_ms, from: self.client.id.clone(), ack: None };
+        if !self.edge.route_at_edge(&publish.topic, &publish.payload, &props, &origin).router {
             Metrics::add(&self.edge.metrics.router_skipped, 1);
             return;
         }

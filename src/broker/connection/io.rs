@@ -1,6 +1,6 @@
 //! The connection's loop: one socket, the session's inbox, the client's router link when
-//! it has one, the cluster's wake-ups and the keep-alive, served in turn; each turn's work flushed in the order that keeps MQTT's
-//! promises (spool, router, client).
+//! it has one, the cluster's wake-ups and the keep-alive, served in turn; each turn's
+//! work flushed in the order that keeps MQTT's promises (spool, router, client).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -171,7 +171,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         // write: a publish another client sends once this client's SUBSCRIBE is out then
         // finds the subscription, as on a broker handling packets in arrival order. Those
         // behind a publish keep their place: a client's own packets stay in order.
-        state.open_link_if_needed().await?;
         let early = state.router_out.iter().take_while(|p| matches!(p, Packet::Subscribe(..) | Packet::Unsubscribe(..))).count();
         if early > 0 {
             let rest = state.router_out.split_off(early);

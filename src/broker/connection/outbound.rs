@@ -105,6 +105,15 @@ impl State {
         }
     }
 
+    /// How many more messages the edge may take for the client now (from its inbox or
+    /// mailbox): the room left in its Receive Maximum, none while deliveries are held.
+    pub(super) fn room_for_more(&self) -> usize {
+        match self.held.is_empty() {
+            true => (self.receive_max as usize).saturating_sub(self.inflight.len()),
+            false => 0,
+        }
+    }
+
     /// A packet id for a delivery the edge makes itself, not in flight now.
     pub(super) fn own_pkid(&mut self) -> u16 {
         loop {
@@ -132,12 +141,7 @@ impl State {
         let start = self.out.len();
         let publish = publish_with(message.qos, pkid, retain, message.topic.clone(), message.payload.clone());
         // What may have to go again when the connection ends (see `unfinished`).
-        let again = match message.source {
-            Source::Edge => true,
-            Source::Router => self.cluster.is_some(),
-            Source::Mailbox(_) => false,
-        };
-        let kept = (message.qos > 0 && again).then(|| props.clone()).flatten();
+        let kept = (message.qos > 0 && message.source.sent_again(self.cluster.is_some())).then(|| props.clone()).flatten();
         let props = if self.v5() { props } else { None };
         let written = self.version.write(Packet::Publish(publish, props), &mut self.out).is_ok();
         if !written || self.out.len() - start > self.max_packet {
@@ -242,8 +246,8 @@ impl State {
     /// Takes the inbox's next messages, as many as the client's Receive Maximum lets
     /// through, and delivers them.
     pub(super) fn take_inbox(&mut self) {
-        let room = (self.receive_max as usize).saturating_sub(self.inflight.len());
-        if !self.held.is_empty() || room == 0 {
+        let room = self.room_for_more();
+        if room == 0 {
             return;
         }
         for mail in self.inbox.take(room) {
@@ -267,20 +271,18 @@ impl State {
             return None;
         }
         let exact = self.subscriptions.iter().position(|s| !s.needs_router() && s.filter.as_bytes() == &mail.topic[..]);
-        let index = exact.or_else(|| {
-            (0..self.subscriptions.len())
-                .filter(|&i| self.subscriptions[i].matcher.matches(&mail.topic))
-                .max_by_key(|&i| self.subscriptions[i].granted)
-        })?;
-        self.delivery_for(index, mail, false)
+        match exact {
+            Some(index) => self.delivery_for(index, mail, false),
+            None => self.mail_delivery(mail),
+        }
     }
 
     /// The deliveries the client has not received that must go again when its session
     /// resumes, in the order they were first written, then those held for its Receive
-    /// Maximum: the edge's, and with `router_too` the router's (in a cluster the router
-    /// keeps no session). A QoS 2 delivery already received (PUBREC) is not among them.
-    pub(super) fn unfinished(&self, router_too: bool) -> Vec<mail_message::Mail> {
-        let again = |source: Source| source == Source::Edge || (router_too && source == Source::Router);
+    /// Maximum (see `Source::sent_again`). A QoS 2 delivery already received (PUBREC) is
+    /// not among them.
+    pub(super) fn unfinished(&self, in_cluster: bool) -> Vec<mail_message::Mail> {
+        let again = |source: Source| source.sent_again(in_cluster);
         let mut written: Vec<&Unacked> = self.inflight.values().filter(|u| !u.released && again(u.message.source)).collect();
         written.sort_by_key(|u| u.order);
         let written = written.into_iter().map(|u| (&u.message, &u.props));

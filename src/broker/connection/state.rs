@@ -13,7 +13,7 @@ use super::client::{Client, Session, Version};
 use super::cluster_session::ClusterSession;
 use super::end::End;
 use super::flight::{Delivery, Slot, Unacked};
-use crate::broker::edge::{open_link, send_to_router};
+use crate::broker::edge::send_to_router;
 use crate::broker::inbox::Inbox;
 use crate::broker::registry::Claim;
 use crate::broker::subscription::Subscription;
@@ -86,7 +86,7 @@ pub(super) struct RouterLink {
 impl RouterLink {
     /// Opens `client`'s link: a session of its own in the router unless `clean`.
     pub(super) async fn open(edge: &Arc<Edge>, client: &Arc<str>, clean: bool) -> Result<RouterLink, End> {
-        match open_link(edge, client, clean).await {
+        match edge.open_link(client, clean).await {
             Ok((tx, rx)) => Ok(RouterLink { tx, rx }),
             Err(error) => {
                 tracing::error!(client = %client, %error, "cannot open a link to the router; closing the connection");
@@ -120,16 +120,9 @@ impl State {
         }
     }
 
-    /// Opens the client's own link when the batch has packets for it and it has none.
-    pub(super) async fn open_link_if_needed(&mut self) -> Result<(), End> {
-        if self.link.is_none() && self.router_out.iter().any(|p| !matches!(p, Packet::Publish(..))) {
-            self.link = Some(RouterLink::open(&self.edge, &self.client.id, self.session.router_clean).await?);
-        }
-        Ok(())
-    }
-
     /// Hands the batch's packets to the router, in order: each run of publishes through
-    /// the client's publisher link, each run of the rest through its own link.
+    /// the client's publisher link, each run of the rest through its own link, opened
+    /// then if it has none (its first subscription the router serves).
     pub(super) async fn send_router(&mut self) -> Result<(), End> {
         if self.router_out.is_empty() {
             self.give_back_router_buffer();
@@ -143,13 +136,14 @@ impl State {
             if packets.peek().is_some_and(|next| matches!(next, Packet::Publish(..)) == publish) {
                 continue;
             }
-            let sent = match (publish, self.link.as_mut()) {
-                (true, _) => send_to_router(&mut self.edge.publisher(&self.client.id).lock().await.0, &mut run).await,
-                (false, Some(link)) => send_to_router(&mut link.tx, &mut run).await,
-                // `open_link_if_needed` ran first.
-                (false, None) => {
-                    run.clear();
-                    Ok(())
+            let sent = match publish {
+                true => send_to_router(&mut self.edge.publisher(&self.client.id).lock().await.0, &mut run).await,
+                false => {
+                    if self.link.is_none() {
+                        self.link = Some(RouterLink::open(&self.edge, &self.client.id, self.session.router_clean).await?);
+                    }
+                    let link = self.link.as_mut().expect("opened above");
+                    send_to_router(&mut link.tx, &mut run).await
                 }
             };
             sent.map_err(|_| End::Router(DisconnectReasonCode::UnspecifiedError))?;
